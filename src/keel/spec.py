@@ -1,0 +1,349 @@
+"""The project spec (``keel.yaml``): pydantic models and their loader.
+
+A spec is one frozen value handed down to every stage. Loading it either gives a
+fully checked :class:`ProjectSpec` or raises :class:`~keel.errors.SpecError` naming
+each bad key path, what it accepts and, for a near miss, the key that was meant.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from keel.errors import SpecError, did_you_mean
+
+Scalar = Union[bool, int, float, str]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ColumnContract(_Strict):
+    """What one column must hold; values are checked before anything trains."""
+
+    dtype: Literal["int", "float", "str", "bool", "datetime"]
+    nullable: bool = False
+    unique: bool = False
+    min: float | None = None
+    max: float | None = None
+    allowed: list[Scalar] | None = None
+    description: str | None = None
+
+    @model_validator(mode="after")
+    def _bounds(self) -> ColumnContract:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"`min <= max` must hold, but got min={self.min}, max={self.max}")
+        if (self.min is not None or self.max is not None) and self.dtype not in ("int", "float"):
+            raise ValueError(f"min/max apply to int or float columns, not dtype '{self.dtype}'")
+        return self
+
+
+class ContractSpec(_Strict):
+    """The data contract: every column the project relies on."""
+
+    columns: dict[str, ColumnContract] = Field(min_length=1)
+    extra_columns: Literal["drop", "error"] = "drop"
+    failure_sample: int = Field(default=5, ge=1, le=100)
+
+
+class DataSpec(_Strict):
+    """Where the data is and how its known quirks are handled (explicitly, never silently)."""
+
+    source: str
+    format: Literal["csv", "parquet"] | None = None
+    id_column: str | None = None
+    time_column: str | None = None
+    duplicates: Literal["keep", "drop", "error"] = "error"
+    recode: dict[str, dict[Scalar, Scalar]] = Field(default_factory=dict)
+
+    def file_format(self) -> Literal["csv", "parquet"]:
+        """The declared format, or the one implied by the source's suffix."""
+        if self.format:
+            return self.format
+        name = self.source.lower().split("?")[0]
+        if name.endswith((".parquet", ".pq")):
+            return "parquet"
+        if name.endswith((".csv", ".csv.gz", ".txt")):
+            return "csv"
+        raise SpecError(
+            f"data.format: cannot tell the format of '{self.source}' from its name; "
+            "set data.format to 'csv' or 'parquet'"
+        )
+
+
+class TargetSpec(_Strict):
+    """The label and which of its values is the positive (adverse) class."""
+
+    column: str
+    positive: Scalar = 1
+    threshold: float = Field(default=0.5, gt=0, lt=1)
+
+
+class FeatureSpec(_Strict):
+    """Which columns become model inputs. Protected attributes never do."""
+
+    include: list[str] | None = None
+    exclude: list[str] = Field(default_factory=list)
+    categorical: list[str] = Field(default_factory=list)
+
+
+class SplitSpec(_Strict):
+    """Train/validation/test split: stratified random, or by time with an out-of-time test."""
+
+    method: Literal["stratified", "time"] = "stratified"
+    test_size: float = Field(default=0.2, gt=0, lt=0.5)
+    validation_size: float = Field(default=0.2, gt=0, lt=0.5)
+    validation_start: dt.datetime | None = None
+    test_start: dt.datetime | None = None
+
+    @model_validator(mode="after")
+    def _dates(self) -> SplitSpec:
+        dates = (self.validation_start, self.test_start)
+        if self.method == "stratified" and any(dates):
+            raise ValueError("validation_start/test_start apply only to method 'time'")
+        if (self.validation_start is None) != (self.test_start is None):
+            raise ValueError("give both validation_start and test_start, or neither")
+        if self.validation_start and self.validation_start >= self.test_start:
+            raise ValueError("`validation_start < test_start` must hold")
+        return self
+
+
+class FloatRange(_Strict):
+    """A float search range; ``log`` samples on a log scale."""
+
+    low: float
+    high: float
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _order(self) -> FloatRange:
+        if self.low > self.high:
+            raise ValueError(f"`low <= high` must hold, but got low={self.low}, high={self.high}")
+        if self.log and self.low <= 0:
+            raise ValueError(f"a log range needs low > 0, but got low={self.low}")
+        return self
+
+
+class IntRange(_Strict):
+    """An integer search range, both ends included."""
+
+    low: int
+    high: int
+
+    @model_validator(mode="after")
+    def _order(self) -> IntRange:
+        if self.low > self.high:
+            raise ValueError(f"`low <= high` must hold, but got low={self.low}, high={self.high}")
+        return self
+
+
+class LogisticSpace(_Strict):
+    """Search space of the regularized logistic baseline (L2, standardized inputs)."""
+
+    C: FloatRange = FloatRange(low=1e-4, high=10.0, log=True)
+    max_iter: int = Field(default=1000, ge=10)
+
+
+class LightGBMSpace(_Strict):
+    """Search space of the gradient-boosting family; early stopping picks the rounds."""
+
+    num_leaves: IntRange = IntRange(low=8, high=64)
+    learning_rate: FloatRange = FloatRange(low=0.01, high=0.15, log=True)
+    min_child_samples: IntRange = IntRange(low=20, high=300)
+    feature_fraction: FloatRange = FloatRange(low=0.5, high=1.0)
+    bagging_fraction: FloatRange = FloatRange(low=0.5, high=1.0)
+    lambda_l2: FloatRange = FloatRange(low=1e-3, high=30.0, log=True)
+    max_rounds: int = Field(default=2000, ge=10)
+    early_stopping_rounds: int = Field(default=50, ge=5)
+    monotone: dict[str, Literal[-1, 0, 1]] = Field(default_factory=dict)
+
+
+Family = Literal["logistic", "lightgbm"]
+
+
+class ModelsSpec(_Strict):
+    """The model families to try, each with its search space."""
+
+    families: list[Family] = Field(default_factory=lambda: ["logistic", "lightgbm"], min_length=1)
+    logistic: LogisticSpace = LogisticSpace()
+    lightgbm: LightGBMSpace = LightGBMSpace()
+
+
+class TuningSpec(_Strict):
+    """The tuning budget per family: a number of trials and/or seconds."""
+
+    trials: int = Field(default=30, ge=1)
+    timeout_seconds: float | None = Field(default=None, gt=0)
+    metric: Literal["auc", "average_precision", "log_loss"] = "auc"
+    pruning: bool = True
+    threads: int = Field(default=2, ge=1)
+
+
+class GatesSpec(_Strict):
+    """Validation thresholds; recorded with every version (enforcement comes with governance)."""
+
+    min_auc: float | None = Field(default=None, ge=0, le=1)
+    min_ks: float | None = Field(default=None, ge=0, le=1)
+    max_ece: float | None = Field(default=None, ge=0, le=1)
+    max_train_test_gap: float | None = Field(default=None, ge=0, le=1)
+    max_psi: float | None = Field(default=None, ge=0)
+
+
+class ModelCardSpec(_Strict):
+    """Words for the model card that only the owner can supply."""
+
+    purpose: str = "Estimate the probability of the positive class."
+    intended_use: str | None = None
+    owner: str | None = None
+    limitations: list[str] = Field(default_factory=list)
+
+
+class RegistrySpec(_Strict):
+    """Where runs and model versions go; by default an MLflow SQLite store under .keel/."""
+
+    tracking_uri: str | None = None
+    experiment: str | None = None
+    model_name: str | None = None
+
+
+class ProjectSpec(_Strict):
+    """A whole Keel project: one spec for the lifecycle."""
+
+    project: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
+    description: str | None = None
+    seed: int = Field(default=42, ge=0)
+    data: DataSpec
+    contract: ContractSpec
+    target: TargetSpec
+    protected: list[str] = Field(default_factory=list)
+    features: FeatureSpec = FeatureSpec()
+    split: SplitSpec = SplitSpec()
+    models: ModelsSpec = ModelsSpec()
+    tuning: TuningSpec = TuningSpec()
+    gates: GatesSpec = GatesSpec()
+    model_card: ModelCardSpec = ModelCardSpec()
+    registry: RegistrySpec = RegistrySpec()
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> ProjectSpec:
+        cols = self.contract.columns
+        refs: list[tuple[str, str | None]] = [
+            ("target.column", self.target.column),
+            ("data.id_column", self.data.id_column),
+            ("data.time_column", self.data.time_column),
+        ]
+        refs += [(f"protected[{i}]", c) for i, c in enumerate(self.protected)]
+        refs += [(f"features.include[{i}]", c) for i, c in enumerate(self.features.include or [])]
+        refs += [(f"features.exclude[{i}]", c) for i, c in enumerate(self.features.exclude)]
+        refs += [(f"features.categorical[{i}]", c) for i, c in enumerate(self.features.categorical)]
+        refs += [(f"data.recode.{c}", c) for c in self.data.recode]
+        refs += [(f"models.lightgbm.monotone.{c}", c) for c in self.models.lightgbm.monotone]
+        for where, col in refs:
+            if col is not None and col not in cols:
+                raise ValueError(
+                    f"{where}: column '{col}' is not in contract.columns.{did_you_mean(col, cols)}"
+                )
+        if self.split.method == "time" and not self.data.time_column:
+            raise ValueError("split.method 'time' needs data.time_column")
+        reserved = {self.target.column, self.data.id_column, self.data.time_column} - {None}
+        for col in self.features.include or []:
+            if col in self.protected:
+                raise ValueError(f"features.include: '{col}' is a protected attribute and never a feature")
+            if col in reserved:
+                raise ValueError(f"features.include: '{col}' is the target, id or time column")
+        return self
+
+    def feature_columns(self) -> list[str]:
+        """Model inputs: included columns minus target, id, time, protected and excluded."""
+        reserved = {self.target.column, self.data.id_column, self.data.time_column}
+        reserved |= set(self.protected) | set(self.features.exclude)
+        candidates = self.features.include or list(self.contract.columns)
+        return [c for c in candidates if c not in reserved]
+
+    def model_name(self) -> str:
+        """The registered model name: ``registry.model_name`` or the project name."""
+        return self.registry.model_name or self.project
+
+
+def _accepted_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str] | None:
+    """The field names of the model that owns ``loc``'s last key, if it is a model."""
+    current: Any = model
+    for part in loc[:-1]:
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            field = current.model_fields.get(str(part))
+            current = field.annotation if field else None
+        elif isinstance(part, (int, str)) and getattr(current, "__origin__", None) in (dict, list):
+            current = current.__args__[-1]
+        else:
+            annotation_args = getattr(current, "__args__", ())
+            models = [a for a in annotation_args if isinstance(a, type) and issubclass(a, BaseModel)]
+            current = models[0] if models else None
+            if current is not None:
+                field = current.model_fields.get(str(part))
+                current = field.annotation if field else None
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return None
+
+
+def format_validation_error(err: ValidationError, source: str) -> str:
+    """Turn pydantic's errors into lines naming the key path, the problem and what is accepted."""
+    lines = [f"{source}: the spec is not valid ({err.error_count()} problem(s)):"]
+    for e in err.errors(include_url=False):
+        loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        path = ".".join(str(p) for p in loc) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            accepted = _accepted_keys(ProjectSpec, loc) or []
+            key = str(loc[-1])
+            lines.append(
+                f"  - {path}: unknown key '{key}'.{did_you_mean(key, accepted)}"
+                + (f" Accepted keys: {', '.join(accepted)}." if accepted else "")
+            )
+        elif e["type"] == "missing":
+            lines.append(f"  - {path}: required key is missing.")
+        else:
+            msg = e["msg"].removeprefix("Value error, ")
+            given = e.get("input")
+            shown = "" if isinstance(given, (dict, list)) or not loc else f" (got {given!r})"
+            line = f"{msg}{shown}" if not loc else f"{path}: {msg}{shown}"
+            lines.append(f"  - {line}" + ("" if line.endswith((".", "?")) else "."))
+    return "\n".join(lines)
+
+
+def parse_spec(raw: Any, *, source: str = "spec", base_dir: Path | None = None) -> ProjectSpec:
+    """Validate a parsed YAML mapping; relative data paths resolve against ``base_dir``."""
+    if not isinstance(raw, dict):
+        raise SpecError(f"{source}: a spec is a YAML mapping of keys, got {type(raw).__name__}")
+    try:
+        spec = ProjectSpec.model_validate(raw)
+    except ValidationError as err:
+        raise SpecError(format_validation_error(err, source)) from None
+    if base_dir is not None and not re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", spec.data.source):
+        path = Path(spec.data.source)
+        if not path.is_absolute():
+            resolved = (base_dir / path).resolve()
+            spec = spec.model_copy(update={"data": spec.data.model_copy(update={"source": str(resolved)})})
+    return spec
+
+
+def load_spec(path: str | Path) -> ProjectSpec:
+    """Read and validate a ``keel.yaml`` file."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(f"spec file '{path}' does not exist; pass the path of a keel.yaml")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise SpecError(f"{path}: not valid YAML: {err}") from None
+    return parse_spec(raw, source=str(path), base_dir=path.resolve().parent)
+
+
+def dump_spec(spec: ProjectSpec) -> str:
+    """The resolved spec as YAML, with every default written out."""
+    return yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
