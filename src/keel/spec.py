@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from keel.errors import SpecError, did_you_mean
+from keel.expressions import columns
 
 Scalar = Union[bool, int, float, str]
 
@@ -91,6 +92,7 @@ class FeatureSpec(_Strict):
     include: list[str] | None = None
     exclude: list[str] = Field(default_factory=list)
     categorical: list[str] = Field(default_factory=list)
+    derived: dict[str, str] = Field(default_factory=dict)
 
 
 class SplitSpec(_Strict):
@@ -243,7 +245,9 @@ class ProjectSpec(_Strict):
         refs += [(f"features.exclude[{i}]", c) for i, c in enumerate(self.features.exclude)]
         refs += [(f"features.categorical[{i}]", c) for i, c in enumerate(self.features.categorical)]
         refs += [(f"data.recode.{c}", c) for c in self.data.recode]
-        refs += [(f"models.lightgbm.monotone.{c}", c) for c in self.models.lightgbm.monotone]
+        refs += [(f"models.lightgbm.monotone.{c}", c) for c in self.models.lightgbm.monotone
+                 if c not in self.features.derived]
+        refs += self._derived_references()
         for where, col in refs:
             if col is not None and col not in cols:
                 raise ValueError(
@@ -259,12 +263,31 @@ class ProjectSpec(_Strict):
                 raise ValueError(f"features.include: '{col}' is the target, id or time column")
         return self
 
+    def _derived_references(self) -> list[tuple[str, str]]:
+        refs = []
+        forbidden = set(self.protected) | {self.target.column, self.data.id_column, self.data.time_column}
+        for name, expression in self.features.derived.items():
+            where = f"features.derived.{name}"
+            if not re.match(r"^[A-Za-z_][A-Za-z0-9_.]*$", name) or name in self.contract.columns:
+                raise ValueError(f"{where}: a derived feature needs a new name of letters, digits and _ "
+                                 "that is not a contract column")
+            for col in columns(expression):
+                if col in forbidden:
+                    raise ValueError(f"{where}: '{col}' is the target, id, time or a protected attribute; "
+                                     "a feature may not be computed from it")
+                refs.append((where, col))
+        return refs
+
     def feature_columns(self) -> list[str]:
         """Model inputs: included columns minus target, id, time, protected and excluded."""
         reserved = {self.target.column, self.data.id_column, self.data.time_column}
         reserved |= set(self.protected) | set(self.features.exclude)
         candidates = self.features.include or list(self.contract.columns)
         return [c for c in candidates if c not in reserved]
+
+    def model_features(self) -> list[str]:
+        """Every model input in order: the feature columns, then the derived features."""
+        return self.feature_columns() + list(self.features.derived)
 
     def model_name(self) -> str:
         """The registered model name: ``registry.model_name`` or the project name."""

@@ -1,0 +1,1 @@
+"""Data contracts built from the spec: validation and profiling."""

@@ -1,0 +1,1 @@
+"""Model evaluation: discrimination, calibration and ranking metrics for binary classifiers."""

@@ -1,0 +1,1 @@
+"""Feature preparation: explicit cleaning rules from the spec and feature selection."""

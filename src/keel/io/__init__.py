@@ -1,0 +1,1 @@
+"""Reading and writing tables on any fsspec filesystem, and dataset hashing."""

@@ -1,0 +1,50 @@
+"""Read CSV/Parquet tables from any fsspec URL (local path, s3://, hdfs://) with their hash."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass
+from typing import Literal
+
+import fsspec
+import pandas as pd
+
+from keel.errors import DataError
+
+
+@dataclass(frozen=True)
+class LoadedTable:
+    """A table as read, with the sha256 of the exact bytes it came from."""
+
+    frame: pd.DataFrame
+    sha256: str
+    url: str
+    format: str
+
+
+def read_bytes(url: str) -> bytes:
+    """All bytes behind an fsspec URL; a missing file is a DataError naming the URL."""
+    try:
+        with fsspec.open(url, "rb") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        raise DataError(f"data source '{url}' does not exist; check data.source in the spec") from None
+    except (OSError, ValueError, ImportError) as err:
+        raise DataError(f"cannot read data source '{url}': {err}") from err
+
+
+def read_table(url: str, fmt: Literal["csv", "parquet"]) -> LoadedTable:
+    """Read a CSV or Parquet file and hash its bytes, so a run records exactly what it saw."""
+    raw = read_bytes(url)
+    digest = hashlib.sha256(raw).hexdigest()
+    try:
+        if fmt == "csv":
+            frame = pd.read_csv(io.BytesIO(raw), compression="gzip" if url.endswith(".gz") else None)
+        else:
+            frame = pd.read_parquet(io.BytesIO(raw))
+    except (ValueError, OSError, pd.errors.ParserError) as err:
+        raise DataError(f"'{url}' is not a readable {fmt} file: {err}") from err
+    if frame.empty:
+        raise DataError(f"'{url}' holds no rows; a project needs data to train on")
+    return LoadedTable(frame=frame, sha256=digest, url=url, format=fmt)

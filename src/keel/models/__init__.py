@@ -1,0 +1,1 @@
+"""Pickle-free model families, their preprocessing, and the model artifact format."""

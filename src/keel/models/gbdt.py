@@ -1,0 +1,94 @@
+"""The gradient-boosting family (LightGBM), stored as LightGBM's own text model."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from keel.errors import IntegrityError
+
+
+@dataclass
+class LightGBMScorer:
+    """Scores rows of a preprocessed matrix with a LightGBM booster."""
+
+    booster: Any
+
+    family = "lightgbm"
+    file_name = "lightgbm.txt"
+
+    def margin(self, X: np.ndarray) -> np.ndarray:
+        """Log-odds of the positive class."""
+        return self.booster.predict(X, raw_score=True)
+
+    def probability(self, X: np.ndarray) -> np.ndarray:
+        """Probability of the positive class."""
+        return self.booster.predict(X)
+
+    def to_bytes(self) -> bytes:
+        """LightGBM's text format: readable, diffable, pickle-free."""
+        return self.booster.model_to_string().encode("utf-8")
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> LightGBMScorer:
+        """Rebuild from :meth:`to_bytes` output."""
+        import lightgbm as lgb
+
+        try:
+            return cls(lgb.Booster(model_str=raw.decode("utf-8")))
+        except (lgb.basic.LightGBMError, UnicodeDecodeError) as err:
+            raise IntegrityError(f"{cls.file_name} is not a LightGBM text model: {err}") from err
+
+
+def lightgbm_params(params: dict[str, Any], *, seed: int, threads: int, monotone: Sequence[int] | None) -> dict[str, Any]:
+    """Full, deterministic LightGBM parameters from tuned ones."""
+    full = {
+        "objective": "binary",
+        "metric": "auc",
+        "seed": seed,
+        "deterministic": True,
+        "force_col_wise": True,
+        "num_threads": threads,
+        "verbosity": -1,
+        "feature_pre_filter": False,
+        **params,
+    }
+    if full.get("bagging_fraction", 1.0) < 1.0:
+        full["bagging_freq"] = 1
+    if monotone and any(monotone):
+        full["monotone_constraints"] = list(monotone)
+        full["monotone_constraints_method"] = "advanced"
+    return full
+
+
+def fit_lightgbm(
+    X: np.ndarray,
+    y: np.ndarray,
+    X_valid: np.ndarray,
+    y_valid: np.ndarray,
+    *,
+    params: dict[str, Any],
+    categorical: Sequence[int],
+    max_rounds: int,
+    early_stopping_rounds: int,
+    callbacks: Sequence[Callable[..., None]] = (),
+) -> LightGBMScorer:
+    """Train with early stopping on the validation rows; keeps only the best iteration's trees."""
+    import lightgbm as lgb
+
+    train = lgb.Dataset(X, y, categorical_feature=list(categorical) or "auto", free_raw_data=False)
+    valid = lgb.Dataset(X_valid, y_valid, reference=train)
+    booster = lgb.train(
+        params,
+        train,
+        num_boost_round=max_rounds,
+        valid_sets=[valid],
+        valid_names=["validation"],
+        callbacks=[lgb.early_stopping(early_stopping_rounds, verbose=False), *callbacks],
+    )
+    best = booster.best_iteration or booster.current_iteration()
+    text = booster.model_to_string(num_iteration=best)
+    return LightGBMScorer(lgb.Booster(model_str=text))

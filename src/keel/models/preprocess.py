@@ -1,0 +1,93 @@
+"""Turn a contract-typed frame into the float matrix every model family reads.
+
+Numeric columns pass through as float64 (missing stays NaN). Categorical columns
+become integer codes of the categories seen in training (unseen or missing: NaN),
+so the mapping is data, stored as JSON beside the model. Derived features are
+computed from their spec expressions, for a table or for one row alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from keel.errors import DataError
+from keel.expressions import columns, evaluate
+
+
+@dataclass
+class Preprocessor:
+    """Maps named columns to a float matrix; learned state ends in ``_``."""
+
+    features: list[str]
+    categorical: list[str] = field(default_factory=list)
+    derived: dict[str, str] = field(default_factory=dict)
+    categories_: dict[str, list[str]] = field(default_factory=dict)
+
+    def fit(self, frame: pd.DataFrame) -> Preprocessor:
+        """Learn the categories of each categorical column, sorted for reproducibility."""
+        self._check_columns(frame)
+        self.categories_ = {
+            c: sorted({str(v) for v in frame[c].dropna().unique()}) for c in self.categorical
+        }
+        return self
+
+    def transform(self, frame: pd.DataFrame) -> np.ndarray:
+        """The model matrix, one float64 column per feature in ``features`` order."""
+        self._check_columns(frame)
+        out = np.empty((len(frame), len(self.features)), dtype=np.float64)
+        for j, name in enumerate(self.features):
+            if name in self.derived:
+                expression = self.derived[name]
+                out[:, j] = evaluate(expression, {c: _numeric(frame[c]) for c in columns(expression)})
+                continue
+            column = frame[name]
+            if name in self.categorical:
+                lookup = {v: float(i) for i, v in enumerate(self.categories_[name])}
+                out[:, j] = [np.nan if pd.isna(v) else lookup.get(str(v), np.nan) for v in column]
+            else:
+                out[:, j] = _numeric(column)
+        return out
+
+    def categorical_indices(self) -> list[int]:
+        """Positions of the categorical features in the matrix."""
+        return [j for j, name in enumerate(self.features) if name in self.categorical]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready form, enough to rebuild the fitted preprocessor."""
+        return {
+            "features": self.features,
+            "categorical": self.categorical,
+            "derived": self.derived,
+            "categories": self.categories_,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Preprocessor:
+        """Rebuild a fitted preprocessor from :meth:`to_dict` output."""
+        return cls(
+            list(data["features"]),
+            list(data["categorical"]),
+            dict(data.get("derived", {})),
+            {k: list(v) for k, v in data["categories"].items()},
+        )
+
+    def inputs(self) -> list[str]:
+        """The raw columns a caller must supply, in first-use order."""
+        needed: dict[str, None] = {}
+        for name in self.features:
+            for col in columns(self.derived[name]) if name in self.derived else [name]:
+                needed.setdefault(col, None)
+        return list(needed)
+
+    def _check_columns(self, frame: pd.DataFrame) -> None:
+        missing = [c for c in self.inputs() if c not in frame.columns]
+        if missing:
+            raise DataError(f"input lacks column(s) {missing}; the model reads {self.inputs()}")
+
+
+def _numeric(column: pd.Series) -> np.ndarray:
+    return pd.to_numeric(column, errors="raise").astype("float64").to_numpy(na_value=np.nan)

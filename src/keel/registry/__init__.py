@@ -1,0 +1,1 @@
+"""MLflow-backed model registry and pickle-free model artifacts."""

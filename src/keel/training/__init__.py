@@ -1,0 +1,1 @@
+"""Splits, preprocessing, model families and tuning."""

@@ -1,0 +1,75 @@
+"""Train / validation / test splits: stratified random, or by time with an out-of-time test."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from keel.errors import TrainingError
+from keel.spec import SplitSpec
+
+
+@dataclass(frozen=True)
+class Split:
+    """Row positions of each part; the test rows are never seen by tuning."""
+
+    train: np.ndarray
+    validation: np.ndarray
+    test: np.ndarray
+
+    def sizes(self) -> dict[str, int]:
+        """Rows in each part."""
+        return {"train": len(self.train), "validation": len(self.validation), "test": len(self.test)}
+
+
+def split_rows(y: np.ndarray, spec: SplitSpec, *, seed: int, time: pd.Series | None = None) -> Split:
+    """Split row positions as the spec says; every part must hold both classes."""
+    if spec.method == "time":
+        if time is None:
+            raise TrainingError("a time split needs the time column")
+        result = _by_time(pd.to_datetime(time).reset_index(drop=True), spec)
+    else:
+        result = _stratified(y, spec, seed)
+    for part, rows in (("train", result.train), ("validation", result.validation), ("test", result.test)):
+        if len(np.unique(y[rows])) < 2:
+            raise TrainingError(
+                f"the {part} split ({len(rows)} rows) holds one class only; "
+                "use more data or change split sizes/dates"
+            )
+    return result
+
+
+def _stratified(y: np.ndarray, spec: SplitSpec, seed: int) -> Split:
+    from sklearn.model_selection import train_test_split
+
+    rows = np.arange(len(y))
+    rest, test = train_test_split(rows, test_size=spec.test_size, stratify=y, random_state=seed)
+    share = spec.validation_size / (1.0 - spec.test_size)
+    train, validation = train_test_split(rest, test_size=share, stratify=y[rest], random_state=seed + 1)
+    return Split(np.sort(train), np.sort(validation), np.sort(test))
+
+
+def _by_time(time: pd.Series, spec: SplitSpec) -> Split:
+    if time.isna().any():
+        raise TrainingError(f"the time column has {int(time.isna().sum())} missing value(s); a time split needs all")
+    if spec.test_start is not None and spec.validation_start is not None:
+        validation_start, test_start = pd.Timestamp(spec.validation_start), pd.Timestamp(spec.test_start)
+    else:
+        ordered = time.sort_values(kind="stable").to_numpy()
+        test_start = pd.Timestamp(ordered[int(len(ordered) * (1 - spec.test_size))])
+        validation_start = pd.Timestamp(ordered[int(len(ordered) * (1 - spec.test_size - spec.validation_size))])
+    if time.dt.tz is not None:
+        validation_start = validation_start if validation_start.tz else validation_start.tz_localize(time.dt.tz)
+        test_start = test_start if test_start.tz else test_start.tz_localize(time.dt.tz)
+    train = np.flatnonzero(time < validation_start)
+    validation = np.flatnonzero((time >= validation_start) & (time < test_start))
+    test = np.flatnonzero(time >= test_start)
+    for part, rows in (("train", train), ("validation", validation), ("test", test)):
+        if len(rows) == 0:
+            raise TrainingError(
+                f"the time split leaves the {part} part empty (validation from {validation_start}, "
+                f"test from {test_start}); data run from {time.min()} to {time.max()}"
+            )
+    return Split(train, validation, test)

@@ -1,0 +1,173 @@
+"""Hyperparameter search per model family: Optuna TPE, seeded, with pruning.
+
+Each trial fits on the training rows and is scored on the validation rows; the test
+rows never reach this module. With a trial budget (and no time budget) the search is
+fully reproducible: the same seed gives the same trials and the same best model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from keel.models.artifact import Scorer
+from keel.models.gbdt import fit_lightgbm, lightgbm_params
+from keel.models.logistic import fit_logistic
+from keel.spec import FloatRange, IntRange, ProjectSpec
+
+TrialCallback = Callable[[str, int, "float | None"], None]
+_LIGHTGBM_METRIC = {"auc": "auc", "average_precision": "average_precision", "log_loss": "binary_logloss"}
+
+
+@dataclass(frozen=True)
+class Matrices:
+    """Preprocessed training and validation data, as the families read it."""
+
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_valid: np.ndarray
+    y_valid: np.ndarray
+    categorical: list[int]
+    n_categories: dict[int, int]
+
+
+@dataclass
+class FamilyResult:
+    """The outcome of tuning one family: its best model and every trial."""
+
+    family: str
+    best_value: float
+    best_params: dict[str, Any]
+    model: Scorer
+    trials: list[dict[str, Any]] = field(default_factory=list)
+
+
+def validation_score(metric: str, y: np.ndarray, p: np.ndarray) -> float:
+    """The tuning metric on validation rows (higher is better, except log loss)."""
+    from sklearn.metrics import average_precision_score, log_loss, roc_auc_score
+
+    if metric == "auc":
+        return float(roc_auc_score(y, p))
+    if metric == "average_precision":
+        return float(average_precision_score(y, p))
+    return float(log_loss(y, np.clip(p, 1e-15, 1 - 1e-15), labels=[0, 1]))
+
+
+def _suggest(trial: Any, name: str, space: FloatRange | IntRange) -> float | int:
+    if isinstance(space, IntRange):
+        return trial.suggest_int(name, space.low, space.high)
+    return trial.suggest_float(name, space.low, space.high, log=space.log)
+
+
+def sample_params(trial: Any, family: str, spec: ProjectSpec) -> dict[str, Any]:
+    """Draw one point of the family's search space from the spec."""
+    if family == "logistic":
+        space = spec.models.logistic
+        return {"C": _suggest(trial, "C", space.C), "max_iter": space.max_iter}
+    space = spec.models.lightgbm
+    names = ("num_leaves", "learning_rate", "min_child_samples", "feature_fraction", "bagging_fraction", "lambda_l2")
+    return {name: _suggest(trial, name, getattr(space, name)) for name in names}
+
+
+def fit_family(
+    family: str, params: dict[str, Any], data: Matrices, spec: ProjectSpec, *, features: list[str],
+    callbacks: tuple[Callable[..., None], ...] = (),
+) -> Scorer:
+    """Fit one family with fixed parameters on the training rows (validation for early stopping)."""
+    if family == "logistic":
+        return fit_logistic(data.X_train, data.y_train, params=params, n_categories=data.n_categories, seed=spec.seed)
+    space = spec.models.lightgbm
+    monotone = [space.monotone.get(f, 0) for f in features]
+    full = lightgbm_params(
+        {**params, "metric": _LIGHTGBM_METRIC[spec.tuning.metric]},
+        seed=spec.seed, threads=spec.tuning.threads, monotone=monotone,
+    )
+    return fit_lightgbm(
+        data.X_train, data.y_train, data.X_valid, data.y_valid,
+        params=full, categorical=data.categorical,
+        max_rounds=space.max_rounds, early_stopping_rounds=space.early_stopping_rounds, callbacks=callbacks,
+    )
+
+
+def _pruning_callback(trial: Any, metric: str) -> Callable[..., None]:
+    import optuna
+
+    name = _LIGHTGBM_METRIC[metric]
+
+    def callback(env: Any) -> None:
+        if env.iteration % 10:
+            return
+        for _, eval_name, value, _ in env.evaluation_result_list:
+            if eval_name == name:
+                trial.report(value, env.iteration)
+                if trial.should_prune():
+                    raise optuna.TrialPruned(f"pruned at iteration {env.iteration}")
+
+    return callback
+
+
+def tune_family(
+    family: str, data: Matrices, spec: ProjectSpec, *, features: list[str], on_trial: TrialCallback | None = None
+) -> FamilyResult:
+    """Search the family's space within the spec's budget; returns the best model found."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    tuning = spec.tuning
+    maximize = tuning.metric != "log_loss"
+    pruner = (
+        optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=30)
+        if tuning.pruning and family == "lightgbm" else optuna.pruners.NopPruner()
+    )
+    study = optuna.create_study(
+        direction="maximize" if maximize else "minimize",
+        sampler=optuna.samplers.TPESampler(seed=spec.seed),
+        pruner=pruner,
+        study_name=f"{spec.project}-{family}",
+    )
+    best: dict[str, Any] = {}
+
+    def objective(trial: optuna.Trial) -> float:
+        params = sample_params(trial, family, spec)
+        callbacks = (_pruning_callback(trial, tuning.metric),) if family == "lightgbm" and tuning.pruning else ()
+        model = fit_family(family, params, data, spec, features=features, callbacks=callbacks)
+        value = validation_score(tuning.metric, data.y_valid, model.probability(data.X_valid))
+        if not best or (value > best["value"] if maximize else value < best["value"]):
+            best.update(value=value, params=params, model=model)
+        if family == "lightgbm":
+            trial.set_user_attr("rounds", int(model.booster.current_iteration()))
+        return value
+
+    def report(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if on_trial is not None:
+            on_trial(family, trial.number, trial.value)
+
+    study.optimize(objective, n_trials=tuning.trials, timeout=tuning.timeout_seconds, callbacks=[report])
+    if not best:
+        raise_no_trial(family, study)
+    trials = [
+        {
+            "family": family,
+            "number": t.number,
+            "value": t.value,
+            "state": t.state.name.lower(),
+            "params": {**t.params, **t.user_attrs},
+            "seconds": round(t.duration.total_seconds(), 3) if t.duration else None,
+        }
+        for t in study.trials
+    ]
+    return FamilyResult(family, float(best["value"]), dict(best["params"]), best["model"], trials)
+
+
+def raise_no_trial(family: str, study: Any) -> None:
+    """No trial completed: say how many were pruned or failed."""
+    from keel.errors import TrainingError
+
+    states = [t.state.name.lower() for t in study.trials]
+    raise TrainingError(
+        f"tuning '{family}' completed no trial ({len(states)} started: {states}); raise tuning.trials "
+        "or tuning.timeout_seconds"
+    )

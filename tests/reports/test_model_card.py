@@ -1,0 +1,271 @@
+"""Model card: every section renders, plots are embedded, text is escaped, output is deterministic."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from keel.reports import plots
+from keel.reports.model_card import render_model_card, write_model_card
+
+SECTION_HEADINGS = (
+    "Purpose and intended use",
+    "Data",
+    "Method",
+    "Tuning",
+    "Performance",
+    "Bias and variance",
+    "Gates",
+    "Limitations",
+    "Reproducibility",
+    "Sign-off",
+)
+
+
+@pytest.fixture(scope="module")
+def test_set() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(7)
+    y = rng.binomial(1, 0.22, size=2_000)
+    score = np.clip(0.22 + 0.25 * (y - 0.22) + rng.normal(0, 0.15, size=y.size), 0.001, 0.999)
+    return y, score
+
+
+def _card() -> dict:
+    return {
+        "title": "Credit default, 12-month probability of default",
+        "model_name": "credit_default",
+        "version": 3,
+        "created": "2024-05-02T10:15:00+00:00",
+        "run_id": "4f1c2a9e0b7d4e21a3c5b6d7e8f90123",
+        "tracking_uri": "file:///srv/keel/ml runs",
+        "code_version": "git:bbb0ecf",
+        "purpose": "Estimate the probability that a client defaults next month.",
+        "intended_use": "Pre-screening of credit-line increases; a human decides.",
+        "owner": "Retail credit risk",
+        "limitations": ["Trained on Taiwanese clients from 2005 only.", "Not validated for new-to-bank clients."],
+        "data": {
+            "source": "data/default_of_credit_card_clients.parquet",
+            "sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+            "format": "parquet",
+            "rows_read": 30_000,
+            "rows_used": 29_965,
+            "duplicates_dropped": 35,
+            "recoded": {"EDUCATION": {"0": 4, "5": 4, "6": 4}, "MARRIAGE": {"0": 3}},
+            "positive_class": 1,
+            "positive_rate": 0.2212,
+            "contract": [
+                {"column": "LIMIT_BAL", "dtype": "float64", "nullable": False, "unique": False,
+                 "min": 10_000, "max": 1_000_000, "allowed": None, "description": "Credit line (NT$)."},
+                {"column": "SEX", "dtype": "int64", "nullable": False, "unique": False,
+                 "min": None, "max": None, "allowed": [1, 2], "description": "1 = male, 2 = female."},
+            ],
+            "split": {"method": "stratified random", "train": 17_979, "validation": 5_993, "test": 5_993},
+        },
+        "method": {
+            "family": "lightgbm",
+            "features": ["LIMIT_BAL", "PAY_0", "BILL_AMT1", "EDUCATION"],
+            "protected": ["SEX", "AGE", "MARRIAGE"],
+            "categorical": ["EDUCATION"],
+            "params": {"learning_rate": 0.05, "num_leaves": 31, "min_child_samples": 50},
+            "seed": 42,
+        },
+        "tuning": {
+            "metric": "auc",
+            "chosen_family": "lightgbm",
+            "best": {"lightgbm": 0.781234, "logistic": 0.7601},
+            "trials": [
+                {"family": "logistic", "number": 0, "value": 0.7601, "state": "COMPLETE", "params": {"C": 1.0}},
+                {"family": "lightgbm", "number": 1, "value": None, "state": "FAIL", "params": {}},
+                {"family": "lightgbm", "number": 0, "value": 0.781234, "state": "COMPLETE",
+                 "params": {"num_leaves": 31}},
+            ],
+        },
+        "metrics": {
+            split: {"n": n, "positive_rate": 0.2212, "auc": auc, "gini": 2 * auc - 1, "ks": 0.41,
+                    "average_precision": 0.55, "brier": 0.135, "log_loss": 0.43, "ece": 0.012}
+            for split, n, auc in (("train", 17_979, 0.8123), ("validation", 5_993, 0.7812), ("test", 5_993, 0.77654321))
+        },
+        "diagnostics": {
+            "train_validation_gap": 0.0311,
+            "train_test_gap": 0.0358,
+            "learning_curve": [
+                {"train_size": n, "train_metric": 0.85 - n / 1e5, "validation_metric": 0.74 + n / 1e6, "metric": "auc"}
+                for n in (2_000, 6_000, 12_000, 17_979)
+            ],
+        },
+        "gates": [
+            {"name": "test auc >= 0.70", "threshold": 0.70, "value": 0.7765, "passed": True},
+            {"name": "ece <= 0.01", "threshold": 0.01, "value": 0.012, "passed": False},
+            {"name": "disparate impact >= 0.8", "threshold": 0.8, "value": None, "passed": None},
+        ],
+        "gains": [
+            {"group": g, "count": 599, "positives": 300 - 25 * g, "positive_rate": (300 - 25 * g) / 599,
+             "min_score": 0.9 - g / 10, "max_score": 1.0 - g / 10, "cumulative_population_share": g / 10,
+             "cumulative_positive_share": min(1.0, g / 6), "lift": 2.0 - g / 10, "cumulative_lift": 2.2 - g / 10}
+            for g in range(1, 11)
+        ],
+        "environment": {"python": "3.11.9", "scikit-learn": "1.9.1", "lightgbm": "4.3.0", "numpy": "1.26.4"},
+    }
+
+
+@pytest.fixture
+def card() -> dict:
+    return _card()
+
+
+@pytest.fixture(scope="module")
+def rendered(test_set: tuple) -> str:
+    """The full card rendered once; tests that only read the HTML share it."""
+    return render_model_card(_card(), *test_set)
+
+
+def _images(html: str) -> list[str]:
+    return re.findall(r'src="(data:image/png;base64,[A-Za-z0-9+/=]+)"', html)
+
+
+def test_model_card_renders_every_section_in_order(rendered: str) -> None:
+    html = rendered
+    positions = [html.find(f">{heading}</h2>") for heading in SECTION_HEADINGS]
+    assert all(position > 0 for position in positions), dict(zip(SECTION_HEADINGS, positions, strict=True))
+    assert positions == sorted(positions)
+    assert html.find("Test AUC") < positions[0]
+
+
+def test_model_card_shows_headline_metrics_to_four_decimals(rendered: str) -> None:
+    html = rendered
+    assert "0.7765" in html
+    assert "0.77654321" not in html
+    assert "0.5531" in html  # Gini = 2 * 0.77654321 - 1
+    assert "17,979" in html
+
+
+def test_model_card_embeds_six_png_plots(rendered: str) -> None:
+    images = _images(rendered)
+    assert len(images) == 6
+    assert len(set(images)) == 6
+    for image in images:
+        assert base64.b64decode(image.split(",", 1)[1]).startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_model_card_references_no_external_resources(rendered: str) -> None:
+    html = rendered
+    assert not re.search(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", html, flags=re.IGNORECASE)
+    assert "@import" not in html
+    assert "url(" not in html
+    assert "<script" not in html
+
+
+def test_model_card_escapes_user_text(card: dict, test_set: tuple) -> None:
+    card["purpose"] = "<script>alert('x')</script>"
+    card["limitations"] = ["<img src=x onerror=alert(1)>"]
+    card["data"]["contract"][0]["description"] = "<b>bold</b>"
+    card["tracking_uri"] = "https://mlflow.example.com/?a=1&b=2"
+    html = render_model_card(card, *test_set)
+    assert "<script>" not in html
+    assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in html
+    assert "<img src=x" not in html
+    assert "&lt;b&gt;bold&lt;/b&gt;" in html
+    assert 'href="https:' not in html
+    assert "https://mlflow.example.com/?a=1&amp;b=2" in html
+
+
+def test_model_card_renders_identical_bytes_twice(rendered: str, test_set: tuple) -> None:
+    assert render_model_card(_card(), *test_set).encode() == rendered.encode()
+
+
+def test_model_card_states_protected_attributes_are_excluded(rendered: str) -> None:
+    html = rendered
+    assert "SEX, AGE, MARRIAGE" in html
+    assert "excluded from the model's inputs, kept for assessment" in html
+
+
+def test_model_card_sorts_trials_best_first_and_marks_gates(rendered: str) -> None:
+    html = rendered
+    trials = html[html.find("Trials (best first)") : html.find('id="performance"')]
+    assert trials.find("0.7812") < trials.find("0.7601") < trials.find("FAIL")
+    gates = html[html.find('id="gates"') : html.find('id="limitations"')]
+    for status in ("pass", "fail", "not evaluated"):
+        assert f">{status}</span>" in gates
+    assert "not enforced yet" in gates
+
+
+def test_model_card_gives_mlflow_ui_command(rendered: str) -> None:
+    assert "mlflow ui --backend-store-uri &#39;file:///srv/keel/ml runs&#39;" in rendered
+
+
+def test_model_card_shows_dash_for_missing_optional_keys(test_set: tuple) -> None:
+    card = {"title": "Bare card", "model_name": "m", "version": None, "intended_use": None, "owner": None,
+            "data": None, "method": {"family": "logistic"}, "metrics": {"test": {"auc": 0.7}}}
+    html = render_model_card(card, *test_set)
+    assert "<h1>Bare card</h1>" in html
+    assert "version —" in html
+    assert "<dt>Owner</dt><dd>—</dd>" in html
+    assert "<dt>SHA-256</dt><dd class=\"mono\">—</dd>" in html
+    assert '<span class="value">—</span>' in html  # test Gini and KS are missing
+    assert "mlflow ui" not in html
+    assert len(_images(html)) == 6
+
+
+def test_model_card_renders_empty_card(test_set: tuple) -> None:
+    html = render_model_card({}, *test_set)
+    for heading in SECTION_HEADINGS:
+        assert f">{heading}</h2>" in html
+    assert "None" not in html.replace("none", "")
+
+
+def test_write_model_card_writes_html_and_round_tripping_json(
+    card: dict, test_set: tuple, rendered: str, tmp_path: Path
+) -> None:
+    card["data"]["rows_read"] = np.int64(30_000)
+    html_path, json_path = write_model_card(card, *test_set, tmp_path / "out" / "card")
+    assert html_path == tmp_path / "out" / "card" / "model_card.html"
+    assert json_path.name == "model_card.json"
+    assert html_path.read_text(encoding="utf-8") == rendered  # numpy integers display like ints
+    loaded = json.loads(json_path.read_text(encoding="utf-8"))
+    assert loaded == json.loads(json.dumps(card, default=lambda value: value.item()))
+    assert loaded["data"]["rows_read"] == 30_000
+    assert list(loaded) == list(card)
+    assert sorted(p.name for p in html_path.parent.iterdir()) == ["model_card.html", "model_card.json"]
+    assert html_path.stat().st_size < 1_000_000
+
+
+def test_render_model_card_refuses_a_non_mapping_card(test_set: tuple) -> None:
+    with pytest.raises(TypeError, match="`card` must be a mapping, but got list"):
+        render_model_card([], *test_set)
+
+
+def test_plots_refuse_mismatched_lengths() -> None:
+    with pytest.raises(ValueError, match="same length, but got 3 and 2"):
+        plots.roc_plot([0, 1, 0], [0.1, 0.2])
+
+
+def test_plots_refuse_non_binary_labels() -> None:
+    with pytest.raises(ValueError, match=r"only 0 and 1 .* labels \[0, 1, 2\]"):
+        plots.pr_plot([0, 1, 2], [0.1, 0.2, 0.3])
+
+
+def test_plots_refuse_nan_scores() -> None:
+    with pytest.raises(ValueError, match="1 values are NaN or infinite"):
+        plots.gains_plot([0, 1, 0], [0.1, float("nan"), 0.3])
+
+
+def test_calibration_plot_refuses_bad_bins() -> None:
+    with pytest.raises(ValueError, match="`bins` must be a positive integer, but got bins=0"):
+        plots.calibration_plot([0, 1], [0.1, 0.9], bins=0)
+
+
+def test_plots_draw_a_note_when_only_one_class() -> None:
+    y, score = np.zeros(50, dtype=int), np.linspace(0, 1, 50)
+    for plot in (plots.roc_plot, plots.pr_plot, plots.gains_plot, plots.calibration_plot,
+                 plots.score_distribution_plot):
+        assert plot(y, score).startswith("data:image/png;base64,")
+
+
+def test_learning_curve_plot_refuses_points_without_keys() -> None:
+    with pytest.raises(ValueError, match=r"point 0 must have keys .* lacks \['validation_metric'\]"):
+        plots.learning_curve_plot([{"train_size": 10, "train_metric": 0.8}])
