@@ -1,0 +1,296 @@
+"""The ``keel`` command: thin commands over the public API, with progress and clear errors."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import logging
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from keel.errors import ContractError, KeelError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Keel: tabular models to production, governed.")
+models_app = typer.Typer(no_args_is_help=True, help="Registered models and their versions.")
+app.add_typer(models_app, name="models")
+out = Console()
+err = Console(stderr=True)
+
+SpecArg = Annotated[Path, typer.Argument(help="Path of the project's keel.yaml.")]
+ProjectDirOpt = Annotated[
+    Optional[Path], typer.Option("--project-dir", help="Where runs, models and cards go [default: .keel beside the spec].")
+]
+AuthorOpt = Annotated[str, typer.Option("--author", help="Who runs this; recorded with the run and version.")]
+REPO_EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "credit_default" / "keel.yaml"
+
+
+@contextmanager
+def _keel_errors(report: Path | None = None) -> Iterator[None]:
+    """Turn KeelErrors into a red message and the error's exit code (no traceback)."""
+    try:
+        yield
+    except ContractError as error:
+        err.print("[bold red]Data contract broken[/] - nothing was trained or registered.")
+        err.print(str(error), markup=False, highlight=False)
+        if report is not None and error.report is not None:
+            from keel.io.files import write_text_atomic
+
+            write_text_atomic(report, json.dumps(error.report.to_dict(), indent=2, default=str))
+            err.print(f"full report: {report}")
+        raise typer.Exit(error.exit_code) from None
+    except KeelError as error:
+        err.print(f"[bold red]{type(error).__name__}[/]: ", end="")
+        err.print(str(error), markup=False, highlight=False)
+        raise typer.Exit(error.exit_code) from None
+
+
+def _quiet_libraries() -> None:
+    for name in ("mlflow", "alembic", "optuna", "lightgbm"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _load(spec_path: Path) -> Any:
+    from keel.spec import load_spec
+
+    return load_spec(spec_path)
+
+
+def _project_dir(spec_path: Path, project_dir: Path | None) -> Path:
+    return project_dir if project_dir is not None else spec_path.resolve().parent / ".keel"
+
+
+@contextmanager
+def _progress(spec: Any, quiet: bool) -> Iterator[tuple[Callable[..., None], Callable[[str], None]]]:
+    """Progress bars for tuning trials (one per family) and a line per stage."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    progress = Progress(
+        TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(), TextColumn("best {task.fields[best]}"),
+        TimeElapsedColumn(), console=err, disable=quiet, transient=False,
+    )
+    tasks: dict[str, Any] = {}
+    best: dict[str, float] = {}
+    maximize = spec.tuning.metric != "log_loss"
+
+    def on_trial(family: str, number: int, value: float | None) -> None:
+        if family not in tasks:
+            tasks[family] = progress.add_task(f"tuning {family}", total=spec.tuning.trials, best="-")
+        if value is not None and (family not in best or (value > best[family]) == maximize):
+            best[family] = value
+        progress.update(tasks[family], advance=1, best=f"{best[family]:.4f}" if family in best else "-")
+
+    def on_stage(text: str) -> None:
+        if not quiet:
+            progress.console.print(f"[cyan]>[/] {text}")
+
+    with progress:
+        yield on_trial, on_stage
+
+
+def _metrics_table(metrics: dict[str, dict[str, float]]) -> Table:
+    table = Table(title="Metrics", show_lines=False)
+    table.add_column("metric")
+    for part in metrics:
+        table.add_column(part, justify="right")
+    for name in ("auc", "gini", "ks", "average_precision", "brier", "log_loss", "ece"):
+        table.add_row(name, *(f"{metrics[p][name]:.4f}" for p in metrics))
+    return table
+
+
+def _summary(result: Any) -> None:
+    out.print(_metrics_table(result.metrics))
+    out.print(f"Registered [bold]{result.model_name}[/] version [bold]{result.version}[/] "
+              f"({result.family}), run {result.run_id}")
+    out.print(f"Test AUC: [bold]{result.metrics['test']['auc']:.4f}[/]")
+    for gate in result.gates:
+        state = {True: "[green]pass[/]", False: "[red]fail[/]", None: "not evaluated"}[gate["passed"]]
+        value = "-" if gate["value"] is None else f"{gate['value']:.4f}"
+        out.print(f"  gate {gate['name']} {gate['threshold']}: {value} {state} (recorded, not enforced yet)")
+    if result.card_html:
+        out.print(f"Model card: {result.card_html}")
+    out.print(f"MLflow UI: mlflow ui --backend-store-uri {result.tracking_uri}")
+
+
+def _run(spec_path: Path, project_dir: Path | None, author: str, quiet: bool, with_card: bool) -> None:
+    from keel.lifecycle.run import run_project
+
+    _quiet_libraries()
+    with _keel_errors(report=_project_dir(spec_path, project_dir) / "contract_report.json"):
+        spec = _load(spec_path)
+        with _progress(spec, quiet) as (on_trial, on_stage):
+            result = run_project(spec, project_dir=_project_dir(spec_path, project_dir), author=author,
+                                 with_card=with_card, on_trial=on_trial, on_stage=on_stage)
+    _summary(result)
+
+
+@app.command()
+def run(
+    spec_path: SpecArg, project_dir: ProjectDirOpt = None, author: AuthorOpt = getpass.getuser(),
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+) -> None:
+    """The whole flow: contract, training and tuning, evaluation, registration and the model card."""
+    _run(spec_path, project_dir, author, quiet, with_card=True)
+
+
+@app.command()
+def train(
+    spec_path: SpecArg, project_dir: ProjectDirOpt = None, author: AuthorOpt = getpass.getuser(),
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+) -> None:
+    """Contract, training and tuning, registration; no model card (see `keel run`)."""
+    _run(spec_path, project_dir, author, quiet, with_card=False)
+
+
+@app.command()
+def validate(spec_path: SpecArg, report: Annotated[Optional[Path], typer.Option(help="Write the JSON report here.")] = None) -> None:
+    """Check the spec and the data contract only; exit non-zero when either is broken."""
+    from keel.lifecycle.run import prepare_data
+
+    with _keel_errors(report=report):
+        spec = _load(spec_path)
+        data = prepare_data(spec)
+    out.print(data.contract.summary())
+    out.print(f"cleaning: {json.dumps(data.cleaning.to_dict())}")
+
+
+@app.command()
+def evaluate(
+    spec_path: SpecArg,
+    version: Annotated[str, typer.Option(help="Version number, or 'latest'.")] = "latest",
+    data: Annotated[Optional[str], typer.Option(help="Labeled data to evaluate on [default: the version's test split].")] = None,
+    project_dir: ProjectDirOpt = None,
+) -> None:
+    """Score a registered version (hash-checked) and print its metrics."""
+    from keel.lifecycle.evaluate import evaluate_version
+
+    _quiet_libraries()
+    with _keel_errors():
+        spec = _load(spec_path)
+        result = evaluate_version(spec, project_dir=_project_dir(spec_path, project_dir), version=version, source=data)
+    out.print(f"{result.model_name} version {result.version} on {result.data} ({result.rows} rows)")
+    out.print(_metrics_table({"evaluated": result.metrics}))
+    out.print(f"report: {result.report}")
+
+
+@app.command()
+def init(
+    data: Annotated[str, typer.Argument(help="CSV or Parquet file (any fsspec URL) to profile.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the starter spec.")] = Path("keel.yaml"),
+    target: Annotated[Optional[str], typer.Option(help="The label column [default: guessed].")] = None,
+    project: Annotated[Optional[str], typer.Option(help="Project name [default: from the file name].")] = None,
+    force: Annotated[bool, typer.Option(help="Overwrite an existing spec.")] = False,
+) -> None:
+    """Profile a dataset Keel has never seen and write a starter keel.yaml to review."""
+    import re
+
+    from keel.contracts.profile import profile_table, render_spec_yaml, starter_spec
+    from keel.io.files import write_text_atomic
+    from keel.io.tables import read_table
+    from keel.spec import DataSpec, parse_spec
+
+    with _keel_errors():
+        if output.exists() and not force:
+            raise typer.BadParameter(f"{output} exists; pass --force to overwrite it", param_hint="--output")
+        fmt = DataSpec(source=data).file_format()
+        table = read_table(data, fmt)
+        profile = profile_table(table.frame)
+        stem = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(data.split("?")[0]).name.split(".")[0]) or "project"
+        name = project or (stem if stem[0].isalpha() else f"p_{stem}")
+        is_local = "://" not in data
+        source = str(Path(data).resolve()) if is_local else data
+        if is_local:
+            try:
+                source = str(Path(data).resolve().relative_to(output.resolve().parent))
+            except ValueError:
+                pass
+        spec = starter_spec(profile, source=source, project=name, target=target)
+        parse_spec(spec, source=str(output), base_dir=output.resolve().parent)
+        write_text_atomic(output, render_spec_yaml(spec, profile))
+    out.print(f"profiled {profile.rows} rows x {len(profile.columns)} columns; target '{spec['target']['column']}'")
+    out.print(f"wrote {output}; review it, then: keel run {output}")
+
+
+def _registry(spec_path: Path | None, project_dir: Path | None, tracking_uri: str | None) -> tuple[Any, str | None]:
+    from keel.registry.store import Registry
+
+    spec = _load(spec_path) if spec_path else None
+    folder = project_dir or (_project_dir(spec_path, None) if spec_path else Path(".keel"))
+    uri = tracking_uri or (spec.registry.tracking_uri if spec else None)
+    return Registry.for_project(folder, uri), (spec.model_name() if spec else None)
+
+
+SpecOpt = Annotated[Optional[Path], typer.Option("--spec", help="A keel.yaml whose registry to use.")]
+UriOpt = Annotated[Optional[str], typer.Option("--tracking-uri", help="An MLflow tracking URI.")]
+
+
+@models_app.command("list")
+def models_list(spec: SpecOpt = None, project_dir: ProjectDirOpt = None, tracking_uri: UriOpt = None) -> None:
+    """Every registered model with its versions, test AUC and data hash."""
+    import datetime as dt
+
+    _quiet_libraries()
+    with _keel_errors():
+        registry, only = _registry(spec, project_dir, tracking_uri)
+        names = [only] if only else registry.model_names()
+        table = Table(title=f"Models in {registry.tracking_uri}")
+        for column in ("model", "version", "family", "test AUC", "author", "created (UTC)", "data sha256"):
+            table.add_column(column)
+        for name in names:
+            for v in registry.versions(name):
+                created = dt.datetime.fromtimestamp(v.created_ms / 1000, dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
+                table.add_row(name, str(v.version), v.tag("family", "-"), v.tag("test_auc", "-"), v.tag("author", "-"),
+                              created, (v.tag("data_sha256") or "-")[:12])
+    out.print(table)
+
+
+@models_app.command("show")
+def models_show(
+    name: Annotated[Optional[str], typer.Argument(help="Model name [default: the spec's].")] = None,
+    version: Annotated[str, typer.Argument(help="Version number or 'latest'.")] = "latest",
+    spec: SpecOpt = None, project_dir: ProjectDirOpt = None, tracking_uri: UriOpt = None,
+) -> None:
+    """One version: its tags, run, source and whether its files still match their hashes."""
+    from keel.errors import IntegrityError
+
+    _quiet_libraries()
+    with _keel_errors():
+        registry, default = _registry(spec, project_dir, tracking_uri)
+        name = name or default
+        if not name:
+            raise typer.BadParameter("give a model name or --spec", param_hint="NAME")
+        info = registry.version(name, version)
+        try:
+            model, _ = registry.load_model(name, info.version)
+            integrity = f"ok ({model.family}, {len(model.features)} features)"
+        except IntegrityError as error:
+            integrity = f"FAILED: {error}"
+    out.print_json(json.dumps({**info.__dict__, "integrity": integrity}, default=str))
+
+
+@app.command()
+def demo(
+    project_dir: ProjectDirOpt = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+) -> None:
+    """Run the credit-default example end to end and print where everything went."""
+    spec_path = Path("examples/credit_default/keel.yaml")
+    if not spec_path.is_file():
+        spec_path = REPO_EXAMPLE
+    if not spec_path.is_file():
+        err.print(f"the credit example is not at {spec_path}; run `keel demo` from a Keel checkout")
+        raise typer.Exit(2)
+    out.print(f"Keel demo: {spec_path}")
+    _run(spec_path, project_dir, "keel-demo", quiet, with_card=True)
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    """Entry point for ``python -m keel``."""
+    app(prog_name="keel")
+    sys.exit(0)

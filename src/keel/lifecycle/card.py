@@ -1,0 +1,93 @@
+"""Assemble the model card's content from a training outcome (pure: builds a dict)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from keel.features.cleaning import CleaningSummary
+from keel.spec import ProjectSpec
+from keel.training.trainer import TrainingOutcome
+
+
+def gate_results(spec: ProjectSpec, metrics: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
+    """Each configured gate with its threshold and measured value (not enforced yet)."""
+    test, train = metrics["test"], metrics["train"]
+    measured = {
+        "min_auc": (test["auc"], lambda v, t: v >= t),
+        "min_ks": (test["ks"], lambda v, t: v >= t),
+        "max_ece": (test["ece"], lambda v, t: v <= t),
+        "max_train_test_gap": (train["auc"] - test["auc"], lambda v, t: v <= t),
+        "max_psi": (None, None),
+    }
+    rows = []
+    for name, threshold in spec.gates.model_dump().items():
+        if threshold is None:
+            continue
+        value, rule = measured[name]
+        rows.append({
+            "name": name,
+            "threshold": threshold,
+            "value": value,
+            "passed": None if value is None or rule is None else bool(rule(value, threshold)),
+        })
+    return rows
+
+
+def build_card(
+    *,
+    spec: ProjectSpec,
+    outcome: TrainingOutcome,
+    metrics: dict[str, dict[str, float]],
+    gains: list[dict[str, Any]],
+    learning_curve: list[dict[str, Any]],
+    cleaning: CleaningSummary,
+    data_sha256: str,
+    data_format: str,
+    positive_rate: float,
+    run: dict[str, Any],
+    environment: dict[str, str],
+) -> dict[str, Any]:
+    """The model card as a JSON-ready dict; ``run`` holds name, version, run id, times and URIs."""
+    contract = [
+        {"column": name, **rule.model_dump(exclude_none=False)} for name, rule in spec.contract.columns.items()
+    ]
+    return {
+        "title": f"Model card: {spec.project}",
+        **run,
+        "purpose": spec.model_card.purpose,
+        "intended_use": spec.model_card.intended_use,
+        "owner": spec.model_card.owner,
+        "limitations": list(spec.model_card.limitations),
+        "data": {
+            "source": spec.data.source,
+            "sha256": data_sha256,
+            "format": data_format,
+            "rows_read": cleaning.rows_in,
+            "rows_used": cleaning.rows_out,
+            "duplicates_dropped": cleaning.duplicates_dropped,
+            "recoded": cleaning.recoded,
+            "positive_class": spec.target.positive,
+            "positive_rate": positive_rate,
+            "contract": contract,
+            "split": {"method": spec.split.method, **outcome.split.sizes()},
+        },
+        "method": {
+            "family": outcome.family,
+            "features": outcome.model.features,
+            "derived": dict(spec.features.derived),
+            "protected": list(spec.protected),
+            "categorical": list(outcome.model.preprocessor.categorical),
+            "params": outcome.params,
+            "seed": spec.seed,
+        },
+        "tuning": outcome.tuning_summary(spec.tuning.metric),
+        "metrics": metrics,
+        "diagnostics": {
+            "train_validation_gap": metrics["train"]["auc"] - metrics["validation"]["auc"],
+            "train_test_gap": metrics["train"]["auc"] - metrics["test"]["auc"],
+            "learning_curve": learning_curve,
+        },
+        "gates": gate_results(spec, metrics),
+        "gains": gains,
+        "environment": environment,
+    }

@@ -1,0 +1,179 @@
+"""The main flow: data -> contract -> cleaning -> training -> evaluation -> registry -> model card.
+
+Nothing is written before the data has passed its contract and a model has been
+trained and evaluated; a failure after the run is opened marks it FAILED in MLflow
+and removes any half-made model version, so the registry only ever holds complete
+versions.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from keel.contracts.validate import ContractReport, enforce_contract
+from keel.evaluation.metrics import binary_metrics, gains_table
+from keel.features.cleaning import CleaningSummary, clean, target_vector
+from keel.io.tables import LoadedTable, read_table
+from keel.lifecycle.card import build_card
+from keel.lifecycle.provenance import code_version, library_versions
+from keel.registry.store import Registry, VersionInfo
+from keel.spec import ProjectSpec, dump_spec
+from keel.training.trainer import TrainingOutcome, learning_curve, train_model
+from keel.training.tuning import TrialCallback
+
+StageCallback = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """Data that passed its contract and the spec's cleaning rules."""
+
+    frame: pd.DataFrame
+    table: LoadedTable
+    contract: ContractReport
+    cleaning: CleaningSummary
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What a run produced and where to find it."""
+
+    model_name: str
+    version: int
+    run_id: str
+    family: str
+    metrics: dict[str, dict[str, float]]
+    gates: list[dict[str, Any]]
+    model_sha256: str
+    tracking_uri: str
+    project_dir: Path
+    card_html: Path | None
+    card_json: Path | None
+
+
+def prepare_data(spec: ProjectSpec, source: str | None = None) -> PreparedData:
+    """Read the spec's data (or ``source``), enforce the contract and apply the cleaning rules."""
+    url = source or spec.data.source
+    table = read_table(url, spec.data.file_format() if source is None else _format_of(url, spec))
+    typed, report = enforce_contract(table.frame, spec.contract)
+    frame, cleaning = clean(typed, spec)
+    return PreparedData(frame, table, report, cleaning)
+
+
+def _format_of(url: str, spec: ProjectSpec) -> str:
+    return spec.data.model_copy(update={"source": url, "format": None}).file_format()
+
+
+def _split_metrics(outcome: TrainingOutcome) -> tuple[dict[str, dict[str, float]], np.ndarray]:
+    scorer, data = outcome.model.scorer, outcome.matrices
+    p_test = scorer.probability(outcome.X_test)
+    metrics = {
+        "train": binary_metrics(data.y_train, scorer.probability(data.X_train)),
+        "validation": binary_metrics(data.y_valid, scorer.probability(data.X_valid)),
+        "test": binary_metrics(outcome.y_test, p_test),
+    }
+    return metrics, p_test
+
+
+def _flat_params(outcome: TrainingOutcome, spec: ProjectSpec) -> dict[str, Any]:
+    params = {f"model.{k}": v for k, v in outcome.params.items()}
+    params.update({
+        "family": outcome.family,
+        "seed": spec.seed,
+        "features": len(outcome.model.features),
+        "tuning.metric": spec.tuning.metric,
+        "tuning.trials": spec.tuning.trials,
+        **{f"split.{k}": v for k, v in outcome.split.sizes().items()},
+    })
+    return params
+
+
+def run_project(
+    spec: ProjectSpec,
+    *,
+    project_dir: Path,
+    author: str = "unknown",
+    with_card: bool = True,
+    on_trial: TrialCallback | None = None,
+    on_stage: StageCallback | None = None,
+) -> RunResult:
+    """Train, evaluate, register and (with ``with_card``) document one model version."""
+    stage = on_stage or (lambda _: None)
+    stage("reading data and checking its contract")
+    data = prepare_data(spec)
+    stage("training")
+    outcome = train_model(data.frame, spec, on_trial=on_trial, metadata={"data_sha256": data.table.sha256})
+    stage("evaluating")
+    metrics, p_test = _split_metrics(outcome)
+    curve = learning_curve(outcome, spec) if with_card else []
+    stage("registering")
+    registry = Registry.for_project(project_dir, spec.registry.tracking_uri)
+    spec_text = dump_spec(spec)
+    code = code_version()
+    run_id = registry.start_run(spec.registry.experiment or spec.project, f"{spec.project}-{outcome.family}", {
+        "mlflow.user": author, "keel.author": author, "keel.data_sha256": data.table.sha256, "keel.code_version": code,
+    })
+    version: VersionInfo | None = None
+    try:
+        registry.log(run_id, params=_flat_params(outcome, spec), metrics={
+            f"{part}_{name}": value for part, values in metrics.items() for name, value in values.items()
+        })
+        registry.log_text(run_id, spec_text, "spec/keel.yaml")
+        registry.log_text(run_id, json.dumps(data.contract.to_dict(), indent=2), "data/contract_report.json")
+        registry.log_text(run_id, json.dumps(data.cleaning.to_dict(), indent=2), "data/cleaning.json")
+        registry.log_text(run_id, json.dumps(library_versions(), indent=2), "environment.json")
+        registry.log_text(run_id, json.dumps(outcome.tuning_summary(spec.tuning.metric), indent=2, default=str),
+                          "tuning/trials.json")
+        with tempfile.TemporaryDirectory(prefix="keel-run-") as tmp:
+            model_sha = outcome.model.save(Path(tmp) / "model")
+            registry.log_dir(run_id, Path(tmp) / "model", "model")
+        version = registry.register(spec.model_name(), run_id, tags={
+            "model_sha256": model_sha,
+            "data_sha256": data.table.sha256,
+            "spec_sha256": hashlib.sha256(spec_text.encode()).hexdigest(),
+            "family": outcome.family,
+            "test_auc": f"{metrics['test']['auc']:.6f}",
+            "author": author,
+            "code_version": code,
+        }, description=spec.description or "")
+        card_html = card_json = None
+        card = build_card(
+            spec=spec, outcome=outcome, metrics=metrics, gains=gains_table(outcome.y_test, p_test),
+            learning_curve=curve, cleaning=data.cleaning, data_sha256=data.table.sha256,
+            data_format=data.table.format, positive_rate=float(target_vector(data.frame, spec).mean()),
+            run={
+                "model_name": version.name, "version": version.version, "run_id": run_id,
+                "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                "tracking_uri": registry.tracking_uri, "code_version": code, "author": author,
+            },
+            environment=library_versions(),
+        )
+        if with_card:
+            stage("writing the model card")
+            from keel.reports.model_card import write_model_card
+
+            card_dir = project_dir / "cards" / version.name / f"v{version.version}"
+            card_html, card_json = write_model_card(card, outcome.y_test, p_test, card_dir)
+            registry.log_dir(run_id, card_dir, "model_card")
+            registry.set_version_tag(version.name, version.version, "card", str(card_html.resolve()))
+        registry.finish_run(run_id)
+    except BaseException:
+        if version is not None:
+            registry.delete_version(version.name, version.version)
+        registry.finish_run(run_id, failed=True)
+        raise
+    return RunResult(
+        model_name=version.name, version=version.version, run_id=run_id, family=outcome.family, metrics=metrics,
+        gates=card["gates"], model_sha256=model_sha, tracking_uri=registry.tracking_uri,
+        project_dir=project_dir, card_html=card_html, card_json=card_json,
+    )

@@ -1,0 +1,209 @@
+"""The model registry: MLflow runs and model versions behind one small, explicit object.
+
+Keel talks to MLflow only through an ``MlflowClient`` it owns (no fluent API, no
+module-level active run). By default the store is a SQLite file and a local artifact
+folder under the project directory, so ``mlflow ui --backend-store-uri`` shows the
+same runs; any tracking URI (PostgreSQL, a server) works by configuration.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from keel.errors import RegistryError
+from keel.models.artifact import KeelModel
+
+MODEL_PATH = "model"
+TAG_PREFIX = "keel."
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """One registered model version and the facts Keel recorded with it."""
+
+    name: str
+    version: int
+    run_id: str
+    source: str
+    created_ms: int
+    tags: dict[str, str] = field(default_factory=dict)
+    description: str = ""
+
+    def tag(self, key: str, default: str | None = None) -> str | None:
+        """A Keel tag (``keel.<key>``) of this version."""
+        return self.tags.get(TAG_PREFIX + key, default)
+
+
+def default_tracking_uri(project_dir: Path) -> str:
+    """The SQLite tracking store under a project directory."""
+    return f"sqlite:///{(project_dir / 'mlflow.db').resolve()}"
+
+
+class Registry:
+    """Runs and model versions of one MLflow store.
+
+    Not shared between threads: each thread or process makes its own Registry. The
+    SQL store underneath serializes concurrent writers.
+    """
+
+    def __init__(self, tracking_uri: str, *, artifact_root: Path | None = None) -> None:
+        from mlflow import MlflowClient
+
+        self.tracking_uri = tracking_uri
+        self.artifact_root = artifact_root
+        self._client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+    @classmethod
+    def for_project(cls, project_dir: Path, tracking_uri: str | None = None) -> Registry:
+        """The registry a project uses: the given URI, or SQLite + artifacts under ``project_dir``."""
+        project_dir.mkdir(parents=True, exist_ok=True)
+        uri = tracking_uri or default_tracking_uri(project_dir)
+        return cls(uri, artifact_root=(project_dir / "artifacts").resolve())
+
+    # runs -----------------------------------------------------------------------------
+    def experiment_id(self, name: str) -> str:
+        """The id of the named experiment, created on first use."""
+        from mlflow.exceptions import MlflowException
+
+        found = self._client.get_experiment_by_name(name)
+        if found is not None:
+            return found.experiment_id
+        location = (self.artifact_root / name).as_uri() if self.artifact_root else None
+        try:
+            return self._client.create_experiment(name, artifact_location=location)
+        except MlflowException:  # created meanwhile by another process
+            found = self._client.get_experiment_by_name(name)
+            if found is None:
+                raise
+            return found.experiment_id
+
+    def start_run(self, experiment: str, run_name: str, tags: Mapping[str, str]) -> str:
+        """Open a run and return its id."""
+        run = self._client.create_run(self.experiment_id(experiment), run_name=run_name, tags=dict(tags))
+        return run.info.run_id
+
+    def log(self, run_id: str, *, params: Mapping[str, Any] = {}, metrics: Mapping[str, float] = {},
+            tags: Mapping[str, str] = {}) -> None:
+        """Log params, metrics and tags in one batch."""
+        from mlflow.entities import Metric, Param, RunTag
+
+        self._client.log_batch(
+            run_id,
+            metrics=[Metric(k, float(v), 0, 0) for k, v in metrics.items() if v is not None],
+            params=[Param(k, str(v)[:6000]) for k, v in params.items()],
+            tags=[RunTag(k, str(v)) for k, v in tags.items()],
+        )
+
+    def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
+        """Store a text artifact (a spec, a report) with the run."""
+        self._client.log_text(run_id, text, artifact_file)
+
+    def log_dir(self, run_id: str, local_dir: Path, artifact_path: str) -> None:
+        """Store a folder of files with the run."""
+        self._client.log_artifacts(run_id, str(local_dir), artifact_path)
+
+    def finish_run(self, run_id: str, *, failed: bool = False) -> None:
+        """Close a run as FINISHED or FAILED."""
+        self._client.set_terminated(run_id, status="FAILED" if failed else "FINISHED")
+
+    # model versions ---------------------------------------------------------------------
+    def register(self, name: str, run_id: str, *, tags: Mapping[str, str], description: str = "") -> VersionInfo:
+        """Register the run's model folder as a new version of ``name``."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self._client.create_registered_model(name)
+        except MlflowException as err:
+            if "RESOURCE_ALREADY_EXISTS" not in str(err.error_code):
+                raise RegistryError(f"cannot create registered model '{name}': {err}") from err
+        source = f"{self._client.get_run(run_id).info.artifact_uri}/{MODEL_PATH}"
+        version = self._client.create_model_version(
+            name, source=source, run_id=run_id, tags={TAG_PREFIX + k: v for k, v in tags.items()},
+            description=description,
+        )
+        return self.version(name, int(version.version))
+
+    def set_version_tag(self, name: str, version: int, key: str, value: str) -> None:
+        """Record one more Keel fact on a version."""
+        self._client.set_model_version_tag(name, str(version), TAG_PREFIX + key, value)
+
+    def delete_version(self, name: str, version: int) -> None:
+        """Remove a version that never became complete (its run is kept, marked failed)."""
+        self._client.delete_model_version(name, str(version))
+
+    def model_names(self) -> list[str]:
+        """Every registered model name, sorted."""
+        return sorted(m.name for m in self._client.search_registered_models())
+
+    def versions(self, name: str) -> list[VersionInfo]:
+        """All versions of ``name``, oldest first; unknown names are an error with a suggestion."""
+        from keel.errors import did_you_mean
+
+        names = self.model_names()
+        if name not in names:
+            raise RegistryError(
+                f"no registered model '{name}' in {self.tracking_uri}.{did_you_mean(name, names)}"
+                f" Registered: {', '.join(names) or 'none'}"
+            )
+        found = self._client.search_model_versions(f"name = '{name}'")
+        return sorted((_info(v) for v in found), key=lambda v: v.version)
+
+    def version(self, name: str, version: int | str) -> VersionInfo:
+        """One version of ``name``; ``'latest'`` is the newest."""
+        if str(version) == "latest":
+            versions = self.versions(name)
+            if not versions:
+                raise RegistryError(f"model '{name}' has no versions yet")
+            return versions[-1]
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return _info(self._client.get_model_version(name, str(version)))
+        except MlflowException:
+            known = [v.version for v in self.versions(name)]
+            raise RegistryError(f"model '{name}' has no version {version}; versions: {known}") from None
+
+    def load_model(self, name: str, version: int | str) -> tuple[KeelModel, VersionInfo]:
+        """Fetch a version's files and load them, checking the fingerprint recorded at registration."""
+        info = self.version(name, version)
+        with tempfile.TemporaryDirectory(prefix="keel-model-") as tmp:
+            local = self._fetch(info.source, Path(tmp))
+            model = KeelModel.load(local, expected_sha256=info.tag("model_sha256"))
+        return model, info
+
+    def _fetch(self, source: str, destination: Path) -> Path:
+        if source.startswith("file://"):
+            from urllib.parse import unquote, urlparse
+
+            folder = Path(unquote(urlparse(source).path))
+            if not folder.is_dir():
+                raise RegistryError(f"model files at {folder} are missing")
+            return Path(shutil.copytree(folder, destination / MODEL_PATH))
+        import mlflow.artifacts
+
+        return Path(mlflow.artifacts.download_artifacts(
+            artifact_uri=source, dst_path=str(destination), tracking_uri=self.tracking_uri
+        ))
+
+
+def _info(version: Any) -> VersionInfo:
+    return VersionInfo(
+        name=version.name,
+        version=int(version.version),
+        run_id=version.run_id,
+        source=version.source,
+        created_ms=int(version.creation_timestamp or 0),
+        tags=dict(version.tags or {}),
+        description=version.description or "",
+    )
+
+
+def as_json(info: VersionInfo) -> str:
+    """A version as indented JSON, for the CLI."""
+    return json.dumps(info.__dict__, indent=2, sort_keys=True)
