@@ -72,11 +72,9 @@ def columns(expression: str) -> list[str]:
     """The column names an expression reads, in order of first use."""
     tree = parse(expression)
     called = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
-    seen: dict[str, None] = {}
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Name) and id(node) not in called:
-            seen.setdefault(node.id, None)
-    return list(seen)
+    names = [n for n in ast.walk(tree) if isinstance(n, ast.Name) and id(n) not in called]
+    names.sort(key=lambda n: (n.lineno, n.col_offset))  # ast.walk is breadth-first, not source order
+    return list(dict.fromkeys(n.id for n in names))
 
 
 def evaluate(expression: str, values: Mapping[str, np.ndarray]) -> np.ndarray:

@@ -20,8 +20,8 @@ from keel.errors import ContractError, KeelError
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Keel: tabular models to production, governed.")
 models_app = typer.Typer(no_args_is_help=True, help="Registered models and their versions.")
 app.add_typer(models_app, name="models")
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 SpecArg = Annotated[Path, typer.Argument(help="Path of the project's keel.yaml.")]
 ProjectDirOpt = Annotated[

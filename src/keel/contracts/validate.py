@@ -70,7 +70,9 @@ class ContractReport:
 
 
 def _python(value: Any) -> Any:
-    """A numpy scalar as a plain Python value, for JSON and messages."""
+    """A numpy scalar as a plain Python value, for JSON and messages; a missing value is None."""
+    if value is None or (not isinstance(value, (list, tuple, dict, np.ndarray)) and pd.isna(value)):
+        return None
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, pd.Timestamp):

@@ -40,7 +40,8 @@ def _recode(frame: pd.DataFrame, data: DataSpec) -> tuple[pd.DataFrame, dict[str
             old_typed = str(old) if pd.api.types.is_string_dtype(series) else old
             hits = series == old_typed
             counts[column][f"{old} -> {new}"] = int(hits.sum())
-        typed = {(str(o) if pd.api.types.is_string_dtype(series) else o): n for o, n in mapping.items()}
+        text = pd.api.types.is_string_dtype(series)  # a text column stays text: 7 is written '7'
+        typed = {(str(o) if text else o): (str(n) if text else n) for o, n in mapping.items()}
         frame[column] = series.replace(typed)
     return frame, counts
 

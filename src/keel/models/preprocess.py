@@ -31,7 +31,7 @@ class Preprocessor:
         """Learn the categories of each categorical column, sorted for reproducibility."""
         self._check_columns(frame)
         self.categories_ = {
-            c: sorted({str(v) for v in frame[c].dropna().unique()}) for c in self.categorical
+            c: sorted({_category(v) for v in frame[c].dropna().unique()}) for c in self.categorical
         }
         return self
 
@@ -47,7 +47,7 @@ class Preprocessor:
             column = frame[name]
             if name in self.categorical:
                 lookup = {v: float(i) for i, v in enumerate(self.categories_[name])}
-                out[:, j] = [np.nan if pd.isna(v) else lookup.get(str(v), np.nan) for v in column]
+                out[:, j] = [np.nan if pd.isna(v) else lookup.get(_category(v), np.nan) for v in column]
             else:
                 out[:, j] = _numeric(column)
         return out
@@ -87,6 +87,13 @@ class Preprocessor:
         missing = [c for c in self.inputs() if c not in frame.columns]
         if missing:
             raise DataError(f"input lacks column(s) {missing}; the model reads {self.inputs()}")
+
+
+def _category(value: Any) -> str:
+    """A category's key: integral floats read as integers, so ``2.0`` (an int column with NaN) is ``'2'``."""
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def _numeric(column: pd.Series) -> np.ndarray:

@@ -45,9 +45,16 @@ def _stratified(y: np.ndarray, spec: SplitSpec, seed: int) -> Split:
     from sklearn.model_selection import train_test_split
 
     rows = np.arange(len(y))
-    rest, test = train_test_split(rows, test_size=spec.test_size, stratify=y, random_state=seed)
-    share = spec.validation_size / (1.0 - spec.test_size)
-    train, validation = train_test_split(rest, test_size=share, stratify=y[rest], random_state=seed + 1)
+    try:
+        rest, test = train_test_split(rows, test_size=spec.test_size, stratify=y, random_state=seed)
+        share = spec.validation_size / (1.0 - spec.test_size)
+        train, validation = train_test_split(rest, test_size=share, stratify=y[rest], random_state=seed + 1)
+    except ValueError as err:  # sklearn: a class too small to stratify
+        counts = {int(k): int(v) for k, v in zip(*np.unique(y, return_counts=True))}
+        raise TrainingError(
+            f"cannot split {len(y)} rows by class (rows per class: {counts}): {err} "
+            "Every part needs both classes; use more data or change split sizes"
+        ) from err
     return Split(np.sort(train), np.sort(validation), np.sort(test))
 
 
@@ -60,6 +67,11 @@ def _by_time(time: pd.Series, spec: SplitSpec) -> Split:
         ordered = time.sort_values(kind="stable").to_numpy()
         test_start = pd.Timestamp(ordered[int(len(ordered) * (1 - spec.test_size))])
         validation_start = pd.Timestamp(ordered[int(len(ordered) * (1 - spec.test_size - spec.validation_size))])
+    if time.dt.tz is None and (validation_start.tz is not None or test_start.tz is not None):
+        raise TrainingError(
+            f"split.validation_start/test_start ({validation_start}, {test_start}) carry a time zone but the "
+            "time column does not; give the dates without a time zone, or make the time column tz-aware"
+        )
     if time.dt.tz is not None:
         validation_start = validation_start if validation_start.tz else validation_start.tz_localize(time.dt.tz)
         test_start = test_start if test_start.tz else test_start.tz_localize(time.dt.tz)

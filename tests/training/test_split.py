@@ -1,0 +1,234 @@
+"""Tests for keel.training.split: stratified and time splits, and the checks on their parts."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from keel.errors import TrainingError
+from keel.spec import SplitSpec
+from keel.training.split import Split, split_rows
+
+
+def _labels(n: int, rate: float, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    y = np.zeros(n, dtype=int)
+    y[rng.choice(n, size=int(round(n * rate)), replace=False)] = 1
+    return y
+
+
+def _parts(split: Split) -> list[np.ndarray]:
+    return [split.train, split.validation, split.test]
+
+
+@pytest.mark.parametrize(("n", "test_size", "validation_size"), [
+    (1000, 0.2, 0.2), (1001, 0.25, 0.15), (737, 0.1, 0.3), (2000, 0.3, 0.1),
+])
+def test_stratified_sizes_match_the_spec_fractions(n: int, test_size: float, validation_size: float) -> None:
+    y = _labels(n, 0.3)
+    split = split_rows(y, SplitSpec(test_size=test_size, validation_size=validation_size), seed=7)
+    sizes = split.sizes()
+    assert abs(sizes["test"] - n * test_size) <= 1
+    assert abs(sizes["validation"] - n * validation_size) <= 1
+    assert abs(sizes["train"] - n * (1 - test_size - validation_size)) <= 1
+    assert sum(sizes.values()) == n
+
+
+def test_stratified_parts_are_disjoint_sorted_and_cover_every_row() -> None:
+    y = _labels(900, 0.2)
+    split = split_rows(y, SplitSpec(), seed=1)
+    together = np.concatenate(_parts(split))
+    assert len(together) == len(np.unique(together)) == 900
+    np.testing.assert_array_equal(np.sort(together), np.arange(900))
+    for rows in _parts(split):
+        np.testing.assert_array_equal(rows, np.sort(rows))
+
+
+@pytest.mark.parametrize("rate", [0.05, 0.2, 0.5])
+def test_stratified_class_rate_is_close_in_every_part(rate: float) -> None:
+    y = _labels(2000, rate, seed=3)
+    split = split_rows(y, SplitSpec(test_size=0.2, validation_size=0.2), seed=3)
+    for rows in _parts(split):
+        # Stratification keeps each part within about one row of the overall rate.
+        assert abs(y[rows].mean() - rate) <= 1.5 / len(rows)
+
+
+def test_same_seed_gives_the_same_split_and_another_seed_a_different_one() -> None:
+    y = _labels(500, 0.3)
+    spec = SplitSpec()
+    a, b, c = split_rows(y, spec, seed=11), split_rows(y, spec, seed=11), split_rows(y, spec, seed=12)
+    for first, second in zip(_parts(a), _parts(b)):
+        np.testing.assert_array_equal(first, second)
+    assert not np.array_equal(a.test, c.test)
+    assert not np.array_equal(a.validation, c.validation)
+
+
+def _times(n: int, *, tz: str | None = None, seed: int = 0) -> pd.Series:
+    """Unique hourly times in shuffled row order."""
+    rng = np.random.default_rng(seed)
+    stamps = pd.date_range("2024-01-01", periods=n, freq="h", tz=tz)
+    return pd.Series(stamps[rng.permutation(n)])
+
+
+def _assert_ordered(split: Split, time: pd.Series) -> None:
+    train, validation, test = (time.iloc[rows] for rows in _parts(split))
+    assert train.max() < validation.min()
+    assert validation.max() < test.min()
+
+
+def test_time_split_by_fractions_orders_the_parts_and_matches_sizes() -> None:
+    n = 1000
+    time = _times(n)
+    y = _labels(n, 0.3)
+    split = split_rows(y, SplitSpec(method="time", test_size=0.2, validation_size=0.25), seed=0, time=time)
+    _assert_ordered(split, time)
+    sizes = split.sizes()
+    assert abs(sizes["test"] - 200) <= 1
+    assert abs(sizes["validation"] - 250) <= 1
+    assert sum(sizes.values()) == n
+    np.testing.assert_array_equal(np.sort(np.concatenate(_parts(split))), np.arange(n))
+
+
+def test_time_split_ignores_the_seed() -> None:
+    time, y = _times(300), _labels(300, 0.4)
+    spec = SplitSpec(method="time")
+    a, b = split_rows(y, spec, seed=0, time=time), split_rows(y, spec, seed=99, time=time)
+    for first, second in zip(_parts(a), _parts(b)):
+        np.testing.assert_array_equal(first, second)
+
+
+def test_time_split_by_explicit_dates_uses_the_boundaries() -> None:
+    n = 24 * 30  # 30 days, hourly
+    time = _times(n)
+    y = _labels(n, 0.3)
+    spec = SplitSpec(method="time", validation_start=dt.datetime(2024, 1, 20), test_start=dt.datetime(2024, 1, 25))
+    split = split_rows(y, spec, seed=0, time=time)
+    _assert_ordered(split, time)
+    assert time.iloc[split.train].max() < pd.Timestamp("2024-01-20")
+    assert time.iloc[split.validation].min() == pd.Timestamp("2024-01-20")
+    assert time.iloc[split.test].min() == pd.Timestamp("2024-01-25")
+    assert split.sizes() == {"train": 19 * 24, "validation": 5 * 24, "test": 6 * 24}
+
+
+def test_time_split_accepts_a_time_column_of_text() -> None:
+    time = _times(200)
+    y = _labels(200, 0.5)
+    spec = SplitSpec(method="time")
+    as_text = split_rows(y, spec, seed=0, time=time.dt.strftime("%Y-%m-%d %H:%M:%S"))
+    as_times = split_rows(y, spec, seed=0, time=time)
+    for first, second in zip(_parts(as_text), _parts(as_times)):
+        np.testing.assert_array_equal(first, second)
+
+
+def test_time_split_keeps_ties_in_one_part() -> None:
+    # Four rows per day: the boundary day must not be cut in two.
+    days = pd.Series(np.repeat(pd.date_range("2024-03-01", periods=50, freq="D"), 4))
+    y = _labels(200, 0.5)
+    split = split_rows(y, SplitSpec(method="time", test_size=0.21, validation_size=0.21), seed=0, time=days)
+    _assert_ordered(split, days)
+
+
+@pytest.mark.parametrize("tz", ["UTC", "Europe/Lisbon", "America/New_York"])
+def test_time_split_by_fractions_with_tz_aware_times(tz: str) -> None:
+    time = _times(600, tz=tz)
+    y = _labels(600, 0.3)
+    split = split_rows(y, SplitSpec(method="time"), seed=0, time=time)
+    _assert_ordered(split, time)
+    assert abs(split.sizes()["test"] - 120) <= 1
+
+
+def test_time_split_by_naive_dates_on_tz_aware_times_reads_dates_in_that_zone() -> None:
+    time = _times(24 * 30, tz="America/New_York")
+    y = _labels(24 * 30, 0.3)
+    spec = SplitSpec(method="time", validation_start=dt.datetime(2024, 1, 20), test_start=dt.datetime(2024, 1, 25))
+    split = split_rows(y, spec, seed=0, time=time)
+    _assert_ordered(split, time)
+    assert time.iloc[split.validation].min() == pd.Timestamp("2024-01-20", tz="America/New_York")
+    assert time.iloc[split.test].min() == pd.Timestamp("2024-01-25", tz="America/New_York")
+
+
+def test_time_split_by_aware_dates_on_aware_times_of_another_zone() -> None:
+    time = _times(24 * 30, tz="UTC")
+    y = _labels(24 * 30, 0.3)
+    plus_two = dt.timezone(dt.timedelta(hours=2))
+    spec = SplitSpec(
+        method="time",
+        validation_start=dt.datetime(2024, 1, 20, tzinfo=plus_two),
+        test_start=dt.datetime(2024, 1, 25, tzinfo=plus_two),
+    )
+    split = split_rows(y, spec, seed=0, time=time)
+    _assert_ordered(split, time)
+    assert time.iloc[split.validation].min() == pd.Timestamp("2024-01-19 22:00", tz="UTC")
+
+
+def test_time_split_refuses_aware_dates_on_naive_times_with_a_clear_error() -> None:
+    time = _times(24 * 30)
+    y = _labels(24 * 30, 0.3)
+    utc = dt.timezone.utc
+    spec = SplitSpec(
+        method="time",
+        validation_start=dt.datetime(2024, 1, 20, tzinfo=utc),
+        test_start=dt.datetime(2024, 1, 25, tzinfo=utc),
+    )
+    with pytest.raises(TrainingError, match=r"time zone"):
+        split_rows(y, spec, seed=0, time=time)
+
+
+def test_time_split_needs_the_time_column() -> None:
+    with pytest.raises(TrainingError, match=r"a time split needs the time column"):
+        split_rows(_labels(100, 0.5), SplitSpec(method="time"), seed=0)
+
+
+def test_time_split_refuses_missing_times() -> None:
+    time = _times(100).astype("datetime64[ns]")
+    time.iloc[[3, 50]] = pd.NaT
+    with pytest.raises(TrainingError, match=r"the time column has 2 missing value\(s\)"):
+        split_rows(_labels(100, 0.5), SplitSpec(method="time"), seed=0, time=time)
+
+
+def test_time_split_with_dates_after_the_data_reports_the_empty_part() -> None:
+    time = _times(24 * 10)
+    spec = SplitSpec(method="time", validation_start=dt.datetime(2024, 1, 5), test_start=dt.datetime(2024, 6, 1))
+    with pytest.raises(TrainingError, match=r"leaves the test part empty .* data run from 2024-01-01"):
+        split_rows(_labels(240, 0.5), spec, seed=0, time=time)
+
+
+def test_time_split_with_dates_before_the_data_reports_the_empty_train_part() -> None:
+    time = _times(24 * 10)
+    spec = SplitSpec(method="time", validation_start=dt.datetime(2023, 1, 1), test_start=dt.datetime(2024, 1, 5))
+    with pytest.raises(TrainingError, match=r"leaves the train part empty"):
+        split_rows(_labels(240, 0.5), spec, seed=0, time=time)
+
+
+def test_time_split_with_one_class_in_the_test_part_is_refused() -> None:
+    n = 400
+    time = pd.Series(pd.date_range("2024-01-01", periods=n, freq="h"))
+    y = np.zeros(n, dtype=int)
+    y[:300:3] = 1  # no positive in the last fifth of the period
+    with pytest.raises(TrainingError, match=r"the test split \(80 rows\) holds one class only"):
+        split_rows(y, SplitSpec(method="time"), seed=0, time=time)
+
+
+def test_stratified_split_with_too_few_positives_for_a_part_is_refused() -> None:
+    y = np.zeros(200, dtype=int)
+    y[:2] = 1
+    with pytest.raises(TrainingError, match=r"holds one class only"):
+        split_rows(y, SplitSpec(), seed=0)
+
+
+def test_stratified_split_with_a_single_positive_is_a_training_error() -> None:
+    y = np.zeros(200, dtype=int)
+    y[5] = 1
+    with pytest.raises(TrainingError, match=r"cannot split 200 rows by class \(rows per class: \{0: 199, 1: 1\}\)"):
+        split_rows(y, SplitSpec(), seed=0)
+
+
+def test_stratified_split_too_small_for_the_second_cut_is_a_training_error() -> None:
+    # Ten rows, two positives: the test part takes one, leaving one for train and validation.
+    y = np.zeros(10, dtype=int)
+    y[:2] = 1
+    with pytest.raises(TrainingError, match=r"cannot split 10 rows by class .* use more data"):
+        split_rows(y, SplitSpec(test_size=0.3), seed=0)
