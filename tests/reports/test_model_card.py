@@ -55,7 +55,7 @@ def _card() -> dict:
             "rows_read": 30_000,
             "rows_used": 29_965,
             "duplicates_dropped": 35,
-            "recoded": {"EDUCATION": {"0": 4, "5": 4, "6": 4}, "MARRIAGE": {"0": 3}},
+            "recoded": {"EDUCATION": {"0 -> 4": 14, "5 -> 4": 280, "6 -> 4": 51}, "MARRIAGE": {"0 -> 3": 54}},
             "positive_class": 1,
             "positive_rate": 0.2212,
             "contract": [
