@@ -52,6 +52,8 @@ def _keel_errors(report: Path | None = None) -> Iterator[None]:
 
 
 def _quiet_libraries() -> None:
+    import mlflow  # noqa: F401  (it sets its own log levels on import; ours must come after)
+
     for name in ("mlflow", "alembic", "optuna", "lightgbm"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
