@@ -71,6 +71,7 @@ def _card() -> dict:
             "features": ["LIMIT_BAL", "PAY_0", "BILL_AMT1", "EDUCATION"],
             "protected": ["SEX", "AGE", "MARRIAGE"],
             "categorical": ["EDUCATION"],
+            "derived": {"utilization_1": "BILL_AMT1 / LIMIT_BAL"},
             "params": {"learning_rate": 0.05, "num_leaves": 31, "min_child_samples": 50},
             "seed": 42,
         },
@@ -269,3 +270,10 @@ def test_plots_draw_a_note_when_only_one_class() -> None:
 def test_learning_curve_plot_refuses_points_without_keys() -> None:
     with pytest.raises(ValueError, match=r"point 0 must have keys .* lacks \['validation_metric'\]"):
         plots.learning_curve_plot([{"train_size": 10, "train_metric": 0.8}])
+
+
+def test_card_shows_recodings_with_row_counts_and_derived_definitions(rendered: str) -> None:
+    card_html = rendered
+    assert "<td>EDUCATION</td><td>5 -&gt; 4</td><td>280</td>" in card_html
+    assert "Recoding (from -&gt; to)" in card_html and "<thead><tr><th>Column</th><th>From</th>" not in card_html
+    assert '<td class="mono">utilization_1</td><td class="mono">BILL_AMT1 / LIMIT_BAL</td>' in card_html

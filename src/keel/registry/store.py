@@ -88,16 +88,16 @@ class Registry:
         run = self._client.create_run(self.experiment_id(experiment), run_name=run_name, tags=dict(tags))
         return run.info.run_id
 
-    def log(self, run_id: str, *, params: Mapping[str, Any] = {}, metrics: Mapping[str, float] = {},
-            tags: Mapping[str, str] = {}) -> None:
+    def log(self, run_id: str, *, params: Mapping[str, Any] | None = None,
+            metrics: Mapping[str, float] | None = None, tags: Mapping[str, str] | None = None) -> None:
         """Log params, metrics and tags in one batch."""
         from mlflow.entities import Metric, Param, RunTag
 
         self._client.log_batch(
             run_id,
-            metrics=[Metric(k, float(v), 0, 0) for k, v in metrics.items() if v is not None],
-            params=[Param(k, str(v)[:6000]) for k, v in params.items()],
-            tags=[RunTag(k, str(v)) for k, v in tags.items()],
+            metrics=[Metric(k, float(v), 0, 0) for k, v in (metrics or {}).items() if v is not None],
+            params=[Param(k, str(v)[:6000]) for k, v in (params or {}).items()],
+            tags=[RunTag(k, str(v)) for k, v in (tags or {}).items()],
         )
 
     def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
