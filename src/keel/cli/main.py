@@ -215,7 +215,17 @@ def init(
         spec = starter_spec(profile, source=source, project=name, target=target)
         parse_spec(spec, source=str(output), base_dir=output.resolve().parent)
         write_text_atomic(output, render_spec_yaml(spec, profile))
-    out.print(f"profiled {profile.rows} rows x {len(profile.columns)} columns; target '{spec['target']['column']}'")
+    table = Table(title=f"{data}: {profile.rows} rows x {len(profile.columns)} columns")
+    for column in ("column", "dtype", "missing", "distinct", "min", "max", "most frequent"):
+        table.add_column(column)
+    for col in profile.columns:
+        table.add_row(col.name, col.dtype, f"{col.missing_rate:.1%}", str(col.n_unique),
+                      "-" if col.min is None else f"{col.min:g}", "-" if col.max is None else f"{col.max:g}",
+                      ", ".join(map(str, col.top_values[:3])))
+    out.print(table)
+    out.print(f"id candidates: {profile.id_candidates or 'none'}; target candidates: "
+              f"{profile.target_candidates or 'none'}; time candidates: {profile.time_candidates or 'none'}")
+    out.print(f"target: '{spec['target']['column']}' (positive class {spec['target']['positive']!r})")
     out.print(f"wrote {output}; review it, then: keel run {output}")
 
 
