@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from hypothesis import settings
+
+# CI runs the same examples every time (a failure there reproduces); locally, Hypothesis explores.
+settings.register_profile("ci", derandomize=True, deadline=None)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 REPO = Path(__file__).resolve().parents[1]
 CREDIT_SPEC = REPO / "examples" / "credit_default" / "keel.yaml"

@@ -317,3 +317,8 @@ def test_reliability_curve_rejects_a_bad_bin_count(bins: int) -> None:
 def test_gains_table_rejects_more_groups_than_rows() -> None:
     with pytest.raises(TrainingError, match=r"groups must be at most the number of rows \(2\)"):
         gains_table([0, 1], [0.2, 0.8], groups=3)
+
+
+def test_reliability_mean_stays_inside_its_bin_for_repeated_edge_scores() -> None:
+    curve = reliability_curve([0] * 6 + [1], [0.1] * 7, bins=10)
+    assert curve[0]["bin_low"] <= curve[0]["mean_predicted"] <= curve[0]["bin_high"]

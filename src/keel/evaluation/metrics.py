@@ -114,7 +114,8 @@ def reliability_curve(
         {
             "bin_low": float(edges[i]),
             "bin_high": float(edges[i + 1]),
-            "mean_predicted": float(score_sums[i] / counts[i]),
+            # Clipped: a float sum of n equal scores divided by n can land an ulp outside its bin.
+            "mean_predicted": float(np.clip(score_sums[i] / counts[i], edges[i], edges[i + 1])),
             "observed_rate": float(positive_sums[i] / counts[i]),
             "count": int(counts[i]),
         }
