@@ -192,7 +192,7 @@ def test_model_card_sorts_trials_best_first_and_marks_gates(rendered: str) -> No
     gates = html[html.find('id="gates"') : html.find('id="limitations"')]
     for status in ("pass", "fail", "not evaluated"):
         assert f">{status}</span>" in gates
-    assert "not enforced yet" in gates
+    assert "blocks approval" in gates
 
 
 def test_model_card_gives_mlflow_ui_command(rendered: str) -> None:

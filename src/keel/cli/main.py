@@ -114,7 +114,10 @@ def _summary(result: Any) -> None:
     for gate in result.gates:
         state = {True: "[green]pass[/]", False: "[red]fail[/]", None: "not evaluated"}[gate["passed"]]
         value = "-" if gate["value"] is None else f"{gate['value']:.4f}"
-        out.print(f"  gate {gate['name']} {gate['threshold']}: {value} {state} (recorded, not enforced yet)")
+        out.print(f"  gate {gate['name']} {gate['threshold']}: {value} {state}")
+    blocked = [g["name"] for g in result.gates if g["passed"] is not True]
+    out.print("State: " + (f"candidate - gates {', '.join(blocked)} block approval" if blocked
+                           else "validated - ready for an independent approval (keel approve)"))
     if result.card_html:
         out.print(f"Model card: {result.card_html}")
     out.print(f"MLflow UI: mlflow ui --backend-store-uri {result.tracking_uri}")
@@ -284,6 +287,100 @@ def models_show(
         except IntegrityError as error:
             integrity = f"FAILED: {error}"
     out.print_json(json.dumps({**info.__dict__, "integrity": integrity}, default=str))
+
+
+audit_app = typer.Typer(no_args_is_help=True, help="The tamper-evident audit log.")
+app.add_typer(audit_app, name="audit")
+ByOpt = Annotated[str, typer.Option("--by", help="Who does this (recorded in the audit log).")]
+NoteOpt = Annotated[str, typer.Option("--note", help="Why: recorded in the audit log.")]
+
+
+def _governance(spec_path: Path | None, project_dir: Path | None) -> tuple[Any, str]:
+    from keel.registry.governance import Governance
+
+    spec = _load(spec_path) if spec_path else None
+    folder = project_dir or (_project_dir(spec_path, None) if spec_path else Path(".keel"))
+    governance = Governance.for_project(folder, spec.registry.tracking_uri if spec else None)
+    return governance, (spec.model_name() if spec else "")
+
+
+def _transition(result: Any) -> None:
+    out.print(f"{result.version.name} version {result.version.version}: {result.before} -> {result.after} "
+              f"(audit row {result.audit.seq})")
+
+
+@app.command()
+def approve(
+    version: Annotated[int, typer.Argument(help="Version number.")],
+    by: ByOpt, role: Annotated[str, typer.Option(help="developer, validator or deployer.")],
+    note: NoteOpt, spec: SpecOpt = None, project_dir: ProjectDirOpt = None,
+    model: Annotated[Optional[str], typer.Option(help="Model name [default: the spec's].")] = None,
+) -> None:
+    """Approve a validated version (a validator who is not its author)."""
+    _quiet_libraries()
+    with _keel_errors():
+        governance, default = _governance(spec, project_dir)
+        _transition(governance.approve(model or default, version, by=by, role=role, note=note))
+
+
+@app.command()
+def promote(
+    version: Annotated[int, typer.Argument(help="Version number.")],
+    by: ByOpt, role: Annotated[str, typer.Option(help="developer, validator or deployer.")] = "deployer",
+    note: NoteOpt = "", spec: SpecOpt = None, project_dir: ProjectDirOpt = None,
+    model: Annotated[Optional[str], typer.Option(help="Model name [default: the spec's].")] = None,
+) -> None:
+    """Make an approved version the champion; the previous champion is retired."""
+    _quiet_libraries()
+    with _keel_errors():
+        governance, default = _governance(spec, project_dir)
+        _transition(governance.promote(model or default, version, by=by, role=role, note=note))
+
+
+@app.command()
+def rollback(
+    by: ByOpt, note: NoteOpt, role: Annotated[str, typer.Option(help="developer, validator or deployer.")] = "deployer",
+    spec: SpecOpt = None, project_dir: ProjectDirOpt = None,
+    model: Annotated[Optional[str], typer.Option(help="Model name [default: the spec's].")] = None,
+) -> None:
+    """Restore the previous champion."""
+    _quiet_libraries()
+    with _keel_errors():
+        governance, default = _governance(spec, project_dir)
+        _transition(governance.rollback(model or default, by=by, role=role, reason=note))
+
+
+@models_app.command("history")
+def models_history(
+    name: Annotated[Optional[str], typer.Argument(help="Model name [default: the spec's].")] = None,
+    spec: SpecOpt = None, project_dir: ProjectDirOpt = None,
+) -> None:
+    """Every audited transition of a model's versions."""
+    _quiet_libraries()
+    with _keel_errors():
+        governance, default = _governance(spec, project_dir)
+        rows = governance.history(name or default)
+    table = Table(title=f"History of {name or default}")
+    for column in ("#", "time (UTC)", "actor", "action", "version", "before", "after", "reason"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(str(row.seq), row.time[:19], row.actor, row.action, row.object, row.before, row.after, row.reason)
+    out.print(table)
+
+
+@audit_app.command("verify")
+def audit_verify(spec: SpecOpt = None, project_dir: ProjectDirOpt = None) -> None:
+    """Check the audit chain; names every edited, deleted or reordered row (exit 9 if any)."""
+    with _keel_errors():
+        governance, _ = _governance(spec, project_dir)
+        problems = governance.audit.verify()
+        rows = len(governance.audit.rows())
+    if not problems:
+        out.print(f"audit log intact: {rows} rows, every link and hash checks out")
+        return
+    for problem in problems:
+        err.print(f"[red]{problem.kind}[/] row {problem.seq}: {problem.detail}", highlight=False)
+    raise typer.Exit(9)
 
 
 @app.command()

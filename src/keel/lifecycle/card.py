@@ -4,33 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from keel.evaluation.gates import gate_results
 from keel.features.cleaning import CleaningSummary
 from keel.spec import ProjectSpec
 from keel.training.trainer import TrainingOutcome
-
-
-def gate_results(spec: ProjectSpec, metrics: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
-    """Each configured gate with its threshold and measured value (not enforced yet)."""
-    test, train = metrics["test"], metrics["train"]
-    measured = {
-        "min_auc": (test["auc"], lambda v, t: v >= t),
-        "min_ks": (test["ks"], lambda v, t: v >= t),
-        "max_ece": (test["ece"], lambda v, t: v <= t),
-        "max_train_test_gap": (train["auc"] - test["auc"], lambda v, t: v <= t),
-        "max_psi": (None, None),
-    }
-    rows = []
-    for name, threshold in spec.gates.model_dump().items():
-        if threshold is None:
-            continue
-        value, rule = measured[name]
-        rows.append({
-            "name": name,
-            "threshold": threshold,
-            "value": value,
-            "passed": None if value is None or rule is None else bool(rule(value, threshold)),
-        })
-    return rows
 
 
 def build_card(

@@ -24,8 +24,10 @@ from keel.contracts.validate import ContractReport, enforce_contract
 from keel.evaluation.metrics import binary_metrics, gains_table
 from keel.features.cleaning import CleaningSummary, clean, target_vector
 from keel.io.tables import LoadedTable, read_table
+from keel.evaluation.gates import gate_results
 from keel.lifecycle.card import build_card
 from keel.lifecycle.provenance import code_version, library_versions
+from keel.registry.governance import Governance
 from keel.registry.store import Registry, VersionInfo
 from keel.spec import ProjectSpec, dump_spec
 from keel.training.trainer import TrainingOutcome, learning_curve, train_model
@@ -116,6 +118,7 @@ def run_project(
     stage("evaluating")
     metrics, p_test = _split_metrics(outcome)
     curve = learning_curve(outcome, spec) if with_card else []
+    gates = gate_results(spec, metrics)
     stage("registering")
     registry = Registry.for_project(project_dir, spec.registry.tracking_uri)
     spec_text = dump_spec(spec)
@@ -145,7 +148,10 @@ def run_project(
             "test_auc": f"{metrics['test']['auc']:.6f}",
             "author": author,
             "code_version": code,
+            "gates": json.dumps(gates),
         }, description=spec.description or "")
+        Governance.for_project(project_dir, spec.registry.tracking_uri).record_registration(
+            version, actor=author, gates=gates)
         card_html = card_json = None
         card = build_card(
             spec=spec, outcome=outcome, metrics=metrics, gains=gains_table(outcome.y_test, p_test),
@@ -174,6 +180,6 @@ def run_project(
         raise
     return RunResult(
         model_name=version.name, version=version.version, run_id=run_id, family=outcome.family, metrics=metrics,
-        gates=card["gates"], model_sha256=model_sha, tracking_uri=registry.tracking_uri,
+        gates=gates, model_sha256=model_sha, tracking_uri=registry.tracking_uri,
         project_dir=project_dir, card_html=card_html, card_json=card_json,
     )

@@ -108,6 +108,10 @@ class AuditLog:
                 except sa.exc.IntegrityError:  # another process created it first
                     pass
 
+    def lock(self, conn: sa.Connection) -> None:
+        """Take the log's write lock for the rest of ``conn``'s transaction (serializes transitions)."""
+        conn.execute(head_table.update().where(head_table.c.id == 1).values(count=head_table.c.count))
+
     def append(self, *, actor: str, action: str, obj: str, before: Any = None, after: Any = None,
                reason: str = "", connection: sa.Connection | None = None) -> AuditRow:
         """Add one row to the chain; within ``connection``'s transaction when given."""

@@ -137,6 +137,19 @@ class Registry:
         """Remove a version that never became complete (its run is kept, marked failed)."""
         self._client.delete_model_version(name, str(version))
 
+    def set_alias(self, name: str, alias: str, version: int) -> None:
+        """Point ``alias`` (for example 'champion') at a version; one version per alias."""
+        self._client.set_registered_model_alias(name, alias, str(version))
+
+    def alias(self, name: str, alias: str) -> VersionInfo | None:
+        """The version an alias points at, or None when the alias is not set."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return _info(self._client.get_model_version_by_alias(name, alias))
+        except MlflowException:
+            return None
+
     def model_names(self) -> list[str]:
         """Every registered model name, sorted."""
         return sorted(m.name for m in self._client.search_registered_models())
