@@ -197,6 +197,23 @@ class GatesSpec(_Strict):
     max_psi: float | None = Field(default=None, ge=0)
 
 
+class FairnessSpec(_Strict):
+    """How protected attributes are grouped and the bounds that act as gates."""
+
+    bands: dict[str, list[float]] = Field(default_factory=dict)
+    labels: dict[str, dict[Scalar, str]] = Field(default_factory=dict)
+    min_adverse_impact_ratio: float | None = Field(default=None, gt=0, le=1)
+    max_equal_opportunity_difference: float | None = Field(default=None, ge=0, le=1)
+    min_group_size: int = Field(default=30, ge=1)
+
+    @model_validator(mode="after")
+    def _sorted_bands(self) -> FairnessSpec:
+        for column, cuts in self.bands.items():
+            if not cuts or any(b <= a for a, b in zip(cuts, cuts[1:])):
+                raise ValueError(f"bands.{column}: cut points must be a non-empty, strictly increasing list")
+        return self
+
+
 class ModelCardSpec(_Strict):
     """Words for the model card that only the owner can supply."""
 
@@ -229,6 +246,7 @@ class ProjectSpec(_Strict):
     models: ModelsSpec = ModelsSpec()
     tuning: TuningSpec = TuningSpec()
     gates: GatesSpec = GatesSpec()
+    fairness: FairnessSpec = FairnessSpec()
     model_card: ModelCardSpec = ModelCardSpec()
     registry: RegistrySpec = RegistrySpec()
 
@@ -245,6 +263,11 @@ class ProjectSpec(_Strict):
         refs += [(f"features.exclude[{i}]", c) for i, c in enumerate(self.features.exclude)]
         refs += [(f"features.categorical[{i}]", c) for i, c in enumerate(self.features.categorical)]
         refs += [(f"data.recode.{c}", c) for c in self.data.recode]
+        for section in ("bands", "labels"):
+            for c in getattr(self.fairness, section):
+                if c not in self.protected:
+                    raise ValueError(f"fairness.{section}.{c}: '{c}' is not a protected attribute "
+                                     f"(protected: {self.protected}).{did_you_mean(c, self.protected)}")
         refs += [(f"models.lightgbm.monotone.{c}", c) for c in self.models.lightgbm.monotone
                  if c not in self.features.derived]
         refs += self._derived_references()

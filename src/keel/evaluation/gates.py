@@ -7,7 +7,9 @@ from typing import Any
 from keel.spec import ProjectSpec
 
 
-def gate_results(spec: ProjectSpec, metrics: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
+def gate_results(
+    spec: ProjectSpec, metrics: dict[str, dict[str, float]], fairness: list[dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
     """Each configured gate with its threshold, measured value and outcome; None means not evaluated."""
     test, train = metrics["test"], metrics["train"]
     measured = {
@@ -28,4 +30,18 @@ def gate_results(spec: ProjectSpec, metrics: dict[str, dict[str, float]]) -> lis
             "value": value,
             "passed": None if value is None or rule is None else bool(rule(value, threshold)),
         })
+    bounds = (("min_adverse_impact_ratio", "adverse_impact_ratio", lambda v, t: v >= t),
+              ("max_equal_opportunity_difference", "equal_opportunity_difference", lambda v, t: v <= t))
+    for attribute in fairness or []:
+        for key, measure, rule in bounds:
+            threshold = getattr(spec.fairness, key)
+            if threshold is None:
+                continue
+            value = attribute[measure]
+            rows.append({
+                "name": f"{key}[{attribute['attribute']}]",
+                "threshold": threshold,
+                "value": value,
+                "passed": None if value is None else bool(rule(value, threshold)),
+            })
     return rows

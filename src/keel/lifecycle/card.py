@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from keel.evaluation.gates import gate_results
 from keel.features.cleaning import CleaningSummary
 from keel.spec import ProjectSpec
 from keel.training.trainer import TrainingOutcome
@@ -17,6 +16,8 @@ def build_card(
     metrics: dict[str, dict[str, float]],
     gains: list[dict[str, Any]],
     learning_curve: list[dict[str, Any]],
+    fairness: list[dict[str, Any]],
+    gates: list[dict[str, Any]],
     cleaning: CleaningSummary,
     data_sha256: str,
     data_format: str,
@@ -64,7 +65,8 @@ def build_card(
             "train_test_gap": metrics["train"]["auc"] - metrics["test"]["auc"],
             "learning_curve": learning_curve,
         },
-        "gates": gate_results(spec, metrics),
+        "fairness": fairness,
+        "gates": gates,
         "gains": gains,
         "environment": environment,
     }

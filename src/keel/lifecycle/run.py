@@ -24,6 +24,7 @@ from keel.contracts.validate import ContractReport, enforce_contract
 from keel.evaluation.metrics import binary_metrics, gains_table
 from keel.features.cleaning import CleaningSummary, clean, target_vector
 from keel.io.tables import LoadedTable, read_table
+from keel.evaluation.fairness import fairness_report
 from keel.evaluation.gates import gate_results
 from keel.lifecycle.card import build_card
 from keel.lifecycle.provenance import code_version, library_versions
@@ -118,7 +119,11 @@ def run_project(
     stage("evaluating")
     metrics, p_test = _split_metrics(outcome)
     curve = learning_curve(outcome, spec) if with_card else []
-    gates = gate_results(spec, metrics)
+    fairness = fairness_report(
+        data.frame.iloc[outcome.split.test][spec.protected], outcome.y_test, p_test,
+        threshold=spec.target.threshold, fairness=spec.fairness,
+    ) if spec.protected else []
+    gates = gate_results(spec, metrics, fairness)
     stage("registering")
     registry = Registry.for_project(project_dir, spec.registry.tracking_uri)
     spec_text = dump_spec(spec)
@@ -135,6 +140,7 @@ def run_project(
         registry.log_text(run_id, json.dumps(data.contract.to_dict(), indent=2), "data/contract_report.json")
         registry.log_text(run_id, json.dumps(data.cleaning.to_dict(), indent=2), "data/cleaning.json")
         registry.log_text(run_id, json.dumps(library_versions(), indent=2), "environment.json")
+        registry.log_text(run_id, json.dumps(fairness, indent=2), "fairness.json")
         registry.log_text(run_id, json.dumps(outcome.tuning_summary(spec.tuning.metric), indent=2, default=str),
                           "tuning/trials.json")
         with tempfile.TemporaryDirectory(prefix="keel-run-") as tmp:
@@ -155,7 +161,7 @@ def run_project(
         card_html = card_json = None
         card = build_card(
             spec=spec, outcome=outcome, metrics=metrics, gains=gains_table(outcome.y_test, p_test),
-            learning_curve=curve, cleaning=data.cleaning, data_sha256=data.table.sha256,
+            learning_curve=curve, fairness=fairness, gates=gates, cleaning=data.cleaning, data_sha256=data.table.sha256,
             data_format=data.table.format, positive_rate=float(target_vector(data.frame, spec).mean()),
             run={
                 "model_name": version.name, "version": version.version, "run_id": run_id,
