@@ -393,6 +393,7 @@ def load_spec(path: str | Path) -> ProjectSpec:
 def dump_spec(spec: ProjectSpec) -> str:
     """The resolved spec as YAML, with every default written out; :func:`parse_spec` reads it back equal."""
     raw = spec.model_dump(mode="json")
-    # JSON mode turns mapping keys into text, but a recode key's type matters (code 0 is not '0').
+    # JSON mode turns mapping keys into text, but a code's type matters (code 0 is not '0').
     raw["data"]["recode"] = {column: dict(mapping) for column, mapping in spec.data.recode.items()}
+    raw["fairness"]["labels"] = {column: dict(mapping) for column, mapping in spec.fairness.labels.items()}
     return yaml.safe_dump(raw, sort_keys=False, allow_unicode=True)
