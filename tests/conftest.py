@@ -5,77 +5,14 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from typing import Any
-
-import numpy as np
-import pandas as pd
 import pytest
-import yaml
+from factories import loans_spec, make_loans, write_project
 from hypothesis import settings
 
 # CI runs the same examples every time (a failure there reproduces); locally, Hypothesis explores.
 settings.register_profile("ci", derandomize=True, deadline=None)
 if os.environ.get("CI"):
     settings.load_profile("ci")
-
-REPO = Path(__file__).resolve().parents[1]
-CREDIT_SPEC = REPO / "examples" / "credit_default" / "keel.yaml"
-
-
-def make_loans(rows: int = 2000, seed: int = 0) -> pd.DataFrame:
-    """A small lending table whose default risk depends on a few columns, with a protected one."""
-    rng = np.random.default_rng(seed)
-    income = rng.lognormal(10, 0.5, rows).round(0)
-    debt = (income * rng.uniform(0, 1.5, rows)).round(0)
-    late = rng.poisson(0.6, rows)
-    region = rng.choice(["north", "south", "east", "west"], rows)
-    gender = rng.choice(["f", "m"], rows)
-    margin = -1.6 + 1.2 * (debt / income) + 0.7 * late - 0.4 * (region == "east") + rng.normal(0, 0.8, rows)
-    return pd.DataFrame({
-        "loan_id": np.arange(1, rows + 1),
-        "income": income,
-        "debt": debt,
-        "late_payments": late,
-        "region": region,
-        "gender": gender,
-        "defaulted": (margin > 0).astype(int),
-    })
-
-
-def loans_spec(source: str, **overrides: Any) -> dict[str, Any]:
-    """A spec for :func:`make_loans` data, small enough to train in seconds."""
-    spec: dict[str, Any] = {
-        "project": "loans",
-        "seed": 7,
-        "data": {"source": source, "id_column": "loan_id", "duplicates": "keep"},
-        "contract": {"columns": {
-            "loan_id": {"dtype": "int", "unique": True},
-            "income": {"dtype": "int", "min": 0},
-            "debt": {"dtype": "int", "min": 0},
-            "late_payments": {"dtype": "int", "min": 0, "max": 30},
-            "region": {"dtype": "str", "allowed": ["north", "south", "east", "west"]},
-            "gender": {"dtype": "str", "allowed": ["f", "m"]},
-            "defaulted": {"dtype": "int", "allowed": [0, 1]},
-        }},
-        "target": {"column": "defaulted", "positive": 1},
-        "protected": ["gender"],
-        "features": {"categorical": ["region"], "derived": {"debt_to_income": "debt / income"}},
-        "tuning": {"trials": 3},
-        "gates": {"min_auc": 0.6},
-    }
-    for key, value in overrides.items():
-        spec[key] = value
-    return spec
-
-
-def write_project(folder: Path, frame: pd.DataFrame, spec: dict[str, Any]) -> Path:
-    """Write data.csv and keel.yaml into ``folder``; returns the spec path."""
-    folder.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(folder / "data.csv", index=False)
-    path = folder / "keel.yaml"
-    path.write_text(yaml.safe_dump(spec, sort_keys=False))
-    return path
-
 
 @pytest.fixture(scope="session")
 def mlflow_template(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
+from factories import loans_spec, make_loans
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from conftest import loans_spec, make_loans  # noqa: E402
-
-from keel.spec import parse_spec  # noqa: E402
-from keel.training.trainer import train_model  # noqa: E402
+from keel.spec import parse_spec
+from keel.training.trainer import train_model
 
 
 def _grid_steps(monotone: dict[str, int]) -> np.ndarray:

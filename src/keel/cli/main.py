@@ -232,13 +232,20 @@ def init(
     out.print(f"wrote {output}; review it, then: keel run {output}")
 
 
-def _registry(spec_path: Path | None, project_dir: Path | None, tracking_uri: str | None) -> tuple[Any, str | None]:
-    from keel.registry.store import Registry
-
+def _store(spec_path: Path | None, project_dir: Path | None, tracking_uri: str | None = None
+           ) -> tuple[Path, str | None, str | None]:
+    """Project folder, tracking URI and model name from --spec / --project-dir / --tracking-uri."""
     spec = _load(spec_path) if spec_path else None
     folder = project_dir or (_project_dir(spec_path, None) if spec_path else Path(".keel"))
     uri = tracking_uri or (spec.registry.tracking_uri if spec else None)
-    return Registry.for_project(folder, uri), (spec.model_name() if spec else None)
+    return folder, uri, (spec.model_name() if spec else None)
+
+
+def _registry(spec_path: Path | None, project_dir: Path | None, tracking_uri: str | None) -> tuple[Any, str | None]:
+    from keel.registry.store import Registry
+
+    folder, uri, name = _store(spec_path, project_dir, tracking_uri)
+    return Registry.for_project(folder, uri), name
 
 
 SpecOpt = Annotated[Optional[Path], typer.Option("--spec", help="A keel.yaml whose registry to use.")]
@@ -293,15 +300,15 @@ audit_app = typer.Typer(no_args_is_help=True, help="The tamper-evident audit log
 app.add_typer(audit_app, name="audit")
 ByOpt = Annotated[str, typer.Option("--by", help="Who does this (recorded in the audit log).")]
 NoteOpt = Annotated[str, typer.Option("--note", help="Why: recorded in the audit log.")]
+RoleOpt = Annotated[str, typer.Option(help="developer, validator or deployer.")]
+ModelOpt = Annotated[Optional[str], typer.Option(help="Model name [default: the spec's].")]
 
 
 def _governance(spec_path: Path | None, project_dir: Path | None) -> tuple[Any, str]:
     from keel.registry.governance import Governance
 
-    spec = _load(spec_path) if spec_path else None
-    folder = project_dir or (_project_dir(spec_path, None) if spec_path else Path(".keel"))
-    governance = Governance.for_project(folder, spec.registry.tracking_uri if spec else None)
-    return governance, (spec.model_name() if spec else "")
+    folder, uri, name = _store(spec_path, project_dir)
+    return Governance.for_project(folder, uri), name or ""
 
 
 def _transition(result: Any) -> None:
@@ -312,9 +319,8 @@ def _transition(result: Any) -> None:
 @app.command()
 def approve(
     version: Annotated[int, typer.Argument(help="Version number.")],
-    by: ByOpt, role: Annotated[str, typer.Option(help="developer, validator or deployer.")],
-    note: NoteOpt, spec: SpecOpt = None, project_dir: ProjectDirOpt = None,
-    model: Annotated[Optional[str], typer.Option(help="Model name [default: the spec's].")] = None,
+    by: ByOpt, role: RoleOpt, note: NoteOpt, spec: SpecOpt = None, project_dir: ProjectDirOpt = None,
+    model: ModelOpt = None,
 ) -> None:
     """Approve a validated version (a validator who is not its author)."""
     _quiet_libraries()
@@ -326,9 +332,8 @@ def approve(
 @app.command()
 def promote(
     version: Annotated[int, typer.Argument(help="Version number.")],
-    by: ByOpt, role: Annotated[str, typer.Option(help="developer, validator or deployer.")] = "deployer",
-    note: NoteOpt = "", spec: SpecOpt = None, project_dir: ProjectDirOpt = None,
-    model: Annotated[Optional[str], typer.Option(help="Model name [default: the spec's].")] = None,
+    by: ByOpt, role: RoleOpt = "deployer", note: NoteOpt = "", spec: SpecOpt = None,
+    project_dir: ProjectDirOpt = None, model: ModelOpt = None,
 ) -> None:
     """Make an approved version the champion; the previous champion is retired."""
     _quiet_libraries()
@@ -339,9 +344,8 @@ def promote(
 
 @app.command()
 def rollback(
-    by: ByOpt, note: NoteOpt, role: Annotated[str, typer.Option(help="developer, validator or deployer.")] = "deployer",
-    spec: SpecOpt = None, project_dir: ProjectDirOpt = None,
-    model: Annotated[Optional[str], typer.Option(help="Model name [default: the spec's].")] = None,
+    by: ByOpt, note: NoteOpt, role: RoleOpt = "deployer", spec: SpecOpt = None,
+    project_dir: ProjectDirOpt = None, model: ModelOpt = None,
 ) -> None:
     """Restore the previous champion."""
     _quiet_libraries()

@@ -28,7 +28,8 @@ from keel.evaluation.fairness import fairness_report
 from keel.evaluation.gates import gate_results
 from keel.lifecycle.card import build_card
 from keel.lifecycle.provenance import code_version, library_versions
-from keel.registry.governance import Governance
+from keel.registry.audit import AuditLog, make_engine
+from keel.registry.governance import Governance, default_governance_uri
 from keel.registry.store import Registry, VersionInfo
 from keel.spec import ProjectSpec, dump_spec
 from keel.training.trainer import TrainingOutcome, learning_curve, train_model
@@ -128,6 +129,7 @@ def run_project(
     registry = Registry.for_project(project_dir, spec.registry.tracking_uri)
     spec_text = dump_spec(spec)
     code = code_version()
+    environment = library_versions()
     run_id = registry.start_run(spec.registry.experiment or spec.project, f"{spec.project}-{outcome.family}", {
         "mlflow.user": author, "keel.author": author, "keel.data_sha256": data.table.sha256, "keel.code_version": code,
     })
@@ -139,7 +141,7 @@ def run_project(
         registry.log_text(run_id, spec_text, "spec/keel.yaml")
         registry.log_text(run_id, json.dumps(data.contract.to_dict(), indent=2), "data/contract_report.json")
         registry.log_text(run_id, json.dumps(data.cleaning.to_dict(), indent=2), "data/cleaning.json")
-        registry.log_text(run_id, json.dumps(library_versions(), indent=2), "environment.json")
+        registry.log_text(run_id, json.dumps(environment, indent=2), "environment.json")
         registry.log_text(run_id, json.dumps(fairness, indent=2), "fairness.json")
         registry.log_text(run_id, json.dumps(outcome.tuning_summary(spec.tuning.metric), indent=2, default=str),
                           "tuning/trials.json")
@@ -156,8 +158,8 @@ def run_project(
             "code_version": code,
             "gates": json.dumps(gates),
         }, description=spec.description or "")
-        Governance.for_project(project_dir, spec.registry.tracking_uri).record_registration(
-            version, actor=author, gates=gates)
+        governance = Governance(registry, AuditLog(make_engine(default_governance_uri(project_dir))))
+        governance.record_registration(version, actor=author, gates=gates)
         card_html = card_json = None
         card = build_card(
             spec=spec, outcome=outcome, metrics=metrics, gains=gains_table(outcome.y_test, p_test),
@@ -168,7 +170,7 @@ def run_project(
                 "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                 "tracking_uri": registry.tracking_uri, "code_version": code, "author": author,
             },
-            environment=library_versions(),
+            environment=environment,
         )
         if with_card:
             stage("writing the model card")
