@@ -214,6 +214,13 @@ class FairnessSpec(_Strict):
         return self
 
 
+class ReasonsSpec(_Strict):
+    """Adverse-action reasons: the words a lender gives for each feature, and how many to give."""
+
+    top_k: int = Field(default=4, ge=1, le=20)
+    texts: dict[str, str] = Field(default_factory=dict)
+
+
 class ModelCardSpec(_Strict):
     """Words for the model card that only the owner can supply."""
 
@@ -247,6 +254,7 @@ class ProjectSpec(_Strict):
     tuning: TuningSpec = TuningSpec()
     gates: GatesSpec = GatesSpec()
     fairness: FairnessSpec = FairnessSpec()
+    reasons: ReasonsSpec = ReasonsSpec()
     model_card: ModelCardSpec = ModelCardSpec()
     registry: RegistrySpec = RegistrySpec()
 
@@ -276,6 +284,13 @@ class ProjectSpec(_Strict):
                 raise ValueError(
                     f"{where}: column '{col}' is not in contract.columns.{did_you_mean(col, cols)}"
                 )
+        features = self.model_features()
+        for name, text in self.reasons.texts.items():
+            if name not in features:
+                raise ValueError(f"reasons.texts.{name}: '{name}' is not a model feature; reasons are given for "
+                                 f"features only.{did_you_mean(name, features)}")
+            if not text.strip():
+                raise ValueError(f"reasons.texts.{name}: the reason text is empty")
         if self.split.method == "time" and not self.data.time_column:
             raise ValueError("split.method 'time' needs data.time_column")
         reserved = {self.target.column, self.data.id_column, self.data.time_column} - {None}
@@ -311,6 +326,14 @@ class ProjectSpec(_Strict):
     def model_features(self) -> list[str]:
         """Every model input in order: the feature columns, then the derived features."""
         return self.feature_columns() + list(self.features.derived)
+
+    def reason_texts(self) -> dict[str, str]:
+        """A reason text for every model feature: the spec's, else the contract's description, else the name."""
+        texts = {}
+        for name in self.model_features():
+            column = self.contract.columns.get(name)
+            texts[name] = self.reasons.texts.get(name) or (column.description if column else None) or name
+        return texts
 
     def model_name(self) -> str:
         """The registered model name: ``registry.model_name`` or the project name."""

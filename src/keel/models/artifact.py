@@ -51,6 +51,8 @@ class KeelModel:
     positive: Any
     threshold: float
     metadata: dict[str, Any] = field(default_factory=dict)
+    reason_texts: dict[str, str] = field(default_factory=dict)
+    top_k: int = 4
 
     @property
     def family(self) -> str:
@@ -61,6 +63,10 @@ class KeelModel:
     def features(self) -> list[str]:
         """The input columns, in model order."""
         return self.preprocessor.features
+
+    def reason_text(self, feature: str) -> str:
+        """The adverse-action words for ``feature`` (its name when the spec gave none)."""
+        return self.reason_texts.get(feature, feature)
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
         """Probability of the positive class for each row of ``frame``."""
@@ -78,6 +84,7 @@ class KeelModel:
             "preprocessor": self.preprocessor.to_dict(),
             "files": {self.scorer.file_name: sha256_bytes(body)},
             "metadata": self.metadata,
+            "reasons": {"texts": self.reason_texts, "top_k": self.top_k},
         }
         raw = json.dumps(manifest, indent=2, sort_keys=True, default=str).encode("utf-8")
         return {MANIFEST: raw, self.scorer.file_name: body}
@@ -123,6 +130,8 @@ class KeelModel:
             positive=manifest["positive"],
             threshold=float(manifest["threshold"]),
             metadata=manifest.get("metadata", {}),
+            reason_texts=dict(manifest.get("reasons", {}).get("texts", {})),
+            top_k=int(manifest.get("reasons", {}).get("top_k", 4)),
         )
 
 

@@ -84,6 +84,8 @@ def train_model(
         positive=spec.target.positive,
         threshold=spec.target.threshold,
         metadata={"project": spec.project, "seed": spec.seed, "params": chosen.best_params, **(metadata or {})},
+        reason_texts=spec.reason_texts(),
+        top_k=spec.reasons.top_k,
     )
     return TrainingOutcome(model, chosen.family, chosen.best_params, results, split, data, X_test, y[split.test])
 

@@ -1,0 +1,1 @@
+"""Explanations: exact TreeSHAP contributions, reason codes and global importance."""

@@ -1,0 +1,61 @@
+"""Per-row contributions to a Keel model's margin (log-odds), per model feature.
+
+LightGBM: exact path-dependent TreeSHAP from our kernel (:mod:`keel.explain.treeshap`).
+Logistic: coefficient x (value - reference), the reference being the training mean of
+each design column, summed over a categorical feature's one-hot columns. Either way
+``base + values.sum(axis=1)`` is the model's margin.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from keel.explain.treeshap import TreeShap
+from keel.models.artifact import KeelModel
+from keel.models.logistic import LogisticScorer
+
+
+@dataclass(frozen=True)
+class Contributions:
+    """Contributions of each feature to each row's margin, and the margin they start from."""
+
+    features: list[str]
+    values: np.ndarray  # (rows, features)
+    base: float
+
+    def margin(self) -> np.ndarray:
+        """The margin the contributions add up to."""
+        return self.base + self.values.sum(axis=1)
+
+
+class Explainer:
+    """Explains one model; the tree kernel is compiled once, at construction."""
+
+    def __init__(self, model: KeelModel) -> None:
+        self.model = model
+        self._trees = TreeShap.from_model_text(model.scorer.to_bytes().decode("utf-8")) if model.family == "lightgbm" else None
+
+    def explain(self, frame: pd.DataFrame) -> Contributions:
+        """Contributions for the rows of a raw input frame."""
+        return self.explain_matrix(self.model.preprocessor.transform(frame))
+
+    def explain_matrix(self, X: np.ndarray) -> Contributions:
+        """Contributions for rows of the preprocessed model matrix."""
+        features = self.model.features
+        if self._trees is not None:
+            phi = self._trees.contributions(X)
+            return Contributions(features, phi[:, :-1], self._trees.expected_value)
+        scorer = self.model.scorer
+        assert isinstance(scorer, LogisticScorer)
+        return Contributions(features, _fold(scorer.design(X) * scorer.coef, scorer.n_categories, len(features)),
+                             scorer.intercept)
+
+
+def _fold(design: np.ndarray, n_categories: dict[int, int], n_features: int) -> np.ndarray:
+    """Sum design columns back to their features (a categorical feature has one column per category)."""
+    widths = [n_categories.get(j, 1) for j in range(n_features)]
+    starts = np.concatenate([[0], np.cumsum(widths)[:-1]]).astype(int)
+    return np.add.reduceat(design, starts, axis=1) if n_features else design[:, :0]

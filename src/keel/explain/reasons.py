@@ -1,0 +1,58 @@
+"""Adverse-action reason codes: the features that pushed a row most towards the adverse outcome.
+
+Keel's positive class is the adverse one (default, fraud), so a reason is a feature
+whose contribution to the log-odds is positive. The top ``k`` by contribution are given,
+largest first, ties broken by feature order so the answer is deterministic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from keel.explain.contributions import Contributions
+from keel.models.artifact import KeelModel
+
+
+@dataclass(frozen=True)
+class Reason:
+    """One reason: the feature, the words, how much it added to the log-odds, and the row's value."""
+
+    feature: str
+    text: str
+    contribution: float
+    value: Any
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready form."""
+        return asdict(self)
+
+
+def top_reasons(contributions: Contributions, X: np.ndarray, model: KeelModel, k: int | None = None) -> list[list[Reason]]:
+    """The top-``k`` adverse reasons of every row (``k`` defaults to the model's ``top_k``)."""
+    k = model.top_k if k is None else k
+    values = contributions.values
+    order = np.argsort(-values, axis=1, kind="stable")[:, :k]
+    out = []
+    for row, columns in enumerate(order):
+        reasons = []
+        for j in columns:
+            if values[row, j] <= 0:
+                break
+            name = contributions.features[j]
+            reasons.append(Reason(name, model.reason_text(name), float(values[row, j]), _display(model, j, X[row, j])))
+        out.append(reasons)
+    return out
+
+
+def _display(model: KeelModel, j: int, value: float) -> Any:
+    """The row's value of feature ``j`` as a person reads it: the category for a categorical, None for missing."""
+    if np.isnan(value):
+        return None
+    name = model.features[j]
+    categories = model.preprocessor.categories_.get(name)
+    if categories is not None:
+        return categories[int(value)]
+    return int(value) if float(value).is_integer() else float(value)
