@@ -7,6 +7,8 @@ largest first, ties broken by feature order so the answer is deterministic.
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -42,12 +44,30 @@ def top_reasons(contributions: Contributions, X: np.ndarray, model: KeelModel, k
             if values[row, j] <= 0:
                 break
             name = contributions.features[j]
-            reasons.append(Reason(name, model.reason_text(name), float(values[row, j]), _display(model, j, X[row, j])))
+            reasons.append(Reason(name, model.reason_text(name), float(values[row, j]), display_value(model, j, X[row, j])))
         out.append(reasons)
     return out
 
 
-def _display(model: KeelModel, j: int, value: float) -> Any:
+def reason_frequency(reasons: Sequence[Sequence[Reason]]) -> list[dict[str, Any]]:
+    """How often each feature is the principal (first) reason and how often among the given reasons.
+
+    Counts are over the rows in ``reasons``; features ordered by principal count, then by
+    mention count, then by name.
+    """
+    principal = Counter(row[0].feature for row in reasons if row)
+    mentioned = Counter(reason.feature for row in reasons for reason in row)
+    texts = {reason.feature: reason.text for row in reasons for reason in row}
+    rows = max(len(reasons), 1)
+    order = sorted(mentioned, key=lambda name: (-principal[name], -mentioned[name], name))
+    return [
+        {"feature": name, "text": texts[name], "principal": principal[name], "principal_share": principal[name] / rows,
+         "mentioned": mentioned[name], "mentioned_share": mentioned[name] / rows}
+        for name in order
+    ]
+
+
+def display_value(model: KeelModel, j: int, value: float) -> Any:
     """The row's value of feature ``j`` as a person reads it: the category for a categorical, None for missing."""
     if np.isnan(value):
         return None

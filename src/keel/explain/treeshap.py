@@ -1,22 +1,27 @@
 """Exact path-dependent TreeSHAP for LightGBM text models, fast enough to serve.
 
-For one leaf with value ``v`` whose path tests the unique features ``P`` (``d`` of them),
-let ``z_j`` be the share of training rows that feature ``j``'s splits on the path keep
-(the product of child/parent counts) and ``o_j`` whether the row satisfies every split on
-``j``. The leaf adds to feature ``i``'s Shapley value (Lundberg et al. 2020; Yu et al.
-2022, "Linear TreeSHAP")
+For one leaf with value ``v`` whose path tests the distinct features ``P`` (``d`` of
+them), let ``z_j`` be the share of training rows that feature ``j``'s splits on the path
+keep (the product of child/parent counts) and ``o_j`` whether the row satisfies every
+split on ``j``. The leaf adds to feature ``i``'s Shapley value (Lundberg et al. 2020;
+Yu et al. 2022, "Linear TreeSHAP")
 
     v * (o_i - z_i) * integral_0^1 prod_{j != i} (o_j t + (1 - t) z_j) dt.
 
 The integrand is a polynomial of degree ``d - 1``, so Gauss-Legendre quadrature with
-``q = d // 2 + 1`` nodes ``t_k`` integrates it exactly. Write ``A`` for the satisfied
-features and ``R_jk = (t_k + (1 - t_k) z_j) / ((1 - t_k) z_j)``. With the per-leaf weights
-``W_k = -v w_k prod_j ((1 - t_k) z_j) / (1 - t_k)`` and ``P_k = W_k prod_{j in A} R_jk``,
-every unsatisfied feature gets ``sum_k P_k`` and every satisfied feature ``i`` gets
-``-(1 - z_i) / z_i * sum_k P_k / R_ik``. ``W``, ``R`` and the second factor are computed
-once per model, so a row costs about ``2 |A| q`` multiply-adds per leaf, reading each
-leaf's small block of numbers in order: no ``O(d^2)`` path extension, no division, and
-no large random-access tables.
+``q = ceil(d / 2)`` nodes ``t_k`` integrates it exactly. Write ``A`` for the satisfied
+features, ``R_jk = (t_k + (1 - t_k) z_j) / ((1 - t_k) z_j)`` and
+``W_k = -v w_k prod_j ((1 - t_k) z_j) / (1 - t_k)``. Then
+
+    N(A) = sum_k W_k prod_{j in A} R_jk
+
+goes to every unsatisfied feature, and ``-(1 - z_i) / z_i * N(A - {i})`` to every
+satisfied feature ``i``. The row enters only through ``A``, a bit mask that one pass over
+the nodes computes for every leaf at once. Shallow leaves (``d <= TABLE_DEPTH``) store
+``N`` for all ``2^d`` masks, so a row costs ``d`` lookups (FastTreeSHAP v2's idea);
+deeper ones store ``W`` and ``R`` and evaluate the sum, four nodes side by side. Either
+way a leaf costs ``O(d)`` or ``O(d q)`` per row, against the ``O(d^2)`` path extension of
+the classic algorithm, with no division and no data-dependent branch.
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ from keel.errors import IntegrityError
 _CATEGORICAL, _DEFAULT_LEFT = 1, 2
 _MISSING_ZERO, _MISSING_NAN = 1, 2
 _IS_CATEGORICAL, _NAN_LEFT, _ZERO_IS_MISSING, _MISSING_LEFT = 1, 2, 4, 8
+TABLE_DEPTH = 6  # leaves with at most this many features get a table of N(A) for every A
+_LANES = 4  # quadrature nodes computed side by side in the kernel
 _PARALLEL_FROM = 64  # rows; below this a single thread answers sooner
 
 
@@ -45,9 +52,9 @@ class TreeShap:
     leaves: tuple[np.ndarray, ...]
 
     @classmethod
-    def from_model_text(cls, text: str) -> TreeShap:
+    def from_model_text(cls, text: str, *, table_depth: int = TABLE_DEPTH) -> TreeShap:
         """Compile LightGBM's text model (``Booster.model_to_string()``)."""
-        return _compile(*_parse_model(text))
+        return _compile(*_parse_model(text), table_depth=table_depth)
 
     def contributions(self, X: np.ndarray) -> np.ndarray:
         """SHAP values of the raw margin, shape ``(rows, n_features + 1)``; the last column is the base value."""
@@ -110,7 +117,7 @@ def _parse_model(text: str) -> tuple[int, list[_Tree]]:
     return n_features, trees
 
 
-def _compile(n_features: int, trees: list[_Tree]) -> TreeShap:
+def _compile(n_features: int, trees: list[_Tree], *, table_depth: int) -> TreeShap:
     """Flatten trees into node arrays and per-leaf blocks of quadrature factors.
 
     Internal nodes are laid out tree by tree in breadth-first order, so one forward pass
@@ -185,7 +192,7 @@ def _compile(n_features: int, trees: list[_Tree]) -> TreeShap:
     slot_parts, block_parts = [], []
     for leaf in by_depth:
         slot_parts.append(features[starts[leaf] : starts[leaf + 1]])
-        block_parts.append(_leaf_block(float(leaf_value[leaf]), z[starts[leaf] : starts[leaf + 1]]))
+        block_parts.append(_leaf_block(float(leaf_value[leaf]), z[starts[leaf] : starts[leaf + 1]], table_depth))
     n_nodes = len(node["feature"])
     children = [np.array(node[side], dtype=np.int64) for side in ("left", "right")]
     left, right = (np.where(c >= 0, c, n_nodes + rank[np.maximum(-c - 1, 0)]).astype(np.int32) for c in children)
@@ -204,24 +211,42 @@ def _compile(n_features: int, trees: list[_Tree]) -> TreeShap:
         np.array(roots, dtype=np.int32),
     )
     leaves = (
+        table_depth,
         depth[by_depth],
         _offsets(slot_parts),
         np.concatenate(slot_parts) if slot_parts else np.zeros(0, dtype=np.int32),
-        _offsets(block_parts),
-        np.concatenate(block_parts) if block_parts else np.zeros(0),
+        _offsets(block_parts) + _LANES,
+        np.concatenate([np.ones(_LANES), *block_parts]),
     )
     return TreeShap(n_features, expected, nodes, leaves)
 
 
-def _leaf_block(value: float, z: np.ndarray) -> np.ndarray:
-    """One leaf's numbers for the kernel, per quadrature node k: ``W_k``, ``R_jk`` (d), ``-(1 - z_i) / z_i / R_ik`` (d)."""
-    t, w = np.polynomial.legendre.leggauss((len(z) + 1) // 2)
+def _leaf_block(value: float, z: np.ndarray, table_depth: int) -> np.ndarray:
+    """One leaf's numbers for the kernel.
+
+    A shallow leaf gets ``N(A)`` for all ``2^d`` patterns, then ``-(1 - z_i) / z_i``. A
+    deeper one gets ``W``, ``R_j`` and ``-(1 - z_i) / z_i / R_i`` for each group of four
+    quadrature nodes, padded to a multiple of four with ``W = 0``, ``R = 1``, which add nothing.
+    """
+    q = (len(z) + 1) // 2
+    t, w = np.polynomial.legendre.leggauss(q)
     t, w = (t + 1.0) / 2.0, w / 2.0
     base = (1.0 - t) * z[:, None]  # (d, q)
     ratio = (t + base) / base
     weights = -value * w * np.prod(base, axis=0) / (1.0 - t)
-    satisfied = (-(1.0 - z[:, None]) / z[:, None]) / ratio
-    return np.column_stack([weights, ratio.T, satisfied.T]).ravel()
+    coef = -(1.0 - z) / z
+    if len(z) <= table_depth:
+        patterns = (np.arange(1 << len(z))[:, None] >> np.arange(len(z))) & 1  # (2^d, d)
+        chosen = np.where(patterns[:, :, None] == 1, ratio[None, :, :], 1.0)  # (2^d, d, q)
+        return np.concatenate([np.prod(chosen, axis=1) @ weights, coef])
+    satisfied = coef[:, None] / ratio
+    pad = -q % _LANES
+    weights = np.pad(weights, (0, pad))
+    ratio = np.pad(ratio, ((0, 0), (0, pad)), constant_values=1.0)
+    satisfied = np.pad(satisfied, ((0, 0), (0, pad)))
+    groups = [np.concatenate([weights[g : g + _LANES], ratio[:, g : g + _LANES].ravel(),
+                              satisfied[:, g : g + _LANES].ravel()]) for g in range(0, q + pad, _LANES)]
+    return np.concatenate(groups)
 
 
 def _offsets(parts: list[np.ndarray]) -> np.ndarray:
@@ -291,7 +316,7 @@ def _categorical_left(fval, start, n_words, bitset):  # pragma: no cover - jit
 
 @numba.njit(cache=True)
 def _explain_row(x, phi, go, masks, feature, threshold, flags, categorical, cat_start, cat_len, bitset,
-                 slot, left, right, roots, depth, slot_start, slot_feature, block_start,
+                 slot, left, right, roots, table_depth, depth, slot_start, slot_feature, block_start,
                  blocks):  # pragma: no cover - jit
     """Add one row's contributions into ``phi`` (length n_features + 1)."""
     for k in range(len(feature)):
@@ -306,32 +331,45 @@ def _explain_row(x, phi, go, masks, feature, threshold, flags, categorical, cat_
         masks[left[k]] = (keep & go[k]) | (drop & ~go[k])
         masks[right[k]] = (drop & go[k]) | (keep & ~go[k])
     n_nodes = len(feature)
+    pick = np.empty(2)  # [unsatisfied, satisfied]: chosen by index, so no data-dependent branch
     for leaf in range(len(depth)):
         d = depth[leaf]
-        q = (d + 1) // 2
         mask = masks[n_nodes + leaf]
-        at = block_start[leaf]
         first = slot_start[leaf]
-        for k in range(q):  # one quadrature node at a time: P_k, then its share of every feature
-            row = at + k * (2 * d + 1)
-            p = blocks[row]
-            for j in range(d):
-                factor = blocks[row + 1 + j]
-                p *= factor if (mask >> j) & 1 == 1 else 1.0
+        if d <= table_depth:  # leaves are sorted by depth: this branch is predictable
+            at = block_start[leaf]
+            size = 1 << d
+            mask &= size - 1
+            pick[0] = blocks[at + mask]
             for i in range(d):
-                factor = blocks[row + 1 + d + i]
-                phi[slot_feature[first + i]] += p * (factor if (mask >> i) & 1 == 1 else 1.0)
+                pick[1] = blocks[at + size + i] * blocks[at + (mask ^ (1 << i))]
+                phi[slot_feature[first + i]] += pick[(mask >> i) & 1]
+            continue
+        for row in range(block_start[leaf], block_start[leaf + 1], _LANES * (1 + 2 * d)):
+            # Four quadrature nodes side by side: P_k for each, then their shares of every feature.
+            p0, p1, p2, p3 = blocks[row], blocks[row + 1], blocks[row + 2], blocks[row + 3]
+            for j in range(d):
+                at = (row + _LANES * (1 + j)) * ((mask >> j) & 1)  # an unsatisfied feature reads blocks[0:4] = 1
+                p0 *= blocks[at]
+                p1 *= blocks[at + 1]
+                p2 *= blocks[at + 2]
+                p3 *= blocks[at + 3]
+            pick[0] = (p0 + p1) + (p2 + p3)
+            for i in range(d):
+                at = row + _LANES * (1 + d + i)
+                pick[1] = (p0 * blocks[at] + p1 * blocks[at + 1]) + (p2 * blocks[at + 2] + p3 * blocks[at + 3])
+                phi[slot_feature[first + i]] += pick[(mask >> i) & 1]
 
 
 @numba.njit(cache=True)
 def _explain_rows(X, out, lo, hi, feature, threshold, flags, categorical, cat_start, cat_len, bitset, slot, left, right,
-                  roots, depth, slot_start, slot_feature, block_start, blocks):  # pragma: no cover - jit
+                  roots, table_depth, depth, slot_start, slot_feature, block_start, blocks):  # pragma: no cover - jit
     """Rows ``lo..hi`` of ``X`` into ``out``, with their own scratch buffers."""
     go = np.empty(len(feature), dtype=np.int64)
     masks = np.empty(len(feature) + len(depth), dtype=np.int64)
     for r in range(lo, hi):
         _explain_row(X[r], out[r], go, masks, feature, threshold, flags, categorical, cat_start, cat_len,
-                     bitset, slot, left, right, roots, depth, slot_start, slot_feature, block_start, blocks)
+                     bitset, slot, left, right, roots, table_depth, depth, slot_start, slot_feature, block_start, blocks)
 
 
 @numba.njit(cache=True)
