@@ -12,14 +12,16 @@ from importlib import import_module, metadata
 from typing import Any
 
 __version__ = metadata.version("keel")
-__all__ = ["Registry", "evaluate_version", "load_spec", "parse_spec", "run_project"]
+__all__ = ["Explainer", "Registry", "evaluate_version", "load_spec", "parse_spec", "run_project", "top_reasons"]
 
 _EXPORTS = {
+    "Explainer": "keel.explain.contributions",
     "Registry": "keel.registry.store",
     "evaluate_version": "keel.lifecycle.evaluate",
     "load_spec": "keel.spec",
     "parse_spec": "keel.spec",
     "run_project": "keel.lifecycle.run",
+    "top_reasons": "keel.explain.reasons",
 }
 
 
