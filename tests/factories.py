@@ -1,13 +1,19 @@
-"""Small synthetic data and specs that tests build projects from."""
+"""Small synthetic data, specs and registered versions that tests build on."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import yaml
+
+if TYPE_CHECKING:
+    from keel.registry.governance import Governance
+    from keel.registry.store import VersionInfo
 
 
 def make_loans(rows: int = 2000, seed: int = 0) -> pd.DataFrame:
@@ -63,3 +69,20 @@ def write_project(folder: Path, frame: pd.DataFrame, spec: dict[str, Any]) -> Pa
     path = folder / "keel.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return path
+
+
+def register_version(governance: Governance, model_dir: Path, *, author: str = "ana",
+                     gates: list[dict[str, Any]] | None = None) -> VersionInfo:
+    """Register a saved model as the next 'loans' version and audit it, as `keel run` does after training."""
+    gates = [{"name": "min_auc", "threshold": 0.6, "value": 0.7, "passed": True}] if gates is None else gates
+    registry = governance.registry
+    run_id = registry.start_run("loans", "loans-logistic", {"keel.author": author})
+    registry.log_dir(run_id, model_dir, "model")
+    info = registry.register("loans", run_id, tags={
+        "model_sha256": hashlib.sha256((model_dir / "model.json").read_bytes()).hexdigest(),
+        "author": author,
+        "gates": json.dumps(gates),
+    })
+    registry.finish_run(run_id)
+    governance.record_registration(info, actor=author, gates=gates)
+    return registry.version("loans", info.version)

@@ -1,42 +1,19 @@
-"""8 processes x 25 approve/promote calls: one champion at every look, one audit row per change."""
+"""8 processes x 25 approve/promote calls: one champion at every look, one audit row per change (SQLite, PostgreSQL)."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-import yaml
+from backends import Store
+from factories import register_version
+from workers import approve_and_promote, fork_context
 
-from keel.lifecycle.run import run_project
 from keel.registry.governance import Governance
-from keel.spec import load_spec
 
 pytestmark = pytest.mark.slow
 WORKERS, OPERATIONS, VERSIONS = 8, 25, 8
-
-WORKER = """
-import json, sys
-from pathlib import Path
-from keel.registry.governance import Governance, GovernanceError
-governance = Governance.for_project(Path(sys.argv[1]))
-worker = int(sys.argv[2])
-done = refused = 0
-for i in range(int(sys.argv[3])):
-    version = (worker * 3 + i) % int(sys.argv[4]) + 1
-    try:
-        if i % 2 == 0:
-            governance.approve("loans", version, by=f"validator{worker}", role="validator", note=f"op {i}")
-        else:
-            governance.promote("loans", version, by=f"deployer{worker}", role="deployer", note=f"op {i}")
-        done += 1
-    except GovernanceError:
-        refused += 1
-print(json.dumps({"done": done, "refused": refused}))
-"""
 
 
 def _snapshot(governance: Governance) -> tuple[int | None, list[int]]:
@@ -48,31 +25,30 @@ def _snapshot(governance: Governance) -> tuple[int | None, list[int]]:
     return (champion.version if champion else None), states
 
 
-def test_concurrent_approve_and_promote_keep_one_champion_and_a_full_audit(loans_project: Path) -> None:
-    raw = yaml.safe_load(loans_project.read_text())
-    raw["tuning"]["trials"] = 1
-    raw["models"] = {"families": ["logistic"]}
-    loans_project.write_text(yaml.safe_dump(raw))
-    project_dir = loans_project.parent / ".keel"
+def test_concurrent_approve_and_promote_keep_one_champion_and_a_full_audit(store: Store, saved_model: Path) -> None:
+    governance = store.governance()
     for _ in range(VERSIONS):
-        run_project(load_spec(loans_project), project_dir=project_dir, author="ana", with_card=False)
-    governance = Governance.for_project(project_dir)
+        register_version(governance, saved_model, author="ana")
     audit_before = len(governance.audit.rows())
 
-    workers = [
-        subprocess.Popen([sys.executable, "-c", WORKER, str(project_dir), str(w), str(OPERATIONS), str(VERSIONS)],
-                         stdout=subprocess.PIPE, text=True)
-        for w in range(WORKERS)
-    ]
+    context = fork_context()
+    results = context.Queue()
+    where = (store.project_dir, store.tracking_uri, store.governance_uri)
+    workers = [context.Process(target=approve_and_promote, args=(where, w, OPERATIONS, VERSIONS, results))
+               for w in range(WORKERS)]
+    for worker in workers:
+        worker.start()
     looks = []
-    while any(w.poll() is None for w in workers) and len(looks) < 2000:
+    while any(w.is_alive() for w in workers) and len(looks) < 2000:
         looks.append(_snapshot(governance))
         time.sleep(0.05)
-    outputs = [json.loads(w.communicate(timeout=300)[0]) for w in workers]
+    for worker in workers:
+        worker.join(timeout=300)
 
-    assert [w.returncode for w in workers] == [0] * WORKERS
-    assert sum(o["done"] + o["refused"] for o in outputs) == WORKERS * OPERATIONS
-    done = sum(o["done"] for o in outputs)
+    assert [w.exitcode for w in workers] == [0] * WORKERS
+    outputs = [results.get(timeout=10) for _ in workers]
+    assert sum(d + r for d, r in outputs) == WORKERS * OPERATIONS
+    done = sum(d for d, _ in outputs)
     assert done >= VERSIONS  # every version gets approved at least once
     assert len(governance.audit.rows()) - audit_before == done
     assert governance.audit.verify() == []

@@ -88,6 +88,16 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
 
 
+def _create_tables(engine: sa.Engine) -> None:
+    """Create the tables that are missing; another process creating one at the same moment is fine."""
+    for table in _metadata.sorted_tables:
+        try:
+            table.create(engine, checkfirst=True)
+        except sa.exc.DBAPIError:  # "already exists" from a concurrent first user, or a real failure
+            if not sa.inspect(engine).has_table(table.name):
+                raise
+
+
 def make_engine(url: str) -> sa.Engine:
     """An engine for the audit tables; SQLite waits for locks instead of failing at once."""
     connect_args = {"timeout": 60} if url.startswith("sqlite") else {}
@@ -99,7 +109,7 @@ class AuditLog:
 
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
-        _metadata.create_all(engine, checkfirst=True)
+        _create_tables(engine)
         with engine.begin() as conn:
             if conn.execute(sa.select(head_table.c.id)).first() is None:
                 try:

@@ -5,6 +5,8 @@ validator who is not its author (four eyes), and becomes *champion* (an MLflow a
 when a deployer promotes an approved version. Rollback restores the previous champion.
 Each transition holds the audit log's lock while it checks and changes state, so
 concurrent callers see and write one consistent history, and each writes one audit row.
+On PostgreSQL the audit tables may share the registry's database; on SQLite they need a
+file of their own, since a transition holds that file's write lock while MLflow writes.
 """
 
 from __future__ import annotations
