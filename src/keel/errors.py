@@ -56,6 +56,12 @@ class IntegrityError(KeelError, RuntimeError):
     exit_code = 7
 
 
+class CardError(KeelError, FileNotFoundError):
+    """A model card to render again is not stored where it should be."""
+
+    exit_code = 10
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """Return ' Did you mean 'x'?' for the closest choice, or '' when none is close."""
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)

@@ -231,9 +231,10 @@ class ModelCardSpec(_Strict):
 
 
 class RegistrySpec(_Strict):
-    """Where runs and model versions go; by default an MLflow SQLite store under .keel/."""
+    """Where runs, model versions and the audit tables go; by default SQLite files under .keel/."""
 
     tracking_uri: str | None = None
+    governance_uri: str | None = None
     experiment: str | None = None
     model_name: str | None = None
 

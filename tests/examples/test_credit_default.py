@@ -1,4 +1,4 @@
-"""The credit-default example on the real UCI data: the numbers the README promises."""
+"""The credit-default example on the real UCI data: the numbers the README promises, the card a reviewer reads."""
 
 from __future__ import annotations
 
@@ -8,12 +8,15 @@ import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from typer.testing import CliRunner
 
 from keel.cli.main import app
-from keel.lifecycle.run import run_project
+from keel.explain.contributions import Explainer
+from keel.lifecycle.run import prepare_data, run_project
+from keel.models.artifact import KeelModel
 from keel.registry.store import Registry
 from keel.spec import load_spec, parse_spec
 
@@ -28,10 +31,12 @@ def _project_dir(tmp_path: Path, template: Path) -> Path:
     return folder
 
 
+@pytest.mark.filterwarnings("ignore:LightGBM binary classifier:UserWarning")
 def test_credit_example_reaches_its_auc_in_cli_mlflow_and_card(tmp_path: Path, mlflow_template: Path) -> None:
     project_dir = _project_dir(tmp_path, mlflow_template)
 
-    result = CliRunner().invoke(app, ["run", str(EXAMPLE / "keel.yaml"), "--project-dir", str(project_dir), "-q"])
+    result = CliRunner().invoke(app, ["run", str(EXAMPLE / "keel.yaml"), "--project-dir", str(project_dir), "-q",
+                                      "--author", "modeler"])
 
     assert result.exit_code == 0, result.output + result.stderr
     shown = float(re.search(r"Test AUC: (\d\.\d{4})", result.output).group(1))
@@ -49,6 +54,81 @@ def test_credit_example_reaches_its_auc_in_cli_mlflow_and_card(tmp_path: Path, m
     assert card["data"]["recoded"]["MARRIAGE"] == {"0 -> 3": 54}
     assert not {"SEX", "AGE", "MARRIAGE", "EDUCATION"} & set(card["method"]["features"])
     assert card["data"]["sha256"] == "a0f0ab49d6326671d6cd83be5c88dcf18007025fe9a53ecd699119c871176ca1"
+    html = (card_path / "model_card.html").read_text()
+    _check_fairness_gates_and_reasons(card, html)
+    _check_a_refused_approval_leaves_the_history_on_the_card(project_dir, card_path)
+    model, _ = registry.load_model("credit_default", 1)
+    _check_contributions_against_shap_and_the_margin(model)
+
+
+def _check_fairness_gates_and_reasons(card: dict, html: str) -> None:
+    fairness = {entry["attribute"]: entry for entry in card["fairness"]}
+    assert list(fairness) == ["SEX", "AGE", "MARRIAGE", "EDUCATION"]
+    assert [g["group"] for g in fairness["AGE"]["groups"]] == ["< 25", "25 to < 35", "35 to < 45", "45 to < 60", ">= 60"]
+    assert {g["group"] for g in fairness["SEX"]["groups"]} == {"male", "female"}
+    assert {g["group"] for g in fairness["MARRIAGE"]["groups"]} == {"married", "single", "others"}
+    assert {g["group"] for g in fairness["EDUCATION"]["groups"]} == {"graduate school", "university", "high school",
+                                                                      "others"}
+    for attribute in fairness:
+        assert f"<h3>{attribute}: adverse impact ratio" in html
+    assert "<td>25 to &lt; 35</td>" in html and "<td>graduate school</td>" in html
+
+    names = [gate["name"] for gate in card["gates"]]
+    assert names[:4] == ["min_auc", "min_ks", "max_ece", "max_train_test_gap"]
+    assert {f"min_adverse_impact_ratio[{a}]" for a in fairness} | {f"max_equal_opportunity_difference[{a}]"
+                                                                    for a in fairness} == set(names[4:])
+    gates = html[html.find('id="gates"'):html.find('id="lifecycle"')]
+    for gate in card["gates"]:
+        status = "pass" if gate["passed"] else "fail"
+        assert re.search(rf"<td>{re.escape(gate['name'])}</td>(?:(?!</tr>).)*>{status}</span>", gates, flags=re.S)
+
+    reasons = card["reasons"]
+    assert reasons["top_k"] == 4 and {row["source"] for row in reasons["texts"]} == {"spec"}
+    assert "Every feature has a reason text in the spec." in html
+    assert reasons["frequency"][0]["text"] in html and "Recent payment delinquency" in html
+    assert len(reasons["examples"]) == 4
+    assert all(0 < len(example["reasons"]) <= 4 for example in reasons["examples"])
+    assert [item["feature"] for item in card["explanations"]["importance"]] != []
+    assert len(card["explanations"]["dependence"]) == 4
+
+
+def _check_a_refused_approval_leaves_the_history_on_the_card(project_dir: Path, card_path: Path) -> None:
+    """The credit version fails gates (see the README), so even another validator's approval is refused."""
+    card = json.loads((card_path / "model_card.json").read_text())
+    failing = [gate["name"] for gate in card["gates"] if gate["passed"] is not True]
+    assert failing and card["lifecycle"]["state"] == "candidate"
+    (register,) = card["lifecycle"]["history"]
+    assert (register["action"], register["actor"], register["role"]) == ("register", "modeler", "developer")
+    assert register["gates"] == card["gates"]
+
+    approve = CliRunner().invoke(app, ["approve", "1", "--by", "reviewer", "--role", "validator", "--note",
+                                       "reviewed the card", "--model", "credit_default",
+                                       "--project-dir", str(project_dir)])
+
+    assert approve.exit_code == 8
+    assert f"(failed or not evaluated: {', '.join(failing)})" in " ".join(approve.stderr.split())
+    shown = CliRunner().invoke(app, ["card", "credit_default", "1", "--project-dir", str(project_dir)])
+    assert shown.exit_code == 0, shown.stderr
+    after = json.loads((card_path / "model_card.json").read_text())
+    assert after["lifecycle"] == card["lifecycle"]
+    html = (card_path / "model_card.html").read_text()
+    assert '<span class="state">candidate</span>' in html and "<td>register</td><td>modeler</td><td>developer</td>" in html
+
+
+def _check_contributions_against_shap_and_the_margin(model: KeelModel) -> None:
+    shap = pytest.importorskip("shap")
+    assert model.family == "lightgbm"
+    X = model.preprocessor.transform(prepare_data(load_spec(EXAMPLE / "keel.yaml")).frame.iloc[::30])
+    assert 990 <= len(X) <= 1010
+
+    ours = Explainer(model).explain_matrix(X)
+    explainer = shap.TreeExplainer(model.scorer.booster)
+    expected = np.asarray(explainer.shap_values(X))
+    expected = expected[-1] if expected.ndim == 3 else expected
+
+    assert np.abs(ours.values - expected).max() < 1e-9
+    assert abs(ours.base - float(np.ravel(explainer.expected_value)[-1])) < 1e-9
+    assert np.abs(ours.margin() - model.scorer.booster.predict(X, raw_score=True)).max() < 1e-9
 
 
 def test_two_runs_of_the_credit_spec_give_byte_identical_model_files(tmp_path: Path, mlflow_template: Path) -> None:

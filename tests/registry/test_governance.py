@@ -52,6 +52,24 @@ def test_keel_run_registers_a_gate_failing_version_as_a_candidate(loans_project:
     assert governance.state(governance.registry.version("loans", 1)) == "candidate"
 
 
+def test_keel_run_and_approve_keep_runs_and_audit_rows_where_the_spec_says(store: Store, loans_project: Path) -> None:
+    raw = yaml.safe_load(loans_project.read_text())
+    raw["registry"] = {"tracking_uri": store.tracking_uri, "governance_uri": store.governance_uri}
+    loans_project.write_text(yaml.safe_dump(raw))
+    runner = CliRunner()
+    folder = ["--project-dir", str(store.project_dir)]
+
+    ran = runner.invoke(app, ["train", str(loans_project), *folder, "--author", "ana", "-q"])
+    approved = runner.invoke(app, ["approve", "1", "--by", "bo", "--role", "validator", "--note", "ok",
+                                   "--spec", str(loans_project), *folder])
+
+    assert ran.exit_code == 0, ran.output
+    assert approved.exit_code == 0, approved.output
+    governance = store.governance()
+    assert [row.action for row in governance.history("loans")] == ["register", "approve"]
+    assert governance.state(governance.registry.version("loans", 1)) == "approved"
+
+
 def test_self_approval_is_refused(store: Store, saved_model: Path) -> None:
     governance = _governance(store, saved_model)
     with pytest.raises(GovernanceError, match="four-eyes rule: ana is the author of loans/v1"):

@@ -5,13 +5,17 @@ from __future__ import annotations
 import base64
 import json
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from keel.errors import CardError
+from keel.explain.importance import Dependence
 from keel.reports import plots
-from keel.reports.model_card import render_model_card, write_model_card
+from keel.reports.model_card import draw_plots, read_model_card, render_model_card, write_model_card
 
 SECTION_HEADINGS = (
     "Purpose and intended use",
@@ -20,7 +24,10 @@ SECTION_HEADINGS = (
     "Tuning",
     "Performance",
     "Bias and variance",
+    "Global explanations",
+    "Reason codes",
     "Gates",
+    "Approval and audit history",
     "Limitations",
     "Reproducibility",
     "Sign-off",
@@ -110,8 +117,85 @@ def _card() -> dict:
              "cumulative_positive_share": min(1.0, g / 6), "lift": 2.0 - g / 10, "cumulative_lift": 2.2 - g / 10}
             for g in range(1, 11)
         ],
+        "explanations": {
+            "rows": 5_993,
+            "importance": [
+                {"rank": 1, "feature": "PAY_0", "mean_abs": 0.42, "mean": 0.01, "share": 0.6, "text": "Recent delinquency"},
+                {"rank": 2, "feature": "LIMIT_BAL", "mean_abs": 0.2, "mean": -0.02, "share": 0.285714,
+                 "text": "Low credit limit"},
+                {"rank": 3, "feature": "EDUCATION", "mean_abs": 0.08, "mean": 0.0, "share": 0.114286,
+                 "text": "EDUCATION"},
+            ],
+            "dependence": [
+                {"feature": "PAY_0", "text": "Recent delinquency", "categorical": False,
+                 "bins": [{"label": "-1", "low": -1.0, "high": -1.0, "rows": 3_000, "mean_contribution": -0.31},
+                          {"label": "2", "low": 2.0, "high": 2.0, "rows": 2_993, "mean_contribution": 1.25}]},
+                {"feature": "EDUCATION", "text": "EDUCATION", "categorical": True,
+                 "bins": [{"label": "university", "low": None, "high": None, "rows": 5_993,
+                           "mean_contribution": 0.0}]},
+            ],
+        },
+        "reasons": {
+            "top_k": 2,
+            "threshold": 0.5,
+            "rows": 5_993,
+            "adverse_rows": 701,
+            "without_reason": 3,
+            "texts": [
+                {"feature": "PAY_0", "text": "Recent delinquency", "source": "spec"},
+                {"feature": "LIMIT_BAL", "text": "Low credit limit", "source": "spec"},
+                {"feature": "EDUCATION", "text": "EDUCATION", "source": "feature name"},
+            ],
+            "frequency": [
+                {"feature": "PAY_0", "text": "Recent delinquency", "principal": 650, "principal_share": 0.927,
+                 "mentioned": 690, "mentioned_share": 0.984},
+                {"feature": "LIMIT_BAL", "text": "Low credit limit", "principal": 48, "principal_share": 0.068,
+                 "mentioned": 500, "mentioned_share": 0.713},
+            ],
+            "examples": [
+                {"row": 20_417, "probability": 0.912345, "decision": "adverse",
+                 "reasons": [{"feature": "PAY_0", "text": "Recent delinquency", "contribution": 1.4321, "value": 3},
+                             {"feature": "LIMIT_BAL", "text": "Low credit limit", "contribution": 0.2468,
+                              "value": 20_000}],
+                 "values": {"PAY_0": 3, "LIMIT_BAL": 20_000, "EDUCATION": "university"}},
+                {"row": 118, "probability": 0.5001, "decision": "adverse", "reasons": [],
+                 "values": {"PAY_0": 0, "LIMIT_BAL": 500_000, "EDUCATION": None}},
+            ],
+        },
+        "lifecycle": {
+            "state": "approved",
+            "champion": 2,
+            "audit_intact": True,
+            "as_of": "2024-05-03T09:00:00.123456+00:00",
+            "history": [
+                {"seq": 7, "time": "2024-05-02T10:15:01.000001+00:00", "version": 3, "action": "register",
+                 "actor": "ana", "role": "developer", "before": {}, "after": {"state": "validated"},
+                 "note": "registered by keel run",
+                 "gates": [{"name": "min_auc", "threshold": 0.7, "value": 0.7765, "passed": True},
+                           {"name": "max_ece", "threshold": 0.01, "value": 0.012, "passed": False}]},
+                {"seq": 9, "time": "2024-05-03T09:00:00.123456+00:00", "version": 3, "action": "approve",
+                 "actor": "bo", "role": "validator", "before": {"state": "validated"}, "after": {"state": "approved"},
+                 "note": "Reviewed gates, fairness & reasons", "gates": None},
+            ],
+        },
         "environment": {"python": "3.11.9", "scikit-learn": "1.9.1", "lightgbm": "4.3.0", "numpy": "1.26.4"},
     }
+
+
+def _dependences(rows: int = 500) -> list[Dependence]:
+    """Dependence data for the card's two dependence features: one numeric with a missing value, one categorical."""
+    rng = np.random.default_rng(3)
+    pay = rng.integers(-2, 9, rows).astype(float)
+    pay[0] = np.nan
+    education = rng.integers(0, 3, rows).astype(float)
+    return [
+        Dependence("PAY_0", pay, 0.3 * np.nan_to_num(pay) + rng.normal(0, 0.05, rows), None),
+        Dependence("EDUCATION", education, rng.normal(0, 0.1, rows), ["graduate school", "university", "others"]),
+    ]
+
+
+def _render(card: dict, test_set: tuple) -> str:
+    return render_model_card(card, draw_plots(card, *test_set, _dependences()))
 
 
 @pytest.fixture
@@ -122,7 +206,7 @@ def card() -> dict:
 @pytest.fixture(scope="module")
 def rendered(test_set: tuple) -> str:
     """The full card rendered once; tests that only read the HTML share it."""
-    return render_model_card(_card(), *test_set)
+    return _render(_card(), test_set)
 
 
 def _images(html: str) -> list[str]:
@@ -145,10 +229,10 @@ def test_model_card_shows_headline_metrics_to_four_decimals(rendered: str) -> No
     assert "17,979" in html
 
 
-def test_model_card_embeds_six_png_plots(rendered: str) -> None:
+def test_model_card_embeds_every_png_plot(rendered: str) -> None:
     images = _images(rendered)
-    assert len(images) == 6
-    assert len(set(images)) == 6
+    assert len(images) == 6 + 1 + 2  # performance and learning curve, importance, two dependence plots
+    assert len(set(images)) == len(images)
     for image in images:
         assert base64.b64decode(image.split(",", 1)[1]).startswith(b"\x89PNG\r\n\x1a\n")
 
@@ -166,8 +250,12 @@ def test_model_card_escapes_user_text(card: dict, test_set: tuple) -> None:
     card["limitations"] = ["<img src=x onerror=alert(1)>"]
     card["data"]["contract"][0]["description"] = "<b>bold</b>"
     card["tracking_uri"] = "https://mlflow.example.com/?a=1&b=2"
-    html = render_model_card(card, *test_set)
+    card["reasons"]["texts"][0]["text"] = "<i>late</i>"
+    card["lifecycle"]["history"][1]["note"] = "<script>steal()</script>"
+    html = _render(card, test_set)
     assert "<script>" not in html
+    assert "&lt;i&gt;late&lt;/i&gt;" in html and "<i>late</i>" not in html
+    assert "&lt;script&gt;steal()&lt;/script&gt;" in html
     assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in html
     assert "<img src=x" not in html
     assert "&lt;b&gt;bold&lt;/b&gt;" in html
@@ -176,7 +264,7 @@ def test_model_card_escapes_user_text(card: dict, test_set: tuple) -> None:
 
 
 def test_model_card_renders_identical_bytes_twice(rendered: str, test_set: tuple) -> None:
-    assert render_model_card(_card(), *test_set).encode() == rendered.encode()
+    assert _render(_card(), test_set).encode() == rendered.encode()
 
 
 def test_model_card_states_protected_attributes_are_excluded(rendered: str) -> None:
@@ -202,7 +290,7 @@ def test_model_card_gives_mlflow_ui_command(rendered: str) -> None:
 def test_model_card_shows_dash_for_missing_optional_keys(test_set: tuple) -> None:
     card = {"title": "Bare card", "model_name": "m", "version": None, "intended_use": None, "owner": None,
             "data": None, "method": {"family": "logistic"}, "metrics": {"test": {"auc": 0.7}}}
-    html = render_model_card(card, *test_set)
+    html = render_model_card(card, draw_plots(card, *test_set))
     assert "<h1>Bare card</h1>" in html
     assert "version —" in html
     assert "<dt>Owner</dt><dd>—</dd>" in html
@@ -210,10 +298,12 @@ def test_model_card_shows_dash_for_missing_optional_keys(test_set: tuple) -> Non
     assert '<span class="value">—</span>' in html  # test Gini and KS are missing
     assert "mlflow ui" not in html
     assert len(_images(html)) == 6
+    assert "(no explanations recorded)" in html and "(no reason codes recorded)" in html
+    assert "(no audited transitions recorded)" in html
 
 
 def test_model_card_renders_empty_card(test_set: tuple) -> None:
-    html = render_model_card({}, *test_set)
+    html = render_model_card({}, draw_plots({}, *test_set))
     for heading in SECTION_HEADINGS:
         assert f">{heading}</h2>" in html
     assert "None" not in html.replace("none", "")
@@ -223,7 +313,7 @@ def test_write_model_card_writes_html_and_round_tripping_json(
     card: dict, test_set: tuple, rendered: str, tmp_path: Path
 ) -> None:
     card["data"]["rows_read"] = np.int64(30_000)
-    html_path, json_path = write_model_card(card, *test_set, tmp_path / "out" / "card")
+    html_path, json_path = write_model_card(card, draw_plots(card, *test_set, _dependences()), tmp_path / "out" / "card")
     assert html_path == tmp_path / "out" / "card" / "model_card.html"
     assert json_path.name == "model_card.json"
     assert html_path.read_text(encoding="utf-8") == rendered  # numpy integers display like ints
@@ -231,13 +321,31 @@ def test_write_model_card_writes_html_and_round_tripping_json(
     assert loaded == json.loads(json.dumps(card, default=lambda value: value.item()))
     assert loaded["data"]["rows_read"] == 30_000
     assert list(loaded) == list(card)
-    assert sorted(p.name for p in html_path.parent.iterdir()) == ["model_card.html", "model_card.json"]
+    assert sorted(p.name for p in html_path.parent.iterdir()) == ["model_card.html", "model_card.json", "plots.json"]
     assert html_path.stat().st_size < 1_000_000
+
+
+def test_a_stored_card_renders_again_to_the_same_bytes_without_test_scores(
+    card: dict, test_set: tuple, rendered: str, tmp_path: Path
+) -> None:
+    html_path, _ = write_model_card(card, draw_plots(card, *test_set, _dependences()), tmp_path)
+    stored, stored_plots = read_model_card(tmp_path)
+    assert render_model_card(stored, stored_plots) == rendered == html_path.read_text(encoding="utf-8")
+    assert sorted(stored_plots) == sorted(
+        ["roc", "pr", "calibration", "score_distribution", "gains", "learning_curve", "importance",
+         "dependence/PAY_0", "dependence/EDUCATION"]
+    )
+
+
+def test_read_model_card_refuses_a_folder_without_a_stored_card(tmp_path: Path) -> None:
+    (tmp_path / "model_card.json").write_text("{}")
+    with pytest.raises(CardError, match=r"no stored model card to render in .*: plots\.json missing"):
+        read_model_card(tmp_path)
 
 
 def test_render_model_card_refuses_a_non_mapping_card(test_set: tuple) -> None:
     with pytest.raises(TypeError, match="`card` must be a mapping, but got list"):
-        render_model_card([], *test_set)
+        render_model_card([], draw_plots({}, *test_set))
 
 
 def test_plots_refuse_mismatched_lengths() -> None:
@@ -277,3 +385,64 @@ def test_card_shows_recodings_with_row_counts_and_derived_definitions(rendered: 
     assert "<td>EDUCATION</td><td>5 -&gt; 4</td><td>280</td>" in card_html
     assert "Recoding (from -&gt; to)" in card_html and "<thead><tr><th>Column</th><th>From</th>" not in card_html
     assert '<td class="mono">utilization_1</td><td class="mono">BILL_AMT1 / LIMIT_BAL</td>' in card_html
+
+
+def test_card_shows_importance_with_reason_texts_and_dependence_bins(rendered: str) -> None:
+    section = rendered[rendered.find('id="explanations"') : rendered.find('id="reasons"')]
+    assert "over 5,993 test rows" in section
+    assert ('<td class="mono">LIMIT_BAL</td>\n        <td class="n">0.2000</td><td class="n">0.286</td>\n'
+            '        <td class="n">-0.0200</td><td>Low credit limit</td>') in section
+    assert section.find(">PAY_0<") < section.find(">LIMIT_BAL<") < section.find(">EDUCATION<")
+    assert 'alt="Dependence plot of PAY_0"' in section and 'alt="Dependence plot of EDUCATION"' in section
+    assert "<td>university</td>" in section and '<td class="n">1.2500</td>' in section
+
+
+def test_card_flags_features_without_a_reason_text_and_shows_worked_examples(rendered: str) -> None:
+    section = rendered[rendered.find('id="reasons"') : rendered.find('id="gates"')]
+    assert "1 feature(s) have no reason text in the spec (reasons.texts):\n    EDUCATION." in section
+    assert '<span class="flag">feature name (not in the spec)</span>' in section
+    assert "701 of 5,993" in section
+    assert "<td>Recent delinquency</td><td class=\"mono\">PAY_0</td>\n        <td class=\"n\">650</td>" in section
+    assert "Test row 20417: probability 0.9123, decision adverse" in section
+    assert '<td class="mono">20000</td><td class="n">+0.2468</td>' in section
+    assert "No feature raised this row's score" in section
+
+
+def test_card_shows_state_and_audit_history_with_gate_outcomes(rendered: str) -> None:
+    section = rendered[rendered.find('id="lifecycle"') : rendered.find('id="limitations"')]
+    assert '<span class="state">approved</span>' in rendered[: rendered.find("<nav>")]
+    assert "version 2" in section and "intact" in section
+    assert "2024-05-03 09:00:00" in section
+    assert "<td>approve</td><td>bo</td><td>validator</td>" in section
+    assert "state: validated -&gt; approved" in section
+    assert "Reviewed gates, fairness &amp; reasons" in section
+    assert "min_auc pass, max_ece fail" in section
+    assert "keel card credit_default 3" in section
+
+
+def test_importance_plot_refuses_mismatched_lengths() -> None:
+    with pytest.raises(ValueError, match="same length, but got 2 and 1"):
+        plots.importance_plot(["a", "b"], [0.1])
+
+
+def test_dependence_plot_draws_a_note_when_every_value_is_missing() -> None:
+    assert plots.dependence_plot("x", [np.nan, np.nan], [0.1, -0.1]).startswith("data:image/png;base64,")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="no chromium on PATH")
+def test_model_card_renders_in_a_real_browser(rendered: str, tmp_path: Path) -> None:
+    from PIL import Image
+
+    page, shot = tmp_path / "card.html", tmp_path / "card.png"
+    page.write_text(rendered, encoding="utf-8")
+    subprocess.run(
+        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
+         f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1000,1400", f"--screenshot={shot}", page.as_uri()],
+        check=True, capture_output=True, timeout=120,
+    )
+    image = Image.open(shot).convert("RGB")
+    assert image.size == (1000, 1400)
+    colors = {color for _, color in image.getcolors(maxcolors=1_000_000)}
+    assert (0x1F, 0x4E, 0x79) in colors  # the headline boxes and section rules are drawn
+    assert len(colors) > 50  # text and an embedded plot, not a blank or error page

@@ -304,16 +304,27 @@ RoleOpt = Annotated[str, typer.Option(help="developer, validator or deployer.")]
 ModelOpt = Annotated[Optional[str], typer.Option(help="Model name [default: the spec's].")]
 
 
-def _governance(spec_path: Path | None, project_dir: Path | None) -> tuple[Any, str]:
+def _governance(spec_path: Path | None, project_dir: Path | None) -> tuple[Any, str, Path]:
     from keel.registry.governance import Governance
 
     folder, uri, name = _store(spec_path, project_dir)
-    return Governance.for_project(folder, uri), name or ""
+    governance_uri = _load(spec_path).registry.governance_uri if spec_path else None
+    return Governance.for_project(folder, uri, governance_uri), name or "", folder
 
 
-def _transition(result: Any) -> None:
+def _transition(result: Any, governance: Any, folder: Path) -> None:
+    """Print what a transition changed and re-render the card of every version it changed."""
+    from keel.errors import CardError
+    from keel.lifecycle.card_refresh import refresh_card, versions_touched
+
     out.print(f"{result.version.name} version {result.version.version}: {result.before} -> {result.after} "
               f"(audit row {result.audit.seq})")
+    for version in versions_touched(result.audit):
+        try:
+            out.print(f"model card updated: {refresh_card(folder, result.version.name, version, governance=governance)}")
+        except CardError as error:
+            err.print(f"version {version}: card not updated: ", end="")
+            err.print(str(error), markup=False, highlight=False)
 
 
 @app.command()
@@ -325,8 +336,8 @@ def approve(
     """Approve a validated version (a validator who is not its author)."""
     _quiet_libraries()
     with _keel_errors():
-        governance, default = _governance(spec, project_dir)
-        _transition(governance.approve(model or default, version, by=by, role=role, note=note))
+        governance, default, folder = _governance(spec, project_dir)
+        _transition(governance.approve(model or default, version, by=by, role=role, note=note), governance, folder)
 
 
 @app.command()
@@ -338,8 +349,8 @@ def promote(
     """Make an approved version the champion; the previous champion is retired."""
     _quiet_libraries()
     with _keel_errors():
-        governance, default = _governance(spec, project_dir)
-        _transition(governance.promote(model or default, version, by=by, role=role, note=note))
+        governance, default, folder = _governance(spec, project_dir)
+        _transition(governance.promote(model or default, version, by=by, role=role, note=note), governance, folder)
 
 
 @app.command()
@@ -350,8 +361,8 @@ def rollback(
     """Restore the previous champion."""
     _quiet_libraries()
     with _keel_errors():
-        governance, default = _governance(spec, project_dir)
-        _transition(governance.rollback(model or default, by=by, role=role, reason=note))
+        governance, default, folder = _governance(spec, project_dir)
+        _transition(governance.rollback(model or default, by=by, role=role, reason=note), governance, folder)
 
 
 @models_app.command("history")
@@ -362,7 +373,7 @@ def models_history(
     """Every audited transition of a model's versions."""
     _quiet_libraries()
     with _keel_errors():
-        governance, default = _governance(spec, project_dir)
+        governance, default, _ = _governance(spec, project_dir)
         rows = governance.history(name or default)
     table = Table(title=f"History of {name or default}")
     for column in ("#", "time (UTC)", "actor", "action", "version", "before", "after", "reason"):
@@ -372,11 +383,27 @@ def models_history(
     out.print(table)
 
 
+@app.command()
+def card(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    version: Annotated[str, typer.Argument(help="Version number or 'latest'.")],
+    spec: SpecOpt = None, project_dir: ProjectDirOpt = None,
+) -> None:
+    """Re-render a version's model card with its current state and approval history (no retraining)."""
+    from keel.lifecycle.card_refresh import refresh_card
+
+    _quiet_libraries()
+    with _keel_errors():
+        governance, _, folder = _governance(spec, project_dir)
+        path = refresh_card(folder, name, version, governance=governance)
+    out.print(f"model card: {path}")
+
+
 @audit_app.command("verify")
 def audit_verify(spec: SpecOpt = None, project_dir: ProjectDirOpt = None) -> None:
     """Check the audit chain; names every edited, deleted or reordered row (exit 9 if any)."""
     with _keel_errors():
-        governance, _ = _governance(spec, project_dir)
+        governance, _, _ = _governance(spec, project_dir)
         problems = governance.audit.verify()
         rows = len(governance.audit.rows())
     if not problems:

@@ -61,7 +61,8 @@ class Dependence:
                 rows = index == i
                 if rows.any():
                     low, high = float(values[rows].min()), float(values[rows].max())
-                    out.append(_bin(f"{low:.6g} to {high:.6g}", low, high, contributions[rows]))
+                    label = f"{low:.6g}" if low == high else f"{low:.6g} to {high:.6g}"
+                    out.append(_bin(label, low, high, contributions[rows]))
         if not present.all():
             out.append(_bin("missing", None, None, self.contributions[~present]))
         return out

@@ -1,12 +1,28 @@
-"""Assemble the model card's content from a training outcome (pure: builds a dict)."""
+"""Assemble the model card's content from a training outcome (pure: builds dicts)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from keel.explain.contributions import Contributions
+from keel.explain.importance import Dependence, Importance
+from keel.explain.reasons import display_value, reason_frequency, top_reasons
 from keel.features.cleaning import CleaningSummary
+from keel.models.artifact import KeelModel
 from keel.spec import ProjectSpec
 from keel.training.trainer import TrainingOutcome
+
+DEPENDENCE_FEATURES = 4
+EXAMPLES = 4
+
+
+def card_dir(project_dir: Path, name: str, version: int) -> Path:
+    """Where a version's model card lives: ``project_dir/cards/<name>/v<version>``."""
+    return project_dir / "cards" / name / f"v{version}"
 
 
 def build_card(
@@ -24,8 +40,16 @@ def build_card(
     positive_rate: float,
     run: dict[str, Any],
     environment: dict[str, str],
+    explanations: dict[str, Any],
+    reasons: dict[str, Any],
+    lifecycle: dict[str, Any],
 ) -> dict[str, Any]:
-    """The model card as a JSON-ready dict; ``run`` holds name, version, run id, times and URIs."""
+    """The model card as a JSON-ready dict; ``run`` holds name, version, run id, times and URIs.
+
+    ``explanations``, ``reasons`` and ``lifecycle`` are the sections built by
+    :func:`explanations_section`, :func:`reasons_section` and
+    :func:`keel.lifecycle.card_refresh.lifecycle_section`.
+    """
     contract = [
         {"column": name, **rule.model_dump(exclude_none=False)} for name, rule in spec.contract.columns.items()
     ]
@@ -68,5 +92,67 @@ def build_card(
         "fairness": fairness,
         "gates": gates,
         "gains": gains,
+        "explanations": explanations,
+        "reasons": reasons,
+        "lifecycle": lifecycle,
         "environment": environment,
     }
+
+
+def explanations_section(model: KeelModel, ranking: Sequence[Importance], dependences: Sequence[Dependence],
+                         rows: int) -> dict[str, Any]:
+    """Global importance of every feature (with its reason text) and dependence bins of the top features."""
+    return {
+        "rows": rows,
+        "importance": [
+            {"rank": rank, **item.to_dict(), "text": model.reason_text(item.feature)}
+            for rank, item in enumerate(ranking, 1)
+        ],
+        "dependence": [
+            {"feature": d.feature, "text": model.reason_text(d.feature), "categorical": d.categories is not None,
+             "bins": d.bins()}
+            for d in dependences
+        ],
+    }
+
+
+def reasons_section(spec: ProjectSpec, model: KeelModel, contributions: Contributions, X: np.ndarray,
+                    score: np.ndarray, row_ids: Sequence[Any]) -> dict[str, Any]:
+    """Reason texts, how often each reason is given on the adverse test rows, and worked examples.
+
+    A row is adverse when its score reaches the model's threshold; ``row_ids`` name the
+    rows (the data's id column, or their position).
+    """
+    adverse = np.flatnonzero(score >= model.threshold)
+    adverse = adverse[np.argsort(-score[adverse], kind="stable")]
+    given = top_reasons(Contributions(contributions.features, contributions.values[adverse], contributions.base),
+                        X[adverse], model)
+    picks = np.unique(np.linspace(0, adverse.size - 1, min(EXAMPLES, adverse.size)).round().astype(int))
+    return {
+        "top_k": model.top_k,
+        "threshold": model.threshold,
+        "rows": int(score.size),
+        "adverse_rows": int(adverse.size),
+        "without_reason": sum(not reasons for reasons in given),
+        "texts": [{"feature": name, "text": model.reason_text(name), "source": _text_source(spec, name)}
+                  for name in model.features],
+        "frequency": reason_frequency(given),
+        "examples": [
+            {
+                "row": row_ids[adverse[i]],
+                "probability": float(score[adverse[i]]),
+                "decision": "adverse",
+                "reasons": [reason.to_dict() for reason in given[i]],
+                "values": {name: display_value(model, j, X[adverse[i], j]) for j, name in enumerate(model.features)},
+            }
+            for i in picks
+        ],
+    }
+
+
+def _text_source(spec: ProjectSpec, name: str) -> str:
+    """Where a feature's reason text comes from (see :meth:`ProjectSpec.reason_texts`)."""
+    if name in spec.reasons.texts:
+        return "spec"
+    column = spec.contract.columns.get(name)
+    return "contract description" if column is not None and column.description else "feature name"

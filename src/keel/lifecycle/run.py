@@ -26,7 +26,10 @@ from keel.features.cleaning import CleaningSummary, clean, target_vector
 from keel.io.tables import LoadedTable, read_table
 from keel.evaluation.fairness import fairness_report
 from keel.evaluation.gates import gate_results
-from keel.lifecycle.card import build_card
+from keel.explain.contributions import Explainer
+from keel.explain.importance import dependence, importance
+from keel.lifecycle.card import DEPENDENCE_FEATURES, build_card, card_dir, explanations_section, reasons_section
+from keel.lifecycle.card_refresh import lifecycle_section
 from keel.lifecycle.provenance import code_version, library_versions
 from keel.registry.audit import AuditLog, make_engine
 from keel.registry.governance import Governance, default_governance_uri
@@ -102,6 +105,32 @@ def _flat_params(outcome: TrainingOutcome, spec: ProjectSpec) -> dict[str, Any]:
     return params
 
 
+def _write_card(
+    spec: ProjectSpec, data: PreparedData, outcome: TrainingOutcome, metrics: dict[str, dict[str, float]],
+    p_test: np.ndarray, curve: list[dict[str, Any]], fairness: list[dict[str, Any]], gates: list[dict[str, Any]],
+    governance: Governance, *, run: dict[str, Any], environment: dict[str, str], folder: Path,
+) -> tuple[Path, Path]:
+    """Explain the test rows once, build the card (with its lifecycle so far) and write it into ``folder``."""
+    from keel.reports.model_card import draw_plots, write_model_card
+
+    model, X_test = outcome.model, outcome.X_test
+    contributions = Explainer(model).explain_matrix(X_test)
+    ranking = importance(contributions)
+    dependences = [dependence(contributions, X_test, model, item.feature) for item in ranking[:DEPENDENCE_FEATURES]]
+    test_rows = data.frame.iloc[outcome.split.test]
+    row_ids = (test_rows[spec.data.id_column] if spec.data.id_column else pd.RangeIndex(len(test_rows))).tolist()
+    card = build_card(
+        spec=spec, outcome=outcome, metrics=metrics, gains=gains_table(outcome.y_test, p_test),
+        learning_curve=curve, fairness=fairness, gates=gates, cleaning=data.cleaning, data_sha256=data.table.sha256,
+        data_format=data.table.format, positive_rate=float(target_vector(data.frame, spec).mean()),
+        run=run, environment=environment,
+        explanations=explanations_section(model, ranking, dependences, rows=len(X_test)),
+        reasons=reasons_section(spec, model, contributions, X_test, p_test, row_ids),
+        lifecycle=lifecycle_section(governance, run["model_name"], run["version"]),
+    )
+    return write_model_card(card, draw_plots(card, outcome.y_test, p_test, dependences), folder)
+
+
 def run_project(
     spec: ProjectSpec,
     *,
@@ -158,27 +187,22 @@ def run_project(
             "code_version": code,
             "gates": json.dumps(gates),
         }, description=spec.description or "")
-        governance = Governance(registry, AuditLog(make_engine(default_governance_uri(project_dir))))
+        governance_uri = spec.registry.governance_uri or default_governance_uri(project_dir)
+        governance = Governance(registry, AuditLog(make_engine(governance_uri)))
         governance.record_registration(version, actor=author, gates=gates)
         card_html = card_json = None
-        card = build_card(
-            spec=spec, outcome=outcome, metrics=metrics, gains=gains_table(outcome.y_test, p_test),
-            learning_curve=curve, fairness=fairness, gates=gates, cleaning=data.cleaning, data_sha256=data.table.sha256,
-            data_format=data.table.format, positive_rate=float(target_vector(data.frame, spec).mean()),
-            run={
-                "model_name": version.name, "version": version.version, "run_id": run_id,
-                "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                "tracking_uri": registry.tracking_uri, "code_version": code, "author": author,
-            },
-            environment=environment,
-        )
         if with_card:
-            stage("writing the model card")
-            from keel.reports.model_card import write_model_card
-
-            card_dir = project_dir / "cards" / version.name / f"v{version.version}"
-            card_html, card_json = write_model_card(card, outcome.y_test, p_test, card_dir)
-            registry.log_dir(run_id, card_dir, "model_card")
+            stage("explaining and writing the model card")
+            card_html, card_json = _write_card(
+                spec, data, outcome, metrics, p_test, curve, fairness, gates, governance,
+                run={
+                    "model_name": version.name, "version": version.version, "run_id": run_id,
+                    "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                    "tracking_uri": registry.tracking_uri, "code_version": code, "author": author,
+                },
+                environment=environment, folder=card_dir(project_dir, version.name, version.version),
+            )
+            registry.log_dir(run_id, card_html.parent, "model_card")
             registry.set_version_tag(version.name, version.version, "card", str(card_html.resolve()))
         registry.finish_run(run_id)
     except BaseException:

@@ -2,7 +2,10 @@
 
 The card dict comes from the training flow; this module only presents it. Every optional
 key may be missing or ``None`` and renders as an em dash. User-provided text (the spec's
-purpose, limitations, column descriptions) is HTML-escaped by Jinja's autoescape.
+purpose, limitations, column descriptions, reason texts, approval notes) is HTML-escaped
+by Jinja's autoescape. The plots are drawn once, from the test rows, and kept beside the
+card (``plots.json``), so the page can be rendered again later (with a newer approval
+history) from the stored files alone.
 """
 
 from __future__ import annotations
@@ -18,13 +21,16 @@ from typing import Any
 import numpy as np
 from jinja2 import ChainableUndefined, Environment, PackageLoader, Undefined, select_autoescape
 
+from keel.errors import CardError
+from keel.explain.importance import Dependence
 from keel.io.files import write_text_atomic
 from keel.reports import plots
 
-__all__ = ["render_model_card", "write_model_card"]
+__all__ = ["draw_plots", "read_model_card", "render_model_card", "write_model_card"]
 
 HTML_NAME = "model_card.html"
 JSON_NAME = "model_card.json"
+PLOTS_NAME = "plots.json"
 DASH = "—"
 
 # Metrics in the order a reviewer expects them; any others follow alphabetically.
@@ -126,13 +132,38 @@ def _recodings(recoded: Mapping[str, Any]) -> list[tuple[str, str, str]]:
     ]
 
 
+def _change(before: Mapping[str, Any], after: Mapping[str, Any]) -> str | None:
+    """'state: validated -> approved; champion: 1 -> 2' for the keys an audit row changed."""
+    keys = [key for key in ("state", "champion") if key in before or key in after]
+    return "; ".join(f"{key}: {show(before.get(key))} -> {show(after.get(key))}" for key in keys) or None
+
+
+def _utc(time: object) -> str | None:
+    """An ISO UTC timestamp as 'YYYY-MM-DD HH:MM:SS' (the audit log keeps the full one)."""
+    return str(time)[:19].replace("T", " ") if not _missing(time) else None
+
+
+def _history_rows(lifecycle: Mapping[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for entry in _sequence(lifecycle.get("history")):
+        entry = _mapping(entry)
+        gates = ", ".join(f"{gate.get('name')} {gate['status']}" for gate in _gate_rows(_sequence(entry.get("gates"))))
+        rows.append({**entry, "change": _change(_mapping(entry.get("before")), _mapping(entry.get("after"))),
+                     "when": _utc(entry.get("time")), "gate_summary": gates or None})
+    return rows
+
+
 def _view(card: Mapping[str, Any]) -> dict[str, Any]:
     """Tables and derived values the template would otherwise compute."""
     data = _mapping(card.get("data"))
     method = _mapping(card.get("method"))
     tuning = _mapping(card.get("tuning"))
     tracking_uri = card.get("tracking_uri")
+    texts = [_mapping(row) for row in _sequence(_mapping(card.get("reasons")).get("texts"))]
     return {
+        "history": _history_rows(_mapping(card.get("lifecycle"))),
+        "as_of": _utc(_mapping(card.get("lifecycle")).get("as_of")),
+        "texts_not_in_spec": [row.get("feature") for row in texts if row.get("source") != "spec"],
         "metric_rows": _metric_rows(_mapping(card.get("metrics"))),
         "trials": _sorted_trials(tuning),
         "best": sorted(_mapping(tuning.get("best")).items(), key=lambda item: str(item[0])),
@@ -146,9 +177,17 @@ def _view(card: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _plots(card: Mapping[str, Any], y_test: np.ndarray, score_test: np.ndarray) -> dict[str, str]:
+def draw_plots(
+    card: Mapping[str, Any], y_test: np.ndarray, score_test: np.ndarray, dependences: Sequence[Dependence] = ()
+) -> dict[str, str]:
+    """Every plot of the card as a data URI, by name; same inputs, same strings.
+
+    ``y_test`` holds the 0/1 test labels and ``score_test`` the model's scores for them.
+    The importance bars come from the card's ``explanations`` (when it has them) and one
+    dependence plot (``dependence/<feature>``) from each of ``dependences``.
+    """
     points = [p for p in _sequence(_mapping(card.get("diagnostics")).get("learning_curve")) if isinstance(p, Mapping)]
-    return {
+    drawn = {
         "roc": plots.roc_plot(y_test, score_test),
         "pr": plots.pr_plot(y_test, score_test),
         "calibration": plots.calibration_plot(y_test, score_test),
@@ -156,6 +195,14 @@ def _plots(card: Mapping[str, Any], y_test: np.ndarray, score_test: np.ndarray) 
         "gains": plots.gains_plot(y_test, score_test),
         "learning_curve": plots.learning_curve_plot(points),
     }
+    ranking = [item for item in _sequence(_mapping(card.get("explanations")).get("importance"))
+               if isinstance(item, Mapping)]
+    if ranking:
+        drawn["importance"] = plots.importance_plot([str(item["feature"]) for item in ranking],
+                                                    [float(item["mean_abs"]) for item in ranking])
+    for d in dependences:
+        drawn[f"dependence/{d.feature}"] = plots.dependence_plot(d.feature, d.values, d.contributions, d.categories)
+    return drawn
 
 
 def _environment() -> Environment:
@@ -171,16 +218,12 @@ def _environment() -> Environment:
     return env
 
 
-def render_model_card(card: Mapping[str, Any], y_test: np.ndarray, score_test: np.ndarray) -> str:
-    """Return the model card as one self-contained HTML page (plots embedded as data URIs).
-
-    ``y_test`` holds the 0/1 test labels and ``score_test`` the model's scores for them;
-    they feed the plots only, the tables come from ``card``. Same inputs, same bytes.
-    """
+def render_model_card(card: Mapping[str, Any], plots: Mapping[str, str]) -> str:
+    """Return the model card as one self-contained HTML page, ``plots`` (from :func:`draw_plots`) embedded."""
     if not isinstance(card, Mapping):
         raise TypeError(f"`card` must be a mapping, but got {type(card).__name__}.")
     template = _environment().get_template("model_card.html.j2")
-    return template.render(card=card, view=_view(card), plots=_plots(card, y_test, score_test))
+    return template.render(card=card, view=_view(card), plots=plots)
 
 
 def _json_default(value: object) -> object:
@@ -191,18 +234,32 @@ def _json_default(value: object) -> object:
     return str(value)
 
 
-def write_model_card(
-    card: Mapping[str, Any], y_test: np.ndarray, score_test: np.ndarray, out_dir: Path
-) -> tuple[Path, Path]:
-    """Write ``model_card.html`` and ``model_card.json`` into ``out_dir`` (created), each atomically.
+def write_model_card(card: Mapping[str, Any], plots: Mapping[str, str], out_dir: Path) -> tuple[Path, Path]:
+    """Write ``model_card.html``, ``model_card.json`` and ``plots.json`` into ``out_dir`` (created), each atomically.
 
     Returns ``(html_path, json_path)``. The JSON is the card itself; numpy scalars become
     plain numbers and anything else JSON cannot hold becomes its ``str``.
     """
     out_dir = Path(out_dir)
-    html = render_model_card(card, y_test, score_test)
+    html = render_model_card(card, plots)
     text = json.dumps(card, indent=2, sort_keys=False, default=_json_default) + "\n"
     out_dir.mkdir(parents=True, exist_ok=True)
-    html_path = write_text_atomic(out_dir / HTML_NAME, html)
+    write_text_atomic(out_dir / PLOTS_NAME, json.dumps(dict(plots), indent=0, sort_keys=True) + "\n")
     json_path = write_text_atomic(out_dir / JSON_NAME, text)
+    html_path = write_text_atomic(out_dir / HTML_NAME, html)
     return html_path, json_path
+
+
+def read_model_card(out_dir: Path) -> tuple[dict[str, Any], dict[str, str]]:
+    """The card and its plots as :func:`write_model_card` stored them in ``out_dir``."""
+    out_dir = Path(out_dir)
+    missing = [name for name in (JSON_NAME, PLOTS_NAME) if not (out_dir / name).is_file()]
+    if missing:
+        raise CardError(
+            f"no stored model card to render in {out_dir}: {', '.join(missing)} missing. A version trained with "
+            "`keel train` has no card, and cards written before plots were stored beside them cannot be "
+            "re-rendered; `keel run` writes a complete one."
+        )
+    card = json.loads((out_dir / JSON_NAME).read_text(encoding="utf-8"))
+    stored = json.loads((out_dir / PLOTS_NAME).read_text(encoding="utf-8"))
+    return card, stored

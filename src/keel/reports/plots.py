@@ -17,7 +17,9 @@ from sklearn.metrics import auc, average_precision_score, precision_recall_curve
 
 __all__ = [
     "calibration_plot",
+    "dependence_plot",
     "gains_plot",
+    "importance_plot",
     "learning_curve_plot",
     "pr_plot",
     "roc_plot",
@@ -29,6 +31,7 @@ DPI = 90
 _POSITIVE = "#c0392b"
 _NEGATIVE = "#2e6da4"
 _REFERENCE = "#888888"
+_FEW_VALUES = 20
 
 
 def _binary_inputs(y: object, score: object) -> tuple[np.ndarray, np.ndarray]:
@@ -200,4 +203,58 @@ def learning_curve_plot(points: Sequence[Mapping[str, object]]) -> str:
     ax.plot(sizes, [point["validation_metric"] for point in ordered], marker="o", color=_NEGATIVE, label="validation")
     ax.set(xlabel="Training rows", ylabel=metric)
     ax.legend(loc="best")
+    return _to_data_uri(fig)
+
+
+def importance_plot(features: Sequence[str], mean_abs: Sequence[float], top: int = 15) -> str:
+    """Horizontal bars of the ``top`` largest mean |contribution| values, largest at the top."""
+    if len(features) != len(mean_abs):
+        raise ValueError(f"`features` and `mean_abs` must have the same length, but got {len(features)} and "
+                         f"{len(mean_abs)}.")
+    order = np.argsort(-np.asarray(mean_abs, dtype=float), kind="stable")[:top]
+    fig = Figure(figsize=(FIGSIZE[0] * 1.6, 0.9 + 0.28 * max(len(order), 1)), dpi=DPI, layout="constrained")
+    ax = fig.subplots()
+    ax.set_title(f"Global importance (top {len(order)} of {len(features)} features)")
+    if not len(order):
+        _note(ax, "No features to show")
+        return _to_data_uri(fig)
+    ax.barh([str(features[j]) for j in order][::-1], [float(mean_abs[j]) for j in order][::-1], color=_NEGATIVE)
+    ax.set(xlabel="Mean |contribution| to the log-odds over test rows")
+    return _to_data_uri(fig)
+
+
+def dependence_plot(
+    feature: str, values: object, contributions: object, categories: Sequence[str] | None = None
+) -> str:
+    """Contribution against value, one point per row; red pushes towards the positive (adverse) class.
+
+    A categorical feature is drawn as jittered columns, one per category. Missing values
+    are left out and counted in the title; the axis of a numeric feature with more than
+    ``_FEW_VALUES`` distinct values spans its 1st to 99th percentile, so outliers cannot
+    squash the rest.
+    """
+    x = np.asarray(values, dtype=float).ravel()
+    y = np.asarray(contributions, dtype=float).ravel()
+    if x.shape != y.shape:
+        raise ValueError(f"`values` and `contributions` must have the same length, but got {x.size} and {y.size}.")
+    present = np.isfinite(x)
+    missing = int(x.size - present.sum())
+    x, y = x[present], y[present]
+    fig, (ax,) = _figure()
+    ax.set_title(f"{feature}" + (f" ({missing} missing not shown)" if missing else ""))
+    if not x.size:
+        _note(ax, "No rows with a value")
+        return _to_data_uri(fig)
+    if categories is not None:
+        x = x + np.random.default_rng(0).uniform(-0.3, 0.3, x.size)
+        ax.set_xticks(range(len(categories)), [str(c) for c in categories], rotation=30, ha="right")
+    elif np.unique(x).size > _FEW_VALUES:
+        low, high = np.quantile(x, [0.01, 0.99])
+        if high > low:
+            pad = 0.02 * (high - low)
+            ax.set_xlim(low - pad, high + pad)
+    colors = np.where(y > 0, _POSITIVE, _NEGATIVE)
+    ax.scatter(x, y, s=4, c=colors, alpha=0.35, linewidths=0, rasterized=True)
+    ax.axhline(0.0, color=_REFERENCE, linestyle="--", linewidth=1)
+    ax.set(xlabel=f"{feature} value", ylabel="Contribution (log-odds)")
     return _to_data_uri(fig)
