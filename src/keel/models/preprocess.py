@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 
 from keel.errors import DataError
-from keel.expressions import columns, evaluate
+from keel.expressions import columns as columns_of
+from keel.expressions import evaluate
 
 
 @dataclass
@@ -38,18 +39,28 @@ class Preprocessor:
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
         """The model matrix, one float64 column per feature in ``features`` order."""
         self._check_columns(frame)
-        out = np.empty((len(frame), len(self.features)), dtype=np.float64)
+        return self.transform_columns({c: frame[c].to_numpy() for c in self.inputs()}, len(frame))
+
+    def transform_records(self, records: list[dict[str, Any]]) -> np.ndarray:
+        """The model matrix for JSON-like records (a missing key or None is a missing value).
+
+        Frames and records go through :meth:`transform_columns`, so both give the same numbers.
+        """
+        columns = {c: np.array([r.get(c) for r in records], dtype=object) for c in self.inputs()}
+        return self.transform_columns(columns, len(records))
+
+    def transform_columns(self, columns: dict[str, np.ndarray], rows: int) -> np.ndarray:
+        """The model matrix from one array per input column."""
+        out = np.empty((rows, len(self.features)), dtype=np.float64)
         for j, name in enumerate(self.features):
             if name in self.derived:
                 expression = self.derived[name]
-                out[:, j] = evaluate(expression, {c: _numeric(frame[c]) for c in columns(expression)})
-                continue
-            column = frame[name]
-            if name in self.categorical:
+                out[:, j] = evaluate(expression, {c: _numeric(columns[c]) for c in columns_of(expression)})
+            elif name in self.categorical:
                 lookup = {v: float(i) for i, v in enumerate(self.categories_[name])}
-                out[:, j] = [np.nan if pd.isna(v) else lookup.get(_category(v), np.nan) for v in column]
+                out[:, j] = [np.nan if _missing(v) else lookup.get(_category(v), np.nan) for v in columns[name]]
             else:
-                out[:, j] = _numeric(column)
+                out[:, j] = _numeric(columns[name])
         return out
 
     def categorical_indices(self) -> list[int]:
@@ -79,7 +90,7 @@ class Preprocessor:
         """The raw columns a caller must supply, in first-use order."""
         needed: dict[str, None] = {}
         for name in self.features:
-            for col in columns(self.derived[name]) if name in self.derived else [name]:
+            for col in columns_of(self.derived[name]) if name in self.derived else [name]:
                 needed.setdefault(col, None)
         return list(needed)
 
@@ -96,5 +107,12 @@ def _category(value: Any) -> str:
     return str(value)
 
 
-def _numeric(column: pd.Series) -> np.ndarray:
-    return pd.to_numeric(column, errors="raise").astype("float64").to_numpy(na_value=np.nan)
+def _missing(value: Any) -> bool:
+    return value is None or bool(pd.isna(value))
+
+
+def _numeric(column: np.ndarray) -> np.ndarray:
+    """Float64 values of a column; None, NA and NaN become NaN."""
+    if column.dtype.kind in "biuf":
+        return column.astype(np.float64)
+    return np.array([np.nan if _missing(v) else float(v) for v in column], dtype=np.float64)

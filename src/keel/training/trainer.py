@@ -83,7 +83,11 @@ def train_model(
         target=spec.target.column,
         positive=spec.target.positive,
         threshold=spec.target.threshold,
-        metadata={"project": spec.project, "seed": spec.seed, "params": chosen.best_params, **(metadata or {})},
+        metadata={
+            "project": spec.project, "seed": spec.seed, "params": chosen.best_params,
+            "contract": {c: spec.contract.columns[c].model_dump(exclude_none=True) for c in pre.inputs()},
+            **(metadata or {}),
+        },
         reason_texts=spec.reason_texts(),
         top_k=spec.reasons.top_k,
     )

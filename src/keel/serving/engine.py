@@ -1,0 +1,50 @@
+"""The scoring engine: probability, decision and adverse-action reasons for rows of any source.
+
+The API (JSON records) and batch scoring (table chunks) both end in :meth:`ScoringEngine.score_matrix`,
+so the same row gets the same score and reasons either way.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from keel.explain.contributions import Explainer
+from keel.explain.reasons import top_reasons
+from keel.models.artifact import KeelModel
+
+
+class ScoringEngine:
+    """One loaded, verified model version, ready to score; the explainer is compiled at construction."""
+
+    def __init__(self, model: KeelModel, name: str, version: int) -> None:
+        self.model = model
+        self.name = name
+        self.version = version
+        self.explainer = Explainer(model)
+        self.score_records([{}])  # compile and warm every path before the first real request
+
+    def score_records(self, records: list[dict[str, Any]], *, reasons: bool = True) -> list[dict[str, Any]]:
+        """Decisions for JSON-like records (already validated against the contract)."""
+        return self.score_matrix(self.model.preprocessor.transform_records(records), reasons=reasons)
+
+    def score_frame(self, frame: pd.DataFrame, *, reasons: bool = True) -> list[dict[str, Any]]:
+        """Decisions for the rows of a table."""
+        return self.score_matrix(self.model.preprocessor.transform(frame), reasons=reasons)
+
+    def score_matrix(self, X: np.ndarray, *, reasons: bool = True) -> list[dict[str, Any]]:
+        """Probability, decision at the model's threshold and (optionally) the top-k reasons per row."""
+        probability = np.asarray(self.model.scorer.probability(X), dtype=np.float64)
+        given = top_reasons(self.explainer.explain_matrix(X), X, self.model) if reasons else None
+        return [
+            {
+                "probability": float(p),
+                "decision": "adverse" if p >= self.model.threshold else "favourable",
+                **({"reasons": [r.to_dict() for r in given[i]]} if given is not None else {}),
+                "model": self.name,
+                "version": self.version,
+            }
+            for i, p in enumerate(probability)
+        ]

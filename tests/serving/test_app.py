@@ -1,0 +1,135 @@
+"""The scoring API: the model's own numbers and reasons, the contract as the request schema, and limits."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from factories import loans_spec, make_loans
+from fastapi.testclient import TestClient
+
+from keel.explain.contributions import Explainer
+from keel.explain.reasons import top_reasons
+from keel.serving.app import create_app
+from keel.serving.engine import ScoringEngine
+from keel.spec import parse_spec
+from keel.training.trainer import train_model
+
+INPUTS = ["income", "debt", "late_payments", "region"]
+
+
+@pytest.fixture(scope="module", params=["lightgbm", "logistic"])
+def engine(request: pytest.FixtureRequest) -> ScoringEngine:
+    raw = loans_spec("unused.csv", tuning={"trials": 2}, models={"families": [request.param]},
+                     reasons={"texts": {"late_payments": "Late payments on record"}, "top_k": 3})
+    return ScoringEngine(train_model(make_loans(rows=1500, seed=2), parse_spec(raw)).model, "loans", 3)
+
+
+@pytest.fixture(scope="module")
+def client(engine: ScoringEngine) -> TestClient:
+    return TestClient(create_app(engine, max_batch=50, max_body_bytes=20_000))
+
+
+@pytest.fixture(scope="module")
+def rows() -> pd.DataFrame:
+    return make_loans(rows=40, seed=9)
+
+
+def _record(row: pd.Series) -> dict:
+    """A JSON record as a client sends it (the contract's int columns as JSON integers)."""
+    return {"income": int(row["income"]), "debt": int(row["debt"]), "late_payments": int(row["late_payments"]),
+            "region": str(row["region"])}
+
+
+def test_one_record_gets_the_models_probability_decision_and_reasons(client: TestClient, engine: ScoringEngine,
+                                                                     rows: pd.DataFrame) -> None:
+    model = engine.model
+    X = model.preprocessor.transform(rows)
+    expected_p = model.predict_proba(rows)
+    expected_reasons = top_reasons(Explainer(model).explain_matrix(X), X, model)
+
+    for i in range(len(rows)):
+        answer = client.post("/v1/score", json=_record(rows.iloc[i]))
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert body["probability"] == expected_p[i]
+        assert body["decision"] == ("adverse" if expected_p[i] >= model.threshold else "favourable")
+        assert body["reasons"] == [r.to_dict() for r in expected_reasons[i]]
+        assert (body["model"], body["version"]) == ("loans", 3) and len(body["request_id"]) == 32
+
+
+def test_batch_single_and_table_scoring_agree_exactly(client: TestClient, engine: ScoringEngine,
+                                                      rows: pd.DataFrame) -> None:
+    records = [_record(rows.iloc[i]) for i in range(len(rows))]
+
+    batch = client.post("/v1/score/batch", json={"records": records}).json()["results"]
+    single = [client.post("/v1/score", json=r).json() for r in records]
+
+    assert [{k: v for k, v in s.items() if k != "request_id"} for s in single] == batch == engine.score_frame(rows)
+
+
+@pytest.mark.parametrize(("change", "field", "words"), [
+    ({"income": "a lot"}, "income", "valid integer"),
+    ({"late_payments": 99}, "late_payments", "less than or equal to 30"),
+    ({"region": "mars"}, "region", "'north', 'south', 'east' or 'west'"),
+    ({"debt": None}, "debt", "valid integer"),
+    ({"favourite_colour": "red"}, "favourite_colour", "Extra inputs are not permitted"),
+])
+def test_bad_input_is_a_422_naming_the_field_and_the_rule(client: TestClient, rows: pd.DataFrame, change: dict,
+                                                          field: str, words: str) -> None:
+    answer = client.post("/v1/score", json={**_record(rows.iloc[0]), **change})
+
+    assert answer.status_code == 422
+    [problem] = answer.json()["detail"]
+    assert problem["loc"][-1] == field and words in problem["msg"]
+
+
+def test_missing_fields_and_non_finite_numbers_are_refused(client: TestClient, rows: pd.DataFrame) -> None:
+    record = _record(rows.iloc[0])
+    missing = client.post("/v1/score", json={k: v for k, v in record.items() if k != "income"})
+    body = json.dumps({**record, "income": 1}).replace('"income": 1', '"income": NaN')
+    not_finite = client.post("/v1/score", content=body, headers={"content-type": "application/json"})
+
+    assert missing.status_code == 422 and missing.json()["detail"][0]["loc"][-1] == "income"
+    assert not_finite.status_code == 422 and not_finite.json()["detail"][0]["loc"][-1] == "income"
+
+
+def test_limits_too_many_records_is_422_and_a_large_body_is_413(client: TestClient, rows: pd.DataFrame) -> None:
+    record = _record(rows.iloc[0])
+    many = client.post("/v1/score/batch", json={"records": [record] * 51})
+    huge = client.post("/v1/score", content=b"{" + b" " * 30_000 + b"}", headers={"content-type": "application/json"})
+
+    assert many.status_code == 422 and "at most 50 items" in many.json()["detail"][0]["msg"]
+    assert huge.status_code == 413 and "20000 bytes" in huge.json()["detail"]
+
+
+def test_probes_and_the_openapi_schema_come_from_the_contract(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["Record"]
+
+    assert client.get("/livez").json() == {"status": "alive"}
+    assert client.get("/readyz").json() == {"status": "ready", "model": "loans", "version": 3}
+    assert sorted(schema["required"]) == sorted(INPUTS)
+    assert schema["properties"]["late_payments"]["maximum"] == 30
+    assert schema["properties"]["region"]["enum"] == ["north", "south", "east", "west"]
+    assert "gender" not in schema["properties"]  # protected: never asked for
+
+
+def test_readyz_is_503_while_draining(engine: ScoringEngine) -> None:
+    app = create_app(engine)
+    app.state.ready = False
+    assert TestClient(app).get("/readyz").status_code == 503
+
+
+def test_swapping_the_engine_serves_the_new_version(engine: ScoringEngine, rows: pd.DataFrame) -> None:
+    app = create_app(engine)
+    client = TestClient(app)
+    newer = ScoringEngine(engine.model, "loans", 4)
+
+    before = client.post("/v1/score", json=_record(rows.iloc[0])).json()
+    app.state.engine = newer
+    after = client.post("/v1/score", json=_record(rows.iloc[0])).json()
+
+    assert (before["version"], after["version"]) == (3, 4)
+    assert np.isclose(before["probability"], after["probability"])
