@@ -133,3 +133,54 @@ def test_swapping_the_engine_serves_the_new_version(engine: ScoringEngine, rows:
 
     assert (before["version"], after["version"]) == (3, 4)
     assert np.isclose(before["probability"], after["probability"])
+
+
+def test_admin_reload_needs_the_api_key(engine: ScoringEngine) -> None:
+    client = TestClient(create_app(engine, reload=lambda: engine, api_key="s3cret"))
+    keyless = TestClient(create_app(engine, reload=lambda: engine))
+
+    assert client.post("/admin/reload").status_code == 403
+    assert client.post("/admin/reload", headers={"x-api-key": "guess"}).status_code == 403
+    assert keyless.post("/admin/reload", headers={"x-api-key": ""}).status_code == 403
+    assert client.post("/admin/reload", headers={"x-api-key": "s3cret"}).json() == {"previous": 3, "serving": 3}
+
+
+def test_a_failed_reload_keeps_the_old_model_serving(engine: ScoringEngine, rows: pd.DataFrame) -> None:
+    from keel.errors import IntegrityError
+
+    outcomes: list[object] = [ScoringEngine(engine.model, "loans", 4), IntegrityError("sha256 does not match")]
+
+    def reload() -> ScoringEngine:
+        outcome = outcomes.pop(0)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    client = TestClient(create_app(engine, reload=reload, api_key="k"))
+    swapped = client.post("/admin/reload", headers={"x-api-key": "k"})
+    refused = client.post("/admin/reload", headers={"x-api-key": "k"})
+    answer = client.post("/v1/score", json=_record(rows.iloc[0]))
+
+    assert swapped.json() == {"previous": 3, "serving": 4}
+    assert refused.status_code == 409 and "still serving version 4: sha256 does not match" in refused.json()["detail"]
+    assert answer.status_code == 200 and answer.json()["version"] == 4
+
+
+def test_metrics_count_requests_scores_and_the_version(engine: ScoringEngine, rows: pd.DataFrame) -> None:
+    client = TestClient(create_app(engine))
+    for i in range(3):
+        client.post("/v1/score", json=_record(rows.iloc[i]))
+    client.post("/v1/score", json={})
+
+    text = client.get("/metrics").text
+
+    assert 'keel_requests_total{route="/v1/score",status="200"} 3.0' in text
+    assert 'keel_requests_total{route="/v1/score",status="422"} 1.0' in text
+    assert "keel_score_count 3.0" in text and 'keel_model_version{model="loans"} 3.0' in text
+
+
+def test_hosts_outside_the_allow_list_are_refused(engine: ScoringEngine) -> None:
+    client = TestClient(create_app(engine, allowed_hosts=["scoring.bank.internal"]))
+
+    assert client.get("/livez", headers={"host": "evil.example"}).status_code == 400
+    assert client.get("/livez", headers={"host": "scoring.bank.internal"}).status_code == 200

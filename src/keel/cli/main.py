@@ -415,6 +415,35 @@ def audit_verify(spec: SpecOpt = None, project_dir: ProjectDirOpt = None) -> Non
 
 
 @app.command()
+def serve(
+    spec: SpecOpt = None, project_dir: ProjectDirOpt = None, tracking_uri: UriOpt = None,
+    model: ModelOpt = None,
+    alias: Annotated[str, typer.Option(help="Registry alias to serve.")] = "champion",
+    host: Annotated[str, typer.Option(help="Address to bind; loopback unless told otherwise.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+    max_batch: Annotated[int, typer.Option(min=1, help="Most records in one batch request.")] = 1000,
+    allowed_host: Annotated[Optional[list[str]], typer.Option(help="Host header allowed (repeat); default any.")] = None,
+) -> None:
+    """Serve the champion over HTTP: /v1/score, /v1/score/batch, /livez, /readyz, /metrics, /admin/reload.
+
+    Admin routes need the API key from the KEEL_API_KEY environment variable.
+    """
+    import uvicorn
+
+    from keel.serving.server import ServeSettings
+
+    _quiet_libraries()
+    with _keel_errors():
+        folder, uri, name = _store(spec, project_dir, tracking_uri)
+        if not (model or name):
+            raise typer.BadParameter("give --model or --spec", param_hint="--model")
+        ServeSettings(str(folder.resolve()), uri, model or name or "", alias, max_batch, allowed_host or []).export()
+    uvicorn.run("keel.serving.server:app_from_environment", factory=True, host=host, port=port, workers=workers,
+                log_level="warning", timeout_graceful_shutdown=30)
+
+
+@app.command()
 def demo(
     project_dir: ProjectDirOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,

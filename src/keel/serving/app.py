@@ -5,10 +5,16 @@ swaps the model for later requests while each request finishes on the model it s
 """
 
 
+import hmac
+import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Header, HTTPException, Request, Response
+from fastapi.middleware.trustedhost import TrustedHostMiddleware
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -59,8 +65,33 @@ async def _too_large(send: Send, limit: int) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def create_app(engine: ScoringEngine, *, max_batch: int = 1000, max_body_bytes: int = 2_000_000) -> FastAPI:
-    """The API for one model's contract; ``app.state.engine`` may later be replaced by a compatible engine."""
+class Metrics:
+    """Prometheus metrics of one server process."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("keel_requests", "Answered requests", ["route", "status"], registry=self.registry)
+        self.latency = Histogram("keel_request_seconds", "Time to answer", ["route"], registry=self.registry,
+                                 buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0))
+        self.scores = Histogram("keel_score", "Probabilities given", registry=self.registry,
+                                buckets=tuple(i / 10 for i in range(1, 11)))
+        self.version = Gauge("keel_model_version", "Version being served", ["model"], registry=self.registry)
+
+
+def create_app(
+    engine: ScoringEngine,
+    *,
+    max_batch: int = 1000,
+    max_body_bytes: int = 2_000_000,
+    reload: Callable[[], ScoringEngine] | None = None,
+    api_key: str | None = None,
+    allowed_hosts: list[str] | None = None,
+) -> FastAPI:
+    """The API for one model's contract; ``app.state.engine`` may later be replaced by a compatible engine.
+
+    ``reload`` loads the engine to swap in (``POST /admin/reload`` with ``X-API-Key``);
+    admin routes answer 403 when no ``api_key`` is configured.
+    """
     contract = engine.model.metadata.get("contract") or {}
     Record = record_model(contract)
     Batch = batch_model(Record, max_batch)
@@ -68,6 +99,17 @@ def create_app(engine: ScoringEngine, *, max_batch: int = 1000, max_body_bytes: 
                   description="Probability, decision and adverse-action reasons for credit decisions.")
     app.state.engine = engine
     app.state.ready = True
+    metrics = Metrics()
+    metrics.version.labels(engine.name).set(engine.version)
+
+    @app.middleware("http")
+    async def measure(request: Request, call_next: Callable[[Request], Any]) -> Response:
+        start = time.perf_counter()
+        response = await call_next(request)
+        route = request.url.path if request.url.path.startswith(("/v1/", "/admin/")) else "other"
+        metrics.requests.labels(route, str(response.status_code)).inc()
+        metrics.latency.labels(route).observe(time.perf_counter() - start)
+        return response
 
     @app.exception_handler(RequestValidationError)
     def invalid(_: Request, error: RequestValidationError) -> JSONResponse:
@@ -78,12 +120,16 @@ def create_app(engine: ScoringEngine, *, max_batch: int = 1000, max_body_bytes: 
     @app.post("/v1/score", summary="Score one record")
     def score(record: Record) -> dict[str, Any]:  # type: ignore[valid-type]
         current: ScoringEngine = app.state.engine
-        return {"request_id": uuid.uuid4().hex, **current.score_records([record.model_dump()])[0]}
+        decision = current.score_records([record.model_dump()])[0]
+        metrics.scores.observe(decision["probability"])
+        return {"request_id": uuid.uuid4().hex, **decision}
 
     @app.post("/v1/score/batch", summary=f"Score up to {max_batch} records")
     def score_batch(batch: Batch) -> dict[str, Any]:  # type: ignore[valid-type]
         current: ScoringEngine = app.state.engine
         decisions = current.score_records([r.model_dump() for r in batch.records])
+        for decision in decisions:
+            metrics.scores.observe(decision["probability"])
         return {"request_id": uuid.uuid4().hex, "results": decisions}
 
     @app.get("/livez", summary="The process is alive")
@@ -97,5 +143,29 @@ def create_app(engine: ScoringEngine, *, max_batch: int = 1000, max_body_bytes: 
             return JSONResponse({"status": "draining"}, status_code=503)
         return JSONResponse({"status": "ready", "model": current.name, "version": current.version})
 
+    @app.get("/metrics", summary="Prometheus metrics of this process")
+    def prometheus() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.post("/admin/reload", summary="Load the model version again from the registry and swap it in")
+    def admin_reload(x_api_key: str = Header(default="")) -> dict[str, Any]:
+        if api_key is None or not hmac.compare_digest(x_api_key.encode(), api_key.encode()):
+            raise HTTPException(403, "admin routes need the server's API key in X-API-Key")
+        if reload is None:
+            raise HTTPException(409, "this server was started without a registry to reload from")
+        current: ScoringEngine = app.state.engine
+        try:
+            candidate = reload()
+        except Exception as error:  # noqa: BLE001 - any failure to load or verify keeps the old model serving
+            raise HTTPException(409, f"reload failed, still serving version {current.version}: {error}") from error
+        if candidate.model.metadata.get("contract") != contract:
+            raise HTTPException(409, f"version {candidate.version} reads other inputs; still serving version "
+                                     f"{current.version} (restart the server to change the request schema)")
+        app.state.engine = candidate
+        metrics.version.labels(candidate.name).set(candidate.version)
+        return {"previous": current.version, "serving": candidate.version}
+
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    if allowed_hosts:
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)
     return app

@@ -1,0 +1,58 @@
+"""`keel serve` end to end: a real uvicorn process on a free loopback port serving the champion."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from keel.lifecycle.run import run_project
+from keel.registry.store import Registry
+from keel.spec import load_spec
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_keel_serve_answers_scores_and_stops_cleanly_on_sigterm(loans_project: Path) -> None:
+    project_dir = loans_project.parent / ".keel"
+    run_project(load_spec(loans_project), project_dir=project_dir, author="ana", with_card=False)
+    Registry.for_project(project_dir).set_alias("loans", "champion", 1)
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "keel", "serve", "--spec", str(loans_project), "--project-dir", str(project_dir),
+         "--port", str(port)], env={**os.environ, "KEEL_API_KEY": "k"}, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"{base}/readyz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert server.poll() is None and time.monotonic() < deadline, server.stderr.read() if server.stderr else ""
+            time.sleep(0.3)
+
+        record = {"income": 20000, "debt": 30000, "late_payments": 3, "region": "east"}
+        answer = httpx.post(f"{base}/v1/score", json=record).json()
+        reload = httpx.post(f"{base}/admin/reload", headers={"x-api-key": "k"}).json()
+    finally:
+        server.send_signal(signal.SIGTERM)
+        code = server.wait(timeout=60)
+
+    assert answer["version"] == 1 and 0 < answer["probability"] < 1 and answer["reasons"]
+    assert reload == {"previous": 1, "serving": 1}
+    assert code in (0, -signal.SIGTERM)  # uvicorn re-raises SIGTERM after its graceful shutdown
