@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -11,7 +12,11 @@ import time
 from pathlib import Path
 
 import httpx
+import pandas as pd
 import pytest
+from typer.testing import CliRunner
+
+from keel.cli.main import app
 
 from keel.lifecycle.run import run_project
 from keel.registry.store import Registry
@@ -26,7 +31,7 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def test_keel_serve_answers_scores_and_stops_cleanly_on_sigterm(loans_project: Path) -> None:
+def test_keel_serve_answers_like_keel_score_and_stops_cleanly_on_sigterm(loans_project: Path) -> None:
     project_dir = loans_project.parent / ".keel"
     run_project(load_spec(loans_project), project_dir=project_dir, author="ana", with_card=False)
     Registry.for_project(project_dir).set_alias("loans", "champion", 1)
@@ -53,6 +58,16 @@ def test_keel_serve_answers_scores_and_stops_cleanly_on_sigterm(loans_project: P
         server.send_signal(signal.SIGTERM)
         code = server.wait(timeout=60)
 
+    source = loans_project.parent / "to_score.csv"
+    pd.DataFrame([{"loan_id": 7, **record}]).to_csv(source, index=False)
+    scored = CliRunner().invoke(app, ["score", "--spec", str(loans_project), "--project-dir", str(project_dir),
+                                      "--input", str(source), "--output", str(source.with_suffix(".parquet")),
+                                      "--keep", "loan_id"])
+    batch = pd.read_parquet(source.with_suffix(".parquet")).iloc[0]
+
+    assert scored.exit_code == 0, scored.output
+    assert "scored 1 rows with loans version 1" in scored.output and "peak RSS" in scored.output
     assert answer["version"] == 1 and 0 < answer["probability"] < 1 and answer["reasons"]
+    assert batch["probability"] == answer["probability"] and json.loads(batch["reasons"]) == answer["reasons"]
     assert reload == {"previous": 1, "serving": 1}
     assert code in (0, -signal.SIGTERM)  # uvicorn re-raises SIGTERM after its graceful shutdown

@@ -415,6 +415,41 @@ def audit_verify(spec: SpecOpt = None, project_dir: ProjectDirOpt = None) -> Non
 
 
 @app.command()
+def score(
+    input_url: Annotated[str, typer.Option("--input", help="CSV or Parquet file (any fsspec URL).")],
+    output_url: Annotated[str, typer.Option("--output", help="Parquet file to write (any fsspec URL).")],
+    spec: SpecOpt = None, project_dir: ProjectDirOpt = None, tracking_uri: UriOpt = None,
+    model: ModelOpt = None,
+    alias: Annotated[str, typer.Option(help="Registry alias of the version to use.")] = "champion",
+    keep: Annotated[Optional[list[str]], typer.Option(help="Input column to copy to the output (repeat).")] = None,
+    reasons: Annotated[bool, typer.Option(help="Add the top-k reasons (JSON) per row.")] = True,
+    chunk_rows: Annotated[int, typer.Option(min=1, help="Rows scored at a time (bounds memory).")] = 50_000,
+) -> None:
+    """Score a file in chunks with the same engine as the API; the output appears only when complete."""
+    import resource
+
+    from rich.progress import Progress
+
+    from keel.registry.store import Registry
+    from keel.serving.batch import score_file
+    from keel.serving.loader import load_alias
+
+    _quiet_libraries()
+    with _keel_errors():
+        folder, uri, name = _store(spec, project_dir, tracking_uri)
+        if not (model or name):
+            raise typer.BadParameter("give --model or --spec", param_hint="--model")
+        engine = load_alias(Registry.for_project(folder, uri), model or name or "", alias)
+        with Progress(console=err, transient=True) as progress:
+            task = progress.add_task(f"scoring with {engine.name} v{engine.version}", total=None)
+            rows = score_file(engine, input_url, output_url, keep=keep, reasons=reasons, chunk_rows=chunk_rows,
+                              on_chunk=lambda n: progress.advance(task, n))
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out.print(f"scored {rows} rows with {engine.name} version {engine.version} into {output_url} "
+              f"(peak RSS {peak_mb:.0f} MB)")
+
+
+@app.command()
 def serve(
     spec: SpecOpt = None, project_dir: ProjectDirOpt = None, tracking_uri: UriOpt = None,
     model: ModelOpt = None,

@@ -52,6 +52,12 @@ class Preprocessor:
     def transform_columns(self, columns: dict[str, np.ndarray], rows: int) -> np.ndarray:
         """The model matrix from one array per input column."""
         out = np.empty((rows, len(self.features)), dtype=np.float64)
+        for column in columns:
+            if column not in self.categorical:
+                try:
+                    columns[column] = _numeric(columns[column])
+                except (TypeError, ValueError) as err:
+                    raise DataError(f"column '{column}' must be numeric: {err}") from err
         for j, name in enumerate(self.features):
             if name in self.derived:
                 expression = self.derived[name]
