@@ -5,6 +5,7 @@ swaps the model for later requests while each request finishes on the model it s
 """
 
 
+import datetime as dt
 import hmac
 import time
 import uuid
@@ -20,6 +21,7 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from keel.serving.engine import ScoringEngine
+from keel.serving.predictions import Overloaded, PredictionLog
 from keel.serving.schema import batch_model, record_model
 
 
@@ -86,11 +88,13 @@ def create_app(
     reload: Callable[[], ScoringEngine] | None = None,
     api_key: str | None = None,
     allowed_hosts: list[str] | None = None,
+    prediction_log: PredictionLog | None = None,
 ) -> FastAPI:
     """The API for one model's contract; ``app.state.engine`` may later be replaced by a compatible engine.
 
     ``reload`` loads the engine to swap in (``POST /admin/reload`` with ``X-API-Key``);
-    admin routes answer 403 when no ``api_key`` is configured.
+    admin routes answer 403 when no ``api_key`` is configured. With a ``prediction_log``, every
+    answer is logged (and committed) before it is sent; a log that is behind sheds load with 503.
     """
     contract = engine.model.metadata.get("contract") or {}
     Record = record_model(contract)
@@ -120,17 +124,29 @@ def create_app(
     @app.post("/v1/score", summary="Score one record")
     def score(record: Record) -> dict[str, Any]:  # type: ignore[valid-type]
         current: ScoringEngine = app.state.engine
-        decision = current.score_records([record.model_dump()])[0]
-        metrics.scores.observe(decision["probability"])
-        return {"request_id": uuid.uuid4().hex, **decision}
+        inputs = [record.model_dump()]
+        request_id, decisions = _answer(current, inputs)
+        return {"request_id": request_id, **decisions[0]}
 
     @app.post("/v1/score/batch", summary=f"Score up to {max_batch} records")
     def score_batch(batch: Batch) -> dict[str, Any]:  # type: ignore[valid-type]
         current: ScoringEngine = app.state.engine
-        decisions = current.score_records([r.model_dump() for r in batch.records])
+        request_id, decisions = _answer(current, [r.model_dump() for r in batch.records])
+        return {"request_id": request_id, "results": decisions}
+
+    def _answer(current: ScoringEngine, inputs: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
+        """Score, log durably (when configured) and count; the caller sends the answer."""
+        request_id = uuid.uuid4().hex
+        decisions = current.score_records(inputs)
+        if prediction_log is not None:
+            now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
+            try:
+                prediction_log.append(request_id, now, inputs, decisions)
+            except Overloaded as error:
+                raise HTTPException(503, str(error), headers={"Retry-After": "1"}) from error
         for decision in decisions:
             metrics.scores.observe(decision["probability"])
-        return {"request_id": uuid.uuid4().hex, "results": decisions}
+        return request_id, decisions
 
     @app.get("/livez", summary="The process is alive")
     def livez() -> dict[str, str]:

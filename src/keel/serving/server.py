@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from keel.registry.store import Registry
 from keel.serving.app import create_app
 from keel.serving.loader import load_alias
+from keel.serving.predictions import PredictionLog
 
 _ENV = "KEEL_SERVE_SETTINGS"
 
@@ -26,6 +27,7 @@ class ServeSettings:
     alias: str = "champion"
     max_batch: int = 1000
     allowed_hosts: list[str] = field(default_factory=list)
+    prediction_log: str | None = None  # SQLite file; default predictions.db in the project folder
 
     def export(self) -> None:
         """Put the settings where worker processes read them (the API key travels as KEEL_API_KEY)."""
@@ -42,4 +44,5 @@ def app_from_environment() -> FastAPI:
         reload=lambda: load_alias(registry, settings.model, settings.alias),
         api_key=os.environ.get("KEEL_API_KEY") or None,
         allowed_hosts=settings.allowed_hosts or None,
+        prediction_log=PredictionLog(Path(settings.prediction_log or Path(settings.project_dir) / "predictions.db")),
     )

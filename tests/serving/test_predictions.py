@@ -1,0 +1,82 @@
+"""The prediction log: rows committed before the answer, surviving kill -9, and shedding when behind."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from keel.serving.app import create_app
+from keel.serving.engine import ScoringEngine
+from keel.serving.predictions import Overloaded, PredictionLog
+
+DECISION = {"probability": 0.25, "decision": "favourable", "reasons": [], "model": "m", "version": 1}
+
+
+def test_appended_rows_are_there_with_their_inputs_and_decisions(tmp_path: Path) -> None:
+    log = PredictionLog(tmp_path / "p.db")
+    log.append("r1", "2026-01-01T00:00:00", [{"a": 1}, {"a": 2}], [DECISION, {**DECISION, "probability": 0.75}])
+    log.close()
+
+    rows = PredictionLog(tmp_path / "p.db").rows()
+
+    assert [(r["request_id"], r["row"], r["inputs"], r["probability"]) for r in rows] == [
+        ("r1", 0, '{"a": 1}', 0.25), ("r1", 1, '{"a": 2}', 0.75)]
+
+
+def test_every_acknowledged_row_survives_kill_9(tmp_path: Path) -> None:
+    script = textwrap.dedent(f"""
+        import sys
+        from pathlib import Path
+        from keel.serving.predictions import PredictionLog
+        log = PredictionLog(Path({str(tmp_path / 'p.db')!r}))
+        decision = {DECISION!r}
+        i = 0
+        while True:
+            log.append(f"req-{{i}}", "t", [{{"i": i}}], [decision])
+            print(f"req-{{i}}", flush=True)  # acknowledged only after append returned
+            i += 1
+    """)
+    writer = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    acknowledged = [writer.stdout.readline().strip() for _ in range(300)]
+    writer.send_signal(signal.SIGKILL)
+    writer.wait(timeout=30)
+
+    logged = {r["request_id"] for r in PredictionLog(tmp_path / "p.db").rows()}
+
+    assert set(acknowledged) <= logged
+
+
+def test_the_api_logs_each_answer_and_sheds_load_when_the_log_is_behind(tmp_path: Path,
+                                                                       engine: ScoringEngine) -> None:
+    log = PredictionLog(tmp_path / "p.db")
+    client = TestClient(create_app(engine, prediction_log=log))
+    record = {"income": 20000, "debt": 30000, "late_payments": 3, "region": "east"}
+
+    answer = client.post("/v1/score", json=record).json()
+    [row] = log.rows()
+
+    class Behind(PredictionLog):
+        def append(self, *args: object, **kwargs: object) -> None:
+            raise Overloaded("the prediction log is behind; try again shortly")
+
+    shed = TestClient(create_app(engine, prediction_log=Behind(tmp_path / "q.db"))).post("/v1/score", json=record)
+
+    assert (row["request_id"], row["probability"], row["version"]) == (answer["request_id"], answer["probability"], 3)
+    assert shed.status_code == 503 and shed.headers["retry-after"] == "1"
+
+
+@pytest.fixture(scope="module")
+def engine() -> ScoringEngine:
+    from factories import loans_spec, make_loans
+
+    from keel.spec import parse_spec
+    from keel.training.trainer import train_model
+
+    raw = loans_spec("unused.csv", tuning={"trials": 2}, models={"families": ["logistic"]})
+    return ScoringEngine(train_model(make_loans(rows=800, seed=2), parse_spec(raw)).model, "loans", 3)
