@@ -459,6 +459,7 @@ def serve(
     workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
     max_batch: Annotated[int, typer.Option(min=1, help="Most records in one batch request.")] = 1000,
     allowed_host: Annotated[Optional[list[str]], typer.Option(help="Host header allowed (repeat); default any.")] = None,
+    watch_seconds: Annotated[float, typer.Option(min=0, help="Check the alias this often; 0: reload by admin call only.")] = 5.0,
 ) -> None:
     """Serve the champion over HTTP: /v1/score, /v1/score/batch, /livez, /readyz, /metrics, /admin/reload.
 
@@ -473,7 +474,8 @@ def serve(
         folder, uri, name = _store(spec, project_dir, tracking_uri)
         if not (model or name):
             raise typer.BadParameter("give --model or --spec", param_hint="--model")
-        ServeSettings(str(folder.resolve()), uri, model or name or "", alias, max_batch, allowed_host or []).export()
+        ServeSettings(str(folder.resolve()), uri, model or name or "", alias, max_batch, allowed_host or [],
+                      watch_seconds=watch_seconds).export()
     uvicorn.run("keel.serving.server:app_from_environment", factory=True, host=host, port=port, workers=workers,
                 log_level="warning", timeout_graceful_shutdown=30)
 

@@ -167,6 +167,10 @@ def create_app(
     def admin_reload(x_api_key: str = Header(default="")) -> dict[str, Any]:
         if api_key is None or not hmac.compare_digest(x_api_key.encode(), api_key.encode()):
             raise HTTPException(403, "admin routes need the server's API key in X-API-Key")
+        return swap()
+
+    def swap() -> dict[str, Any]:
+        """Load with ``reload`` and serve the result; any failure keeps the current model (409)."""
         if reload is None:
             raise HTTPException(409, "this server was started without a registry to reload from")
         current: ScoringEngine = app.state.engine
@@ -181,6 +185,7 @@ def create_app(
         metrics.version.labels(candidate.name).set(candidate.version)
         return {"previous": current.version, "serving": candidate.version}
 
+    app.state.swap = swap
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     if allowed_hosts:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)
