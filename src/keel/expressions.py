@@ -10,6 +10,7 @@ Division by zero gives NaN (missing), which every model family accepts.
 from __future__ import annotations
 
 import ast
+import functools
 import operator
 from collections.abc import Callable, Mapping
 
@@ -49,7 +50,16 @@ ACCEPTED = "column names, numbers, + - * /, one comparison (> >= < <= == !=) and
 
 
 def parse(expression: str, *, where: str = "expression") -> ast.Expression:
-    """Parse and check an expression; anything outside the language is a SpecError."""
+    """Parse and check an expression; anything outside the language is a SpecError.
+
+    Trees are cached (and never changed by their readers): scoring one row evaluates every
+    derived feature, and parsing dominated that.
+    """
+    return _parse(expression, where)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse(expression: str, where: str) -> ast.Expression:
     try:
         tree = ast.parse(expression, mode="eval")
     except SyntaxError as err:
@@ -70,11 +80,16 @@ def parse(expression: str, *, where: str = "expression") -> ast.Expression:
 
 def columns(expression: str) -> list[str]:
     """The column names an expression reads, in order of first use."""
+    return list(_columns(expression))
+
+
+@functools.lru_cache(maxsize=4096)
+def _columns(expression: str) -> tuple[str, ...]:
     tree = parse(expression)
     called = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
     names = [n for n in ast.walk(tree) if isinstance(n, ast.Name) and id(n) not in called]
     names.sort(key=lambda n: (n.lineno, n.col_offset))  # ast.walk is breadth-first, not source order
-    return list(dict.fromkeys(n.id for n in names))
+    return tuple(dict.fromkeys(n.id for n in names))
 
 
 def evaluate(expression: str, values: Mapping[str, np.ndarray]) -> np.ndarray:

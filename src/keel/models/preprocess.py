@@ -51,22 +51,18 @@ class Preprocessor:
 
     def transform_columns(self, columns: dict[str, np.ndarray], rows: int) -> np.ndarray:
         """The model matrix from one array per input column."""
+        numbers = {c: _numbers(c, v) for c, v in columns.items() if c not in self.categorical}
         out = np.empty((rows, len(self.features)), dtype=np.float64)
-        for column in columns:
-            if column not in self.categorical:
-                try:
-                    columns[column] = _numeric(columns[column])
-                except (TypeError, ValueError) as err:
-                    raise DataError(f"column '{column}' must be numeric: {err}") from err
         for j, name in enumerate(self.features):
             if name in self.derived:
                 expression = self.derived[name]
-                out[:, j] = evaluate(expression, {c: _numeric(columns[c]) for c in columns_of(expression)})
+                inputs = columns_of(expression)
+                out[:, j] = evaluate(expression, {c: numbers[c] if c in numbers else _numbers(c, columns[c]) for c in inputs})
             elif name in self.categorical:
                 lookup = {v: float(i) for i, v in enumerate(self.categories_[name])}
                 out[:, j] = [np.nan if _missing(v) else lookup.get(_category(v), np.nan) for v in columns[name]]
             else:
-                out[:, j] = _numeric(columns[name])
+                out[:, j] = numbers[name]
         return out
 
     def categorical_indices(self) -> list[int]:
@@ -115,6 +111,14 @@ def _category(value: Any) -> str:
 
 def _missing(value: Any) -> bool:
     return value is None or bool(pd.isna(value))
+
+
+def _numbers(name: str, column: np.ndarray) -> np.ndarray:
+    """Float64 values of an input column; a value that is not a number names its column."""
+    try:
+        return _numeric(column)
+    except (TypeError, ValueError) as err:
+        raise DataError(f"column '{name}' must be numeric: {err}") from err
 
 
 def _numeric(column: np.ndarray) -> np.ndarray:
