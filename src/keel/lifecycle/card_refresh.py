@@ -14,11 +14,8 @@ from typing import Any
 
 from keel.lifecycle.card import card_dir
 from keel.registry.audit import AuditRow
-from keel.registry.governance import Governance
+from keel.registry.governance import ROLE_OF_ACTION, Governance
 from keel.reports.model_card import read_model_card, write_model_card
-
-# The role each audited action requires; governance refuses the action to any other role.
-ROLE_OF_ACTION = {"register": "developer", "approve": "validator", "promote": "deployer", "rollback": "deployer"}
 
 
 def _fields(text: str) -> dict[str, Any]:

@@ -23,6 +23,8 @@ from keel.registry.store import Registry, VersionInfo
 State = Literal["candidate", "validated", "approved", "champion", "retired"]
 ROLES = ("developer", "validator", "deployer")
 CHAMPION = "champion"
+# The role each audited action requires; any other role is refused.
+ROLE_OF_ACTION = {"register": "developer", "approve": "validator", "promote": "deployer", "rollback": "deployer"}
 
 
 class GovernanceError(KeelError, PermissionError):
@@ -85,7 +87,7 @@ class Governance:
 
     def approve(self, name: str, version: int | str, *, by: str, role: str, note: str) -> Transition:
         """A validator other than the author approves a version whose gates all passed."""
-        _require_role(role, "validator", "approve")
+        _require_role(role, ROLE_OF_ACTION["approve"], "approve")
         if not note.strip():
             raise GovernanceError("an approval needs a note saying what was reviewed (--note)")
         with self.audit.engine.begin() as conn:
@@ -110,7 +112,7 @@ class Governance:
 
     def promote(self, name: str, version: int | str, *, by: str, role: str, note: str = "") -> Transition:
         """A deployer makes an approved version the champion; the old champion is retired."""
-        _require_role(role, "deployer", "promote")
+        _require_role(role, ROLE_OF_ACTION["promote"], "promote")
         with self.audit.engine.begin() as conn:
             self.audit.lock(conn)
             info = self.registry.version(name, version)
@@ -135,7 +137,7 @@ class Governance:
 
     def rollback(self, name: str, *, by: str, role: str, reason: str) -> Transition:
         """Restore the champion before the current one; the current one is retired."""
-        _require_role(role, "deployer", "roll back")
+        _require_role(role, ROLE_OF_ACTION["rollback"], "roll back")
         with self.audit.engine.begin() as conn:
             self.audit.lock(conn)
             current = self.champion(name)
