@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from keel.errors import SpecError
-from keel.expressions import columns, evaluate, parse
+from keel.expressions import columns, compile_row, evaluate, parse
 
 RNG_SEED = 20240131
 
@@ -216,7 +216,8 @@ _LEAVES = st.sampled_from(["a", "b", "c", "0", "1", "2.5", "1000"])
 
 def _combine(children: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
     binary = st.tuples(children, st.sampled_from(["+", "-", "*", "/", ">", ">=", "<", "<=", "==", "!="]), children)
-    call = st.tuples(st.sampled_from(["max", "min", "mean", "sum"]), st.lists(children, min_size=1, max_size=4))
+    # Up to 10 arguments: numpy sums 8 or more values pairwise unless told otherwise.
+    call = st.tuples(st.sampled_from(["max", "min", "mean", "sum"]), st.lists(children, min_size=1, max_size=10))
     unary = st.tuples(st.sampled_from(["abs", "log1p"]), children)
     return st.one_of(
         binary.map(lambda t: f"({t[0]} {t[1]} {t[2]})"),
@@ -233,12 +234,27 @@ VALUES = st.one_of(
 )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(expression=EXPRESSIONS, rows=st.lists(st.tuples(VALUES, VALUES, VALUES), min_size=1, max_size=12))
 def test_row_by_row_equals_batch(expression: str, rows: list[tuple[float, float, float]]) -> None:
+    """A table, a one-row table and one row of floats (the request path) give the same number."""
     batch = {name: np.array([r[i] for r in rows]) for i, name in enumerate("abc")}
     offline = np.broadcast_to(evaluate(expression, batch), (len(rows),))
+    row_function = compile_row(expression)
     for i, row in enumerate(rows):
         online = evaluate(expression, {name: np.array([row[j]]) for j, name in enumerate("abc")})
         assert online.size == 1
         np.testing.assert_array_equal(online.reshape(()), offline[i], err_msg=f"{expression} at row {i}")
+        one = row_function(dict(zip("abc", row)))
+        assert isinstance(one, float)
+        np.testing.assert_array_equal(one, offline[i], err_msg=f"{expression} as one row of floats, row {i}")
+
+
+def test_a_long_sum_adds_left_to_right_in_a_table_and_in_one_row() -> None:
+    values = [1e16, 1.0, -1e16, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]  # the order changes the answer
+    expression = "sum(" + ", ".join(f"c{i}" for i in range(10)) + ")"
+    table = evaluate(expression, {f"c{i}": np.array([v, v]) for i, v in enumerate(values)})
+    one = compile_row(expression)({f"c{i}": v for i, v in enumerate(values)})
+    left_to_right = ((((((((1e16 + 1.0) - 1e16) + 1.0) + 1.0) + 1.0) + 1.0) + 1.0) + 1.0) + 1.0
+    assert list(table) == [one, one] == [left_to_right, left_to_right]
+    assert np.sum(values) != left_to_right  # numpy's pairwise sum would differ

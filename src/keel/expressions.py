@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import math
 import operator
 from collections.abc import Callable, Mapping
 
@@ -30,21 +31,57 @@ _COMPARE: dict[type, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
 }
 
 
-def _rowwise(reduce: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
-    def apply(*args: np.ndarray) -> np.ndarray:
-        stacked = np.vstack(np.broadcast_arrays(*args))
-        return reduce(stacked, axis=0)
+def _nan_or(reduce: Callable[..., float]) -> Callable[..., float]:
+    """A reduction over one row's values: NaN when any value is missing, as numpy's is."""
+
+    def apply(*args: float) -> float:
+        return math.nan if any(a != a for a in args) else reduce(args)
 
     return apply
 
 
+def _fold(ufunc: np.ufunc) -> Callable[..., np.ndarray]:
+    """Combine the arguments left to right, so a row gives the same bits alone or in a batch."""
+
+    def apply(*args: np.ndarray) -> np.ndarray:
+        return functools.reduce(ufunc, np.broadcast_arrays(*args))
+
+    return apply
+
+
+def _sequential_sum(values: tuple[float, ...]) -> float:
+    total = values[0]
+    for value in values[1:]:
+        total += value
+    return total
+
+
+def _log1p(a: np.ndarray) -> np.ndarray:
+    return np.log1p(np.where(a > -1, a, np.nan))
+
+
+def _log1p_one(value: float) -> float:
+    # The same ufunc loop as a table's column: libm and numpy's SIMD log1p may differ in the last bit.
+    return float(_log1p(np.array([value]))[0])
+
+
+# Each function twice: over arrays (a table) and over one row's floats (a request); the
+# two must give the same number for the same row, which tests/test_expressions.py checks.
 FUNCTIONS: dict[str, Callable[..., np.ndarray]] = {
-    "max": _rowwise(np.max),
-    "min": _rowwise(np.min),
-    "mean": _rowwise(np.mean),
-    "sum": _rowwise(np.sum),
+    "max": _fold(np.maximum),
+    "min": _fold(np.minimum),
+    "mean": lambda *args: _fold(np.add)(*args) / len(args),
+    "sum": _fold(np.add),
     "abs": np.abs,
-    "log1p": lambda a: np.log1p(np.where(a > -1, a, np.nan)),
+    "log1p": _log1p,
+}
+ROW_FUNCTIONS: dict[str, Callable[..., float]] = {
+    "max": _nan_or(max),
+    "min": _nan_or(min),
+    "mean": _nan_or(lambda values: _sequential_sum(values) / len(values)),
+    "sum": _nan_or(_sequential_sum),
+    "abs": abs,
+    "log1p": _log1p_one,
 }
 ACCEPTED = "column names, numbers, + - * /, one comparison (> >= < <= == !=) and " + ", ".join(FUNCTIONS)
 
@@ -119,3 +156,49 @@ def evaluate(expression: str, values: Mapping[str, np.ndarray]) -> np.ndarray:
 
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         return np.asarray(walk(tree), dtype=np.float64)
+
+
+def compile_row(expression: str) -> Callable[[Mapping[str, float]], float]:
+    """The expression as a function of one row's floats (NaN for missing): what :func:`evaluate` gives that row.
+
+    Scoring one request evaluates every derived feature; numpy's per-call overhead on
+    one-element arrays made that the slowest step, so requests use plain floats instead.
+    """
+    return _compile_row(expression)
+
+
+@functools.lru_cache(maxsize=4096)
+def _compile_row(expression: str) -> Callable[[Mapping[str, float]], float]:
+    return _row_closure(parse(expression).body)
+
+
+def _row_closure(node: ast.AST) -> Callable[[Mapping[str, float]], float]:
+    if isinstance(node, ast.Constant):
+        constant = float(node.value)
+        return lambda row: constant
+    if isinstance(node, ast.Name):
+        key = node.id
+        return lambda row: row[key]
+    if isinstance(node, ast.UnaryOp):
+        operand = _row_closure(node.operand)
+        return (lambda row: -operand(row)) if isinstance(node.op, ast.USub) else operand
+    if isinstance(node, ast.BinOp):
+        left, right = _row_closure(node.left), _row_closure(node.right)
+        if isinstance(node.op, ast.Div):
+            def divide(row: Mapping[str, float]) -> float:
+                denominator = right(row)
+                return left(row) / denominator if denominator != 0 else math.nan
+            return divide
+        op = _BINARY[type(node.op)]
+        return lambda row: op(left(row), right(row))
+    if isinstance(node, ast.Compare):
+        left, right, compare = _row_closure(node.left), _row_closure(node.comparators[0]), _COMPARE[type(node.ops[0])]
+
+        def flag(row: Mapping[str, float]) -> float:
+            a, b = left(row), right(row)
+            return math.nan if a != a or b != b else float(compare(a, b))
+        return flag
+    if isinstance(node, ast.Call):
+        function, args = ROW_FUNCTIONS[node.func.id], [_row_closure(a) for a in node.args]
+        return lambda row: function(*[a(row) for a in args])
+    raise SpecError(f"cannot evaluate {ast.dump(node)[:60]}")  # unreachable after parse()

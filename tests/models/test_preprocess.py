@@ -7,6 +7,8 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from keel.errors import DataError
 from keel.models.preprocess import Preprocessor
@@ -149,3 +151,28 @@ def test_fit_also_refuses_a_frame_without_an_input_column() -> None:
     pre = Preprocessor(["amount", "grade"], ["grade"])
     with pytest.raises(DataError, match=r"\['grade'\]"):
         pre.fit(pd.DataFrame({"amount": [1.0]}))
+
+
+@settings(max_examples=60, deadline=None)
+@given(frame=st.lists(
+    st.tuples(
+        st.one_of(st.none(), st.integers(-10**6, 10**6), st.floats(-1e6, 1e6)),
+        st.one_of(st.none(), st.sampled_from(["a", "b", "c", "zzz-unseen"])),
+        st.one_of(st.none(), st.integers(-3, 3)),
+        st.one_of(st.none(), st.floats(-1e5, 1e5), st.sampled_from([0.0, -1.0])),
+    ),
+    min_size=1, max_size=8,
+))
+def test_records_give_the_same_matrix_as_the_table(frame: list[tuple]) -> None:
+    """The request path (records, plain floats) equals the table path (columns, numpy), feature by feature."""
+    preprocessor = Preprocessor(
+        features=["amount", "grade", "ratio", "late", "flags", "share"],
+        categorical=["grade", "late"],
+        derived={"ratio": "bill / limit", "flags": "sum(late > 0, bill == 0, amount < 0) * 2",
+                 "share": "log1p(max(bill, amount, 0)) / mean(limit, amount)"},
+    ).fit(pd.DataFrame({"amount": [1.0, 2.0], "grade": ["a", "b"], "bill": [1.0, 0.0], "limit": [1.0, 2.0],
+                        "late": [0, 2]}))
+    table = pd.DataFrame(frame, columns=["amount", "grade", "late", "bill"]).assign(limit=lambda f: f["bill"] * 3)
+    records = [{k: (None if pd.isna(v) else v) for k, v in row.items()} for row in table.to_dict("records")]
+
+    np.testing.assert_array_equal(preprocessor.transform_records(records), preprocessor.transform(table))
