@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -61,14 +63,22 @@ def test_the_api_logs_each_answer_and_sheds_load_when_the_log_is_behind(tmp_path
     answer = client.post("/v1/score", json=record).json()
     [row] = log.rows()
 
-    class Behind(PredictionLog):
-        def append(self, *args: object, **kwargs: object) -> None:
-            raise Overloaded("the prediction log is behind; try again shortly")
-
-    shed = TestClient(create_app(engine, prediction_log=Behind(tmp_path / "q.db"))).post("/v1/score", json=record)
+    # A reader holds the database's write lock, so the writer is stuck and its queue fills up.
+    behind = PredictionLog(tmp_path / "q.db", max_pending=1)
+    blocker = sqlite3.connect(tmp_path / "q.db", isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    assert behind.append_shadow("filler", "t", [record], [DECISION])
+    while behind.pending():  # the writer takes it, then waits for the lock
+        time.sleep(0.01)
+    assert behind.append_shadow("filler", "t", [record], [DECISION])
+    assert not behind.append_shadow("filler", "t", [record], [DECISION])
+    shed = TestClient(create_app(engine, prediction_log=behind)).post("/v1/score", json=record)
+    blocker.execute("COMMIT")
+    behind.close()
 
     assert (row["request_id"], row["probability"], row["version"]) == (answer["request_id"], answer["probability"], 3)
-    assert shed.status_code == 503 and shed.headers["retry-after"] == "1"
+    assert shed.status_code == 503 and shed.headers["retry-after"] == "1" and "behind" in shed.json()["detail"]
+    assert not any(r["request_id"] != "filler" for r in behind.rows()) and behind.rows("shadow_predictions")
 
 
 @pytest.fixture(scope="module")

@@ -39,7 +39,8 @@ def test_the_server_follows_the_alias_and_skips_a_version_that_fails_to_verify()
 
     app = create_app(ScoringEngine(model, "loans", 1), reload=reload)
     stop = threading.Event()
-    watcher = watch_alias(app, lambda: alias["version"], interval=0.02, stop=stop)
+    watcher = watch_alias(lambda: alias["version"], lambda: app.state.engine.version, lambda _: app.state.swap(),
+                          interval=0.02, stop=stop)
     try:
         alias["version"] = 2
         assert _wait_for(lambda: app.state.engine.version == 2)

@@ -459,11 +459,15 @@ def serve(
     workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
     max_batch: Annotated[int, typer.Option(min=1, help="Most records in one batch request.")] = 1000,
     allowed_host: Annotated[Optional[list[str]], typer.Option(help="Host header allowed (repeat); default any.")] = None,
-    watch_seconds: Annotated[float, typer.Option(min=0, help="Check the alias this often; 0: reload by admin call only.")] = 5.0,
+    watch_seconds: Annotated[float, typer.Option(min=0, help="Check the aliases this often; 0: reload by admin call only.")] = 5.0,
+    shadow_alias: Annotated[str, typer.Option(help="Alias scored in the shadow when set; '' for none.")] = "challenger",
+    drain_seconds: Annotated[float, typer.Option(min=0, help="After SIGTERM, /readyz is 503 this long before stopping.")] = 5.0,
+    request_timeout: Annotated[float, typer.Option(min=0.001, help="Seconds before a request is answered 503.")] = 10.0,
+    max_in_flight: Annotated[int, typer.Option(min=1, help="Scoring requests per worker beyond which it sheds (503).")] = 256,
 ) -> None:
-    """Serve the champion over HTTP: /v1/score, /v1/score/batch, /livez, /readyz, /metrics, /admin/reload.
+    """Serve the champion over HTTP: /v1/score, /v1/score/batch, /livez, /readyz, /metrics, /admin/*.
 
-    Admin routes need the API key from the KEEL_API_KEY environment variable.
+    Admin routes (reload, shadow on/off) need the API key from the KEEL_API_KEY environment variable.
     """
     import uvicorn
 
@@ -475,7 +479,8 @@ def serve(
         if not (model or name):
             raise typer.BadParameter("give --model or --spec", param_hint="--model")
         ServeSettings(str(folder.resolve()), uri, model or name or "", alias, max_batch, allowed_host or [],
-                      watch_seconds=watch_seconds).export()
+                      watch_seconds=watch_seconds, shadow_alias=shadow_alias or None, drain_seconds=drain_seconds,
+                      request_timeout=request_timeout, max_in_flight=max_in_flight).export()
     uvicorn.run("keel.serving.server:app_from_environment", factory=True, host=host, port=port, workers=workers,
                 log_level="warning", timeout_graceful_shutdown=30)
 

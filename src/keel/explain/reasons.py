@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -28,8 +28,8 @@ class Reason:
     value: Any
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready form."""
-        return asdict(self)
+        """A JSON-ready form (built by hand: ``dataclasses.asdict`` deep-copies, a tenth of a request's time)."""
+        return {"feature": self.feature, "text": self.text, "contribution": self.contribution, "value": self.value}
 
 
 def top_reasons(contributions: Contributions, X: np.ndarray, model: KeelModel, k: int | None = None) -> list[list[Reason]]:

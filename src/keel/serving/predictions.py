@@ -6,22 +6,27 @@ so a row acknowledged to a client survives kill -9 of the server. A full queue r
 new rows at once (:class:`Overloaded`), so memory stays bounded under overload. The store
 is SQLite in WAL mode: several worker processes can append to one file, and monitoring
 reads it while they do.
+
+A shadow challenger's answers go to a table of their own, ``shadow_predictions``, with the
+same columns; they are written by the same thread but nobody waits for them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import queue
 import sqlite3
 import threading
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from keel.errors import KeelError
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS predictions (
+CREATE TABLE IF NOT EXISTS {table} (
     request_id TEXT NOT NULL,
     row INTEGER NOT NULL,
     time TEXT NOT NULL,
@@ -40,22 +45,26 @@ class Overloaded(KeelError):
     """The log's queue is full: the caller should shed the request (503 with Retry-After)."""
 
 
+TABLES = ("predictions", "shadow_predictions")
+
+
 @dataclass
 class _Pending:
+    table: str
     rows: list[tuple[Any, ...]]
-    done: threading.Event = field(default_factory=threading.Event)
-    error: BaseException | None = None
+    done: Callable[[BaseException | None], None]  # called by the writer once the rows are committed (or not)
 
 
 class PredictionLog:
-    """Appends prediction rows durably; ``append`` returns only once they are committed."""
+    """Appends prediction rows durably; ``append`` and ``append_async`` return only once they are committed."""
 
     def __init__(self, path: Path, *, max_pending: int = 10_000) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as conn:
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute(_SCHEMA)
+            for table in TABLES:
+                conn.execute(_SCHEMA.format(table=table))
         self._queue: queue.Queue[_Pending | None] = queue.Queue(maxsize=max_pending)
         self._writer = threading.Thread(target=self._write_loop, name="keel-prediction-log", daemon=True)
         self._writer.start()
@@ -63,30 +72,69 @@ class PredictionLog:
     def append(self, request_id: str, time: str, inputs: list[dict[str, Any]], decisions: list[dict[str, Any]],
                *, timeout: float = 10.0) -> None:
         """Log one request's rows and wait for their commit; raises :class:`Overloaded` when the queue is full."""
-        pending = _Pending([
-            (request_id, i, time, d["model"], d["version"], json.dumps(inputs[i], default=str), d["probability"],
-             d["decision"], json.dumps(d.get("reasons")))
-            for i, d in enumerate(decisions)
-        ])
+        committed = threading.Event()
+        outcome: list[BaseException | None] = []
+
+        def done(error: BaseException | None) -> None:
+            outcome.append(error)
+            committed.set()
+
+        self._put(_Pending("predictions", _rows(request_id, time, inputs, decisions), done))
+        if not committed.wait(timeout):
+            raise Overloaded(f"the prediction log did not commit within {timeout} s")
+        if outcome[0] is not None:
+            raise outcome[0]
+
+    async def append_async(self, request_id: str, time: str, inputs: list[dict[str, Any]],
+                           decisions: list[dict[str, Any]]) -> None:
+        """:meth:`append` for an event loop: awaits the commit without blocking other requests."""
+        loop = asyncio.get_running_loop()
+        committed = loop.create_future()
+
+        def settle(error: BaseException | None) -> None:
+            if not committed.done():  # the request may have been cancelled (timed out) meanwhile
+                committed.set_exception(error) if error is not None else committed.set_result(None)
+
+        def notify(error: BaseException | None) -> None:
+            try:
+                loop.call_soon_threadsafe(settle, error)
+            except RuntimeError:  # the loop has closed: nobody is waiting any more
+                pass
+
+        self._put(_Pending("predictions", _rows(request_id, time, inputs, decisions), notify))
+        await committed
+
+    def append_shadow(self, request_id: str, time: str, inputs: list[dict[str, Any]],
+                      decisions: list[dict[str, Any]]) -> bool:
+        """Queue a shadow challenger's rows without waiting; False when the queue is full (they are dropped)."""
+        try:
+            self._put(_Pending("shadow_predictions", _rows(request_id, time, inputs, decisions), lambda _: None))
+        except Overloaded:
+            return False
+        return True
+
+    def pending(self) -> int:
+        """Requests queued and not yet taken by the writer."""
+        return self._queue.qsize()
+
+    def _put(self, pending: _Pending) -> None:
         try:
             self._queue.put_nowait(pending)
         except queue.Full:
             raise Overloaded("the prediction log is behind; try again shortly") from None
-        if not pending.done.wait(timeout):
-            raise Overloaded(f"the prediction log did not commit within {timeout} s")
-        if pending.error is not None:
-            raise pending.error
 
     def close(self) -> None:
         """Commit what is queued and stop the writer."""
         self._queue.put(None)
         self._writer.join()
 
-    def rows(self) -> list[dict[str, Any]]:
-        """Every logged row, in commit order (for tests and monitoring)."""
+    def rows(self, table: str = "predictions") -> list[dict[str, Any]]:
+        """Every logged row of ``table`` (one of :data:`TABLES`), in commit order."""
+        if table not in TABLES:
+            raise ValueError(f"no table '{table}' in the prediction log; it has {list(TABLES)}")
         with self._connect() as conn:
             conn.row_factory = sqlite3.Row
-            return [dict(r) for r in conn.execute("SELECT * FROM predictions ORDER BY rowid")]
+            return [dict(r) for r in conn.execute(f"SELECT * FROM {table} ORDER BY rowid")]
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
@@ -103,15 +151,25 @@ class PredictionLog:
                 batch.append(self._queue.get_nowait())
             stopping = None in batch
             work = [p for p in batch if p is not None]
+            error: BaseException | None = None
             try:
                 conn.execute("BEGIN IMMEDIATE")
-                conn.executemany("INSERT INTO predictions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                                 [row for p in work for row in p.rows])
+                for table in TABLES:
+                    conn.executemany(f"INSERT INTO {table} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                     [row for p in work if p.table == table for row in p.rows])
                 conn.execute("COMMIT")
-            except BaseException as error:  # noqa: BLE001 - handed to every waiting request
+            except BaseException as failure:  # noqa: BLE001 - handed to every waiting request
                 conn.execute("ROLLBACK") if conn.in_transaction else None
-                for p in work:
-                    p.error = error
+                error = failure
             for p in work:
-                p.done.set()
+                p.done(error)
         conn.close()
+
+
+def _rows(request_id: str, time: str, inputs: list[dict[str, Any]],
+          decisions: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    return [
+        (request_id, i, time, d["model"], d["version"], json.dumps(inputs[i], default=str), d["probability"],
+         d["decision"], json.dumps(d.get("reasons")))
+        for i, d in enumerate(decisions)
+    ]

@@ -32,3 +32,35 @@ def batch_model(record: type[BaseModel], max_records: int) -> type[BaseModel]:
         "Batch", __config__=ConfigDict(extra="forbid"),
         records=(list[record], Field(..., min_length=1, max_length=max_records)),  # type: ignore[valid-type]
     )
+
+
+class ReasonAnswer(BaseModel):
+    """One adverse-action reason."""
+
+    feature: str
+    text: str
+    contribution: float = Field(description="What the feature added to the log-odds of the adverse outcome")
+    value: Any = Field(description="The applicant's value of the feature, as a person reads it")
+
+
+class Decision(BaseModel):
+    """The model's answer for one record."""
+
+    probability: float = Field(ge=0, le=1, description="Probability of the adverse outcome")
+    decision: Literal["adverse", "favourable"] = Field(description="At the model's threshold")
+    reasons: list[ReasonAnswer] = Field(description="Top-k reasons, largest contribution first")
+    model: str
+    version: int
+
+
+class ScoreAnswer(Decision):
+    """The answer to ``POST /v1/score``."""
+
+    request_id: str = Field(description="Key of the request's rows in the prediction log")
+
+
+class BatchAnswer(BaseModel):
+    """The answer to ``POST /v1/score/batch``: one result per record, in order, all from one version."""
+
+    request_id: str
+    results: list[Decision]

@@ -1,10 +1,20 @@
-"""`keel serve`: uvicorn workers, each building the app from the same settings (passed in the environment)."""
+"""`keel serve`: uvicorn workers, each building the app from the same settings (passed in the environment).
+
+Each worker loads and verifies the champion, follows the champion and challenger aliases,
+logs every answer, and on SIGTERM drains: ``/readyz`` answers 503 for ``drain_seconds`` while
+requests are still served (so a load balancer stops sending), then uvicorn stops accepting,
+finishes the requests in flight and exits.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import signal
 import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -17,6 +27,7 @@ from keel.serving.predictions import PredictionLog
 from keel.serving.watch import watch_alias
 
 _ENV = "KEEL_SERVE_SETTINGS"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -30,7 +41,11 @@ class ServeSettings:
     max_batch: int = 1000
     allowed_hosts: list[str] = field(default_factory=list)
     prediction_log: str | None = None  # SQLite file; default predictions.db in the project folder
-    watch_seconds: float = 5.0  # how often to check whether the alias moved; 0: only /admin/reload
+    watch_seconds: float = 5.0  # how often to check whether the aliases moved; 0: only /admin/reload
+    shadow_alias: str | None = "challenger"  # scored in the shadow when set in the registry; None: never
+    drain_seconds: float = 5.0  # after SIGTERM: /readyz is 503 this long while requests are still answered
+    request_timeout: float = 10.0
+    max_in_flight: int = 256  # scoring requests per worker beyond which it answers 503
 
     def export(self) -> None:
         """Put the settings where worker processes read them (the API key travels as KEEL_API_KEY)."""
@@ -41,18 +56,75 @@ def app_from_environment() -> FastAPI:
     """The uvicorn factory: load and verify the alias's version, then build the app around it."""
     settings = ServeSettings(**json.loads(os.environ[_ENV]))
     registry = Registry.for_project(Path(settings.project_dir), settings.tracking_uri)
+    prediction_log = PredictionLog(Path(settings.prediction_log or Path(settings.project_dir) / "predictions.db"))
+    stop = threading.Event()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        _drain_on_sigterm(app, settings.drain_seconds)
+        yield
+        stop.set()
+        app.state.shadow.drain()
+        prediction_log.close()
+
     app = create_app(
         load_alias(registry, settings.model, settings.alias),
         max_batch=settings.max_batch,
         reload=lambda: load_alias(registry, settings.model, settings.alias),
         api_key=os.environ.get("KEEL_API_KEY") or None,
         allowed_hosts=settings.allowed_hosts or None,
-        prediction_log=PredictionLog(Path(settings.prediction_log or Path(settings.project_dir) / "predictions.db")),
+        prediction_log=prediction_log,
+        max_in_flight=settings.max_in_flight,
+        request_timeout=settings.request_timeout,
+        lifespan=lifespan,
     )
     if settings.watch_seconds > 0:
-        def version_now() -> int | None:
-            info = registry.alias(settings.model, settings.alias)
-            return info.version if info else None
-
-        watch_alias(app, version_now, interval=settings.watch_seconds, stop=threading.Event())
+        _follow(app, registry, settings, stop)
     return app
+
+
+def _follow(app: FastAPI, registry: Registry, settings: ServeSettings, stop: threading.Event) -> None:
+    """Watch the served alias (swap on a move) and the shadow alias (score it in the shadow, or stop)."""
+    def version_of(alias: str) -> int | None:
+        info = registry.alias(settings.model, alias)
+        return info.version if info else None
+
+    def champion(version: int | None) -> None:
+        if version is not None:  # an alias removed leaves the current version serving
+            app.state.swap()
+
+    def challenger(version: int | None) -> None:
+        engine = None if version is None else load_alias(registry, settings.model, shadow_alias)
+        if engine is not None:
+            app.state.check_contract(engine, "not scoring it in the shadow")
+        app.state.shadow.set_engine(engine)
+
+    watch_alias(lambda: version_of(settings.alias), lambda: app.state.engine.version, champion,
+                interval=settings.watch_seconds, stop=stop, what=settings.alias)
+    shadow_alias = settings.shadow_alias
+    if shadow_alias:
+        shadow = app.state.shadow
+        watch_alias(lambda: version_of(shadow_alias), lambda: shadow.engine.version if shadow.engine else None,
+                    challenger, interval=settings.watch_seconds, stop=stop, what=shadow_alias)
+
+
+def _drain_on_sigterm(app: FastAPI, seconds: float) -> None:
+    """Make SIGTERM mark the app not ready, then hand it to uvicorn's handler ``seconds`` later.
+
+    Runs in the lifespan, after uvicorn installed its handlers; only in the main thread
+    (a test client runs the lifespan elsewhere and keeps uvicorn's behaviour).
+    """
+    stop_serving = signal.getsignal(signal.SIGTERM)
+    if threading.current_thread() is not threading.main_thread() or not callable(stop_serving):
+        return
+
+    def draining(sig: int, frame: object) -> None:
+        if not app.state.ready:
+            return  # already draining (the supervisor and a process-group kill may both send one)
+        app.state.ready = False
+        log.warning("SIGTERM: draining for %g s, then finishing the requests in flight", seconds)
+        timer = threading.Timer(seconds, stop_serving, (sig, frame))
+        timer.daemon = True
+        timer.start()
+
+    signal.signal(signal.SIGTERM, draining)

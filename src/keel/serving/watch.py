@@ -1,4 +1,4 @@
-"""Follow the registry: when the alias moves to another version, swap it in (or keep serving the old one)."""
+"""Follow the registry: when an alias moves to another version, apply it (or keep serving what is there)."""
 
 from __future__ import annotations
 
@@ -6,32 +6,35 @@ import logging
 import threading
 from collections.abc import Callable
 
-from fastapi import FastAPI, HTTPException
-
 log = logging.getLogger(__name__)
 
 
-def watch_alias(app: FastAPI, version_now: Callable[[], int | None], *, interval: float,
-                stop: threading.Event) -> threading.Thread:
-    """Poll ``version_now`` every ``interval`` seconds and swap when it differs from the served version."""
+def watch_alias(version_now: Callable[[], int | None], serving: Callable[[], int | None],
+                apply: Callable[[int | None], object], *, interval: float, stop: threading.Event,
+                what: str = "champion") -> threading.Thread:
+    """Poll ``version_now`` every ``interval`` s and call ``apply`` when it differs from ``serving()``.
+
+    A version whose ``apply`` fails (it does not load, verify or fit) is not retried until the
+    alias moves again, so a corrupt version costs one attempt, not one per poll.
+    """
 
     def loop() -> None:
-        failed: int | None = None  # a version that failed to load is not retried until the alias moves again
+        failed: int | None = None
         while not stop.wait(interval):
             try:
                 wanted = version_now()
             except Exception as error:  # noqa: BLE001 - the registry may be briefly unreachable
-                log.warning("cannot read the registry alias: %s", error)
+                log.warning("cannot read the %s alias: %s", what, error)
                 continue
-            if wanted is None or wanted in (app.state.engine.version, failed):
+            if wanted == serving() or (wanted is not None and wanted == failed):
                 continue
             try:
-                app.state.swap()
+                apply(wanted)
                 failed = None
-            except HTTPException as refused:
+            except Exception as refused:  # noqa: BLE001 - whatever went wrong, the current model keeps serving
                 failed = wanted
-                log.error("not serving version %s: %s", wanted, refused.detail)
+                log.error("not serving version %s as %s: %s", wanted, what, getattr(refused, "detail", refused))
 
-    thread = threading.Thread(target=loop, name="keel-alias-watch", daemon=True)
+    thread = threading.Thread(target=loop, name=f"keel-{what}-watch", daemon=True)
     thread.start()
     return thread
