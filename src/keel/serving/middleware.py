@@ -11,6 +11,7 @@ import json
 import time
 from typing import Any
 
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from keel.serving.metrics import Metrics
@@ -27,28 +28,24 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        too_large = f"request body over the limit of {self.max_bytes} bytes"
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await answer(send, 413, f"request body over the limit of {self.max_bytes} bytes")
+            await answer(send, 413, too_large)
             return
         seen = 0
 
         async def counted() -> Message:
+            # A body without a length (chunked) is counted as it arrives. An HTTPException, because
+            # FastAPI turns any other error raised while it reads the body into a 400.
             nonlocal seen
             message = await receive()
             seen += len(message.get("body", b""))
             if seen > self.max_bytes:
-                raise _TooLarge
+                raise HTTPException(413, too_large)
             return message
 
-        try:
-            await self.app(scope, counted, send)
-        except _TooLarge:
-            await answer(send, 413, f"request body over the limit of {self.max_bytes} bytes")
-
-
-class _TooLarge(Exception):
-    pass
+        await self.app(scope, counted, send)
 
 
 class Guard:

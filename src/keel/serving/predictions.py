@@ -3,7 +3,9 @@
 Requests hand their rows to one writer thread through a bounded queue and wait until the
 transaction holding them commits (group commit: one transaction for whatever is waiting),
 so a row acknowledged to a client survives kill -9 of the server. A full queue refuses
-new rows at once (:class:`Overloaded`), so memory stays bounded under overload. The store
+new rows at once (:class:`Overloaded`), so memory stays bounded under overload. A request
+that times out while its rows are being committed may still be logged: the log can hold a
+row whose answer the client never saw, never the reverse. The store
 is SQLite in WAL mode: several worker processes can append to one file, and monitoring
 reads it while they do.
 

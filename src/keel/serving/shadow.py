@@ -48,7 +48,7 @@ class Shadow:
             self._metrics.shadow.labels("skipped").inc()
 
     def drain(self) -> None:
-        """Wait until everything offered so far is scored (for tests and shutdown)."""
+        """Wait until everything offered so far is scored and handed to the log (closing the log commits it)."""
         self._queue.join()
 
     def _loop(self) -> None:

@@ -1,0 +1,190 @@
+"""`keel serve` under load, as a real process: hot swaps (some corrupt), kill -9 and SIGTERM.
+
+Two different models alternate as the champion, so an answer's numbers show which model
+computed it: an answer that names one version but carries the other's numbers is a mixed
+request. Each version's expected answers are computed in process with the same engine.
+"""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from factories import loans_spec, make_loans, register_version
+from server_process import Answer, Load, serving, stop, versions_named
+
+from keel.registry.governance import Governance
+from keel.registry.store import Registry
+from keel.serving.engine import ScoringEngine
+from keel.serving.predictions import PredictionLog
+from keel.spec import parse_spec
+from keel.training.trainer import train_model
+
+pytestmark = pytest.mark.slow
+
+RECORDS = [
+    {"income": 20000, "debt": 30000, "late_payments": 3, "region": "east"},
+    {"income": 85000, "debt": 1000, "late_payments": 0, "region": "north"},
+    {"income": 41000, "debt": 39000, "late_payments": 1, "region": "west"},
+    {"income": 12000, "debt": 2500, "late_payments": 6, "region": "south"},
+]
+
+
+@dataclass
+class Project:
+    folder: Path
+    expected: dict[int, list[float]]  # version -> probability of each record
+    models: dict[int, str]  # version -> which model ("a" or "b", or "corrupt")
+
+    def registry(self) -> Registry:
+        return Registry.for_project(self.folder)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory, mlflow_template: Path) -> Project:
+    """Versions 1-4 alternate two models (a, b, a, b); versions 5-9 are registered, then corrupted."""
+    import shutil
+
+    folder = tmp_path_factory.mktemp("resilience") / ".keel"
+    folder.mkdir()
+    shutil.copy(mlflow_template, folder / "mlflow.db")
+    raw = loans_spec("unused.csv", tuning={"trials": 1}, models={"families": ["logistic"]})
+    saved = {}
+    for name, seed in (("a", 2), ("b", 7)):
+        model = train_model(make_loans(rows=800, seed=seed), parse_spec(raw)).model
+        model.save(folder.parent / name)
+        saved[name] = (folder.parent / name, [d["probability"] for d in ScoringEngine(model, "loans", 0).score_records(RECORDS)])
+    governance = Governance.for_project(folder)
+    expected, models = {}, {}
+    for name in ["a", "b", "a", "b", "a", "a", "a", "a", "a"]:
+        info = register_version(governance, saved[name][0])
+        expected[info.version], models[info.version] = saved[name][1], name
+    for version in range(5, 10):
+        _corrupt(governance.registry, version)
+        models[version] = "corrupt"
+    governance.registry.set_alias("loans", "champion", 1)
+    return Project(folder, expected, models)
+
+
+def _corrupt(registry: Registry, version: int) -> None:
+    """Change one byte of a stored model file after registration, as a disk fault or an attacker would."""
+    from urllib.parse import unquote, urlparse
+
+    folder = Path(unquote(urlparse(registry.version("loans", version).source).path))
+    target = next(p for p in sorted(folder.iterdir()) if p.name != "model.json")
+    raw = bytearray(target.read_bytes())
+    raw[len(raw) // 2] ^= 0x01
+    target.write_bytes(bytes(raw))
+
+
+def _check_numbers(answer: Answer, project: Project) -> None:
+    """The answer's probabilities are exactly those of the version it names."""
+    assert answer.body is not None
+    [version] = versions_named(answer.body)
+    expected = project.expected[version]
+    got = [r["probability"] for r in answer.body["results"]] if answer.record is None else [answer.body["probability"]]
+    assert got == (expected if answer.record is None else [expected[answer.record]]), (version, got)
+
+
+def test_steady_load_through_20_hot_swaps_5_of_them_corrupt(project: Project) -> None:
+    registry = project.registry()
+    # 20 moves of the champion alias, 3 s apart: valid versions alternate models; every 4th is corrupt.
+    plan = [2, 3, 4, 5, 1, 2, 3, 6, 4, 1, 2, 7, 3, 4, 1, 8, 2, 3, 9, 4]
+    assert len(plan) == 20 and sum(project.models[v] == "corrupt" for v in plan) == 5
+    moves: list[tuple[float, int]] = []
+    with serving(project.folder, "--workers", "2", "--watch-seconds", "0.2", "--drain-seconds", "0") as server:
+        with Load(server.port, RECORDS) as load:
+            time.sleep(0.5)
+            for version in plan:
+                registry.set_alias("loans", "champion", version)
+                moves.append((time.monotonic(), version))
+                time.sleep(3.0)
+        output = server.output()
+        stop(server, signal.SIGTERM)
+
+    answers = load.answers
+    assert len(answers) > 2000, "the load did not run"
+    failures = [a for a in answers if a.status != 200]
+    assert not failures, f"{len(failures)} of {len(answers)} answers failed, e.g. {failures[:3]}"
+    for answer in answers:
+        assert answer.body is not None
+        assert len(versions_named(answer.body)) == 1  # a batch is answered by one version
+        _check_numbers(answer, project)
+    served = {v for a in answers for v in versions_named(a.body or {})}
+    assert served == {1, 2, 3, 4} and not served & {v for v, m in project.models.items() if m == "corrupt"}
+    # After each corrupt move (and a second for both workers to try it), the version before it still serves.
+    for (moved, version), (next_move, _) in zip(moves, [*moves[1:], (float("inf"), 0)]):
+        if project.models[version] == "corrupt":
+            before = moves[moves.index((moved, version)) - 1][1]
+            later = [a for a in answers if moved + 1.0 < a.sent and a.received < next_move]
+            assert later and all(versions_named(a.body or {}) == {before} for a in later), version
+    assert output.count("not serving version") >= 5 and "does not match" in output
+
+
+def test_every_answer_acknowledged_before_kill_9_is_in_the_log(project: Project) -> None:
+    project.registry().set_alias("loans", "champion", 1)
+    with serving(project.folder, "--workers", "2", "--watch-seconds", "0") as server:
+        with Load(server.port, RECORDS, threads=6) as load:
+            time.sleep(5)
+            stop(server, signal.SIGKILL)  # supervisor and both workers, mid-request
+        killed_at = time.monotonic()
+
+    acknowledged = {a.body["request_id"] for a in load.answers if a.status == 200 and a.received < killed_at}
+    assert len(acknowledged) > 200
+    with serving(project.folder, "--watch-seconds", "0") as restarted:  # the log opens again after the crash
+        status, _ = restarted.get("/readyz")
+        logged = {row["request_id"] for row in PredictionLog(project.folder / "predictions.db").rows()}
+    assert status == 200
+    assert acknowledged <= logged, f"{len(acknowledged - logged)} acknowledged answers are not in the log"
+
+
+def test_sigterm_drains_then_answers_every_request_in_flight(project: Project) -> None:
+    project.registry().set_alias("loans", "champion", 2)
+    with serving(project.folder, "--watch-seconds", "0", "--drain-seconds", "1.5") as server:
+        # Hold the log's write lock: requests now wait in flight for their commit.
+        blocker = sqlite3.connect(project.folder / "predictions.db", isolation_level=None, timeout=30)
+        blocker.execute("BEGIN EXCLUSIVE")
+        in_flight: list[Any] = []
+        senders = [threading.Thread(target=lambda r=r: in_flight.append(_post(server.port, r))) for r in RECORDS * 2]
+        for sender in senders:
+            sender.start()
+        _wait_until(lambda: "keel_in_flight 8.0" in server.get("/metrics")[1])
+
+        server.process.send_signal(signal.SIGTERM)
+        _wait_until(lambda: server.get("/readyz")[0] == 503)
+        readiness = server.get("/readyz")
+        time.sleep(2.0)  # past the drain: uvicorn is now finishing the requests in flight
+        still_running = server.process.poll() is None
+        blocker.execute("COMMIT")
+        for sender in senders:
+            sender.join(timeout=30)
+        code = server.process.wait(timeout=60)
+
+    assert readiness == (503, {"status": "draining"})
+    assert still_running and code in (0, -signal.SIGTERM)
+    assert sorted(status for status, _ in in_flight) == [200] * 8
+    logged = {row["request_id"] for row in PredictionLog(project.folder / "predictions.db").rows()}
+    assert {body["request_id"] for _, body in in_flight} <= logged
+
+
+def _post(port: int, record: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    import http.client
+    import json
+
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    connection.request("POST", "/v1/score", json.dumps(record), {"content-type": "application/json"})
+    response = connection.getresponse()
+    return response.status, json.loads(response.read())
+
+
+def _wait_until(condition: Any, seconds: float = 20.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.05)
