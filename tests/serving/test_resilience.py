@@ -106,6 +106,10 @@ def test_steady_load_through_20_hot_swaps_5_of_them_corrupt(project: Project) ->
                 moves.append((time.monotonic(), version))
                 time.sleep(3.0)
         output = server.output()
+        # A worker counts an answer just after sending it: give the last ones a moment to land.
+        deadline = time.monotonic() + 5
+        while _answers_counted(metrics := server.get("/metrics")[1]) != len(load.answers) and time.monotonic() < deadline:
+            time.sleep(0.1)
         stop(server, signal.SIGTERM)
 
     answers = load.answers
@@ -125,6 +129,9 @@ def test_steady_load_through_20_hot_swaps_5_of_them_corrupt(project: Project) ->
             later = [a for a in answers if moved + 1.0 < a.sent and a.received < next_move]
             assert later and all(versions_named(a.body or {}) == {before} for a in later), version
     assert output.count("not serving version") >= 5 and "does not match" in output
+    # One scrape counts both workers' answers (multiprocess metrics), and shows each worker's version.
+    assert _answers_counted(metrics) == len(answers)
+    assert sum(line.startswith("keel_model_version{") for line in metrics.splitlines()) == 2
 
 
 def test_every_answer_acknowledged_before_kill_9_is_in_the_log(project: Project) -> None:
@@ -171,6 +178,11 @@ def test_sigterm_drains_then_answers_every_request_in_flight(project: Project) -
     assert sorted(status for status, _ in in_flight) == [200] * 8
     logged = {row["request_id"] for row in PredictionLog(project.folder / "predictions.db").rows()}
     assert {body["request_id"] for _, body in in_flight} <= logged
+
+
+def _answers_counted(metrics: str) -> float:
+    return sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+               if line.startswith("keel_requests_total{") and 'status="200"' in line and '"/v1/score' in line)
 
 
 def _post(port: int, record: dict[str, Any]) -> tuple[int, dict[str, Any]]:

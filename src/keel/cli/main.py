@@ -5,6 +5,7 @@ from __future__ import annotations
 import getpass
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -481,6 +482,15 @@ def serve(
         ServeSettings(str(folder.resolve()), uri, model or name or "", alias, max_batch, allowed_host or [],
                       watch_seconds=watch_seconds, shadow_alias=shadow_alias or None, drain_seconds=drain_seconds,
                       request_timeout=request_timeout, max_in_flight=max_in_flight).export()
+    if workers > 1:  # one /metrics for all workers: each writes its numbers to a shared folder, wiped per start
+        import shutil
+
+        from keel.serving.metrics import MULTIPROCESS_DIR
+
+        shared = folder.resolve() / "metrics" / str(port)
+        shutil.rmtree(shared, ignore_errors=True)
+        shared.mkdir(parents=True)
+        os.environ[MULTIPROCESS_DIR] = str(shared)
     uvicorn.run("keel.serving.server:app_from_environment", factory=True, host=host, port=port, workers=workers,
                 log_level="warning", timeout_graceful_shutdown=30)
 

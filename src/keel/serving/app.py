@@ -19,7 +19,6 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.trustedhost import TrustedHostMiddleware
 from fastapi.responses import JSONResponse
-from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
 
@@ -123,7 +122,7 @@ def create_app(
 
     @app.get("/metrics", summary="Prometheus metrics of this process")
     async def prometheus() -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     def authorize(x_api_key: str) -> None:
         if api_key is None or not hmac.compare_digest(x_api_key.encode(), api_key.encode()):

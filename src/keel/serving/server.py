@@ -23,6 +23,7 @@ from fastapi import FastAPI
 from keel.registry.store import Registry
 from keel.serving.app import create_app
 from keel.serving.loader import load_alias
+from keel.serving.metrics import process_ended
 from keel.serving.predictions import PredictionLog
 from keel.serving.watch import watch_alias
 
@@ -66,6 +67,7 @@ def app_from_environment() -> FastAPI:
         stop.set()
         app.state.shadow.drain()
         prediction_log.close()
+        process_ended()
 
     app = create_app(
         load_alias(registry, settings.model, settings.alias),

@@ -33,10 +33,7 @@ class Shadow:
     def set_engine(self, engine: ScoringEngine | None) -> None:
         """Score later requests with ``engine`` (None: no challenger)."""
         self.engine = engine
-        if engine is not None:
-            self._metrics.shadow_version.labels(engine.name).set(engine.version)
-        else:
-            self._metrics.shadow_version.clear()
+        self._metrics.shadow_version.set(engine.version if engine is not None else 0)
 
     def offer(self, request_id: str, time: str, inputs: list[dict[str, Any]]) -> None:
         """Queue a request's inputs for the challenger, if there is one and it is on; never blocks."""
