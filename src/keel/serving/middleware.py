@@ -105,7 +105,12 @@ class Guard:
 
 async def answer(send: Send, status: int, detail: str, *, retry_after: int | None = None) -> int:
     """Send a whole JSON answer ``{"detail": ...}`` and return its status."""
-    body = json.dumps({"detail": detail}).encode()
+    return await send_json(send, status, {"detail": detail}, retry_after=retry_after)
+
+
+async def send_json(send: Send, status: int, content: Any, *, retry_after: int | None = None) -> int:
+    """Send ``content`` as a whole JSON answer and return its status."""
+    body = json.dumps(content, separators=(",", ":")).encode()
     headers: list[tuple[bytes, Any]] = [(b"content-type", b"application/json"),
                                         (b"content-length", str(len(body)).encode())]
     if retry_after is not None:
