@@ -48,6 +48,7 @@ class Overloaded(KeelError):
 
 
 TABLES = ("predictions", "shadow_predictions")
+_CHECKPOINT_SECONDS = 1.0  # the writer copies the WAL into the database after this long without work
 
 
 @dataclass
@@ -69,6 +70,7 @@ class PredictionLog:
                 conn.execute(_SCHEMA.format(table=table))
         self._direct = self._connect(busy_seconds=0)
         self._direct.execute("PRAGMA synchronous=NORMAL")
+        self._direct.execute("PRAGMA wal_autocheckpoint=0")  # the writer thread checkpoints (a pause of ms)
         self._direct_lock = threading.Lock()
         self._queue: queue.Queue[_Pending | None] = queue.Queue(maxsize=max_pending)
         self._writer = threading.Thread(target=self._write_loop, name="keel-prediction-log", daemon=True)
@@ -179,7 +181,11 @@ class PredictionLog:
         conn.execute("PRAGMA synchronous=NORMAL")  # WAL: a commit survives the process dying
         stopping = False
         while not stopping:
-            batch = [self._queue.get()]
+            try:
+                batch = [self._queue.get(timeout=_CHECKPOINT_SECONDS)]
+            except queue.Empty:
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)")  # here, not in a request's commit
+                continue
             while not self._queue.empty() and len(batch) < 512:
                 batch.append(self._queue.get_nowait())
             stopping = None in batch
