@@ -492,7 +492,7 @@ def serve(
         shared.mkdir(parents=True)
         os.environ[MULTIPROCESS_DIR] = str(shared)
     uvicorn.run("keel.serving.server:app_from_environment", factory=True, host=host, port=port, workers=workers,
-                log_level="warning", timeout_graceful_shutdown=30)
+                log_level="warning", access_log=False, timeout_graceful_shutdown=30)
 
 
 @app.command()
