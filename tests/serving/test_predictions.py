@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import sqlite3
 import subprocess
@@ -27,8 +28,8 @@ def test_appended_rows_are_there_with_their_inputs_and_decisions(tmp_path: Path)
 
     rows = PredictionLog(tmp_path / "p.db").rows()
 
-    assert [(r["request_id"], r["row"], r["inputs"], r["probability"]) for r in rows] == [
-        ("r1", 0, '{"a": 1}', 0.25), ("r1", 1, '{"a": 2}', 0.75)]
+    assert [(r["request_id"], r["row"], json.loads(r["inputs"]), r["probability"]) for r in rows] == [
+        ("r1", 0, {"a": 1}, 0.25), ("r1", 1, {"a": 2}, 0.75)]
 
 
 def test_every_acknowledged_row_survives_kill_9(tmp_path: Path) -> None:

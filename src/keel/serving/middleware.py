@@ -7,10 +7,10 @@ stream per request: at sub-millisecond latency that overhead is most of the budg
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from typing import Any
 
+import orjson
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -110,7 +110,7 @@ async def answer(send: Send, status: int, detail: str, *, retry_after: int | Non
 
 async def send_json(send: Send, status: int, content: Any, *, retry_after: int | None = None) -> int:
     """Send ``content`` as a whole JSON answer and return its status."""
-    body = json.dumps(content, separators=(",", ":")).encode()
+    body = orjson.dumps(content)
     headers: list[tuple[bytes, Any]] = [(b"content-type", b"application/json"),
                                         (b"content-length", str(len(body)).encode())]
     if retry_after is not None:

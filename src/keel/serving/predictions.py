@@ -16,7 +16,6 @@ same columns; they are written by the same thread but nobody waits for them.
 from __future__ import annotations
 
 import asyncio
-import json
 import queue
 import sqlite3
 import threading
@@ -24,6 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from keel.errors import KeelError
 
@@ -208,7 +209,12 @@ class PredictionLog:
 def _rows(request_id: str, time: str, inputs: list[dict[str, Any]],
           decisions: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
     return [
-        (request_id, i, time, d["model"], d["version"], json.dumps(inputs[i], default=str), d["probability"],
-         d["decision"], json.dumps(d.get("reasons")))
+        (request_id, i, time, d["model"], d["version"], _json(inputs[i]), d["probability"], d["decision"],
+         _json(d.get("reasons")))
         for i, d in enumerate(decisions)
     ]
+
+
+def _json(value: Any) -> str:
+    """JSON text of a logged value (orjson: a tenth of json.dumps's time; dates as ISO 8601)."""
+    return orjson.dumps(value, default=str).decode()
