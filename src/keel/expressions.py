@@ -2,8 +2,10 @@
 
 Expressions are parsed with :mod:`ast` and only a whitelist of nodes is accepted:
 column names, numbers, ``+ - * /``, unary minus, one comparison (giving 1.0 or 0.0)
-and the row-wise functions below. Nothing is ever passed to ``eval``. The same code
-computes a feature for a whole table or for a single row, so training and serving agree.
+and the row-wise functions below. The text a user wrote is never evaluated: tables are
+computed by walking the checked tree, and one row by a Python function that Keel writes
+from that tree (row lookups by quoted name, constants by reference, operators and the
+functions below only). A property test holds the two equal, so training and serving agree.
 Division by zero gives NaN (missing), which every model family accepts.
 """
 
@@ -14,6 +16,7 @@ import functools
 import math
 import operator
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -169,36 +172,48 @@ def compile_row(expression: str) -> Callable[[Mapping[str, float]], float]:
 
 @functools.lru_cache(maxsize=4096)
 def _compile_row(expression: str) -> Callable[[Mapping[str, float]], float]:
-    return _row_closure(parse(expression).body)
+    constants: list[float] = []
+    source = _row_source(parse(expression).body, constants)
+    namespace: dict[str, Any] = {"__builtins__": {}, "_divide": _divide_one, "_flag": _flag_one, "_nan": math.nan,
+                                 **{f"_{name}": function for name, function in ROW_FUNCTIONS.items()},
+                                 **{f"_c{i}": value for i, value in enumerate(constants)}}
+    # Written from the checked tree (never from the user's text): a third of the time of nested closures.
+    return eval(compile(f"lambda row: {source}", f"<derived: {expression}>", "eval"), namespace)  # noqa: S307
 
 
-def _row_closure(node: ast.AST) -> Callable[[Mapping[str, float]], float]:
+def _row_source(node: ast.AST, constants: list[float]) -> str:
+    """Python source computing ``node`` over ``row``, a mapping of column name to float."""
     if isinstance(node, ast.Constant):
-        constant = float(node.value)
-        return lambda row: constant
+        constants.append(float(node.value))
+        return f"_c{len(constants) - 1}"
     if isinstance(node, ast.Name):
-        key = node.id
-        return lambda row: row[key]
+        return f"row[{node.id!r}]"
     if isinstance(node, ast.UnaryOp):
-        operand = _row_closure(node.operand)
-        return (lambda row: -operand(row)) if isinstance(node.op, ast.USub) else operand
+        operand = _row_source(node.operand, constants)
+        return f"(-{operand})" if isinstance(node.op, ast.USub) else operand
     if isinstance(node, ast.BinOp):
-        left, right = _row_closure(node.left), _row_closure(node.right)
+        left, right = _row_source(node.left, constants), _row_source(node.right, constants)
         if isinstance(node.op, ast.Div):
-            def divide(row: Mapping[str, float]) -> float:
-                denominator = right(row)
-                return left(row) / denominator if denominator != 0 else math.nan
-            return divide
-        op = _BINARY[type(node.op)]
-        return lambda row: op(left(row), right(row))
+            return f"_divide({left}, {right})"
+        return f"({left} {_ROW_OPERATORS[type(node.op)]} {right})"
     if isinstance(node, ast.Compare):
-        left, right, compare = _row_closure(node.left), _row_closure(node.comparators[0]), _COMPARE[type(node.ops[0])]
-
-        def flag(row: Mapping[str, float]) -> float:
-            a, b = left(row), right(row)
-            return math.nan if a != a or b != b else float(compare(a, b))
-        return flag
+        left, right = _row_source(node.left, constants), _row_source(node.comparators[0], constants)
+        return f"_flag({left}, {right}, {_ROW_OPERATORS[type(node.ops[0])]!r})"
     if isinstance(node, ast.Call):
-        function, args = ROW_FUNCTIONS[node.func.id], [_row_closure(a) for a in node.args]
-        return lambda row: function(*[a(row) for a in args])
+        return f"_{node.func.id}({', '.join(_row_source(a, constants) for a in node.args)})"
     raise SpecError(f"cannot evaluate {ast.dump(node)[:60]}")  # unreachable after parse()
+
+
+_ROW_OPERATORS: dict[type, str] = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Gt: ">", ast.GtE: ">=",
+                                   ast.Lt: "<", ast.LtE: "<=", ast.Eq: "==", ast.NotEq: "!="}
+_FLAGS: dict[str, Callable[[float, float], bool]] = {
+    ">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le, "==": operator.eq, "!=": operator.ne,
+}
+
+
+def _divide_one(a: float, b: float) -> float:
+    return a / b if b != 0 else math.nan
+
+
+def _flag_one(a: float, b: float, op: str) -> float:
+    return math.nan if a != a or b != b else float(_FLAGS[op](a, b))
