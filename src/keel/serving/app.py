@@ -3,7 +3,8 @@
 The engine is read once per request from ``app.state.engine``; replacing that reference
 swaps the model for later requests while each request finishes on the model it started with.
 Scoring one record takes a fraction of a millisecond, so it runs on the event loop (a
-thread hop would cost more); batches run in the thread pool.
+thread hop would cost more); batches run in the thread pool. The two scoring routes are
+answered in plain ASGI (:class:`ScoringRoutes`); FastAPI serves the rest and the schema.
 """
 
 import datetime as dt
