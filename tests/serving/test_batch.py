@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from factories import loans_spec, make_loans
 
@@ -63,3 +65,25 @@ def test_output_must_be_parquet_and_kept_columns_must_exist(engine: ScoringEngin
         score_file(engine, str(source), str(tmp_path / "out.csv"))
     with pytest.raises(DataError, match=r"no column\(s\) \['customer'\]"):
         score_file(engine, str(source), str(tmp_path / "out.parquet"), keep=["customer"])
+
+
+@pytest.mark.parametrize("suffix", ["csv", "parquet"])
+def test_kept_columns_keep_their_type_when_later_chunks_have_gaps(engine: ScoringEngine, tmp_path: Path,
+                                                                  suffix: str) -> None:
+    """A kept column whose first chunk has no missing value (ints) or only missing values, and later ones differ."""
+    rows = make_loans(rows=300, seed=5)
+    rows["branch"] = pd.array([7] * 100 + [None] * 100 + [9] * 100, dtype="Int64")  # int, then gaps
+    rows["note"] = pd.array([None] * 100 + ["call back"] * 200, dtype="string")  # empty first chunk
+    source, target = tmp_path / f"in.{suffix}", tmp_path / "out.parquet"
+    if suffix == "csv":
+        rows.to_csv(source, index=False)
+    else:  # without pandas' metadata, as Spark or DuckDB would write it
+        pq.write_table(pa.Table.from_pandas(rows, preserve_index=False).replace_schema_metadata(None), source)
+
+    score_file(engine, str(source), str(target), keep=["loan_id", "branch", "note"], chunk_rows=100)
+    out = pd.read_parquet(target)
+
+    assert out["branch"].isna().sum() == 100
+    assert out["branch"].dropna().tolist() == [7] * 100 + [9] * 100
+    assert out["note"].isna().sum() == 100 and (out["note"].iloc[100:] == "call back").all()
+    assert out["loan_id"].tolist() == rows["loan_id"].tolist()

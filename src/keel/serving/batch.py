@@ -8,11 +8,11 @@ only when every row is scored, so a failed run leaves no partial file behind.
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Callable, Iterator
 
 import fsspec
+import orjson
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -26,28 +26,37 @@ _ARROW_TYPES = {"int": pa.float64(), "float": pa.float64(), "str": pa.string(), 
 
 
 def read_chunks(url: str, rows: int, contract: dict[str, dict] | None = None) -> Iterator[pd.DataFrame]:
-    """The rows of a CSV or Parquet file, ``rows`` at a time.
+    """The rows of a CSV or Parquet file, ``rows`` at a time, as tables."""
+    for batch in read_batches(url, rows, contract):
+        yield batch.to_pandas()
+
+
+def read_batches(url: str, rows: int, contract: dict[str, dict] | None = None) -> Iterator[pa.Table]:
+    """The rows of a CSV or Parquet file, ``rows`` at a time, as Arrow tables of the file's one schema.
 
     CSV columns named in ``contract`` are parsed with its types (integers as float64, so
-    ``5e+05`` reads as it did in training), the same in every chunk.
+    ``5e+05`` reads as it did in training), the same in every chunk; empty fields and the
+    usual markers (NA, null, ...) are missing values in every column, as pandas reads them.
     """
     fs, path = fsspec.core.url_to_fs(url)
     if path.endswith(".parquet"):
         with fs.open(path, "rb") as handle:
             for batch in pq.ParquetFile(handle).iter_batches(batch_size=rows):
-                yield batch.to_pandas()
+                yield pa.Table.from_batches([batch])
     elif path.endswith(".csv"):
         with fs.open(path, "rb") as handle:
             types = {c: _ARROW_TYPES[r["dtype"]] for c, r in (contract or {}).items() if r["dtype"] in _ARROW_TYPES}
             reader = pa_csv.open_csv(handle, read_options=pa_csv.ReadOptions(block_size=1 << 22),
-                                     convert_options=pa_csv.ConvertOptions(column_types=types))
-            pending = pd.DataFrame()
+                                     convert_options=pa_csv.ConvertOptions(column_types=types,
+                                                                           strings_can_be_null=True))
+            pending = pa.table({})
             for batch in reader:
-                pending = pd.concat([pending, batch.to_pandas()], ignore_index=True)
-                while len(pending) >= rows:
-                    yield pending.iloc[:rows].reset_index(drop=True)
-                    pending = pending.iloc[rows:].reset_index(drop=True)
-            if len(pending):
+                pending = pa.concat_tables([pending, pa.Table.from_batches([batch])]) if pending.num_columns \
+                    else pa.Table.from_batches([batch])
+                while pending.num_rows >= rows:
+                    yield pending.slice(0, rows)
+                    pending = pending.slice(rows)
+            if pending.num_rows:
                 yield pending
     else:
         raise DataError(f"{url}: batch scoring reads .csv or .parquet files")
@@ -76,16 +85,16 @@ def score_file(
     writer: pq.ParquetWriter | None = None
     try:
         with fs.open(partial, "wb") as handle:
-            for chunk in read_chunks(source, chunk_rows, engine.model.metadata.get("contract")):
-                missing = [c for c in keep or [] if c not in chunk.columns]
+            for batch in read_batches(source, chunk_rows, engine.model.metadata.get("contract")):
+                missing = [c for c in keep or [] if c not in batch.column_names]
                 if missing:
-                    raise DataError(f"{source}: no column(s) {missing} to keep; it has {list(chunk.columns)}")
-                table = pa.Table.from_pandas(_output(engine, chunk, keep or [], reasons), preserve_index=False)
+                    raise DataError(f"{source}: no column(s) {missing} to keep; it has {batch.column_names}")
+                table = _output(engine, batch, keep or [], reasons)
                 writer = writer or pq.ParquetWriter(handle, table.schema)
                 writer.write_table(table)
-                total += len(chunk)
+                total += batch.num_rows
                 if on_chunk:
-                    on_chunk(len(chunk))
+                    on_chunk(batch.num_rows)
             if writer is not None:
                 writer.close()
         if writer is None:
@@ -97,13 +106,14 @@ def score_file(
     return total
 
 
-def _output(engine: ScoringEngine, chunk: pd.DataFrame, keep: list[str], reasons: bool) -> pd.DataFrame:
-    decisions = engine.score_frame(chunk, reasons=reasons)
-    out = chunk[keep].reset_index(drop=True).copy()
-    out["probability"] = [d["probability"] for d in decisions]
-    out["decision"] = [d["decision"] for d in decisions]
-    out["model"] = engine.name
-    out["version"] = engine.version
+def _output(engine: ScoringEngine, batch: pa.Table, keep: list[str], reasons: bool) -> pa.Table:
+    """The kept columns as they are in the file (so every chunk has the same types), then the decisions."""
+    decisions = engine.score_frame(batch.to_pandas(), reasons=reasons)
+    columns = {name: batch.column(name) for name in keep}
+    columns["probability"] = pa.array([d["probability"] for d in decisions], pa.float64())
+    columns["decision"] = pa.array([d["decision"] for d in decisions], pa.string())
+    columns["model"] = pa.array([engine.name] * len(decisions), pa.string())
+    columns["version"] = pa.array([engine.version] * len(decisions), pa.int64())
     if reasons:
-        out["reasons"] = [json.dumps(d["reasons"]) for d in decisions]
-    return out
+        columns["reasons"] = pa.array([orjson.dumps(d["reasons"]).decode() for d in decisions], pa.string())
+    return pa.table(columns)
