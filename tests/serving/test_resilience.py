@@ -200,3 +200,20 @@ def _wait_until(condition: Any, seconds: float = 20.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out waiting"
         time.sleep(0.05)
+
+
+def test_the_challenger_alias_is_scored_in_the_shadow_and_logged(project: Project) -> None:
+    registry = project.registry()
+    registry.set_alias("loans", "champion", 1)
+    registry.set_alias("loans", "challenger", 2)  # the other model: its numbers differ from the champion's
+    with serving(project.folder, "--watch-seconds", "0.2", "--drain-seconds", "0") as server:
+        _wait_until(lambda: "keel_shadow_version 2.0" in server.get("/metrics")[1])
+        answers = [_post(server.port, record) for record in RECORDS]
+        stop(server, signal.SIGTERM)  # the lifespan scores what is queued and commits it before exiting
+
+    log = PredictionLog(project.folder / "predictions.db")
+    shadow = {row["request_id"]: row for row in log.rows("shadow_predictions")}
+    for i, (status, body) in enumerate(answers):
+        assert status == 200 and body["version"] == 1 and body["probability"] == project.expected[1][i]
+        assert shadow[body["request_id"]]["version"] == 2
+        assert shadow[body["request_id"]]["probability"] == project.expected[2][i] != project.expected[1][i]

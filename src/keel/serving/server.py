@@ -56,7 +56,7 @@ class ServeSettings:
 def app_from_environment() -> FastAPI:
     """The uvicorn factory: load and verify the alias's version, then build the app around it."""
     settings = ServeSettings(**json.loads(os.environ[_ENV]))
-    registry = Registry.for_project(Path(settings.project_dir), settings.tracking_uri)
+    registry = _registry(settings)
     prediction_log = PredictionLog(Path(settings.prediction_log or Path(settings.project_dir) / "predictions.db"))
     stop = threading.Event()
 
@@ -81,13 +81,16 @@ def app_from_environment() -> FastAPI:
         lifespan=lifespan,
     )
     if settings.watch_seconds > 0:
-        _follow(app, registry, settings, stop)
+        _follow(app, settings, stop)
     return app
 
 
-def _follow(app: FastAPI, registry: Registry, settings: ServeSettings, stop: threading.Event) -> None:
-    """Watch the served alias (swap on a move) and the shadow alias (score it in the shadow, or stop)."""
-    def version_of(alias: str) -> int | None:
+def _follow(app: FastAPI, settings: ServeSettings, stop: threading.Event) -> None:
+    """Watch the served alias (swap on a move) and the shadow alias (score it in the shadow, or stop).
+
+    Each watcher thread reads the registry through its own :class:`Registry` (they are not shared).
+    """
+    def version_of(registry: Registry, alias: str) -> int | None:
         info = registry.alias(settings.model, alias)
         return info.version if info else None
 
@@ -95,19 +98,26 @@ def _follow(app: FastAPI, registry: Registry, settings: ServeSettings, stop: thr
         if version is not None:  # an alias removed leaves the current version serving
             app.state.swap()
 
+    served = _registry(settings)
+    watch_alias(lambda: version_of(served, settings.alias), lambda: app.state.engine.version, champion,
+                interval=settings.watch_seconds, stop=stop, what=settings.alias)
+    shadow_alias, shadow = settings.shadow_alias, app.state.shadow
+    if not shadow_alias:
+        return
+    shadowed = _registry(settings)
+
     def challenger(version: int | None) -> None:
-        engine = None if version is None else load_alias(registry, settings.model, shadow_alias)
+        engine = None if version is None else load_alias(shadowed, settings.model, shadow_alias)
         if engine is not None:
             app.state.check_contract(engine, "not scoring it in the shadow")
-        app.state.shadow.set_engine(engine)
+        shadow.set_engine(engine)
 
-    watch_alias(lambda: version_of(settings.alias), lambda: app.state.engine.version, champion,
-                interval=settings.watch_seconds, stop=stop, what=settings.alias)
-    shadow_alias = settings.shadow_alias
-    if shadow_alias:
-        shadow = app.state.shadow
-        watch_alias(lambda: version_of(shadow_alias), lambda: shadow.engine.version if shadow.engine else None,
-                    challenger, interval=settings.watch_seconds, stop=stop, what=shadow_alias)
+    watch_alias(lambda: version_of(shadowed, shadow_alias), lambda: shadow.engine.version if shadow.engine else None,
+                challenger, interval=settings.watch_seconds, stop=stop, what=shadow_alias)
+
+
+def _registry(settings: ServeSettings) -> Registry:
+    return Registry.for_project(Path(settings.project_dir), settings.tracking_uri)
 
 
 def _drain_on_sigterm(app: FastAPI, seconds: float) -> None:
