@@ -1,13 +1,15 @@
 """The prediction log: every answered request, committed before the answer leaves.
 
-Requests hand their rows to one writer thread through a bounded queue and wait until the
-transaction holding them commits (group commit: one transaction for whatever is waiting),
-so a row acknowledged to a client survives kill -9 of the server. A full queue refuses
-new rows at once (:class:`Overloaded`), so memory stays bounded under overload. A request
-that times out while its rows are being committed may still be logged: the log can hold a
-row whose answer the client never saw, never the reverse. The store
-is SQLite in WAL mode: several worker processes can append to one file, and monitoring
-reads it while they do.
+A request's rows are committed on the caller's thread when the database's write lock is
+free (about 30 us); when another process holds it, they go to one writer thread through a
+bounded queue, and the request waits until the transaction holding them commits (group
+commit: one transaction for whatever is waiting). Either way a row acknowledged to a
+client survives kill -9 of the server. A full queue refuses new rows at once
+(:class:`Overloaded`), so memory stays bounded under overload. A request that times out
+while its rows are being committed may still be logged: the log can hold a row whose
+answer the client never saw, never the reverse. The store is SQLite in WAL mode: several
+worker processes can append to one file, and monitoring reads it while they do; the writer
+checkpoints the WAL when idle, so no request pays for a checkpoint.
 
 A shadow challenger's answers go to a table of their own, ``shadow_predictions``, with the
 same columns; they are written by the same thread but nobody waits for them.
