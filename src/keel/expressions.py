@@ -172,7 +172,7 @@ def compile_row(expression: str) -> Callable[[Mapping[str, float]], float]:
 
 @functools.lru_cache(maxsize=4096)
 def _compile_row(expression: str) -> Callable[[Mapping[str, float]], float]:
-    constants: list[float] = []
+    constants: list[Any] = []
     source = _row_source(parse(expression).body, constants)
     namespace: dict[str, Any] = {"__builtins__": {}, "_divide": _divide_one, "_flag": _flag_one, "_nan": math.nan,
                                  **{f"_{name}": function for name, function in ROW_FUNCTIONS.items()},
@@ -181,8 +181,11 @@ def _compile_row(expression: str) -> Callable[[Mapping[str, float]], float]:
     return eval(compile(f"lambda row: {source}", f"<derived: {expression}>", "eval"), namespace)  # noqa: S307
 
 
-def _row_source(node: ast.AST, constants: list[float]) -> str:
-    """Python source computing ``node`` over ``row``, a mapping of column name to float."""
+def _row_source(node: ast.AST, constants: list[Any]) -> str:
+    """Python source computing ``node`` over ``row``, a mapping of column name to float.
+
+    Numbers and comparison functions are passed by reference (``_c0``, ``_c1``, ...), never as text.
+    """
     if isinstance(node, ast.Constant):
         constants.append(float(node.value))
         return f"_c{len(constants) - 1}"
@@ -198,22 +201,19 @@ def _row_source(node: ast.AST, constants: list[float]) -> str:
         return f"({left} {_ROW_OPERATORS[type(node.op)]} {right})"
     if isinstance(node, ast.Compare):
         left, right = _row_source(node.left, constants), _row_source(node.comparators[0], constants)
-        return f"_flag({left}, {right}, {_ROW_OPERATORS[type(node.ops[0])]!r})"
+        constants.append(_COMPARE[type(node.ops[0])])
+        return f"_flag({left}, {right}, _c{len(constants) - 1})"
     if isinstance(node, ast.Call):
         return f"_{node.func.id}({', '.join(_row_source(a, constants) for a in node.args)})"
     raise SpecError(f"cannot evaluate {ast.dump(node)[:60]}")  # unreachable after parse()
 
 
-_ROW_OPERATORS: dict[type, str] = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Gt: ">", ast.GtE: ">=",
-                                   ast.Lt: "<", ast.LtE: "<=", ast.Eq: "==", ast.NotEq: "!="}
-_FLAGS: dict[str, Callable[[float, float], bool]] = {
-    ">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le, "==": operator.eq, "!=": operator.ne,
-}
+_ROW_OPERATORS: dict[type, str] = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*"}
 
 
 def _divide_one(a: float, b: float) -> float:
     return a / b if b != 0 else math.nan
 
 
-def _flag_one(a: float, b: float, op: str) -> float:
-    return math.nan if a != a or b != b else float(_FLAGS[op](a, b))
+def _flag_one(a: float, b: float, compare: Callable[[float, float], bool]) -> float:
+    return math.nan if a != a or b != b else float(compare(a, b))

@@ -72,7 +72,7 @@ class Preprocessor:
                 numeric.update(dict.fromkeys(columns_of(self.derived[name])))
                 steps.append((name, "derived", compile_row(self.derived[name])))
             elif name in self.categorical:
-                steps.append((name, "category", {v: float(i) for i, v in enumerate(self.categories_[name])}))
+                steps.append((name, "category", _codes(self.categories_[name])))
             else:
                 numeric[name] = None
                 steps.append((name, "number", name))
@@ -88,8 +88,8 @@ class Preprocessor:
                 inputs = columns_of(expression)
                 out[:, j] = evaluate(expression, {c: numbers[c] if c in numbers else _numbers(c, columns[c]) for c in inputs})
             elif name in self.categorical:
-                lookup = {v: float(i) for i, v in enumerate(self.categories_[name])}
-                out[:, j] = [np.nan if _missing(v) else lookup.get(_category(v), np.nan) for v in columns[name]]
+                codes = _codes(self.categories_[name])
+                out[:, j] = [_code(codes, v) for v in columns[name]]
             else:
                 out[:, j] = numbers[name]
         return out
@@ -147,6 +147,11 @@ def _number(name: str, value: Any) -> float:
         raise DataError(f"column '{name}' must be numeric: {err}") from err
 
 
+def _codes(categories: list[str]) -> dict[str, float]:
+    """Each learned category's code: its position in the sorted list."""
+    return {v: float(i) for i, v in enumerate(categories)}
+
+
 def _code(codes: dict[str, float], value: Any) -> float:
     """A category's code (unseen or missing: NaN)."""
     return math.nan if _missing(value) else codes.get(_category(value), math.nan)
@@ -164,15 +169,7 @@ def _missing(value: Any) -> bool:
 
 
 def _numbers(name: str, column: np.ndarray) -> np.ndarray:
-    """Float64 values of an input column; a value that is not a number names its column."""
-    try:
-        return _numeric(column)
-    except (TypeError, ValueError) as err:
-        raise DataError(f"column '{name}' must be numeric: {err}") from err
-
-
-def _numeric(column: np.ndarray) -> np.ndarray:
-    """Float64 values of a column; None, NA and NaN become NaN."""
+    """Float64 values of an input column (None, NA and NaN: NaN); a value that is not a number names its column."""
     if column.dtype.kind in "biuf":
         return column.astype(np.float64)
-    return np.array([np.nan if _missing(v) else float(v) for v in column], dtype=np.float64)
+    return np.array([_number(name, v) for v in column], dtype=np.float64)

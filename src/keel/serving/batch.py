@@ -49,14 +49,14 @@ def read_batches(url: str, rows: int, contract: dict[str, dict] | None = None) -
             reader = pa_csv.open_csv(handle, read_options=pa_csv.ReadOptions(block_size=1 << 22),
                                      convert_options=pa_csv.ConvertOptions(column_types=types,
                                                                            strings_can_be_null=True))
-            pending = pa.table({})
+            pending: pa.Table | None = None
             for batch in reader:
-                pending = pa.concat_tables([pending, pa.Table.from_batches([batch])]) if pending.num_columns \
-                    else pa.Table.from_batches([batch])
+                block = pa.Table.from_batches([batch])
+                pending = block if pending is None else pa.concat_tables([pending, block])
                 while pending.num_rows >= rows:
                     yield pending.slice(0, rows)
                     pending = pending.slice(rows)
-            if pending.num_rows:
+            if pending is not None and pending.num_rows:
                 yield pending
     else:
         raise DataError(f"{url}: batch scoring reads .csv or .parquet files")

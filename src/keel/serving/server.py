@@ -22,6 +22,7 @@ from fastapi import FastAPI
 
 from keel.registry.store import Registry
 from keel.serving.app import create_app
+from keel.serving.engine import ScoringEngine
 from keel.serving.loader import load_alias
 from keel.serving.metrics import process_ended
 from keel.serving.predictions import PredictionLog
@@ -69,10 +70,13 @@ def app_from_environment() -> FastAPI:
         prediction_log.close()
         process_ended()
 
+    def reload() -> ScoringEngine:
+        return load_alias(registry, settings.model, settings.alias)
+
     app = create_app(
-        load_alias(registry, settings.model, settings.alias),
+        reload(),
         max_batch=settings.max_batch,
-        reload=lambda: load_alias(registry, settings.model, settings.alias),
+        reload=reload,
         api_key=os.environ.get("KEEL_API_KEY") or None,
         allowed_hosts=settings.allowed_hosts or None,
         prediction_log=prediction_log,
