@@ -15,6 +15,8 @@ from backends import BACKENDS, Store, create_mlflow_tables
 from factories import loans_spec, make_loans, write_project
 from hypothesis import settings
 from postgres_server import PostgresServer, Unavailable
+from redis_server import RedisServer
+from redis_server import Unavailable as RedisUnavailable
 
 # CI runs the same examples every time (a failure there reproduces); locally, Hypothesis explores.
 settings.register_profile("ci", derandomize=True, deadline=None)
@@ -61,6 +63,31 @@ def postgres() -> Iterator[PostgresServer]:
     if os.environ.get("CI"):
         pytest.fail(f"CI must run the PostgreSQL tests, but {why}", pytrace=False)
     pytest.skip(f"no PostgreSQL server here: {why}")
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A real redis-server for the session; skipped where none can run, but a failure under CI."""
+    try:
+        server = RedisServer.start()
+    except RedisUnavailable as error:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the Redis tests, but {error}", pytrace=False)
+        pytest.skip(f"no Redis server here: {error}")
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def dask_engine() -> Iterator[object]:
+    """A real ``distributed.LocalCluster`` of 2 worker processes for the session, as an Engine."""
+    import logging
+
+    from keel.engine import open_engine
+
+    logging.getLogger("distributed.shuffle").setLevel(logging.ERROR)
+    with open_engine("local", workers=2) as engine:
+        yield engine
 
 
 @pytest.fixture(scope="session")

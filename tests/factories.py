@@ -86,3 +86,72 @@ def register_version(governance: Governance, model_dir: Path, *, author: str = "
     registry.finish_run(run_id)
     governance.record_registration(info, actor=author, gates=gates)
     return registry.version("loans", info.version)
+
+
+def make_transactions(rows: int = 5000, seed: int = 0, *, cards: int = 200, terminals: int = 60,
+                      days: int = 20) -> pd.DataFrame:
+    """Card transactions in time order, with same-second ties, missing amounts and a fraud label."""
+    rng = np.random.default_rng(seed)
+    seconds = np.sort(rng.integers(0, days * 86400, rows))
+    seconds[1::7] = seconds[::7][: len(seconds[1::7])]  # ties: every 7th row shares its time with the next
+    seconds.sort()
+    amount = rng.gamma(2.0, 30.0, rows).round(2)
+    amount[rng.random(rows) < 0.02] = np.nan
+    return pd.DataFrame({
+        "tx_id": np.arange(rows, dtype=np.int64),
+        "tx_time": pd.Timestamp("2024-03-01") + pd.to_timedelta(seconds, unit="s"),
+        "card": rng.integers(0, cards, rows),
+        "terminal": rng.integers(0, terminals, rows),
+        "amount": amount,
+        "channel": rng.choice(["pos", "web", "atm"], rows),
+        "fraud": (rng.random(rows) < 0.05).astype(np.int64),
+    })
+
+
+def transactions_spec(source: str = "tx.parquet", *, windows: dict | None = None,
+                      calendar: dict | None = None) -> dict:
+    """A spec for :func:`make_transactions`; by default every aggregate, with and without delay."""
+    every = {
+        "nb": {"function": "count"},
+        "amount_n": {"function": "count", "column": "amount"},
+        "amount_sum": {"function": "sum", "column": "amount"},
+        "amount_avg": {"function": "mean", "column": "amount"},
+        "amount_sd": {"function": "std", "column": "amount"},
+        "amount_min": {"function": "min", "column": "amount"},
+        "amount_max": {"function": "max", "column": "amount"},
+        "terminals": {"function": "distinct_count", "column": "terminal"},
+        "channels": {"function": "distinct_count", "column": "channel"},
+    }
+    default = {
+        "card": {"entity": "card", "windows": ["1h", "1d", "7d"], "aggregations": every},
+        "card_before": {"entity": "card", "windows": ["1d"], "boundary": "before", "aggregations": every},
+        "terminal": {
+            "entity": "terminal", "windows": ["1d", "7d"], "delay": "2d",
+            "aggregations": {"nb": {"function": "count"}, "risk": {"function": "mean", "column": "fraud"},
+                             "frauds": {"function": "sum", "column": "fraud"}},
+        },
+        "terminal_before": {
+            "entity": "terminal", "windows": ["3d"], "delay": "1d", "boundary": "before",
+            "aggregations": {"risk": {"function": "mean", "column": "fraud"}},
+        },
+    }
+    return {
+        "project": "transactions",
+        "data": {"source": source, "id_column": "tx_id", "time_column": "tx_time"},
+        "contract": {"columns": {
+            "tx_id": {"dtype": "int", "unique": True},
+            "tx_time": {"dtype": "datetime"},
+            "card": {"dtype": "int"},
+            "terminal": {"dtype": "int"},
+            "amount": {"dtype": "float", "nullable": True},
+            "channel": {"dtype": "str", "allowed": ["pos", "web", "atm"]},
+            "fraud": {"dtype": "int", "allowed": [0, 1]},
+        }},
+        "target": {"column": "fraud"},
+        "features": {
+            "include": ["amount"],
+            "windows": default if windows is None else windows,
+            "calendar": {"is_weekend": "weekend", "is_night": "night"} if calendar is None else calendar,
+        },
+        "split": {"method": "time"},
+    }

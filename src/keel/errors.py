@@ -66,3 +66,9 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """Return ' Did you mean 'x'?' for the closest choice, or '' when none is close."""
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f" Did you mean '{close[0]}'?" if close else ""
+
+
+class EngineError(KeelError, RuntimeError):
+    """The cluster named by --cluster could not be reached or started."""
+
+    exit_code = 11

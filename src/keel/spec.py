@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from keel.errors import SpecError, did_you_mean
 from keel.expressions import columns
@@ -86,12 +87,97 @@ class TargetSpec(_Strict):
     threshold: float = Field(default=0.5, gt=0, lt=1)
 
 
+_DURATION = re.compile(r"^([1-9][0-9]*)(s|m|h|d|w)$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def duration_us(text: str) -> int:
+    """Microseconds in a duration such as ``90s``, ``15m``, ``1h``, ``7d`` or ``2w``; ``0`` is none."""
+    if text == "0":
+        return 0
+    match = _DURATION.match(text)
+    if not match:
+        raise ValueError(f"'{text}' is not a duration; write a whole number and a unit s, m, h, d or w "
+                         "(for example 1h, 7d), or 0")
+    return int(match.group(1)) * _UNIT_SECONDS[match.group(2)] * 1_000_000
+
+
+def _check_duration(text: str) -> str:
+    duration_us(text)
+    return text
+
+
+Duration = Annotated[str, AfterValidator(_check_duration)]
+WindowFunction = Literal["count", "sum", "mean", "std", "min", "max", "distinct_count"]
+
+
+class Aggregation(_Strict):
+    """One aggregate of an entity's events: ``count`` counts events; the others read ``column``."""
+
+    function: WindowFunction
+    column: str | None = None
+
+    @model_validator(mode="after")
+    def _column(self) -> Aggregation:
+        if self.function != "count" and self.column is None:
+            raise ValueError(f"function '{self.function}' needs a column to aggregate")
+        return self
+
+
+class WindowGroup(_Strict):
+    """Aggregations of one entity's events over time windows ending ``delay`` before each row.
+
+    ``at_or_before`` counts events before the row's cutoff and, with no delay, the row
+    itself; ``before`` only events strictly before the cutoff. Other rows at exactly the
+    row's own time are never counted, because their order is arbitrary.
+    """
+
+    entity: str
+    windows: list[Duration] = Field(min_length=1)
+    delay: Duration = "0"
+    boundary: Literal["before", "at_or_before"] = "at_or_before"
+    aggregations: dict[str, Aggregation] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _positive_windows(self) -> WindowGroup:
+        if "0" in self.windows:
+            raise ValueError("a window must be longer than 0")
+        if len(set(self.windows)) != len(self.windows):
+            raise ValueError(f"windows repeat: {self.windows}")
+        return self
+
+
+CalendarPart = Literal["weekend", "night", "hour", "day_of_week"]
+
+
+@dataclass(frozen=True)
+class WindowFeature:
+    """One point-in-time feature: ``function`` of ``column`` over the entity's events in
+    ``(cutoff - window, cutoff]`` (``before``: ``cutoff`` itself excluded), ``cutoff = time - delay``."""
+
+    name: str
+    group: str
+    entity: str
+    function: str
+    column: str | None
+    window_us: int
+    delay_us: int
+    boundary: str
+
+
 class FeatureSpec(_Strict):
-    """Which columns become model inputs. Protected attributes never do."""
+    """Which columns become model inputs. Protected attributes never do.
+
+    Besides the contract's columns: ``windows`` (point-in-time aggregates per entity, named
+    ``<group>_<aggregation>_<window>``), ``calendar`` parts of the time column and
+    ``derived`` expressions over any of them.
+    """
 
     include: list[str] | None = None
     exclude: list[str] = Field(default_factory=list)
     categorical: list[str] = Field(default_factory=list)
+    windows: dict[str, WindowGroup] = Field(default_factory=dict)
+    calendar: dict[str, CalendarPart] = Field(default_factory=dict)
     derived: dict[str, str] = Field(default_factory=dict)
 
 
@@ -278,7 +364,8 @@ class ProjectSpec(_Strict):
                     raise ValueError(f"fairness.{section}.{c}: '{c}' is not a protected attribute "
                                      f"(protected: {self.protected}).{did_you_mean(c, self.protected)}")
         refs += [(f"models.lightgbm.monotone.{c}", c) for c in self.models.lightgbm.monotone
-                 if c not in self.features.derived]
+                 if c not in self.features.derived and c not in self.computed_features()]
+        refs += self._window_references()
         refs += self._derived_references()
         for where, col in refs:
             if col is not None and col not in cols:
@@ -302,20 +389,81 @@ class ProjectSpec(_Strict):
                 raise ValueError(f"features.include: '{col}' is the target, id or time column")
         return self
 
+    def _window_references(self) -> list[tuple[str, str]]:
+        features = self.features
+        if (features.windows or features.calendar) and not self.data.time_column:
+            raise ValueError("features.windows and features.calendar need data.time_column")
+        refs: list[tuple[str, str]] = []
+        for group_name, group in features.windows.items():
+            where = f"features.windows.{group_name}"
+            refs.append((f"{where}.entity", group.entity))
+            if group.entity in self.protected:
+                raise ValueError(f"{where}.entity: '{group.entity}' is a protected attribute; features are never "
+                                 "computed per protected group")
+            for agg_name, agg in group.aggregations.items():
+                at = f"{where}.aggregations.{agg_name}.column"
+                if agg.column is None:
+                    continue
+                refs.append((at, agg.column))
+                if agg.column in self.protected or agg.column == self.data.time_column:
+                    raise ValueError(f"{at}: '{agg.column}' is the time column or a protected attribute; "
+                                     "it is not aggregated")
+                if agg.column == self.target.column and group.delay == "0":
+                    raise ValueError(f"{at}: aggregating the target '{agg.column}' needs a delay (for example "
+                                     "delay: 7d): labels arrive after the event, so a window reaching up to the "
+                                     "row's own time would use labels not yet known when it is scored")
+                contract = self.contract.columns.get(agg.column)
+                numeric = agg.function in ("sum", "mean", "std", "min", "max")
+                if contract is not None and numeric and contract.dtype not in ("int", "float", "bool"):
+                    raise ValueError(f"{at}: '{agg.function}' needs a number column, but '{agg.column}' is "
+                                     f"{contract.dtype}; use count or distinct_count")
+        for name in features.calendar:
+            self._check_new_name(f"features.calendar.{name}", name)
+        for feature in self.window_features():
+            self._check_new_name(f"features.windows.{feature.group}", feature.name)
+        return refs
+
+    def _check_new_name(self, where: str, name: str) -> None:
+        if not re.match(r"^[A-Za-z_][A-Za-z0-9_.]*$", name) or name in self.contract.columns:
+            raise ValueError(f"{where}: the feature '{name}' needs a new name of letters, digits and _ "
+                             "that is not a contract column")
+
     def _derived_references(self) -> list[tuple[str, str]]:
         refs = []
         forbidden = set(self.protected) | {self.target.column, self.data.id_column, self.data.time_column}
+        computed = set(self.computed_features())
+        names = [f.name for f in self.window_features()] + list(self.features.calendar) + list(self.features.derived)
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"features: the names {repeated} are given to more than one window, calendar or "
+                             "derived feature")
         for name, expression in self.features.derived.items():
             where = f"features.derived.{name}"
-            if not re.match(r"^[A-Za-z_][A-Za-z0-9_.]*$", name) or name in self.contract.columns:
-                raise ValueError(f"{where}: a derived feature needs a new name of letters, digits and _ "
-                                 "that is not a contract column")
+            self._check_new_name(where, name)
             for col in columns(expression):
                 if col in forbidden:
                     raise ValueError(f"{where}: '{col}' is the target, id, time or a protected attribute; "
                                      "a feature may not be computed from it")
-                refs.append((where, col))
+                if col not in computed:
+                    refs.append((where, col))
         return refs
+
+    def window_features(self) -> list[WindowFeature]:
+        """Every point-in-time window feature, in spec order: by group, window, then aggregation."""
+        return [
+            WindowFeature(
+                name=f"{group_name}_{agg_name}_{window}", group=group_name, entity=group.entity,
+                function=agg.function, column=agg.column, window_us=duration_us(window),
+                delay_us=duration_us(group.delay), boundary=group.boundary,
+            )
+            for group_name, group in self.features.windows.items()
+            for window in group.windows
+            for agg_name, agg in group.aggregations.items()
+        ]
+
+    def computed_features(self) -> list[str]:
+        """Features computed from the rows before any expression: window features, then calendar parts."""
+        return [f.name for f in self.window_features()] + list(self.features.calendar)
 
     def feature_columns(self) -> list[str]:
         """Model inputs: included columns minus target, id, time, protected and excluded."""
@@ -325,8 +473,16 @@ class ProjectSpec(_Strict):
         return [c for c in candidates if c not in reserved]
 
     def model_features(self) -> list[str]:
-        """Every model input in order: the feature columns, then the derived features."""
-        return self.feature_columns() + list(self.features.derived)
+        """Every model input in order: the feature columns, window and calendar features, then derived ones."""
+        return self.feature_columns() + self.computed_features() + list(self.features.derived)
+
+    def input_contract(self, name: str) -> ColumnContract:
+        """What a model input holds: its contract column, or for a window or calendar feature a number."""
+        if name in self.contract.columns:
+            return self.contract.columns[name]
+        if name in self.computed_features():
+            return ColumnContract(dtype="float", nullable=True, description=f"computed feature {name}")
+        raise KeyError(f"'{name}' is neither a contract column nor a computed feature")
 
     def reason_texts(self) -> dict[str, str]:
         """A reason text for every model feature: the spec's, else the contract's description, else the name."""

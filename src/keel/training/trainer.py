@@ -85,7 +85,7 @@ def train_model(
         threshold=spec.target.threshold,
         metadata={
             "project": spec.project, "seed": spec.seed, "params": chosen.best_params,
-            "contract": {c: spec.contract.columns[c].model_dump(exclude_none=True) for c in pre.inputs()},
+            "contract": {c: spec.input_contract(c).model_dump(exclude_none=True) for c in pre.inputs()},
             **(metadata or {}),
         },
         reason_texts=spec.reason_texts(),

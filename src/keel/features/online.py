@@ -1,0 +1,153 @@
+"""Online features: the offline definitions computed for one new row from per-entity state.
+
+For each row, :meth:`OnlineFeatures.compute` reads the entity's kept events and applies
+the same window rule as the SQL kernel (:mod:`keel.features.windows`); :meth:`record`
+then keeps the row as an event, and :meth:`update` stores a label when it arrives. Rows
+are expected in time order, as a stream delivers them; a replay test holds every value
+equal to the offline one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+
+from keel.errors import DataError
+from keel.features.stores import EventStore, MemoryStore, as_json_values
+from keel.features.windows import FeaturePlan, calendar_value, input_columns
+from keel.spec import ProjectSpec, WindowFeature
+
+_NAN = float("nan")
+
+
+def time_us(value: Any) -> int:
+    """A time as whole microseconds since the epoch, floored, like the kernel's ``epoch_us``."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        raise DataError(f"a time must be a date-time (text or timestamp), got the number {value!r}")
+    stamp = pd.Timestamp(value)
+    if stamp is pd.NaT:
+        raise DataError("the row has no time; window features need one")
+    return stamp.value // 1000
+
+
+def _present(values: Sequence[Any]) -> list[Any]:
+    return [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+
+
+def _sum(values: list[float]) -> float:
+    total = 0.0
+    for v in values:
+        total += v
+    return total
+
+
+def _std(values: list[float]) -> float:
+    if len(values) < 2:
+        return _NAN
+    mean = _sum(values) / len(values)
+    return math.sqrt(_sum([(v - mean) ** 2 for v in values]) / (len(values) - 1))
+
+
+_AGGREGATES: dict[str, Callable[[list[Any]], float]] = {
+    "sum": lambda v: _sum(v) if v else _NAN,
+    "mean": lambda v: _sum(v) / len(v) if v else _NAN,
+    "std": _std,
+    "min": lambda v: float(min(v)) if v else _NAN,
+    "max": lambda v: float(max(v)) if v else _NAN,
+    "distinct_count": lambda v: float(len(set(v))),
+}
+
+
+class _Entity:
+    """The features partitioned on one entity column and the event values they read."""
+
+    def __init__(self, entity: str, features: list[WindowFeature]) -> None:
+        self.entity = entity
+        self.features = features
+        self.columns = [c for c in input_columns(features) if c != entity]
+        self.horizon_us = max(f.delay_us + f.window_us for f in features)
+
+    def values(self, row: Mapping[str, Any]) -> list[Any]:
+        return as_json_values([row.get(c) for c in self.columns])
+
+    def compute(self, events: list[tuple[int, str, list[Any]]], now: int, own: list[Any]) -> dict[str, float]:
+        out = {}
+        for f in self.features:
+            cutoff = now - f.delay_us
+            start = cutoff - f.window_us
+            with_self = f.boundary == "at_or_before" and f.delay_us == 0
+            if f.boundary == "before" or with_self:
+                chosen = [e[2] for e in events if start < e[0] < cutoff]
+            else:
+                chosen = [e[2] for e in events if start < e[0] <= cutoff]
+            if with_self:
+                chosen.append(own)
+            if f.column is None:
+                out[f.name] = float(len(chosen))
+                continue
+            index = self.columns.index(f.column)
+            values = _present([v[index] for v in chosen])
+            out[f.name] = float(len(values)) if f.function == "count" else _AGGREGATES[f.function](values)
+        return out
+
+
+class OnlineFeatures:
+    """The spec's window and calendar features for one row at a time, from an event store."""
+
+    def __init__(self, spec: ProjectSpec, store: EventStore | None = None) -> None:
+        plan = FeaturePlan.of(spec)
+        if plan.windows and not spec.data.id_column:
+            raise DataError("online window features need data.id_column, to find an event when its label arrives")
+        self.plan = plan
+        self.store = store if store is not None else MemoryStore()
+        self.id_column = spec.data.id_column
+        self.time_column = spec.data.time_column
+        self._entities = [_Entity(entity, features) for entity, features in plan.groups().items()]
+
+    def compute(self, row: Mapping[str, Any]) -> dict[str, float]:
+        """Every computed feature of ``row``, from the events kept before it (nothing is stored)."""
+        if not self.plan.names():
+            return {}
+        now = time_us(row.get(self.time_column))
+        out: dict[str, float] = {}
+        for entity in self._entities:
+            key = self._key(row, entity.entity)
+            events = self.store.events(entity.entity, key, now - entity.horizon_us, now)
+            out.update(entity.compute(events, now, entity.values(row)))
+        for name, part in self.plan.calendar.items():
+            out[name] = calendar_value(row[self.time_column], part)
+        return {name: out[name] for name in self.plan.names()}
+
+    def record(self, row: Mapping[str, Any]) -> None:
+        """Keep ``row`` as an event of each of its entities (after it was scored)."""
+        if not self._entities:
+            return
+        now = time_us(row.get(self.time_column))
+        event_id = str(row[self.id_column])
+        for entity in self._entities:
+            self.store.add(entity.entity, self._key(row, entity.entity), (now, event_id, entity.values(row)),
+                           forget_until_us=now - entity.horizon_us)
+
+    def update(self, row: Mapping[str, Any]) -> int:
+        """Store late values of a recorded row (a label that arrived); returns how many entities held it."""
+        event_id = str(row[self.id_column])
+        return sum(
+            self.store.update(entity.entity, self._key(row, entity.entity), event_id, entity.values(row))
+            for entity in self._entities
+        )
+
+    def compute_and_record(self, row: Mapping[str, Any]) -> dict[str, float]:
+        """:meth:`compute` then :meth:`record`: what a scoring service does per transaction."""
+        values = self.compute(row)
+        self.record(row)
+        return values
+
+    @staticmethod
+    def _key(row: Mapping[str, Any], entity: str) -> Any:
+        key = row.get(entity)
+        if key is None:
+            raise DataError(f"the row has no value for the entity column '{entity}'")
+        return key.item() if hasattr(key, "item") else key
