@@ -1,0 +1,111 @@
+"""Online features: a replay of transactions one by one equals the offline features, row for row."""
+
+from __future__ import annotations
+
+import heapq
+
+import numpy as np
+import pandas as pd
+import pytest
+from factories import make_transactions, transactions_spec
+from feature_checks import assert_same_features
+
+from keel.errors import DataError, SpecError
+from keel.features.offline import compute_features
+from keel.features.online import OnlineFeatures, time_us
+from keel.features.stores import MemoryStore, RedisStore, open_store
+from keel.features.windows import FeaturePlan
+from keel.spec import parse_spec
+
+FLOATS = {"amount"}
+
+
+def replay(frame: pd.DataFrame, online: OnlineFeatures, *, label_delay: pd.Timedelta) -> dict[str, np.ndarray]:
+    """Score rows in time order; each label arrives ``label_delay`` after its transaction, not before.
+
+    A label is delivered before the first transaction at or after its due time, which is
+    the latest moment a window with that delay may read it.
+    """
+    names = online.plan.names()
+    out = {name: np.empty(len(frame)) for name in names}
+    pending: list[tuple[pd.Timestamp, int, dict]] = []
+    for i, row in enumerate(frame.to_dict("records")):
+        while pending and pending[0][0] <= row["tx_time"]:
+            _, _, labelled = heapq.heappop(pending)
+            assert online.update(labelled) == len(online.plan.groups())
+        label = row["fraud"]
+        values = online.compute_and_record({**row, "fraud": None})
+        heapq.heappush(pending, (row["tx_time"] + label_delay, i, {**row, "fraud": label}))
+        for name in names:
+            out[name][i] = values[name]
+    return out
+
+
+def _spec():
+    return parse_spec(transactions_spec())
+
+
+def test_replay_equals_offline_in_memory() -> None:
+    frame = make_transactions(6000, seed=5)
+    spec = _spec()
+    plan = FeaturePlan.of(spec)
+    store = MemoryStore()
+    online = replay(frame, OnlineFeatures(spec, store), label_delay=pd.Timedelta("1d"))
+    assert_same_features(compute_features(frame, plan), online, plan, FLOATS)
+    # Events older than every window were forgotten: the store holds about 7 days of 20.
+    assert store.size() < 2 * 6000 * 0.45
+
+
+def test_replay_equals_offline_with_a_real_redis(redis_url: str) -> None:
+    frame = make_transactions(2500, seed=6, days=10)
+    spec = _spec()
+    plan = FeaturePlan.of(spec)
+    store = open_store(redis_url, prefix="replay")
+    assert isinstance(store, RedisStore)
+    try:
+        online = replay(frame, OnlineFeatures(spec, store), label_delay=pd.Timedelta("1d"))
+    finally:
+        store.close()
+    assert_same_features(compute_features(frame, plan), online, plan, FLOATS)
+
+
+def test_a_label_that_arrives_late_changes_nothing_before_its_cutoff() -> None:
+    """The terminal risk (2-day delay) reads a label only once the window has reached its event."""
+    spec = _spec()
+    online = OnlineFeatures(spec)
+    t0 = pd.Timestamp("2024-03-01 12:00")
+    base = {"card": 1, "terminal": 7, "amount": 10.0, "channel": "pos"}
+    online.record({**base, "tx_id": 1, "tx_time": t0, "fraud": None})
+    online.update({**base, "tx_id": 1, "tx_time": t0, "fraud": 1})
+    soon = online.compute({**base, "tx_id": 2, "tx_time": t0 + pd.Timedelta("1d"), "fraud": None})
+    later = online.compute({**base, "tx_id": 3, "tx_time": t0 + pd.Timedelta("2d"), "fraud": None})
+    assert np.isnan(soon["terminal_risk_1d"]) and soon["terminal_nb_1d"] == 0
+    assert later["terminal_risk_1d"] == 1.0 and later["terminal_nb_1d"] == 1
+    assert later["card_nb_1d"] == 1  # the new row itself: the first event is 2 days old
+
+
+def test_stores_forget_only_what_no_window_reaches(redis_url: str) -> None:
+    for store in (MemoryStore(), RedisStore(redis_url, prefix="forget")):
+        for t in range(10):
+            store.add("card", 5, (t * 100, str(t), [t]), forget_until_us=t * 100 - 350)
+        assert [e[0] for e in store.events("card", 5, -1, 10_000)] == [600, 700, 800, 900]
+        assert [e[0] for e in store.events("card", 5, 600, 800)] == [700, 800]
+        assert store.update("card", 5, "7", [70]) and not store.update("card", 5, "1", [10])
+        assert store.events("card", 5, 650, 700) == [(700, "7", [70])]
+        assert store.events("card", 6, -1, 10_000) == []
+
+
+def test_online_rows_are_checked() -> None:
+    online = OnlineFeatures(_spec())
+    row = {"tx_id": 1, "tx_time": "2024-03-01 10:00", "card": 1, "terminal": 2, "amount": 5.0, "channel": "pos"}
+    with pytest.raises(DataError, match="no value for the entity column 'card'"):
+        online.compute({**row, "card": None})
+    with pytest.raises(DataError, match="must be a date-time"):
+        online.compute({**row, "tx_time": 1_700_000_000})
+    assert time_us("1970-01-01 00:00:00.0000019") == 1  # floored like the kernel's epoch_us
+    raw = transactions_spec()
+    del raw["data"]["id_column"]
+    with pytest.raises(DataError, match="need data.id_column"):
+        OnlineFeatures(parse_spec(raw))
+    with pytest.raises(SpecError, match="memory:// or redis://"):
+        open_store("postgres://x")
