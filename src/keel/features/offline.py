@@ -51,20 +51,48 @@ def compute_features(frame: pd.DataFrame, plan: FeaturePlan, *, engine: Engine |
     return values
 
 
-def _kernel_partition(part: pd.DataFrame, features: Sequence[WindowFeature], time_column: str) -> pd.DataFrame:
+def _kernel_partition(part: pd.DataFrame, features: Sequence[WindowFeature], time_column: str,
+                      key: str) -> pd.DataFrame:
     """The kernel on one partition holding whole entities (runs on a worker, one thread)."""
-    result = run_kernel(pa.Table.from_pandas(part, preserve_index=False), features, time_column, threads=1)
-    return result.to_pandas()
+    table = pa.Table.from_pandas(part, preserve_index=False)
+    return run_kernel(table, features, time_column, key=key, threads=1).to_pandas()
 
 
 def dask_group_features(ddf: Any, features: Sequence[WindowFeature], time_column: str,
-                        *, partitions: int | None = None) -> Any:
-    """A Dask frame of ROW and ``features`` (all on one entity): shuffle by entity, run the kernel."""
+                        *, key: str = ROW, partitions: int | None = None) -> Any:
+    """A Dask frame of ``key`` and ``features`` (all on one entity): shuffle by entity, run the kernel."""
     entity = features[0].entity
-    columns = list(dict.fromkeys([ROW, time_column, *input_columns(features)]))
+    columns = list(dict.fromkeys([key, time_column, *input_columns(features)]))
     shuffled = ddf[columns].shuffle(on=entity, npartitions=partitions or ddf.npartitions)
-    meta = pd.DataFrame({ROW: pd.Series(dtype="int64"), **{f.name: pd.Series(dtype="float64") for f in features}})
-    return shuffled.map_partitions(_kernel_partition, list(features), time_column, meta=meta)
+    meta = pd.DataFrame({key: pd.Series(dtype=ddf[key].dtype), **{f.name: pd.Series(dtype="float64")
+                                                                  for f in features}})
+    return shuffled.map_partitions(_kernel_partition, list(features), time_column, key, meta=meta)
+
+
+def features_of_file(source: str, plan: FeaturePlan, key: str, *, engine: Engine | None = None,
+                     out: str | None = None, partitions: int | None = None) -> pa.Table | list[str]:
+    """Window features of a Parquet file (or glob), keyed by the id column ``key``.
+
+    In process: DuckDB reads the file and returns one table. On Dask (``out`` needed):
+    each entity's features are written as partitioned Parquet under ``out/<entity>/``,
+    and the folders written are returned; nothing is gathered on the client.
+    """
+    time = plan.time_column or ""
+    if engine is None or not engine.distributed:
+        return run_kernel(source, plan.windows, time, key=key)
+    import dask.dataframe as dd
+
+    if out is None:
+        raise DataError("features of a file on a Dask cluster are written out; give an output folder")
+    columns = list(dict.fromkeys([key, time, *input_columns(plan.windows)]))
+    ddf = dd.read_parquet(source, columns=columns)
+    folders = []
+    for entity, features in plan.groups().items():
+        folder = f"{out.rstrip('/')}/{entity}"
+        dask_group_features(ddf, features, time, key=key, partitions=partitions).to_parquet(
+            folder, write_index=False, compute=True)
+        folders.append(folder)
+    return folders
 
 
 def _on_dask(keyed: pd.DataFrame, plan: FeaturePlan, engine: Engine) -> pa.Table:

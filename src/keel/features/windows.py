@@ -53,10 +53,10 @@ def _aggregate(feature: WindowFeature) -> str:
     return _SQL_FUNCTION[feature.function].format(target)
 
 
-def select_sql(features: Sequence[WindowFeature], source: str) -> str:
-    """One SELECT giving the row key and every feature of ``source`` (with ROW and TIME columns)."""
+def select_sql(features: Sequence[WindowFeature], source: str, *, key: str = ROW) -> str:
+    """One SELECT giving the row ``key`` and every feature of ``source`` (which has a TIME column)."""
     windows: dict[tuple[str, str], str] = {}
-    items = [quote(ROW)]
+    items = [quote(key)]
     for feature in features:
         key = (feature.entity, frame_clause(feature))
         name = windows.setdefault(key, f"w{len(windows)}")
@@ -74,26 +74,38 @@ def input_columns(features: Sequence[WindowFeature]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def keyed_source(time_column: str, columns: Sequence[str], relation: str) -> str:
-    """``relation`` with the row key kept and the time as whole microseconds."""
-    kept = ", ".join(quote(c) for c in columns)
-    return f"(SELECT {quote(ROW)}, epoch_us({quote(time_column)}) AS {quote(TIME)}, {kept} FROM {relation})"
+def keyed_source(time_column: str, columns: Sequence[str], relation: str, *, key: str = ROW) -> str:
+    """``relation`` with the row ``key`` kept and the time as whole microseconds."""
+    kept = ", ".join(quote(c) for c in columns if c != key)
+    return f"(SELECT {quote(key)}, epoch_us({quote(time_column)}) AS {quote(TIME)}, {kept} FROM {relation})"
 
 
-def run_kernel(table: pa.Table | pd.DataFrame, features: Sequence[WindowFeature], time_column: str,
-               *, threads: int | None = None) -> pa.Table:
-    """Compute ``features`` for a table holding ROW, the time column and the input columns."""
+def run_kernel(table: pa.Table | pd.DataFrame | str, features: Sequence[WindowFeature], time_column: str,
+               *, key: str = ROW, threads: int | None = None, memory_limit: str | None = None) -> pa.Table:
+    """Compute ``features`` for a table (or a Parquet path) holding ``key``, the time and the input columns."""
     import duckdb
 
-    con = duckdb.connect(config={"threads": threads} if threads else {})
+    config = {"threads": threads} if threads else {}
+    if memory_limit:
+        config["memory_limit"] = memory_limit
+    con = duckdb.connect(config=config)
     try:
-        con.register("keel_input", table)
-        source = keyed_source(time_column, input_columns(features), "keel_input")
-        return con.sql(select_sql(features, source)).to_arrow_table()
+        if isinstance(table, str):
+            relation = f"read_parquet({sql_text(table)})"
+        else:
+            con.register("keel_input", table)
+            relation = "keel_input"
+        source = keyed_source(time_column, input_columns(features), relation, key=key)
+        return con.sql(select_sql(features, source, key=key)).to_arrow_table()
     except duckdb.Error as err:
         raise DataError(f"computing window features failed: {err}") from err
     finally:
         con.close()
+
+
+def sql_text(value: str) -> str:
+    """A SQL string literal."""
+    return "'" + value.replace("'", "''") + "'"
 
 
 def scatter(result: pa.Table, names: Sequence[str], rows: int) -> dict[str, np.ndarray]:
