@@ -199,7 +199,7 @@ def test_derived_feature_from_protected_target_id_or_time_is_refused(column: str
 @pytest.mark.parametrize("name", ["LIMIT_BAL", "2fast", "has space"])
 def test_derived_feature_needs_a_new_valid_name(name: str) -> None:
     message = _error(_with("features.derived", {name: "BILL_AMT1 / LIMIT_BAL"}))
-    assert f"features.derived.{name}: a derived feature needs a new name" in message
+    assert f"features.derived.{name}: the feature '{name}' needs a new name" in message
 
 
 def test_derived_feature_with_bad_expression_is_a_spec_error() -> None:

@@ -182,23 +182,42 @@ class FeatureSpec(_Strict):
 
 
 class SplitSpec(_Strict):
-    """Train/validation/test split: stratified random, or by time with an out-of-time test."""
+    """Train/validation/test split: stratified random, by time, or ``delayed`` (the fraud handbook's protocol).
 
-    method: Literal["stratified", "time"] = "stratified"
+    ``delayed``: train on ``train_days`` from ``train_start``, leave ``delay_days`` unused
+    (their labels are not known yet when the model goes live), test on the ``test_days``
+    after. Tuning scores each candidate on ``validation_folds`` earlier copies of that
+    layout, each shifted back by ``test_days``. With ``known_entity``, rows of an entity
+    whose positive label is already known by an evaluation day (from the training window,
+    or from the day ``delay_days + 1`` before) are left out of that day: those cards are
+    already blocked.
+    """
+
+    method: Literal["stratified", "time", "delayed"] = "stratified"
     test_size: float = Field(default=0.2, gt=0, lt=0.5)
     validation_size: float = Field(default=0.2, gt=0, lt=0.5)
     validation_start: dt.datetime | None = None
     test_start: dt.datetime | None = None
+    train_start: dt.date | None = None
+    train_days: int = Field(default=7, ge=1)
+    delay_days: int = Field(default=7, ge=0)
+    test_days: int = Field(default=7, ge=1)
+    validation_folds: int = Field(default=3, ge=1, le=52)
+    known_entity: str | None = None
 
     @model_validator(mode="after")
     def _dates(self) -> SplitSpec:
         dates = (self.validation_start, self.test_start)
-        if self.method == "stratified" and any(dates):
+        if self.method != "time" and any(dates):
             raise ValueError("validation_start/test_start apply only to method 'time'")
         if (self.validation_start is None) != (self.test_start is None):
             raise ValueError("give both validation_start and test_start, or neither")
         if self.validation_start and self.validation_start >= self.test_start:
             raise ValueError("`validation_start < test_start` must hold")
+        if self.method == "delayed" and self.train_start is None:
+            raise ValueError("method 'delayed' needs train_start, the first day of the training window")
+        if self.method != "delayed" and (self.train_start is not None or self.known_entity is not None):
+            raise ValueError("train_start and known_entity apply only to method 'delayed'")
         return self
 
 
@@ -273,6 +292,25 @@ class TuningSpec(_Strict):
     threads: int = Field(default=2, ge=1)
 
 
+class PrecisionAtK(_Strict):
+    """Precision among the k entities scored highest each day (card precision@k for fraud)."""
+
+    entity: str
+    k: int = Field(default=100, ge=1)
+    name: str = Field(default="entity", pattern=r"^[a-z][a-z0-9_]{0,30}$")
+
+    def metric(self) -> str:
+        """The metric's name, for example ``card_precision_at_100``."""
+        return f"{self.name}_precision_at_{self.k}"
+
+
+class EvaluationSpec(_Strict):
+    """Extra test metrics: per calendar day of the test rows, and precision@k entities per day."""
+
+    by_day: bool = False
+    precision_at_k: PrecisionAtK | None = None
+
+
 class GatesSpec(_Strict):
     """Validation thresholds; recorded with every version (enforcement comes with governance)."""
 
@@ -339,6 +377,7 @@ class ProjectSpec(_Strict):
     split: SplitSpec = SplitSpec()
     models: ModelsSpec = ModelsSpec()
     tuning: TuningSpec = TuningSpec()
+    evaluation: EvaluationSpec = EvaluationSpec()
     gates: GatesSpec = GatesSpec()
     fairness: FairnessSpec = FairnessSpec()
     reasons: ReasonsSpec = ReasonsSpec()
@@ -367,6 +406,11 @@ class ProjectSpec(_Strict):
                  if c not in self.features.derived and c not in self.computed_features()]
         refs += self._window_references()
         refs += self._derived_references()
+        refs.append(("split.known_entity", self.split.known_entity))
+        if self.evaluation.precision_at_k is not None:
+            refs.append(("evaluation.precision_at_k.entity", self.evaluation.precision_at_k.entity))
+        if (self.evaluation.by_day or self.evaluation.precision_at_k) and not self.data.time_column:
+            raise ValueError("evaluation by day needs data.time_column")
         for where, col in refs:
             if col is not None and col not in cols:
                 raise ValueError(
@@ -379,8 +423,8 @@ class ProjectSpec(_Strict):
                                  f"features only.{did_you_mean(name, features)}")
             if not text.strip():
                 raise ValueError(f"reasons.texts.{name}: the reason text is empty")
-        if self.split.method == "time" and not self.data.time_column:
-            raise ValueError("split.method 'time' needs data.time_column")
+        if self.split.method in ("time", "delayed") and not self.data.time_column:
+            raise ValueError(f"split.method '{self.split.method}' needs data.time_column")
         reserved = {self.target.column, self.data.id_column, self.data.time_column} - {None}
         for col in self.features.include or []:
             if col in self.protected:

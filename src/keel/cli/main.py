@@ -57,6 +57,7 @@ def _quiet_libraries() -> None:
 
     for name in ("mlflow", "alembic", "optuna", "lightgbm"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    logging.getLogger("distributed.shuffle").setLevel(logging.ERROR)  # a notice per shuffle, at WARNING
 
 
 def _load(spec_path: Path) -> Any:
@@ -124,34 +125,45 @@ def _summary(result: Any) -> None:
     out.print(f"MLflow UI: mlflow ui --backend-store-uri {result.tracking_uri}")
 
 
-def _run(spec_path: Path, project_dir: Path | None, author: str, quiet: bool, with_card: bool) -> None:
+def _run(spec_path: Path, project_dir: Path | None, author: str, quiet: bool, with_card: bool,
+         cluster: str | None) -> None:
+    from keel.engine import open_engine
+    from keel.engine.cluster import check_cluster
     from keel.lifecycle.run import run_project
 
     _quiet_libraries()
     with _keel_errors(report=_project_dir(spec_path, project_dir) / "contract_report.json"):
         spec = _load(spec_path)
-        with _progress(spec, quiet) as (on_trial, on_stage):
+        check_cluster(cluster)
+        with open_engine(cluster) as engine, _progress(spec, quiet) as (on_trial, on_stage):
             result = run_project(spec, project_dir=_project_dir(spec_path, project_dir), author=author,
-                                 with_card=with_card, on_trial=on_trial, on_stage=on_stage)
+                                 with_card=with_card, on_trial=on_trial, on_stage=on_stage, engine=engine)
     _summary(result)
+
+
+ClusterOpt = Annotated[Optional[str], typer.Option(
+    help="Run the feature stage on Dask: 'local' (a cluster of worker processes here) or a scheduler "
+         "address such as tcp://host:8786 [default: in this process].")]
 
 
 @app.command()
 def run(
     spec_path: SpecArg, project_dir: ProjectDirOpt = None, author: AuthorOpt = getpass.getuser(),
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    cluster: ClusterOpt = None,
 ) -> None:
-    """The whole flow: contract, training and tuning, evaluation, registration and the model card."""
-    _run(spec_path, project_dir, author, quiet, with_card=True)
+    """The whole flow: contract, features, training and tuning, evaluation, registration and the model card."""
+    _run(spec_path, project_dir, author, quiet, with_card=True, cluster=cluster)
 
 
 @app.command()
 def train(
     spec_path: SpecArg, project_dir: ProjectDirOpt = None, author: AuthorOpt = getpass.getuser(),
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    cluster: ClusterOpt = None,
 ) -> None:
-    """Contract, training and tuning, registration; no model card (see `keel run`)."""
-    _run(spec_path, project_dir, author, quiet, with_card=False)
+    """Contract, features, training and tuning, registration; no model card (see `keel run`)."""
+    _run(spec_path, project_dir, author, quiet, with_card=False, cluster=cluster)
 
 
 @app.command()

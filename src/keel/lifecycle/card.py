@@ -43,6 +43,7 @@ def build_card(
     explanations: dict[str, Any],
     reasons: dict[str, Any],
     lifecycle: dict[str, Any],
+    daily: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The model card as a JSON-ready dict; ``run`` holds name, version, run id, times and URIs.
 
@@ -71,7 +72,8 @@ def build_card(
             "positive_class": spec.target.positive,
             "positive_rate": positive_rate,
             "contract": contract,
-            "split": {"method": spec.split.method, **outcome.split.sizes()},
+            "split": {"method": spec.split.method, **outcome.split.sizes(), "folds": len(outcome.split.folds),
+                      "settings": spec.split.model_dump(mode="json", exclude_defaults=True)},
         },
         "method": {
             "family": outcome.family,
@@ -84,6 +86,10 @@ def build_card(
         },
         "tuning": outcome.tuning_summary(spec.tuning.metric),
         "metrics": metrics,
+        "daily": {
+            "rows": daily or [],
+            "precision_at_k": spec.evaluation.precision_at_k.model_dump() if spec.evaluation.precision_at_k else None,
+        },
         "diagnostics": {
             "train_validation_gap": metrics["train"]["auc"] - metrics["validation"]["auc"],
             "train_test_gap": metrics["train"]["auc"] - metrics["test"]["auc"],

@@ -21,7 +21,10 @@ import numpy as np
 import pandas as pd
 
 from keel.contracts.validate import ContractReport, enforce_contract
+from keel.engine import Engine
+from keel.evaluation.daily import daily_metrics
 from keel.evaluation.metrics import binary_metrics, gains_table
+from keel.features.offline import add_features
 from keel.features.cleaning import CleaningSummary, clean, target_vector
 from keel.io.tables import LoadedTable, read_table
 from keel.evaluation.fairness import fairness_report
@@ -68,13 +71,13 @@ class RunResult:
     card_json: Path | None
 
 
-def prepare_data(spec: ProjectSpec, source: str | None = None) -> PreparedData:
-    """Read the spec's data (or ``source``), enforce the contract and apply the cleaning rules."""
+def prepare_data(spec: ProjectSpec, source: str | None = None, *, engine: Engine | None = None) -> PreparedData:
+    """Read the spec's data (or ``source``), enforce the contract, clean, and add window and calendar features."""
     url = source or spec.data.source
     table = read_table(url, spec.data.file_format() if source is None else _format_of(url, spec))
     typed, report = enforce_contract(table.frame, spec.contract)
     frame, cleaning = clean(typed, spec)
-    return PreparedData(frame, table, report, cleaning)
+    return PreparedData(add_features(frame, spec, engine=engine), table, report, cleaning)
 
 
 def _format_of(url: str, spec: ProjectSpec) -> str:
@@ -90,6 +93,18 @@ def _split_metrics(outcome: TrainingOutcome) -> tuple[dict[str, dict[str, float]
         "test": binary_metrics(outcome.y_test, p_test),
     }
     return metrics, p_test
+
+
+def _daily_metrics(spec: ProjectSpec, data: PreparedData, outcome: TrainingOutcome,
+                   p_test: np.ndarray) -> list[dict[str, Any]]:
+    """Test metrics per day (and precision@k entities) when the spec asks for them."""
+    evaluation = spec.evaluation
+    if not (evaluation.by_day or evaluation.precision_at_k) or not spec.data.time_column:
+        return []
+    rows = data.frame.iloc[outcome.split.test]
+    top = evaluation.precision_at_k
+    return daily_metrics(rows[spec.data.time_column], outcome.y_test, p_test,
+                         entity=rows[top.entity] if top else None, k=top.k if top else None)
 
 
 def _flat_params(outcome: TrainingOutcome, spec: ProjectSpec) -> dict[str, Any]:
@@ -109,6 +124,7 @@ def _write_card(
     spec: ProjectSpec, data: PreparedData, outcome: TrainingOutcome, metrics: dict[str, dict[str, float]],
     p_test: np.ndarray, curve: list[dict[str, Any]], fairness: list[dict[str, Any]], gates: list[dict[str, Any]],
     governance: Governance, *, run: dict[str, Any], environment: dict[str, str], folder: Path,
+    daily: list[dict[str, Any]],
 ) -> tuple[Path, Path]:
     """Explain the test rows once, build the card (with its lifecycle so far) and write it into ``folder``."""
     from keel.reports.model_card import draw_plots, write_model_card
@@ -121,7 +137,8 @@ def _write_card(
     row_ids = (test_rows[spec.data.id_column] if spec.data.id_column else pd.RangeIndex(len(test_rows))).tolist()
     card = build_card(
         spec=spec, outcome=outcome, metrics=metrics, gains=gains_table(outcome.y_test, p_test),
-        learning_curve=curve, fairness=fairness, gates=gates, cleaning=data.cleaning, data_sha256=data.table.sha256,
+        learning_curve=curve, daily=daily, fairness=fairness, gates=gates, cleaning=data.cleaning,
+        data_sha256=data.table.sha256,
         data_format=data.table.format, positive_rate=float(target_vector(data.frame, spec).mean()),
         run=run, environment=environment,
         explanations=explanations_section(model, ranking, dependences, rows=len(X_test)),
@@ -139,15 +156,23 @@ def run_project(
     with_card: bool = True,
     on_trial: TrialCallback | None = None,
     on_stage: StageCallback | None = None,
+    engine: Engine | None = None,
 ) -> RunResult:
-    """Train, evaluate, register and (with ``with_card``) document one model version."""
+    """Train, evaluate, register and (with ``with_card``) document one model version.
+
+    ``engine`` runs the feature stage on a Dask cluster; by default it runs in process.
+    """
     stage = on_stage or (lambda _: None)
-    stage("reading data and checking its contract")
-    data = prepare_data(spec)
+    stage("reading data, checking its contract and computing features")
+    data = prepare_data(spec, engine=engine)
     stage("training")
     outcome = train_model(data.frame, spec, on_trial=on_trial, metadata={"data_sha256": data.table.sha256})
     stage("evaluating")
     metrics, p_test = _split_metrics(outcome)
+    daily = _daily_metrics(spec, data, outcome, p_test)
+    if spec.evaluation.precision_at_k is not None:
+        top = spec.evaluation.precision_at_k
+        metrics["test"][top.metric()] = float(np.mean([day[f"precision_at_{top.k}"] for day in daily]))
     curve = learning_curve(outcome, spec) if with_card else []
     fairness = fairness_report(
         data.frame.iloc[outcome.split.test][spec.protected], outcome.y_test, p_test,
@@ -200,7 +225,7 @@ def run_project(
                     "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                     "tracking_uri": registry.tracking_uri, "code_version": code, "author": author,
                 },
-                environment=environment, folder=card_dir(project_dir, version.name, version.version),
+                environment=environment, folder=card_dir(project_dir, version.name, version.version), daily=daily,
             )
             registry.log_dir(run_id, card_html.parent, "model_card")
             registry.set_version_tag(version.name, version.version, "card", str(card_html.resolve()))

@@ -143,3 +143,14 @@ def fit_lightgbm(
     best = booster.best_iteration or booster.current_iteration()
     text = booster.model_to_string(num_iteration=best)
     return LightGBMScorer(lgb.Booster(model_str=text))
+
+
+def fit_lightgbm_rounds(
+    X: np.ndarray, y: np.ndarray, *, params: dict[str, Any], categorical: Sequence[int], rounds: int
+) -> LightGBMScorer:
+    """Train a fixed number of rounds (chosen beforehand, for example on validation folds)."""
+    import lightgbm as lgb
+
+    train = lgb.Dataset(X, y, categorical_feature=list(categorical) or "auto", free_raw_data=False)
+    booster = lgb.train(params, train, num_boost_round=rounds)
+    return LightGBMScorer(lgb.Booster(model_str=booster.model_to_string()))

@@ -1,4 +1,4 @@
-"""Train / validation / test splits: stratified random, or by time with an out-of-time test."""
+"""Train / validation / test splits: stratified random, by time, or the delayed-label protocol with folds."""
 
 from __future__ import annotations
 
@@ -18,27 +18,71 @@ class Split:
     train: np.ndarray
     validation: np.ndarray
     test: np.ndarray
+    folds: tuple[tuple[np.ndarray, np.ndarray], ...] = ()
 
     def sizes(self) -> dict[str, int]:
         """Rows in each part."""
         return {"train": len(self.train), "validation": len(self.validation), "test": len(self.test)}
 
 
-def split_rows(y: np.ndarray, spec: SplitSpec, *, seed: int, time: pd.Series | None = None) -> Split:
+def split_rows(
+    y: np.ndarray, spec: SplitSpec, *, seed: int, time: pd.Series | None = None, entity: pd.Series | None = None
+) -> Split:
     """Split row positions as the spec says; every part must hold both classes."""
-    if spec.method == "time":
+    if spec.method in ("time", "delayed"):
         if time is None:
-            raise TrainingError("a time split needs the time column")
-        result = _by_time(pd.to_datetime(time).reset_index(drop=True), spec)
+            raise TrainingError(f"a {spec.method} split needs the time column")
+        time = pd.to_datetime(time).reset_index(drop=True)
+    if spec.method == "time":
+        result = _by_time(time, spec)
+    elif spec.method == "delayed":
+        result = _delayed(time, y, None if entity is None else entity.reset_index(drop=True), spec)
     else:
         result = _stratified(y, spec, seed)
-    for part, rows in (("train", result.train), ("validation", result.validation), ("test", result.test)):
+    parts = [("train", result.train), ("validation", result.validation), ("test", result.test)]
+    parts += [(f"fold {k} {name}", rows) for k, fold in enumerate(result.folds, 1)
+              for name, rows in zip(("train", "validation"), fold)]
+    for part, rows in parts:
         if len(np.unique(y[rows])) < 2:
             raise TrainingError(
                 f"the {part} split ({len(rows)} rows) holds one class only; "
                 "use more data or change split sizes/dates"
             )
     return result
+
+
+def _delayed(time: pd.Series, y: np.ndarray, entity: pd.Series | None, spec: SplitSpec) -> Split:
+    """Train window, unused delay, evaluation window; folds are the same layout shifted back."""
+    day = time.dt.floor("D")
+    start = pd.Timestamp(spec.train_start)
+    if time.dt.tz is not None:
+        start = start.tz_localize(time.dt.tz)
+    positive = y == 1
+    days = pd.Timedelta(days=1)
+
+    def layout(first: pd.Timestamp) -> tuple[np.ndarray, np.ndarray]:
+        train = (day >= first) & (day < first + spec.train_days * days)
+        known = set(entity[train & positive]) if entity is not None else set()
+        evaluation = []
+        for d in range(spec.test_days):
+            when = first + (spec.train_days + spec.delay_days + d) * days
+            chosen = day == when
+            if entity is not None:
+                known |= set(entity[(day == when - (spec.delay_days + 1) * days) & positive])
+                chosen &= ~entity.isin(known)
+            evaluation.append(np.flatnonzero(chosen))
+        rows = np.flatnonzero(train), np.concatenate(evaluation)
+        if not len(rows[0]) or not len(rows[1]):
+            raise TrainingError(
+                f"the delayed split starting {first.date()} has an empty {'train' if not len(rows[0]) else 'test'} "
+                f"window; data run from {time.min()} to {time.max()}; move split.train_start or lower "
+                "split.validation_folds"
+            )
+        return rows
+
+    train, test = layout(start)
+    folds = tuple(layout(start - k * spec.test_days * days) for k in range(1, spec.validation_folds + 1))
+    return Split(train, folds[0][1], test, folds)
 
 
 def _stratified(y: np.ndarray, spec: SplitSpec, seed: int) -> Split:

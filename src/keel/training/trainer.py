@@ -43,19 +43,19 @@ class TrainingOutcome:
         }
 
 
-def _matrices(frame: pd.DataFrame, y: np.ndarray, split: Split, pre: Preprocessor) -> tuple[Matrices, np.ndarray]:
-    train = frame.iloc[split.train]
+def _matrices(frame: pd.DataFrame, y: np.ndarray, train_rows: np.ndarray, valid_rows: np.ndarray,
+              pre: Preprocessor) -> Matrices:
+    train = frame.iloc[train_rows]
     pre.fit(train)
     n_categories = {j: len(pre.categories_[pre.features[j]]) for j in pre.categorical_indices()}
-    data = Matrices(
+    return Matrices(
         X_train=pre.transform(train),
-        y_train=y[split.train],
-        X_valid=pre.transform(frame.iloc[split.validation]),
-        y_valid=y[split.validation],
+        y_train=y[train_rows],
+        X_valid=pre.transform(frame.iloc[valid_rows]),
+        y_valid=y[valid_rows],
         categorical=pre.categorical_indices(),
         n_categories=n_categories,
     )
-    return data, pre.transform(frame.iloc[split.test])
 
 
 def train_model(
@@ -67,12 +67,19 @@ def train_model(
         raise TrainingError("no feature columns remain after removing target, id, time, protected and excluded columns")
     y = target_vector(frame, spec).to_numpy()
     time = frame[spec.data.time_column] if spec.data.time_column else None
-    split = split_rows(y, spec.split, seed=spec.seed, time=time)
+    entity = frame[spec.split.known_entity] if spec.split.known_entity else None
+    split = split_rows(y, spec.split, seed=spec.seed, time=time, entity=entity)
     categorical = [c for c in features if c in spec.features.categorical]
-    pre = Preprocessor(features, categorical, dict(spec.features.derived))
-    data, X_test = _matrices(frame, y, split, pre)
+
+    def preprocessor() -> Preprocessor:
+        return Preprocessor(features, categorical, dict(spec.features.derived))
+
+    pre = preprocessor()
+    data = _matrices(frame, y, split.train, split.validation, pre)
+    X_test = pre.transform(frame.iloc[split.test])
+    folds = [_matrices(frame, y, train, valid, preprocessor()) for train, valid in split.folds]
     results = {
-        family: tune_family(family, data, spec, features=features, on_trial=on_trial)
+        family: tune_family(family, data, spec, features=features, on_trial=on_trial, folds=folds)
         for family in spec.models.families
     }
     maximize = spec.tuning.metric != "log_loss"
@@ -85,6 +92,7 @@ def train_model(
         threshold=spec.target.threshold,
         metadata={
             "project": spec.project, "seed": spec.seed, "params": chosen.best_params,
+            **({"refit_rounds": chosen.refit_rounds} if chosen.refit_rounds is not None else {}),
             "contract": {c: spec.input_contract(c).model_dump(exclude_none=True) for c in pre.inputs()},
             **(metadata or {}),
         },

@@ -7,14 +7,14 @@ fully reproducible: the same seed gives the same trials and the same best model.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from keel.models.artifact import Scorer
-from keel.models.gbdt import fit_lightgbm, lightgbm_params
+from keel.models.gbdt import fit_lightgbm, fit_lightgbm_rounds, lightgbm_params
 from keel.models.logistic import fit_logistic
 from keel.spec import FloatRange, IntRange, ProjectSpec
 
@@ -43,6 +43,7 @@ class FamilyResult:
     best_params: dict[str, Any]
     model: Scorer
     trials: list[dict[str, Any]] = field(default_factory=list)
+    refit_rounds: int | None = None
 
 
 def validation_score(metric: str, y: np.ndarray, p: np.ndarray) -> float:
@@ -74,9 +75,12 @@ def sample_params(trial: Any, family: str, spec: ProjectSpec) -> dict[str, Any]:
 
 def fit_family(
     family: str, params: dict[str, Any], data: Matrices, spec: ProjectSpec, *, features: list[str],
-    callbacks: tuple[Callable[..., None], ...] = (),
+    callbacks: tuple[Callable[..., None], ...] = (), rounds: int | None = None,
 ) -> Scorer:
-    """Fit one family with fixed parameters on the training rows (validation for early stopping)."""
+    """Fit one family with fixed parameters on the training rows.
+
+    Boosting stops early on the validation rows, or runs exactly ``rounds`` when given.
+    """
     if family == "logistic":
         return fit_logistic(data.X_train, data.y_train, params=params, n_categories=data.n_categories, seed=spec.seed)
     space = spec.models.lightgbm
@@ -85,6 +89,9 @@ def fit_family(
         {**params, "metric": _LIGHTGBM_METRIC[spec.tuning.metric]},
         seed=spec.seed, threads=spec.tuning.threads, monotone=monotone,
     )
+    if rounds is not None:
+        return fit_lightgbm_rounds(data.X_train, data.y_train, params=full, categorical=data.categorical,
+                                   rounds=rounds)
     return fit_lightgbm(
         data.X_train, data.y_train, data.X_valid, data.y_valid,
         params=full, categorical=data.categorical,
@@ -110,9 +117,15 @@ def _pruning_callback(trial: Any, metric: str) -> Callable[..., None]:
 
 
 def tune_family(
-    family: str, data: Matrices, spec: ProjectSpec, *, features: list[str], on_trial: TrialCallback | None = None
+    family: str, data: Matrices, spec: ProjectSpec, *, features: list[str], on_trial: TrialCallback | None = None,
+    folds: Sequence[Matrices] = (),
 ) -> FamilyResult:
-    """Search the family's space within the spec's budget; returns the best model found."""
+    """Search the family's space within the spec's budget; returns the best model found.
+
+    With ``folds``, a candidate's value is its mean over the folds (each fit on its own
+    training rows, stopped early on its validation rows), and the chosen parameters are
+    refit on ``data``'s training rows for the folds' mean number of rounds.
+    """
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -133,12 +146,19 @@ def tune_family(
     def objective(trial: optuna.Trial) -> float:
         params = sample_params(trial, family, spec)
         callbacks = (_pruning_callback(trial, tuning.metric),) if family == "lightgbm" and tuning.pruning else ()
-        model = fit_family(family, params, data, spec, features=features, callbacks=callbacks)
-        value = validation_score(tuning.metric, data.y_valid, model.probability(data.X_valid))
+        values, rounds, model = [], [], None
+        for k, fold in enumerate(folds or [data]):
+            model = fit_family(family, params, fold, spec, features=features, callbacks=callbacks if k == 0 else ())
+            values.append(validation_score(tuning.metric, fold.y_valid, model.probability(fold.X_valid)))
+            if family == "lightgbm":
+                rounds.append(int(model.booster.current_iteration()))
+        value = float(np.mean(values))
         if not best or (value > best["value"] if maximize else value < best["value"]):
-            best.update(value=value, params=params, model=model)
+            best.update(value=value, params=params, model=model, rounds=round(float(np.mean(rounds))) if rounds else None)
         if family == "lightgbm":
-            trial.set_user_attr("rounds", int(model.booster.current_iteration()))
+            trial.set_user_attr("rounds", rounds[0] if len(rounds) == 1 else rounds)
+        if len(values) > 1:
+            trial.set_user_attr("fold_values", [round(v, 6) for v in values])
         return value
 
     def report(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
@@ -148,6 +168,8 @@ def tune_family(
     study.optimize(objective, n_trials=tuning.trials, timeout=tuning.timeout_seconds, callbacks=[report])
     if not best:
         raise_no_trial(family, study)
+    if folds:
+        best["model"] = fit_family(family, best["params"], data, spec, features=features, rounds=best["rounds"])
     trials = [
         {
             "family": family,
@@ -159,7 +181,8 @@ def tune_family(
         }
         for t in study.trials
     ]
-    return FamilyResult(family, float(best["value"]), dict(best["params"]), best["model"], trials)
+    return FamilyResult(family, float(best["value"]), dict(best["params"]), best["model"], trials,
+                        refit_rounds=best["rounds"] if folds else None)
 
 
 def raise_no_trial(family: str, study: Any) -> None:
