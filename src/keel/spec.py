@@ -268,6 +268,8 @@ class LightGBMSpace(_Strict):
     lambda_l2: FloatRange = FloatRange(low=1e-3, high=30.0, log=True)
     max_rounds: int = Field(default=2000, ge=10)
     early_stopping_rounds: int = Field(default=50, ge=5)
+    # Histogram bins per feature. More bins find finer thresholds (amounts, ratios) at some cost in time.
+    max_bin: int = Field(default=255, ge=15, le=65535)
     monotone: dict[str, Literal[-1, 0, 1]] = Field(default_factory=dict)
 
 

@@ -86,7 +86,7 @@ def fit_family(
     space = spec.models.lightgbm
     monotone = [space.monotone.get(f, 0) for f in features]
     full = lightgbm_params(
-        {**params, "metric": _LIGHTGBM_METRIC[spec.tuning.metric]},
+        {**params, "metric": _LIGHTGBM_METRIC[spec.tuning.metric], "max_bin": space.max_bin},
         seed=spec.seed, threads=spec.tuning.threads, monotone=monotone,
     )
     if rounds is not None:
