@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-import numpy as np
+import heapq
 
+import numpy as np
+import pandas as pd
+
+from keel.features.online import OnlineFeatures
 from keel.features.windows import FeaturePlan
 
 # Sums of non-integer floats depend on the order of additions (DuckDB's segment trees, a
@@ -27,3 +31,25 @@ def assert_same_features(expected: dict[str, np.ndarray], got: dict[str, np.ndar
             np.testing.assert_allclose(b, a, rtol=FLOAT_SUM_RTOL, atol=FLOAT_SUM_RTOL, equal_nan=True, err_msg=name)
         else:
             np.testing.assert_array_equal(b, a, err_msg=name)
+
+
+def replay(frame: pd.DataFrame, online: OnlineFeatures, *, label_delay: pd.Timedelta, time_column: str = "tx_time",
+           label_column: str = "fraud") -> dict[str, np.ndarray]:
+    """Score rows in time order; each label arrives ``label_delay`` after its transaction, not before.
+
+    A label is delivered before the first transaction at or after its due time, the latest
+    moment a window may read it; so ``label_delay`` must not exceed the shortest delay of a
+    window over the label.
+    """
+    names = online.plan.names()
+    out = {name: np.empty(len(frame)) for name in names}
+    pending: list[tuple[pd.Timestamp, int, dict]] = []
+    for i, row in enumerate(frame.to_dict("records")):
+        while pending and pending[0][0] <= row[time_column]:
+            _, _, labelled = heapq.heappop(pending)
+            assert online.update(labelled) == len(online.plan.groups())
+        values = online.compute_and_record({**row, label_column: None})
+        heapq.heappush(pending, (row[time_column] + label_delay, i, row))
+        for name in names:
+            out[name][i] = values[name]
+    return out

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import heapq
-
 import numpy as np
 import pandas as pd
 import pytest
 from factories import make_transactions, transactions_spec
-from feature_checks import assert_same_features
+from feature_checks import assert_same_features, replay
 
 from keel.errors import DataError, SpecError
 from keel.features.offline import compute_features
@@ -18,27 +16,6 @@ from keel.features.windows import FeaturePlan
 from keel.spec import parse_spec
 
 FLOATS = {"amount"}
-
-
-def replay(frame: pd.DataFrame, online: OnlineFeatures, *, label_delay: pd.Timedelta) -> dict[str, np.ndarray]:
-    """Score rows in time order; each label arrives ``label_delay`` after its transaction, not before.
-
-    A label is delivered before the first transaction at or after its due time, which is
-    the latest moment a window with that delay may read it.
-    """
-    names = online.plan.names()
-    out = {name: np.empty(len(frame)) for name in names}
-    pending: list[tuple[pd.Timestamp, int, dict]] = []
-    for i, row in enumerate(frame.to_dict("records")):
-        while pending and pending[0][0] <= row["tx_time"]:
-            _, _, labelled = heapq.heappop(pending)
-            assert online.update(labelled) == len(online.plan.groups())
-        label = row["fraud"]
-        values = online.compute_and_record({**row, "fraud": None})
-        heapq.heappush(pending, (row["tx_time"] + label_delay, i, {**row, "fraud": label}))
-        for name in names:
-            out[name][i] = values[name]
-    return out
 
 
 def _spec():

@@ -232,3 +232,59 @@ def test_stratified_split_too_small_for_the_second_cut_is_a_training_error() -> 
     y[:2] = 1
     with pytest.raises(TrainingError, match=r"cannot split 10 rows by class .* use more data"):
         split_rows(y, SplitSpec(test_size=0.3), seed=0)
+
+
+def _delayed_days(days: int, per_day: int = 4) -> tuple[pd.Series, np.ndarray, pd.Series]:
+    """``per_day`` rows a day from 2024-01-01; card i's row on day d; row 0 of each day is positive."""
+    time = pd.Series(pd.Timestamp("2024-01-01 10:00") + pd.to_timedelta(np.repeat(np.arange(days), per_day), unit="D"))
+    y = np.tile(np.r_[1, np.zeros(per_day - 1, dtype=int)], days)
+    card = pd.Series(np.tile(np.arange(per_day), days) + 100 * np.repeat(np.arange(days), per_day))
+    return time, y, card
+
+
+def test_delayed_split_trains_waits_and_tests_in_whole_days() -> None:
+    time, y, card = _delayed_days(40)
+    spec = SplitSpec(method="delayed", train_start=dt.date(2024, 1, 22), train_days=3, delay_days=2, test_days=4,
+                     validation_folds=2)
+    split = split_rows(y, spec, seed=0, time=time, entity=card)
+    day = time.dt.day
+    assert sorted(set(day[split.train])) == [22, 23, 24]
+    assert sorted(set(day[split.test])) == [27, 28, 29, 30]  # 25 and 26 wait for labels
+    assert [sorted(set(day[v])) for _, v in split.folds] == [[23, 24, 25, 26], [19, 20, 21, 22]]
+    assert [sorted(set(day[t])) for t, _ in split.folds] == [[18, 19, 20], [14, 15, 16]]
+    assert np.array_equal(split.validation, split.folds[0][1])
+
+
+def test_delayed_split_leaves_out_cards_already_known_to_be_compromised() -> None:
+    """A card with a positive in training, or on the day delay + 1 before a test day, is left out of that day."""
+    time, y, card = _delayed_days(20)
+    card[:] = np.tile(np.arange(4), 20)  # the same four cards every day; card 0 is positive every day
+    y[:] = 0
+    y[(time.dt.day == 2) & (card == 1)] = 1  # in training
+    y[(time.dt.day == 5) & (card == 2)] = 1
+    y[(time.dt.day == 7) & (card == 3)] = 1
+    y[(time.dt.day == 12) & (card == 0)] = 1
+    spec = SplitSpec(method="delayed", train_start=dt.date(2024, 1, 1), train_days=3, delay_days=2, test_days=5,
+                     validation_folds=1, known_entity="card")
+    y_fold = y.copy()
+    y_fold[(time.dt.day.isin([1, 2])) & (card == 0)] = 1  # the fold (train from Dec 27) sees no row before Jan 1
+    with pytest.raises(TrainingError, match="the delayed split starting 2023-12-27 has an empty train window"):
+        split_rows(y_fold, spec, seed=0, time=time, entity=card)
+    spec = spec.model_copy(update={"train_start": dt.date(2024, 1, 6), "test_days": 5})
+    y[(time.dt.day == 7) & (card == 2)] = 1  # a positive in the new training window (days 6-8)
+    y[(time.dt.day == 11) & (card == 3)] = 1
+    y[(time.dt.day == 13) & (card == 1)] = 1
+    split = split_rows(y, spec, seed=0, time=time, entity=card)
+    test = pd.DataFrame({"day": time.dt.day[split.test], "card": card[split.test]})
+    by_day = test.groupby("day")["card"].apply(lambda c: sorted(set(c))).to_dict()
+    # Known from training (days 6-8): cards 2 and 3. Test days 11-15; day d adds the positives of day
+    # d - 3: card 3's of day 11 (already known), card 0's of day 12 from day 15 on; card 1's of day 13
+    # is not known before day 16, so card 1 stays in every test day.
+    assert by_day == {11: [0, 1], 12: [0, 1], 13: [0, 1], 14: [0, 1], 15: [1]}
+
+
+def test_delayed_split_names_missing_history() -> None:
+    time, y, card = _delayed_days(10)
+    spec = SplitSpec(method="delayed", train_start=dt.date(2024, 1, 8), train_days=3, delay_days=2, test_days=2)
+    with pytest.raises(TrainingError, match="has an empty test window"):
+        split_rows(y, spec, seed=0, time=time)

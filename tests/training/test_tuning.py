@@ -312,3 +312,38 @@ def test_learning_curve_for_a_log_loss_project_reports_auc() -> None:
     assert [p["metric"] for p in points] == ["auc", "auc"]
     assert points[0]["train_size"] < points[1]["train_size"]
     assert all(0.0 <= p["validation_metric"] <= 1.0 for p in points)
+
+
+def test_folds_score_each_candidate_on_every_fold_and_refit_on_training(tmp_path) -> None:
+    """With folds, a trial's value is its mean over them, and the model is refit for their mean rounds."""
+    from factories import loans_spec, make_loans
+
+    from keel.features.cleaning import target_vector
+    from keel.models.preprocess import Preprocessor
+    from keel.spec import parse_spec
+    from keel.training.tuning import Matrices, tune_family, validation_score
+
+    raw = loans_spec("data.csv")
+    raw["tuning"] = {"trials": 3, "metric": "auc", "pruning": False}
+    spec = parse_spec(raw)
+    frame = make_loans(3000, seed=1)
+    y = target_vector(frame, spec).to_numpy()
+    features = spec.model_features()
+
+    def matrices(train: slice, valid: slice) -> Matrices:
+        pre = Preprocessor(features, list(spec.features.categorical), dict(spec.features.derived))
+        pre.fit(frame.iloc[train])
+        return Matrices(pre.transform(frame.iloc[train]), y[train], pre.transform(frame.iloc[valid]), y[valid],
+                        pre.categorical_indices(), {j: len(pre.categories_[pre.features[j]])
+                                                    for j in pre.categorical_indices()})
+
+    data = matrices(slice(2000, 3000), slice(0, 10))
+    folds = [matrices(slice(0, 800), slice(800, 1000)), matrices(slice(1000, 1800), slice(1800, 2000))]
+    result = tune_family("lightgbm", data, spec, features=features, folds=folds)
+    best = max(result.trials, key=lambda t: t["value"])
+    assert len(best["params"]["fold_values"]) == 2
+    assert best["value"] == pytest.approx(np.mean(best["params"]["fold_values"]), abs=1e-6)
+    assert result.refit_rounds == round(np.mean(best["params"]["rounds"]))
+    assert result.model.booster.current_iteration() == result.refit_rounds
+    # The refit model learned from the training rows, not from a fold's.
+    assert validation_score("auc", data.y_train, result.model.probability(data.X_train)) > 0.7
