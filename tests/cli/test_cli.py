@@ -109,3 +109,11 @@ def test_models_list_names_an_unknown_model_with_a_suggestion(loans_project: Pat
     result = runner.invoke(app, ["models", "show", "laons", "--spec", str(loans_project)])
     assert result.exit_code == 6
     assert "Did you mean 'loans'?" in result.stderr
+
+
+def test_run_refuses_a_cluster_it_cannot_use_before_training(loans_project: Path) -> None:
+    result = CliRunner().invoke(app, ["run", str(loans_project), "-q", "--cluster", "my-laptop"])
+
+    assert result.exit_code == 11
+    assert "--cluster 'my-laptop' is neither 'local' nor a scheduler address" in result.output + result.stderr
+    assert not (loans_project.parent / ".keel" / "cards").exists()
