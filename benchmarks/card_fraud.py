@@ -105,7 +105,7 @@ def main() -> None:
         results[name] = {**scores(y_test, model.predict_proba(X_test)[:, 1], days, cards), "fit_seconds": fit_seconds}
         print(f"{name}: fitted in {fit_seconds:.1f} s", flush=True)
 
-    print(f"\n| model | AUC | AP | card precision@100 | fit s |\n|---|---|---|---|---|")
+    print("\n| model | AUC | AP | card precision@100 | fit s |\n|---|---|---|---|---|")
     for name, r in results.items():
         print(f"| {name} | {r['auc']:.4f} | {r['average_precision']:.4f} | {r['card_precision_at_100']:.4f} "
               f"| {r['fit_seconds']:.1f} |")
