@@ -121,6 +121,7 @@ def transactions_spec(source: str = "tx.parquet", *, windows: dict | None = None
         "amount_max": {"function": "max", "column": "amount"},
         "terminals": {"function": "distinct_count", "column": "terminal"},
         "channels": {"function": "distinct_count", "column": "channel"},
+        "cards": {"function": "distinct_count", "column": "card"},  # the entity itself: always 1
     }
     default = {
         "card": {"entity": "card", "windows": ["1h", "1d", "7d"], "aggregations": every},

@@ -75,6 +75,7 @@ SMALL_WINDOWS = {
         "lo": {"function": "min", "column": "amount"}, "hi": {"function": "max", "column": "amount"},
         "n_amount": {"function": "count", "column": "amount"},
         "terminals": {"function": "distinct_count", "column": "terminal"},
+        "cards": {"function": "distinct_count", "column": "card"},
     }},
     "card_before": {"entity": "card", "windows": ["5s"], "boundary": "before", "aggregations": {
         "nb": {"function": "count"}, "avg": {"function": "mean", "column": "amount"},

@@ -17,7 +17,7 @@ import pandas as pd
 
 from keel.errors import DataError
 from keel.features.stores import EventStore, MemoryStore, as_json_values
-from keel.features.windows import FeaturePlan, calendar_value, input_columns
+from keel.features.windows import FeaturePlan, calendar_value
 from keel.spec import ProjectSpec, WindowFeature
 
 _NAN = float("nan")
@@ -67,7 +67,7 @@ class _Entity:
     def __init__(self, entity: str, features: list[WindowFeature]) -> None:
         self.entity = entity
         self.features = features
-        self.columns = [c for c in input_columns(features) if c != entity]
+        self.columns = list(dict.fromkeys(f.column for f in features if f.column is not None))
         self.horizon_us = max(f.delay_us + f.window_us for f in features)
 
     def values(self, row: Mapping[str, Any]) -> list[Any]:
