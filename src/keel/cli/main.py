@@ -437,14 +437,20 @@ def score(
     keep: Annotated[Optional[list[str]], typer.Option(help="Input column to copy to the output (repeat).")] = None,
     reasons: Annotated[bool, typer.Option(help="Add the top-k reasons (JSON) per row.")] = True,
     chunk_rows: Annotated[int, typer.Option(min=1, help="Rows scored at a time (bounds memory).")] = 50_000,
+    cluster: Annotated[Optional[str], typer.Option(
+        help="Score on Dask ('local' or tcp://host:8786): Parquet in, a folder of Parquet parts out; the spec's "
+             "window and calendar features are computed on the cluster first.")] = None,
 ) -> None:
     """Score a file in chunks with the same engine as the API; the output appears only when complete."""
     import resource
 
     from rich.progress import Progress
 
+    from keel.engine import open_engine
+    from keel.engine.cluster import check_cluster
     from keel.registry.store import Registry
     from keel.serving.batch import score_file
+    from keel.serving.distributed import score_on_cluster
     from keel.serving.loader import load_alias
 
     _quiet_libraries()
@@ -452,6 +458,14 @@ def score(
         folder, uri, name = _store(spec, project_dir, tracking_uri)
         if not (model or name):
             raise typer.BadParameter("give --model or --spec", param_hint="--model")
+        if check_cluster(cluster):
+            engine = load_alias(Registry.for_project(folder, uri), model or name or "", alias)
+            with open_engine(cluster) as dask:
+                rows = score_on_cluster(engine, dask, input_url, output_url, spec=_load(spec) if spec else None,
+                                        keep=keep, reasons=reasons)
+            out.print(f"scored {rows} rows with {engine.name} version {engine.version} on {dask.address} "
+                      f"into {output_url}")
+            return
         engine = load_alias(Registry.for_project(folder, uri), model or name or "", alias)
         with Progress(console=err, transient=True) as progress:
             task = progress.add_task(f"scoring with {engine.name} v{engine.version}", total=None)

@@ -54,7 +54,7 @@ def open_engine(cluster: str | None = None, *, workers: int = 2, memory_limit: s
 
     if cluster == "local":
         local = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                             dashboard_address=None, memory_limit=memory_limit)
+                             dashboard_address=":0", memory_limit=memory_limit)  # any free port, never a clash
         try:
             with Client(local) as client:
                 yield Engine(client, local.scheduler_address)

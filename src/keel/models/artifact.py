@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
@@ -100,27 +101,34 @@ class KeelModel:
     def load(cls, directory: Path, *, expected_sha256: str | None = None) -> KeelModel:
         """Read an artifact, checking every file's hash; refuses pickles and tampered files."""
         manifest_raw = _read(directory / MANIFEST)
+        return cls.from_files(manifest_raw, lambda name: _read(directory / name), where=str(directory),
+                              expected_sha256=expected_sha256)
+
+    @classmethod
+    def from_files(cls, manifest_raw: bytes, read: Callable[[str], bytes], *, where: str = "model",
+                   expected_sha256: str | None = None) -> KeelModel:
+        """Rebuild from the manifest's bytes and a reader of the other files (:meth:`files`), hash-checked."""
         if expected_sha256 is not None and sha256_bytes(manifest_raw) != expected_sha256:
             raise IntegrityError(
-                f"{directory / MANIFEST}: sha256 {sha256_bytes(manifest_raw)} does not match the "
+                f"{where}/{MANIFEST}: sha256 {sha256_bytes(manifest_raw)} does not match the "
                 f"registered {expected_sha256}; the model was changed after registration"
             )
         try:
             manifest = json.loads(manifest_raw)
         except ValueError as err:
-            raise IntegrityError(f"{directory / MANIFEST} is not JSON: {err}") from err
+            raise IntegrityError(f"{where}/{MANIFEST} is not JSON: {err}") from err
         if manifest.get("format") != FORMAT or manifest.get("family") not in _SCORERS:
             raise IntegrityError(
-                f"{directory / MANIFEST}: format {manifest.get('format')!r} family {manifest.get('family')!r} "
+                f"{where}/{MANIFEST}: format {manifest.get('format')!r} family {manifest.get('family')!r} "
                 f"is not a Keel model; expected format {FORMAT!r} and a family in {sorted(_SCORERS)}"
             )
         scorer_cls = _SCORERS[manifest["family"]]
         body_name = scorer_cls.file_name
-        body = _read(directory / body_name)
+        body = read(body_name)
         recorded = manifest["files"].get(body_name)
         if sha256_bytes(body) != recorded:
             raise IntegrityError(
-                f"{directory / body_name}: sha256 {sha256_bytes(body)} does not match {recorded} "
+                f"{where}/{body_name}: sha256 {sha256_bytes(body)} does not match {recorded} "
                 "recorded in model.json; refusing to load a changed model"
             )
         return cls(
