@@ -458,15 +458,14 @@ def score(
         folder, uri, name = _store(spec, project_dir, tracking_uri)
         if not (model or name):
             raise typer.BadParameter("give --model or --spec", param_hint="--model")
+        engine = load_alias(Registry.for_project(folder, uri), model or name or "", alias)
         if check_cluster(cluster):
-            engine = load_alias(Registry.for_project(folder, uri), model or name or "", alias)
             with open_engine(cluster) as dask:
                 rows = score_on_cluster(engine, dask, input_url, output_url, spec=_load(spec) if spec else None,
                                         keep=keep, reasons=reasons)
             out.print(f"scored {rows} rows with {engine.name} version {engine.version} on {dask.address} "
                       f"into {output_url}")
             return
-        engine = load_alias(Registry.for_project(folder, uri), model or name or "", alias)
         with Progress(console=err, transient=True) as progress:
             task = progress.add_task(f"scoring with {engine.name} v{engine.version}", total=None)
             rows = score_file(engine, input_url, output_url, keep=keep, reasons=reasons, chunk_rows=chunk_rows,

@@ -69,6 +69,7 @@ class _Entity:
         self.features = features
         self.columns = list(dict.fromkeys(f.column for f in features if f.column is not None))
         self.horizon_us = max(f.delay_us + f.window_us for f in features)
+        self.index = {f.name: self.columns.index(f.column) for f in features if f.column is not None}
 
     def values(self, row: Mapping[str, Any]) -> list[Any]:
         return as_json_values([row.get(c) for c in self.columns])
@@ -88,7 +89,7 @@ class _Entity:
             if f.column is None:
                 out[f.name] = float(len(chosen))
                 continue
-            index = self.columns.index(f.column)
+            index = self.index[f.name]
             values = _present([v[index] for v in chosen])
             out[f.name] = float(len(values)) if f.function == "count" else _AGGREGATES[f.function](values)
         return out
@@ -106,10 +107,11 @@ class OnlineFeatures:
         self.id_column = spec.data.id_column
         self.time_column = spec.data.time_column
         self._entities = [_Entity(entity, features) for entity, features in plan.groups().items()]
+        self._names = plan.names()
 
     def compute(self, row: Mapping[str, Any]) -> dict[str, float]:
         """Every computed feature of ``row``, from the events kept before it (nothing is stored)."""
-        if not self.plan.names():
+        if not self._names:
             return {}
         now = time_us(row.get(self.time_column))
         out: dict[str, float] = {}
@@ -119,7 +121,7 @@ class OnlineFeatures:
             out.update(entity.compute(events, now, entity.values(row)))
         for name, part in self.plan.calendar.items():
             out[name] = calendar_value(row[self.time_column], part)
-        return {name: out[name] for name in self.plan.names()}
+        return {name: out[name] for name in self._names}
 
     def record(self, row: Mapping[str, Any]) -> None:
         """Keep ``row`` as an event of each of its entities (after it was scored)."""

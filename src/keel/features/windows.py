@@ -121,28 +121,28 @@ def scatter(result: pa.Table, names: Sequence[str], rows: int) -> dict[str, np.n
     return out
 
 
+# Each rule reads ``dayofweek`` and ``hour``, which a pandas Timestamp and a Series' ``.dt`` both have.
+_CALENDAR: dict[str, Any] = {
+    "weekend": lambda t: t.dayofweek >= 5,
+    "night": lambda t: t.hour <= 6,
+    "hour": lambda t: t.hour,
+    "day_of_week": lambda t: t.dayofweek,
+}
+
+
 def calendar_features(times: pd.Series, parts: dict[str, str]) -> dict[str, np.ndarray]:
     """Calendar parts of each time as it is written (tz-aware times in their own zone).
 
     ``weekend``: Saturday or Sunday; ``night``: hour 0 to 6 (before 07:00, as the fraud
     handbook counts it); ``hour`` 0-23; ``day_of_week`` 0 (Monday) to 6.
     """
-    times = pd.to_datetime(times)
-    values = {
-        "weekend": lambda: (times.dt.dayofweek >= 5),
-        "night": lambda: (times.dt.hour <= 6),
-        "hour": lambda: times.dt.hour,
-        "day_of_week": lambda: times.dt.dayofweek,
-    }
-    return {name: values[part]().to_numpy(dtype=np.float64) for name, part in parts.items()}
+    stamps = pd.to_datetime(times).dt
+    return {name: _CALENDAR[part](stamps).to_numpy(dtype=np.float64) for name, part in parts.items()}
 
 
 def calendar_value(time: Any, part: str) -> float:
     """One calendar part of one time: the same rule as :func:`calendar_features`."""
-    stamp = pd.Timestamp(time)
-    return float({
-        "weekend": stamp.dayofweek >= 5, "night": stamp.hour <= 6, "hour": stamp.hour, "day_of_week": stamp.dayofweek,
-    }[part])
+    return float(_CALENDAR[part](pd.Timestamp(time)))
 
 
 @dataclass(frozen=True)
