@@ -66,7 +66,7 @@ def test_online_features_equal_offline_on_ten_days_of_real_transactions() -> Non
     frame = pd.read_parquet(DATA)
     frame = frame[frame["TX_DATETIME"] < "2018-04-11"].reset_index(drop=True)
     plan = FeaturePlan.of(spec)
-    online = replay(frame, OnlineFeatures(spec), label_delay=pd.Timedelta("7d"), time_column="TX_DATETIME",
+    online = replay(frame, OnlineFeatures.of(spec), label_delay=pd.Timedelta("7d"), time_column="TX_DATETIME",
                     label_column="TX_FRAUD")
     offline = compute_features(frame, plan)
     assert_same_features(offline, online, plan, {"TX_AMOUNT"})

@@ -27,7 +27,7 @@ def test_replay_equals_offline_in_memory() -> None:
     spec = _spec()
     plan = FeaturePlan.of(spec)
     store = MemoryStore()
-    online = replay(frame, OnlineFeatures(spec, store), label_delay=pd.Timedelta("1d"))
+    online = replay(frame, OnlineFeatures.of(spec, store), label_delay=pd.Timedelta("1d"))
     assert_same_features(compute_features(frame, plan), online, plan, FLOATS)
     # Events older than every window were forgotten: the store holds about 7 days of 20.
     assert store.size() < 2 * 6000 * 0.45
@@ -40,7 +40,7 @@ def test_replay_equals_offline_with_a_real_redis(redis_url: str) -> None:
     store = open_store(redis_url, prefix="replay")
     assert isinstance(store, RedisStore)
     try:
-        online = replay(frame, OnlineFeatures(spec, store), label_delay=pd.Timedelta("1d"))
+        online = replay(frame, OnlineFeatures.of(spec, store), label_delay=pd.Timedelta("1d"))
     finally:
         store.close()
     assert_same_features(compute_features(frame, plan), online, plan, FLOATS)
@@ -49,7 +49,7 @@ def test_replay_equals_offline_with_a_real_redis(redis_url: str) -> None:
 def test_a_label_that_arrives_late_changes_nothing_before_its_cutoff() -> None:
     """The terminal risk (2-day delay) reads a label only once the window has reached its event."""
     spec = _spec()
-    online = OnlineFeatures(spec)
+    online = OnlineFeatures.of(spec)
     t0 = pd.Timestamp("2024-03-01 12:00")
     base = {"card": 1, "terminal": 7, "amount": 10.0, "channel": "pos"}
     online.record({**base, "tx_id": 1, "tx_time": t0, "fraud": None})
@@ -73,7 +73,7 @@ def test_stores_forget_only_what_no_window_reaches(redis_url: str) -> None:
 
 
 def test_online_rows_are_checked() -> None:
-    online = OnlineFeatures(_spec())
+    online = OnlineFeatures.of(_spec())
     row = {"tx_id": 1, "tx_time": "2024-03-01 10:00", "card": 1, "terminal": 2, "amount": 5.0, "channel": "pos"}
     with pytest.raises(DataError, match="no value for the entity column 'card'"):
         online.compute({**row, "card": None})
@@ -83,6 +83,6 @@ def test_online_rows_are_checked() -> None:
     raw = transactions_spec()
     del raw["data"]["id_column"]
     with pytest.raises(DataError, match="need data.id_column"):
-        OnlineFeatures(parse_spec(raw))
+        OnlineFeatures.of(parse_spec(raw))
     with pytest.raises(SpecError, match="memory:// or redis://"):
         open_store("postgres://x")

@@ -10,6 +10,7 @@ equal to the offline one.
 from __future__ import annotations
 
 import math
+from dataclasses import asdict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -95,19 +96,58 @@ class _Entity:
         return out
 
 
-class OnlineFeatures:
-    """The spec's window and calendar features for one row at a time, from an event store."""
+def serving_features(spec: ProjectSpec) -> dict[str, Any] | None:
+    """What a served model needs to compute its features online (kept in its metadata); None without any.
 
-    def __init__(self, spec: ProjectSpec, store: EventStore | None = None) -> None:
-        plan = FeaturePlan.of(spec)
-        if plan.windows and not spec.data.id_column:
+    ``inputs`` are the raw columns a request brings besides the model's own (the id, the time,
+    the entities and the aggregated columns, with their contract rules); ``labels`` are the
+    aggregated columns known only later (the target), which arrive by :meth:`OnlineFeatures.update`.
+    """
+    plan = FeaturePlan.of(spec)
+    if not plan.names():
+        return None
+    aggregated = [f.column for f in plan.windows if f.column is not None]
+    labels = [c for c in dict.fromkeys(aggregated) if c == spec.target.column]
+    raw = [spec.data.id_column if plan.windows else None, spec.data.time_column,
+           *(f.entity for f in plan.windows), *aggregated]
+    rules = {c: spec.contract.columns[c].model_dump(exclude_none=True)
+             for c in dict.fromkeys(raw) if c is not None}
+    return {
+        "windows": [asdict(f) for f in plan.windows],
+        "calendar": dict(plan.calendar),
+        "id_column": spec.data.id_column,
+        "time_column": spec.data.time_column,
+        "inputs": {c: rule for c, rule in rules.items() if c not in labels},
+        "labels": {c: rules[c] for c in labels},
+    }
+
+
+class OnlineFeatures:
+    """A plan's window and calendar features for one row at a time, from an event store."""
+
+    def __init__(self, plan: FeaturePlan, *, id_column: str | None, time_column: str | None,
+                 store: EventStore | None = None) -> None:
+        if plan.windows and not id_column:
             raise DataError("online window features need data.id_column, to find an event when its label arrives")
         self.plan = plan
         self.store = store if store is not None else MemoryStore()
-        self.id_column = spec.data.id_column
-        self.time_column = spec.data.time_column
+        self.id_column = id_column
+        self.time_column = time_column
         self._entities = [_Entity(entity, features) for entity, features in plan.groups().items()]
         self._names = plan.names()
+
+    @classmethod
+    def of(cls, spec: ProjectSpec, store: EventStore | None = None) -> OnlineFeatures:
+        """The spec's features."""
+        return cls(FeaturePlan.of(spec), id_column=spec.data.id_column, time_column=spec.data.time_column,
+                   store=store)
+
+    @classmethod
+    def of_model(cls, described: Mapping[str, Any], store: EventStore | None = None) -> OnlineFeatures:
+        """The features a model was trained with, from its metadata (:func:`serving_features`)."""
+        plan = FeaturePlan(tuple(WindowFeature(**f) for f in described["windows"]), dict(described["calendar"]),
+                           described["time_column"])
+        return cls(plan, id_column=described["id_column"], time_column=described["time_column"], store=store)
 
     def compute(self, row: Mapping[str, Any]) -> dict[str, float]:
         """Every computed feature of ``row``, from the events kept before it (nothing is stored)."""

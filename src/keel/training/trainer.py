@@ -13,6 +13,7 @@ import pandas as pd
 
 from keel.errors import TrainingError
 from keel.features.cleaning import target_vector
+from keel.features.online import serving_features
 from keel.models.artifact import KeelModel
 from keel.models.preprocess import Preprocessor
 from keel.spec import ProjectSpec
@@ -94,6 +95,7 @@ def train_model(
             "project": spec.project, "seed": spec.seed, "params": chosen.best_params,
             **({"refit_rounds": chosen.refit_rounds} if chosen.refit_rounds is not None else {}),
             "contract": {c: spec.input_contract(c).model_dump(exclude_none=True) for c in pre.inputs()},
+            **({"features": described} if (described := serving_features(spec)) else {}),
             **(metadata or {}),
         },
         reason_texts=spec.reason_texts(),
