@@ -44,12 +44,13 @@ def replay(frame: pd.DataFrame, online: OnlineFeatures, *, label_delay: pd.Timed
     names = online.plan.names()
     out = {name: np.empty(len(frame)) for name in names}
     pending: list[tuple[pd.Timestamp, int, dict]] = []
+    label_keys = [online.id_column, *online.plan.groups(), label_column]
     for i, row in enumerate(frame.to_dict("records")):
         while pending and pending[0][0] <= row[time_column]:
-            _, _, labelled = heapq.heappop(pending)
-            assert online.update(labelled) == len(online.plan.groups())
+            _, _, label = heapq.heappop(pending)
+            assert online.update(label) == online.label_groups([label_column])
         values = online.compute_and_record({**row, label_column: None})
-        heapq.heappush(pending, (row[time_column] + label_delay, i, row))
+        heapq.heappush(pending, (row[time_column] + label_delay, i, {k: row[k] for k in label_keys}))
         for name in names:
             out[name][i] = values[name]
     return out

@@ -44,12 +44,12 @@ class Server:
         return self.log_file.read_text()
 
 
-def start(project_dir: Path, *options: str, api_key: str = "k") -> Server:
-    """Start `keel serve` on the loans model of ``project_dir`` and wait until /readyz answers 200."""
+def start(project_dir: Path, *options: str, api_key: str = "k", model: str = "loans") -> Server:
+    """Start `keel serve` on ``model`` (loans) of ``project_dir`` and wait until /readyz answers 200."""
     port = free_port()
     log_file = project_dir / f"serve-{port}.log"
     process = subprocess.Popen(
-        [sys.executable, "-m", "keel", "serve", "--project-dir", str(project_dir), "--model", "loans",
+        [sys.executable, "-m", "keel", "serve", "--project-dir", str(project_dir), "--model", model,
          "--port", str(port), *options],
         env={**os.environ, "KEEL_API_KEY": api_key}, stdout=log_file.open("w"), stderr=subprocess.STDOUT, text=True,
         start_new_session=True)  # its own process group: the test can kill the supervisor and workers at once
@@ -77,8 +77,8 @@ def stop(server: Server, sig: int = signal.SIGKILL) -> int:
 
 
 @contextmanager
-def serving(project_dir: Path, *options: str) -> Iterator[Server]:
-    server = start(project_dir, *options)
+def serving(project_dir: Path, *options: str, model: str = "loans", api_key: str = "k") -> Iterator[Server]:
+    server = start(project_dir, *options, model=model, api_key=api_key)
     try:
         yield server
     finally:

@@ -72,3 +72,9 @@ class EngineError(KeelError, RuntimeError):
     """The cluster named by --cluster could not be reached or started."""
 
     exit_code = 11
+
+
+class FeatureStoreError(KeelError, ConnectionError):
+    """The online feature store cannot be reached, or an event kept changing during one update."""
+
+    exit_code = 12

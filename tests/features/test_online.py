@@ -8,7 +8,7 @@ import pytest
 from factories import make_transactions, transactions_spec
 from feature_checks import assert_same_features, replay
 
-from keel.errors import DataError, SpecError
+from keel.errors import DataError, FeatureStoreError, SpecError
 from keel.features.offline import compute_features
 from keel.features.online import OnlineFeatures, time_us
 from keel.features.stores import MemoryStore, RedisStore, open_store
@@ -67,9 +67,23 @@ def test_stores_forget_only_what_no_window_reaches(redis_url: str) -> None:
             store.add("card", 5, (t * 100, str(t), [t]), forget_until_us=t * 100 - 350)
         assert [e[0] for e in store.events("card", 5, -1, 10_000)] == [600, 700, 800, 900]
         assert [e[0] for e in store.events("card", 5, 600, 800)] == [700, 800]
-        assert store.update("card", 5, "7", [70]) and not store.update("card", 5, "1", [10])
+        assert store.update("card", 5, "7", {0: 70}) and not store.update("card", 5, "1", {0: 10})
         assert store.events("card", 5, 650, 700) == [(700, "7", [70])]
         assert store.events("card", 6, -1, 10_000) == []
+
+
+def test_stores_keep_an_event_once_and_update_only_the_values_given(redis_url: str) -> None:
+    for store in (MemoryStore(), RedisStore(redis_url, prefix="once")):
+        store.add("card", 1, (100, "a", [5.5, None]), forget_until_us=0)
+        store.add("card", 1, (100, "a", [5.5, None]), forget_until_us=0)  # a retried request
+        assert store.update("card", 1, "a", {1: 1})
+        assert store.events("card", 1, 0, 200) == [(100, "a", [5.5, 1])]
+
+
+def test_an_unreachable_redis_is_a_feature_store_error() -> None:
+    store = RedisStore("redis://127.0.0.1:9/0", timeout=0.5)  # port 9 (discard) has no server here
+    with pytest.raises(FeatureStoreError, match="unreachable"):
+        store.events("card", 1, 0, 10)
 
 
 def test_online_rows_are_checked() -> None:

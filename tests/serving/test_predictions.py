@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 
 from keel.serving.app import create_app
 from keel.serving.engine import ScoringEngine
-from keel.serving.predictions import Overloaded, PredictionLog
+from keel.serving.predictions import PredictionLog
 
 DECISION = {"probability": 0.25, "decision": "favourable", "reasons": [], "model": "m", "version": 1}
 

@@ -490,13 +490,20 @@ def serve(
     drain_seconds: Annotated[float, typer.Option(min=0, help="After SIGTERM, /readyz is 503 this long before stopping.")] = 5.0,
     request_timeout: Annotated[float, typer.Option(min=0.001, help="Seconds before a request is answered 503.")] = 10.0,
     max_in_flight: Annotated[int, typer.Option(min=1, help="Scoring requests per worker beyond which it sheds (503).")] = 256,
+    feature_store: Annotated[Optional[str], typer.Option(
+        help="Where online window features keep events: redis://host:port/db (needed with several workers); "
+             "default: in the worker's memory.")] = None,
 ) -> None:
     """Serve the champion over HTTP: /v1/score, /v1/score/batch, /livez, /readyz, /metrics, /admin/*.
 
-    Admin routes (reload, shadow on/off) need the API key from the KEEL_API_KEY environment variable.
+    A model with window features takes raw transactions and computes its features online;
+    POST /v1/labels stores labels as they arrive. Admin routes (reload, shadow on/off) and
+    labels need the API key from the KEEL_API_KEY environment variable.
     """
     import uvicorn
 
+    from keel.features.stores import open_store
+    from keel.registry.store import Registry
     from keel.serving.server import ServeSettings
 
     _quiet_libraries()
@@ -506,7 +513,11 @@ def serve(
             raise typer.BadParameter("give --model or --spec", param_hint="--model")
         ServeSettings(str(folder.resolve()), uri, model or name or "", alias, max_batch, allowed_host or [],
                       watch_seconds=watch_seconds, shadow_alias=shadow_alias or None, drain_seconds=drain_seconds,
-                      request_timeout=request_timeout, max_in_flight=max_in_flight).export()
+                      request_timeout=request_timeout, max_in_flight=max_in_flight,
+                      feature_store=feature_store).export()
+        open_store(feature_store)  # a bad URL stops here, before any worker starts
+        if workers > 1 and feature_store in (None, "", "memory://"):
+            _refuse_private_events(Registry.for_project(folder, uri), model or name or "", alias)
     if workers > 1:  # one /metrics for all workers: each writes its numbers to a shared folder, wiped per start
         import shutil
 
@@ -518,6 +529,16 @@ def serve(
         os.environ[MULTIPROCESS_DIR] = str(shared)
     uvicorn.run("keel.serving.server:app_from_environment", factory=True, host=host, port=port, workers=workers,
                 log_level="warning", access_log=False, timeout_graceful_shutdown=30)
+
+
+def _refuse_private_events(registry: Any, name: str, alias: str) -> None:
+    """Several workers each keeping their own events would each see part of a card's history."""
+    from keel.errors import SpecError
+
+    info = registry.alias(name, alias)
+    if info is not None and registry.load_model(name, info.version)[0].metadata.get("features"):
+        raise SpecError(f"{name}@{alias} computes window features online; with several workers they must share "
+                        "their events: give --feature-store redis://host:port/db, or serve with --workers 1")
 
 
 @app.command()

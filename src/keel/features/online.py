@@ -135,6 +135,7 @@ class OnlineFeatures:
         self.time_column = time_column
         self._entities = [_Entity(entity, features) for entity, features in plan.groups().items()]
         self._names = plan.names()
+        self._keys = {entity.entity for entity in self._entities}
 
     @classmethod
     def of(cls, spec: ProjectSpec, store: EventStore | None = None) -> OnlineFeatures:
@@ -174,12 +175,24 @@ class OnlineFeatures:
                            forget_until_us=now - entity.horizon_us)
 
     def update(self, row: Mapping[str, Any]) -> int:
-        """Store late values of a recorded row (a label that arrived); returns how many entities held it."""
+        """Store late values of a recorded row (a label that arrived); returns how many entities held it.
+
+        ``row`` holds the id, the entity columns and the values that arrived; only those
+        values change (the id and entities identify the event), in the entities whose features read them.
+        """
         event_id = str(row[self.id_column])
-        return sum(
-            self.store.update(entity.entity, self._key(row, entity.entity), event_id, entity.values(row))
-            for entity in self._entities
-        )
+        arrived = [c for c in row if c != self.id_column and c not in self._keys]
+        found = 0
+        for entity in self._entities:
+            positions = [i for i, c in enumerate(entity.columns) if c in arrived]
+            changes = dict(zip(positions, as_json_values([row[entity.columns[i]] for i in positions])))
+            if changes:
+                found += self.store.update(entity.entity, self._key(row, entity.entity), event_id, changes)
+        return found
+
+    def label_groups(self, columns: Sequence[str]) -> int:
+        """How many entities read any of ``columns`` (what :meth:`update` returns for a kept event)."""
+        return sum(any(c in entity.columns for c in columns) for entity in self._entities)
 
     def compute_and_record(self, row: Mapping[str, Any]) -> dict[str, float]:
         """:meth:`compute` then :meth:`record`: what a scoring service does per transaction."""

@@ -8,10 +8,14 @@ nothing of windows; :mod:`keel.features.online` asks them for the events in a ti
 from __future__ import annotations
 
 import bisect
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, Protocol
 
 import orjson
+
+from keel.errors import FeatureStoreError, SpecError
 
 Event = tuple[int, str, list[Any]]
 
@@ -23,40 +27,45 @@ class EventStore(Protocol):
         """Events of one entity value with ``start_us < time <= end_us``, oldest first."""
 
     def add(self, entity: str, key: Any, event: Event, *, forget_until_us: int) -> None:
-        """Keep ``event``, and forget this entity's events at or before ``forget_until_us``."""
+        """Keep ``event`` (replacing a kept one with its id), and forget events at or before ``forget_until_us``."""
 
-    def update(self, entity: str, key: Any, event_id: str, values: list[Any]) -> bool:
-        """Replace a kept event's values (a label that arrived); False when it is not kept."""
+    def update(self, entity: str, key: Any, event_id: str, changes: dict[int, Any]) -> bool:
+        """Set some values of a kept event (a label that arrived), by position; False when it is not kept."""
 
 
 class MemoryStore:
-    """Events in this process's memory: for one process, tests and replays."""
+    """Events in this process's memory: for one process, tests and replays; safe across its threads."""
 
     def __init__(self) -> None:
         self._events: dict[tuple[str, Any], list[Event]] = {}
+        self._lock = threading.Lock()
 
     def events(self, entity: str, key: Any, start_us: int, end_us: int) -> list[Event]:
         """Events of one entity value with ``start_us < time <= end_us``, oldest first."""
-        kept = self._events.get((entity, key), [])
-        lo = bisect.bisect_right(kept, start_us, key=lambda e: e[0])
-        hi = bisect.bisect_right(kept, end_us, key=lambda e: e[0])
-        return kept[lo:hi]
+        with self._lock:
+            kept = self._events.get((entity, key), [])
+            lo = bisect.bisect_right(kept, start_us, key=lambda e: e[0])
+            hi = bisect.bisect_right(kept, end_us, key=lambda e: e[0])
+            return kept[lo:hi]
 
     def add(self, entity: str, key: Any, event: Event, *, forget_until_us: int) -> None:
-        """Keep ``event`` in time order and forget events no window reaches any more."""
-        kept = self._events.setdefault((entity, key), [])
-        bisect.insort_right(kept, event, key=lambda e: e[0])
-        expired = bisect.bisect_right(kept, forget_until_us, key=lambda e: e[0])
-        if expired:
-            del kept[:expired]
+        """Keep ``event`` in time order (once per id) and forget events no window reaches any more."""
+        with self._lock:
+            kept = self._events.setdefault((entity, key), [])
+            kept[:] = [e for e in kept if e[1] != event[1]]  # a retried request records its event once
+            bisect.insort_right(kept, event, key=lambda e: e[0])
+            expired = bisect.bisect_right(kept, forget_until_us, key=lambda e: e[0])
+            if expired:
+                del kept[:expired]
 
-    def update(self, entity: str, key: Any, event_id: str, values: list[Any]) -> bool:
-        """Replace a kept event's values; False when it is not kept."""
-        kept = self._events.get((entity, key), [])
-        for i, (time, kept_id, _) in enumerate(kept):
-            if kept_id == event_id:
-                kept[i] = (time, kept_id, values)
-                return True
+    def update(self, entity: str, key: Any, event_id: str, changes: dict[int, Any]) -> bool:
+        """Set some values of a kept event, by position; False when it is not kept."""
+        with self._lock:
+            for time, kept_id, values in self._events.get((entity, key), []):
+                if kept_id == event_id:
+                    for position, value in changes.items():
+                        values[position] = value
+                    return True
         return False
 
     def size(self) -> int:
@@ -81,38 +90,53 @@ if #old > 0 then
 end
 return #old
 """
-_UPDATE = """
-if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then
-  redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+_REPLACE = """
+if redis.call('HGET', KEYS[2], ARGV[1]) == ARGV[2] then
+  redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
   return 1
 end
 return 0
 """
+_RETRIES = 10
+
 
 
 class RedisStore:
     """Events in Redis: per entity value a sorted set of event ids by time and a hash of their values.
 
-    Each call is one atomic server-side script, so several scoring processes can share a
-    store. Times are scores; whole microseconds stay exact in Redis's doubles until 2255.
+    Reads and adds are one atomic server-side script each, and an update is a compare-and-set
+    of the event's values, so several scoring processes can share a store. Times are scores;
+    whole microseconds stay exact in Redis's doubles until 2255. An event id is a set member,
+    so a retried request keeps its event once. A lost connection is a :class:`FeatureStoreError`.
     """
 
-    def __init__(self, url: str, *, prefix: str = "keel") -> None:
+    def __init__(self, url: str, *, prefix: str = "keel", timeout: float = 2.0) -> None:
         import redis
 
-        self._redis = redis.Redis.from_url(url)
+        self._redis = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        self._url = url
         self._prefix = prefix
         self._read = self._redis.register_script(_READ)
         self._add = self._redis.register_script(_ADD)
-        self._update = self._redis.register_script(_UPDATE)
+        self._replace = self._redis.register_script(_REPLACE)
 
     def _keys(self, entity: str, key: Any) -> list[str]:
         base = f"{self._prefix}:{entity}:{key}"
         return [base, base + ":values"]
 
+    @contextmanager
+    def _reachable(self) -> Iterator[None]:
+        import redis
+
+        try:
+            yield
+        except (redis.ConnectionError, redis.TimeoutError) as error:
+            raise FeatureStoreError(f"the feature store at {self._url} is unreachable: {error}") from error
+
     def events(self, entity: str, key: Any, start_us: int, end_us: int) -> list[Event]:
         """Events of one entity value with ``start_us < time <= end_us``, oldest first."""
-        answer = self._read(keys=self._keys(entity, key), args=[f"({start_us}", end_us])
+        with self._reachable():
+                answer = self._read(keys=self._keys(entity, key), args=[f"({start_us}", end_us])
         if not answer:
             return []
         pairs, values = answer
@@ -122,11 +146,23 @@ class RedisStore:
     def add(self, entity: str, key: Any, event: Event, *, forget_until_us: int) -> None:
         """Keep ``event`` and forget events no window reaches any more, atomically."""
         time, event_id, values = event
-        self._add(keys=self._keys(entity, key), args=[time, event_id, orjson.dumps(values), forget_until_us])
+        with self._reachable():
+            self._add(keys=self._keys(entity, key), args=[time, event_id, orjson.dumps(values), forget_until_us])
 
-    def update(self, entity: str, key: Any, event_id: str, values: list[Any]) -> bool:
-        """Replace a kept event's values; False when it is not kept."""
-        return bool(self._update(keys=self._keys(entity, key), args=[event_id, orjson.dumps(values)]))
+    def update(self, entity: str, key: Any, event_id: str, changes: dict[int, Any]) -> bool:
+        """Set some values of a kept event, by position (compare-and-set); False when it is not kept."""
+        keys = self._keys(entity, key)
+        with self._reachable():
+            for _ in range(_RETRIES):
+                old = self._redis.hget(keys[1], event_id)
+                if old is None:
+                    return False
+                values = orjson.loads(old)
+                for position, value in changes.items():
+                    values[position] = value
+                if self._replace(keys=keys, args=[event_id, old, orjson.dumps(values)]):
+                    return True
+        raise FeatureStoreError(f"event {event_id} of {entity} {key} changed {_RETRIES} times during one update")
 
     def close(self) -> None:
         """Close the connection pool."""
@@ -139,8 +175,6 @@ def open_store(url: str | None, *, prefix: str = "keel") -> EventStore:
         return MemoryStore()
     if url.startswith(("redis://", "rediss://", "unix://")):
         return RedisStore(url, prefix=prefix)
-    from keel.errors import SpecError
-
     raise SpecError(f"feature store '{url}' is not supported; use memory:// or redis://host:port/db")
 
 

@@ -24,11 +24,14 @@ from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from keel.errors import DataError, FeatureStoreError
+from keel.features.online import OnlineFeatures
+from keel.features.stores import EventStore
 from keel.serving.engine import ScoringEngine
 from keel.serving.metrics import Metrics
 from keel.serving.middleware import BodyLimit, Guard, answer, send_json
 from keel.serving.predictions import Overloaded, PredictionLog
-from keel.serving.schema import BatchAnswer, ScoreAnswer, batch_model, record_model
+from keel.serving.schema import BatchAnswer, ScoreAnswer, batch_model, labels_model, record_model, request_contract
 from keel.serving.shadow import Shadow
 
 _INLINE_RECORDS = 16  # batches up to this size score on the event loop, larger ones in the thread pool
@@ -52,6 +55,7 @@ def create_app(
     max_in_flight: int = 256,
     request_timeout: float = 10.0,
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
+    feature_store: EventStore | None = None,
 ) -> FastAPI:
     """The API for one model's contract; ``app.state.engine`` may later be replaced by a compatible engine.
 
@@ -60,9 +64,16 @@ def create_app(
     answer is logged (and committed) before it is sent; a log that is behind sheds load with 503,
     as do more than ``max_in_flight`` scoring requests and requests not answered in ``request_timeout`` s.
     ``app.state.shadow`` holds the shadow challenger (none at first).
+
+    A model trained with window or calendar features takes the raw transaction: its features
+    are computed from ``feature_store`` (in process by default) and the transaction is kept
+    there, record by record in order, before scoring; the log holds the raw and computed
+    inputs. ``POST /v1/labels`` (with the API key) stores labels that arrived, for later features.
     """
     contract = engine.model.metadata.get("contract") or {}
-    Record = record_model(contract)
+    described = engine.model.metadata.get("features")
+    online = OnlineFeatures.of_model(described, feature_store) if described else None
+    Record = record_model(request_contract(engine.model.metadata))
     Batch = batch_model(Record, max_batch)
     app = FastAPI(title=f"Keel scoring: {engine.name}", lifespan=lifespan,
                   description="Probability, decision and adverse-action reasons for credit decisions.")
@@ -71,6 +82,7 @@ def create_app(
     app.state.ready = True
     app.state.metrics = metrics
     app.state.shadow = Shadow(prediction_log, metrics)
+    app.state.online = online
     metrics.version.labels(engine.name).set(engine.version)
 
     @app.exception_handler(RequestValidationError)
@@ -87,8 +99,19 @@ def create_app(
             return 422, {"detail": _problems(error, ("body",))}
         current: ScoringEngine = app.state.engine
         inputs = [request.model_dump()] if single else [r.model_dump() for r in request.records]
-        decisions = (current.score_records(inputs) if len(inputs) <= _INLINE_RECORDS
-                     else await run_in_threadpool(current.score_records, inputs))
+
+        def decide() -> list[dict[str, Any]]:
+            if online is not None:  # in order: a record's features see the records before it
+                inputs[:] = [{**r, **online.compute_and_record(r)} for r in inputs]
+            return current.score_records(inputs)
+
+        try:
+            decisions = decide() if len(inputs) <= _INLINE_RECORDS else await run_in_threadpool(decide)
+        except DataError as error:
+            return 422, {"detail": str(error)}
+        except FeatureStoreError as error:
+            metrics.shed.labels("features").inc()
+            return 503, {"detail": str(error)}
         request_id = uuid.uuid4().hex
         now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
         if prediction_log is not None:
@@ -122,12 +145,30 @@ def create_app(
 
     def authorize(x_api_key: str) -> None:
         if api_key is None or not hmac.compare_digest(x_api_key.encode(), api_key.encode()):
-            raise HTTPException(403, "admin routes need the server's API key in X-API-Key")
+            raise HTTPException(403, "admin and label routes need the server's API key in X-API-Key")
 
     @app.post("/admin/reload", summary="Load the model version again from the registry and swap it in")
     def admin_reload(x_api_key: str = Header(default="")) -> dict[str, Any]:
         authorize(x_api_key)
         return swap()
+
+    if described:
+        Labels = labels_model(described, max_batch)
+
+        @app.post("/v1/labels", summary="Store labels that arrived for scored events (needs X-API-Key)")
+        def labels(body: Labels, x_api_key: str = Header(default="")) -> dict[str, Any]:  # type: ignore[valid-type]
+            """Each label updates its kept event, so later features read it; ``unknown`` lists ids not kept."""
+            authorize(x_api_key)
+            rows = [label.model_dump() for label in body.labels]  # type: ignore[attr-defined]
+            id_column = described["id_column"]
+            try:
+                unknown = [row[id_column] for row in rows if not online.update(row)]
+            except FeatureStoreError as error:
+                raise HTTPException(503, str(error)) from error
+            if prediction_log is not None:
+                now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
+                prediction_log.append_labels(now, id_column, rows)
+            return {"updated": len(rows) - len(unknown), "unknown": unknown}
 
     @app.post("/admin/shadow", summary="Turn the shadow challenger on or off")
     def admin_shadow(switch: ShadowSwitch, x_api_key: str = Header(default="")) -> dict[str, Any]:
@@ -151,8 +192,9 @@ def create_app(
         return {"previous": current.version, "serving": candidate.version}
 
     def check_contract(candidate: ScoringEngine, consequence: str) -> None:
-        """Refuse (409) a version whose inputs differ: the request schema is fixed when the server starts."""
-        if candidate.model.metadata.get("contract") != contract:
+        """Refuse (409) a version whose inputs or online features differ: they are fixed when the server starts."""
+        metadata = candidate.model.metadata
+        if metadata.get("contract") != contract or metadata.get("features") != described:
             raise HTTPException(409, f"version {candidate.version} reads other inputs; {consequence} "
                                      f"(restart the server to change the request schema)")
 

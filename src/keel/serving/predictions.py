@@ -12,7 +12,8 @@ worker processes can append to one file, and monitoring reads it while they do; 
 checkpoints the WAL when idle, so no request pays for a checkpoint.
 
 A shadow challenger's answers go to a table of their own, ``shadow_predictions``, with the
-same columns; they are written by the same thread but nobody waits for them.
+same columns; they are written by the same thread but nobody waits for them. Labels that
+arrive later (``POST /v1/labels``) go to ``labels``, keyed by the event's id.
 """
 
 from __future__ import annotations
@@ -46,6 +47,15 @@ CREATE TABLE IF NOT EXISTS {table} (
 """
 
 
+_LABELS = """
+CREATE TABLE IF NOT EXISTS labels (
+    time TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    labels TEXT NOT NULL
+)
+"""
+
+
 class Overloaded(KeelError):
     """The log's queue is full: the caller should shed the request (503 with Retry-After)."""
 
@@ -71,6 +81,7 @@ class PredictionLog:
             conn.execute("PRAGMA journal_mode=WAL")
             for table in TABLES:
                 conn.execute(_SCHEMA.format(table=table))
+            conn.execute(_LABELS)
         self._direct = self._connect(busy_seconds=0)
         self._direct.execute("PRAGMA synchronous=NORMAL")
         self._direct.execute("PRAGMA wal_autocheckpoint=0")  # the writer thread checkpoints (a pause of ms)
@@ -150,6 +161,17 @@ class PredictionLog:
             return False
         return True
 
+    def append_labels(self, time: str, id_column: str, labels: list[dict[str, Any]]) -> None:
+        """Log labels that arrived (each row keyed by its event id), committed before returning."""
+        rows = [(time, str(label[id_column]), _json(label)) for label in labels]
+        conn = self._connect()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany("INSERT INTO labels VALUES (?, ?, ?)", rows)
+            conn.execute("COMMIT")
+        finally:
+            conn.close()
+
     def pending(self) -> int:
         """Requests queued and not yet taken by the writer."""
         return self._queue.qsize()
@@ -167,9 +189,9 @@ class PredictionLog:
         self._direct.close()
 
     def rows(self, table: str = "predictions") -> list[dict[str, Any]]:
-        """Every logged row of ``table`` (one of :data:`TABLES`), in commit order."""
-        if table not in TABLES:
-            raise ValueError(f"no table '{table}' in the prediction log; it has {list(TABLES)}")
+        """Every logged row of ``table`` (one of :data:`TABLES` or ``labels``), in commit order."""
+        if table not in (*TABLES, "labels"):
+            raise ValueError(f"no table '{table}' in the prediction log; it has {[*TABLES, 'labels']}")
         with self._connect() as conn:
             conn.row_factory = sqlite3.Row
             return [dict(r) for r in conn.execute(f"SELECT * FROM {table} ORDER BY rowid")]

@@ -26,6 +26,27 @@ def record_model(contract: dict[str, dict[str, Any]], name: str = "Record") -> t
     return create_model(name, __config__=config, **fields)
 
 
+def request_contract(metadata: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """What a request brings: the model's inputs, or with online features the raw columns they are computed from."""
+    contract = metadata.get("contract") or {}
+    described = metadata.get("features")
+    if not described:
+        return contract
+    computed = {f["name"] for f in described["windows"]} | set(described["calendar"])
+    return {**described["inputs"], **{c: rule for c, rule in contract.items() if c not in computed}}
+
+
+def labels_model(described: dict[str, Any], max_records: int) -> type[BaseModel]:
+    """A ``POST /v1/labels`` request: per event its id, its entities and the labels that arrived."""
+    inputs = described["inputs"]
+    keys = [described["id_column"], *dict.fromkeys(f["entity"] for f in described["windows"])]
+    label = record_model({**{k: {**inputs[k], "nullable": False} for k in keys}, **described["labels"]}, "Label")
+    return create_model(
+        "Labels", __config__=ConfigDict(extra="forbid"),
+        labels=(list[label], Field(..., min_length=1, max_length=max_records)),  # type: ignore[valid-type]
+    )
+
+
 def batch_model(record: type[BaseModel], max_records: int) -> type[BaseModel]:
     """A request holding up to ``max_records`` records."""
     return create_model(

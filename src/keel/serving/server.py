@@ -1,7 +1,7 @@
 """`keel serve`: uvicorn workers, each building the app from the same settings (passed in the environment).
 
 Each worker loads and verifies the champion, follows the champion and challenger aliases,
-logs every answer, and on SIGTERM drains: ``/readyz`` answers 503 for ``drain_seconds`` while
+computes online features from the feature store when the model has them, logs every answer, and on SIGTERM drains: ``/readyz`` answers 503 for ``drain_seconds`` while
 requests are still served (so a load balancer stops sending), then uvicorn stops accepting,
 finishes the requests in flight and exits.
 """
@@ -20,6 +20,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from keel.features.stores import open_store
 from keel.registry.store import Registry
 from keel.serving.app import create_app
 from keel.serving.engine import ScoringEngine
@@ -48,6 +49,7 @@ class ServeSettings:
     drain_seconds: float = 5.0  # after SIGTERM: /readyz is 503 this long while requests are still answered
     request_timeout: float = 10.0
     max_in_flight: int = 256  # scoring requests per worker beyond which it answers 503
+    feature_store: str | None = None  # online features' events: None in process, or redis://host:port/db
 
     def export(self) -> None:
         """Put the settings where worker processes read them (the API key travels as KEEL_API_KEY)."""
@@ -59,6 +61,7 @@ def app_from_environment() -> FastAPI:
     settings = ServeSettings(**json.loads(os.environ[_ENV]))
     registry = _registry(settings)
     prediction_log = PredictionLog(Path(settings.prediction_log or Path(settings.project_dir) / "predictions.db"))
+    feature_store = open_store(settings.feature_store, prefix=f"keel:{settings.model}")
     stop = threading.Event()
 
     @asynccontextmanager
@@ -68,6 +71,8 @@ def app_from_environment() -> FastAPI:
         stop.set()
         app.state.shadow.drain()
         prediction_log.close()
+        if hasattr(feature_store, "close"):
+            feature_store.close()
         process_ended()
 
     def reload() -> ScoringEngine:
@@ -83,6 +88,7 @@ def app_from_environment() -> FastAPI:
         max_in_flight=settings.max_in_flight,
         request_timeout=settings.request_timeout,
         lifespan=lifespan,
+        feature_store=feature_store,
     )
     if settings.watch_seconds > 0:
         _follow(app, settings, stop)
