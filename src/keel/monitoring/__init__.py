@@ -1,0 +1,1 @@
+"""Monitoring statistics: drift against a training baseline and label-free performance estimates."""
