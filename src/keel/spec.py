@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
@@ -271,6 +272,9 @@ class LightGBMSpace(_Strict):
     # Histogram bins per feature. More bins find finer thresholds (amounts, ratios) at some cost in time.
     max_bin: int = Field(default=255, ge=15, le=65535)
     monotone: dict[str, Literal[-1, 0, 1]] = Field(default_factory=dict)
+    # On a Dask cluster, fit the chosen parameters data-parallel over the workers (lightgbm.dask) for the
+    # tuned rounds. The trees then differ slightly from an in-process fit: see keel.training.distributed.
+    distributed_fit: bool = False
 
 
 Family = Literal["logistic", "lightgbm"]
@@ -284,14 +288,28 @@ class ModelsSpec(_Strict):
     lightgbm: LightGBMSpace = LightGBMSpace()
 
 
+def _check_storage(url: str) -> str:
+    if not re.match(r"^[A-Za-z][A-Za-z0-9+]*://\S+$", url):
+        raise ValueError("not a database URL; write one such as postgresql+psycopg2://user@host/db")
+    return url
+
+
 class TuningSpec(_Strict):
-    """The tuning budget per family: a number of trials and/or seconds."""
+    """The tuning budget per family: a number of trials and/or seconds.
+
+    ``storage``: the SQLAlchemy URL of the Optuna study database when trials run on a Dask
+    cluster (``postgresql+psycopg2://user@host/db``; keep the password out of it, in
+    ``~/.pgpass`` or ``PGPASSWORD``, because the spec is logged with every run). Every worker
+    must reach it. A ``--cluster local`` run defaults to a SQLite file in a temporary folder;
+    in process, trials need no database.
+    """
 
     trials: int = Field(default=30, ge=1)
     timeout_seconds: float | None = Field(default=None, gt=0)
     metric: Literal["auc", "average_precision", "log_loss"] = "auc"
     pruning: bool = True
     threads: int = Field(default=2, ge=1)
+    storage: Annotated[str, AfterValidator(_check_storage)] | None = None
 
 
 class PrecisionAtK(_Strict):
@@ -365,6 +383,68 @@ class RegistrySpec(_Strict):
     model_name: str | None = None
 
 
+class AlertsSpec(_Strict):
+    """Where alerts go besides the command's output: a webhook whose host is on the allow-list."""
+
+    webhook: str | None = Field(default=None, pattern=r"^https?://[^/\s]+(/\S*)?$")
+    allowed_hosts: list[str] = Field(default_factory=list)
+    timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+
+    @model_validator(mode="after")
+    def _allowed(self) -> AlertsSpec:
+        if self.webhook is not None:
+            host = urllib.parse.urlsplit(self.webhook).hostname or ""
+            if host not in self.allowed_hosts:
+                raise ValueError(f"webhook host '{host}' is not in alerts.allowed_hosts {self.allowed_hosts}; "
+                                 "add it there to allow sending alerts to it")
+        return self
+
+
+class MonitoringSpec(_Strict):
+    """How ``keel monitor`` cuts the prediction log into windows and when it raises alerts.
+
+    Drift: a feature drifts when a test rejects at ``alpha`` over all tests of a window
+    (Bonferroni); it is an alert when the change is also large (``psi_alert``,
+    ``missing_alert``, ``unseen_alert``). Performance: the realized AUC of the rows labelled
+    by the time of the run (an event's label counts once ``label_delay`` has passed, or from
+    its arrival time when labels carry one) against ``min_auc`` and the model's test AUC less
+    ``max_auc_drop``; the label-free estimate of every window against its own value on the
+    test rows less ``max_auc_drop``. Windows of fewer than ``min_rows`` rows (or labelled
+    rows) are shown, never judged.
+    """
+
+    window: Literal["day", "week", "month"] = "week"
+    label_delay: Duration = "0"
+    min_rows: int = Field(default=200, ge=1)
+    alpha: float = Field(default=0.01, gt=0, lt=1)
+    psi_alert: float = Field(default=0.2, gt=0)
+    missing_alert: float = Field(default=0.05, gt=0, le=1)
+    unseen_alert: float = Field(default=0.05, gt=0, le=1)
+    min_auc: float | None = Field(default=None, ge=0, le=1)
+    max_auc_drop: float | None = Field(default=0.05, ge=0, le=1)
+    alerts: AlertsSpec = AlertsSpec()
+
+
+class RetrainingSpec(_Strict):
+    """How ``keel retrain`` decides: promote a challenger only when it is better on the newest labelled window.
+
+    ``auto_promote`` lets the policy approve and promote without a person when the challenger
+    beats the champion by ``min_improvement`` (on the tuning metric) and every gate passes;
+    ``approved_by`` names who signed that policy off (recorded as the approver). Otherwise a
+    better challenger waits for approval under the ``challenger`` alias (scored in the shadow).
+    """
+
+    auto_promote: bool = False
+    approved_by: str | None = None
+    min_improvement: float = Field(default=0.0, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _signed(self) -> RetrainingSpec:
+        if self.auto_promote and not (self.approved_by or "").strip():
+            raise ValueError("auto_promote needs approved_by: who signed off automatic promotion")
+        return self
+
+
 class ProjectSpec(_Strict):
     """A whole Keel project: one spec for the lifecycle."""
 
@@ -385,6 +465,8 @@ class ProjectSpec(_Strict):
     reasons: ReasonsSpec = ReasonsSpec()
     model_card: ModelCardSpec = ModelCardSpec()
     registry: RegistrySpec = RegistrySpec()
+    monitoring: MonitoringSpec = MonitoringSpec()
+    retraining: RetrainingSpec = RetrainingSpec()
 
     @model_validator(mode="after")
     def _cross_references(self) -> ProjectSpec:

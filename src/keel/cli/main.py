@@ -142,7 +142,7 @@ def _run(spec_path: Path, project_dir: Path | None, author: str, quiet: bool, wi
 
 
 ClusterOpt = Annotated[Optional[str], typer.Option(
-    help="Run the feature stage on Dask: 'local' (a cluster of worker processes here) or a scheduler "
+    help="Run the features and the tuning trials on Dask: 'local' (a cluster of worker processes here) or a scheduler "
          "address such as tcp://host:8786 [default: in this process].")]
 
 
@@ -555,6 +555,9 @@ def demo(
         raise typer.Exit(2)
     out.print(f"Keel demo: {spec_path}")
     _run(spec_path, project_dir, "keel-demo", quiet, with_card=True)
+
+
+from keel.cli import care  # noqa: E402,F401 - registers keel monitor and keel retrain on app
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -20,10 +20,15 @@ _ADDRESS = re.compile(r"^(tcp|tls|inproc|ucx)://\S+$")
 
 @dataclass(frozen=True)
 class Engine:
-    """An open engine: ``client`` is None when stages run in this process."""
+    """An open engine: ``client`` is None when stages run in this process.
+
+    ``local`` is True for a ``LocalCluster`` this process started: its workers share this
+    machine's disk, so a temporary file here is a place they can all reach.
+    """
 
     client: Any = None
     address: str = "in-process"
+    local: bool = False
 
     @property
     def distributed(self) -> bool:
@@ -57,7 +62,7 @@ def open_engine(cluster: str | None = None, *, workers: int = 2, memory_limit: s
                              dashboard_address=":0", memory_limit=memory_limit)  # any free port, never a clash
         try:
             with Client(local) as client:
-                yield Engine(client, local.scheduler_address)
+                yield Engine(client, local.scheduler_address, local=True)
         finally:
             local.close()
         return

@@ -10,8 +10,8 @@ equal to the offline one.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict
 from typing import Any
 
 import pandas as pd
@@ -146,9 +146,8 @@ class OnlineFeatures:
     @classmethod
     def of_model(cls, described: Mapping[str, Any], store: EventStore | None = None) -> OnlineFeatures:
         """The features a model was trained with, from its metadata (:func:`serving_features`)."""
-        plan = FeaturePlan(tuple(WindowFeature(**f) for f in described["windows"]), dict(described["calendar"]),
-                           described["time_column"])
-        return cls(plan, id_column=described["id_column"], time_column=described["time_column"], store=store)
+        return cls(FeaturePlan.of_model(described), id_column=described["id_column"],
+                   time_column=described["time_column"], store=store)
 
     def compute(self, row: Mapping[str, Any]) -> dict[str, float]:
         """Every computed feature of ``row``, from the events kept before it (nothing is stored)."""

@@ -158,6 +158,14 @@ class FeaturePlan:
         """The plan a spec asks for (empty when it has no window or calendar features)."""
         return cls(tuple(spec.window_features()), dict(spec.features.calendar), spec.data.time_column)
 
+    @classmethod
+    def of_model(cls, described: dict[str, Any] | None) -> FeaturePlan:
+        """The plan a model was trained with, from its metadata (empty for a model without any)."""
+        if not described:
+            return cls((), {}, None)
+        return cls(tuple(WindowFeature(**f) for f in described["windows"]), dict(described["calendar"]),
+                   described["time_column"])
+
     def names(self) -> list[str]:
         """Every computed feature name, windows first."""
         return [f.name for f in self.windows] + list(self.calendar)

@@ -38,6 +38,7 @@ from keel.registry.audit import AuditLog, make_engine
 from keel.registry.governance import Governance, default_governance_uri
 from keel.registry.store import Registry, VersionInfo
 from keel.spec import ProjectSpec, dump_spec
+from keel.training.distributed import check_cluster_tuning
 from keel.training.trainer import TrainingOutcome, learning_curve, train_model
 from keel.training.tuning import TrialCallback
 
@@ -157,16 +158,22 @@ def run_project(
     on_trial: TrialCallback | None = None,
     on_stage: StageCallback | None = None,
     engine: Engine | None = None,
+    data: PreparedData | None = None,
 ) -> RunResult:
     """Train, evaluate, register and (with ``with_card``) document one model version.
 
-    ``engine`` runs the feature stage on a Dask cluster; by default it runs in process.
+    ``data`` skips reading: it is the spec's data already prepared (:func:`prepare_data`).
+
+    ``engine`` runs the feature stage and the tuning trials on a Dask cluster (see
+    :mod:`keel.training.distributed`); by default both run in process.
     """
+    check_cluster_tuning(spec, engine)  # before any data is read
     stage = on_stage or (lambda _: None)
     stage("reading data, checking its contract and computing features")
-    data = prepare_data(spec, engine=engine)
+    data = data if data is not None else prepare_data(spec, engine=engine)
     stage("training")
-    outcome = train_model(data.frame, spec, on_trial=on_trial, metadata={"data_sha256": data.table.sha256})
+    outcome = train_model(data.frame, spec, on_trial=on_trial, metadata={"data_sha256": data.table.sha256},
+                          engine=engine)
     stage("evaluating")
     metrics, p_test = _split_metrics(outcome)
     daily = _daily_metrics(spec, data, outcome, p_test)

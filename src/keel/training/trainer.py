@@ -1,6 +1,7 @@
 """Train a project's model: split, preprocess, tune each family, pick the best on validation.
 
-A plain function over a clean, contract-typed frame; it reads and writes nothing.
+A plain function over a clean, contract-typed frame; it reads and writes nothing. Given a
+Dask engine, the tuning trials run on its workers (:mod:`keel.training.distributed`).
 """
 
 from __future__ import annotations
@@ -11,12 +12,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from keel.engine import Engine
 from keel.errors import TrainingError
 from keel.features.cleaning import target_vector
 from keel.features.online import serving_features
 from keel.models.artifact import KeelModel
 from keel.models.preprocess import Preprocessor
+from keel.monitoring.monitor import model_baseline
 from keel.spec import ProjectSpec
+from keel.training.distributed import check_cluster_tuning, tune_on_cluster
 from keel.training.split import Split, split_rows
 from keel.training.tuning import FamilyResult, Matrices, TrialCallback, fit_family, tune_family, validation_score
 
@@ -36,11 +40,13 @@ class TrainingOutcome:
 
     def tuning_summary(self, metric: str) -> dict[str, Any]:
         """Per-family best values, the chosen family and every trial, for logs and the card."""
+        studies = {f: r.study for f, r in self.results.items() if r.study}
         return {
             "metric": metric,
             "chosen_family": self.family,
             "best": {f: r.best_value for f, r in self.results.items()},
             "trials": [t for r in self.results.values() for t in r.trials],
+            **({"studies": studies} if studies else {}),
         }
 
 
@@ -60,9 +66,14 @@ def _matrices(frame: pd.DataFrame, y: np.ndarray, train_rows: np.ndarray, valid_
 
 
 def train_model(
-    frame: pd.DataFrame, spec: ProjectSpec, *, on_trial: TrialCallback | None = None, metadata: dict[str, Any] | None = None
+    frame: pd.DataFrame, spec: ProjectSpec, *, on_trial: TrialCallback | None = None,
+    metadata: dict[str, Any] | None = None, engine: Engine | None = None,
 ) -> TrainingOutcome:
-    """Tune every family in the spec and return the one best on the validation rows."""
+    """Tune every family in the spec and return the one best on the validation rows.
+
+    With a distributed ``engine`` the trials run on its workers; by default they run here.
+    """
+    check_cluster_tuning(spec, engine)
     features = spec.model_features()
     if not features:
         raise TrainingError("no feature columns remain after removing target, id, time, protected and excluded columns")
@@ -79,10 +90,13 @@ def train_model(
     data = _matrices(frame, y, split.train, split.validation, pre)
     X_test = pre.transform(frame.iloc[split.test])
     folds = [_matrices(frame, y, train, valid, preprocessor()) for train, valid in split.folds]
-    results = {
-        family: tune_family(family, data, spec, features=features, on_trial=on_trial, folds=folds)
-        for family in spec.models.families
-    }
+    if engine is not None and engine.distributed:
+        results = tune_on_cluster(data, spec, engine=engine, features=features, folds=folds, on_trial=on_trial)
+    else:
+        results = {
+            family: tune_family(family, data, spec, features=features, on_trial=on_trial, folds=folds)
+            for family in spec.models.families
+        }
     maximize = spec.tuning.metric != "log_loss"
     chosen = (max if maximize else min)(results.values(), key=lambda r: r.best_value)
     model = KeelModel(
@@ -101,6 +115,9 @@ def train_model(
         reason_texts=spec.reason_texts(),
         top_k=spec.reasons.top_k,
     )
+    model.metadata["monitoring"] = model_baseline(
+        frame.iloc[split.train][pre.inputs()], categorical, model.scorer.probability(X_test), y[split.test],
+        spec.target.threshold)
     return TrainingOutcome(model, chosen.family, chosen.best_params, results, split, data, X_test, y[split.test])
 
 

@@ -2,7 +2,9 @@
 
 Each trial fits on the training rows and is scored on the validation rows; the test
 rows never reach this module. With a trial budget (and no time budget) the search is
-fully reproducible: the same seed gives the same trials and the same best model.
+fully reproducible: the same seed gives the same trials and the same best model. This is
+the default; :mod:`keel.training.distributed` spreads the same trials over Dask workers
+(faster, not reproducible trial for trial).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ class FamilyResult:
     model: Scorer
     trials: list[dict[str, Any]] = field(default_factory=list)
     refit_rounds: int | None = None
+    study: str | None = None  # its name in tuning.storage, when the trials ran on a cluster
 
 
 def validation_score(metric: str, y: np.ndarray, p: np.ndarray) -> float:
@@ -73,6 +76,15 @@ def sample_params(trial: Any, family: str, spec: ProjectSpec) -> dict[str, Any]:
     return {name: _suggest(trial, name, getattr(space, name)) for name in names}
 
 
+def full_lightgbm_params(params: dict[str, Any], spec: ProjectSpec, *, features: list[str]) -> dict[str, Any]:
+    """Tuned LightGBM parameters completed from the spec: metric, bins, seed, threads, monotone constraints."""
+    space = spec.models.lightgbm
+    return lightgbm_params(
+        {**params, "metric": _LIGHTGBM_METRIC[spec.tuning.metric], "max_bin": space.max_bin},
+        seed=spec.seed, threads=spec.tuning.threads, monotone=[space.monotone.get(f, 0) for f in features],
+    )
+
+
 def fit_family(
     family: str, params: dict[str, Any], data: Matrices, spec: ProjectSpec, *, features: list[str],
     callbacks: tuple[Callable[..., None], ...] = (), rounds: int | None = None,
@@ -84,11 +96,7 @@ def fit_family(
     if family == "logistic":
         return fit_logistic(data.X_train, data.y_train, params=params, n_categories=data.n_categories, seed=spec.seed)
     space = spec.models.lightgbm
-    monotone = [space.monotone.get(f, 0) for f in features]
-    full = lightgbm_params(
-        {**params, "metric": _LIGHTGBM_METRIC[spec.tuning.metric], "max_bin": space.max_bin},
-        seed=spec.seed, threads=spec.tuning.threads, monotone=monotone,
-    )
+    full = full_lightgbm_params(params, spec, features=features)
     if rounds is not None:
         return fit_lightgbm_rounds(data.X_train, data.y_train, params=full, categorical=data.categorical,
                                    rounds=rounds)
@@ -116,6 +124,64 @@ def _pruning_callback(trial: Any, metric: str) -> Callable[..., None]:
     return callback
 
 
+def make_pruner(family: str, spec: ProjectSpec) -> Any:
+    """Median pruning of LightGBM trials when the spec asks for it; no pruning otherwise."""
+    import optuna
+
+    if spec.tuning.pruning and family == "lightgbm":
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=30)
+    return optuna.pruners.NopPruner()
+
+
+def run_trial(
+    trial: Any, family: str, data: Matrices, spec: ProjectSpec, *, features: list[str], folds: Sequence[Matrices] = (),
+) -> tuple[float, dict[str, Any], int | None, Scorer]:
+    """Sample, fit and score one candidate (mean over ``folds`` when given).
+
+    Returns its value, parameters, mean boosting rounds (LightGBM) and the last fitted model;
+    the rounds (and each fold's value) are kept on the trial as user attributes.
+    """
+    params = sample_params(trial, family, spec)
+    metric = spec.tuning.metric
+    callbacks = (_pruning_callback(trial, metric),) if family == "lightgbm" and spec.tuning.pruning else ()
+    values, rounds, model = [], [], None
+    for k, fold in enumerate(folds or [data]):
+        model = fit_family(family, params, fold, spec, features=features, callbacks=callbacks if k == 0 else ())
+        values.append(validation_score(metric, fold.y_valid, model.probability(fold.X_valid)))
+        if family == "lightgbm":
+            rounds.append(int(model.booster.current_iteration()))
+    if family == "lightgbm":
+        trial.set_user_attr("rounds", rounds[0] if len(rounds) == 1 else rounds)
+    if len(values) > 1:
+        trial.set_user_attr("fold_values", [round(v, 6) for v in values])
+    return float(np.mean(values)), params, mean_rounds(rounds), model
+
+
+def mean_rounds(rounds: int | list[int] | None) -> int | None:
+    """The rounds a refit runs: the mean over folds of a trial's early-stopped rounds (None: not boosting)."""
+    if rounds is None or (isinstance(rounds, list) and not rounds):
+        return None
+    return round(float(np.mean(rounds)))
+
+
+def trial_rows(family: str, study: Any) -> list[dict[str, Any]]:
+    """Every trial of ``study`` as a plain record for logs and the model card (with its worker, on a cluster)."""
+    rows = []
+    for t in study.trials:
+        attrs = dict(t.user_attrs)
+        worker = attrs.pop("worker", None)
+        rows.append({
+            "family": family,
+            "number": t.number,
+            "value": t.value,
+            "state": t.state.name.lower(),
+            "params": {**t.params, **attrs},
+            "seconds": round(t.duration.total_seconds(), 3) if t.duration else None,
+            **({"worker": worker} if worker else {}),
+        })
+    return rows
+
+
 def tune_family(
     family: str, data: Matrices, spec: ProjectSpec, *, features: list[str], on_trial: TrialCallback | None = None,
     folds: Sequence[Matrices] = (),
@@ -131,34 +197,18 @@ def tune_family(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     tuning = spec.tuning
     maximize = tuning.metric != "log_loss"
-    pruner = (
-        optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=30)
-        if tuning.pruning and family == "lightgbm" else optuna.pruners.NopPruner()
-    )
     study = optuna.create_study(
         direction="maximize" if maximize else "minimize",
         sampler=optuna.samplers.TPESampler(seed=spec.seed),
-        pruner=pruner,
+        pruner=make_pruner(family, spec),
         study_name=f"{spec.project}-{family}",
     )
     best: dict[str, Any] = {}
 
     def objective(trial: optuna.Trial) -> float:
-        params = sample_params(trial, family, spec)
-        callbacks = (_pruning_callback(trial, tuning.metric),) if family == "lightgbm" and tuning.pruning else ()
-        values, rounds, model = [], [], None
-        for k, fold in enumerate(folds or [data]):
-            model = fit_family(family, params, fold, spec, features=features, callbacks=callbacks if k == 0 else ())
-            values.append(validation_score(tuning.metric, fold.y_valid, model.probability(fold.X_valid)))
-            if family == "lightgbm":
-                rounds.append(int(model.booster.current_iteration()))
-        value = float(np.mean(values))
+        value, params, rounds, model = run_trial(trial, family, data, spec, features=features, folds=folds)
         if not best or (value > best["value"] if maximize else value < best["value"]):
-            best.update(value=value, params=params, model=model, rounds=round(float(np.mean(rounds))) if rounds else None)
-        if family == "lightgbm":
-            trial.set_user_attr("rounds", rounds[0] if len(rounds) == 1 else rounds)
-        if len(values) > 1:
-            trial.set_user_attr("fold_values", [round(v, 6) for v in values])
+            best.update(value=value, params=params, model=model, rounds=rounds)
         return value
 
     def report(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
@@ -170,18 +220,7 @@ def tune_family(
         raise_no_trial(family, study)
     if folds:
         best["model"] = fit_family(family, best["params"], data, spec, features=features, rounds=best["rounds"])
-    trials = [
-        {
-            "family": family,
-            "number": t.number,
-            "value": t.value,
-            "state": t.state.name.lower(),
-            "params": {**t.params, **t.user_attrs},
-            "seconds": round(t.duration.total_seconds(), 3) if t.duration else None,
-        }
-        for t in study.trials
-    ]
-    return FamilyResult(family, float(best["value"]), dict(best["params"]), best["model"], trials,
+    return FamilyResult(family, float(best["value"]), dict(best["params"]), best["model"], trial_rows(family, study),
                         refit_rounds=best["rounds"] if folds else None)
 
 

@@ -1,0 +1,173 @@
+"""``keel monitor`` and ``keel retrain``: production care, as thin commands over keel.monitoring and keel.lifecycle."""
+
+from __future__ import annotations
+
+import getpass
+import json
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.table import Table
+
+from keel.cli.main import (
+    AuthorOpt,
+    ModelOpt,
+    ProjectDirOpt,
+    SpecArg,
+    SpecOpt,
+    UriOpt,
+    _keel_errors,
+    _load,
+    _project_dir,
+    _quiet_libraries,
+    _store,
+    app,
+    err,
+    out,
+)
+from keel.io.files import write_text_atomic
+
+ALERT_EXIT = 13  # a monitoring pass raised at least one alert
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def _windows_table(report: Any) -> Table:
+    every = {"day": "daily", "week": "weekly", "month": "monthly"}[report.window]
+    table = Table(title=f"{report.model}: {every} windows to {report.as_of}")
+    for column in ("window", "rows", "labelled", "AUC estimated", "AUC realized", "drift", "drifted", "alerts"):
+        table.add_column(column, justify="left" if column in ("window", "drift") else "right")
+    for w in report.windows:
+        drifted = sum(f.drifted for f in w.drift.features) if w.drift else 0
+        table.add_row(w.window, f"{w.rows:,}", f"{w.labelled:,}", _num(w.estimated.auc),
+                      _num(w.realized.auc if w.realized else None), w.drift.level if w.drift else "not judged",
+                      str(drifted), str(len(w.alerts)))
+    return table
+
+
+@app.command()
+def monitor(
+    spec: SpecOpt = None, project_dir: ProjectDirOpt = None, tracking_uri: UriOpt = None, model: ModelOpt = None,
+    alias: Annotated[str, typer.Option(help="Registry alias whose baseline the events are judged against.")] = "champion",
+    log: Annotated[Optional[Path], typer.Option(help="Prediction log [default: predictions.db in the project folder].")] = None,
+    scored: Annotated[Optional[str], typer.Option(help="A scored table (keel score output, inputs kept) instead of the log.")] = None,
+    labels: Annotated[Optional[str], typer.Option(help="Labels file (CSV/Parquet): the id column and the target.")] = None,
+    label_time_column: Annotated[Optional[str], typer.Option(help="Column of --labels saying when each label became known.")] = None,
+    as_of: Annotated[Optional[str], typer.Option(help="Judge as of this time [default: the newest event].")] = None,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Report folder [default: monitoring/<model>/<as-of> in the project folder].")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the whole report as JSON instead of a table.")] = False,
+    retrain_on_alert: Annotated[bool, typer.Option(help="On an alert, run keel retrain with --spec.")] = False,
+    author: AuthorOpt = getpass.getuser(),
+) -> None:
+    """Drift, label-free and realized performance, and fairness per time window; alerts exit with code 13.
+
+    Alerts are printed as JSON lines, written to alerts.jsonl beside the HTML report, and sent
+    to the spec's webhook when one is configured (monitoring.alerts).
+    """
+    import pandas as pd
+
+    from keel.monitoring.alerts import alert_lines, send_webhook
+    from keel.monitoring.events import (
+        attach_labels,
+        events_from_log,
+        events_from_table,
+        labels_from_log,
+        labels_from_table,
+    )
+    from keel.monitoring.monitor import monitor as run_monitor
+    from keel.registry.store import Registry
+    from keel.reports.monitoring import write_monitoring_report
+    from keel.spec import MonitoringSpec
+
+    _quiet_libraries()
+    with _keel_errors():
+        if retrain_on_alert and spec is None:
+            raise typer.BadParameter("--retrain-on-alert needs --spec, the spec to retrain", param_hint="--spec")
+        project = _load(spec) if spec else None
+        folder, uri, name = _store(spec, project_dir, tracking_uri)
+        name = model or name
+        if not name:
+            raise typer.BadParameter("give --model or --spec", param_hint="--model")
+        registry = Registry.for_project(folder, uri)
+        info = registry.alias(name, alias)
+        if info is None:
+            raise typer.BadParameter(f"model '{name}' has no version with alias '{alias}'", param_hint="--alias")
+        served, _ = registry.load_model(name, info.version)
+        described = served.metadata.get("features") or {}
+        time_column = described.get("time_column") or (project.data.time_column if project else None)
+        id_column = described.get("id_column") or (project.data.id_column if project else None)
+        log_path = log or folder / "predictions.db"
+        if scored:
+            if not time_column:
+                raise typer.BadParameter("a scored table needs the spec's data.time_column", param_hint="--scored")
+            events = events_from_table(scored, time_column=time_column)
+        else:
+            events = events_from_log(log_path, model=name, time_column=time_column)
+        if labels or (not scored and described):
+            if not id_column:
+                raise typer.BadParameter("labels are joined by the spec's data.id_column; give --spec", param_hint="--labels")
+            found = (labels_from_table(labels, id_column=id_column, target=served.target, time_column=label_time_column)
+                     if labels else labels_from_log(log_path, id_column=id_column, target=served.target))
+            events = attach_labels(events, found, id_column=id_column, positive=served.positive)
+        report = run_monitor(events, served, project.monitoring if project else MonitoringSpec(), name=name,
+                             as_of=pd.Timestamp(as_of) if as_of else None,
+                             protected=project.protected if project else [],
+                             fairness=project.fairness if project else None)
+        target = out_dir or folder / "monitoring" / name / pd.Timestamp(report.as_of).strftime("%Y-%m-%dT%H%M%S")
+        html, _ = write_monitoring_report(report.to_dict(), target)
+        lines = alert_lines(report.alerts, model=name, as_of=report.as_of)
+        write_text_atomic(target / "alerts.jsonl", "".join(line + "\n" for line in lines))
+        write_text_atomic(folder / "monitoring" / name / "latest.json", json.dumps(report.to_dict(), default=str))
+        undelivered = send_webhook(report.alerts, project.monitoring.alerts, model=name,
+                                   as_of=report.as_of) if project else None
+    if as_json:
+        out.print_json(json.dumps(report.to_dict(), default=str))
+    else:
+        out.print(_windows_table(report))
+        for line in lines:
+            out.print(line, markup=False, highlight=False, soft_wrap=True)
+        out.print(f"report: {html}")
+    if undelivered:
+        err.print(f"[yellow]alerts not delivered[/]: {undelivered}")
+    if not any(a.severity == "alert" for a in report.alerts):
+        return
+    if retrain_on_alert and spec is not None:
+        err.print("alerts raised: retraining")
+        _retrain(spec, project_dir, author, None, with_card=True, quiet=True)
+    raise typer.Exit(ALERT_EXIT)
+
+
+@app.command()
+def retrain(
+    spec_path: SpecArg, project_dir: ProjectDirOpt = None, author: AuthorOpt = getpass.getuser(),
+    as_of: Annotated[Optional[str], typer.Option(help="Use the data known before this time [default: all of it].")] = None,
+    card: Annotated[bool, typer.Option(help="Write the challenger's model card.")] = True,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+) -> None:
+    """Train a challenger on the newest window, compare it with the champion on the same rows, apply the policy.
+
+    The decision (promoted, awaiting approval, refused) is printed and audited; each exits 0.
+    """
+    _quiet_libraries()
+    _retrain(spec_path, project_dir, author, as_of, with_card=card, quiet=quiet)
+
+
+def _retrain(spec_path: Path, project_dir: Path | None, author: str, as_of: str | None, *, with_card: bool,
+             quiet: bool) -> None:
+    import pandas as pd
+
+    from keel.lifecycle.retrain import retrain as run_retrain
+
+    with _keel_errors():
+        spec = _load(spec_path)
+        result = run_retrain(spec, project_dir=_project_dir(spec_path, project_dir), author=author,
+                             as_of=pd.Timestamp(as_of) if as_of else None, with_card=with_card,
+                             on_stage=None if quiet else (lambda text: err.print(f"[dim]{text}[/]")))
+    colour = {"promoted": "green", "awaiting approval": "yellow", "refused": "red"}[result.decision]
+    out.print(f"challenger {result.run.model_name} v{result.challenger_version} against champion "
+              f"v{result.champion_version} on {result.window['rows']:,} rows: [bold {colour}]{result.decision}[/]")
+    for reason in result.reasons:
+        out.print(f"  {reason}", markup=False, highlight=False)

@@ -1,0 +1,87 @@
+"""Scored events for monitoring: the prediction log (or a scored table) with labels joined as they arrive.
+
+An *events* frame has one row per scored record: ``time`` (when the event happened: the
+record's own time column when it has one, else when it was scored), ``probability``,
+``version``, the model's inputs, and ``label`` (missing until it arrives) with
+``label_time`` (when it arrived, when known). Labels come from the log's ``labels`` table
+(``POST /v1/labels``) or from a file, joined by the record's id column.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Literal
+
+import orjson
+import pandas as pd
+
+from keel.errors import DataError
+from keel.io.tables import read_table
+
+EVENT_COLUMNS = ("time", "probability", "version", "label", "label_time")
+
+
+def events_from_log(path: Path, *, model: str, time_column: str | None = None) -> pd.DataFrame:
+    """Every answered row of ``model`` in the prediction log, inputs expanded into columns, oldest first."""
+    if not path.is_file():
+        raise DataError(f"no prediction log at {path}; keel serve writes predictions.db in the project folder")
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+        rows = pd.read_sql_query(
+            "SELECT time, version, inputs, probability FROM predictions WHERE model = ? ORDER BY rowid",
+            conn, params=(model,))
+    if rows.empty:
+        raise DataError(f"the prediction log {path} holds no answers of model '{model}'")
+    inputs = pd.DataFrame([orjson.loads(text) for text in rows["inputs"]])
+    served = pd.to_datetime(rows["time"], utc=True).dt.tz_localize(None)
+    when = pd.to_datetime(inputs.pop(time_column)) if time_column and time_column in inputs else served
+    events = pd.concat([inputs, rows[["probability", "version"]]], axis=1)
+    return events.assign(time=when.to_numpy(), label=float("nan"), label_time=pd.NaT)
+
+
+def events_from_table(url: str, *, time_column: str) -> pd.DataFrame:
+    """Scored rows from a file (``keel score`` output with the inputs kept): ``probability`` and ``time_column`` needed."""
+    frame = read_table(url, _format(url)).frame
+    missing = [c for c in ("probability", time_column) if c not in frame.columns]
+    if missing:
+        raise DataError(f"{url}: monitoring needs the column(s) {missing}; it has {list(frame.columns)}")
+    return frame.assign(time=pd.to_datetime(frame[time_column]), label=float("nan"), label_time=pd.NaT,
+                        version=frame["version"] if "version" in frame else 0)
+
+
+def labels_from_log(path: Path, *, id_column: str, target: str) -> pd.DataFrame:
+    """Labels that arrived through ``POST /v1/labels``: id, label and arrival time, the latest per id."""
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+        rows = pd.read_sql_query("SELECT time, labels FROM labels ORDER BY rowid", conn)
+    values = [orjson.loads(text) for text in rows["labels"]]
+    return pd.DataFrame({
+        id_column: [v[id_column] for v in values],
+        "label": [v.get(target) for v in values],
+        "label_time": pd.to_datetime(rows["time"], utc=True).dt.tz_localize(None),
+    }).drop_duplicates(id_column, keep="last")
+
+
+def labels_from_table(url: str, *, id_column: str, target: str, time_column: str | None = None) -> pd.DataFrame:
+    """Labels from a file: the id column, the target and, optionally, when each label became known."""
+    frame = read_table(url, _format(url)).frame
+    missing = [c for c in (id_column, target, time_column) if c and c not in frame.columns]
+    if missing:
+        raise DataError(f"{url}: labels need the column(s) {missing}; it has {list(frame.columns)}")
+    when = pd.to_datetime(frame[time_column]) if time_column else pd.Series(pd.NaT, index=frame.index)
+    return pd.DataFrame({id_column: frame[id_column], "label": frame[target], "label_time": when}).drop_duplicates(
+        id_column, keep="last")
+
+
+def attach_labels(events: pd.DataFrame, labels: pd.DataFrame, *, id_column: str, positive: object = 1) -> pd.DataFrame:
+    """``events`` with each label (1 for ``positive``, else 0) and its arrival time joined by ``id_column``."""
+    if id_column not in events.columns:
+        raise DataError(f"labels are joined by '{id_column}', which the scored events do not hold; "
+                        f"they have {[c for c in events.columns if c not in EVENT_COLUMNS]}")
+    found = events[[id_column]].merge(labels, on=id_column, how="left", validate="many_to_one")
+    known = found["label"].notna()
+    label = (found["label"] == positive).astype("float64").where(known)
+    return events.assign(label=label.to_numpy(), label_time=found["label_time"].to_numpy())
+
+
+def _format(url: str) -> Literal["csv", "parquet"]:
+    return "parquet" if url.endswith(".parquet") else "csv"

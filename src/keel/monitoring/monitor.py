@@ -1,0 +1,206 @@
+"""One monitoring pass: scored events cut into time windows, each judged for drift, performance and fairness.
+
+Per window: drift of every model input and of the score against the baseline stored with
+the model (:mod:`keel.monitoring.drift`); the label-free performance estimate (CBPE) from
+the probabilities; the realized performance of the rows whose label is known at ``as_of``
+(arrived by then, or ``label_delay`` old when labels carry no time), so a run never reads
+a label before it could have been known; and fairness by protected group where the events
+hold the attributes. Alerts come from the spec's thresholds; a window with fewer than
+``min_rows`` rows (or labelled rows, for realized metrics) is shown, never judged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from keel.errors import DataError
+from keel.evaluation.fairness import fairness_report
+from keel.models.artifact import KeelModel
+from keel.monitoring.baseline import Baseline, build_baseline
+from keel.monitoring.drift import DriftReport, DriftThresholds, detect_drift
+from keel.monitoring.estimate import Performance, estimate_performance, realized_performance
+from keel.spec import FairnessSpec, MonitoringSpec, duration_us
+
+SCORE = "probability"
+_PERIOD = {"day": "D", "week": "W-SUN", "month": "M"}  # weeks run Monday to Sunday
+Severity = Literal["warn", "alert"]
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One finding: what (``kind``), where (``window``, ``subject``), how bad, and the numbers behind it."""
+
+    window: str
+    kind: Literal["drift", "performance", "estimate", "fairness"]
+    severity: Severity
+    subject: str
+    message: str
+    value: float | None = None
+    threshold: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class WindowResult:
+    """What one window showed."""
+
+    window: str
+    start: str
+    end: str
+    rows: int
+    labelled: int
+    versions: list[int]
+    drift: DriftReport | None
+    estimated: Performance
+    realized: Performance | None
+    fairness: list[dict[str, Any]] | None
+    alerts: list[Alert] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form."""
+        return {
+            "window": self.window, "start": self.start, "end": self.end, "rows": self.rows,
+            "labelled": self.labelled, "versions": self.versions,
+            "drift": self.drift.to_dict() if self.drift else None,
+            "estimated": self.estimated.to_dict(), "realized": self.realized.to_dict() if self.realized else None,
+            "fairness": self.fairness, "alerts": [a.to_dict() for a in self.alerts],
+        }
+
+
+@dataclass(frozen=True)
+class MonitorReport:
+    """A whole monitoring pass."""
+
+    model: str
+    as_of: str
+    window: str
+    reference: dict[str, Any]
+    windows: list[WindowResult]
+
+    @property
+    def alerts(self) -> list[Alert]:
+        """Every alert of every window, oldest window first."""
+        return [a for w in self.windows for a in w.alerts]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form."""
+        return {"model": self.model, "as_of": self.as_of, "window": self.window, "reference": self.reference,
+                "windows": [w.to_dict() for w in self.windows], "alerts": [a.to_dict() for a in self.alerts]}
+
+
+def model_baseline(inputs: pd.DataFrame, categorical: list[str], test_scores: np.ndarray, y_test: np.ndarray,
+                   threshold: float) -> dict[str, Any]:
+    """What a model keeps for monitoring: the training inputs' and test scores' baseline, and test performance."""
+    base = build_baseline(inputs, categorical=[c for c in categorical if c in inputs.columns])
+    score = build_baseline({SCORE: np.asarray(test_scores, dtype="float64")})
+    return {
+        "baseline": Baseline(base.n_rows, base.features + score.features).to_dict(),
+        "reference": realized_performance(y_test, test_scores, threshold=threshold).to_dict(),
+        "reference_estimate": estimate_performance(test_scores, threshold=threshold).to_dict(),
+    }
+
+
+def monitoring_baseline(model: KeelModel) -> tuple[Baseline, dict[str, Any]]:
+    """The drift baseline and the test-set reference performance stored with a model at training."""
+    stored = model.metadata.get("monitoring")
+    if not stored:
+        raise DataError("this model version holds no monitoring baseline (trained before Keel kept one); "
+                        "retrain it with this Keel to monitor it")
+    return Baseline.from_dict(stored["baseline"]), {**stored["reference"],
+                                                     "estimated_auc": stored["reference_estimate"]["auc"]}
+
+
+def monitor(events: pd.DataFrame, model: KeelModel, settings: MonitoringSpec, *, name: str,
+            as_of: pd.Timestamp | None = None, protected: list[str] = (), fairness: FairnessSpec | None = None
+            ) -> MonitorReport:
+    """Judge every window of ``events`` (see the module doc); ``as_of`` defaults to the newest event."""
+    if events.empty:
+        raise DataError("there are no scored events to monitor")
+    baseline, reference = monitoring_baseline(model)
+    as_of = pd.Timestamp(as_of) if as_of is not None else events["time"].max()
+    events = events[events["time"] <= as_of]
+    known = _label_known(events, as_of, duration_us(settings.label_delay))
+    rule = DriftThresholds(alpha=settings.alpha, psi_alert=settings.psi_alert, missing_alert=settings.missing_alert,
+                           unseen_alert=settings.unseen_alert)
+    periods = events["time"].dt.to_period(_PERIOD[settings.window])
+    results = []
+    for period, rows in events.groupby(periods, sort=True):
+        labelled = rows[known.loc[rows.index]]
+        results.append(_window(str(period), period, rows, labelled, baseline, reference, model, settings, rule,
+                               [c for c in protected if c in rows.columns], fairness or FairnessSpec()))
+    return MonitorReport(name, str(as_of), settings.window, reference, results)
+
+
+def _label_known(events: pd.DataFrame, as_of: pd.Timestamp, delay_us: int) -> pd.Series:
+    """A label counts when it is there and was known at ``as_of``: by its arrival time, else after the delay."""
+    arrived = events["label_time"]
+    by_delay = events["time"] + pd.Timedelta(microseconds=delay_us) <= as_of
+    return events["label"].notna() & np.where(arrived.notna(), arrived <= as_of, by_delay)
+
+
+def _window(label: str, period: pd.Period, rows: pd.DataFrame, labelled: pd.DataFrame, baseline: Baseline,
+            reference: dict[str, Any], model: KeelModel, settings: MonitoringSpec, rule: DriftThresholds,
+            protected: list[str], fairness: FairnessSpec) -> WindowResult:
+    judged = len(rows) >= settings.min_rows
+    p = rows[SCORE].to_numpy(dtype="float64")
+    drift = detect_drift(baseline, rows, rule) if judged else None
+    estimated = estimate_performance(p, threshold=model.threshold)
+    realized, groups = None, None
+    if len(labelled) >= settings.min_rows:
+        y, q = labelled["label"].to_numpy(), labelled[SCORE].to_numpy(dtype="float64")
+        realized = realized_performance(y, q, threshold=model.threshold)
+        if protected:
+            groups = fairness_report(labelled[protected].reset_index(drop=True), y.astype(int), q,
+                                     threshold=model.threshold, fairness=fairness)
+    alerts = _alerts(label, drift, estimated if judged else None, realized, groups, reference, settings, fairness)
+    return WindowResult(label, str(period.start_time.date()), str(period.end_time.date()), len(rows), len(labelled),
+                        sorted(int(v) for v in rows["version"].unique()), drift, estimated, realized, groups, alerts)
+
+
+def _alerts(window: str, drift: DriftReport | None, estimated: Performance | None, realized: Performance | None,
+            groups: list[dict[str, Any]] | None, reference: dict[str, Any], settings: MonitoringSpec,
+            fairness: FairnessSpec) -> list[Alert]:
+    alerts = []
+    for feature in drift.features if drift else ():
+        if feature.level != "ok":
+            alerts.append(Alert(window, "drift", feature.level, feature.name,
+                                f"{feature.name} drifted (PSI {feature.psi:.3f}, adjusted p {feature.adjusted_pvalue:.2g})",
+                                feature.psi, settings.psi_alert))
+    floors = {"performance": _auc_floor(reference, settings), "estimate": _estimate_floor(reference, settings)}
+    for kind, performance in (("estimate", estimated), ("performance", realized)):
+        auc, floor = (performance.auc if performance else None), floors[kind]
+        if auc is not None and floor is not None and auc < floor:
+            what = "estimated AUC (no labels)" if kind == "estimate" else "realized AUC"
+            alerts.append(Alert(window, kind, "alert", "auc", f"{what} {auc:.4f} is below {floor:.4f}", auc, floor))
+    for attribute in groups or ():
+        ratio, least = attribute["adverse_impact_ratio"], fairness.min_adverse_impact_ratio
+        if ratio is not None and least is not None and ratio < least:
+            alerts.append(Alert(window, "fairness", "alert", attribute["attribute"],
+                                f"adverse impact ratio for {attribute['attribute']} is {ratio:.3f}, below {least}",
+                                ratio, least))
+    return alerts
+
+
+def _estimate_floor(reference: dict[str, Any], settings: MonitoringSpec) -> float | None:
+    """The lowest acceptable label-free estimate: the estimate on the test rows less ``max_auc_drop``.
+
+    Compared with its own value on the test rows, not with the realized test AUC, so a model
+    whose probabilities are off by a constant calibration error is not flagged for that alone.
+    """
+    estimated = reference.get("estimated_auc")
+    return None if settings.max_auc_drop is None or estimated is None else estimated - settings.max_auc_drop
+
+
+def _auc_floor(reference: dict[str, Any], settings: MonitoringSpec) -> float | None:
+    """The lowest acceptable AUC: the higher of ``min_auc`` and the test AUC less ``max_auc_drop``."""
+    floors = [settings.min_auc] if settings.min_auc is not None else []
+    if settings.max_auc_drop is not None and reference.get("auc") is not None:
+        floors.append(reference["auc"] - settings.max_auc_drop)
+    return max(floors) if floors else None

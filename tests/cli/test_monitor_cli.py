@@ -1,0 +1,86 @@
+"""`keel monitor` over a real prediction log: the report, the alert lines, the webhook and the exit code."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+from pathlib import Path
+
+import pytest
+import yaml
+from factories import make_loans
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from keel.cli.care import ALERT_EXIT
+from keel.cli.main import app
+from keel.lifecycle.run import run_project
+from keel.registry.store import Registry
+from keel.serving.app import create_app
+from keel.serving.loader import load_alias
+from keel.serving.predictions import PredictionLog
+from keel.spec import load_spec
+
+
+def _post_loans(project_dir: Path, *, income_factor: float) -> None:
+    """Score 400 new loan applications through the API, which logs them in predictions.db."""
+    log = PredictionLog(project_dir / "predictions.db")
+    client = TestClient(create_app(load_alias(Registry.for_project(project_dir), "loans"), prediction_log=log))
+    rows = make_loans(400, seed=17)
+    for row in rows.to_dict("records"):
+        record = {"income": int(row["income"] * income_factor), "debt": int(row["debt"]),
+                  "late_payments": int(row["late_payments"]), "region": row["region"]}
+        assert client.post("/v1/score", json=record).status_code == 200
+    log.close()
+
+
+@pytest.fixture
+def hook():
+    received: list[dict] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hook", received
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize("income_factor, alerts", [(1.0, False), (0.5, True)])
+def test_keel_monitor_reports_and_alerts_only_on_a_shift(loans_project: Path, hook, income_factor: float,
+                                                         alerts: bool) -> None:
+    url, received = hook
+    raw = yaml.safe_load(loans_project.read_text())
+    raw["monitoring"] = {"window": "day", "alerts": {"webhook": url, "allowed_hosts": ["127.0.0.1"]}}
+    loans_project.write_text(yaml.safe_dump(raw))
+    project_dir = loans_project.parent / ".keel"
+    run_project(load_spec(loans_project), project_dir=project_dir, author="ana", with_card=False)
+    Registry.for_project(project_dir).set_alias("loans", "champion", 1)
+    _post_loans(project_dir, income_factor=income_factor)
+    out = loans_project.parent / "report"
+
+    result = CliRunner().invoke(app, ["monitor", "--spec", str(loans_project), "--project-dir", str(project_dir),
+                                      "--out", str(out)])
+
+    assert result.exit_code == (ALERT_EXIT if alerts else 0), result.output + result.stderr
+    html = (out / "monitoring.html").read_text()
+    assert "loans" in html and html.count("<img") >= 3
+    report = json.loads((out / "monitoring.json").read_text())
+    assert report["windows"][0]["rows"] == 400 and report["windows"][0]["realized"] is None
+    lines = [json.loads(line) for line in (out / "alerts.jsonl").read_text().splitlines()]
+    assert json.loads((project_dir / "monitoring" / "loans" / "latest.json").read_text())["as_of"] == report["as_of"]
+    if alerts:
+        assert {"income", "probability"} <= {line["subject"] for line in lines if line["kind"] == "drift"}
+        assert received and received[0]["alerts"] == report["alerts"]
+        assert '"kind": "drift"' in result.output
+    else:
+        assert lines == [] and received == []

@@ -1,0 +1,160 @@
+"""A monitoring pass over scored events: windows, drift, the label delay, performance and fairness alerts, webhooks."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+from collections.abc import Iterator
+
+import numpy as np
+import pandas as pd
+import pytest
+from factories import loans_spec, make_loans
+
+from keel.errors import DataError, SpecError
+from keel.models.artifact import KeelModel
+from keel.monitoring.alerts import alert_lines, send_webhook
+from keel.monitoring.events import attach_labels, events_from_log, labels_from_log
+from keel.monitoring.monitor import monitor
+from keel.serving.predictions import PredictionLog
+from keel.spec import AlertsSpec, FairnessSpec, MonitoringSpec, parse_spec
+from keel.training.trainer import train_model
+
+START = pd.Timestamp("2026-01-05")  # a Monday: weekly windows start on Mondays
+ROWS_PER_WEEK = 600
+
+
+@pytest.fixture(scope="module")
+def model() -> KeelModel:
+    return train_model(make_loans(rows=3000, seed=2), parse_spec(loans_spec("x.csv", tuning={"trials": 2}))).model
+
+
+def _events(model: KeelModel, weeks: int, *, seed: int, shift_from: int | None = None) -> pd.DataFrame:
+    """``weeks`` weeks of scored loans, labelled; from week ``shift_from`` on, incomes are 40% lower."""
+    frames = []
+    for week in range(weeks):
+        rows = make_loans(ROWS_PER_WEEK, seed=seed * 100 + week)
+        if shift_from is not None and week >= shift_from:
+            rows["income"] = (rows["income"] * 0.6).round(0)
+        offsets = np.sort(np.random.default_rng(week).integers(0, 7 * 86400, ROWS_PER_WEEK))
+        rows["time"] = START + pd.Timedelta(weeks=week) + pd.to_timedelta(offsets, unit="s")
+        rows["loan_id"] += week * ROWS_PER_WEEK
+        frames.append(rows)
+    events = pd.concat(frames, ignore_index=True)
+    return events.assign(probability=model.predict_proba(events), version=1,
+                         label=events.pop("defaulted").astype(float), label_time=pd.NaT)
+
+
+def test_a_shift_is_found_in_the_weeks_it_happens_and_nowhere_else(model: KeelModel) -> None:
+    report = monitor(_events(model, 6, seed=1, shift_from=4), model, MonitoringSpec(window="week"), name="loans")
+    assert [w.window for w in report.windows] == [str((START + pd.Timedelta(weeks=k)).to_period("W-SUN"))
+                                                  for k in range(6)]
+    drifted = [sorted(f.name for f in w.drift.features if f.drifted) for w in report.windows]
+    assert drifted[:4] == [[]] * 4
+    assert all("income" in names for names in drifted[4:])
+    assert {a.window for a in report.alerts if a.kind == "drift"} <= {w.window for w in report.windows[4:]}
+    for w in report.windows:
+        assert w.rows == ROWS_PER_WEEK and w.estimated.auc is not None and w.realized is not None
+
+
+def test_labels_count_only_once_known_at_the_as_of_time(model: KeelModel) -> None:
+    events = _events(model, 4, seed=2)
+    as_of = START + pd.Timedelta(weeks=4)
+    delayed = monitor(events, model, MonitoringSpec(window="week", label_delay="14d"), name="loans", as_of=as_of)
+    # Rows at most 14 days old at the as-of time have no label yet: the last two weeks.
+    assert [w.labelled for w in delayed.windows] == [ROWS_PER_WEEK, ROWS_PER_WEEK, 0, 0]
+    assert [w.realized is None for w in delayed.windows] == [False, False, True, True]
+    # A label carrying its arrival time counts from then, whatever the delay says.
+    arrived = events.assign(label_time=events["time"] + pd.Timedelta("1d"))
+    timed = monitor(arrived, model, MonitoringSpec(window="week", label_delay="14d"), name="loans", as_of=as_of)
+    assert timed.windows[-1].labelled == (arrived["label_time"] <= as_of).sum() - 3 * ROWS_PER_WEEK
+    assert timed.windows[-1].labelled < ROWS_PER_WEEK
+    # Events after the as-of time are not there yet.
+    early = monitor(events, model, MonitoringSpec(window="week"), name="loans", as_of=START + pd.Timedelta(days=10))
+    assert len(early.windows) == 2 and early.windows[1].rows < ROWS_PER_WEEK
+
+
+def test_a_worse_realized_auc_alerts_while_the_estimate_cannot_see_it(model: KeelModel) -> None:
+    """Concept drift: the same inputs and scores, but the outcomes no longer follow them."""
+    events = _events(model, 3, seed=3)
+    last = events["time"] >= START + pd.Timedelta(weeks=2)
+    events.loc[last, "label"] = np.random.default_rng(0).permutation(events.loc[last, "label"].to_numpy())
+    report = monitor(events, model, MonitoringSpec(window="week", max_auc_drop=0.05), name="loans")
+    performance = [a for a in report.alerts if a.kind == "performance"]
+    assert [a.window for a in performance] == [report.windows[2].window]
+    assert performance[0].value < performance[0].threshold
+    assert not [a for a in report.alerts if a.kind == "estimate"]
+
+
+def test_small_windows_are_shown_but_not_judged(model: KeelModel) -> None:
+    events = _events(model, 2, seed=4, shift_from=1).iloc[: ROWS_PER_WEEK + 50]
+    report = monitor(events, model, MonitoringSpec(window="week", min_rows=100), name="loans")
+    assert report.windows[1].rows == 50 and report.windows[1].drift is None and report.windows[1].alerts == []
+
+
+def test_fairness_over_time_alerts_below_the_adverse_impact_ratio(model: KeelModel) -> None:
+    events = _events(model, 2, seed=5)
+    second = events["time"] >= START + pd.Timedelta(weeks=1)
+    events.loc[second, "probability"] = np.where(events.loc[second, "gender"] == "f", 0.9, 0.1)
+    report = monitor(events, model, MonitoringSpec(window="week"), name="loans", protected=["gender"],
+                     fairness=FairnessSpec(min_adverse_impact_ratio=0.8))
+    unfair = [a for a in report.alerts if a.kind == "fairness"]
+    assert [a.window for a in unfair] == [report.windows[1].window] and unfair[0].value == 0.0
+    assert report.windows[0].fairness[0]["adverse_impact_ratio"] > 0.8
+
+
+def test_events_and_labels_from_the_prediction_log(tmp_path) -> None:
+    log = PredictionLog(tmp_path / "predictions.db")
+    decision = {"probability": 0.25, "decision": "favourable", "reasons": [], "model": "fraud", "version": 2}
+    for i in range(3):
+        log.append(f"r{i}", f"2026-01-0{i + 1}T10:00:00+00:00",
+                   [{"tx_id": i, "tx_time": f"2025-12-3{i - 1}T09:00:00" if i else "2025-12-29T09:00:00",
+                     "amount": 10.0 * i}], [decision])
+    log.append_labels("2026-01-10T00:00:00+00:00", "tx_id", [{"tx_id": 1, "fraud": 1}, {"tx_id": 9, "fraud": 0}])
+    log.close()
+    events = events_from_log(tmp_path / "predictions.db", model="fraud", time_column="tx_time")
+    assert events["time"].tolist() == [pd.Timestamp("2025-12-29 09:00"), pd.Timestamp("2025-12-30 09:00"),
+                                       pd.Timestamp("2025-12-31 09:00")]
+    labelled = attach_labels(events, labels_from_log(tmp_path / "predictions.db", id_column="tx_id", target="fraud"),
+                             id_column="tx_id")
+    assert labelled["label"].tolist()[1] == 1.0 and labelled["label"].isna().tolist() == [True, False, True]
+    assert labelled["label_time"].iloc[1] == pd.Timestamp("2026-01-10")
+    with pytest.raises(DataError, match="no answers of model 'credit'"):
+        events_from_log(tmp_path / "predictions.db", model="credit")
+
+
+@pytest.fixture
+def hook() -> Iterator[tuple[str, list[dict]]]:
+    received: list[dict] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/alerts", received
+    server.shutdown()
+    server.server_close()
+
+
+def test_alerts_go_to_an_allowed_webhook_and_as_json_lines(model: KeelModel, hook) -> None:
+    url, received = hook
+    report = monitor(_events(model, 2, seed=6, shift_from=1), model, MonitoringSpec(window="week"), name="loans")
+    assert report.alerts
+    settings = AlertsSpec(webhook=url, allowed_hosts=["127.0.0.1"])
+    assert send_webhook(report.alerts, settings, model="loans", as_of=report.as_of) is None
+    assert received == [{"model": "loans", "as_of": report.as_of, "alerts": [a.to_dict() for a in report.alerts]}]
+    lines = [json.loads(line) for line in alert_lines(report.alerts, model="loans", as_of=report.as_of)]
+    assert lines[0]["model"] == "loans" and lines[0]["kind"] == report.alerts[0].kind
+    gone = AlertsSpec(webhook="http://127.0.0.1:9/alerts", allowed_hosts=["127.0.0.1"], timeout_seconds=1)
+    assert "could not be reached" in send_webhook(report.alerts, gone, model="loans", as_of=report.as_of)
+    with pytest.raises(SpecError, match="not in alerts.allowed_hosts"):
+        parse_spec({**loans_spec("x.csv"), "monitoring": {"alerts": {"webhook": "https://evil.example/x"}}})
