@@ -78,6 +78,13 @@ def test_keel_monitor_reports_and_alerts_only_on_a_shift(loans_project: Path, ho
     assert report["windows"][0]["rows"] == 400 and report["windows"][0]["realized"] is None
     lines = [json.loads(line) for line in (out / "alerts.jsonl").read_text().splitlines()]
     assert json.loads((project_dir / "monitoring" / "loans" / "latest.json").read_text())["as_of"] == report["as_of"]
+    latest = project_dir / "monitoring" / "loans" / "latest.json"
+    scrape = TestClient(create_app(load_alias(Registry.for_project(project_dir), "loans"),
+                                   monitoring_file=latest)).get("/metrics").text
+    income = next(f for f in report["windows"][0]["drift"]["features"] if f["name"] == "income")
+    assert f'keel_drift_psi{{feature="income"}} {income["psi"]}' in scrape
+    assert f'keel_monitoring_alerts{{severity="alert"}} {float(sum(a["severity"] == "alert" for a in lines))}' in scrape
+    assert 'keel_auc{kind="estimated"}' in scrape and 'keel_auc{kind="realized"}' not in scrape
     if alerts:
         assert {"income", "probability"} <= {line["subject"] for line in lines if line["kind"] == "drift"}
         assert received and received[0]["alerts"] == report["alerts"]

@@ -10,6 +10,7 @@ answered in plain ASGI (:class:`ScoringRoutes`); FastAPI serves the rest and the
 import datetime as dt
 import hmac
 import uuid
+from pathlib import Path
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
@@ -56,6 +57,7 @@ def create_app(
     request_timeout: float = 10.0,
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
     feature_store: EventStore | None = None,
+    monitoring_file: Path | None = None,
 ) -> FastAPI:
     """The API for one model's contract; ``app.state.engine`` may later be replaced by a compatible engine.
 
@@ -69,6 +71,7 @@ def create_app(
     are computed from ``feature_store`` (in process by default) and the transaction is kept
     there, record by record in order, before scoring; the log holds the raw and computed
     inputs. ``POST /v1/labels`` (with the API key) stores labels that arrived, for later features.
+    ``monitoring_file`` (the latest ``keel monitor`` results) adds drift gauges to ``/metrics``.
     """
     contract = engine.model.metadata.get("contract") or {}
     described = engine.model.metadata.get("features")
@@ -77,7 +80,7 @@ def create_app(
     Batch = batch_model(Record, max_batch)
     app = FastAPI(title=f"Keel scoring: {engine.name}", lifespan=lifespan,
                   description="Probability, decision and adverse-action reasons for credit decisions.")
-    metrics = Metrics()
+    metrics = Metrics(monitoring_file)
     app.state.engine = engine
     app.state.ready = True
     app.state.metrics = metrics

@@ -7,10 +7,14 @@ With several uvicorn workers a scrape reaches one of them, so `keel serve` then 
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import multiprocess
+from prometheus_client.core import GaugeMetricFamily
 
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -18,11 +22,67 @@ ROUTES = frozenset({"/v1/score", "/v1/score/batch", "/admin/reload", "/admin/sha
                     "/metrics"})
 
 
-class Metrics:
-    """The process's counters; route labels are the known routes or ``other`` (bounded cardinality)."""
+class MonitoringGauges:
+    """Drift and performance gauges from the newest window of the latest ``keel monitor`` run, read at scrape time.
 
-    def __init__(self) -> None:
+    The file is ``monitoring/<model>/latest.json`` in the project folder; it is parsed again
+    only when it changes, and a scrape without one shows no monitoring gauges.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._seen: tuple[int, list[GaugeMetricFamily]] = (-1, [])
+
+    def collect(self) -> list[GaugeMetricFamily]:
+        """The gauges, or none when no monitoring run has written its results yet."""
+        try:
+            changed = self.path.stat().st_mtime_ns
+        except OSError:
+            return []
+        if changed != self._seen[0]:
+            try:
+                report = json.loads(self.path.read_text())
+            except (OSError, ValueError):  # being replaced; the next scrape reads it
+                return self._seen[1]
+            self._seen = (changed, _monitoring_families(report))
+        return self._seen[1]
+
+
+def _monitoring_families(report: dict[str, Any]) -> list[GaugeMetricFamily]:
+    import pandas as pd
+
+    windows = report.get("windows") or []
+    judged = [w for w in windows if w.get("drift")]
+    as_of = GaugeMetricFamily("keel_monitoring_as_of_seconds", "As-of time of the latest keel monitor run (Unix)")
+    as_of.add_metric([], pd.Timestamp(report["as_of"]).timestamp())
+    psi = GaugeMetricFamily("keel_drift_psi", "PSI per input against training, newest judged window", labels=["feature"])
+    drifted = GaugeMetricFamily("keel_drift_drifted", "1 when the input drifted in the newest judged window",
+                                labels=["feature"])
+    for feature in judged[-1]["drift"]["features"] if judged else []:
+        psi.add_metric([feature["name"]], feature["psi"])
+        drifted.add_metric([feature["name"]], float(feature["drifted"]))
+    alerts = GaugeMetricFamily("keel_monitoring_alerts", "Alerts in the newest window", labels=["severity"])
+    for severity in ("warn", "alert"):
+        alerts.add_metric([severity], sum(a["severity"] == severity for a in (windows[-1]["alerts"] if windows else [])))
+    auc = GaugeMetricFamily("keel_auc", "AUC of the newest window that has one", labels=["kind"])
+    for kind in ("estimated", "realized"):
+        values = [w[kind]["auc"] for w in windows if w.get(kind) and w[kind].get("auc") is not None]
+        if values:
+            auc.add_metric([kind], values[-1])
+    return [as_of, psi, drifted, alerts, auc]
+
+
+class Metrics:
+    """The process's counters; route labels are the known routes or ``other`` (bounded cardinality).
+
+    With ``monitoring_file``, every scrape also shows the latest monitoring run's gauges.
+    """
+
+    def __init__(self, monitoring_file: Path | None = None) -> None:
         self.registry = CollectorRegistry()
+        self.monitoring = MonitoringGauges(monitoring_file) if monitoring_file else None
+        if self.monitoring:
+            self.registry.register(self.monitoring)
         self.requests = Counter("keel_requests", "Answered requests", ["route", "status"], registry=self.registry)
         self.latency = Histogram("keel_request_seconds", "Time to answer", ["route"], registry=self.registry,
                                  buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0))
@@ -47,6 +107,8 @@ class Metrics:
         if os.environ.get(MULTIPROCESS_DIR):
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)
+            if self.monitoring:
+                registry.register(self.monitoring)
             return generate_latest(registry)
         return generate_latest(self.registry)
 

@@ -89,6 +89,7 @@ def app_from_environment() -> FastAPI:
         request_timeout=settings.request_timeout,
         lifespan=lifespan,
         feature_store=feature_store,
+        monitoring_file=Path(settings.project_dir) / "monitoring" / settings.model / "latest.json",
     )
     if settings.watch_seconds > 0:
         _follow(app, settings, stop)
