@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import http.server
 import itertools
+import json
 import os
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -144,3 +147,25 @@ def saved_model(tmp_path_factory: pytest.TempPathFactory, mlflow_template: Path)
     model, _ = Registry.for_project(keel_dir).load_model(result.model_name, result.version)
     model.save(folder / "model")
     return folder / "model"
+
+
+@pytest.fixture
+def webhook() -> Iterator[tuple[str, list[dict]]]:
+    """An HTTP endpoint on loopback that records the JSON bodies POSTed to it: (url, bodies)."""
+    received: list[dict] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/alerts", received
+    server.shutdown()
+    server.server_close()

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import http.server
 import json
-import threading
 from pathlib import Path
 
 import pytest
@@ -35,30 +33,11 @@ def _post_loans(project_dir: Path, *, income_factor: float) -> None:
     log.close()
 
 
-@pytest.fixture
-def hook():
-    received: list[dict] = []
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
-            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/hook", received
-    server.shutdown()
-    server.server_close()
-
 
 @pytest.mark.parametrize("income_factor, alerts", [(1.0, False), (0.5, True)])
-def test_keel_monitor_reports_and_alerts_only_on_a_shift(loans_project: Path, hook, income_factor: float,
+def test_keel_monitor_reports_and_alerts_only_on_a_shift(loans_project: Path, webhook, income_factor: float,
                                                          alerts: bool) -> None:
-    url, received = hook
+    url, received = webhook
     raw = yaml.safe_load(loans_project.read_text())
     raw["monitoring"] = {"window": "day", "alerts": {"webhook": url, "allowed_hosts": ["127.0.0.1"]}}
     loans_project.write_text(yaml.safe_dump(raw))

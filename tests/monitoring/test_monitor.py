@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import http.server
 import json
-import threading
-from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
@@ -124,29 +121,9 @@ def test_events_and_labels_from_the_prediction_log(tmp_path) -> None:
         events_from_log(tmp_path / "predictions.db", model="credit")
 
 
-@pytest.fixture
-def hook() -> Iterator[tuple[str, list[dict]]]:
-    received: list[dict] = []
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
-            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/alerts", received
-    server.shutdown()
-    server.server_close()
-
-
-def test_alerts_go_to_an_allowed_webhook_and_as_json_lines(model: KeelModel, hook) -> None:
-    url, received = hook
+def test_alerts_go_to_an_allowed_webhook_and_as_json_lines(model: KeelModel, webhook) -> None:
+    url, received = webhook
     report = monitor(_events(model, 2, seed=6, shift_from=1), model, MonitoringSpec(window="week"), name="loans")
     assert report.alerts
     settings = AlertsSpec(webhook=url, allowed_hosts=["127.0.0.1"])
