@@ -14,12 +14,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from factories import loans_spec, make_loans, write_project
 from typer.testing import CliRunner
 
 from keel.cli.main import app
+from keel.lifecycle.retrain import retrain
+from keel.lifecycle.run import run_project
 from keel.registry.governance import Governance
+from keel.spec import load_spec
 
-pytestmark = pytest.mark.slow
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "card_fraud"
 DATA = EXAMPLE / "data" / "fraud_handbook_simulated_raw.parquet"
 
@@ -41,6 +44,7 @@ def _spec(folder: Path, name: str, source: Path, *, without_terminal: bool = Fal
     return path
 
 
+@pytest.mark.slow
 def test_retrain_promotes_a_better_challenger_and_refuses_a_degraded_one(tmp_path: Path, mlflow_template: Path) -> None:
     source = tmp_path / "fraud_q3.parquet"
     frame = pd.read_parquet(DATA)
@@ -80,3 +84,29 @@ def test_retrain_promotes_a_better_challenger_and_refuses_a_degraded_one(tmp_pat
     policy = [row for row in governance.history("card_fraud") if row.actor == "policy:model-risk-committee"]
     assert [row.action for row in policy] == ["approve", "promote"]
     assert governance.registry.version("card_fraud", 3).tag("retrain_decision") == "refused"
+
+
+def test_a_better_challenger_without_automatic_promotion_waits_as_the_challenger(tmp_path: Path,
+                                                                                mlflow_template: Path) -> None:
+    """Random split, no time column: the same data, a weak champion, a better challenger, cards refreshed."""
+    folder = tmp_path / "loans"
+    weak = write_project(folder, make_loans(), loans_spec("data.csv", features={"include": ["region"], "categorical": ["region"]},
+                                                          models={"families": ["logistic"]}, gates={"min_auc": 0.5}))
+    project = folder / ".keel"
+    project.mkdir()
+    shutil.copy(mlflow_template, project / "mlflow.db")
+    run_project(load_spec(weak), project_dir=project, author="ana")
+    governance = Governance.for_project(project)
+    governance.approve("loans", 1, by="vera", role="validator", note="reviewed")
+    governance.promote("loans", 1, by="dan", role="deployer")
+    better = folder / "better.yaml"
+    better.write_text(yaml.safe_dump(loans_spec("data.csv", models={"families": ["logistic"]})))
+
+    result = retrain(load_spec(better), project_dir=project, author="ana")
+
+    assert result.decision == "awaiting approval" and result.challenger_score > result.champion_score
+    assert governance.registry.alias("loans", "challenger").version == 2
+    assert governance.champion("loans").version == 1
+    card = json.loads((project / "cards" / "loans" / "v2" / "model_card.json").read_text())
+    assert [row["action"] for row in card["lifecycle"]["history"]] == ["register", "retrain"]
+    assert "champion: 1 -&gt; 1" in (project / "cards" / "loans" / "v1" / "model_card.html").read_text()

@@ -26,11 +26,12 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from keel.errors import RegistryError
+from keel.errors import CardError, RegistryError
 from keel.evaluation.metrics import binary_metrics
 from keel.features.cleaning import target_vector
 from keel.features.offline import compute_features
 from keel.features.windows import FeaturePlan
+from keel.lifecycle.card_refresh import refresh_card, versions_touched
 from keel.lifecycle.run import RunResult, StageCallback, prepare_data, run_project
 from keel.models.artifact import KeelModel
 from keel.registry.audit import AuditLog, make_engine
@@ -114,12 +115,18 @@ def retrain(spec: ProjectSpec, *, project_dir: Path, author: str, as_of: pd.Time
               **({"from": str(pd.to_datetime(rows[time_column]).min()), "to": str(pd.to_datetime(rows[time_column]).max())}
                  if time_column else {})}
     decision, reasons = _decide(spec, run, scores[champion.version], scores[run.version], metric)
-    _apply(governance, spec, name, run.version, decision, reasons, author)
-    governance.audit.append(
+    _apply(governance, spec, name, run.version, decision, reasons)
+    row = governance.audit.append(
         actor=author, action="retrain", obj=f"{name}/v{run.version}",
         before={"champion": champion.version, metric: scores[champion.version]},
-        after={"challenger": run.version, metric: scores[run.version], "decision": decision, "window": window},
+        after={"challenger": run.version, metric: scores[run.version], "decision": decision, "window": window,
+               "champion": run.version if decision == "promoted" else champion.version},
         reason="; ".join(reasons))
+    for version in versions_touched(row):  # the challenger and the champion it was judged against
+        try:  # the cards show the new lifecycle state and this decision
+            refresh_card(project_dir, name, version, governance=governance)
+        except CardError:  # a version trained without a card (keel train, --no-card)
+            pass
     return RetrainResult(decision, reasons, champion.version, run.version, metric, scores[champion.version],
                          scores[run.version], window, run)
 
@@ -150,7 +157,7 @@ def _decide(spec: ProjectSpec, run: RunResult, champion: float, challenger: floa
 
 
 def _apply(governance: Governance, spec: ProjectSpec, name: str, version: int, decision: Decision,
-           reasons: list[str], author: str) -> None:
+           reasons: list[str]) -> None:
     registry = governance.registry
     registry.set_version_tag(name, version, "retrain_decision", decision)
     if decision == "promoted":
