@@ -117,6 +117,9 @@ def test_events_and_labels_from_the_prediction_log(tmp_path) -> None:
                              id_column="tx_id")
     assert labelled["label"].tolist()[1] == 1.0 and labelled["label"].isna().tolist() == [True, False, True]
     assert labelled["label_time"].iloc[1] == pd.Timestamp("2026-01-10")
+    by_request = attach_labels(events, pd.DataFrame({"request_id": ["r2"], "label": [1], "label_time": [pd.NaT]}),
+                               id_column="request_id")
+    assert by_request["label"].isna().tolist() == [True, True, False]
     with pytest.raises(DataError, match="no answers of model 'credit'"):
         events_from_log(tmp_path / "predictions.db", model="credit")
 

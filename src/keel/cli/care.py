@@ -56,6 +56,7 @@ def monitor(
     scored: Annotated[Optional[str], typer.Option(help="A scored table (keel score output, inputs kept) instead of the log.")] = None,
     labels: Annotated[Optional[str], typer.Option(help="Labels file (CSV/Parquet): the id column and the target.")] = None,
     label_time_column: Annotated[Optional[str], typer.Option(help="Column of --labels saying when each label became known.")] = None,
+    join_on: Annotated[Optional[str], typer.Option(help="Column joining --labels to the events: request_id (and row) from the log [default: the spec's data.id_column].")] = None,
     as_of: Annotated[Optional[str], typer.Option(help="Judge as of this time [default: the newest event].")] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Report folder [default: monitoring/<model>/<as-of> in the project folder].")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the whole report as JSON instead of a table.")] = False,
@@ -107,6 +108,7 @@ def monitor(
         else:
             events = events_from_log(log_path, model=name, time_column=time_column)
         if labels or (not scored and described):
+            id_column = join_on or id_column
             if not id_column:
                 raise typer.BadParameter("labels are joined by the spec's data.id_column; give --spec", param_hint="--labels")
             found = (labels_from_table(labels, id_column=id_column, target=served.target, time_column=label_time_column)

@@ -4,7 +4,8 @@ An *events* frame has one row per scored record: ``time`` (when the event happen
 record's own time column when it has one, else when it was scored), ``probability``,
 ``version``, the model's inputs, and ``label`` (missing until it arrives) with
 ``label_time`` (when it arrived, when known). Labels come from the log's ``labels`` table
-(``POST /v1/labels``) or from a file, joined by the record's id column.
+(``POST /v1/labels``) or from a file, joined by the record's id column, or by the log's
+``request_id`` (and ``row``, for a batch request's records) when the inputs carry no id.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ import pandas as pd
 from keel.errors import DataError
 from keel.io.tables import read_table
 
-EVENT_COLUMNS = ("time", "probability", "version", "label", "label_time")
+EVENT_COLUMNS = ("time", "probability", "version", "label", "label_time", "request_id", "row")
+REQUEST_ID = "request_id"
 
 
 def events_from_log(path: Path, *, model: str, time_column: str | None = None) -> pd.DataFrame:
@@ -28,14 +30,14 @@ def events_from_log(path: Path, *, model: str, time_column: str | None = None) -
         raise DataError(f"no prediction log at {path}; keel serve writes predictions.db in the project folder")
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
         rows = pd.read_sql_query(
-            "SELECT time, version, inputs, probability FROM predictions WHERE model = ? ORDER BY rowid",
-            conn, params=(model,))
+            "SELECT request_id, row, time, version, inputs, probability FROM predictions WHERE model = ? "
+            "ORDER BY rowid", conn, params=(model,))
     if rows.empty:
         raise DataError(f"the prediction log {path} holds no answers of model '{model}'")
     inputs = pd.DataFrame([orjson.loads(text) for text in rows["inputs"]])
     served = pd.to_datetime(rows["time"], utc=True).dt.tz_localize(None)
     when = pd.to_datetime(inputs.pop(time_column)) if time_column and time_column in inputs else served
-    events = pd.concat([inputs, rows[["probability", "version"]]], axis=1)
+    events = pd.concat([inputs, rows[["request_id", "row", "probability", "version"]]], axis=1)
     return events.assign(time=when.to_numpy(), label=float("nan"), label_time=pd.NaT)
 
 
@@ -62,22 +64,29 @@ def labels_from_log(path: Path, *, id_column: str, target: str) -> pd.DataFrame:
 
 
 def labels_from_table(url: str, *, id_column: str, target: str, time_column: str | None = None) -> pd.DataFrame:
-    """Labels from a file: the id column, the target and, optionally, when each label became known."""
+    """Labels from a file: the id column (or ``request_id`` and ``row``), the target and when each became known."""
     frame = read_table(url, _format(url)).frame
     missing = [c for c in (id_column, target, time_column) if c and c not in frame.columns]
     if missing:
         raise DataError(f"{url}: labels need the column(s) {missing}; it has {list(frame.columns)}")
+    keys = [id_column, *(["row"] if id_column == REQUEST_ID and "row" in frame.columns else [])]
     when = pd.to_datetime(frame[time_column]) if time_column else pd.Series(pd.NaT, index=frame.index)
-    return pd.DataFrame({id_column: frame[id_column], "label": frame[target], "label_time": when}).drop_duplicates(
-        id_column, keep="last")
+    return frame[keys].assign(label=frame[target], label_time=when).drop_duplicates(keys, keep="last")
 
 
 def attach_labels(events: pd.DataFrame, labels: pd.DataFrame, *, id_column: str, positive: object = 1) -> pd.DataFrame:
-    """``events`` with each label (1 for ``positive``, else 0) and its arrival time joined by ``id_column``."""
+    """``events`` with each label (1 for ``positive``, else 0) and its arrival time joined by ``id_column``.
+
+    With ``id_column="request_id"`` a label may also name the ``row`` of a batch request (0 when absent).
+    """
     if id_column not in events.columns:
         raise DataError(f"labels are joined by '{id_column}', which the scored events do not hold; "
                         f"they have {[c for c in events.columns if c not in EVENT_COLUMNS]}")
-    found = events[[id_column]].merge(labels, on=id_column, how="left", validate="many_to_one")
+    keys = [id_column]
+    if id_column == REQUEST_ID:
+        labels = labels.assign(row=labels["row"].astype("int64") if "row" in labels else 0)
+        keys.append("row")
+    found = events[keys].merge(labels, on=keys, how="left", validate="many_to_one")
     known = found["label"].notna()
     label = (found["label"] == positive).astype("float64").where(known)
     return events.assign(label=label.to_numpy(), label_time=found["label_time"].to_numpy())
