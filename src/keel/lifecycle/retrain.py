@@ -105,12 +105,12 @@ def retrain(spec: ProjectSpec, *, project_dir: Path, author: str, as_of: pd.Time
                        time=frame[time_column] if time_column else None,
                        entity=frame[moved.split.known_entity] if moved.split.known_entity else None)
     rows = frame.iloc[split.test]
-    raw = frame.drop(columns=FeaturePlan.of(moved).names())
     metric = "auc" if spec.tuning.metric == "log_loss" else spec.tuning.metric
     scores = {}
     for version in (champion.version, run.version):
         model, _ = registry.load_model(name, version)
-        scores[version] = binary_metrics(y[split.test], model.predict_proba(_own_features(model, raw, split.test)))[metric]
+        own = _own_features(model, frame, FeaturePlan.of(moved), split.test)
+        scores[version] = binary_metrics(y[split.test], model.predict_proba(own))[metric]
     window = {"rows": len(rows), "positives": int(y[split.test].sum()),
               **({"from": str(pd.to_datetime(rows[time_column]).min()), "to": str(pd.to_datetime(rows[time_column]).max())}
                  if time_column else {})}
@@ -131,12 +131,14 @@ def retrain(spec: ProjectSpec, *, project_dir: Path, author: str, as_of: pd.Time
                          scores[run.version], window, run)
 
 
-def _own_features(model: KeelModel, raw: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame:
-    """``rows`` of ``raw`` with the window and calendar features this model was trained with."""
+def _own_features(model: KeelModel, frame: pd.DataFrame, computed: FeaturePlan, rows: np.ndarray) -> pd.DataFrame:
+    """``rows`` of ``frame`` (which holds ``computed``) with the window and calendar features ``model`` reads."""
     plan = FeaturePlan.of_model(model.metadata.get("features"))
-    if not plan.names():
-        return raw.iloc[rows]
-    return pd.concat([raw.reset_index(drop=True), pd.DataFrame(compute_features(raw, plan))], axis=1).iloc[rows]
+    if plan == computed:
+        return frame.iloc[rows]
+    raw = frame.drop(columns=computed.names()).reset_index(drop=True)
+    return pd.concat([raw, pd.DataFrame(compute_features(raw, plan))], axis=1).iloc[rows] if plan.names() \
+        else raw.iloc[rows]
 
 
 def _decide(spec: ProjectSpec, run: RunResult, champion: float, challenger: float, metric: str
