@@ -48,7 +48,7 @@ def test_keel_monitor_reports_and_alerts_only_on_a_shift(loans_project: Path, we
     out = loans_project.parent / "report"
 
     result = CliRunner().invoke(app, ["monitor", "--spec", str(loans_project), "--project-dir", str(project_dir),
-                                      "--out", str(out)])
+                                      "--out", str(out), "--retrain-on-alert"])
 
     assert result.exit_code == (ALERT_EXIT if alerts else 0), result.output + result.stderr
     html = (out / "monitoring.html").read_text()
@@ -64,9 +64,12 @@ def test_keel_monitor_reports_and_alerts_only_on_a_shift(loans_project: Path, we
     assert f'keel_drift_psi{{feature="income"}} {income["psi"]}' in scrape
     assert f'keel_monitoring_alerts{{severity="alert"}} {float(sum(a["severity"] == "alert" for a in lines))}' in scrape
     assert 'keel_auc{kind="estimated"}' in scrape and 'keel_auc{kind="realized"}' not in scrape
+    versions = [v.version for v in Registry.for_project(project_dir).versions("loans")]
     if alerts:
         assert {"income", "probability"} <= {line["subject"] for line in lines if line["kind"] == "drift"}
         assert received and received[0]["alerts"] == report["alerts"]
         assert '"kind": "drift"' in result.output
+        # --retrain-on-alert trained a challenger and judged it against the champion.
+        assert sorted(versions) == [1, 2] and "challenger loans v2 against champion v1" in result.output
     else:
-        assert lines == [] and received == []
+        assert lines == [] and received == [] and versions == [1]
