@@ -16,7 +16,8 @@ import pandas as pd
 import pytest
 from factories import loans_spec, make_loans
 
-from keel.monitoring.monitor import model_baseline, monitor
+from keel.monitoring.monitor import monitor
+from keel.monitoring.reference import model_baseline
 from keel.reports.monitoring import render_monitoring_report, write_monitoring_report
 from keel.reports.monitoring_plots import monitoring_plots, series
 from keel.spec import MonitoringSpec, parse_spec

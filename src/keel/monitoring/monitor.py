@@ -20,12 +20,16 @@ import pandas as pd
 from keel.errors import DataError
 from keel.evaluation.fairness import fairness_report
 from keel.models.artifact import KeelModel
-from keel.monitoring.baseline import Baseline, build_baseline
+from keel.monitoring.baseline import Baseline
 from keel.monitoring.drift import DriftReport, DriftThresholds, detect_drift
-from keel.monitoring.estimate import Performance, estimate_performance, realized_performance
+from keel.monitoring.estimate import (
+    Performance,
+    estimate_performance,
+    realized_performance,
+)
+from keel.monitoring.reference import SCORE
 from keel.spec import FairnessSpec, MonitoringSpec, duration_us
 
-SCORE = "probability"
 _PERIOD = {"day": "D", "week": "W-SUN", "month": "M"}  # weeks run Monday to Sunday
 Severity = Literal["warn", "alert"]
 
@@ -93,18 +97,6 @@ class MonitorReport:
         """Plain-JSON form."""
         return {"model": self.model, "as_of": self.as_of, "window": self.window, "reference": self.reference,
                 "windows": [w.to_dict() for w in self.windows], "alerts": [a.to_dict() for a in self.alerts]}
-
-
-def model_baseline(inputs: pd.DataFrame, categorical: list[str], test_scores: np.ndarray, y_test: np.ndarray,
-                   threshold: float) -> dict[str, Any]:
-    """What a model keeps for monitoring: the training inputs' and test scores' baseline, and test performance."""
-    base = build_baseline(inputs, categorical=[c for c in categorical if c in inputs.columns])
-    score = build_baseline({SCORE: np.asarray(test_scores, dtype="float64")})
-    return {
-        "baseline": Baseline(base.n_rows, base.features + score.features).to_dict(),
-        "reference": realized_performance(y_test, test_scores, threshold=threshold).to_dict(),
-        "reference_estimate": estimate_performance(test_scores, threshold=threshold).to_dict(),
-    }
 
 
 def monitoring_baseline(model: KeelModel) -> tuple[Baseline, dict[str, Any]]:

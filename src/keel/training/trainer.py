@@ -18,11 +18,18 @@ from keel.features.cleaning import target_vector
 from keel.features.online import serving_features
 from keel.models.artifact import KeelModel
 from keel.models.preprocess import Preprocessor
-from keel.monitoring.monitor import model_baseline
+from keel.monitoring.reference import model_baseline
 from keel.spec import ProjectSpec
 from keel.training.distributed import check_cluster_tuning, tune_on_cluster
 from keel.training.split import Split, split_rows
-from keel.training.tuning import FamilyResult, Matrices, TrialCallback, fit_family, tune_family, validation_score
+from keel.training.tuning import (
+    FamilyResult,
+    Matrices,
+    TrialCallback,
+    fit_family,
+    tune_family,
+    validation_score,
+)
 
 
 @dataclass
