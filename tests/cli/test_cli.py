@@ -117,3 +117,20 @@ def test_run_refuses_a_cluster_it_cannot_use_before_training(loans_project: Path
     assert result.exit_code == 11
     assert "--cluster 'my-laptop' is neither 'local' nor a scheduler address" in result.output + result.stderr
     assert not (loans_project.parent / ".keel" / "cards").exists()
+
+
+def test_demo_runs_the_credit_example_with_its_card(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`keel demo` (what `make demo` runs) hands the credit example to the full flow; the flow itself is tested apart."""
+    import keel.lifecycle.run
+    from keel.errors import KeelError
+
+    calls = []
+
+    def flow(spec, **options):
+        calls.append((spec.project, options["project_dir"], options["with_card"], options["author"]))
+        raise KeelError("stopped before training")
+
+    monkeypatch.setattr(keel.lifecycle.run, "run_project", flow)
+    result = CliRunner().invoke(app, ["demo", "--project-dir", str(tmp_path / ".keel"), "-q"])
+    assert result.exit_code == 1 and "stopped before training" in result.stderr
+    assert calls == [("credit_default", tmp_path / ".keel", True, "keel-demo")]

@@ -126,7 +126,7 @@ def _summary(result: Any) -> None:
 
 
 def _run(spec_path: Path, project_dir: Path | None, author: str, quiet: bool, with_card: bool,
-         cluster: str | None) -> None:
+         cluster: str | None = None) -> None:
     from keel.engine import open_engine
     from keel.engine.cluster import check_cluster
     from keel.lifecycle.run import run_project
