@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 from factories import make_loans
@@ -47,20 +48,22 @@ def test_keel_monitor_reports_and_alerts_only_on_a_shift(loans_project: Path, we
     _post_loans(project_dir, income_factor=income_factor)
     out = loans_project.parent / "report"
 
-    result = CliRunner().invoke(app, ["monitor", "--spec", str(loans_project), "--project-dir", str(project_dir),
-                                      "--out", str(out), "--retrain-on-alert"])
+    tomorrow = (pd.Timestamp.now(tz="UTC").normalize() + pd.Timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    command = ["monitor", "--spec", str(loans_project), "--project-dir", str(project_dir), "--as-of", tomorrow]
+
+    result = CliRunner().invoke(app, [*command, "--out", str(out), "--retrain-on-alert"])
 
     assert result.exit_code == (ALERT_EXIT if alerts else 0), result.output + result.stderr
     html = (out / "monitoring.html").read_text()
     assert "loans" in html and html.count("<img") >= 3
     report = json.loads((out / "monitoring.json").read_text())
-    assert report["windows"][0]["rows"] == 400 and report["windows"][0]["realized"] is None
+    assert sum(w["rows"] for w in report["windows"]) == 400 and report["windows"][-1]["realized"] is None
     lines = [json.loads(line) for line in (out / "alerts.jsonl").read_text().splitlines()]
     assert json.loads((project_dir / "monitoring" / "loans" / "latest.json").read_text())["as_of"] == report["as_of"]
     latest = project_dir / "monitoring" / "loans" / "latest.json"
     scrape = TestClient(create_app(load_alias(Registry.for_project(project_dir), "loans"),
                                    monitoring_file=latest)).get("/metrics").text
-    income = next(f for f in report["windows"][0]["drift"]["features"] if f["name"] == "income")
+    income = next(f for f in report["windows"][-1]["drift"]["features"] if f["name"] == "income")
     assert f'keel_drift_psi{{feature="income"}} {income["psi"]}' in scrape
     assert f'keel_monitoring_alerts{{severity="alert"}} {float(sum(a["severity"] == "alert" for a in lines))}' in scrape
     assert 'keel_auc{kind="estimated"}' in scrape and 'keel_auc{kind="realized"}' not in scrape
@@ -71,5 +74,8 @@ def test_keel_monitor_reports_and_alerts_only_on_a_shift(loans_project: Path, we
         assert '"kind": "drift"' in result.output
         # --retrain-on-alert trained a challenger and judged it against the champion.
         assert sorted(versions) == [1, 2] and "challenger loans v2 against champion v1" in result.output
+        # The next run has nothing new to say: the same window's alerts are not sent or raised again.
+        again = CliRunner().invoke(app, [*command, "--out", str(out.parent / "again")])
+        assert again.exit_code == 0 and len(received) == 1 and not (out.parent / "again" / "alerts.jsonl").read_text()
     else:
         assert lines == [] and received == [] and versions == [1]

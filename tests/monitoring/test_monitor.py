@@ -43,8 +43,27 @@ def _events(model: KeelModel, weeks: int, *, seed: int, shift_from: int | None =
                          label=events.pop("defaulted").astype(float), label_time=pd.NaT)
 
 
+def _end(weeks: int) -> pd.Timestamp:
+    """The moment ``weeks`` whole weeks of events have closed."""
+    return START + pd.Timedelta(weeks=weeks)
+
+
+def test_only_closed_windows_are_judged_and_alerts_are_news_once(model: KeelModel) -> None:
+    events = _events(model, 3, seed=7, shift_from=1)
+    open_week = monitor(events, model, MonitoringSpec(window="week"), name="loans")  # as of the newest event
+    assert [w.complete for w in open_week.windows] == [True, True, False]
+    assert open_week.windows[2].drift is None and open_week.windows[2].alerts == []
+    assert monitor(events, model, MonitoringSpec(window="week"), name="loans", partial=True).windows[2].drift
+    report = monitor(events, model, MonitoringSpec(window="week"), name="loans", as_of=_end(3))
+    assert {a.window for a in report.alerts} == {w.window for w in report.windows[1:]}
+    # A run after the second week's close has seen the first two weeks' alerts; only the third week's are news.
+    assert {a.window for a in report.alerts_since(_end(2))} == {report.windows[2].window}
+    assert report.alerts_since(_end(3)) == [] and report.alerts_since(None) == report.alerts
+
+
 def test_a_shift_is_found_in_the_weeks_it_happens_and_nowhere_else(model: KeelModel) -> None:
-    report = monitor(_events(model, 6, seed=1, shift_from=4), model, MonitoringSpec(window="week"), name="loans")
+    report = monitor(_events(model, 6, seed=1, shift_from=4), model, MonitoringSpec(window="week"), name="loans",
+                     as_of=_end(6))
     assert [w.window for w in report.windows] == [str((START + pd.Timedelta(weeks=k)).to_period("W-SUN"))
                                                   for k in range(6)]
     drifted = [sorted(f.name for f in w.drift.features if f.drifted) for w in report.windows]
@@ -77,7 +96,7 @@ def test_a_worse_realized_auc_alerts_while_the_estimate_cannot_see_it(model: Kee
     events = _events(model, 3, seed=3)
     last = events["time"] >= START + pd.Timedelta(weeks=2)
     events.loc[last, "label"] = np.random.default_rng(0).permutation(events.loc[last, "label"].to_numpy())
-    report = monitor(events, model, MonitoringSpec(window="week", max_auc_drop=0.05), name="loans")
+    report = monitor(events, model, MonitoringSpec(window="week", max_auc_drop=0.05), name="loans", as_of=_end(3))
     performance = [a for a in report.alerts if a.kind == "performance"]
     assert [a.window for a in performance] == [report.windows[2].window]
     assert performance[0].value < performance[0].threshold
@@ -86,7 +105,7 @@ def test_a_worse_realized_auc_alerts_while_the_estimate_cannot_see_it(model: Kee
 
 def test_small_windows_are_shown_but_not_judged(model: KeelModel) -> None:
     events = _events(model, 2, seed=4, shift_from=1).iloc[: ROWS_PER_WEEK + 50]
-    report = monitor(events, model, MonitoringSpec(window="week", min_rows=100), name="loans")
+    report = monitor(events, model, MonitoringSpec(window="week", min_rows=100), name="loans", as_of=_end(2))
     assert report.windows[1].rows == 50 and report.windows[1].drift is None and report.windows[1].alerts == []
 
 
@@ -94,7 +113,7 @@ def test_fairness_over_time_alerts_below_the_adverse_impact_ratio(model: KeelMod
     events = _events(model, 2, seed=5)
     second = events["time"] >= START + pd.Timedelta(weeks=1)
     events.loc[second, "probability"] = np.where(events.loc[second, "gender"] == "f", 0.9, 0.1)
-    report = monitor(events, model, MonitoringSpec(window="week"), name="loans", protected=["gender"],
+    report = monitor(events, model, MonitoringSpec(window="week"), name="loans", protected=["gender"], as_of=_end(2),
                      fairness=FairnessSpec(min_adverse_impact_ratio=0.8))
     unfair = [a for a in report.alerts if a.kind == "fairness"]
     assert [a.window for a in unfair] == [report.windows[1].window] and unfair[0].value == 0.0
@@ -104,15 +123,15 @@ def test_fairness_over_time_alerts_below_the_adverse_impact_ratio(model: KeelMod
 def test_events_and_labels_from_the_prediction_log(tmp_path) -> None:
     log = PredictionLog(tmp_path / "predictions.db")
     decision = {"probability": 0.25, "decision": "favourable", "reasons": [], "model": "fraud", "version": 2}
-    for i in range(3):
-        log.append(f"r{i}", f"2026-01-0{i + 1}T10:00:00+00:00",
-                   [{"tx_id": i, "tx_time": f"2025-12-3{i - 1}T09:00:00" if i else "2025-12-29T09:00:00",
-                     "amount": 10.0 * i}], [decision])
+    times = ["2025-12-29T09:00:00", "2025-12-30T10:00:00.250000+01:00", "2025-12-31T09:00:00.5"]  # as orjson
+    for i in range(3):  # writes them: whole seconds without a fraction, offsets or none
+        log.append(f"r{i}", f"2026-01-0{i + 1}T10:00:00{'.000001' if i else ''}+00:00",
+                   [{"tx_id": i, "tx_time": times[i], "amount": 10.0 * i}], [decision])
     log.append_labels("2026-01-10T00:00:00+00:00", "tx_id", [{"tx_id": 1, "fraud": 1}, {"tx_id": 9, "fraud": 0}])
     log.close()
     events = events_from_log(tmp_path / "predictions.db", model="fraud", time_column="tx_time")
-    assert events["time"].tolist() == [pd.Timestamp("2025-12-29 09:00"), pd.Timestamp("2025-12-30 09:00"),
-                                       pd.Timestamp("2025-12-31 09:00")]
+    assert events["time"].tolist() == [pd.Timestamp("2025-12-29 09:00"), pd.Timestamp("2025-12-30 09:00:00.25"),
+                                       pd.Timestamp("2025-12-31 09:00:00.5")]  # naive UTC
     labelled = attach_labels(events, labels_from_log(tmp_path / "predictions.db", id_column="tx_id", target="fraud"),
                              id_column="tx_id")
     assert labelled["label"].tolist()[1] == 1.0 and labelled["label"].isna().tolist() == [True, False, True]
@@ -127,7 +146,8 @@ def test_events_and_labels_from_the_prediction_log(tmp_path) -> None:
 
 def test_alerts_go_to_an_allowed_webhook_and_as_json_lines(model: KeelModel, webhook) -> None:
     url, received = webhook
-    report = monitor(_events(model, 2, seed=6, shift_from=1), model, MonitoringSpec(window="week"), name="loans")
+    report = monitor(_events(model, 2, seed=6, shift_from=1), model, MonitoringSpec(window="week"), name="loans",
+                     as_of=_end(2))
     assert report.alerts
     settings = AlertsSpec(webhook=url, allowed_hosts=["127.0.0.1"])
     assert send_webhook(report.alerts, settings, model="loans", as_of=report.as_of) is None

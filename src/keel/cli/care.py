@@ -57,7 +57,9 @@ def monitor(
     labels: Annotated[Optional[str], typer.Option(help="Labels file (CSV/Parquet): the id column and the target.")] = None,
     label_time_column: Annotated[Optional[str], typer.Option(help="Column of --labels saying when each label became known.")] = None,
     join_on: Annotated[Optional[str], typer.Option(help="Column joining --labels to the events: request_id (and row) from the log [default: the spec's data.id_column].")] = None,
-    as_of: Annotated[Optional[str], typer.Option(help="Judge as of this time [default: the newest event].")] = None,
+    as_of: Annotated[Optional[str], typer.Option(help="Judge as of this time, ISO 8601 (no offset: UTC) [default: the newest event].")] = None,
+    since: Annotated[Optional[str], typer.Option(help="Alert only on windows that closed after this time [default: the previous run's as-of].")] = None,
+    partial: Annotated[bool, typer.Option(help="Also judge the window still open at the as-of time.")] = False,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Report folder [default: monitoring/<model>/<as-of> in the project folder].")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the whole report as JSON instead of a table.")] = False,
     retrain_on_alert: Annotated[bool, typer.Option(help="On an alert, run keel retrain with --spec.")] = False,
@@ -65,13 +67,15 @@ def monitor(
 ) -> None:
     """Drift, label-free and realized performance, and fairness per time window; alerts exit with code 13.
 
-    Alerts are printed as JSON lines, written to alerts.jsonl beside the HTML report, and sent
-    to the spec's webhook when one is configured (monitoring.alerts).
+    Windows are judged once closed. Alerts of windows that closed since the previous run (or
+    --since) are printed as JSON lines, written to alerts.jsonl beside the HTML report, and
+    sent to the spec's webhook when one is configured (monitoring.alerts); the report shows all.
     """
     import pandas as pd
 
     from keel.monitoring.alerts import alert_lines, send_webhook
     from keel.monitoring.events import (
+        as_of_time,
         attach_labels,
         events_from_log,
         events_from_table,
@@ -114,16 +118,22 @@ def monitor(
             found = (labels_from_table(labels, id_column=id_column, target=served.target, time_column=label_time_column)
                      if labels else labels_from_log(log_path, id_column=id_column, target=served.target))
             events = attach_labels(events, found, id_column=id_column, positive=served.positive)
+        if id_column and id_column in events.columns:  # a retried request is logged again: count it once
+            events = events.drop_duplicates(id_column, keep="last")
         report = run_monitor(events, served, project.monitoring if project else MonitoringSpec(), name=name,
-                             as_of=pd.Timestamp(as_of) if as_of else None,
+                             as_of=as_of_time(as_of) if as_of else None, partial=partial,
                              protected=project.protected if project else [],
                              fairness=project.fairness if project else None)
+        latest = folder / "monitoring" / name / "latest.json"
+        previous = json.loads(latest.read_text())["as_of"] if latest.is_file() else None
+        new = report.alerts_since(as_of_time(since) if since else as_of_time(previous) if previous else None)
         target = out_dir or folder / "monitoring" / name / pd.Timestamp(report.as_of).strftime("%Y-%m-%dT%H%M%S")
         html, _ = write_monitoring_report(report.to_dict(), target)
-        lines = alert_lines(report.alerts, model=name, as_of=report.as_of)
+        lines = alert_lines(new, model=name, as_of=report.as_of)
         write_text_atomic(target / "alerts.jsonl", "".join(line + "\n" for line in lines))
-        write_text_atomic(folder / "monitoring" / name / "latest.json", json.dumps(report.to_dict(), default=str))
-        undelivered = send_webhook(report.alerts, project.monitoring.alerts, model=name,
+        if alias == "champion" and (previous is None or as_of_time(report.as_of) >= as_of_time(previous)):
+            write_text_atomic(latest, json.dumps(report.to_dict(), default=str))  # what /metrics shows
+        undelivered = send_webhook(new, project.monitoring.alerts, model=name,
                                    as_of=report.as_of) if project else None
     if as_json:
         out.print_json(json.dumps(report.to_dict(), default=str))
@@ -134,7 +144,7 @@ def monitor(
         out.print(f"report: {html}")
     if undelivered:
         err.print(f"[yellow]alerts not delivered[/]: {undelivered}")
-    if not any(a.severity == "alert" for a in report.alerts):
+    if not any(a.severity == "alert" for a in new):
         return
     if retrain_on_alert and spec is not None:
         err.print("alerts raised: retraining")

@@ -24,6 +24,20 @@ EVENT_COLUMNS = ("time", "probability", "version", "label", "label_time", "reque
 REQUEST_ID = "request_id"
 
 
+def naive_utc(values: pd.Series | list) -> pd.Series:
+    """Times as naive UTC timestamps, from datetimes or ISO 8601 text of any precision, with or without offsets."""
+    try:
+        parsed = pd.to_datetime(pd.Series(values), utc=True, format="ISO8601")
+    except (ValueError, TypeError) as error:
+        raise DataError(f"times must be ISO 8601 date-times: {error}") from None
+    return parsed.dt.tz_convert(None)
+
+
+def as_of_time(value: object) -> pd.Timestamp:
+    """One time as a naive UTC timestamp (an offset is converted, no offset is read as UTC)."""
+    return naive_utc([value]).iloc[0]
+
+
 def events_from_log(path: Path, *, model: str, time_column: str | None = None) -> pd.DataFrame:
     """Every answered row of ``model`` in the prediction log, inputs expanded into columns, oldest first."""
     if not path.is_file():
@@ -35,8 +49,8 @@ def events_from_log(path: Path, *, model: str, time_column: str | None = None) -
     if rows.empty:
         raise DataError(f"the prediction log {path} holds no answers of model '{model}'")
     inputs = pd.DataFrame([orjson.loads(text) for text in rows["inputs"]])
-    served = pd.to_datetime(rows["time"], utc=True).dt.tz_localize(None)
-    when = pd.to_datetime(inputs.pop(time_column)) if time_column and time_column in inputs else served
+    served = naive_utc(rows["time"])
+    when = naive_utc(inputs.pop(time_column)) if time_column and time_column in inputs else served
     events = pd.concat([inputs, rows[["request_id", "row", "probability", "version"]]], axis=1)
     return events.assign(time=when.to_numpy(), label=float("nan"), label_time=pd.NaT)
 
@@ -47,7 +61,7 @@ def events_from_table(url: str, *, time_column: str) -> pd.DataFrame:
     missing = [c for c in ("probability", time_column) if c not in frame.columns]
     if missing:
         raise DataError(f"{url}: monitoring needs the column(s) {missing}; it has {list(frame.columns)}")
-    return frame.assign(time=pd.to_datetime(frame[time_column]), label=float("nan"), label_time=pd.NaT,
+    return frame.assign(time=naive_utc(frame[time_column]).to_numpy(), label=float("nan"), label_time=pd.NaT,
                         version=frame["version"] if "version" in frame else 0)
 
 
@@ -59,7 +73,7 @@ def labels_from_log(path: Path, *, id_column: str, target: str) -> pd.DataFrame:
     return pd.DataFrame({
         id_column: [v[id_column] for v in values],
         "label": [v.get(target) for v in values],
-        "label_time": pd.to_datetime(rows["time"], utc=True).dt.tz_localize(None),
+        "label_time": naive_utc(rows["time"]),
     }).drop_duplicates(id_column, keep="last")
 
 
@@ -70,7 +84,7 @@ def labels_from_table(url: str, *, id_column: str, target: str, time_column: str
     if missing:
         raise DataError(f"{url}: labels need the column(s) {missing}; it has {list(frame.columns)}")
     keys = [id_column, *(["row"] if id_column == REQUEST_ID and "row" in frame.columns else [])]
-    when = pd.to_datetime(frame[time_column]) if time_column else pd.Series(pd.NaT, index=frame.index)
+    when = naive_utc(frame[time_column]).to_numpy() if time_column else pd.NaT
     return frame[keys].assign(label=frame[target], label_time=when).drop_duplicates(keys, keep="last")
 
 
@@ -86,7 +100,9 @@ def attach_labels(events: pd.DataFrame, labels: pd.DataFrame, *, id_column: str,
     if id_column == REQUEST_ID:
         labels = labels.assign(row=labels["row"].astype("int64") if "row" in labels else 0)
         keys.append("row")
-    found = events[keys].merge(labels, on=keys, how="left", validate="many_to_one")
+    as_text = {k: lambda f, k=k: f[k].astype(str) for k in keys[:1]}  # ids read as 7 or "7" join alike
+    found = events[keys].assign(**as_text).merge(labels.assign(**as_text), on=keys, how="left",
+                                                 validate="many_to_one")
     known = found["label"].notna()
     label = (found["label"] == positive).astype("float64").where(known)
     return events.assign(label=label.to_numpy(), label_time=found["label_time"].to_numpy())

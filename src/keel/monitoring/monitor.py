@@ -5,8 +5,9 @@ the model (:mod:`keel.monitoring.drift`); the label-free performance estimate (C
 the probabilities; the realized performance of the rows whose label is known at ``as_of``
 (arrived by then, or ``label_delay`` old when labels carry no time), so a run never reads
 a label before it could have been known; and fairness by protected group where the events
-hold the attributes. Alerts come from the spec's thresholds; a window with fewer than
-``min_rows`` rows (or labelled rows, for realized metrics) is shown, never judged.
+hold the attributes. Alerts come from the spec's thresholds. Only windows that had closed
+by ``as_of`` are judged; the one still open, and a window with fewer than ``min_rows`` rows
+(or labelled rows, for realized metrics), is shown, never judged.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from keel.monitoring.estimate import (
     estimate_performance,
     realized_performance,
 )
+from keel.monitoring.events import as_of_time
 from keel.monitoring.reference import SCORE
 from keel.spec import FairnessSpec, MonitoringSpec, duration_us
 
@@ -58,6 +60,7 @@ class WindowResult:
     window: str
     start: str
     end: str
+    complete: bool  # the window had closed by the as-of time; only complete windows are judged
     rows: int
     labelled: int
     versions: list[int]
@@ -70,7 +73,7 @@ class WindowResult:
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form."""
         return {
-            "window": self.window, "start": self.start, "end": self.end, "rows": self.rows,
+            "window": self.window, "start": self.start, "end": self.end, "complete": self.complete, "rows": self.rows,
             "labelled": self.labelled, "versions": self.versions,
             "drift": self.drift.to_dict() if self.drift else None,
             "estimated": self.estimated.to_dict(), "realized": self.realized.to_dict() if self.realized else None,
@@ -93,6 +96,12 @@ class MonitorReport:
         """Every alert of every window, oldest window first."""
         return [a for w in self.windows for a in w.alerts]
 
+    def alerts_since(self, since: pd.Timestamp | None) -> list[Alert]:
+        """The alerts of windows that closed after ``since`` (the previous run's as-of time): what is news."""
+        if since is None:
+            return self.alerts
+        return [a for w in self.windows if _closes(w) > since for a in w.alerts]
+
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form."""
         return {"model": self.model, "as_of": self.as_of, "window": self.window, "reference": self.reference,
@@ -110,13 +119,17 @@ def monitoring_baseline(model: KeelModel) -> tuple[Baseline, dict[str, Any]]:
 
 
 def monitor(events: pd.DataFrame, model: KeelModel, settings: MonitoringSpec, *, name: str,
-            as_of: pd.Timestamp | None = None, protected: list[str] = (), fairness: FairnessSpec | None = None
-            ) -> MonitorReport:
-    """Judge every window of ``events`` (see the module doc); ``as_of`` defaults to the newest event."""
+            as_of: pd.Timestamp | None = None, protected: list[str] = (), fairness: FairnessSpec | None = None,
+            partial: bool = False) -> MonitorReport:
+    """Judge every window of ``events`` that closed by ``as_of`` (see the module doc).
+
+    ``as_of`` defaults to the newest event. The window still open at ``as_of`` is shown but
+    judged only with ``partial``: part of a week differs from a whole one (its weekdays, say).
+    """
     if events.empty:
         raise DataError("there are no scored events to monitor")
     baseline, reference = monitoring_baseline(model)
-    as_of = pd.Timestamp(as_of) if as_of is not None else events["time"].max()
+    as_of = as_of_time(as_of) if as_of is not None else events["time"].max()
     events = events[events["time"] <= as_of]
     known = _label_known(events, as_of, duration_us(settings.label_delay))
     rule = DriftThresholds(alpha=settings.alpha, psi_alert=settings.psi_alert, missing_alert=settings.missing_alert,
@@ -125,9 +138,16 @@ def monitor(events: pd.DataFrame, model: KeelModel, settings: MonitoringSpec, *,
     results = []
     for period, rows in events.groupby(periods, sort=True):
         labelled = rows[known.loc[rows.index]]
-        results.append(_window(str(period), period, rows, labelled, baseline, reference, model, settings, rule,
-                               [c for c in protected if c in rows.columns], fairness or FairnessSpec()))
+        complete = period.end_time <= as_of
+        results.append(_window(str(period), period, complete, complete or partial, rows, labelled, baseline,
+                               reference, model, settings, rule, [c for c in protected if c in rows.columns],
+                               fairness or FairnessSpec()))
     return MonitorReport(name, str(as_of), settings.window, reference, results)
+
+
+def _closes(window: WindowResult) -> pd.Timestamp:
+    """When a window closes: the day after its last day."""
+    return pd.Timestamp(window.end) + pd.Timedelta(days=1)
 
 
 def _label_known(events: pd.DataFrame, as_of: pd.Timestamp, delay_us: int) -> pd.Series:
@@ -137,22 +157,23 @@ def _label_known(events: pd.DataFrame, as_of: pd.Timestamp, delay_us: int) -> pd
     return events["label"].notna() & np.where(arrived.notna(), arrived <= as_of, by_delay)
 
 
-def _window(label: str, period: pd.Period, rows: pd.DataFrame, labelled: pd.DataFrame, baseline: Baseline,
-            reference: dict[str, Any], model: KeelModel, settings: MonitoringSpec, rule: DriftThresholds,
-            protected: list[str], fairness: FairnessSpec) -> WindowResult:
-    judged = len(rows) >= settings.min_rows
+def _window(label: str, period: pd.Period, complete: bool, judge: bool, rows: pd.DataFrame, labelled: pd.DataFrame,
+            baseline: Baseline, reference: dict[str, Any], model: KeelModel, settings: MonitoringSpec,
+            rule: DriftThresholds, protected: list[str], fairness: FairnessSpec) -> WindowResult:
+    judged = judge and len(rows) >= settings.min_rows
     p = rows[SCORE].to_numpy(dtype="float64")
     drift = detect_drift(baseline, rows, rule) if judged else None
     estimated = estimate_performance(p, threshold=model.threshold)
     realized, groups = None, None
-    if len(labelled) >= settings.min_rows:
+    if judge and len(labelled) >= settings.min_rows:
         y, q = labelled["label"].to_numpy(), labelled[SCORE].to_numpy(dtype="float64")
         realized = realized_performance(y, q, threshold=model.threshold)
         if protected:
             groups = fairness_report(labelled[protected].reset_index(drop=True), y.astype(int), q,
                                      threshold=model.threshold, fairness=fairness)
     alerts = _alerts(label, drift, estimated if judged else None, realized, groups, reference, settings, fairness)
-    return WindowResult(label, str(period.start_time.date()), str(period.end_time.date()), len(rows), len(labelled),
+    return WindowResult(label, str(period.start_time.date()), str(period.end_time.date()), complete, len(rows),
+                        len(labelled),
                         sorted(int(v) for v in rows["version"].unique()), drift, estimated, realized, groups, alerts)
 
 

@@ -18,8 +18,8 @@ from prometheus_client.core import GaugeMetricFamily
 
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
-ROUTES = frozenset({"/v1/score", "/v1/score/batch", "/admin/reload", "/admin/shadow", "/livez", "/readyz",
-                    "/metrics"})
+ROUTES = frozenset({"/v1/score", "/v1/score/batch", "/v1/labels", "/admin/reload", "/admin/shadow", "/livez",
+                    "/readyz", "/metrics"})
 
 
 class MonitoringGauges:
@@ -51,22 +51,22 @@ class MonitoringGauges:
 def _monitoring_families(report: dict[str, Any]) -> list[GaugeMetricFamily]:
     import pandas as pd
 
-    windows = report.get("windows") or []
-    judged = [w for w in windows if w.get("drift")]
+    judged = [w for w in report.get("windows") or [] if w.get("drift") or w.get("realized")]  # closed, big enough
     as_of = GaugeMetricFamily("keel_monitoring_as_of_seconds", "As-of time of the latest keel monitor run (Unix)")
     as_of.add_metric([], pd.Timestamp(report["as_of"]).timestamp())
     psi = GaugeMetricFamily("keel_drift_psi", "PSI per input against training, newest judged window", labels=["feature"])
     drifted = GaugeMetricFamily("keel_drift_drifted", "1 when the input drifted in the newest judged window",
                                 labels=["feature"])
-    for feature in judged[-1]["drift"]["features"] if judged else []:
+    newest = judged[-1] if judged else {}
+    for feature in (newest.get("drift") or {}).get("features", []):
         psi.add_metric([feature["name"]], feature["psi"])
         drifted.add_metric([feature["name"]], float(feature["drifted"]))
-    alerts = GaugeMetricFamily("keel_monitoring_alerts", "Alerts in the newest window", labels=["severity"])
+    alerts = GaugeMetricFamily("keel_monitoring_alerts", "Alerts in the newest judged window", labels=["severity"])
     for severity in ("warn", "alert"):
-        alerts.add_metric([severity], sum(a["severity"] == severity for a in (windows[-1]["alerts"] if windows else [])))
-    auc = GaugeMetricFamily("keel_auc", "AUC of the newest window that has one", labels=["kind"])
+        alerts.add_metric([severity], sum(a["severity"] == severity for a in newest.get("alerts", [])))
+    auc = GaugeMetricFamily("keel_auc", "AUC of the newest judged window that has one", labels=["kind"])
     for kind in ("estimated", "realized"):
-        values = [w[kind]["auc"] for w in windows if w.get(kind) and w[kind].get("auc") is not None]
+        values = [w[kind]["auc"] for w in judged if w.get(kind) and w[kind].get("auc") is not None]
         if values:
             auc.add_metric([kind], values[-1])
     return [as_of, psi, drifted, alerts, auc]
