@@ -80,6 +80,16 @@ def test_stores_keep_an_event_once_and_update_only_the_values_given(redis_url: s
         assert store.events("card", 1, 0, 200) == [(100, "a", [5.5, 1])]
 
 
+def test_entity_values_never_share_redis_keys(redis_url: str) -> None:
+    """A client-chosen id such as 'V:values' must not land on the keys of the value 'V' (or of another entity)."""
+    store = RedisStore(redis_url, prefix="keys")
+    for entity, key in (("card", "V"), ("card", "V:values"), ("card:V", "values"), ("card", 5), ("card", "5")):
+        store.add(entity, key, (100, f"{entity}/{key}", [1]), forget_until_us=0, idle_ms=60_000)
+    for entity, key in (("card", "V"), ("card", "V:values"), ("card:V", "values"), ("card", 5), ("card", "5")):
+        assert store.events(entity, key, 0, 200) == [(100, f"{entity}/{key}", [1])]
+    store.close()
+
+
 def test_an_unreachable_redis_is_a_feature_store_error() -> None:
     store = RedisStore("redis://127.0.0.1:9/0", timeout=0.5)  # port 9 (discard) has no server here
     with pytest.raises(FeatureStoreError, match="unreachable"):

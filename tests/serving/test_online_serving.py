@@ -35,7 +35,7 @@ from keel.registry.store import Registry
 from keel.serving.app import create_app
 from keel.serving.engine import ScoringEngine
 from keel.serving.loader import load_alias
-from keel.serving.predictions import PredictionLog
+from keel.serving.predictions import Overloaded, PredictionLog
 from keel.spec import load_spec, parse_spec
 from keel.training.trainer import train_model
 
@@ -195,4 +195,54 @@ def test_keel_serve_with_two_workers_shares_the_events_in_redis(tmp_path: Path, 
             probabilities = _replay_over_http(client, frame, seed=3)
     log = PredictionLog(project_dir / "predictions.db")
     _check_replay(load_alias(registry, "transactions"), parse_spec(raw), frame, log, probabilities)
+    log.close()
+
+
+def _engine_for(spec_changes: dict) -> tuple[ScoringEngine, object]:
+    raw = {**transactions_spec(**spec_changes), "tuning": {"trials": 1}, "models": {"families": ["logistic"]}}
+    spec = parse_spec(raw)
+    frame = make_transactions(800, seed=31, days=6)
+    return ScoringEngine(train_model(add_features(frame, spec), spec).model, "fraud", 1), spec
+
+
+def test_a_model_with_calendar_features_only_takes_the_time_and_keeps_no_events(tmp_path: Path) -> None:
+    engine, _ = _engine_for({"windows": {}})
+    client, log = _client(engine, tmp_path)
+    row = _raw(make_transactions(1, seed=3).to_dict("records")[0])
+    fields = client.get("/openapi.json").json()["components"]["schemas"]["Record"]["properties"]
+    assert set(fields) == {"tx_time", "amount"}  # the id and entities serve no feature here
+    assert client.post("/v1/score", json={"tx_time": row["tx_time"], "amount": 5.0}).status_code == 200
+    assert client.post("/v1/labels", headers=KEY, json={"labels": []}).status_code == 404
+    assert json.loads(log.rows()[0]["inputs"])["is_weekend"] in (0.0, 1.0)
+    log.close()
+
+
+def test_labels_no_window_reads_are_logged_and_change_no_event(tmp_path: Path) -> None:
+    engine, _ = _engine_for({"windows": {"card": {"entity": "card", "windows": ["1d"],
+                                                  "aggregations": {"nb": {"function": "count"}}}}})
+    store = MemoryStore()
+    client, log = _client(engine, tmp_path, store)
+    row = _raw(make_transactions(1, seed=3).to_dict("records")[0])
+    assert client.post("/v1/score", json={k: row[k] for k in ("tx_id", "tx_time", "card", "amount")}).status_code == 200
+    answer = client.post("/v1/labels", headers=KEY, json={"labels": [{"tx_id": row["tx_id"], "card": row["card"],
+                                                                      "fraud": 1}]})
+    assert answer.json() == {"updated": 0, "unknown": []}
+    assert json.loads(log.rows("labels")[0]["labels"])["fraud"] == 1 and store.size() == 1
+    log.close()
+
+
+def test_a_refused_request_leaves_no_event_behind(engine: ScoringEngine, tmp_path: Path, monkeypatch) -> None:
+    store = MemoryStore()
+    client, log = _client(engine, tmp_path, store)
+    rows = [_raw(r) for r in make_transactions(3, seed=8).to_dict("records")]
+
+    async def behind(*_: object) -> None:
+        raise Overloaded("the prediction log is behind; try again shortly")
+
+    monkeypatch.setattr(log, "append_async", behind)
+    assert client.post("/v1/score/batch", json={"records": rows}).status_code == 503
+    assert store.size() == 0  # the next transactions' counts do not include an unanswered one
+    monkeypatch.undo()
+    assert client.post("/v1/score/batch", json={"records": rows}).status_code == 200
+    assert store.size() == 3 * 2  # each transaction kept once per entity (card, terminal)
     log.close()

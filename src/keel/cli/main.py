@@ -536,7 +536,7 @@ def _refuse_private_events(registry: Any, name: str, alias: str) -> None:
     from keel.errors import SpecError
 
     info = registry.alias(name, alias)
-    if info is not None and registry.load_model(name, info.version)[0].metadata.get("features"):
+    if info is not None and (registry.load_model(name, info.version)[0].metadata.get("features") or {}).get("windows"):
         raise SpecError(f"{name}@{alias} computes window features online; with several workers they must share "
                         "their events: give --feature-store redis://host:port/db, or serve with --workers 1")
 

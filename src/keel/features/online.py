@@ -100,18 +100,19 @@ def serving_features(spec: ProjectSpec) -> dict[str, Any] | None:
     """What a served model needs to compute its features online (kept in its metadata); None without any.
 
     ``inputs`` are the raw columns a request brings besides the model's own (the id, the time,
-    the entities and the aggregated columns, with their contract rules); ``labels`` are the
-    aggregated columns known only later (the target), which arrive by :meth:`OnlineFeatures.update`.
+    the entities and the aggregated columns, with their contract rules); ``labels`` is the
+    target, known only later: :meth:`OnlineFeatures.update` stores it where windows read it,
+    and monitoring reads it from the log either way.
     """
     plan = FeaturePlan.of(spec)
     if not plan.names():
         return None
     aggregated = [f.column for f in plan.windows if f.column is not None]
-    labels = [c for c in dict.fromkeys(aggregated) if c == spec.target.column]
+    labels = [spec.target.column] if plan.windows else []  # read by windows, or only logged for monitoring
     raw = [spec.data.id_column if plan.windows else None, spec.data.time_column,
            *(f.entity for f in plan.windows), *aggregated]
     rules = {c: spec.contract.columns[c].model_dump(exclude_none=True)
-             for c in dict.fromkeys(raw) if c is not None}
+             for c in dict.fromkeys([*raw, *labels]) if c is not None}
     return {
         "windows": [asdict(f) for f in plan.windows],
         "calendar": dict(plan.calendar),
@@ -149,8 +150,11 @@ class OnlineFeatures:
         return cls(FeaturePlan.of_model(described), id_column=described["id_column"],
                    time_column=described["time_column"], store=store)
 
-    def compute(self, row: Mapping[str, Any]) -> dict[str, float]:
-        """Every computed feature of ``row``, from the events kept before it (nothing is stored)."""
+    def compute(self, row: Mapping[str, Any], pending: Sequence[Mapping[str, Any]] = ()) -> dict[str, float]:
+        """Every computed feature of ``row``, from the events kept before it (nothing is stored).
+
+        ``pending`` rows count as kept events too: the earlier records of a request not yet recorded.
+        """
         if not self._names:
             return {}
         now = time_us(row.get(self.time_column))
@@ -158,10 +162,25 @@ class OnlineFeatures:
         for entity in self._entities:
             key = self._key(row, entity.entity)
             events = self.store.events(entity.entity, key, now - entity.horizon_us, now)
+            if pending:
+                events = sorted(events + self._pending_events(pending, entity, key, now), key=lambda e: e[0])
             out.update(entity.compute(events, now, entity.values(row)))
         for name, part in self.plan.calendar.items():
             out[name] = calendar_value(row[self.time_column], part)
         return {name: out[name] for name in self._names}
+
+    def compute_batch(self, rows: Sequence[Mapping[str, Any]]) -> list[dict[str, float]]:
+        """:meth:`compute` for each row in order, each seeing the rows before it; nothing is stored."""
+        return [self.compute(row, rows[:i]) for i, row in enumerate(rows)]
+
+    def _pending_events(self, rows: Sequence[Mapping[str, Any]], entity: _Entity, key: Any,
+                        now: int) -> list[tuple[int, str, list[Any]]]:
+        events = []
+        for row in rows:
+            when = time_us(row.get(self.time_column))
+            if self._key(row, entity.entity) == key and now - entity.horizon_us < when <= now:
+                events.append((when, str(row[self.id_column]), entity.values(row)))
+        return events
 
     def record(self, row: Mapping[str, Any]) -> None:
         """Keep ``row`` as an event of each of its entities (after it was scored)."""
@@ -171,7 +190,12 @@ class OnlineFeatures:
         event_id = str(row[self.id_column])
         for entity in self._entities:
             self.store.add(entity.entity, self._key(row, entity.entity), (now, event_id, entity.values(row)),
-                           forget_until_us=now - entity.horizon_us)
+                           forget_until_us=now - entity.horizon_us, idle_ms=2 * entity.horizon_us // 1000)
+
+    def record_all(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """:meth:`record` each row, in order."""
+        for row in rows:
+            self.record(row)
 
     def update(self, row: Mapping[str, Any]) -> int:
         """Store late values of a recorded row (a label that arrived); returns how many entities held it.

@@ -26,8 +26,11 @@ class EventStore(Protocol):
     def events(self, entity: str, key: Any, start_us: int, end_us: int) -> list[Event]:
         """Events of one entity value with ``start_us < time <= end_us``, oldest first."""
 
-    def add(self, entity: str, key: Any, event: Event, *, forget_until_us: int) -> None:
-        """Keep ``event`` (replacing a kept one with its id), and forget events at or before ``forget_until_us``."""
+    def add(self, entity: str, key: Any, event: Event, *, forget_until_us: int, idle_ms: int = 0) -> None:
+        """Keep ``event`` (replacing a kept one with its id), and forget events at or before ``forget_until_us``.
+
+        ``idle_ms``: a store may drop an entity value not written for that long (0: never).
+        """
 
     def update(self, entity: str, key: Any, event_id: str, changes: dict[int, Any]) -> bool:
         """Set some values of a kept event (a label that arrived), by position; False when it is not kept."""
@@ -48,8 +51,9 @@ class MemoryStore:
             hi = bisect.bisect_right(kept, end_us, key=lambda e: e[0])
             return kept[lo:hi]
 
-    def add(self, entity: str, key: Any, event: Event, *, forget_until_us: int) -> None:
-        """Keep ``event`` in time order (once per id) and forget events no window reaches any more."""
+    def add(self, entity: str, key: Any, event: Event, *, forget_until_us: int, idle_ms: int = 0) -> None:
+        """Keep ``event`` in time order (once per id) and forget events no window reaches any more (``idle_ms``
+        is not used: a process's memory ends with it)."""
         with self._lock:
             kept = self._events.setdefault((entity, key), [])
             kept[:] = [e for e in kept if e[1] != event[1]]  # a retried request records its event once
@@ -88,6 +92,10 @@ if #old > 0 then
   redis.call('ZREM', KEYS[1], unpack(old))
   redis.call('HDEL', KEYS[2], unpack(old))
 end
+if tonumber(ARGV[5]) > 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[5])
+  redis.call('PEXPIRE', KEYS[2], ARGV[5])
+end
 return #old
 """
 _REPLACE = """
@@ -121,8 +129,9 @@ class RedisStore:
         self._replace = self._redis.register_script(_REPLACE)
 
     def _keys(self, entity: str, key: Any) -> list[str]:
-        base = f"{self._prefix}:{entity}:{key}"
-        return [base, base + ":values"]
+        """The sorted set and the hash of one entity value; JSON keeps every (entity, value) pair apart."""
+        name = orjson.dumps([entity, key]).decode()
+        return [f"{self._prefix}:times:{name}", f"{self._prefix}:values:{name}"]
 
     @contextmanager
     def _reachable(self) -> Iterator[None]:
@@ -132,6 +141,8 @@ class RedisStore:
             yield
         except (redis.ConnectionError, redis.TimeoutError) as error:
             raise FeatureStoreError(f"the feature store at {self._url} is unreachable: {error}") from error
+        except redis.RedisError as error:
+            raise FeatureStoreError(f"the feature store at {self._url} refused a command: {error}") from error
 
     def events(self, entity: str, key: Any, start_us: int, end_us: int) -> list[Event]:
         """Events of one entity value with ``start_us < time <= end_us``, oldest first."""
@@ -143,11 +154,16 @@ class RedisStore:
         return [(int(float(pairs[i + 1])), pairs[i].decode(), orjson.loads(v))
                 for i, v in zip(range(0, len(pairs), 2), values)]
 
-    def add(self, entity: str, key: Any, event: Event, *, forget_until_us: int) -> None:
-        """Keep ``event`` and forget events no window reaches any more, atomically."""
+    def add(self, entity: str, key: Any, event: Event, *, forget_until_us: int, idle_ms: int = 0) -> None:
+        """Keep ``event`` and forget events no window reaches any more, atomically.
+
+        With ``idle_ms``, an entity value not written for that long is dropped by Redis (a card
+        that stopped transacting), so the store does not grow without bound.
+        """
         time, event_id, values = event
         with self._reachable():
-            self._add(keys=self._keys(entity, key), args=[time, event_id, orjson.dumps(values), forget_until_us])
+            self._add(keys=self._keys(entity, key),
+                      args=[time, event_id, orjson.dumps(values), forget_until_us, idle_ms])
 
     def update(self, entity: str, key: Any, event_id: str, changes: dict[int, Any]) -> bool:
         """Set some values of a kept event, by position (compare-and-set); False when it is not kept."""

@@ -27,7 +27,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from keel.errors import DataError, FeatureStoreError
 from keel.features.online import OnlineFeatures
-from keel.features.stores import EventStore
+from keel.features.stores import EventStore, MemoryStore
 from keel.serving.engine import ScoringEngine
 from keel.serving.metrics import Metrics
 from keel.serving.middleware import BodyLimit, Guard, answer, send_json
@@ -76,6 +76,7 @@ def create_app(
     contract = engine.model.metadata.get("contract") or {}
     described = engine.model.metadata.get("features")
     online = OnlineFeatures.of_model(described, feature_store) if described else None
+    remote_store = online is not None and bool(online.plan.windows) and not isinstance(online.store, MemoryStore)
     Record = record_model(request_contract(engine.model.metadata))
     Batch = batch_model(Record, max_batch)
     app = FastAPI(title=f"Keel scoring: {engine.name}", lifespan=lifespan,
@@ -103,13 +104,16 @@ def create_app(
         current: ScoringEngine = app.state.engine
         inputs = [request.model_dump()] if single else [r.model_dump() for r in request.records]
 
+        raw = list(inputs)  # the records as sent; ``inputs`` gains their computed features
+
         def decide() -> list[dict[str, Any]]:
             if online is not None:  # in order: a record's features see the records before it
-                inputs[:] = [{**r, **online.compute_and_record(r)} for r in inputs]
+                inputs[:] = [{**r, **f} for r, f in zip(raw, online.compute_batch(raw))]
             return current.score_records(inputs)
 
         try:
-            decisions = decide() if len(inputs) <= _INLINE_RECORDS else await run_in_threadpool(decide)
+            inline = len(inputs) <= _INLINE_RECORDS and not remote_store  # a Redis round trip never blocks the loop
+            decisions = decide() if inline else await run_in_threadpool(decide)
         except DataError as error:
             return 422, {"detail": str(error)}
         except FeatureStoreError as error:
@@ -122,6 +126,12 @@ def create_app(
                 await prediction_log.append_async(request_id, now, inputs, decisions)
             except Overloaded as error:
                 metrics.shed.labels("log").inc()
+                return 503, {"detail": str(error)}
+        if online is not None:  # kept only once the answer is logged: a refused request leaves no event
+            try:
+                await run_in_threadpool(online.record_all, raw) if remote_store else online.record_all(raw)
+            except FeatureStoreError as error:
+                metrics.shed.labels("features").inc()
                 return 503, {"detail": str(error)}
         app.state.shadow.offer(request_id, now, inputs)
         for decision in decisions:
@@ -155,7 +165,7 @@ def create_app(
         authorize(x_api_key)
         return swap()
 
-    if described:
+    if described and described["windows"]:
         Labels = labels_model(described, max_batch)
 
         @app.post("/v1/labels", summary="Store labels that arrived for scored events (needs X-API-Key)")
@@ -164,14 +174,15 @@ def create_app(
             authorize(x_api_key)
             rows = [label.model_dump() for label in body.labels]  # type: ignore[attr-defined]
             id_column = described["id_column"]
-            try:
-                unknown = [row[id_column] for row in rows if not online.update(row)]
+            try:  # labels no window reads are only logged
+                stored = online.label_groups(list(described["labels"])) > 0
+                unknown = [row[id_column] for row in rows if stored and not online.update(row)]
             except FeatureStoreError as error:
                 raise HTTPException(503, str(error)) from error
             if prediction_log is not None:
                 now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
                 prediction_log.append_labels(now, id_column, rows)
-            return {"updated": len(rows) - len(unknown), "unknown": unknown}
+            return {"updated": len(rows) - len(unknown) if stored else 0, "unknown": unknown}
 
     @app.post("/admin/shadow", summary="Turn the shadow challenger on or off")
     def admin_shadow(switch: ShadowSwitch, x_api_key: str = Header(default="")) -> dict[str, Any]:
