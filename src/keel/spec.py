@@ -64,6 +64,13 @@ class DataSpec(_Strict):
     time_column: str | None = None
     duplicates: Literal["keep", "drop", "error"] = "error"
     recode: dict[str, dict[Scalar, Scalar]] = Field(default_factory=dict)
+    until: dt.datetime | None = None  # only rows with time_column before this are read (keel retrain --as-of)
+
+    @model_validator(mode="after")
+    def _until_needs_time(self) -> DataSpec:
+        if self.until is not None and not self.time_column:
+            raise ValueError("data.until keeps the rows before a time, so it needs data.time_column")
+        return self
 
     def file_format(self) -> Literal["csv", "parquet"]:
         """The declared format, or the one implied by the source's suffix."""

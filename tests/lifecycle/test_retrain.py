@@ -18,6 +18,7 @@ from factories import loans_spec, make_loans, write_project
 from typer.testing import CliRunner
 
 from keel.cli.main import app
+from keel.errors import SpecError
 from keel.lifecycle.retrain import retrain
 from keel.lifecycle.run import run_project
 from keel.registry.governance import Governance
@@ -86,27 +87,48 @@ def test_retrain_promotes_a_better_challenger_and_refuses_a_degraded_one(tmp_pat
     assert governance.registry.version("card_fraud", 3).tag("retrain_decision") == "refused"
 
 
+def _loans_over_time(**changes) -> dict:
+    """The loans spec with an application time and a time split (keel retrain needs one)."""
+    raw = loans_spec("data.csv", models={"families": ["logistic"]}, gates={"min_auc": 0.5},
+                     split={"method": "time", "test_size": 0.2, "validation_size": 0.2}, **changes)
+    raw["data"]["time_column"] = "applied"
+    raw["contract"]["columns"]["applied"] = {"dtype": "datetime"}
+    return raw
+
+
 def test_a_better_challenger_without_automatic_promotion_waits_as_the_challenger(tmp_path: Path,
                                                                                 mlflow_template: Path) -> None:
-    """Random split, no time column: the same data, a weak champion, a better challenger, cards refreshed."""
+    """A weak champion trained in the first year, a better challenger on the data known a year later."""
     folder = tmp_path / "loans"
-    weak = write_project(folder, make_loans(), loans_spec("data.csv", features={"include": ["region"], "categorical": ["region"]},
-                                                          models={"families": ["logistic"]}, gates={"min_auc": 0.5}))
+    frame = make_loans(3000).assign(applied=pd.date_range("2024-01-01", periods=3000, freq="4h").astype(str))
+    weak = write_project(folder, frame, _loans_over_time(features={"include": ["region"], "categorical": ["region"]}))
     project = folder / ".keel"
     project.mkdir()
     shutil.copy(mlflow_template, project / "mlflow.db")
-    run_project(load_spec(weak), project_dir=project, author="ana")
+    first = load_spec(weak)
+    run_project(first.model_copy(update={"data": first.data.model_copy(update={"until": pd.Timestamp("2024-10-01")})}),
+                project_dir=project, author="ana")
     governance = Governance.for_project(project)
     governance.approve("loans", 1, by="vera", role="validator", note="reviewed")
     governance.promote("loans", 1, by="dan", role="deployer")
     better = folder / "better.yaml"
-    better.write_text(yaml.safe_dump(loans_spec("data.csv", models={"families": ["logistic"]})))
+    better.write_text(yaml.safe_dump(_loans_over_time()))
 
-    result = retrain(load_spec(better), project_dir=project, author="ana")
+    result = retrain(load_spec(better), project_dir=project, author="ana", as_of=pd.Timestamp("2025-05-01"))
 
     assert result.decision == "awaiting approval" and result.challenger_score > result.champion_score
+    assert result.window["from"] >= "2025-01-01" and result.window["to"] < "2025-05-01"  # after the champion's data
     assert governance.registry.alias("loans", "challenger").version == 2
     assert governance.champion("loans").version == 1
     card = json.loads((project / "cards" / "loans" / "v2" / "model_card.json").read_text())
     assert [row["action"] for row in card["lifecycle"]["history"]] == ["register", "retrain"]
     assert "champion: 1 -&gt; 1" in (project / "cards" / "loans" / "v1" / "model_card.html").read_text()
+    logged = yaml.safe_load(Path(governance.registry._client.download_artifacts(
+        governance.registry.version("loans", 2).run_id, "spec/keel.yaml", str(tmp_path))).read_text())
+    assert str(logged["data"]["until"]).startswith("2025-05-01")  # the run says which rows it read
+
+
+def test_retrain_refuses_a_random_split(tmp_path: Path) -> None:
+    spec = load_spec(write_project(tmp_path / "loans", make_loans(200), loans_spec("data.csv")))
+    with pytest.raises(SpecError, match="needs a time split"):
+        retrain(spec, project_dir=tmp_path / ".keel", author="ana")

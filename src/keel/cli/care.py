@@ -73,9 +73,9 @@ def monitor(
     """
     import pandas as pd
 
+    from keel.io.times import as_of_time
     from keel.monitoring.alerts import alert_lines, send_webhook
     from keel.monitoring.events import (
-        as_of_time,
         attach_labels,
         events_from_log,
         events_from_table,

@@ -1,10 +1,10 @@
 """Retraining: a challenger from the newest data window, judged against the champion on the same labelled rows.
 
-``retrain`` moves the spec's split so that its test window is the newest data known at
-``as_of`` (rows from ``as_of`` on are dropped: nothing later is read), trains and registers a
-challenger with ``keel run``'s flow (gates, audit, card), then scores the champion and the
-challenger on the challenger's test rows, which neither was trained on, and applies the
-policy (:class:`keel.spec.RetrainingSpec`):
+``retrain`` moves the spec's time split so that its test window is the newest data known
+at ``as_of`` (``data.until``: rows from ``as_of`` on are never read, and the logged spec says
+so), scores the champion on that window, trains and registers a challenger with ``keel
+run``'s flow (gates, audit, card), scores it on the same rows, which neither was trained
+on, and applies the policy (:class:`keel.spec.RetrainingSpec`):
 
 - *promoted*: better by ``min_improvement`` on the tuning metric, every gate passed, and the
   policy allows automatic promotion: the policy approves (as ``policy:<approved_by>``, never
@@ -26,11 +26,13 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from keel.errors import CardError, RegistryError
+from keel.errors import CardError, RegistryError, SpecError
 from keel.evaluation.metrics import binary_metrics
 from keel.features.cleaning import target_vector
 from keel.features.offline import compute_features
 from keel.features.windows import FeaturePlan
+from keel.io.tables import read_table
+from keel.io.times import as_of_time, naive_utc
 from keel.lifecycle.card_refresh import refresh_card, versions_touched
 from keel.lifecycle.run import RunResult, StageCallback, prepare_data, run_project
 from keel.models.artifact import KeelModel
@@ -65,21 +67,28 @@ class RetrainResult:
 
 
 def newest_window(spec: ProjectSpec, as_of: pd.Timestamp) -> ProjectSpec:
-    """The spec with its split moved so that the test window ends at ``as_of`` (time splits only)."""
+    """The spec reading only the data before ``as_of`` (``data.until``), its test window the newest days."""
     split = spec.split
+    data = spec.data.model_copy(update={"until": as_of.to_pydatetime()})
     if split.method == "delayed":
         days = split.train_days + split.delay_days + split.test_days
-        start = (pd.Timestamp(as_of).normalize() - pd.Timedelta(days=days)).date()
-        return spec.model_copy(update={"split": split.model_copy(update={"train_start": start})})
-    if split.method == "time":  # the spec's fractions, over the data known at as_of
-        return spec.model_copy(update={"split": split.model_copy(update={"validation_start": None,
-                                                                         "test_start": None})})
-    return spec
+        start = (as_of.normalize() - pd.Timedelta(days=days)).date()
+        split = split.model_copy(update={"train_start": start})
+    else:  # "time": the spec's fractions of the data before as_of
+        split = split.model_copy(update={"validation_start": None, "test_start": None})
+    return spec.model_copy(update={"data": data, "split": split})
 
 
 def retrain(spec: ProjectSpec, *, project_dir: Path, author: str, as_of: pd.Timestamp | None = None,
             with_card: bool = True, on_stage: StageCallback | None = None) -> RetrainResult:
-    """Train a challenger on the newest window, compare it with the champion, and apply the policy."""
+    """Train a challenger on the newest window, compare it with the champion, and apply the policy.
+
+    Needs a time split (``split.method`` time or delayed): only then is the newest window one
+    the champion was not trained on. ``as_of`` defaults to the day after the newest row.
+    """
+    if spec.split.method not in ("time", "delayed"):
+        raise SpecError(f"split.method: keel retrain needs a time split ('time' or 'delayed'), not "
+                        f"'{spec.split.method}': a random test split may hold rows the champion was trained on")
     stage = on_stage or (lambda _: None)
     registry = Registry.for_project(project_dir, spec.registry.tracking_uri)
     governance = Governance(registry, AuditLog(make_engine(spec.registry.governance_uri
@@ -88,40 +97,46 @@ def retrain(spec: ProjectSpec, *, project_dir: Path, author: str, as_of: pd.Time
     champion = governance.champion(name)
     if champion is None:
         raise RegistryError(f"model '{name}' has no champion to challenge; keel run, approve and promote one first")
-    stage("reading data, checking its contract and computing features")
-    data = prepare_data(spec)
-    time_column = spec.data.time_column
-    if time_column:
-        times = pd.to_datetime(data.frame[time_column])
-        as_of = pd.Timestamp(as_of) if as_of is not None else times.max().normalize() + pd.Timedelta(days=1)
-        data = dataclasses.replace(data, frame=data.frame[times < as_of].reset_index(drop=True))
-    moved = newest_window(spec, as_of) if as_of is not None else spec
-    run = run_project(moved, project_dir=project_dir, author=author, with_card=with_card, on_stage=on_stage, data=data)
-
-    stage("scoring champion and challenger on the newest labelled window")
+    time_column = spec.data.time_column or ""
+    if as_of is None:
+        newest = naive_utc(read_table(spec.data.source, spec.data.file_format()).frame[time_column]).max()
+        as_of = newest.normalize() + pd.Timedelta(days=1)
+    moved = newest_window(spec, as_of_time(as_of))
+    stage("reading the data known at the as-of time, checking its contract and computing features")
+    data = prepare_data(moved)
     frame = data.frame
     y = target_vector(frame, moved).to_numpy()
-    split = split_rows(y, moved.split, seed=moved.seed,
-                       time=frame[time_column] if time_column else None,
+    split = split_rows(y, moved.split, seed=moved.seed, time=frame[time_column],
                        entity=frame[moved.split.known_entity] if moved.split.known_entity else None)
     rows = frame.iloc[split.test]
     metric = "auc" if spec.tuning.metric == "log_loss" else spec.tuning.metric
-    scores = {}
-    for version in (champion.version, run.version):
+
+    def score(version: int) -> float:
         model, _ = registry.load_model(name, version)
         own = _own_features(model, frame, FeaturePlan.of(moved), split.test)
-        scores[version] = binary_metrics(y[split.test], model.predict_proba(own))[metric]
-    window = {"rows": len(rows), "positives": int(y[split.test].sum()),
-              **({"from": str(pd.to_datetime(rows[time_column]).min()), "to": str(pd.to_datetime(rows[time_column]).max())}
-                 if time_column else {})}
+        return binary_metrics(y[split.test], model.predict_proba(own))[metric]
+
+    stage("scoring the champion on the newest labelled window")
+    scores = {champion.version: score(champion.version)}  # before anything is registered
+    run = run_project(moved, project_dir=project_dir, author=author, with_card=with_card, on_stage=on_stage, data=data)
+    scores[run.version] = score(run.version)
+    times = pd.to_datetime(rows[time_column])
+    window = {"rows": len(rows), "positives": int(y[split.test].sum()), "from": str(times.min()),
+              "to": str(times.max()), "as_of": str(as_of_time(as_of))}
     decision, reasons = _decide(spec, run, scores[champion.version], scores[run.version], metric)
-    _apply(governance, spec, name, run.version, decision, reasons)
-    row = governance.audit.append(
-        actor=author, action="retrain", obj=f"{name}/v{run.version}",
-        before={"champion": champion.version, metric: scores[champion.version]},
-        after={"challenger": run.version, metric: scores[run.version], "decision": decision, "window": window,
-               "champion": run.version if decision == "promoted" else champion.version},
-        reason="; ".join(reasons))
+    audit = {"before": {"champion": champion.version, metric: scores[champion.version]},
+             "after": {"challenger": run.version, metric: scores[run.version], "decision": decision, "window": window,
+                       "champion": champion.version}}
+    try:
+        _apply(governance, spec, name, run.version, decision, reasons)
+    except BaseException as error:  # the audit says what was decided and that applying it failed
+        audit["after"]["decision"] = f"{decision}, then failed: {error}"
+        governance.audit.append(actor=author, action="retrain", obj=f"{name}/v{run.version}", reason=str(error),
+                                **audit)
+        raise
+    audit["after"]["champion"] = run.version if decision == "promoted" else champion.version
+    row = governance.audit.append(actor=author, action="retrain", obj=f"{name}/v{run.version}",
+                                  reason="; ".join(reasons), **audit)
     for version in versions_touched(row):  # the challenger and the champion it was judged against
         try:  # the cards show the new lifecycle state and this decision
             refresh_card(project_dir, name, version, governance=governance)

@@ -23,15 +23,22 @@ import pandas as pd
 from keel.contracts.validate import ContractReport, enforce_contract
 from keel.engine import Engine
 from keel.evaluation.daily import daily_metrics
-from keel.evaluation.metrics import binary_metrics, gains_table
-from keel.features.offline import add_features
-from keel.features.cleaning import CleaningSummary, clean, target_vector
-from keel.io.tables import LoadedTable, read_table
 from keel.evaluation.fairness import fairness_report
 from keel.evaluation.gates import gate_results
+from keel.evaluation.metrics import binary_metrics, gains_table
 from keel.explain.contributions import Explainer
 from keel.explain.importance import dependence, importance
-from keel.lifecycle.card import DEPENDENCE_FEATURES, build_card, card_dir, explanations_section, reasons_section
+from keel.features.cleaning import CleaningSummary, clean, target_vector
+from keel.features.offline import add_features
+from keel.io.tables import LoadedTable, read_table
+from keel.io.times import as_of_time, naive_utc
+from keel.lifecycle.card import (
+    DEPENDENCE_FEATURES,
+    build_card,
+    card_dir,
+    explanations_section,
+    reasons_section,
+)
 from keel.lifecycle.card_refresh import lifecycle_section
 from keel.lifecycle.provenance import code_version, library_versions
 from keel.registry.audit import AuditLog, make_engine
@@ -76,7 +83,11 @@ def prepare_data(spec: ProjectSpec, source: str | None = None, *, engine: Engine
     """Read the spec's data (or ``source``), enforce the contract, clean, and add window and calendar features."""
     url = source or spec.data.source
     table = read_table(url, spec.data.file_format() if source is None else _format_of(url, spec))
-    typed, report = enforce_contract(table.frame, spec.contract)
+    frame = table.frame
+    if spec.data.until is not None:  # rows from then on are never read, not even by the contract
+        times = naive_utc(frame[spec.data.time_column])
+        frame = frame[(times < as_of_time(spec.data.until)).to_numpy()].reset_index(drop=True)
+    typed, report = enforce_contract(frame, spec.contract)
     frame, cleaning = clean(typed, spec)
     return PreparedData(add_features(frame, spec, engine=engine), table, report, cleaning)
 

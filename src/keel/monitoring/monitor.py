@@ -20,6 +20,7 @@ import pandas as pd
 
 from keel.errors import DataError
 from keel.evaluation.fairness import fairness_report
+from keel.io.times import as_of_time
 from keel.models.artifact import KeelModel
 from keel.monitoring.baseline import Baseline
 from keel.monitoring.drift import DriftReport, DriftThresholds, detect_drift
@@ -28,7 +29,6 @@ from keel.monitoring.estimate import (
     estimate_performance,
     realized_performance,
 )
-from keel.monitoring.events import as_of_time
 from keel.monitoring.reference import SCORE
 from keel.spec import FairnessSpec, MonitoringSpec, duration_us
 

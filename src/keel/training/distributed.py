@@ -59,7 +59,14 @@ _POLL_SECONDS = 0.5
 
 def check_cluster_tuning(spec: ProjectSpec, engine: Engine | None) -> None:
     """Refuse a remote cluster when the spec names no study database every worker can reach."""
-    if engine is None or not engine.distributed or engine.local or spec.tuning.storage:
+    if engine is None or not engine.distributed or engine.local:
+        return
+    storage = spec.tuning.storage
+    if storage and storage.startswith("sqlite"):
+        raise SpecError(f"tuning.storage: '{storage}' is a file on this machine, which the workers of the cluster at "
+                        f"{engine.address} cannot share safely; use a database server such as "
+                        "postgresql+psycopg2://user@host/optuna, or --cluster local")
+    if storage:
         return
     raise SpecError(
         f"tuning.storage: tuning on the cluster at {engine.address} needs a study database that this machine "
