@@ -41,7 +41,13 @@ def test_keel_monitor_reports_and_alerts_only_on_a_shift(loans_project: Path, we
     url, received = webhook
     raw = yaml.safe_load(loans_project.read_text())
     raw["monitoring"] = {"window": "day", "alerts": {"webhook": url, "allowed_hosts": ["127.0.0.1"]}}
+    raw["data"]["time_column"] = "applied"  # keel retrain needs a time split
+    raw["contract"]["columns"]["applied"] = {"dtype": "datetime"}
+    raw["split"] = {"method": "time", "test_size": 0.2, "validation_size": 0.2}
     loans_project.write_text(yaml.safe_dump(raw))
+    data = loans_project.parent / "data.csv"
+    frame = pd.read_csv(data)
+    frame.assign(applied=pd.date_range("2025-01-01", periods=len(frame), freq="2h").astype(str)).to_csv(data, index=False)
     project_dir = loans_project.parent / ".keel"
     run_project(load_spec(loans_project), project_dir=project_dir, author="ana", with_card=False)
     Registry.for_project(project_dir).set_alias("loans", "champion", 1)
@@ -79,3 +85,8 @@ def test_keel_monitor_reports_and_alerts_only_on_a_shift(loans_project: Path, we
         assert again.exit_code == 0 and len(received) == 1 and not (out.parent / "again" / "alerts.jsonl").read_text()
     else:
         assert lines == [] and received == [] and versions == [1]
+
+
+def test_retrain_on_alert_is_refused_at_once_for_a_spec_that_cannot_be_retrained(loans_project: Path) -> None:
+    result = CliRunner().invoke(app, ["monitor", "--spec", str(loans_project), "--retrain-on-alert"])
+    assert result.exit_code == 2 and "needs a time split" in result.output + result.stderr

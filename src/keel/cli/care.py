@@ -92,6 +92,9 @@ def monitor(
         if retrain_on_alert and spec is None:
             raise typer.BadParameter("--retrain-on-alert needs --spec, the spec to retrain", param_hint="--spec")
         project = _load(spec) if spec else None
+        if retrain_on_alert and project and project.split.method not in ("time", "delayed"):
+            raise typer.BadParameter(f"keel retrain needs a time split; the spec's split.method is "
+                                     f"'{project.split.method}'", param_hint="--retrain-on-alert")
         folder, uri, name = _store(spec, project_dir, tracking_uri)
         name = model or name
         if not name:
@@ -148,7 +151,10 @@ def monitor(
         return
     if retrain_on_alert and spec is not None:
         err.print("alerts raised: retraining")
-        _retrain(spec, project_dir, author, None, with_card=True, quiet=True)
+        try:
+            _retrain(spec, project_dir, author, None, with_card=True, quiet=True)
+        except typer.Exit:  # the retrain's error is printed; the alert stays the exit code
+            pass
     raise typer.Exit(ALERT_EXIT)
 
 
