@@ -139,6 +139,11 @@ def test_events_and_labels_from_the_prediction_log(tmp_path) -> None:
     by_request = attach_labels(events, pd.DataFrame({"request_id": ["r2"], "label": [1], "label_time": [pd.NaT]}),
                                id_column="request_id")
     assert by_request["label"].isna().tolist() == [True, True, False]
+    clash = PredictionLog(tmp_path / "clash.db")
+    clash.append("r", "2026-01-01T10:00:00+00:00", [{"tx_id": 1, "label": 3.0}], [decision])
+    clash.close()
+    with pytest.raises(DataError, match=r"input column\(s\) \['label'\]"):
+        events_from_log(tmp_path / "clash.db", model="fraud")
     with pytest.raises(DataError, match="no answers of model 'credit'"):
         events_from_log(tmp_path / "predictions.db", model="credit")
 

@@ -36,6 +36,7 @@ def events_from_log(path: Path, *, model: str, time_column: str | None = None) -
     if rows.empty:
         raise DataError(f"the prediction log {path} holds no answers of model '{model}'")
     inputs = pd.DataFrame([orjson.loads(text) for text in rows["inputs"]])
+    _no_clash(inputs.columns.drop(time_column, errors="ignore"), EVENT_COLUMNS, str(path))
     served = naive_utc(rows["time"])
     when = naive_utc(inputs.pop(time_column)) if time_column and time_column in inputs else served
     events = pd.concat([inputs, rows[["request_id", "row", "probability", "version"]]], axis=1)
@@ -48,6 +49,7 @@ def events_from_table(url: str, *, time_column: str) -> pd.DataFrame:
     missing = [c for c in ("probability", time_column) if c not in frame.columns]
     if missing:
         raise DataError(f"{url}: monitoring needs the column(s) {missing}; it has {list(frame.columns)}")
+    _no_clash(frame.columns.drop(time_column), ("time", "label", "label_time", "request_id", "row"), url)
     return frame.assign(time=naive_utc(frame[time_column]).to_numpy(), label=float("nan"), label_time=pd.NaT,
                         version=frame["version"] if "version" in frame else 0)
 
@@ -97,3 +99,11 @@ def attach_labels(events: pd.DataFrame, labels: pd.DataFrame, *, id_column: str,
 
 def _format(url: str) -> Literal["csv", "parquet"]:
     return "parquet" if url.endswith(".parquet") else "csv"
+
+
+def _no_clash(columns: pd.Index, reserved: tuple[str, ...], where: str) -> None:
+    """Refuse inputs named like the columns monitoring adds: they would be overwritten silently."""
+    clash = sorted(set(columns) & set(reserved))
+    if clash:
+        raise DataError(f"{where}: the input column(s) {clash} have names monitoring gives its own columns "
+                        f"({', '.join(reserved)}); rename them in the data contract to monitor this model")
