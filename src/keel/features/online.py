@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from keel.errors import DataError
-from keel.features.stores import EventStore, MemoryStore, as_json_values
+from keel.features.stores import Event, EventStore, MemoryStore, as_json_values
 from keel.features.windows import FeaturePlan, calendar_value
 from keel.spec import ProjectSpec, WindowFeature
 
@@ -150,10 +150,11 @@ class OnlineFeatures:
         return cls(FeaturePlan.of_model(described), id_column=described["id_column"],
                    time_column=described["time_column"], store=store)
 
-    def compute(self, row: Mapping[str, Any], pending: Sequence[Mapping[str, Any]] = ()) -> dict[str, float]:
+    def compute(self, row: Mapping[str, Any],
+                pending: Mapping[tuple[str, Any], list[Event]] | None = None) -> dict[str, float]:
         """Every computed feature of ``row``, from the events kept before it (nothing is stored).
 
-        ``pending`` rows count as kept events too: the earlier records of a request not yet recorded.
+        ``pending`` holds events not kept yet, by (entity, value): a request's earlier records.
         """
         if not self._names:
             return {}
@@ -161,9 +162,11 @@ class OnlineFeatures:
         out: dict[str, float] = {}
         for entity in self._entities:
             key = self._key(row, entity.entity)
-            events = self.store.events(entity.entity, key, now - entity.horizon_us, now)
-            if pending:
-                events = sorted(events + self._pending_events(pending, entity, key, now), key=lambda e: e[0])
+            start = now - entity.horizon_us
+            events = self.store.events(entity.entity, key, start, now)
+            held = pending.get((entity.entity, key)) if pending else None
+            if held:
+                events = sorted(events + [e for e in held if start < e[0] <= now], key=lambda e: e[0])
             out.update(entity.compute(events, now, entity.values(row)))
         for name, part in self.plan.calendar.items():
             out[name] = calendar_value(row[self.time_column], part)
@@ -171,26 +174,28 @@ class OnlineFeatures:
 
     def compute_batch(self, rows: Sequence[Mapping[str, Any]]) -> list[dict[str, float]]:
         """:meth:`compute` for each row in order, each seeing the rows before it; nothing is stored."""
-        return [self.compute(row, rows[:i]) for i, row in enumerate(rows)]
-
-    def _pending_events(self, rows: Sequence[Mapping[str, Any]], entity: _Entity, key: Any,
-                        now: int) -> list[tuple[int, str, list[Any]]]:
-        events = []
+        pending: dict[tuple[str, Any], list[Event]] = {}
+        out = []
         for row in rows:
-            when = time_us(row.get(self.time_column))
-            if self._key(row, entity.entity) == key and now - entity.horizon_us < when <= now:
-                events.append((when, str(row[self.id_column]), entity.values(row)))
-        return events
+            out.append(self.compute(row, pending))
+            for entity, key, event in self._events(row):
+                pending.setdefault((entity.entity, key), []).append(event)
+        return out
+
+    def _events(self, row: Mapping[str, Any]) -> list[tuple[_Entity, Any, Event]]:
+        """The event ``row`` is for each of its entities: (entity, its value, (time, id, values))."""
+        if not self._entities:
+            return []
+        now = time_us(row.get(self.time_column))
+        event_id = str(row[self.id_column])
+        return [(entity, self._key(row, entity.entity), (now, event_id, entity.values(row)))
+                for entity in self._entities]
 
     def record(self, row: Mapping[str, Any]) -> None:
         """Keep ``row`` as an event of each of its entities (after it was scored)."""
-        if not self._entities:
-            return
-        now = time_us(row.get(self.time_column))
-        event_id = str(row[self.id_column])
-        for entity in self._entities:
-            self.store.add(entity.entity, self._key(row, entity.entity), (now, event_id, entity.values(row)),
-                           forget_until_us=now - entity.horizon_us, idle_ms=2 * entity.horizon_us // 1000)
+        for entity, key, event in self._events(row):
+            self.store.add(entity.entity, key, event, forget_until_us=event[0] - entity.horizon_us,
+                           idle_ms=2 * entity.horizon_us // 1000)
 
     def record_all(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """:meth:`record` each row, in order."""
