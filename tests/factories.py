@@ -36,6 +36,16 @@ def make_loans(rows: int = 2000, seed: int = 0) -> pd.DataFrame:
     })
 
 
+def applied_over_time(spec: dict[str, Any], frame: pd.DataFrame, start: str, every: str
+                      ) -> tuple[dict[str, Any], pd.DataFrame]:
+    """A loans spec and table with an application time (``applied``, one every ``every`` from ``start``) and a
+    time split, as ``keel retrain`` needs."""
+    spec = {**spec, "split": {"method": "time", "test_size": 0.2, "validation_size": 0.2}}
+    spec["data"] = {**spec["data"], "time_column": "applied"}
+    spec["contract"] = {"columns": {**spec["contract"]["columns"], "applied": {"dtype": "datetime"}}}
+    return spec, frame.assign(applied=pd.date_range(start, periods=len(frame), freq=every).astype(str))
+
+
 def loans_spec(source: str, **overrides: Any) -> dict[str, Any]:
     """A spec for :func:`make_loans` data, small enough to train in seconds."""
     spec: dict[str, Any] = {

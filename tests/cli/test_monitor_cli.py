@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from factories import make_loans
+from factories import applied_over_time, make_loans
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
@@ -39,15 +39,11 @@ def _post_loans(project_dir: Path, *, income_factor: float) -> None:
 def test_keel_monitor_reports_and_alerts_only_on_a_shift(loans_project: Path, webhook, income_factor: float,
                                                          alerts: bool) -> None:
     url, received = webhook
-    raw = yaml.safe_load(loans_project.read_text())
-    raw["monitoring"] = {"window": "day", "alerts": {"webhook": url, "allowed_hosts": ["127.0.0.1"]}}
-    raw["data"]["time_column"] = "applied"  # keel retrain needs a time split
-    raw["contract"]["columns"]["applied"] = {"dtype": "datetime"}
-    raw["split"] = {"method": "time", "test_size": 0.2, "validation_size": 0.2}
-    loans_project.write_text(yaml.safe_dump(raw))
     data = loans_project.parent / "data.csv"
-    frame = pd.read_csv(data)
-    frame.assign(applied=pd.date_range("2025-01-01", periods=len(frame), freq="2h").astype(str)).to_csv(data, index=False)
+    raw, frame = applied_over_time(yaml.safe_load(loans_project.read_text()), pd.read_csv(data), "2025-01-01", "2h")
+    raw["monitoring"] = {"window": "day", "alerts": {"webhook": url, "allowed_hosts": ["127.0.0.1"]}}
+    loans_project.write_text(yaml.safe_dump(raw))
+    frame.to_csv(data, index=False)
     project_dir = loans_project.parent / ".keel"
     run_project(load_spec(loans_project), project_dir=project_dir, author="ana", with_card=False)
     Registry.for_project(project_dir).set_alias("loans", "champion", 1)

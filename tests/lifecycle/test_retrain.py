@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from factories import loans_spec, make_loans, write_project
+from factories import applied_over_time, loans_spec, make_loans, write_project
 from typer.testing import CliRunner
 
 from keel.cli.main import app
@@ -87,21 +87,18 @@ def test_retrain_promotes_a_better_challenger_and_refuses_a_degraded_one(tmp_pat
     assert governance.registry.version("card_fraud", 3).tag("retrain_decision") == "refused"
 
 
-def _loans_over_time(**changes) -> dict:
-    """The loans spec with an application time and a time split (keel retrain needs one)."""
-    raw = loans_spec("data.csv", models={"families": ["logistic"]}, gates={"min_auc": 0.5},
-                     split={"method": "time", "test_size": 0.2, "validation_size": 0.2}, **changes)
-    raw["data"]["time_column"] = "applied"
-    raw["contract"]["columns"]["applied"] = {"dtype": "datetime"}
-    return raw
+def _loans_over_time(**changes) -> tuple[dict, pd.DataFrame]:
+    """The loans spec and data with an application time every 4 hours from 2024 (keel retrain needs a time split)."""
+    raw = loans_spec("data.csv", models={"families": ["logistic"]}, gates={"min_auc": 0.5}, **changes)
+    return applied_over_time(raw, make_loans(3000), "2024-01-01", "4h")
 
 
 def test_a_better_challenger_without_automatic_promotion_waits_as_the_challenger(tmp_path: Path,
                                                                                 mlflow_template: Path) -> None:
     """A weak champion trained in the first year, a better challenger on the data known a year later."""
     folder = tmp_path / "loans"
-    frame = make_loans(3000).assign(applied=pd.date_range("2024-01-01", periods=3000, freq="4h").astype(str))
-    weak = write_project(folder, frame, _loans_over_time(features={"include": ["region"], "categorical": ["region"]}))
+    raw, frame = _loans_over_time(features={"include": ["region"], "categorical": ["region"]})
+    weak = write_project(folder, frame, raw)
     project = folder / ".keel"
     project.mkdir()
     shutil.copy(mlflow_template, project / "mlflow.db")
@@ -112,7 +109,7 @@ def test_a_better_challenger_without_automatic_promotion_waits_as_the_challenger
     governance.approve("loans", 1, by="vera", role="validator", note="reviewed")
     governance.promote("loans", 1, by="dan", role="deployer")
     better = folder / "better.yaml"
-    better.write_text(yaml.safe_dump(_loans_over_time()))
+    better.write_text(yaml.safe_dump(_loans_over_time()[0]))
 
     result = retrain(load_spec(better), project_dir=project, author="ana", as_of=pd.Timestamp("2025-05-01"))
 

@@ -18,6 +18,7 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 
+from keel.reports.model_card import _mapping
 from keel.reports.plots import _NEGATIVE, _POSITIVE, _REFERENCE, DPI, FIGSIZE, _figure, _note, _to_data_uri
 
 __all__ = [
@@ -30,15 +31,11 @@ __all__ = [
     "volume_plot",
 ]
 
-SCORE = "probability"  # the score's own drift row (keel.monitoring.monitor.SCORE)
+SCORE = "probability"  # the score's own drift row (keel.monitoring.reference.SCORE)
 _WIDE = (FIGSIZE[0] * 1.6, FIGSIZE[1])
 _MAX_TICKS = 12
 _MAX_ANNOTATED = 16  # windows beyond this many get no PSI numbers in the heatmap cells
 _ALERT = "#b3261e"
-
-
-def _mapping(value: object) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
 
 
 def _number(value: object) -> float:
