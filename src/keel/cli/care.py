@@ -115,12 +115,12 @@ def monitor(
         else:
             events = events_from_log(log_path, model=name, time_column=time_column)
         if labels or (not scored and described):
-            id_column = join_on or id_column
-            if not id_column:
+            key = join_on or id_column
+            if not key:
                 raise typer.BadParameter("labels are joined by the spec's data.id_column; give --spec", param_hint="--labels")
-            found = (labels_from_table(labels, id_column=id_column, target=served.target, time_column=label_time_column)
-                     if labels else labels_from_log(log_path, id_column=id_column, target=served.target))
-            events = attach_labels(events, found, id_column=id_column, positive=served.positive)
+            found = (labels_from_table(labels, id_column=key, target=served.target, time_column=label_time_column)
+                     if labels else labels_from_log(log_path, id_column=key, target=served.target))
+            events = attach_labels(events, found, id_column=key, positive=served.positive)
         if id_column and id_column in events.columns:  # a retried request is logged again: count it once
             events = events.drop_duplicates(id_column, keep="last")
         report = run_monitor(events, served, project.monitoring if project else MonitoringSpec(), name=name,
@@ -131,15 +131,16 @@ def monitor(
         previous = json.loads(latest.read_text())["as_of"] if latest.is_file() else None
         new = report.alerts_since(as_of_time(since) if since else as_of_time(previous) if previous else None)
         target = out_dir or folder / "monitoring" / name / pd.Timestamp(report.as_of).strftime("%Y-%m-%dT%H%M%S")
-        html, _ = write_monitoring_report(report.to_dict(), target)
+        written = report.to_dict()
+        html, _ = write_monitoring_report(written, target)
         lines = alert_lines(new, model=name, as_of=report.as_of)
         write_text_atomic(target / "alerts.jsonl", "".join(line + "\n" for line in lines))
         if alias == "champion" and (previous is None or as_of_time(report.as_of) >= as_of_time(previous)):
-            write_text_atomic(latest, json.dumps(report.to_dict(), default=str))  # what /metrics shows
+            write_text_atomic(latest, json.dumps(written, default=str))  # what /metrics shows
         undelivered = send_webhook(new, project.monitoring.alerts, model=name,
                                    as_of=report.as_of) if project else None
     if as_json:
-        out.print_json(json.dumps(report.to_dict(), default=str))
+        out.print_json(json.dumps(written, default=str))
     else:
         out.print(_windows_table(report))
         for line in lines:
