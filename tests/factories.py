@@ -13,6 +13,7 @@ import yaml
 
 if TYPE_CHECKING:
     from keel.registry.governance import Governance
+    from keel.registry.principal import Principal
     from keel.registry.store import VersionInfo
 
 
@@ -81,20 +82,27 @@ def write_project(folder: Path, frame: pd.DataFrame, spec: dict[str, Any]) -> Pa
     return path
 
 
-def register_version(governance: Governance, model_dir: Path, *, author: str = "ana",
-                     gates: list[dict[str, Any]] | None = None) -> VersionInfo:
-    """Register a saved model as the next 'loans' version and audit it, as `keel run` does after training."""
-    gates = [{"name": "min_auc", "threshold": 0.6, "value": 0.7, "passed": True}] if gates is None else gates
+PASSING = {"min_auc": 0.7, "min_ks": 0.3, "max_ece": 0.02, "max_train_test_gap": 0.01, "max_psi": None,
+           "fairness": []}
+
+
+def register_version(governance: Governance, model_dir: Path, *, author: Principal | None = None,
+                     thresholds: dict[str, float] | None = None, measures: dict[str, Any] | None = None
+                     ) -> VersionInfo:
+    """Register a saved model as the next 'loans' version and audit it, as `keel run` does after training.
+
+    By default its one gate (min_auc 0.6) passes on the recorded measures (AUC 0.7).
+    """
     registry = governance.registry
-    run_id = registry.start_run("loans", "loans-logistic", {"keel.author": author})
+    name = author.name if author else "ana"
+    run_id = registry.start_run("loans", "loans-logistic", {"keel.author": name})
     registry.log_dir(run_id, model_dir, "model")
-    info = registry.register("loans", run_id, tags={
-        "model_sha256": hashlib.sha256((model_dir / "model.json").read_bytes()).hexdigest(),
-        "author": author,
-        "gates": json.dumps(gates),
-    })
+    sha = hashlib.sha256((model_dir / "model.json").read_bytes()).hexdigest()
+    info = registry.register("loans", run_id, tags={"model_sha256": sha, "author": name})
     registry.finish_run(run_id)
-    governance.record_registration(info, actor=author, gates=gates)
+    governance.record_registration(info, author=author, claimed=name,
+                                   thresholds={"min_auc": 0.6} if thresholds is None else thresholds,
+                                   measures=PASSING if measures is None else measures, model_sha256=sha)
     return registry.version("loans", info.version)
 
 

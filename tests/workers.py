@@ -16,6 +16,7 @@ from pathlib import Path
 
 from keel.registry.audit import AuditLog, make_engine
 from keel.registry.governance import Governance, GovernanceError
+from keel.registry.principal import Principal
 
 PRELOAD = ["keel.registry.governance", "psycopg2", "mlflow.store.tracking.sqlalchemy_store",
            "mlflow.store.model_registry.sqlalchemy_store"]
@@ -38,7 +39,7 @@ def append_many(url: str, worker: int, rows: int, start: Barrier) -> None:
 
 
 def approve_and_promote(where: tuple[Path, str, str], worker: int, operations: int, versions: int,
-                        results: Queue) -> None:
+                        results: Queue, validator: Principal, deployer: Principal) -> None:
     """Alternate approve and promote over the versions; put (done, refused) on ``results``.
 
     ``where`` is the project folder, tracking URI and governance URI.
@@ -49,9 +50,9 @@ def approve_and_promote(where: tuple[Path, str, str], worker: int, operations: i
         version = (worker * 3 + i) % versions + 1
         try:
             if i % 2 == 0:
-                governance.approve("loans", version, by=f"validator{worker}", role="validator", note=f"op {i}")
+                governance.approve("loans", version, by=validator, note=f"op {i}")
             else:
-                governance.promote("loans", version, by=f"deployer{worker}", role="deployer", note=f"op {i}")
+                governance.promote("loans", version, by=deployer, note=f"op {i}")
             done += 1
         except GovernanceError:
             refused += 1

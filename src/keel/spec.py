@@ -339,7 +339,7 @@ class EvaluationSpec(_Strict):
 
 
 class GatesSpec(_Strict):
-    """Validation thresholds; recorded with every version (enforcement comes with governance)."""
+    """Validation thresholds the spec adds; the governance policy's floors apply too (a spec only tightens)."""
 
     min_auc: float | None = Field(default=None, ge=0, le=1)
     min_ks: float | None = Field(default=None, ge=0, le=1)
@@ -386,6 +386,7 @@ class RegistrySpec(_Strict):
 
     tracking_uri: str | None = None
     governance_uri: str | None = None
+    checkpoints: str | None = None  # where signed audit heads go (a folder or object-store URL)
     experiment: str | None = None
     model_name: str | None = None
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from people import crown, enrol
 import yaml
 from factories import applied_over_time, make_loans
 from fastapi.testclient import TestClient
@@ -15,6 +16,7 @@ from typer.testing import CliRunner
 from keel.cli.care import ALERT_EXIT
 from keel.cli.main import app
 from keel.lifecycle.run import run_project
+from keel.registry.governance import Governance
 from keel.registry.store import Registry
 from keel.serving.app import create_app
 from keel.serving.loader import load_alias
@@ -25,7 +27,8 @@ from keel.spec import load_spec
 def _post_loans(project_dir: Path, *, income_factor: float) -> None:
     """Score 400 new loan applications through the API, which logs them in predictions.db."""
     log = PredictionLog(project_dir / "predictions.db")
-    client = TestClient(create_app(load_alias(Registry.for_project(project_dir), "loans"), prediction_log=log))
+    governance = Governance.for_project(project_dir, writer=False)
+    client = TestClient(create_app(load_alias(governance, "loans"), prediction_log=log))
     rows = make_loans(400, seed=17)
     for row in rows.to_dict("records"):
         record = {"income": int(row["income"] * income_factor), "debt": int(row["debt"]),
@@ -45,8 +48,9 @@ def test_keel_monitor_reports_and_alerts_only_on_a_shift(loans_project: Path, we
     loans_project.write_text(yaml.safe_dump(raw))
     frame.to_csv(data, index=False)
     project_dir = loans_project.parent / ".keel"
-    run_project(load_spec(loans_project), project_dir=project_dir, author="ana", with_card=False)
-    Registry.for_project(project_dir).set_alias("loans", "champion", 1)
+    people = enrol(project_dir)
+    run_project(load_spec(loans_project), project_dir=project_dir, principal=people.dev, with_card=False)
+    crown(people, "loans", 1)
     _post_loans(project_dir, income_factor=income_factor)
     out = loans_project.parent / "report"
 
@@ -63,7 +67,7 @@ def test_keel_monitor_reports_and_alerts_only_on_a_shift(loans_project: Path, we
     lines = [json.loads(line) for line in (out / "alerts.jsonl").read_text().splitlines()]
     assert json.loads((project_dir / "monitoring" / "loans" / "latest.json").read_text())["as_of"] == report["as_of"]
     latest = project_dir / "monitoring" / "loans" / "latest.json"
-    scrape = TestClient(create_app(load_alias(Registry.for_project(project_dir), "loans"),
+    scrape = TestClient(create_app(load_alias(Governance.for_project(project_dir, writer=False), "loans"),
                                    monitoring_file=latest)).get("/metrics").text
     income = next(f for f in report["windows"][-1]["drift"]["features"] if f["name"] == "income")
     assert f'keel_drift_psi{{feature="income"}} {income["psi"]}' in scrape

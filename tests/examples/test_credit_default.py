@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from people import enrol
 import yaml
 from typer.testing import CliRunner
 
@@ -34,9 +35,10 @@ def _project_dir(tmp_path: Path, template: Path) -> Path:
 @pytest.mark.filterwarnings("ignore:LightGBM binary classifier:UserWarning")
 def test_credit_example_reaches_its_auc_in_cli_mlflow_and_card(tmp_path: Path, mlflow_template: Path) -> None:
     project_dir = _project_dir(tmp_path, mlflow_template)
+    people = enrol(project_dir)
 
-    result = CliRunner().invoke(app, ["run", str(EXAMPLE / "keel.yaml"), "--project-dir", str(project_dir), "-q",
-                                      "--author", "modeler"])
+    result = CliRunner().invoke(app, ["run", str(EXAMPLE / "keel.yaml"), "--project-dir", str(project_dir), "-q"],
+                                env={"KEEL_TOKEN": people.tokens["ana"]})
 
     assert result.exit_code == 0, result.output + result.stderr
     shown = float(re.search(r"Test AUC: (\d\.\d{4})", result.output).group(1))
@@ -56,7 +58,7 @@ def test_credit_example_reaches_its_auc_in_cli_mlflow_and_card(tmp_path: Path, m
     assert card["data"]["sha256"] == "a0f0ab49d6326671d6cd83be5c88dcf18007025fe9a53ecd699119c871176ca1"
     html = (card_path / "model_card.html").read_text()
     _check_fairness_gates_and_reasons(card, html)
-    _check_a_refused_approval_leaves_the_history_on_the_card(project_dir, card_path)
+    _check_a_refused_approval_leaves_the_history_on_the_card(project_dir, card_path, people.tokens["vera"])
     model, _ = registry.load_model("credit_default", 1)
     _check_contributions_against_shap_and_the_margin(model)
 
@@ -92,27 +94,28 @@ def _check_fairness_gates_and_reasons(card: dict, html: str) -> None:
     assert len(card["explanations"]["dependence"]) == 4
 
 
-def _check_a_refused_approval_leaves_the_history_on_the_card(project_dir: Path, card_path: Path) -> None:
+def _check_a_refused_approval_leaves_the_history_on_the_card(project_dir: Path, card_path: Path, token: str) -> None:
     """The credit version fails gates (see the README), so even another validator's approval is refused."""
     card = json.loads((card_path / "model_card.json").read_text())
     failing = [gate["name"] for gate in card["gates"] if gate["passed"] is not True]
     assert failing and card["lifecycle"]["state"] == "candidate"
     (register,) = card["lifecycle"]["history"]
-    assert (register["action"], register["actor"], register["role"]) == ("register", "modeler", "developer")
+    assert (register["action"], register["actor"], register["role"]) == ("register", "ana", "developer")
     assert register["gates"] == card["gates"]
 
-    approve = CliRunner().invoke(app, ["approve", "1", "--by", "reviewer", "--role", "validator", "--note",
-                                       "reviewed the card", "--model", "credit_default",
-                                       "--project-dir", str(project_dir)])
+    approve = CliRunner().invoke(app, ["approve", "1", "--note", "reviewed the card", "--model", "credit_default",
+                                       "--project-dir", str(project_dir)], env={"KEEL_TOKEN": token})
 
     assert approve.exit_code == 8
-    assert f"(failed or not evaluated: {', '.join(failing)})" in " ".join(approve.stderr.split())
+    assert "'candidate'; only a validated version can be approved" in " ".join(approve.stderr.split())
     shown = CliRunner().invoke(app, ["card", "credit_default", "1", "--project-dir", str(project_dir)])
     assert shown.exit_code == 0, shown.stderr
     after = json.loads((card_path / "model_card.json").read_text())
-    assert after["lifecycle"] == card["lifecycle"]
+    assert after["lifecycle"]["state"] == "candidate"  # the refused attempt is on the record, nothing changed
+    assert [(r["action"], r["actor"]) for r in after["lifecycle"]["history"]] == [("register", "ana"),
+                                                                                ("refused", "vera")]
     html = (card_path / "model_card.html").read_text()
-    assert '<span class="state">candidate</span>' in html and "<td>register</td><td>modeler</td><td>developer</td>" in html
+    assert '<span class="state">candidate</span>' in html and "<td>register</td><td>ana</td><td>developer</td>" in html
 
 
 def _check_contributions_against_shap_and_the_margin(model: KeelModel) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
+from people import enrol
 from typer.testing import CliRunner
 
 from keel.cli.main import app
@@ -26,8 +27,8 @@ def _quick(spec_path: Path) -> list[str]:
     return ["--spec", str(spec_path)]
 
 
-def _invoke(*args: str) -> Any:
-    result = CliRunner().invoke(app, list(args))
+def _invoke(*args: str, token: str = "") -> Any:
+    result = CliRunner().invoke(app, list(args), env={"KEEL_TOKEN": token})
     assert result.exit_code == 0, result.output + result.stderr
     return result
 
@@ -39,26 +40,27 @@ def _card(spec_path: Path, version: int) -> tuple[dict[str, Any], str]:
 
 def test_cli_transitions_update_the_history_and_state_of_every_card_they_touch(loans_project: Path) -> None:
     spec = _quick(loans_project)
-    _invoke("run", str(loans_project), "-q", "--author", "ana")
+    tokens = enrol(loans_project.parent / ".keel").tokens
+    _invoke("run", str(loans_project), "-q", token=tokens["ana"])
 
-    approve = _invoke("approve", "1", "--by", "bo", "--role", "validator", "--note", "Checked reasons & fairness", *spec)
+    approve = _invoke("approve", "1", "--note", "Checked reasons & fairness", *spec, token=tokens["vera"])
     assert "model card updated" in approve.output
     card, html = _card(loans_project, 1)
     assert card["lifecycle"]["state"] == "approved"
     assert [(r["action"], r["actor"], r["role"]) for r in card["lifecycle"]["history"]] == [
-        ("register", "ana", "developer"), ("approve", "bo", "validator")]
+        ("register", "ana", "developer"), ("approve", "vera", "validator")]
     assert card["lifecycle"]["history"][1]["note"] == "Checked reasons & fairness"
     assert '<span class="state">approved</span>' in html
-    assert "<td>approve</td><td>bo</td><td>validator</td>" in html and "Checked reasons &amp; fairness" in html
+    assert "<td>approve</td><td>vera</td><td>validator</td>" in html and "Checked reasons &amp; fairness" in html
 
-    _invoke("promote", "1", "--by", "dee", "--note", "first release", *spec)
+    _invoke("promote", "1", "--note", "first release", *spec, token=tokens["dan"])
     card, html = _card(loans_project, 1)
     assert (card["lifecycle"]["state"], card["lifecycle"]["champion"]) == ("champion", 1)
     assert "state: approved -&gt; champion; champion: — -&gt; 1" in html
 
-    _invoke("train", str(loans_project), "-q", "--author", "ana")  # version 2, without a card
-    _invoke("approve", "2", "--by", "bo", "--role", "validator", "--note", "ok", *spec)
-    promote = CliRunner().invoke(app, ["promote", "2", "--by", "dee", *spec])
+    _invoke("train", str(loans_project), "-q", token=tokens["ana"])  # version 2, without a card
+    _invoke("approve", "2", "--note", "ok", *spec, token=tokens["vera"])
+    promote = CliRunner().invoke(app, ["promote", "2", *spec], env={"KEEL_TOKEN": tokens["dan"]})
     assert promote.exit_code == 0, promote.stderr
     assert "version 2: card not updated" in promote.stderr
     card, html = _card(loans_project, 1)
@@ -66,7 +68,7 @@ def test_cli_transitions_update_the_history_and_state_of_every_card_they_touch(l
     last = card["lifecycle"]["history"][-1]
     assert (last["action"], last["version"], last["before"]["champion"]) == ("promote", 2, 1)
 
-    _invoke("rollback", "--by", "dee", "--note", "v2 misroutes applications", *spec)
+    _invoke("rollback", "--note", "v2 misroutes applications", *spec, token=tokens["dan"])
     card, html = _card(loans_project, 1)
     assert (card["lifecycle"]["state"], card["lifecycle"]["champion"]) == ("champion", 1)
     assert [r["action"] for r in card["lifecycle"]["history"]] == ["register", "approve", "promote", "promote",

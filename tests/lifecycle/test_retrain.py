@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 import yaml
 from factories import applied_over_time, loans_spec, make_loans, write_project
+from people import crown, enrol
 from typer.testing import CliRunner
 
 from keel.cli.main import app
@@ -55,22 +56,25 @@ def test_retrain_promotes_a_better_challenger_and_refuses_a_degraded_one(tmp_pat
     shutil.copy(mlflow_template, project / "mlflow.db")
     cli = CliRunner()
 
-    def keel(*args: str) -> str:
-        result = cli.invoke(app, [*args, "--project-dir", str(project)])
+    people = enrol(project)
+
+    def keel(*args: str, who: str = "ana") -> str:
+        result = cli.invoke(app, [*args, "--project-dir", str(project)], env={"KEEL_TOKEN": people.tokens[who]})
         assert result.exit_code == 0, result.output + result.stderr
         return result.output
 
     champion = _spec(tmp_path, "champion.yaml", source, models={"families": ["logistic"]})
-    keel("train", str(champion), "-q", "--author", "ana")
-    keel("approve", "1", "--by", "vera", "--role", "validator", "--note", "reviewed", "--spec", str(champion))
-    keel("promote", "1", "--by", "dan", "--role", "deployer", "--spec", str(champion))
+    keel("train", str(champion), "-q")
+    keel("approve", "1", "--note", "reviewed", "--spec", str(champion), who="vera")
+    keel("promote", "1", "--spec", str(champion), who="dan")
+    keel("policy", "set", "--auto-promote", "card_fraud", "--note", "committee sign-off 2026-11", who="vera")
 
     better = _spec(tmp_path, "challenger.yaml", source, models={"families": ["lightgbm"]})
-    promoted = keel("retrain", str(better), "--as-of", "2018-09-30", "--no-card", "-q", "--author", "ana")
+    promoted = keel("retrain", str(better), "--as-of", "2018-09-30", "--no-card", "-q")
     assert "challenger card_fraud v2 against champion v1" in promoted and "promoted" in promoted
 
     degraded = _spec(tmp_path, "degraded.yaml", source, models={"families": ["lightgbm"]}, without_terminal=True)
-    refused = keel("retrain", str(degraded), "--as-of", "2018-09-30", "--no-card", "-q", "--author", "ana")
+    refused = keel("retrain", str(degraded), "--as-of", "2018-09-30", "--no-card", "-q")
     assert "challenger card_fraud v3 against champion v2" in refused and "refused" in refused
 
     governance = Governance.for_project(project)
@@ -82,7 +86,7 @@ def test_retrain_promotes_a_better_challenger_and_refuses_a_degraded_one(tmp_pat
     assert first["window"] == second["window"]  # both judged on the same newest week
     assert first["average_precision"] > json.loads(decisions[0].before)["average_precision"] + 0.01
     assert second["average_precision"] < json.loads(decisions[1].before)["average_precision"]
-    policy = [row for row in governance.history("card_fraud") if row.actor == "policy:model-risk-committee"]
+    policy = [row for row in governance.history("card_fraud") if row.actor == "policy:v1"]
     assert [row.action for row in policy] == ["approve", "promote"]
     assert governance.registry.version("card_fraud", 3).tag("retrain_decision") == "refused"
 
@@ -103,22 +107,24 @@ def test_a_better_challenger_without_automatic_promotion_waits_as_the_challenger
     project.mkdir()
     shutil.copy(mlflow_template, project / "mlflow.db")
     first = load_spec(weak)
+    people = enrol(project)
     run_project(first.model_copy(update={"data": first.data.model_copy(update={"until": pd.Timestamp("2024-10-01")})}),
-                project_dir=project, author="ana")
-    governance = Governance.for_project(project)
-    governance.approve("loans", 1, by="vera", role="validator", note="reviewed")
-    governance.promote("loans", 1, by="dan", role="deployer")
+                project_dir=project, principal=people.dev)
+    crown(people, "loans", 1)
+    governance = people.service.governance
     better = folder / "better.yaml"
     better.write_text(yaml.safe_dump(_loans_over_time()[0]))
 
-    result = retrain(load_spec(better), project_dir=project, author="ana", as_of=pd.Timestamp("2025-05-01"))
+    result = retrain(load_spec(better), project_dir=project, author="ana", as_of=pd.Timestamp("2025-05-01"),
+                     principal=people.dev)
 
     assert result.decision == "awaiting approval" and result.challenger_score > result.champion_score
     assert result.window["from"] >= "2025-01-01" and result.window["to"] < "2025-05-01"  # after the champion's data
-    assert governance.registry.alias("loans", "challenger").version == 2
+    assert governance.challenger("loans").version == 2
+    assert governance.registry.alias("loans", "challenger").version == 2  # mirrored
     assert governance.champion("loans").version == 1
     card = json.loads((project / "cards" / "loans" / "v2" / "model_card.json").read_text())
-    assert [row["action"] for row in card["lifecycle"]["history"]] == ["register", "retrain"]
+    assert [row["action"] for row in card["lifecycle"]["history"]] == ["register", "challenger", "retrain"]
     assert "champion: 1 -&gt; 1" in (project / "cards" / "loans" / "v1" / "model_card.html").read_text()
     logged = yaml.safe_load(Path(governance.registry._client.download_artifacts(
         governance.registry.version("loans", 2).run_id, "spec/keel.yaml", str(tmp_path))).read_text())

@@ -76,6 +76,11 @@ def _model(family: str) -> tuple[KeelModel, pd.DataFrame]:
     return model, held_out.reset_index(drop=True)
 
 
+def _load_as_is(directory: Path) -> KeelModel:
+    """Load with the fingerprint of the manifest as it is now, so only the check under test can object."""
+    return KeelModel.load(directory, expected_sha256=sha256_bytes((directory / MANIFEST).read_bytes()))
+
+
 @pytest.fixture(scope="module", params=["logistic", "lightgbm"])
 def fitted(request: pytest.FixtureRequest) -> tuple[KeelModel, pd.DataFrame]:
     return _model(request.param)
@@ -85,8 +90,8 @@ def test_save_load_round_trip_gives_identical_predictions(
     fitted: tuple[KeelModel, pd.DataFrame], tmp_path: Path
 ) -> None:
     model, frame = fitted
-    model.save(tmp_path)
-    loaded = KeelModel.load(tmp_path)
+    fingerprint = model.save(tmp_path)
+    loaded = KeelModel.load(tmp_path, expected_sha256=fingerprint)
     before, after = model.predict_proba(frame), loaded.predict_proba(frame)
     assert np.array_equal(before, after)
     assert np.all((before > 0) & (before < 1))
@@ -113,7 +118,7 @@ def test_saving_twice_gives_byte_identical_files(fitted: tuple[KeelModel, pd.Dat
 def test_a_loaded_model_saves_back_to_the_same_bytes(fitted: tuple[KeelModel, pd.DataFrame], tmp_path: Path) -> None:
     model, _ = fitted
     fingerprint = model.save(tmp_path / "a")
-    again = KeelModel.load(tmp_path / "a").save(tmp_path / "b")
+    again = KeelModel.load(tmp_path / "a", expected_sha256=fingerprint).save(tmp_path / "b")
     assert again == fingerprint
     body = BODY[model.family]
     assert (tmp_path / "a" / body).read_bytes() == (tmp_path / "b" / body).read_bytes()
@@ -150,12 +155,13 @@ def test_tampered_body_is_refused_naming_the_file_while_the_untouched_copy_loads
 ) -> None:
     model, frame = fitted
     body = BODY[model.family]
-    model.save(tmp_path / "good")
+    fingerprint = model.save(tmp_path / "good")
     model.save(tmp_path / "bad")
     _tamper(tmp_path / "bad" / body, model.family)
     with pytest.raises(IntegrityError, match=rf"bad/{body}: sha256 .* does not match"):
-        KeelModel.load(tmp_path / "bad")
-    assert np.array_equal(KeelModel.load(tmp_path / "good").predict_proba(frame), model.predict_proba(frame))
+        KeelModel.load(tmp_path / "bad", expected_sha256=fingerprint)
+    good = KeelModel.load(tmp_path / "good", expected_sha256=fingerprint)
+    assert np.array_equal(good.predict_proba(frame), model.predict_proba(frame))
 
 
 def test_wrong_expected_sha256_is_refused_and_the_right_one_loads(
@@ -200,21 +206,21 @@ def test_pickle_disguised_as_the_model_body_is_refused(
     manifest = json.loads((tmp_path / MANIFEST).read_text(encoding="utf-8"))
     assert manifest["files"][body] == sha256_bytes((tmp_path / body).read_bytes())
     with pytest.raises(IntegrityError, match=rf"{body} holds pickle bytes"):
-        KeelModel.load(tmp_path)
+        _load_as_is(tmp_path)
 
 
 def test_pickle_as_the_manifest_is_refused(tmp_path: Path) -> None:
     (tmp_path / MANIFEST).write_bytes(pickle.dumps({"format": "keel-model/1"}))
     with pytest.raises(IntegrityError, match=r"model\.json holds pickle bytes"):
-        KeelModel.load(tmp_path)
+        _load_as_is(tmp_path)
 
 
 def test_missing_body_file_is_refused(fitted: tuple[KeelModel, pd.DataFrame], tmp_path: Path) -> None:
     model, _ = fitted
-    model.save(tmp_path)
+    fingerprint = model.save(tmp_path)
     (tmp_path / BODY[model.family]).unlink()
     with pytest.raises(IntegrityError, match=rf"model file .*{BODY[model.family]} is missing"):
-        KeelModel.load(tmp_path)
+        KeelModel.load(tmp_path, expected_sha256=fingerprint)
 
 
 def test_manifest_of_another_format_is_refused(fitted: tuple[KeelModel, pd.DataFrame], tmp_path: Path) -> None:
@@ -224,13 +230,88 @@ def test_manifest_of_another_format_is_refused(fitted: tuple[KeelModel, pd.DataF
     manifest["family"] = "random_forest"
     (tmp_path / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
     with pytest.raises(IntegrityError, match=r"family 'random_forest' is not a Keel model"):
-        KeelModel.load(tmp_path)
+        _load_as_is(tmp_path)
 
 
 def test_manifest_that_is_not_json_is_refused(tmp_path: Path) -> None:
     (tmp_path / MANIFEST).write_text("format: keel-model/1\n", encoding="utf-8")
     with pytest.raises(IntegrityError, match=r"model\.json is not JSON"):
-        KeelModel.load(tmp_path)
+        _load_as_is(tmp_path)
+
+
+def test_expected_sha256_is_a_required_keyword_and_must_be_a_sha256(
+    fitted: tuple[KeelModel, pd.DataFrame], tmp_path: Path
+) -> None:
+    model, _ = fitted
+    fingerprint = model.save(tmp_path)
+    with pytest.raises(TypeError, match="expected_sha256"):
+        KeelModel.load(tmp_path)  # type: ignore[call-arg]
+    files = model.files()
+    with pytest.raises(TypeError, match="expected_sha256"):
+        KeelModel.from_files(files[MANIFEST], files.__getitem__, names=files.keys())  # type: ignore[call-arg]
+    for wrong in ["", "None", fingerprint[:-1], fingerprint.upper(), None]:
+        with pytest.raises(IntegrityError, match=r"is not 64 lowercase hex digits; the model cannot be verified"):
+            KeelModel.load(tmp_path, expected_sha256=wrong)  # type: ignore[arg-type]
+
+
+def _other_body(family: str) -> str:
+    return next(name for name in BODY.values() if name != BODY[family])
+
+
+@pytest.mark.parametrize("extra", ["notes.txt", ".hidden", "folder", "other-body", "symlink"])
+def test_a_folder_holding_anything_but_the_two_files_is_refused_naming_it(
+    fitted: tuple[KeelModel, pd.DataFrame], tmp_path: Path, extra: str
+) -> None:
+    model, _ = fitted
+    fingerprint = model.save(tmp_path)
+    if extra == "folder":
+        (tmp_path / "folder").mkdir()
+        expected = r"unexpected entries \['folder/'\]"
+    elif extra == "other-body":
+        (tmp_path / _other_body(model.family)).write_text("{}")
+        expected = rf"unexpected entries \['{_other_body(model.family)}'\]; a {model.family} model holds only"
+    elif extra == "symlink":
+        (tmp_path / "symlink").symlink_to(tmp_path / MANIFEST)
+        expected = r"\['symlink'\] are symbolic links"
+    else:
+        (tmp_path / extra).write_text("anything")
+        expected = rf"unexpected entries \['{extra}'\]; a Keel model folder holds only model\.json"
+    with pytest.raises(IntegrityError, match=expected):
+        KeelModel.load(tmp_path, expected_sha256=fingerprint)
+
+
+def test_a_symlinked_manifest_is_refused(fitted: tuple[KeelModel, pd.DataFrame], tmp_path: Path) -> None:
+    model, _ = fitted
+    fingerprint = model.save(tmp_path / "real")
+    (tmp_path / "linked").mkdir()
+    for name in (MANIFEST, BODY[model.family]):
+        (tmp_path / "linked" / name).symlink_to(tmp_path / "real" / name)
+    with pytest.raises(IntegrityError, match=r"are symbolic links; a Keel model folder holds only regular files"):
+        KeelModel.load(tmp_path / "linked", expected_sha256=fingerprint)
+
+
+def test_files_over_the_size_limit_are_refused_when_listed_and_when_read(
+    fitted: tuple[KeelModel, pd.DataFrame], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from keel.models import artifact
+
+    model, _ = fitted
+    fingerprint = model.save(tmp_path)
+    biggest = max(tmp_path.iterdir(), key=lambda path: path.stat().st_size)
+    size = biggest.stat().st_size
+    monkeypatch.setattr(artifact, "MAX_FILE_BYTES", size - 1)
+    listed = rf"'{biggest.name} \({size} bytes\)'\]"
+    with pytest.raises(IntegrityError, match=rf"{listed} exceed the limit of {size - 1} bytes"):
+        KeelModel.load(tmp_path, expected_sha256=fingerprint)
+    with pytest.raises(IntegrityError, match=rf"{biggest.name} is over the limit of {size - 1} bytes"):
+        artifact.read_file(biggest)  # a file that grew after it was listed
+    monkeypatch.setattr(artifact, "MAX_FILE_BYTES", size)
+    assert artifact.read_file(biggest) == biggest.read_bytes()
+
+
+def test_a_missing_folder_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(IntegrityError, match=r"model folder .*nowhere is missing"):
+        KeelModel.load(tmp_path / "nowhere", expected_sha256="0" * 64)
 
 
 @pytest.mark.parametrize("protocol", [2, 3, 4, 5])

@@ -1,135 +1,186 @@
-"""Four eyes, gates that block, champion promotion and rollback, all audited, on SQLite and PostgreSQL."""
+"""Governance as a control: authenticated people, four eyes and separation of duties, a policy the
+developer does not own, and the audit log (not MLflow) as the one source of truth. SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
-import yaml
 from backends import Store
 from factories import register_version
-from typer.testing import CliRunner
+from people import People, crown, enrol
 
-from keel.cli.main import app
 from keel.errors import IntegrityError
-from keel.lifecycle.run import run_project
-from keel.registry.audit import audit_table
 from keel.registry.governance import Governance, GovernanceError
-from keel.spec import load_spec
+from keel.registry.principal import PermissionDenied, Principal
 
 pytestmark = pytest.mark.slow
-FAILED_AUC = [{"name": "min_auc", "threshold": 0.99, "value": 0.7, "passed": False}]
 
 
-def _train(spec_path: Path, times: int = 1, author: str = "ana") -> Governance:
-    spec = load_spec(spec_path)
-    for _ in range(times):
-        run_project(spec, project_dir=spec_path.parent / ".keel", author=author, with_card=False)
-    return Governance.for_project(spec_path.parent / ".keel")
+@pytest.fixture()
+def people(store: Store) -> People:
+    """root (admin), ana (developer), vera (validator), dan (deployer) in the store's governance tables."""
+    return enrol(store.project_dir, store.tracking_uri, store.governance_uri)
 
 
-def _governance(store: Store, saved_model: Path, versions: int = 1) -> Governance:
-    governance = store.governance()
+def _registered(people: People, saved_model: Path, versions: int = 1, **kwargs: object) -> Governance:
+    governance = people.service.governance
     for _ in range(versions):
-        register_version(governance, saved_model, author="ana")
+        register_version(governance, saved_model, author=people.dev, **kwargs)  # type: ignore[arg-type]
     return governance
 
 
-def test_keel_run_registers_a_version_whose_gates_pass_as_validated_and_audits_it(loans_project: Path) -> None:
-    governance = _train(loans_project)
-    info = governance.registry.version("loans", 1)
-    assert governance.state(info) == "validated"
-    [row] = governance.history("loans")
-    assert (row.action, row.object, row.actor) == ("register", "loans/v1", "ana")
+def _both(people: People, name: str, roles: list[str]) -> Principal:
+    admin = people.users["root"]
+    people.service.users.add(name, roles, "correct horse battery staple", by=admin)
+    return people.service.users.authenticate_password(name, "correct horse battery staple")
 
 
-def test_keel_run_registers_a_gate_failing_version_as_a_candidate(loans_project: Path) -> None:
-    raw = yaml.safe_load(loans_project.read_text())
-    raw["gates"] = {"min_auc": 0.99}
-    loans_project.write_text(yaml.safe_dump(raw))
-    governance = _train(loans_project)
-    assert governance.state(governance.registry.version("loans", 1)) == "candidate"
+def _actions(governance: Governance) -> list[str]:
+    return [row.action for row in governance.history("loans")]
 
 
-def test_keel_run_and_approve_keep_runs_and_audit_rows_where_the_spec_says(store: Store, loans_project: Path) -> None:
-    raw = yaml.safe_load(loans_project.read_text())
-    raw["registry"] = {"tracking_uri": store.tracking_uri, "governance_uri": store.governance_uri}
-    loans_project.write_text(yaml.safe_dump(raw))
-    runner = CliRunner()
-    folder = ["--project-dir", str(store.project_dir)]
-
-    ran = runner.invoke(app, ["train", str(loans_project), *folder, "--author", "ana", "-q"])
-    approved = runner.invoke(app, ["approve", "1", "--by", "bo", "--role", "validator", "--note", "ok",
-                                   "--spec", str(loans_project), *folder])
-
-    assert ran.exit_code == 0, ran.output
-    assert approved.exit_code == 0, approved.output
-    governance = store.governance()
-    assert [row.action for row in governance.history("loans")] == ["register", "approve"]
-    assert governance.state(governance.registry.version("loans", 1)) == "approved"
-
-
-def test_self_approval_is_refused(store: Store, saved_model: Path) -> None:
-    governance = _governance(store, saved_model)
-    with pytest.raises(GovernanceError, match="four-eyes rule: ana is the author of loans/v1"):
-        governance.approve("loans", 1, by="ana", role="validator", note="looks fine")
+def test_self_approval_is_refused_by_user_id_even_for_an_author_who_is_also_a_validator(
+        people: People, saved_model: Path) -> None:
+    governance = people.service.governance
+    author = _both(people, "mia", ["developer", "validator"])
+    register_version(governance, saved_model, author=author)
+    with pytest.raises(GovernanceError, match="four-eyes rule: mia is the author of loans/v1"):
+        governance.approve("loans", 1, by=author, note="looks fine")
     assert governance.state(governance.registry.version("loans", 1)) == "validated"
+    assert _actions(governance) == ["register", "refused"]
 
 
-def test_approval_needs_the_validator_role_and_a_note(store: Store, saved_model: Path) -> None:
-    governance = _governance(store, saved_model)
-    with pytest.raises(GovernanceError, match="only a validator may approve; the role given is 'deployer'"):
-        governance.approve("loans", 1, by="bo", role="deployer", note="ok")
-    with pytest.raises(GovernanceError, match="role 'boss' is not one of developer, validator, deployer"):
-        governance.approve("loans", 1, by="bo", role="boss", note="ok")
+def test_a_version_registered_without_an_authenticated_author_can_never_be_approved(
+        people: People, saved_model: Path) -> None:
+    governance = people.service.governance
+    register_version(governance, saved_model, author=None)  # keel run without KEEL_TOKEN
+    with pytest.raises(GovernanceError, match="registered without an authenticated author"):
+        governance.approve("loans", 1, by=people.val, note="ok")
+
+
+def test_each_transition_needs_its_role_and_a_note(people: People, saved_model: Path) -> None:
+    governance = _registered(people, saved_model)
+    with pytest.raises(PermissionDenied, match="dan may not approve: it needs the role validator"):
+        governance.approve("loans", 1, by=people.dep, note="ok")
+    with pytest.raises(PermissionDenied, match="vera may not promote"):
+        governance.promote("loans", 1, by=people.val)
     with pytest.raises(GovernanceError, match="needs a note"):
-        governance.approve("loans", 1, by="bo", role="validator", note=" ")
-    assert [row.action for row in governance.history("loans")] == ["register"]
+        governance.approve("loans", 1, by=people.val, note=" ")
+    assert _actions(governance) == ["register", "refused", "refused", "refused"]
 
 
-def test_a_gate_failing_version_cannot_be_approved_or_promoted(store: Store, saved_model: Path) -> None:
-    governance = store.governance()
-    info = register_version(governance, saved_model, gates=FAILED_AUC)
+def test_the_approver_cannot_also_deploy_unless_the_policy_allows_it_and_the_author_never(
+        people: People, saved_model: Path) -> None:
+    governance = people.service.governance
+    both = _both(people, "val2", ["validator", "deployer"])
+    register_version(governance, saved_model, author=people.dev)
+    governance.approve("loans", 1, by=both, note="reviewed")
+    with pytest.raises(GovernanceError, match="separation of duties: val2 approved loans/v1"):
+        governance.promote("loans", 1, by=both)
+    governance.set_policy(by=people.val, reason="small team", deployer_may_approve=True)
+    assert governance.promote("loans", 1, by=both).after == "champion"
+
+    writer = _both(people, "dev2", ["developer", "deployer"])
+    register_version(governance, saved_model, author=writer)
+    governance.approve("loans", 2, by=people.val, note="reviewed")
+    with pytest.raises(GovernanceError, match="dev2 is the author of loans/v2 and cannot promote it"):
+        governance.promote("loans", 2, by=writer)
+
+
+def test_the_policy_sets_gate_floors_a_spec_cannot_loosen_and_each_decision_records_its_version(
+        people: People, saved_model: Path) -> None:
+    governance = people.service.governance
+    policy = governance.set_policy(by=people.val, reason="bank floor", thresholds={"min_auc": 0.75})
+    assert policy.version == 1
+    # the developer's spec asks only min_auc 0.5: the policy's 0.75 applies, so AUC 0.7 fails
+    info = register_version(governance, saved_model, author=people.dev, thresholds={"min_auc": 0.5})
     assert governance.state(info) == "candidate"
-    with pytest.raises(GovernanceError, match=r"'candidate', not 'validated'.*\(failed or not evaluated: min_auc\)"):
-        governance.approve("loans", 1, by="bo", role="validator", note="reviewed")
-    with pytest.raises(GovernanceError, match="only an approved version can be promoted"):
-        governance.promote("loans", 1, by="dee", role="deployer")
+    with pytest.raises(GovernanceError, match="'candidate'; only a validated version"):
+        governance.approve("loans", 1, by=people.val, note="ok")
+
+    register_version(governance, saved_model, author=people.dev, thresholds={"min_auc": 0.5})
+    governance.set_policy(by=people.val, reason="floor lowered after review", thresholds={"min_auc": 0.65})
+    register_version(governance, saved_model, author=people.dev, thresholds={"min_auc": 0.5})
+    approved = governance.approve("loans", 3, by=people.val, note="ok", conditions="re-validate in 6 months")
+    row = governance.history("loans")[-1]
+    assert approved.after == "approved" and '"policy": 2' in row.after and "re-validate in 6 months" in row.after
+    with pytest.raises(PermissionDenied, match="ana may not policy"):
+        governance.set_policy(by=people.dev, reason="loosen", thresholds={})
+    with pytest.raises(GovernanceError, match="unknown gate"):
+        governance.set_policy(by=people.val, reason="typo", thresholds={"min_aux": 0.7})
 
 
-def test_promoting_an_unapproved_version_is_refused(store: Store, saved_model: Path) -> None:
-    governance = _governance(store, saved_model)
-    with pytest.raises(GovernanceError, match="'validated'; only an approved version can be promoted"):
-        governance.promote("loans", 1, by="dee", role="deployer")
-    assert governance.champion("loans") is None
+def test_a_policy_tightened_after_registration_blocks_the_approval(people: People, saved_model: Path) -> None:
+    governance = _registered(people, saved_model)
+    governance.set_policy(by=people.val, reason="stricter", thresholds={"min_auc": 0.8})
+    with pytest.raises(GovernanceError, match="fails policy v1's gates: min_auc"):
+        governance.approve("loans", 1, by=people.val, note="ok")
 
 
-def test_promotion_retires_the_old_champion_and_rollback_restores_it(store: Store, saved_model: Path) -> None:
-    governance = _governance(store, saved_model, versions=2)
-    for version in (1, 2):
-        governance.approve("loans", version, by="bo", role="validator", note="validation report reviewed")
-    governance.promote("loans", 1, by="dee", role="deployer")
-    assert governance.champion("loans").version == 1
-    governance.promote("loans", 2, by="dee", role="deployer")
+def test_reject_ends_a_version_and_refusals_are_audited(people: People, saved_model: Path) -> None:
+    governance = _registered(people, saved_model)
+    assert governance.reject("loans", 1, by=people.val, note="reasons are not explainable").after == "rejected"
+    with pytest.raises(GovernanceError, match="'rejected'"):
+        governance.approve("loans", 1, by=people.val, note="changed my mind")
+    assert _actions(governance) == ["register", "reject", "refused"]
+
+
+def test_promotion_retires_the_old_champion_and_rollback_restores_it(people: People, saved_model: Path) -> None:
+    governance = _registered(people, saved_model, versions=2)
+    crown(people, "loans", 1)
+    crown(people, "loans", 2)
     assert governance.champion("loans").version == 2
     assert governance.state(governance.registry.version("loans", 1)) == "retired"
 
-    governance.rollback("loans", by="dee", role="deployer", reason="v2 misbehaves")
+    governance.rollback("loans", by=people.dep, reason="v2 misbehaves")
 
     assert governance.champion("loans").version == 1
     assert governance.state(governance.registry.version("loans", 2)) == "retired"
-    actions = [(r.action, r.object) for r in store.governance().history("loans")]
-    assert actions == [("register", "loans/v1"), ("register", "loans/v2"), ("approve", "loans/v1"),
-                       ("approve", "loans/v2"), ("promote", "loans/v1"), ("promote", "loans/v2"),
-                       ("rollback", "loans/v1")]
-    assert governance.audit.verify() == []
+    assert governance.registry.alias("loans", "champion").version == 1  # the mirror follows
+    assert [(r.action, r.object) for r in governance.history("loans")] == [
+        ("register", "loans/v1"), ("register", "loans/v2"), ("approve", "loans/v1"), ("promote", "loans/v1"),
+        ("approve", "loans/v2"), ("promote", "loans/v2"), ("rollback", "loans/v1")]
+    assert governance.audit.verify() == [] and governance.mismatches() == []
 
 
-def test_a_tampered_artifact_is_refused_while_the_champion_still_loads(store: Store, saved_model: Path) -> None:
-    governance = _governance(store, saved_model, versions=2)
-    governance.approve("loans", 1, by="bo", role="validator", note="reviewed")
-    governance.promote("loans", 1, by="dee", role="deployer")
+def test_edited_mlflow_tags_do_not_make_an_unapproved_version_promotable(
+        people: People, saved_model: Path, store: Store) -> None:
+    """The insider's first bypass: two tags edited in mlflow.db used to let the author promote her version."""
+    governance = _registered(people, saved_model)
+    governance.registry.set_version_tag("loans", 1, "state", "approved")
+    governance.registry.set_version_tag("loans", 1, "approved_by", "vera")
+    with pytest.raises(GovernanceError, match="'validated'; only an approved version can be promoted"):
+        governance.promote("loans", 1, by=people.dep)
+    assert governance.state(governance.registry.version("loans", 1)) == "validated"
+    assert any("keel.state is 'approved', the audit log says 'validated'" in m for m in governance.mismatches())
+
+
+def test_an_mlflow_alias_moved_by_hand_does_not_change_the_champion(people: People, saved_model: Path) -> None:
+    """The second bypass: one set_registered_model_alias call pointed 'champion' at a gate-failing candidate."""
+    governance = _registered(people, saved_model)
+    register_version(governance, saved_model, author=people.dev, thresholds={"min_auc": 0.99})
+    crown(people, "loans", 1)
+    governance.registry.set_alias("loans", "champion", 2)
+    assert governance.champion("loans").version == 1
+    assert governance.mismatches() == ["loans: MLflow alias 'champion' points at v2, the audit log says v1"]
+
+
+def test_a_version_registered_in_mlflow_behind_the_logs_back_is_named(people: People, saved_model: Path) -> None:
+    governance = _registered(people, saved_model)
+    run_id = governance.registry.start_run("loans", "sneaky", {})
+    governance.registry.log_dir(run_id, saved_model, "model")
+    governance.registry.register("loans", run_id, tags={"state": "champion"})
+    assert "loans/v2 is in the MLflow registry but the audit log never registered it" in governance.mismatches()
+    with pytest.raises(GovernanceError, match="never registered in the audit log"):
+        governance.approve("loans", 2, by=people.val, note="ok")
+
+
+def test_a_tampered_artifact_is_refused_while_the_champion_still_loads(people: People, saved_model: Path,
+                                                                       store: Store) -> None:
+    governance = _registered(people, saved_model, versions=2)
+    crown(people, "loans", 1)
     source = Path(governance.registry.version("loans", 2).source.removeprefix("file://"))
     assert source.is_relative_to(store.project_dir)
     manifest = source / "model.json"
@@ -141,25 +192,10 @@ def test_a_tampered_artifact_is_refused_while_the_champion_still_loads(store: St
     assert info.version == 1 and model.threshold == 0.5
 
 
-def test_cli_lifecycle_and_audit_verify(loans_project: Path) -> None:
-    _train(loans_project)
-    runner = CliRunner()
-    spec = ["--spec", str(loans_project)]
-
-    refused = runner.invoke(app, ["approve", "1", "--by", "ana", "--role", "validator", "--note", "ok", *spec])
-    assert refused.exit_code == 8 and "four-eyes rule" in refused.stderr
-    approved = runner.invoke(app, ["approve", "1", "--by", "bo", "--role", "validator", "--note", "ok", *spec])
-    assert approved.exit_code == 0, approved.stderr
-    assert "validated -> approved" in approved.output
-    promoted = runner.invoke(app, ["promote", "1", "--by", "dee", *spec])
-    assert promoted.exit_code == 0 and "approved -> champion" in promoted.output
-    history = runner.invoke(app, ["models", "history", *spec])
-    assert history.exit_code == 0 and "promote" in history.output
-    assert runner.invoke(app, ["audit", "verify", *spec]).exit_code == 0
-
-    engine = sa.create_engine(f"sqlite:///{loans_project.parent / '.keel' / 'governance.db'}")
-    with engine.begin() as conn:
-        conn.execute(audit_table.update().where(audit_table.c.seq == 2).values(reason="rubber stamp"))
-    broken = runner.invoke(app, ["audit", "verify", *spec])
-    assert broken.exit_code == 9
-    assert "edited row 2" in broken.stderr
+def test_governance_of_a_folder_without_a_store_is_an_error_not_an_empty_history(tmp_path: Path) -> None:
+    with pytest.raises(GovernanceError, match="no governance store at sqlite:///"):
+        Governance.for_project(tmp_path / "one-folder-off")
+    assert not (tmp_path / "one-folder-off" / "governance.db").exists()
+    sqlite3.connect(tmp_path / "empty.db").close()  # a file without the audit tables is no store either
+    with pytest.raises(GovernanceError, match="no governance store"):
+        Governance.for_project(tmp_path, governance_uri=f"sqlite:///{tmp_path / 'empty.db'}")

@@ -1,4 +1,4 @@
-"""8 processes x 25 approve/promote calls: one champion at every look, one audit row per change (SQLite, PostgreSQL)."""
+"""8 processes x 25 approve/promote calls: one champion at every look, one audit row per call (SQLite, PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from backends import Store
 from factories import register_version
+from people import enrol
 from workers import approve_and_promote, fork_context
 
 from keel.registry.governance import Governance
@@ -26,15 +27,17 @@ def _snapshot(governance: Governance) -> tuple[int | None, list[int]]:
 
 
 def test_concurrent_approve_and_promote_keep_one_champion_and_a_full_audit(store: Store, saved_model: Path) -> None:
-    governance = store.governance()
+    people = enrol(store.project_dir, store.tracking_uri, store.governance_uri)
+    governance = people.service.governance
     for _ in range(VERSIONS):
-        register_version(governance, saved_model, author="ana")
+        register_version(governance, saved_model, author=people.dev)
     audit_before = len(governance.audit.rows())
 
     context = fork_context()
     results = context.Queue()
     where = (store.project_dir, store.tracking_uri, store.governance_uri)
-    workers = [context.Process(target=approve_and_promote, args=(where, w, OPERATIONS, VERSIONS, results))
+    workers = [context.Process(target=approve_and_promote,
+                               args=(where, w, OPERATIONS, VERSIONS, results, people.val, people.dep))
                for w in range(WORKERS)]
     for worker in workers:
         worker.start()
@@ -50,8 +53,9 @@ def test_concurrent_approve_and_promote_keep_one_champion_and_a_full_audit(store
     assert sum(d + r for d, r in outputs) == WORKERS * OPERATIONS
     done = sum(d for d, _ in outputs)
     assert done >= VERSIONS  # every version gets approved at least once
-    assert len(governance.audit.rows()) - audit_before == done
-    assert governance.audit.verify() == []
+    assert len(governance.audit.rows()) - audit_before == WORKERS * OPERATIONS  # refusals are audited too
+    assert sum(r.action != "refused" for r in governance.audit.rows()[audit_before:]) == done
+    assert governance.audit.verify() == [] and governance.mismatches() == []
     for champion, states in looks + [_snapshot(governance)]:
         assert states == ([] if champion is None else [champion])
     assert [v.version for v in governance.registry.versions("loans")] == list(range(1, VERSIONS + 1))

@@ -139,9 +139,10 @@ def test_admin_reload_needs_the_api_key(engine: ScoringEngine) -> None:
     client = TestClient(create_app(engine, reload=lambda: engine, api_key="s3cret"))
     keyless = TestClient(create_app(engine, reload=lambda: engine))
 
-    assert client.post("/admin/reload").status_code == 403
+    assert client.post("/admin/reload").status_code == 401
     assert client.post("/admin/reload", headers={"x-api-key": "guess"}).status_code == 403
-    assert keyless.post("/admin/reload", headers={"x-api-key": ""}).status_code == 403
+    assert keyless.post("/admin/reload", headers={"x-api-key": ""}).status_code == 401
+    assert keyless.post("/admin/reload", headers={"x-api-key": "anything"}).status_code == 403
     assert client.post("/admin/reload", headers={"x-api-key": "s3cret"}).json() == {"previous": 3, "serving": 3}
 
 
@@ -184,3 +185,19 @@ def test_hosts_outside_the_allow_list_are_refused(engine: ScoringEngine) -> None
 
     assert client.get("/livez", headers={"host": "evil.example"}).status_code == 400
     assert client.get("/livez", headers={"host": "scoring.bank.internal"}).status_code == 200
+
+
+SERVE_PUBLIC = {"/v1/score", "/v1/score/batch", "/livez", "/readyz", "/metrics", "/docs", "/docs/oauth2-redirect",
+                "/openapi.json", "/redoc"}
+
+
+def test_every_keel_serve_route_is_public_by_name_or_needs_the_api_key(engine: ScoringEngine) -> None:
+    app = create_app(engine, reload=lambda: engine, api_key="s3cret")
+    client = TestClient(app)
+    routes = {(method, r.path) for r in app.routes if hasattr(r, "methods") for method in r.methods or ()}
+    keyed = {(m, p) for m, p in routes if p not in SERVE_PUBLIC and m != "HEAD"}
+    assert keyed == {("POST", "/admin/reload"), ("POST", "/admin/shadow")}
+    for method, path in keyed:
+        assert client.request(method, path, json={"enabled": True}).status_code == 401
+        assert client.request(method, path, json={"enabled": True},
+                              headers={"X-API-Key": "wrong"}).status_code == 403

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from people import crown, enrol
 from factories import loans_spec, make_loans, make_transactions, transactions_spec
 
 from keel.errors import DataError
@@ -71,12 +72,12 @@ def test_keel_score_on_a_local_cluster(loans_project: Path) -> None:
 
     from keel.cli.main import app
     from keel.lifecycle.run import run_project
-    from keel.registry.store import Registry
     from keel.spec import load_spec
 
     project_dir = loans_project.parent / ".keel"
-    run_project(load_spec(loans_project), project_dir=project_dir, author="ana", with_card=False)
-    Registry.for_project(project_dir).set_alias("loans", "champion", 1)
+    people = enrol(project_dir)
+    run_project(load_spec(loans_project), project_dir=project_dir, principal=people.dev, with_card=False)
+    crown(people, "loans", 1)
     source = loans_project.parent / "to_score.parquet"
     make_loans(rows=900, seed=9).to_parquet(source, index=False, row_group_size=300)
 

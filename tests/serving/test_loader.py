@@ -1,33 +1,54 @@
-"""The server loads the champion through the registry's hash check, and says what is missing."""
+"""The server loads the audited champion through the registry's hash check, and says what is missing."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+from people import crown, enrol
 
 from keel.errors import IntegrityError, RegistryError
 from keel.lifecycle.run import run_project
-from keel.registry.store import Registry
-from keel.serving.loader import load_alias
+from keel.serving.loader import alias_disagreement, load_alias
 from keel.spec import load_spec
 
 pytestmark = pytest.mark.slow
 
 
-def test_load_alias_serves_the_champion_and_refuses_tampered_files(loans_project: Path) -> None:
+def test_load_alias_serves_the_audited_champion_and_refuses_tampered_files(loans_project: Path) -> None:
     project_dir = loans_project.parent / ".keel"
-    run_project(load_spec(loans_project), project_dir=project_dir, author="ana", with_card=False)
-    registry = Registry.for_project(project_dir)
+    people = enrol(project_dir)
+    run_project(load_spec(loans_project), project_dir=project_dir, principal=people.dev, with_card=False)
+    governance = people.service.governance
 
-    with pytest.raises(RegistryError, match="no version with alias 'champion'"):
-        load_alias(registry, "loans")
-    registry.set_alias("loans", "champion", 1)
-    engine = load_alias(registry, "loans")
-    source = Path(registry.version("loans", 1).source.removeprefix("file://"))
+    governance.registry.set_alias("loans", "champion", 1)  # by hand: the mirror is not the truth
+    with pytest.raises(RegistryError, match="the audit log gives model 'loans' no champion"):
+        load_alias(governance, "loans")
+    assert alias_disagreement(governance, "loans") == 1
+    crown(people, "loans", 1)
+    engine = load_alias(governance, "loans")
+    assert alias_disagreement(governance, "loans") is None
+    source = Path(governance.registry.version("loans", 1).source.removeprefix("file://"))
     model_file = next(p for p in source.iterdir() if p.name != "model.json")
     model_file.write_bytes(model_file.read_bytes() + b"\n")
 
     assert (engine.name, engine.version) == ("loans", 1)
     with pytest.raises(IntegrityError, match="sha256"):
-        load_alias(registry, "loans")
+        load_alias(governance, "loans")
+
+
+def test_a_registry_fingerprint_swapped_to_match_other_files_is_refused(loans_project: Path) -> None:
+    project_dir = loans_project.parent / ".keel"
+    people = enrol(project_dir)
+    run_project(load_spec(loans_project), project_dir=project_dir, principal=people.dev, with_card=False)
+    crown(people, "loans", 1)
+    governance = people.service.governance
+    governance.registry.set_version_tag("loans", 1, "model_sha256", "0" * 64)
+    with pytest.raises(IntegrityError, match="is not the .* the audit log recorded at registration"):
+        load_alias(governance, "loans")
+
+
+def test_only_governed_aliases_are_served(loans_project: Path) -> None:
+    people = enrol(loans_project.parent / ".keel")
+    with pytest.raises(RegistryError, match="'staging' is not a governed alias"):
+        load_alias(people.service.governance, "loans", "staging")

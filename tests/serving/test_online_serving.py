@@ -18,6 +18,7 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
+from people import crown, enrol
 from factories import make_transactions, transactions_spec, write_project
 from fastapi import HTTPException
 from fastapi.testclient import TestClient
@@ -145,7 +146,7 @@ def test_requests_and_labels_are_checked(engine: ScoringEngine, tmp_path: Path) 
     assert client.post("/v1/score", json=row).status_code == 200
 
     label = {"tx_id": row["tx_id"], "card": row["card"], "terminal": row["terminal"], "fraud": 1}
-    assert client.post("/v1/labels", json={"labels": [label]}).status_code == 403
+    assert client.post("/v1/labels", json={"labels": [label]}).status_code == 401
     assert client.post("/v1/labels", headers=KEY, json={"labels": [{**label, "fraud": 2}]}).status_code == 422
     answer = client.post("/v1/labels", headers=KEY, json={"labels": [label, {**label, "tx_id": 999_999}]})
     assert answer.json() == {"updated": 1, "unknown": [999_999]}
@@ -181,9 +182,9 @@ def test_keel_serve_with_two_workers_shares_the_events_in_redis(tmp_path: Path, 
     project_dir = spec_path.parent / ".keel"
     project_dir.mkdir()
     shutil.copy(mlflow_template, project_dir / "mlflow.db")
-    run_project(load_spec(spec_path), project_dir=project_dir, author="ana", with_card=False)
-    registry = Registry.for_project(project_dir)
-    registry.set_alias("transactions", "champion", 1)
+    people = enrol(project_dir)
+    run_project(load_spec(spec_path), project_dir=project_dir, principal=people.dev, with_card=False)
+    crown(people, "transactions", 1)
 
     private = CliRunner().invoke(app, ["serve", "--project-dir", str(project_dir), "--model", "transactions",
                                        "--workers", "2"])
@@ -194,7 +195,7 @@ def test_keel_serve_with_two_workers_shares_the_events_in_redis(tmp_path: Path, 
         with httpx.Client(base_url=f"http://127.0.0.1:{server.port}", timeout=30) as client:
             probabilities = _replay_over_http(client, frame, seed=3)
     log = PredictionLog(project_dir / "predictions.db")
-    _check_replay(load_alias(registry, "transactions"), parse_spec(raw), frame, log, probabilities)
+    _check_replay(load_alias(people.service.governance, "transactions"), parse_spec(raw), frame, log, probabilities)
     log.close()
 
 

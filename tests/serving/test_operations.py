@@ -159,7 +159,7 @@ def test_the_shadow_can_be_turned_off_with_the_api_key(
     app.state.shadow.drain()
     log.close()
 
-    assert [r.status_code for r in refused] == [403, 403]
+    assert [r.status_code for r in refused] == [401, 403]
     assert switched.status_code == 200 and switched.json() == {"enabled": False, "challenger": 9}
     assert [r["request_id"] for r in log.rows()] == [on["request_id"]] + [a["request_id"] for a in off]
     assert [r["request_id"] for r in log.rows("shadow_predictions")] == [on["request_id"]]

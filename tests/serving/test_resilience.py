@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 from factories import loans_spec, make_loans, register_version
+from people import People, enrol
 from server_process import Answer, Load, serving, stop, versions_named
 
-from keel.registry.governance import Governance
 from keel.registry.store import Registry
 from keel.serving.engine import ScoringEngine
 from keel.serving.predictions import PredictionLog
@@ -41,9 +41,16 @@ class Project:
     folder: Path
     expected: dict[int, list[float]]  # version -> probability of each record
     models: dict[int, str]  # version -> which model ("a" or "b", or "corrupt")
+    people: People
 
     def registry(self) -> Registry:
         return Registry.for_project(self.folder)
+
+    def promote(self, version: int) -> None:
+        """Make ``version`` the champion the governed way (every version was approved up front)."""
+        governance = self.people.service.governance
+        if governance.ledger().model("loans").champion != version:
+            governance.promote("loans", version, by=self.people.dep, note="test move")
 
 
 @pytest.fixture(scope="module")
@@ -60,16 +67,19 @@ def project(tmp_path_factory: pytest.TempPathFactory, mlflow_template: Path) -> 
         model = train_model(make_loans(rows=800, seed=seed), parse_spec(raw)).model
         model.save(folder.parent / name)
         saved[name] = (folder.parent / name, [d["probability"] for d in ScoringEngine(model, "loans", 0).score_records(RECORDS)])
-    governance = Governance.for_project(folder)
+    people = enrol(folder)
+    governance = people.service.governance
     expected, models = {}, {}
     for name in ["a", "b", "a", "b", "a", "a", "a", "a", "a"]:
-        info = register_version(governance, saved[name][0])
+        info = register_version(governance, saved[name][0], author=people.dev)
         expected[info.version], models[info.version] = saved[name][1], name
+        governance.approve("loans", info.version, by=people.val, note="approved up front for the test")
     for version in range(5, 10):
         _corrupt(governance.registry, version)
         models[version] = "corrupt"
-    governance.registry.set_alias("loans", "champion", 1)
-    return Project(folder, expected, models)
+    project = Project(folder, expected, models, people)
+    project.promote(1)
+    return project
 
 
 def _corrupt(registry: Registry, version: int) -> None:
@@ -93,7 +103,6 @@ def _check_numbers(answer: Answer, project: Project) -> None:
 
 
 def test_steady_load_through_20_hot_swaps_5_of_them_corrupt(project: Project) -> None:
-    registry = project.registry()
     # 20 moves of the champion alias, 3 s apart: valid versions alternate models; every 4th is corrupt.
     plan = [2, 3, 4, 5, 1, 2, 3, 6, 4, 1, 2, 7, 3, 4, 1, 8, 2, 3, 9, 4]
     assert len(plan) == 20 and sum(project.models[v] == "corrupt" for v in plan) == 5
@@ -102,7 +111,7 @@ def test_steady_load_through_20_hot_swaps_5_of_them_corrupt(project: Project) ->
         with Load(server.port, RECORDS) as load:
             time.sleep(0.5)
             for version in plan:
-                registry.set_alias("loans", "champion", version)
+                project.promote(version)
                 moves.append((time.monotonic(), version))
                 time.sleep(3.0)
         output = server.output()
@@ -135,7 +144,7 @@ def test_steady_load_through_20_hot_swaps_5_of_them_corrupt(project: Project) ->
 
 
 def test_every_answer_acknowledged_before_kill_9_is_in_the_log(project: Project) -> None:
-    project.registry().set_alias("loans", "champion", 1)
+    project.promote(1)
     with serving(project.folder, "--workers", "2", "--watch-seconds", "0") as server:
         with Load(server.port, RECORDS, threads=6) as load:
             time.sleep(5)
@@ -152,7 +161,7 @@ def test_every_answer_acknowledged_before_kill_9_is_in_the_log(project: Project)
 
 
 def test_sigterm_drains_then_answers_every_request_in_flight(project: Project) -> None:
-    project.registry().set_alias("loans", "champion", 2)
+    project.promote(2)
     with serving(project.folder, "--watch-seconds", "0", "--drain-seconds", "1.5") as server:
         # Hold the log's write lock: requests now wait in flight for their commit.
         blocker = sqlite3.connect(project.folder / "predictions.db", isolation_level=None, timeout=30)
@@ -203,9 +212,9 @@ def _wait_until(condition: Any, seconds: float = 20.0) -> None:
 
 
 def test_the_challenger_alias_is_scored_in_the_shadow_and_logged(project: Project) -> None:
-    registry = project.registry()
-    registry.set_alias("loans", "champion", 1)
-    registry.set_alias("loans", "challenger", 2)  # the other model: its numbers differ from the champion's
+    project.promote(1)
+    governance = project.people.service.governance  # the other model: its numbers differ from the champion's
+    governance.set_challenger("loans", 2, actor=project.people.dev.actor, reason="shadow test")
     with serving(project.folder, "--watch-seconds", "0.2", "--drain-seconds", "0") as server:
         _wait_until(lambda: "keel_shadow_version 2.0" in server.get("/metrics")[1])
         answers = [_post(server.port, record) for record in RECORDS]
@@ -217,3 +226,28 @@ def test_the_challenger_alias_is_scored_in_the_shadow_and_logged(project: Projec
         assert status == 200 and body["version"] == 1 and body["probability"] == project.expected[1][i]
         assert shadow[body["request_id"]]["version"] == 2
         assert shadow[body["request_id"]]["probability"] == project.expected[2][i] != project.expected[1][i]
+
+
+def test_an_mlflow_alias_moved_under_load_is_never_served_and_raises_an_alert(project: Project) -> None:
+    """The insider's alias bypass, replayed: MLflow's champion alias moved to another version while serving."""
+    project.promote(1)
+    registry = project.registry()
+    with serving(project.folder, "--workers", "2", "--watch-seconds", "0.2", "--drain-seconds", "0") as server:
+        with Load(server.port, RECORDS) as load:
+            time.sleep(0.5)
+            for version in (2, 3, 2, 4):
+                registry.set_alias("loans", "champion", version)  # what the MLflow UI offers anyone
+                time.sleep(1.5)
+            metrics = server.get("/metrics")[1]
+        output = server.output()
+        stop(server, signal.SIGTERM)
+
+    answers = load.answers
+    assert len(answers) > 500, "the load did not run"
+    assert all(a.status == 200 for a in answers)
+    assert {v for a in answers for v in versions_named(a.body or {})} == {1}  # 0 answers by another version
+    for answer in answers:
+        _check_numbers(answer, project)
+    assert "ALERT: MLflow alias loans@champion points at version" in output
+    assert any(line.startswith("keel_alias_mismatch{") and 'alias="champion"' in line and line.endswith(" 4.0")
+               for line in metrics.splitlines()), metrics

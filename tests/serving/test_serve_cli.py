@@ -14,12 +14,12 @@ from pathlib import Path
 import httpx
 import pandas as pd
 import pytest
+from people import crown, enrol
 from typer.testing import CliRunner
 
 from keel.cli.main import app
 
 from keel.lifecycle.run import run_project
-from keel.registry.store import Registry
 from keel.spec import load_spec
 
 pytestmark = pytest.mark.slow
@@ -33,8 +33,9 @@ def _free_port() -> int:
 
 def test_keel_serve_answers_like_keel_score_and_stops_cleanly_on_sigterm(loans_project: Path) -> None:
     project_dir = loans_project.parent / ".keel"
-    run_project(load_spec(loans_project), project_dir=project_dir, author="ana", with_card=False)
-    Registry.for_project(project_dir).set_alias("loans", "champion", 1)
+    people = enrol(project_dir)
+    run_project(load_spec(loans_project), project_dir=project_dir, principal=people.dev, with_card=False)
+    crown(people, "loans", 1)
     port = _free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "keel", "serve", "--spec", str(loans_project), "--project-dir", str(project_dir),

@@ -95,8 +95,8 @@ def test_distributed_fit_agrees_with_the_local_fit_and_stores_the_same_artifact(
     local_auc = validation_score("auc", outcome.y_test, local.probability(outcome.X_test))
     assert abs(distributed_auc - local_auc) < 0.005
 
-    outcome.model.save(tmp_path / "model")
-    loaded = KeelModel.load(tmp_path / "model")
+    fingerprint = outcome.model.save(tmp_path / "model")
+    loaded = KeelModel.load(tmp_path / "model", expected_sha256=fingerprint)
     assert isinstance(loaded.scorer, LightGBMScorer) and loaded.scorer.to_bytes() == result.model.to_bytes()
     rows = frame.iloc[outcome.split.test]
     assert np.array_equal(loaded.predict_proba(rows), outcome.model.predict_proba(rows))

@@ -11,6 +11,8 @@ import typer
 from rich.table import Table
 
 from keel.cli.main import (
+    _governance,
+    _principal,
     AuthorOpt,
     ModelOpt,
     ProjectDirOpt,
@@ -83,7 +85,7 @@ def monitor(
         labels_from_table,
     )
     from keel.monitoring.monitor import monitor as run_monitor
-    from keel.registry.store import Registry
+    from keel.serving.loader import audited_version
     from keel.reports.monitoring import write_monitoring_report
     from keel.spec import MonitoringSpec
 
@@ -99,11 +101,12 @@ def monitor(
         name = model or name
         if not name:
             raise typer.BadParameter("give --model or --spec", param_hint="--model")
-        registry = Registry.for_project(folder, uri)
-        info = registry.alias(name, alias)
-        if info is None:
-            raise typer.BadParameter(f"model '{name}' has no version with alias '{alias}'", param_hint="--alias")
-        served, _ = registry.load_model(name, info.version)
+        governance = _governance(spec, project_dir, writer=False)[0]
+        version = audited_version(governance, name, alias)
+        if version is None:
+            raise typer.BadParameter(f"the audit log gives model '{name}' no {alias}", param_hint="--alias")
+        registry = governance.registry
+        served, info = registry.load_model(name, version)
         described = served.metadata.get("features") or {}
         time_column = described.get("time_column") or (project.data.time_column if project else None)
         id_column = described.get("id_column") or (project.data.id_column if project else None)
@@ -182,7 +185,8 @@ def _retrain(spec_path: Path, project_dir: Path | None, author: str, as_of: str 
 
     with _keel_errors():
         spec = _load(spec_path)
-        result = run_retrain(spec, project_dir=_project_dir(spec_path, project_dir), author=author,
+        folder = _project_dir(spec_path, project_dir)
+        result = run_retrain(spec, project_dir=folder, author=author, principal=_principal(spec, folder),
                              as_of=pd.Timestamp(as_of) if as_of else None, with_card=with_card,
                              on_stage=None if quiet else (lambda text: err.print(f"[dim]{text}[/]")))
     colour = {"promoted": "green", "awaiting approval": "yellow", "refused": "red"}[result.decision]

@@ -28,7 +28,8 @@ SpecArg = Annotated[Path, typer.Argument(help="Path of the project's keel.yaml."
 ProjectDirOpt = Annotated[
     Optional[Path], typer.Option("--project-dir", help="Where runs, models and cards go [default: .keel beside the spec].")
 ]
-AuthorOpt = Annotated[str, typer.Option("--author", help="Who runs this; recorded with the run and version.")]
+AuthorOpt = Annotated[str, typer.Option("--author", help="Name recorded, unverified, when KEEL_TOKEN is not set; "
+                                                       "such a version cannot be approved.")]
 REPO_EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "credit_default" / "keel.yaml"
 
 
@@ -120,6 +121,9 @@ def _summary(result: Any) -> None:
     blocked = [g["name"] for g in result.gates if g["passed"] is not True]
     out.print("State: " + (f"candidate - gates {', '.join(blocked)} block approval" if blocked
                            else "validated - ready for an independent approval (keel approve)"))
+    if result.author_verified is False:
+        out.print("Author unverified (no KEEL_TOKEN): this version cannot be approved; run again with a "
+                  "developer's token to register an approvable one")
     if result.card_html:
         out.print(f"Model card: {result.card_html}")
     out.print(f"MLflow UI: mlflow ui --backend-store-uri {result.tracking_uri}")
@@ -135,10 +139,24 @@ def _run(spec_path: Path, project_dir: Path | None, author: str, quiet: bool, wi
     with _keel_errors(report=_project_dir(spec_path, project_dir) / "contract_report.json"):
         spec = _load(spec_path)
         check_cluster(cluster)
+        principal = _principal(spec, _project_dir(spec_path, project_dir))
         with open_engine(cluster) as engine, _progress(spec, quiet) as (on_trial, on_stage):
             result = run_project(spec, project_dir=_project_dir(spec_path, project_dir), author=author,
+                                 principal=principal,
                                  with_card=with_card, on_trial=on_trial, on_stage=on_stage, engine=engine)
     _summary(result)
+
+
+def _principal(spec: Any, folder: Path) -> Any:
+    """The developer whose API token is in KEEL_TOKEN (checked against the project's users), or None."""
+    token = os.environ.get("KEEL_TOKEN")
+    if not token:
+        return None
+    from keel.server.service import GovernanceService
+
+    return GovernanceService.open(folder, tracking_uri=spec.registry.tracking_uri,
+                                  governance_uri=spec.registry.governance_uri,
+                                  checkpoints=spec.registry.checkpoints).principal(token)
 
 
 ClusterOpt = Annotated[Optional[str], typer.Option(
@@ -309,73 +327,17 @@ def models_show(
     out.print_json(json.dumps({**info.__dict__, "integrity": integrity}, default=str))
 
 
-audit_app = typer.Typer(no_args_is_help=True, help="The tamper-evident audit log.")
-app.add_typer(audit_app, name="audit")
-ByOpt = Annotated[str, typer.Option("--by", help="Who does this (recorded in the audit log).")]
-NoteOpt = Annotated[str, typer.Option("--note", help="Why: recorded in the audit log.")]
-RoleOpt = Annotated[str, typer.Option(help="developer, validator or deployer.")]
 ModelOpt = Annotated[Optional[str], typer.Option(help="Model name [default: the spec's].")]
 
 
-def _governance(spec_path: Path | None, project_dir: Path | None) -> tuple[Any, str, Path]:
+def _governance(spec_path: Path | None, project_dir: Path | None, *, writer: bool = True) -> tuple[Any, str, Path]:
     from keel.registry.governance import Governance
 
     folder, uri, name = _store(spec_path, project_dir)
-    governance_uri = _load(spec_path).registry.governance_uri if spec_path else None
-    return Governance.for_project(folder, uri, governance_uri), name or "", folder
-
-
-def _transition(result: Any, governance: Any, folder: Path) -> None:
-    """Print what a transition changed and re-render the card of every version it changed."""
-    from keel.errors import CardError
-    from keel.lifecycle.card_refresh import refresh_card, versions_touched
-
-    out.print(f"{result.version.name} version {result.version.version}: {result.before} -> {result.after} "
-              f"(audit row {result.audit.seq})")
-    for version in versions_touched(result.audit):
-        try:
-            out.print(f"model card updated: {refresh_card(folder, result.version.name, version, governance=governance)}")
-        except CardError as error:
-            err.print(f"version {version}: card not updated: ", end="")
-            err.print(str(error), markup=False, highlight=False)
-
-
-@app.command()
-def approve(
-    version: Annotated[int, typer.Argument(help="Version number.")],
-    by: ByOpt, role: RoleOpt, note: NoteOpt, spec: SpecOpt = None, project_dir: ProjectDirOpt = None,
-    model: ModelOpt = None,
-) -> None:
-    """Approve a validated version (a validator who is not its author)."""
-    _quiet_libraries()
-    with _keel_errors():
-        governance, default, folder = _governance(spec, project_dir)
-        _transition(governance.approve(model or default, version, by=by, role=role, note=note), governance, folder)
-
-
-@app.command()
-def promote(
-    version: Annotated[int, typer.Argument(help="Version number.")],
-    by: ByOpt, role: RoleOpt = "deployer", note: NoteOpt = "", spec: SpecOpt = None,
-    project_dir: ProjectDirOpt = None, model: ModelOpt = None,
-) -> None:
-    """Make an approved version the champion; the previous champion is retired."""
-    _quiet_libraries()
-    with _keel_errors():
-        governance, default, folder = _governance(spec, project_dir)
-        _transition(governance.promote(model or default, version, by=by, role=role, note=note), governance, folder)
-
-
-@app.command()
-def rollback(
-    by: ByOpt, note: NoteOpt, role: RoleOpt = "deployer", spec: SpecOpt = None,
-    project_dir: ProjectDirOpt = None, model: ModelOpt = None,
-) -> None:
-    """Restore the previous champion."""
-    _quiet_libraries()
-    with _keel_errors():
-        governance, default, folder = _governance(spec, project_dir)
-        _transition(governance.rollback(model or default, by=by, role=role, reason=note), governance, folder)
+    registry = _load(spec_path).registry if spec_path else None
+    governance = Governance.for_project(folder, uri, registry.governance_uri if registry else None,
+                                        checkpoints=registry.checkpoints if registry else None, writer=writer)
+    return governance, name or "", folder
 
 
 @models_app.command("history")
@@ -392,8 +354,17 @@ def models_history(
     for column in ("#", "time (UTC)", "actor", "action", "version", "before", "after", "reason"):
         table.add_column(column)
     for row in rows:
-        table.add_row(str(row.seq), row.time[:19], row.actor, row.action, row.object, row.before, row.after, row.reason)
+        table.add_row(str(row.seq), row.time[:19], _who(row), row.action, row.object, row.before, row.after, row.reason)
     out.print(table)
+
+
+def _who(row: Any) -> str:
+    """The display name an audit row records for its actor, with the stable actor id."""
+    from keel.registry.states import fields_of
+
+    after = fields_of(row.after)
+    name = after.get("by") or (after.get("author") or {}).get("name")
+    return f"{name} ({row.actor})" if name else row.actor
 
 
 @app.command()
@@ -412,28 +383,13 @@ def card(
     out.print(f"model card: {path}")
 
 
-@audit_app.command("verify")
-def audit_verify(spec: SpecOpt = None, project_dir: ProjectDirOpt = None) -> None:
-    """Check the audit chain; names every edited, deleted or reordered row (exit 9 if any)."""
-    with _keel_errors():
-        governance, _, _ = _governance(spec, project_dir)
-        problems = governance.audit.verify()
-        rows = len(governance.audit.rows())
-    if not problems:
-        out.print(f"audit log intact: {rows} rows, every link and hash checks out")
-        return
-    for problem in problems:
-        err.print(f"[red]{problem.kind}[/] row {problem.seq}: {problem.detail}", highlight=False)
-    raise typer.Exit(9)
-
-
 @app.command()
 def score(
     input_url: Annotated[str, typer.Option("--input", help="CSV or Parquet file (any fsspec URL).")],
     output_url: Annotated[str, typer.Option("--output", help="Parquet file to write (any fsspec URL).")],
     spec: SpecOpt = None, project_dir: ProjectDirOpt = None, tracking_uri: UriOpt = None,
     model: ModelOpt = None,
-    alias: Annotated[str, typer.Option(help="Registry alias of the version to use.")] = "champion",
+    alias: Annotated[str, typer.Option(help="'champion' or 'challenger', as the audit log sets them.")] = "champion",
     keep: Annotated[Optional[list[str]], typer.Option(help="Input column to copy to the output (repeat).")] = None,
     reasons: Annotated[bool, typer.Option(help="Add the top-k reasons (JSON) per row.")] = True,
     chunk_rows: Annotated[int, typer.Option(min=1, help="Rows scored at a time (bounds memory).")] = 50_000,
@@ -448,7 +404,6 @@ def score(
 
     from keel.engine import open_engine
     from keel.engine.cluster import check_cluster
-    from keel.registry.store import Registry
     from keel.serving.batch import score_file
     from keel.serving.distributed import score_on_cluster
     from keel.serving.loader import load_alias
@@ -458,7 +413,7 @@ def score(
         folder, uri, name = _store(spec, project_dir, tracking_uri)
         if not (model or name):
             raise typer.BadParameter("give --model or --spec", param_hint="--model")
-        engine = load_alias(Registry.for_project(folder, uri), model or name or "", alias)
+        engine = load_alias(_governance(spec, project_dir, writer=False)[0], model or name or "", alias)
         if check_cluster(cluster):
             with open_engine(cluster) as dask:
                 rows = score_on_cluster(engine, dask, input_url, output_url, spec=_load(spec) if spec else None,
@@ -479,7 +434,7 @@ def score(
 def serve(
     spec: SpecOpt = None, project_dir: ProjectDirOpt = None, tracking_uri: UriOpt = None,
     model: ModelOpt = None,
-    alias: Annotated[str, typer.Option(help="Registry alias to serve.")] = "champion",
+    alias: Annotated[str, typer.Option(help="'champion' or 'challenger', as the audit log sets them.")] = "champion",
     host: Annotated[str, typer.Option(help="Address to bind; loopback unless told otherwise.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
@@ -503,7 +458,6 @@ def serve(
     import uvicorn
 
     from keel.features.stores import open_store
-    from keel.registry.store import Registry
     from keel.serving.server import ServeSettings
 
     _quiet_libraries()
@@ -511,13 +465,17 @@ def serve(
         folder, uri, name = _store(spec, project_dir, tracking_uri)
         if not (model or name):
             raise typer.BadParameter("give --model or --spec", param_hint="--model")
-        ServeSettings(str(folder.resolve()), uri, model or name or "", alias, max_batch, allowed_host or [],
+        registry_spec = _load(spec).registry if spec else None
+        ServeSettings(str(folder.resolve()), uri, model or name or "", alias=alias, max_batch=max_batch,
+                      allowed_hosts=allowed_host or [],
+                      governance_uri=registry_spec.governance_uri if registry_spec else None,
+                      checkpoints=registry_spec.checkpoints if registry_spec else None,
                       watch_seconds=watch_seconds, shadow_alias=shadow_alias or None, drain_seconds=drain_seconds,
                       request_timeout=request_timeout, max_in_flight=max_in_flight,
                       feature_store=feature_store).export()
         open_store(feature_store)  # a bad URL stops here, before any worker starts
         if workers > 1 and feature_store in (None, "", "memory://"):
-            _refuse_private_events(Registry.for_project(folder, uri), model or name or "", alias)
+            _refuse_private_events(_governance(spec, project_dir, writer=False)[0], model or name or "", alias)
     if workers > 1:  # one /metrics for all workers: each writes its numbers to a shared folder, wiped per start
         import shutil
 
@@ -531,12 +489,14 @@ def serve(
                 log_level="warning", access_log=False, timeout_graceful_shutdown=30)
 
 
-def _refuse_private_events(registry: Any, name: str, alias: str) -> None:
+def _refuse_private_events(governance: Any, name: str, alias: str) -> None:
     """Several workers each keeping their own events would each see part of a card's history."""
     from keel.errors import SpecError
+    from keel.serving.loader import audited_version
 
-    info = registry.alias(name, alias)
-    if info is not None and (registry.load_model(name, info.version)[0].metadata.get("features") or {}).get("windows"):
+    version = audited_version(governance, name, alias)
+    if version is not None and (governance.registry.load_model(name, version)[0].metadata.get("features")
+                                or {}).get("windows"):
         raise SpecError(f"{name}@{alias} computes window features online; with several workers they must share "
                         "their events: give --feature-store redis://host:port/db, or serve with --workers 1")
 
@@ -557,7 +517,7 @@ def demo(
     _run(spec_path, project_dir, "keel-demo", quiet, with_card=True)
 
 
-from keel.cli import care  # noqa: E402,F401 - registers keel monitor and keel retrain on app
+from keel.cli import care, lifecycle  # noqa: E402,F401 - register keel monitor, retrain, approve, users, ... on app
 
 
 def main() -> None:  # pragma: no cover - console entry point

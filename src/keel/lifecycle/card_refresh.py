@@ -8,32 +8,25 @@ after every transition, for each version the transition changed.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from keel.lifecycle.card import card_dir
 from keel.registry.audit import AuditRow
 from keel.registry.governance import ROLE_OF_ACTION, Governance
+from keel.registry.states import fields_of, split_object
 from keel.reports.model_card import read_model_card, write_model_card
 
 
-def _fields(text: str) -> dict[str, Any]:
-    """An audit row's before/after JSON as a dict (empty when there is none)."""
-    value = json.loads(text) if text else None
-    return value if isinstance(value, dict) else {}
-
-
-def _version_of(row: AuditRow) -> int:
-    """The version an audit row is about (its object is '<name>/v<version>')."""
-    return int(row.object.rpartition("/v")[2])
+_SHOWN = ("state", "champion", "previous", "retired", "challenger", "conditions", "policy", "attempt", "decision")
 
 
 def versions_touched(row: AuditRow) -> list[int]:
     """The versions an audit row changed: its object, and any champion it replaced or restored."""
-    touched = {_version_of(row)}
+    target = split_object(row.object)
+    touched = {target[1]} if target else set()
     for side in (row.before, row.after):
-        champion = _fields(side).get("champion")
+        champion = fields_of(side).get("champion")
         if isinstance(champion, int):
             touched.add(champion)
     return sorted(touched)
@@ -45,11 +38,13 @@ def lifecycle_section(governance: Governance, name: str, version: int) -> dict[s
     for row in governance.history(name):
         if version not in versions_touched(row):
             continue
-        before, after = _fields(row.before), _fields(row.after)
+        before, after = fields_of(row.before), fields_of(row.after)
         history.append({
-            "seq": row.seq, "time": row.time, "version": _version_of(row), "action": row.action,
-            "actor": row.actor, "role": ROLE_OF_ACTION.get(row.action), "before": before,
-            "after": {key: value for key, value in after.items() if key != "gates"}, "note": row.reason,
+            "seq": row.seq, "time": row.time, "version": (split_object(row.object) or ("", None))[1],
+            "action": row.action,
+            "actor": after.get("by") or (after.get("author") or {}).get("name") or row.actor,
+            "role": ROLE_OF_ACTION.get(row.action), "before": before,
+            "after": {key: value for key, value in after.items() if key in _SHOWN}, "note": row.reason,
             "gates": after.get("gates"),
         })
     champion = governance.champion(name)

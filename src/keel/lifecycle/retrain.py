@@ -6,9 +6,9 @@ so), scores the champion on that window, trains and registers a challenger with 
 run``'s flow (gates, audit, card), scores it on the same rows, which neither was trained
 on, and applies the policy (:class:`keel.spec.RetrainingSpec`):
 
-- *promoted*: better by ``min_improvement`` on the tuning metric, every gate passed, and the
-  policy allows automatic promotion: the policy approves (as ``policy:<approved_by>``, never
-  the author) and promotes, through the same governance rules as a person;
+- *promoted*: better by ``min_improvement`` on the tuning metric, every gate passed, the
+  spec asks for automatic promotion and the validators' governance policy allows it for this
+  model: the policy approves and promotes (as ``policy:v<N>``, never the author);
 - *awaiting approval*: better and every gate passed, but promotion needs a person: the
   version gets the ``challenger`` alias, so ``keel serve`` scores it in the shadow;
 - *refused*: not better by the margin, or a gate failed.
@@ -36,9 +36,8 @@ from keel.io.times import as_of_time, naive_utc
 from keel.lifecycle.card_refresh import refresh_card, versions_touched
 from keel.lifecycle.run import RunResult, StageCallback, prepare_data, run_project
 from keel.models.artifact import KeelModel
-from keel.registry.audit import AuditLog, make_engine
-from keel.registry.governance import Governance, default_governance_uri
-from keel.registry.store import Registry
+from keel.registry.governance import Governance
+from keel.registry.principal import Principal
 from keel.spec import ProjectSpec
 from keel.training.split import split_rows
 
@@ -80,7 +79,8 @@ def newest_window(spec: ProjectSpec, as_of: pd.Timestamp) -> ProjectSpec:
 
 
 def retrain(spec: ProjectSpec, *, project_dir: Path, author: str, as_of: pd.Timestamp | None = None,
-            with_card: bool = True, on_stage: StageCallback | None = None) -> RetrainResult:
+            with_card: bool = True, on_stage: StageCallback | None = None,
+            principal: Principal | None = None) -> RetrainResult:
     """Train a challenger on the newest window, compare it with the champion, and apply the policy.
 
     Needs a time split (``split.method`` time or delayed): only then is the newest window one
@@ -90,9 +90,9 @@ def retrain(spec: ProjectSpec, *, project_dir: Path, author: str, as_of: pd.Time
         raise SpecError(f"split.method: keel retrain needs a time split ('time' or 'delayed'), not "
                         f"'{spec.split.method}': a random test split may hold rows the champion was trained on")
     stage = on_stage or (lambda _: None)
-    registry = Registry.for_project(project_dir, spec.registry.tracking_uri)
-    governance = Governance(registry, AuditLog(make_engine(spec.registry.governance_uri
-                                                           or default_governance_uri(project_dir))))
+    governance = Governance.for_project(project_dir, spec.registry.tracking_uri, spec.registry.governance_uri,
+                                        checkpoints=spec.registry.checkpoints)
+    registry = governance.registry
     name = spec.model_name()
     champion = governance.champion(name)
     if champion is None:
@@ -118,17 +118,20 @@ def retrain(spec: ProjectSpec, *, project_dir: Path, author: str, as_of: pd.Time
 
     stage("scoring the champion on the newest labelled window")
     scores = {champion.version: score(champion.version)}  # before anything is registered
-    run = run_project(moved, project_dir=project_dir, author=author, with_card=with_card, on_stage=on_stage, data=data)
+    run = run_project(moved, project_dir=project_dir, author=author, principal=principal, with_card=with_card,
+                      on_stage=on_stage, data=data)
+    author = principal.actor if principal else f"unverified:{author}"
     scores[run.version] = score(run.version)
     times = pd.to_datetime(rows[time_column])
     window = {"rows": len(rows), "positives": int(y[split.test].sum()), "from": str(times.min()),
               "to": str(times.max()), "as_of": str(as_of_time(as_of))}
-    decision, reasons = _decide(spec, run, scores[champion.version], scores[run.version], metric)
+    decision, reasons = _decide(spec, run, scores[champion.version], scores[run.version], metric,
+                                allowed=name in governance.policy().auto_promote)
     audit = {"before": {"champion": champion.version, metric: scores[champion.version]},
              "after": {"challenger": run.version, metric: scores[run.version], "decision": decision, "window": window,
                        "champion": champion.version}}
     try:
-        _apply(governance, spec, name, run.version, decision, reasons)
+        _apply(governance, spec, name, run.version, decision, reasons, author)
     except BaseException as error:  # the audit says what was decided and that applying it failed
         audit["after"]["decision"] = f"{decision}, then failed: {error}"
         governance.audit.append(actor=author, action="retrain", obj=f"{name}/v{run.version}", reason=str(error),
@@ -156,8 +159,8 @@ def _own_features(model: KeelModel, frame: pd.DataFrame, computed: FeaturePlan, 
         else raw.iloc[rows]
 
 
-def _decide(spec: ProjectSpec, run: RunResult, champion: float, challenger: float, metric: str
-            ) -> tuple[Decision, list[str]]:
+def _decide(spec: ProjectSpec, run: RunResult, champion: float, challenger: float, metric: str, *,
+            allowed: bool) -> tuple[Decision, list[str]]:
     policy = spec.retraining
     margin = challenger - champion
     reasons = [f"{metric}: challenger {challenger:.4f}, champion {champion:.4f} "
@@ -170,17 +173,17 @@ def _decide(spec: ProjectSpec, run: RunResult, champion: float, challenger: floa
     if not policy.auto_promote:
         reasons.append("the policy needs a person's approval (retraining.auto_promote is off)")
         return "awaiting approval", reasons
-    return "promoted", reasons + [f"promoted by the policy signed off by {policy.approved_by}"]
+    if not allowed:
+        reasons.append(f"the governance policy does not allow automatic promotion of '{spec.model_name()}' "
+                       "(a validator allows it: keel policy set --auto-promote NAME)")
+        return "awaiting approval", reasons
+    return "promoted", reasons + [f"promoted by the governance policy (retraining signed off by {policy.approved_by})"]
 
 
 def _apply(governance: Governance, spec: ProjectSpec, name: str, version: int, decision: Decision,
-           reasons: list[str]) -> None:
-    registry = governance.registry
-    registry.set_version_tag(name, version, "retrain_decision", decision)
+           reasons: list[str], author: str) -> None:
+    governance.registry.set_version_tag(name, version, "retrain_decision", decision)
     if decision == "promoted":
-        policy = f"policy:{spec.retraining.approved_by}"
-        note = "retraining policy: " + "; ".join(reasons)
-        governance.approve(name, version, by=policy, role="validator", note=note)
-        governance.promote(name, version, by=policy, role="deployer", note=note)
+        governance.auto_promote(name, version, note="retraining policy: " + "; ".join(reasons))
     elif decision == "awaiting approval":
-        registry.set_alias(name, CHALLENGER, version)
+        governance.set_challenger(name, version, actor=author, reason="; ".join(reasons))

@@ -24,7 +24,7 @@ from keel.contracts.validate import ContractReport, enforce_contract
 from keel.engine import Engine
 from keel.evaluation.daily import daily_metrics
 from keel.evaluation.fairness import fairness_report
-from keel.evaluation.gates import gate_results
+from keel.evaluation.gates import measures_of, spec_thresholds
 from keel.evaluation.metrics import binary_metrics, gains_table
 from keel.explain.contributions import Explainer
 from keel.explain.importance import dependence, importance
@@ -41,8 +41,8 @@ from keel.lifecycle.card import (
 )
 from keel.lifecycle.card_refresh import lifecycle_section
 from keel.lifecycle.provenance import code_version, library_versions
-from keel.registry.audit import AuditLog, make_engine
-from keel.registry.governance import Governance, default_governance_uri
+from keel.registry.governance import Governance
+from keel.registry.principal import Principal
 from keel.registry.store import Registry, VersionInfo
 from keel.spec import ProjectSpec, dump_spec
 from keel.training.distributed import check_cluster_tuning
@@ -77,6 +77,7 @@ class RunResult:
     project_dir: Path
     card_html: Path | None
     card_json: Path | None
+    author_verified: bool = False
 
 
 def prepare_data(spec: ProjectSpec, source: str | None = None, *, engine: Engine | None = None) -> PreparedData:
@@ -165,6 +166,7 @@ def run_project(
     *,
     project_dir: Path,
     author: str = "unknown",
+    principal: Principal | None = None,
     with_card: bool = True,
     on_trial: TrialCallback | None = None,
     on_stage: StageCallback | None = None,
@@ -173,12 +175,17 @@ def run_project(
 ) -> RunResult:
     """Train, evaluate, register and (with ``with_card``) document one model version.
 
-    ``data`` skips reading: it is the spec's data already prepared (:func:`prepare_data`).
+    ``principal`` is the authenticated developer registering the version (``author`` is then
+    their name); without one the version is recorded under ``author``, unverified, and cannot
+    be approved. ``data`` skips reading: it is the spec's data already prepared (:func:`prepare_data`).
 
     ``engine`` runs the feature stage and the tuning trials on a Dask cluster (see
     :mod:`keel.training.distributed`); by default both run in process.
     """
     check_cluster_tuning(spec, engine)  # before any data is read
+    if principal is not None:
+        principal.require("register")
+        author = principal.name
     stage = on_stage or (lambda _: None)
     stage("reading data, checking its contract and computing features")
     data = data if data is not None else prepare_data(spec, engine=engine)
@@ -196,7 +203,7 @@ def run_project(
         data.frame.iloc[outcome.split.test][spec.protected], outcome.y_test, p_test,
         threshold=spec.target.threshold, fairness=spec.fairness,
     ) if spec.protected else []
-    gates = gate_results(spec, metrics, fairness)
+    thresholds, measures = spec_thresholds(spec), measures_of(metrics, fairness)
     stage("registering")
     registry = Registry.for_project(project_dir, spec.registry.tracking_uri)
     spec_text = dump_spec(spec)
@@ -228,11 +235,12 @@ def run_project(
             "test_auc": f"{metrics['test']['auc']:.6f}",
             "author": author,
             "code_version": code,
-            "gates": json.dumps(gates),
         }, description=spec.description or "")
-        governance_uri = spec.registry.governance_uri or default_governance_uri(project_dir)
-        governance = Governance(registry, AuditLog(make_engine(governance_uri)))
-        governance.record_registration(version, actor=author, gates=gates)
+        governance = Governance.for_project(project_dir, spec.registry.tracking_uri, spec.registry.governance_uri,
+                                            checkpoints=spec.registry.checkpoints, create=True)
+        gates = governance.record_registration(version, author=principal, claimed=author, thresholds=thresholds,
+                                               measures=measures, model_sha256=model_sha).gates
+        registry.set_version_tag(version.name, version.version, "gates", json.dumps(gates))
         card_html = card_json = None
         if with_card:
             stage("explaining and writing the model card")
@@ -256,5 +264,5 @@ def run_project(
     return RunResult(
         model_name=version.name, version=version.version, run_id=run_id, family=outcome.family, metrics=metrics,
         gates=gates, model_sha256=model_sha, tracking_uri=registry.tracking_uri,
-        project_dir=project_dir, card_html=card_html, card_json=card_json,
+        project_dir=project_dir, card_html=card_html, card_json=card_json, author_verified=principal is not None,
     )

@@ -2,14 +2,19 @@
 
 ``model.json`` is the manifest: family, features, preprocessing, target, threshold and
 the sha256 of each other file. Its own sha256 therefore fingerprints the whole model.
-Loading checks every hash and refuses pickle bytes, whatever a file is called.
+Loading always checks that fingerprint and every file's hash, refuses pickle bytes whatever
+a file is called, and refuses a folder holding anything but the manifest and the scorer's
+one file (extra, hidden, folder or symlink entries), or a file over :data:`MAX_FILE_BYTES`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+import os
+import re
+import stat
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
@@ -30,6 +35,9 @@ _SCORERS: dict[str, type[LogisticScorer] | type[LightGBMScorer]] = {
     "logistic": LogisticScorer,
     "lightgbm": LightGBMScorer,
 }
+BODY_FILES = tuple(sorted(cls.file_name for cls in _SCORERS.values()))
+MAX_FILE_BYTES = 1 << 30  # 1 GiB: no model file may be larger; checked before any byte is read
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def sha256_bytes(raw: bytes) -> str:
@@ -40,6 +48,67 @@ def sha256_bytes(raw: bytes) -> str:
 def looks_like_pickle(raw: bytes) -> bool:
     """True for bytes that start like a pickle stream (protocol 2 or later, or joblib's zlib)."""
     return (len(raw) >= 2 and raw[0] == 0x80 and 2 <= raw[1] <= 5) or raw[:2] in (b"x\x9c", b"x\xda")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One entry of a model folder as listed before anything is read; ``kind`` is file, dir, symlink or other."""
+
+    name: str
+    kind: str
+    size: int
+
+
+def list_folder(directory: Path) -> list[Entry]:
+    """Every entry of ``directory`` (hidden ones too), without following symlinks."""
+    try:
+        with os.scandir(directory) as found:
+            return [Entry(e.name, _kind(e), e.stat(follow_symlinks=False).st_size) for e in found]
+    except (FileNotFoundError, NotADirectoryError):
+        raise IntegrityError(f"model folder {directory} is missing") from None
+
+
+def check_listing(entries: Iterable[Entry], *, where: str) -> list[str]:
+    """Refuse symlinks, entries other than model.json and a scorer file, and files over MAX_FILE_BYTES.
+
+    Returns the entries' names, for :meth:`KeelModel.from_files`.
+    """
+    entries = list(entries)
+    links = sorted(e.name for e in entries if e.kind == "symlink")
+    if links:
+        raise IntegrityError(f"{where}: {links} are symbolic links; a Keel model folder holds only regular files")
+    unexpected = sorted(e.name + ("/" if e.kind == "dir" else "") for e in entries
+                        if e.kind != "file" or e.name not in (MANIFEST, *BODY_FILES))
+    if unexpected:
+        raise IntegrityError(
+            f"{where}: unexpected entries {unexpected}; a Keel model folder holds only {MANIFEST} and "
+            f"its scorer's one file (one of {list(BODY_FILES)})"
+        )
+    big = sorted(f"{e.name} ({e.size} bytes)" for e in entries if e.size > MAX_FILE_BYTES)
+    if big:
+        raise IntegrityError(f"{where}: {big} exceed the limit of {_limit()} per model file; "
+                             "refused before reading")
+    names = [e.name for e in entries]
+    if MANIFEST not in names:
+        raise IntegrityError(f"model file {where}/{MANIFEST} is missing")
+    return names
+
+
+def read_file(path: Path) -> bytes:
+    """The bytes of one regular model file; a symlink or a file over MAX_FILE_BYTES is refused (reads at most that)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except FileNotFoundError:
+        raise IntegrityError(f"model file {path} is missing") from None
+    except OSError as err:
+        raise IntegrityError(f"model file {path} cannot be opened as a regular file (not a symlink): {err}") from err
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            raise IntegrityError(f"model file {path} is not a regular file")
+        raw = handle.read(MAX_FILE_BYTES + 1)
+    if len(raw) > MAX_FILE_BYTES:
+        raise IntegrityError(f"model file {path} is over the limit of {_limit()} per model file")
+    return raw
 
 
 @dataclass
@@ -98,17 +167,31 @@ class KeelModel:
         return sha256_bytes(files[MANIFEST])
 
     @classmethod
-    def load(cls, directory: Path, *, expected_sha256: str | None = None) -> KeelModel:
-        """Read an artifact, checking every file's hash; refuses pickles and tampered files."""
-        manifest_raw = _read(directory / MANIFEST)
-        return cls.from_files(manifest_raw, lambda name: _read(directory / name), where=str(directory),
-                              expected_sha256=expected_sha256)
+    def load(cls, directory: Path, *, expected_sha256: str) -> KeelModel:
+        """Read an artifact folder, checking its listing, its fingerprint and every file's hash (:meth:`from_files`).
+
+        ``expected_sha256`` is required: the fingerprint :meth:`save` returned or the registry recorded.
+        """
+        where = str(directory)
+        names = check_listing(list_folder(directory), where=where)
+        return cls.from_files(read_file(directory / MANIFEST), lambda name: read_file(directory / name),
+                              names=names, where=where, expected_sha256=expected_sha256)
 
     @classmethod
-    def from_files(cls, manifest_raw: bytes, read: Callable[[str], bytes], *, where: str = "model",
-                   expected_sha256: str | None = None) -> KeelModel:
-        """Rebuild from the manifest's bytes and a reader of the other files (:meth:`files`), hash-checked."""
-        if expected_sha256 is not None and sha256_bytes(manifest_raw) != expected_sha256:
+    def from_files(cls, manifest_raw: bytes, read: Callable[[str], bytes], *, names: Collection[str],
+                   expected_sha256: str, where: str = "model") -> KeelModel:
+        """Rebuild from the manifest's bytes and a reader of the other files (:meth:`files`), hash-checked.
+
+        ``names`` are the entries the artifact holds: any but model.json and the manifest's scorer file is
+        refused. ``expected_sha256`` (the manifest's registered sha256) is required and always checked.
+        """
+        if not isinstance(expected_sha256, str) or not _SHA256.fullmatch(expected_sha256):
+            raise IntegrityError(
+                f"{where}: expected sha256 {expected_sha256!r} is not 64 lowercase hex digits; "
+                "the model cannot be verified, so it is not loaded"
+            )
+        _refuse_pickle(manifest_raw, f"{where}/{MANIFEST}")
+        if sha256_bytes(manifest_raw) != expected_sha256:
             raise IntegrityError(
                 f"{where}/{MANIFEST}: sha256 {sha256_bytes(manifest_raw)} does not match the "
                 f"registered {expected_sha256}; the model was changed after registration"
@@ -117,14 +200,24 @@ class KeelModel:
             manifest = json.loads(manifest_raw)
         except ValueError as err:
             raise IntegrityError(f"{where}/{MANIFEST} is not JSON: {err}") from err
-        if manifest.get("format") != FORMAT or manifest.get("family") not in _SCORERS:
+        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or manifest.get("family") not in _SCORERS:
+            found = manifest if isinstance(manifest, dict) else {}
             raise IntegrityError(
-                f"{where}/{MANIFEST}: format {manifest.get('format')!r} family {manifest.get('family')!r} "
+                f"{where}/{MANIFEST}: format {found.get('format')!r} family {found.get('family')!r} "
                 f"is not a Keel model; expected format {FORMAT!r} and a family in {sorted(_SCORERS)}"
             )
         scorer_cls = _SCORERS[manifest["family"]]
         body_name = scorer_cls.file_name
+        unexpected = sorted(set(names) - {MANIFEST, body_name})
+        if unexpected:
+            raise IntegrityError(
+                f"{where}: unexpected entries {unexpected}; a {manifest['family']} model holds only "
+                f"{MANIFEST} and {body_name}"
+            )
+        if body_name not in names:
+            raise IntegrityError(f"model file {where}/{body_name} is missing")
         body = read(body_name)
+        _refuse_pickle(body, f"{where}/{body_name}")
         recorded = manifest["files"].get(body_name)
         if sha256_bytes(body) != recorded:
             raise IntegrityError(
@@ -143,10 +236,21 @@ class KeelModel:
         )
 
 
-def _read(path: Path) -> bytes:
-    if not path.is_file():
-        raise IntegrityError(f"model file {path} is missing")
-    raw = path.read_bytes()
+def _kind(entry: os.DirEntry[str]) -> str:
+    """file, dir, symlink or other (a FIFO, socket or device), never following a link."""
+    if entry.is_symlink():
+        return "symlink"
+    if entry.is_dir(follow_symlinks=False):
+        return "dir"
+    return "file" if entry.is_file(follow_symlinks=False) else "other"
+
+
+def _limit() -> str:
+    """The size limit as errors name it: bytes, GiB and the constant."""
+    return f"{MAX_FILE_BYTES} bytes ({MAX_FILE_BYTES / 2**30:g} GiB, MAX_FILE_BYTES)"
+
+
+def _refuse_pickle(raw: bytes, where: str) -> None:
+    """Refuse bytes that start like a pickle, whatever the file is called."""
     if looks_like_pickle(raw):
-        raise IntegrityError(f"{path} holds pickle bytes; Keel loads only JSON and LightGBM text models")
-    return raw
+        raise IntegrityError(f"{where} holds pickle bytes; Keel loads only JSON and LightGBM text models")

@@ -1,30 +1,42 @@
-"""The model lifecycle: candidate -> validated -> approved -> champion -> retired, audited.
+"""The model lifecycle, enforced: candidate -> validated -> approved -> champion -> retired (or rejected).
 
-A version is *validated* when every gate recorded at registration passed, *approved* by a
-validator who is not its author (four eyes), and becomes *champion* (an MLflow alias) only
-when a deployer promotes an approved version. Rollback restores the previous champion.
-Each transition holds the audit log's lock while it checks and changes state, so
-concurrent callers see and write one consistent history, and each writes one audit row.
-On PostgreSQL the audit tables may share the registry's database; on SQLite they need a
-file of their own, since a transition holds that file's write lock while MLflow writes.
+Every transition is made by an authenticated :class:`~keel.registry.principal.Principal`
+holding the permission, checked against the governance policy in force, and written to the
+signed audit log; the state of every version is *derived from that log*
+(:mod:`keel.registry.states`). MLflow tags and the ``champion``/``challenger`` aliases are a
+mirror the governance layer writes after each transition; :meth:`Governance.mismatches`
+names every place where the mirror (or anything else in MLflow) disagrees with the log.
+
+Separation of duties: a version's author can never approve or promote it; its approver may
+not promote it unless the policy says ``deployer_may_approve``. A version registered without
+an authenticated author cannot be approved. Refused attempts are audited too (``refused``).
+Each transition holds the audit log's write lock while it reads the log, checks and writes,
+so concurrent callers see and write one consistent history.
 """
 
 from __future__ import annotations
 
-import json
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any
 
-from keel.errors import KeelError
-from keel.registry.audit import AuditLog, AuditRow, make_engine
+import sqlalchemy as sa
+
+from keel.errors import KeelError, RegistryError
+from keel.evaluation.gates import judge, tighter
+from keel.registry.audit import AuditLog, AuditRow, audit_table, make_engine
+from keel.registry.principal import PermissionDenied, Principal
+from keel.registry.signing import AuditKey, CheckpointStore
+from keel.registry.states import POLICY_OBJECT, Ledger, Policy, VersionState, replay, split_object
 from keel.registry.store import Registry, VersionInfo
 
-State = Literal["candidate", "validated", "approved", "champion", "retired"]
-ROLES = ("developer", "validator", "deployer")
-CHAMPION = "champion"
-# The role each audited action requires; any other role is refused.
-ROLE_OF_ACTION = {"register": "developer", "approve": "validator", "promote": "deployer", "rollback": "deployer"}
+CHAMPION, CHALLENGER = "champion", "challenger"
+KEY_ENV, CHECKPOINTS_ENV = "KEEL_AUDIT_KEY", "KEEL_AUDIT_CHECKPOINTS"
+# The role each audited action requires (shown on the model card).
+ROLE_OF_ACTION = {"register": "developer", "approve": "validator", "reject": "validator", "promote": "deployer",
+                  "rollback": "deployer", "policy": "validator"}
 
 
 class GovernanceError(KeelError, PermissionError):
@@ -41,6 +53,7 @@ class Transition:
     before: str
     after: str
     audit: AuditRow
+    gates: list[dict[str, Any]]
 
 
 def default_governance_uri(project_dir: Path) -> str:
@@ -48,124 +61,347 @@ def default_governance_uri(project_dir: Path) -> str:
     return f"sqlite:///{(project_dir / 'governance.db').resolve()}"
 
 
-def initial_state(gates: list[dict]) -> State:
-    """'validated' when every configured gate was evaluated and passed, else 'candidate'."""
-    return "validated" if all(g.get("passed") is True for g in gates) else "candidate"
+def audit_key(project_dir: Path) -> AuditKey:
+    """The Ed25519 key that signs audit heads: ``$KEEL_AUDIT_KEY``, else ``keys/audit.key`` in the project."""
+    return AuditKey.load_or_create(Path(os.environ.get(KEY_ENV) or project_dir / "keys" / "audit.key"))
+
+
+def checkpoint_store(project_dir: Path, location: str | None = None) -> CheckpointStore:
+    """The second place signed heads go: the spec's, ``$KEEL_AUDIT_CHECKPOINTS``, else ``audit-checkpoints/``."""
+    return CheckpointStore(location or os.environ.get(CHECKPOINTS_ENV) or str(project_dir / "audit-checkpoints"))
+
+
+def store_exists(url: str) -> bool:
+    """True when the governance database at ``url`` exists and holds the audit table (creates nothing)."""
+    if url.startswith("sqlite"):
+        path = sa.engine.make_url(url).database
+        if not path or path == ":memory:" or not Path(path).is_file():
+            return False
+    engine = make_engine(url)
+    try:
+        return sa.inspect(engine).has_table(audit_table.name)
+    except sa.exc.DBAPIError:
+        return False
+    finally:
+        engine.dispose()
 
 
 class Governance:
-    """Lifecycle transitions over one registry, written to one audit log."""
+    """Lifecycle transitions over one registry, written to one signed audit log."""
 
     def __init__(self, registry: Registry, audit: AuditLog) -> None:
         self.registry = registry
         self.audit = audit
 
     @classmethod
-    def for_project(cls, project_dir: Path, tracking_uri: str | None = None, governance_uri: str | None = None
-                    ) -> Governance:
-        """Governance for a project directory (defaults: .keel/mlflow.db and .keel/governance.db)."""
+    def for_project(cls, project_dir: Path, tracking_uri: str | None = None, governance_uri: str | None = None,
+                    *, checkpoints: str | None = None, create: bool = False, writer: bool = True) -> Governance:
+        """Governance for a project (defaults: .keel/mlflow.db, .keel/governance.db, signed checkpoints).
+
+        Without ``create`` a missing governance store is an error: a project directory one
+        folder off must never look like an empty, intact history. A reader (``writer`` False,
+        as ``keel serve``) needs no signing key.
+        """
+        url = governance_uri or default_governance_uri(project_dir)
+        if not create and not store_exists(url):
+            raise GovernanceError(f"no governance store at {url}: is --project-dir (or --spec) right? "
+                                  "`keel run` creates one with the first version")
         registry = Registry.for_project(project_dir, tracking_uri)
-        return cls(registry, AuditLog(make_engine(governance_uri or default_governance_uri(project_dir))))
+        log = AuditLog(make_engine(url), key=audit_key(project_dir) if writer else None,
+                       checkpoints=checkpoint_store(project_dir, checkpoints) if writer else None)
+        return cls(registry, log)
+
+    # what the log says ----------------------------------------------------------------
+    def ledger(self, conn: sa.Connection | None = None) -> Ledger:
+        """Every model's state and the policy, replayed from the audit log (within ``conn`` when given)."""
+        query = sa.select(audit_table).order_by(audit_table.c.seq)
+        if conn is not None:
+            return replay(AuditRow(**row._mapping) for row in conn.execute(query))
+        return replay(self.audit.rows())
+
+    def policy(self) -> Policy:
+        """The governance policy in force."""
+        return self.ledger().policy
 
     def state(self, info: VersionInfo) -> str:
-        """The lifecycle state recorded on a version."""
-        return info.tag("state", "candidate") or "candidate"
+        """The lifecycle state the audit log gives a version ('unregistered' when it never saw it)."""
+        found = self.ledger().model(info.name).versions.get(info.version)
+        return found.state if found else "unregistered"
 
     def champion(self, name: str) -> VersionInfo | None:
-        """The version the champion alias points at, if any."""
-        return self.registry.alias(name, CHAMPION)
+        """The version the audit log made champion, if any."""
+        version = self.ledger().model(name).champion
+        return None if version is None else self.registry.version(name, version)
 
-    def record_registration(self, info: VersionInfo, *, actor: str, gates: list[dict]) -> Transition:
-        """Audit a new version and set its first state from its gates."""
-        state = initial_state(gates)
-        with self.audit.engine.begin() as conn:
-            self.registry.set_version_tag(info.name, info.version, "state", state)
-            row = self.audit.append(actor=actor, action="register", obj=_obj(info), before=None,
-                                    after={"state": state, "gates": gates}, reason="registered by keel run",
-                                    connection=conn)
-        return Transition(info, "none", state, row)
-
-    def approve(self, name: str, version: int | str, *, by: str, role: str, note: str) -> Transition:
-        """A validator other than the author approves a version whose gates all passed."""
-        _require_role(role, ROLE_OF_ACTION["approve"], "approve")
-        if not note.strip():
-            raise GovernanceError("an approval needs a note saying what was reviewed (--note)")
-        with self.audit.engine.begin() as conn:
-            self.audit.lock(conn)
-            info = self.registry.version(name, version)
-            state = self.state(info)
-            author = info.tag("author")
-            if by == author:
-                raise GovernanceError(f"four-eyes rule: {by} is the author of {_obj(info)} and cannot approve it; "
-                                      "another validator must")
-            if state != "validated":
-                failing = [g["name"] for g in json.loads(info.tag("gates") or "[]") if g.get("passed") is not True]
-                raise GovernanceError(
-                    f"{_obj(info)} is '{state}', not 'validated'; only a version whose gates all passed can be "
-                    f"approved" + (f" (failed or not evaluated: {', '.join(failing)})" if failing else "")
-                )
-            self.registry.set_version_tag(name, info.version, "state", "approved")
-            self.registry.set_version_tag(name, info.version, "approved_by", by)
-            row = self.audit.append(actor=by, action="approve", obj=_obj(info), before={"state": state},
-                                    after={"state": "approved"}, reason=note, connection=conn)
-        return Transition(info, state, "approved", row)
-
-    def promote(self, name: str, version: int | str, *, by: str, role: str, note: str = "") -> Transition:
-        """A deployer makes an approved version the champion; the old champion is retired."""
-        _require_role(role, ROLE_OF_ACTION["promote"], "promote")
-        with self.audit.engine.begin() as conn:
-            self.audit.lock(conn)
-            info = self.registry.version(name, version)
-            state = self.state(info)
-            if state not in ("approved", "retired") or not info.tag("approved_by"):
-                raise GovernanceError(f"{_obj(info)} is '{state}'; only an approved version can be promoted "
-                                      "(keel approve first)")
-            current = self.champion(name)
-            if current is not None and current.version == info.version:
-                raise GovernanceError(f"{_obj(info)} is already the champion")
-            self.registry.set_alias(name, CHAMPION, info.version)
-            self.registry.set_version_tag(name, info.version, "state", "champion")
-            self.registry.set_version_tag(name, info.version, "previous_champion",
-                                          str(current.version) if current else "")
-            if current is not None:
-                self.registry.set_version_tag(name, current.version, "state", "retired")
-            row = self.audit.append(actor=by, action="promote", obj=_obj(info),
-                                    before={"champion": current.version if current else None, "state": state},
-                                    after={"champion": info.version, "state": "champion"}, reason=note,
-                                    connection=conn)
-        return Transition(info, state, "champion", row)
-
-    def rollback(self, name: str, *, by: str, role: str, reason: str) -> Transition:
-        """Restore the champion before the current one; the current one is retired."""
-        _require_role(role, ROLE_OF_ACTION["rollback"], "roll back")
-        with self.audit.engine.begin() as conn:
-            self.audit.lock(conn)
-            current = self.champion(name)
-            if current is None:
-                raise GovernanceError(f"model '{name}' has no champion to roll back")
-            previous = current.tag("previous_champion")
-            if not previous:
-                raise GovernanceError(f"{_obj(current)} has no previous champion to roll back to")
-            target = self.registry.version(name, int(previous))
-            self.registry.set_alias(name, CHAMPION, target.version)
-            self.registry.set_version_tag(name, target.version, "state", "champion")
-            self.registry.set_version_tag(name, current.version, "state", "retired")
-            row = self.audit.append(actor=by, action="rollback", obj=_obj(target),
-                                    before={"champion": current.version}, after={"champion": target.version},
-                                    reason=reason, connection=conn)
-        return Transition(target, "retired", "champion", row)
+    def challenger(self, name: str) -> VersionInfo | None:
+        """The version the audit log made challenger (scored in the shadow), if any."""
+        version = self.ledger().model(name).challenger
+        return None if version is None else self.registry.version(name, version)
 
     def history(self, name: str) -> list[AuditRow]:
-        """Every audited transition of the model's versions, oldest first."""
-        return [row for row in self.audit.rows() if row.object.startswith(f"{name}/v")]
+        """Every audited row about the model's versions, oldest first."""
+        return [row for row in self.audit.rows() if (split_object(row.object) or ("",))[0] == name]
+
+    # transitions ------------------------------------------------------------------------
+    def record_registration(self, info: VersionInfo, *, author: Principal | None, claimed: str,
+                            thresholds: dict[str, float], measures: dict[str, Any], model_sha256: str
+                            ) -> Transition:
+        """Audit a new version; its gates are the spec's ``thresholds`` tightened by the policy, judged on ``measures``.
+
+        ``author`` is the authenticated developer, or None: such a version is recorded under
+        the ``claimed`` name, marked unverified, and can never be approved.
+        """
+        if author is not None:
+            author.require("register")
+        with self.audit.engine.begin() as conn:
+            self.audit.lock(conn)
+            policy = self.ledger(conn).policy
+            gates = judge(tighter(policy.thresholds, thresholds), measures)
+            state = "validated" if all(g["passed"] is True for g in gates) else "candidate"
+            who = {"id": author.id, "name": author.name} if author else {"id": None, "name": claimed}
+            row = self.audit.append(
+                actor=author.actor if author else f"unverified:{claimed}", action="register", obj=_obj(info),
+                before=None, after={"state": state, "author": who, "gates": gates, "thresholds": thresholds,
+                                    "measures": measures, "model_sha256": model_sha256, "policy": policy.version},
+                reason="registered by keel run", connection=conn)
+            self._mirror(conn, info.name)
+        self.audit.checkpoint()
+        return Transition(info, "none", state, row, gates)
+
+    def approve(self, name: str, version: int | str, *, by: Principal, note: str,
+                conditions: str | None = None) -> Transition:
+        """A validator other than the author approves a version whose gates pass under the current policy."""
+        def check(ledger: Ledger, current: VersionState) -> dict[str, Any]:
+            by.require("approve")
+            if not note.strip():
+                raise GovernanceError("an approval needs a note saying what was reviewed (--note)")
+            if current.author_id is None:
+                raise GovernanceError(f"{name}/v{current.version} was registered without an authenticated author "
+                                      f"('{current.author}' was typed, not signed in), so four eyes cannot be "
+                                      "proven: register it again with a developer's token (KEEL_TOKEN)")
+            if current.author_id == by.id:
+                raise GovernanceError(f"four-eyes rule: {by.name} is the author of {name}/v{current.version} and "
+                                      "cannot approve it; another validator must")
+            if current.state != "validated":
+                raise GovernanceError(f"{name}/v{current.version} is '{current.state}'; only a validated version "
+                                      "can be approved")
+            gates = judge(tighter(ledger.policy.thresholds, current.thresholds), current.measures)
+            failing = [g["name"] for g in gates if g["passed"] is not True]
+            if failing:
+                raise GovernanceError(f"{name}/v{current.version} fails policy v{ledger.policy.version}'s gates: "
+                                      f"{', '.join(failing)} (failed or not evaluated)")
+            return {"state": "approved", "approver_id": by.id, "approver": by.name, "conditions": conditions,
+                    "gates": gates}
+        return self._change(name, version, "approve", by, note, check)
+
+    def reject(self, name: str, version: int | str, *, by: Principal, note: str) -> Transition:
+        """A validator rejects a version that is not (and was never) champion; it can then never be approved."""
+        def check(ledger: Ledger, current: VersionState) -> dict[str, Any]:
+            by.require("reject")
+            if not note.strip():
+                raise GovernanceError("a rejection needs a note saying why (--note)")
+            if current.state not in ("candidate", "validated", "approved"):
+                raise GovernanceError(f"{name}/v{current.version} is '{current.state}'; only a candidate, validated "
+                                      "or approved version can be rejected (roll back a champion instead)")
+            return {"state": "rejected"}
+        return self._change(name, version, "reject", by, note, check)
+
+    def promote(self, name: str, version: int | str, *, by: Principal, note: str = "") -> Transition:
+        """A deployer (neither its author nor, by default, its approver) makes an approved version champion."""
+        def check(ledger: Ledger, current: VersionState) -> dict[str, Any]:
+            by.require("promote")
+            if current.state not in ("approved", "retired") or current.approver_id is None:
+                raise GovernanceError(f"{name}/v{current.version} is '{current.state}'; only an approved version "
+                                      "can be promoted (keel approve first)")
+            if current.author_id == by.id:
+                raise GovernanceError(f"separation of duties: {by.name} is the author of {name}/v{current.version} "
+                                      "and cannot promote it")
+            if current.approver_id == by.id and not ledger.policy.deployer_may_approve:
+                raise GovernanceError(f"separation of duties: {by.name} approved {name}/v{current.version}; another "
+                                      "deployer must promote it (policy v"
+                                      f"{ledger.policy.version} does not let the approver deploy)")
+            champion = ledger.model(name).champion
+            if champion == current.version:
+                raise GovernanceError(f"{name}/v{current.version} is already the champion")
+            return {"state": "champion", "champion": current.version, "previous": champion}
+        return self._change(name, version, "promote", by, note, check)
+
+    def rollback(self, name: str, *, by: Principal, reason: str) -> Transition:
+        """Restore the champion before the current one; the current one is retired."""
+        model = self.ledger().model(name)
+        if model.champion is None:
+            self._refuse(by, "rollback", f"{name}/v?", f"model '{name}' has no champion to roll back")
+        if len(model.champions) < 2:
+            self._refuse(by, "rollback", f"{name}/v{model.champion}",
+                         f"{name}/v{model.champion} has no previous champion to roll back to")
+        target = model.champions[-2]
+
+        def check(ledger: Ledger, current: VersionState) -> dict[str, Any]:
+            by.require("rollback")
+            if not reason.strip():
+                raise GovernanceError("a rollback needs a note saying why (--note)")
+            if ledger.model(name).champions[-2:] != [target, model.champion]:
+                raise GovernanceError(f"the champion of '{name}' changed meanwhile; look again and retry")
+            return {"state": "champion", "champion": target, "retired": model.champion}
+        return self._change(name, target, "rollback", by, reason, check)
+
+    def set_challenger(self, name: str, version: int | None, *, actor: str, reason: str) -> AuditRow:
+        """Make ``version`` the model's challenger (scored in the shadow only), or clear it with None."""
+        with self.audit.engine.begin() as conn:
+            self.audit.lock(conn)
+            number = version if version is not None else self.ledger(conn).model(name).challenger
+            row = self.audit.append(actor=actor, action="challenger", obj=f"{name}/v{number}",
+                                    before=None, after={"challenger": version}, reason=reason, connection=conn)
+            self._mirror(conn, name)
+        self.audit.checkpoint()
+        return row
+
+    def auto_promote(self, name: str, version: int, *, note: str) -> Transition:
+        """The retraining policy approves and promotes a better challenger, when the validators' policy allows it."""
+        def check(ledger: Ledger, current: VersionState) -> dict[str, Any]:
+            policy = ledger.policy
+            if name not in policy.auto_promote:
+                raise GovernanceError(f"governance policy v{policy.version} does not allow automatic promotion of "
+                                      f"'{name}'; a validator must add it (keel policy set --auto-promote {name})")
+            if current.author_id is not None and policy.set_by == f"user:{current.author_id}":
+                raise GovernanceError(f"four-eyes rule: the author of {name}/v{version} also set the policy")
+            if current.state != "validated":
+                raise GovernanceError(f"{name}/v{version} is '{current.state}', not 'validated'")
+            gates = judge(tighter(policy.thresholds, current.thresholds), current.measures)
+            if any(g["passed"] is not True for g in gates):
+                raise GovernanceError(f"{name}/v{version} fails policy v{policy.version}'s gates")
+            return {"state": "champion", "approver_id": None, "approver": f"policy v{policy.version}",
+                    "champion": version, "previous": ledger.model(name).champion, "gates": gates}
+        actor = f"policy:v{self.policy().version}"
+        with self.audit.engine.begin() as conn:  # approve and promote as one step
+            self.audit.lock(conn)
+            ledger = self.ledger(conn)
+            current = self._version(ledger, name, version)
+            after = check(ledger, current)
+            self.audit.append(actor=actor, action="approve", obj=f"{name}/v{version}", before={"state": current.state},
+                              after=after | {"state": "approved"}, reason=note, connection=conn)
+            row = self.audit.append(actor=actor, action="promote", obj=f"{name}/v{version}",
+                                    before={"state": "approved", "champion": after["previous"]}, after=after,
+                                    reason=note, connection=conn)
+            self._mirror(conn, name)
+        self.audit.checkpoint()
+        return Transition(self.registry.version(name, version), current.state, "champion", row, after["gates"])
+
+    def set_policy(self, *, by: Principal, reason: str, thresholds: dict[str, float] | None = None,
+                   deployer_may_approve: bool | None = None, auto_promote: list[str] | None = None) -> Policy:
+        """A validator changes the governance policy; each change is a new, audited policy version."""
+        from keel.evaluation.gates import FAIRNESS_GATES, MODEL_GATES
+
+        current = self.policy()
+        try:
+            by.require("policy")
+            unknown = sorted(set(thresholds or {}) - set(MODEL_GATES) - set(FAIRNESS_GATES))
+            if unknown:
+                raise GovernanceError(f"unknown gate(s) {unknown}; gates are "
+                                      f"{', '.join([*MODEL_GATES, *FAIRNESS_GATES])}")
+            if not reason.strip():
+                raise GovernanceError("a policy change needs a note saying why (--note)")
+        except (GovernanceError, PermissionDenied) as refused:
+            self._refuse(by, "policy", POLICY_OBJECT, str(refused), refused)
+        new = Policy(current.version + 1, current.thresholds if thresholds is None else dict(thresholds),
+                     current.deployer_may_approve if deployer_may_approve is None else deployer_may_approve,
+                     current.auto_promote if auto_promote is None else tuple(auto_promote), by.actor)
+        with self.audit.engine.begin() as conn:
+            self.audit.lock(conn)
+            self.audit.append(actor=by.actor, action="policy", obj=POLICY_OBJECT, before=current.to_dict(),
+                              after=new.to_dict() | {"version": new.version, "by": by.name}, reason=reason,
+                              connection=conn)
+        self.audit.checkpoint()
+        return self.policy()
+
+    # the mirror ---------------------------------------------------------------------------
+    def mismatches(self) -> list[str]:
+        """Every way the MLflow registry disagrees with the audit log, one sentence each."""
+        ledger, found = self.ledger(), []
+        for name in sorted(set(self.registry.model_names()) | set(ledger.models)):
+            model = ledger.model(name)
+            known = {v.version: v for v in self.registry.versions(name)} if name in self.registry.model_names() else {}
+            for number, info in known.items():
+                audited = model.versions.get(number)
+                if audited is None:
+                    found.append(f"{name}/v{number} is in the MLflow registry but the audit log never registered it")
+                    continue
+                if info.tag("state") != audited.state:
+                    found.append(f"{name}/v{number}: MLflow tag keel.state is '{info.tag('state')}', the audit log "
+                                 f"says '{audited.state}'")
+            for number in sorted(set(model.versions) - set(known)):
+                found.append(f"{name}/v{number} is in the audit log but not in the MLflow registry")
+            for alias, audited_version in ((CHAMPION, model.champion), (CHALLENGER, model.challenger)):
+                mirrored = self.registry.alias(name, alias) if known else None
+                if (mirrored.version if mirrored else None) != audited_version:
+                    found.append(f"{name}: MLflow alias '{alias}' points at "
+                                 f"{'v' + str(mirrored.version) if mirrored else 'nothing'}, the audit log says "
+                                 f"{'v' + str(audited_version) if audited_version else 'none'}")
+        return found
+
+    def registered_sha256(self, name: str, version: int) -> str | None:
+        """The model fingerprint the audit log recorded when the version was registered."""
+        for row in self.audit.rows(obj=f"{name}/v{version}"):
+            if row.action == "register":
+                from keel.registry.states import fields_of
+
+                return fields_of(row.after).get("model_sha256")
+        return None
+
+    def _mirror(self, conn: sa.Connection, name: str) -> None:
+        """Write the model's audited state into MLflow tags and aliases, under the log's lock (so mirrors never race)."""
+        model = self.ledger(conn).model(name)
+        for number, audited in model.versions.items():
+            try:
+                info = self.registry.version(name, number)
+            except RegistryError:
+                continue
+            if info.tag("state") != audited.state:
+                self.registry.set_version_tag(name, number, "state", audited.state)
+            if audited.approver_id and info.tag("approved_by") != audited.approver_id:
+                self.registry.set_version_tag(name, number, "approved_by", audited.approver_id)
+        for alias, version in ((CHAMPION, model.champion), (CHALLENGER, model.challenger)):
+            mirrored = self.registry.alias(name, alias)
+            if version is not None and (mirrored is None or mirrored.version != version):
+                self.registry.set_alias(name, alias, version)
+            elif version is None and mirrored is not None:
+                self.registry.delete_alias(name, alias)
+
+    def _change(self, name: str, version: int | str, action: str, by: Principal, note: str,
+                check: Callable[[Ledger, VersionState], dict[str, Any]]) -> Transition:
+        """Check and write one transition under the log's lock; a refusal is audited, then raised."""
+        number = self.registry.version(name, version).version
+        try:
+            with self.audit.engine.begin() as conn:
+                self.audit.lock(conn)
+                ledger = self.ledger(conn)
+                current = self._version(ledger, name, number)
+                after = check(ledger, current)
+                before = {"state": current.state}
+                if "champion" in after:
+                    before["champion"] = ledger.model(name).champion
+                row = self.audit.append(actor=by.actor, action=action, obj=f"{name}/v{number}", before=before,
+                                        after=after | {"by": by.name, "policy": ledger.policy.version},
+                                        reason=note, connection=conn)
+                self._mirror(conn, name)
+        except (GovernanceError, PermissionDenied) as refused:
+            self._refuse(by, action, f"{name}/v{number}", str(refused), refused)
+        self.audit.checkpoint()
+        return Transition(self.registry.version(name, number), current.state, after["state"], row,
+                          after.get("gates", []))
+
+    def _version(self, ledger: Ledger, name: str, number: int) -> VersionState:
+        found = ledger.model(name).versions.get(number)
+        if found is None:
+            raise GovernanceError(f"{name}/v{number} was never registered in the audit log; it has no lifecycle")
+        return found
+
+    def _refuse(self, by: Principal, action: str, obj: str, why: str, error: Exception | None = None) -> Any:
+        """Audit a refused attempt, then raise it."""
+        self.audit.append(actor=by.actor, action="refused", obj=obj, before=None,
+                          after={"attempt": action, "by": by.name}, reason=why)
+        raise error or GovernanceError(why)
 
 
 def _obj(info: VersionInfo) -> str:
     return f"{info.name}/v{info.version}"
-
-
-def _require_role(role: str, needed: str, action: str) -> None:
-    if role not in ROLES:
-        raise GovernanceError(f"role '{role}' is not one of {', '.join(ROLES)}")
-    if role != needed:
-        raise GovernanceError(f"only a {needed} may {action}; the role given is '{role}'")

@@ -9,15 +9,15 @@ same runs; any tracking URI (PostgreSQL, a server) works by configuration.
 from __future__ import annotations
 
 import json
-import shutil
+import posixpath
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from keel.errors import RegistryError
-from keel.models.artifact import KeelModel
+from keel.errors import IntegrityError, RegistryError
+from keel.models.artifact import MANIFEST, Entry, KeelModel, check_listing, list_folder, read_file
 
 MODEL_PATH = "model"
 TAG_PREFIX = "keel."
@@ -141,6 +141,10 @@ class Registry:
         """Point ``alias`` (for example 'champion') at a version; one version per alias."""
         self._client.set_registered_model_alias(name, alias, str(version))
 
+    def delete_alias(self, name: str, alias: str) -> None:
+        """Remove ``alias`` from the model (it then points at no version)."""
+        self._client.delete_registered_model_alias(name, alias)
+
     def alias(self, name: str, alias: str) -> VersionInfo | None:
         """The version an alias points at, or None when the alias is not set."""
         from mlflow.exceptions import MlflowException
@@ -183,26 +187,69 @@ class Registry:
             raise RegistryError(f"model '{name}' has no version {version}; versions: {known}") from None
 
     def load_model(self, name: str, version: int | str) -> tuple[KeelModel, VersionInfo]:
-        """Fetch a version's files and load them, checking the fingerprint recorded at registration."""
+        """Fetch a version's two files and load them, always checking the fingerprint recorded at registration.
+
+        A version without a valid ``keel.model_sha256`` tag cannot be verified and is refused.
+        """
         info = self.version(name, version)
+        expected = _registered_sha256(info)
+        where = f"{name} v{info.version} at {info.source}"
         with tempfile.TemporaryDirectory(prefix="keel-model-") as tmp:
-            local = self._fetch(info.source, Path(tmp))
-            model = KeelModel.load(local, expected_sha256=info.tag("model_sha256"))
+            names, read = self._fetch(info.source, Path(tmp), where=where)
+            model = KeelModel.from_files(read(MANIFEST), read, names=names, where=where, expected_sha256=expected)
         return model, info
 
-    def _fetch(self, source: str, destination: Path) -> Path:
+    def _fetch(self, source: str, destination: Path, *, where: str) -> tuple[list[str], Callable[[str], bytes]]:
+        """The names of a version's files and a reader of one by name; the listing is checked first.
+
+        Extra, hidden, folder or symlink entries and files over MAX_FILE_BYTES are refused before anything
+        is read; the reader then reads (or downloads into ``destination``) only the file asked for.
+        """
         if source.startswith("file://"):
             from urllib.parse import unquote, urlparse
 
             folder = Path(unquote(urlparse(source).path))
             if not folder.is_dir():
                 raise RegistryError(f"model files at {folder} are missing")
-            return Path(shutil.copytree(folder, destination / MODEL_PATH))
+            return check_listing(list_folder(folder), where=where), lambda name: read_file(folder / name)
         import mlflow.artifacts
 
-        return Path(mlflow.artifacts.download_artifacts(
-            artifact_uri=source, dst_path=str(destination), tracking_uri=self.tracking_uri
-        ))
+        listed = mlflow.artifacts.list_artifacts(artifact_uri=source, tracking_uri=self.tracking_uri)
+        names = check_listing([_artifact_entry(found, where) for found in listed], where=where)
+
+        def download(name: str) -> bytes:
+            return read_file(Path(mlflow.artifacts.download_artifacts(
+                artifact_uri=f"{source.rstrip('/')}/{name}", dst_path=str(destination), tracking_uri=self.tracking_uri
+            )))
+
+        return names, download
+
+
+def _registered_sha256(info: VersionInfo) -> str:
+    """The manifest sha256 recorded at registration; refused when missing or not 64 hex digits."""
+    tag, value = TAG_PREFIX + "model_sha256", info.tag("model_sha256")
+    if not value:
+        raise IntegrityError(
+            f"model '{info.name}' version {info.version} has no {tag} tag (the sha256 of {MANIFEST} recorded "
+            "at registration); the model cannot be verified, so Keel refuses to load it"
+        )
+    if len(value) != 64 or not set(value.lower()) <= set("0123456789abcdef"):
+        raise IntegrityError(
+            f"model '{info.name}' version {info.version}: tag {tag} is {value!r}, not a sha256 (64 hex digits); "
+            "the model cannot be verified, so Keel refuses to load it"
+        )
+    return value.lower()
+
+
+def _artifact_entry(found: Any, where: str) -> Entry:
+    """An MLflow FileInfo as a listing entry; a file whose size the store does not report is refused."""
+    name = posixpath.basename(found.path.rstrip("/"))
+    if found.is_dir:
+        return Entry(name, "dir", 0)
+    if found.file_size is None:
+        raise IntegrityError(f"{where}: the artifact store lists {name} without a size; "
+                             "Keel does not download a model file it cannot bound")
+    return Entry(name, "file", int(found.file_size))
 
 
 def _info(version: Any) -> VersionInfo:

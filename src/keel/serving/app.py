@@ -157,8 +157,12 @@ def create_app(
         return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     def authorize(x_api_key: str) -> None:
+        """401 without a key, 403 with a wrong one (or when the server has none: then nothing is allowed)."""
+        if not x_api_key:
+            raise HTTPException(401, "admin and label routes need the server's API key in X-API-Key",
+                                headers={"WWW-Authenticate": "X-API-Key"})
         if api_key is None or not hmac.compare_digest(x_api_key.encode(), api_key.encode()):
-            raise HTTPException(403, "admin and label routes need the server's API key in X-API-Key")
+            raise HTTPException(403, "the X-API-Key given is not this server's API key")
 
     @app.post("/admin/reload", summary="Load the model version again from the registry and swap it in")
     def admin_reload(x_api_key: str = Header(default="")) -> dict[str, Any]:

@@ -31,8 +31,8 @@ _ENGINES: dict[str, ScoringEngine] = {}
 def _worker_engine(files: dict[str, bytes], sha: str, name: str, version: int) -> ScoringEngine:
     """This worker's engine for the model, built once and hash-checked."""
     if sha not in _ENGINES:
-        model = KeelModel.from_files(files[MANIFEST], files.__getitem__, where=f"{name} v{version}",
-                                     expected_sha256=sha)
+        model = KeelModel.from_files(files[MANIFEST], files.__getitem__, names=files.keys(),
+                                     where=f"{name} v{version}", expected_sha256=sha)
         _ENGINES[sha] = ScoringEngine(model, name, version)
     return _ENGINES[sha]
 

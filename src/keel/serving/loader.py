@@ -1,17 +1,45 @@
-"""Loading the version an alias points at (the champion by default), hash-checked, into a scoring engine."""
+"""Loading the version the audit log makes champion (or challenger), hash-checked, into a scoring engine.
+
+The MLflow alias of the same name is only a mirror: it is never what decides which
+version serves. :func:`alias_disagreement` says when the mirror points elsewhere.
+"""
 
 from __future__ import annotations
 
-from keel.errors import RegistryError
-from keel.registry.store import Registry
+from keel.errors import IntegrityError, RegistryError
+from keel.registry.governance import CHALLENGER, CHAMPION, Governance
 from keel.serving.engine import ScoringEngine
 
+GOVERNED = (CHAMPION, CHALLENGER)
 
-def load_alias(registry: Registry, name: str, alias: str = "champion") -> ScoringEngine:
-    """The engine for ``name@alias``; raises when the alias is unset or the files fail their hash check."""
-    info = registry.alias(name, alias)
-    if info is None:
-        raise RegistryError(f"model '{name}' has no version with alias '{alias}'; promote one first "
-                            f"(keel promote VERSION --by NAME)")
-    model, info = registry.load_model(name, info.version)
+
+def audited_version(governance: Governance, name: str, alias: str = CHAMPION) -> int | None:
+    """The version the audit log gives ``alias`` ('champion' or 'challenger'), or None."""
+    if alias not in GOVERNED:
+        raise RegistryError(f"'{alias}' is not a governed alias; Keel serves only {' or '.join(GOVERNED)}, "
+                            "as the audit log sets them")
+    model = governance.ledger().model(name)
+    return model.champion if alias == CHAMPION else model.challenger
+
+
+def load_alias(governance: Governance, name: str, alias: str = CHAMPION) -> ScoringEngine:
+    """The engine for the audited ``name@alias``: its files must match the fingerprint the audit log recorded."""
+    version = audited_version(governance, name, alias)
+    if version is None:
+        raise RegistryError(f"the audit log gives model '{name}' no {alias}; approve and promote one first "
+                            "(keel approve VERSION, keel promote VERSION)")
+    audited_sha = governance.registered_sha256(name, version)
+    info = governance.registry.version(name, version)
+    if not audited_sha or info.tag("model_sha256") != audited_sha:
+        raise IntegrityError(f"{name} v{version}: the registry's model_sha256 {info.tag('model_sha256')} is not the "
+                             f"{audited_sha} the audit log recorded at registration; refusing to serve it")
+    model, info = governance.registry.load_model(name, version)
     return ScoringEngine(model, name, info.version)
+
+
+def alias_disagreement(governance: Governance, name: str, alias: str = CHAMPION) -> int | None:
+    """The version MLflow's ``alias`` points at when that is not the audited one; None when they agree."""
+    audited = audited_version(governance, name, alias)
+    mirrored = governance.registry.alias(name, alias)
+    mirrored_version = mirrored.version if mirrored else None
+    return None if mirrored_version == audited else (mirrored_version or 0)

@@ -96,6 +96,9 @@ class Metrics:
         self.shadow = Counter("keel_shadow", "Shadow scorings by outcome", ["outcome"], registry=self.registry)
         self.shadow_version = Gauge("keel_shadow_version", "Challenger version scoring in the shadow (0: none)",
                                     registry=self.registry, multiprocess_mode="liveall")
+        self.alias_mismatch = Gauge("keel_alias_mismatch", "MLflow alias version where it disagrees with the "
+                                    "audit log (0: they agree); the audited version keeps serving", ["alias"],
+                                    registry=self.registry, multiprocess_mode="liveall")
 
     @staticmethod
     def route(path: str) -> str:

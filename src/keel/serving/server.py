@@ -21,10 +21,10 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from keel.features.stores import open_store
-from keel.registry.store import Registry
+from keel.registry.governance import Governance
 from keel.serving.app import create_app
 from keel.serving.engine import ScoringEngine
-from keel.serving.loader import load_alias
+from keel.serving.loader import alias_disagreement, audited_version, load_alias
 from keel.serving.metrics import process_ended
 from keel.serving.predictions import PredictionLog
 from keel.serving.watch import watch_alias
@@ -40,6 +40,8 @@ class ServeSettings:
     project_dir: str
     tracking_uri: str | None
     model: str
+    governance_uri: str | None = None  # the audit log that says which version is champion
+    checkpoints: str | None = None
     alias: str = "champion"
     max_batch: int = 1000
     allowed_hosts: list[str] = field(default_factory=list)
@@ -59,7 +61,7 @@ class ServeSettings:
 def app_from_environment() -> FastAPI:
     """The uvicorn factory: load and verify the alias's version, then build the app around it."""
     settings = ServeSettings(**json.loads(os.environ[_ENV]))
-    registry = _registry(settings)
+    governance = _governance(settings)
     prediction_log = PredictionLog(Path(settings.prediction_log or Path(settings.project_dir) / "predictions.db"))
     feature_store = open_store(settings.feature_store, prefix=f"keel:{settings.model}")
     stop = threading.Event()
@@ -76,7 +78,7 @@ def app_from_environment() -> FastAPI:
         process_ended()
 
     def reload() -> ScoringEngine:
-        return load_alias(registry, settings.model, settings.alias)
+        return load_alias(governance, settings.model, settings.alias)
 
     app = create_app(
         reload(),
@@ -97,25 +99,35 @@ def app_from_environment() -> FastAPI:
 
 
 def _follow(app: FastAPI, settings: ServeSettings, stop: threading.Event) -> None:
-    """Watch the served alias (swap on a move) and the shadow alias (score it in the shadow, or stop).
+    """Follow the audit log: swap when it moves the served alias, shadow its challenger; watch the MLflow mirror.
 
-    Each watcher thread reads the registry through its own :class:`Registry` (they are not shared).
+    When MLflow's alias disagrees with the audit log, the audited version keeps serving, the
+    other is refused, and ``keel_alias_mismatch{alias}`` holds the alias's version (an error
+    is logged once per disagreement). Each watcher thread opens its own governance handle.
     """
-    def version_of(registry: Registry, alias: str) -> int | None:
-        info = registry.alias(settings.model, alias)
-        return info.version if info else None
+    served, mismatched = _governance(settings), {}
+
+    def audited(alias: str, governance: Governance) -> int | None:
+        version = audited_version(governance, settings.model, alias)
+        other = alias_disagreement(governance, settings.model, alias)
+        app.state.metrics.alias_mismatch.labels(alias).set(other or 0)
+        if other is not None and mismatched.get(alias) != other:
+            log.error("ALERT: MLflow alias %s@%s points at version %s but the audit log says %s; serving the "
+                      "audited version and refusing the other (keel audit verify names the mismatch)",
+                      settings.model, alias, other or "none", version)
+        mismatched[alias] = other
+        return version
 
     def champion(version: int | None) -> None:
         if version is not None:  # an alias removed leaves the current version serving
             app.state.swap()
 
-    served = _registry(settings)
-    watch_alias(lambda: version_of(served, settings.alias), lambda: app.state.engine.version, champion,
+    watch_alias(lambda: audited(settings.alias, served), lambda: app.state.engine.version, champion,
                 interval=settings.watch_seconds, stop=stop, what=settings.alias)
     shadow_alias, shadow = settings.shadow_alias, app.state.shadow
     if not shadow_alias:
         return
-    shadowed = _registry(settings)
+    shadowed = _governance(settings)
 
     def challenger(version: int | None) -> None:
         engine = None if version is None else load_alias(shadowed, settings.model, shadow_alias)
@@ -123,12 +135,13 @@ def _follow(app: FastAPI, settings: ServeSettings, stop: threading.Event) -> Non
             app.state.check_contract(engine, "not scoring it in the shadow")
         shadow.set_engine(engine)
 
-    watch_alias(lambda: version_of(shadowed, shadow_alias), lambda: shadow.engine.version if shadow.engine else None,
+    watch_alias(lambda: audited(shadow_alias, shadowed), lambda: shadow.engine.version if shadow.engine else None,
                 challenger, interval=settings.watch_seconds, stop=stop, what=shadow_alias)
 
 
-def _registry(settings: ServeSettings) -> Registry:
-    return Registry.for_project(Path(settings.project_dir), settings.tracking_uri)
+def _governance(settings: ServeSettings) -> Governance:
+    return Governance.for_project(Path(settings.project_dir), settings.tracking_uri, settings.governance_uri,
+                                  checkpoints=settings.checkpoints, writer=False)
 
 
 def _drain_on_sigterm(app: FastAPI, seconds: float) -> None:

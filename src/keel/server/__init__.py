@@ -1,0 +1,1 @@
+"""The governance service: users, roles, authentication, policy and the lifecycle API."""

@@ -1,0 +1,173 @@
+"""The governance service: the one writer of lifecycle state, behind authenticated operations.
+
+:class:`GovernanceService` owns a project's registry, its signed audit log and its users.
+Every operation takes an authenticated :class:`Principal` (made from an API token or a
+password by :meth:`principal`), checks the permission, and returns plain JSON. The HTTP
+API (:mod:`keel.server.api`) and the CLI without ``KEEL_SERVER`` call these same methods,
+so the laptop and the bank's server enforce one set of rules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from argon2 import PasswordHasher
+
+from keel.registry.audit import AuditRow, verify_store
+from keel.registry.governance import Governance, GovernanceError, Transition, default_governance_uri, store_exists
+from keel.registry.principal import AuthenticationError, Principal
+from keel.registry.states import fields_of
+from keel.server.users import UserStore
+
+
+class GovernanceService:
+    """Authenticated lifecycle, policy, audit and user operations over one project's governance store."""
+
+    def __init__(self, governance: Governance, users: UserStore, *, governance_uri: str) -> None:
+        self.governance = governance
+        self.users = users
+        self.governance_uri = governance_uri
+
+    @classmethod
+    def open(cls, project_dir: Path, *, tracking_uri: str | None = None, governance_uri: str | None = None,
+             checkpoints: str | None = None, create: bool = False, hasher: PasswordHasher | None = None
+             ) -> GovernanceService:
+        """The service for a project; without ``create`` a missing governance store is an error."""
+        url = governance_uri or default_governance_uri(project_dir)
+        governance = Governance.for_project(project_dir, tracking_uri, url, checkpoints=checkpoints, create=create)
+        return cls(governance, UserStore(governance.audit.engine, governance.audit, hasher=hasher),
+                   governance_uri=url)
+
+    # identity -----------------------------------------------------------------------------
+    def principal(self, token: str | None) -> Principal:
+        """The user an API token belongs to; no token, or a bad one, is an AuthenticationError (401)."""
+        if not token:
+            raise AuthenticationError("this needs an API token: set KEEL_TOKEN (create one with "
+                                      "`keel token create --user NAME`)")
+        return self.users.authenticate_token(token)
+
+    def me(self, by: Principal) -> dict[str, Any]:
+        """Who the token belongs to, with roles and tokens."""
+        by.require("read")
+        return {"id": by.id, "name": by.name, "roles": sorted(by.roles), "tokens": self.users.tokens(by)}
+
+    def create_token(self, name: str, password: str, *, label: str = "cli", days: int = 90) -> dict[str, Any]:
+        """Sign in with a password and create an API token for that user; the token is shown only here."""
+        principal = self.users.authenticate_password(name, password)
+        return {"token": self.users.create_token(principal, label=label, days=days), "user": principal.name,
+                "days": days}
+
+    def add_user(self, by: Principal | None, name: str, roles: list[str], password: str,
+                 display: str | None = None) -> dict[str, Any]:
+        """An admin adds a user (``by`` None only for the very first user, who must be an admin)."""
+        added = self.users.add(name, roles, password, by=by, display=display)
+        return {"id": added.id, "name": added.name, "roles": sorted(added.roles)}
+
+    def list_users(self, by: Principal) -> list[dict[str, Any]]:
+        """Every user with roles and state (no secrets)."""
+        by.require("users")
+        return self.users.list()
+
+    def disable_user(self, by: Principal, name: str) -> dict[str, Any]:
+        """An admin disables a user: their tokens stop working at once."""
+        self.users.disable(name, by=by)
+        return {"disabled": name}
+
+    def revoke_token(self, by: Principal, token_id: str) -> dict[str, Any]:
+        """The token's owner or an admin revokes it."""
+        self.users.revoke_token(token_id, by=by)
+        return {"revoked": token_id}
+
+    # lifecycle ----------------------------------------------------------------------------
+    def approve(self, by: Principal, name: str, version: int, note: str, conditions: str | None = None
+                ) -> dict[str, Any]:
+        """Approve (optionally with conditions) a validated version someone else wrote."""
+        return _transition(self.governance.approve(name, version, by=by, note=note, conditions=conditions or None))
+
+    def reject(self, by: Principal, name: str, version: int, note: str) -> dict[str, Any]:
+        """Reject a version; it can never be approved afterwards."""
+        return _transition(self.governance.reject(name, version, by=by, note=note))
+
+    def promote(self, by: Principal, name: str, version: int, note: str = "") -> dict[str, Any]:
+        """Make an approved version the champion."""
+        return _transition(self.governance.promote(name, version, by=by, note=note))
+
+    def rollback(self, by: Principal, name: str, note: str) -> dict[str, Any]:
+        """Restore the previous champion."""
+        return _transition(self.governance.rollback(name, by=by, reason=note))
+
+    def models(self, by: Principal) -> list[dict[str, Any]]:
+        """Every model with its champion, challenger and versions' audited states."""
+        by.require("read")
+        ledger = self.governance.ledger()
+        return [{"name": name, "champion": model.champion, "challenger": model.challenger,
+                 "versions": [{"version": v.version, "state": v.state, "author": v.author,
+                               "author_verified": v.author_id is not None, "conditions": v.conditions}
+                              for v in model.versions.values()]}
+                for name, model in sorted(ledger.models.items())]
+
+    # policy and audit ---------------------------------------------------------------------
+    def policy(self, by: Principal) -> dict[str, Any]:
+        """The governance policy in force, with its version and who set it."""
+        by.require("read")
+        policy = self.governance.policy()
+        return {"version": policy.version, "set_by": policy.set_by, **policy.to_dict()}
+
+    def set_policy(self, by: Principal, note: str, thresholds: dict[str, float] | None = None,
+                   deployer_may_approve: bool | None = None, auto_promote: list[str] | None = None
+                   ) -> dict[str, Any]:
+        """A validator sets a new policy version (audited); unspecified settings are kept."""
+        self.governance.set_policy(by=by, reason=note, thresholds=thresholds,
+                                   deployer_may_approve=deployer_may_approve, auto_promote=auto_promote)
+        return self.policy(by)
+
+    def audit(self, by: Principal, model: str | None = None, actor: str | None = None,
+              action: str | None = None) -> list[dict[str, Any]]:
+        """Audit rows, oldest first, filtered by model, actor (id or name) and action."""
+        by.require("read")
+        rows = self.governance.history(model) if model else self.governance.audit.rows()
+        return [_row(r) for r in rows if (action is None or r.action == action)
+                and (actor is None or actor in (r.actor, fields_of(r.after).get("by")))]
+
+    def verify(self, by: Principal | None = None) -> dict[str, Any]:
+        """Check the chain, its signatures and checkpoints, the registry mirror and the users against the log."""
+        if by is not None:
+            by.require("read")
+        audit = self.governance.audit
+        problems = [asdict(p) for p in verify_store(self.governance_uri, key=audit.key,
+                                                     checkpoints=audit.checkpoints)]
+        if store_exists(self.governance_uri):
+            problems += [{"kind": "mirror", "seq": None, "detail": d} for d in self.governance.mismatches()]
+            problems += [{"kind": "users", "seq": None, "detail": d} for d in self.users.verify_against_audit()]
+            rows = len(audit.rows())
+        else:
+            rows = 0
+        return {"intact": not problems, "rows": rows, "problems": problems}
+
+
+def verify_project(project_dir: Path, *, governance_uri: str | None = None, tracking_uri: str | None = None,
+                   checkpoints: str | None = None) -> dict[str, Any]:
+    """:meth:`GovernanceService.verify` for a project whose database may be gone (then checkpoints speak)."""
+    from keel.registry.governance import audit_key, checkpoint_store
+
+    url = governance_uri or default_governance_uri(project_dir)
+    if store_exists(url):
+        return GovernanceService.open(project_dir, tracking_uri=tracking_uri, governance_uri=url,
+                                      checkpoints=checkpoints).verify()
+    problems = verify_store(url, key=audit_key(project_dir), checkpoints=checkpoint_store(project_dir, checkpoints))
+    return {"intact": not problems, "rows": 0, "problems": [asdict(p) for p in problems]}
+
+
+def _transition(result: Transition) -> dict[str, Any]:
+    return {"model": result.version.name, "version": result.version.version, "before": result.before,
+            "after": result.after, "audit_seq": result.audit.seq, "gates": result.gates}
+
+
+def _row(row: AuditRow) -> dict[str, Any]:
+    return {"seq": row.seq, "time": row.time, "actor": row.actor, "action": row.action, "object": row.object,
+            "before": fields_of(row.before), "after": fields_of(row.after), "reason": row.reason}
+
+
+__all__ = ["GovernanceError", "GovernanceService", "verify_project"]
