@@ -103,3 +103,35 @@ def test_a_project_dir_one_folder_off_is_an_error_not_an_intact_empty_log(traine
     assert verified.exit_code != 0 and "intact" not in verified.output
     assert "no governance store" in verified.stderr
     assert not (off / "governance.db").exists()
+
+
+def _tamper(project_dir: Path, how: str) -> None:
+    """One insider's move on a project's governance.db."""
+    database = project_dir / "governance.db"
+    engine = sa.create_engine(f"sqlite:///{database}")
+    with engine.begin() as conn:
+        if how == "emptied":
+            conn.execute(sa.text("DELETE FROM keel_audit"))
+            conn.execute(sa.text("DELETE FROM keel_audit_head"))
+        elif how == "dropped":
+            conn.execute(sa.text("DROP TABLE keel_audit"))
+    engine.dispose()
+    if how == "deleted":
+        database.unlink()
+
+
+@pytest.mark.parametrize("how, named", [("emptied", "emptied"), ("dropped", "missing"), ("deleted", "missing"),
+                                        ("restored", "rolled back")])
+def test_keel_audit_verify_names_a_lost_or_restored_log_and_exits_9(trained: tuple[Path, People], how: str,
+                                                                    named: str) -> None:
+    spec, people = trained
+    project_dir = spec.parent / ".keel"
+    old_copy = (project_dir / "governance.db").read_bytes()
+    assert _keel("approve", "1", "--note", "ok", "--spec", str(spec), token=people.tokens["vera"]).exit_code == 0
+    if how == "restored":
+        (project_dir / "governance.db").write_bytes(old_copy)  # the copy from before the approval
+    else:
+        _tamper(project_dir, how)
+    verified = _keel("audit", "verify", "--spec", str(spec))
+    assert verified.exit_code == 9, verified.output
+    assert named in verified.stderr

@@ -199,3 +199,15 @@ def test_governance_of_a_folder_without_a_store_is_an_error_not_an_empty_history
     sqlite3.connect(tmp_path / "empty.db").close()  # a file without the audit tables is no store either
     with pytest.raises(GovernanceError, match="no governance store"):
         Governance.for_project(tmp_path, governance_uri=f"sqlite:///{tmp_path / 'empty.db'}")
+
+
+def test_automatic_promotion_needs_the_validators_policy_not_the_developers_spec(people: People,
+                                                                                 saved_model: Path) -> None:
+    governance = _registered(people, saved_model, versions=2)
+    crown(people, "loans", 1)
+    with pytest.raises(GovernanceError, match="does not allow automatic promotion of 'loans'"):
+        governance.auto_promote("loans", 2, note="retraining policy")
+    governance.set_policy(by=people.val, reason="committee sign-off", auto_promote=["loans"])
+    promoted = governance.auto_promote("loans", 2, note="retraining policy")
+    assert promoted.after == "champion" and governance.champion("loans").version == 2
+    assert [r.actor for r in governance.history("loans")[-2:]] == ["policy:v1", "policy:v1"]

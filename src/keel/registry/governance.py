@@ -317,10 +317,10 @@ class Governance:
     # the mirror ---------------------------------------------------------------------------
     def mismatches(self) -> list[str]:
         """Every way the MLflow registry disagrees with the audit log, one sentence each."""
-        ledger, found = self.ledger(), []
-        for name in sorted(set(self.registry.model_names()) | set(ledger.models)):
+        ledger, found, registered = self.ledger(), [], set(self.registry.model_names())
+        for name in sorted(registered | set(ledger.models)):
             model = ledger.model(name)
-            known = {v.version: v for v in self.registry.versions(name)} if name in self.registry.model_names() else {}
+            known = {v.version: v for v in self.registry.versions(name)} if name in registered else {}
             for number, info in known.items():
                 audited = model.versions.get(number)
                 if audited is None:
