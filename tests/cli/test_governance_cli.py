@@ -10,7 +10,7 @@ from people import PASSWORD, People, enrol
 from typer.testing import CliRunner
 
 from keel.cli.main import app
-from keel.registry.audit import audit_table
+from keel.registry.audit import audit_table, row_hash
 
 pytestmark = pytest.mark.slow
 
@@ -115,13 +115,32 @@ def _tamper(project_dir: Path, how: str) -> None:
             conn.execute(sa.text("DELETE FROM keel_audit_head"))
         elif how == "dropped":
             conn.execute(sa.text("DROP TABLE keel_audit"))
+        if how in ("truncated", "rehashed"):
+            rows = [dict(r._mapping) for r in conn.execute(sa.select(audit_table).order_by(audit_table.c.seq))]
+            if how == "truncated":  # drop the newest row and make the head match the one before
+                conn.execute(sa.delete(audit_table).where(audit_table.c.seq == rows[-1]["seq"]))
+                conn.execute(sa.text("UPDATE keel_audit_head SET count = :c, last_hash = :h"),
+                             {"c": rows[-2]["seq"], "h": rows[-2]["hash"]})
+            else:  # rewrite one reason and recompute every hash after it, and the head
+                prev = rows[0]["prev_hash"]
+                for row in rows:
+                    if row["action"] == "approve":
+                        row["reason"] = "rubber stamp"
+                    row["prev_hash"], row["hash"] = prev, row_hash(row["time"], row["actor"], row["action"],
+                                                                   row["object"], row["before"], row["after"],
+                                                                   row["reason"], prev)
+                    conn.execute(sa.update(audit_table).where(audit_table.c.seq == row["seq"]).values(
+                        reason=row["reason"], prev_hash=row["prev_hash"], hash=row["hash"]))
+                    prev = row["hash"]
+                conn.execute(sa.text("UPDATE keel_audit_head SET last_hash = :h"), {"h": prev})
     engine.dispose()
     if how == "deleted":
         database.unlink()
 
 
 @pytest.mark.parametrize("how, named", [("emptied", "emptied"), ("dropped", "missing"), ("deleted", "missing"),
-                                        ("restored", "rolled back")])
+                                        ("restored", "rolled back"), ("truncated", "truncated"),
+                                        ("rehashed", "rehashed")])
 def test_keel_audit_verify_names_a_lost_or_restored_log_and_exits_9(trained: tuple[Path, People], how: str,
                                                                     named: str) -> None:
     spec, people = trained

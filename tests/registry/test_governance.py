@@ -211,3 +211,40 @@ def test_automatic_promotion_needs_the_validators_policy_not_the_developers_spec
     promoted = governance.auto_promote("loans", 2, note="retraining policy")
     assert promoted.after == "champion" and governance.champion("loans").version == 2
     assert [r.actor for r in governance.history("loans")[-2:]] == ["policy:v1", "policy:v1"]
+
+
+def test_a_policy_fairness_floor_blocks_a_version_whose_spec_dropped_its_protected_attributes(
+        people: People, saved_model: Path) -> None:
+    governance = people.service.governance
+    governance.set_policy(by=people.val, reason="fair lending", thresholds={"min_adverse_impact_ratio": 0.8})
+    info = register_version(governance, saved_model, author=people.dev)  # measures hold no fairness rows
+    assert governance.state(info) == "candidate"
+    [row] = [r for r in governance.history("loans") if r.action == "register"]
+    assert "min_adverse_impact_ratio[no protected attribute]" in row.after
+
+
+def test_a_version_is_registered_once(people: People, saved_model: Path) -> None:
+    governance = _registered(people, saved_model)
+    info = governance.registry.version("loans", 1)
+    with pytest.raises(GovernanceError, match="registered in the audit log already"):
+        governance.record_registration(info, author=people.dev, claimed="ana", thresholds={}, measures={},
+                                       model_sha256=info.tag("model_sha256") or "")
+
+
+def test_a_retired_version_is_promoted_again_only_under_the_policy_in_force(people: People,
+                                                                           saved_model: Path) -> None:
+    governance = _registered(people, saved_model, versions=2)
+    crown(people, "loans", 1)
+    crown(people, "loans", 2)
+    governance.set_policy(by=people.val, reason="stricter", thresholds={"min_auc": 0.9})
+    with pytest.raises(GovernanceError, match="fails policy v1's gates: min_auc"):
+        governance.promote("loans", 1, by=people.dep)
+
+
+def test_policy_values_are_typed(people: People) -> None:
+    governance = people.service.governance
+    with pytest.raises(GovernanceError, match="must be a finite number"):
+        governance.set_policy(by=people.val, reason="x", thresholds={"min_auc": "0.9"})  # type: ignore[dict-item]
+    with pytest.raises(GovernanceError, match="must be true or false"):
+        governance.set_policy(by=people.val, reason="x", deployer_may_approve="false")  # type: ignore[arg-type]
+    assert governance.policy().version == 0

@@ -1,7 +1,7 @@
 """Every route of `keel server` states who may call it, and refuses everyone else (keel serve's: test_app.py).
 
 The coverage tests walk the apps' own route lists, so a route added without a permission
-(or without a row in :data:`keel.server.api.ROUTES`) fails here before it ships.
+(or without a row in :data:`keel.server.routes.ROUTES`) fails here before it ships.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from fastapi.testclient import TestClient
 from people import PASSWORD, People, enrol
 
 from keel.registry.principal import PERMISSIONS
-from keel.server.api import ROUTES, create_governance_app
+from keel.server.api import create_governance_app
+from keel.server.routes import ROUTES
 
 pytestmark = pytest.mark.slow
 
@@ -85,3 +86,31 @@ def test_sign_in_makes_a_token_that_then_works_and_the_first_user_needs_no_token
     token = client.post("/api/v1/tokens", json={"name": "root", "password": PASSWORD}).json()["token"]
     me = client.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"})
     assert me.status_code == 200 and me.json()["roles"] == ["admin"]
+
+
+def test_an_emptied_users_table_does_not_reopen_the_bootstrap(service: tuple[TestClient, People]) -> None:
+    """An insider deletes every user row hoping to add an admin without a token: the audit log remembers."""
+    import sqlalchemy as sa
+
+    from keel.server.users import users_table
+
+    client, people = service
+    with people.service.users.engine.begin() as conn:
+        conn.execute(sa.delete(users_table))
+    answer = client.post("/api/v1/users", json={"name": "mallory", "roles": ["admin"], "password": PASSWORD})
+    assert answer.status_code == 401
+
+
+def test_arguments_are_typed_and_the_path_names_the_object(service: tuple[TestClient, People]) -> None:
+    client, people = service
+    vera = {"Authorization": f"Bearer {people.tokens['vera']}"}
+    typed = client.put("/api/v1/policy", headers=vera, json={"note": 7})
+    assert typed.status_code == 422
+    extra = client.put("/api/v1/policy", headers=vera, json={"note": "x", "by": "root"})
+    assert extra.status_code == 422  # no argument can name who acts
+    ignored = client.put("/api/v1/policy?deployer_may_approve=true", headers=vera, json={"note": "query ignored"})
+    assert ignored.status_code == 200 and ignored.json()["deployer_may_approve"] is False
+    refused = client.post("/api/v1/models/loans/versions/1/approve", headers={
+        "Authorization": f"Bearer {people.tokens['dan']}"}, json={"note": "x"})
+    assert refused.status_code == 403
+    assert people.service.governance.audit.rows()[-1].action == "refused"  # refusals for want of a role are audited

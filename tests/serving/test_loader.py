@@ -9,6 +9,7 @@ from people import crown, enrol
 
 from keel.errors import IntegrityError, RegistryError
 from keel.lifecycle.run import run_project
+from keel.registry.governance import Governance
 from keel.serving.loader import alias_disagreement, load_alias
 from keel.spec import load_spec
 
@@ -52,3 +53,30 @@ def test_only_governed_aliases_are_served(loans_project: Path) -> None:
     people = enrol(loans_project.parent / ".keel")
     with pytest.raises(RegistryError, match="'staging' is not a governed alias"):
         load_alias(people.service.governance, "loans", "staging")
+
+
+def test_a_promotion_row_inserted_by_sql_moves_nothing_that_serves(loans_project: Path) -> None:
+    """An insider with database access writes a 'promote' row for another version: the server keeps its own."""
+    import sqlalchemy as sa
+
+    from keel.registry.audit import audit_table, head_table
+    from keel.serving.server import load_verified
+
+    project_dir = loans_project.parent / ".keel"
+    people = enrol(project_dir)
+    spec = load_spec(loans_project)
+    for _ in range(2):
+        run_project(spec, project_dir=project_dir, principal=people.dev, with_card=False)
+    crown(people, "loans", 1)
+    governance = Governance.for_project(project_dir, writer=False)
+    assert load_verified(governance, "loans", "champion").version == 1
+    with governance.audit.engine.begin() as conn:
+        seq = conn.execute(sa.select(sa.func.max(audit_table.c.seq))).scalar_one() + 1
+        conn.execute(audit_table.insert().values(
+            seq=seq, time="2026-01-01T00:00:00+00:00", actor="user:x", action="promote", object="loans/v2",
+            before="{}", after='{"state": "champion"}', reason="", prev_hash="0" * 64, hash="0" * 64,
+            key_id="", signature=""))
+        conn.execute(head_table.update().values(count=seq))
+    assert governance.ledger().model("loans").champion == 2  # what the rows now claim
+    with pytest.raises(IntegrityError, match="the audit log does not verify"):
+        load_verified(governance, "loans", "champion")

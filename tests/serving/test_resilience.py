@@ -214,7 +214,7 @@ def _wait_until(condition: Any, seconds: float = 20.0) -> None:
 def test_the_challenger_alias_is_scored_in_the_shadow_and_logged(project: Project) -> None:
     project.promote(1)
     governance = project.people.service.governance  # the other model: its numbers differ from the champion's
-    governance.set_challenger("loans", 2, actor=project.people.dev.actor, reason="shadow test")
+    governance.set_challenger("loans", 2, by=project.people.dev, reason="shadow test")
     with serving(project.folder, "--watch-seconds", "0.2", "--drain-seconds", "0") as server:
         _wait_until(lambda: "keel_shadow_version 2.0" in server.get("/metrics")[1])
         answers = [_post(server.port, record) for record in RECORDS]

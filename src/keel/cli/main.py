@@ -139,16 +139,17 @@ def _run(spec_path: Path, project_dir: Path | None, author: str, quiet: bool, wi
     with _keel_errors(report=_project_dir(spec_path, project_dir) / "contract_report.json"):
         spec = _load(spec_path)
         check_cluster(cluster)
-        principal = _principal(spec, _project_dir(spec_path, project_dir))
+        author, register = _registrar(author)
+        principal = None if register else _principal(spec, _project_dir(spec_path, project_dir))
         with open_engine(cluster) as engine, _progress(spec, quiet) as (on_trial, on_stage):
             result = run_project(spec, project_dir=_project_dir(spec_path, project_dir), author=author,
-                                 principal=principal,
+                                 principal=principal, register=register,
                                  with_card=with_card, on_trial=on_trial, on_stage=on_stage, engine=engine)
     _summary(result)
 
 
 def _principal(spec: Any, folder: Path) -> Any:
-    """The developer whose API token is in KEEL_TOKEN (checked against the project's users), or None."""
+    """The developer whose API token is in KEEL_TOKEN, checked against the project's users in process, or None."""
     token = os.environ.get("KEEL_TOKEN")
     if not token:
         return None
@@ -157,6 +158,22 @@ def _principal(spec: Any, folder: Path) -> Any:
     return GovernanceService.open(folder, tracking_uri=spec.registry.tracking_uri,
                                   governance_uri=spec.registry.governance_uri,
                                   checkpoints=spec.registry.checkpoints).principal(token)
+
+
+def _registrar(author: str) -> tuple[str, Any]:
+    """With KEEL_SERVER: the signed-in user's name and a registration through the service (checked first)."""
+    server = os.environ.get("KEEL_SERVER")
+    if not server:
+        return author, None
+    from keel.server.client import HttpClient
+
+    client = HttpClient(server, os.environ.get("KEEL_TOKEN") or None)
+    me = client.call("me")  # no or a bad token stops here, before any training
+
+    def register(info: Any, **facts: Any) -> Any:
+        return client.call("register", name=info.name, version=info.version, **facts)
+
+    return me["name"], register
 
 
 ClusterOpt = Annotated[Optional[str], typer.Option(
@@ -389,7 +406,6 @@ def score(
     output_url: Annotated[str, typer.Option("--output", help="Parquet file to write (any fsspec URL).")],
     spec: SpecOpt = None, project_dir: ProjectDirOpt = None, tracking_uri: UriOpt = None,
     model: ModelOpt = None,
-    alias: Annotated[str, typer.Option(help="'champion' or 'challenger', as the audit log sets them.")] = "champion",
     keep: Annotated[Optional[list[str]], typer.Option(help="Input column to copy to the output (repeat).")] = None,
     reasons: Annotated[bool, typer.Option(help="Add the top-k reasons (JSON) per row.")] = True,
     chunk_rows: Annotated[int, typer.Option(min=1, help="Rows scored at a time (bounds memory).")] = 50_000,
@@ -413,7 +429,7 @@ def score(
         folder, uri, name = _store(spec, project_dir, tracking_uri)
         if not (model or name):
             raise typer.BadParameter("give --model or --spec", param_hint="--model")
-        engine = load_alias(_governance(spec, project_dir, writer=False)[0], model or name or "", alias)
+        engine = load_alias(_governance(spec, project_dir, writer=False)[0], model or name or "")
         if check_cluster(cluster):
             with open_engine(cluster) as dask:
                 rows = score_on_cluster(engine, dask, input_url, output_url, spec=_load(spec) if spec else None,
@@ -434,14 +450,13 @@ def score(
 def serve(
     spec: SpecOpt = None, project_dir: ProjectDirOpt = None, tracking_uri: UriOpt = None,
     model: ModelOpt = None,
-    alias: Annotated[str, typer.Option(help="'champion' or 'challenger', as the audit log sets them.")] = "champion",
     host: Annotated[str, typer.Option(help="Address to bind; loopback unless told otherwise.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
     max_batch: Annotated[int, typer.Option(min=1, help="Most records in one batch request.")] = 1000,
     allowed_host: Annotated[Optional[list[str]], typer.Option(help="Host header allowed (repeat); default any.")] = None,
     watch_seconds: Annotated[float, typer.Option(min=0, help="Check the aliases this often; 0: reload by admin call only.")] = 5.0,
-    shadow_alias: Annotated[str, typer.Option(help="Alias scored in the shadow when set; '' for none.")] = "challenger",
+    shadow_alias: Annotated[str, typer.Option(help="'challenger' (the audit log's) is scored in the shadow; '' for none.")] = "challenger",
     drain_seconds: Annotated[float, typer.Option(min=0, help="After SIGTERM, /readyz is 503 this long before stopping.")] = 5.0,
     request_timeout: Annotated[float, typer.Option(min=0.001, help="Seconds before a request is answered 503.")] = 10.0,
     max_in_flight: Annotated[int, typer.Option(min=1, help="Scoring requests per worker beyond which it sheds (503).")] = 256,
@@ -466,7 +481,7 @@ def serve(
         if not (model or name):
             raise typer.BadParameter("give --model or --spec", param_hint="--model")
         registry_spec = _load(spec).registry if spec else None
-        ServeSettings(str(folder.resolve()), uri, model or name or "", alias=alias, max_batch=max_batch,
+        ServeSettings(str(folder.resolve()), uri, model or name or "", max_batch=max_batch,
                       allowed_hosts=allowed_host or [],
                       governance_uri=registry_spec.governance_uri if registry_spec else None,
                       checkpoints=registry_spec.checkpoints if registry_spec else None,
@@ -475,7 +490,7 @@ def serve(
                       feature_store=feature_store).export()
         open_store(feature_store)  # a bad URL stops here, before any worker starts
         if workers > 1 and feature_store in (None, "", "memory://"):
-            _refuse_private_events(_governance(spec, project_dir, writer=False)[0], model or name or "", alias)
+            _refuse_private_events(_governance(spec, project_dir, writer=False)[0], model or name or "")
     if workers > 1:  # one /metrics for all workers: each writes its numbers to a shared folder, wiped per start
         import shutil
 
@@ -489,15 +504,15 @@ def serve(
                 log_level="warning", access_log=False, timeout_graceful_shutdown=30)
 
 
-def _refuse_private_events(governance: Any, name: str, alias: str) -> None:
+def _refuse_private_events(governance: Any, name: str) -> None:
     """Several workers each keeping their own events would each see part of a card's history."""
     from keel.errors import SpecError
     from keel.serving.loader import audited_version
 
-    version = audited_version(governance, name, alias)
+    version = audited_version(governance, name)
     if version is not None and (governance.registry.load_model(name, version)[0].metadata.get("features")
                                 or {}).get("windows"):
-        raise SpecError(f"{name}@{alias} computes window features online; with several workers they must share "
+        raise SpecError(f"{name}'s champion computes window features online; with several workers they must share "
                         "their events: give --feature-store redis://host:port/db, or serve with --workers 1")
 
 

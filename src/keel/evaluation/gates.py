@@ -66,7 +66,10 @@ def judge(thresholds: Mapping[str, float], measures: Mapping[str, Any]) -> list[
             rows.append(_row(name, thresholds[name], value, rule))
     for key, (measure, rule) in FAIRNESS_GATES.items():
         if key in thresholds:
-            for attribute in measures.get("fairness", []):
+            attributes = measures.get("fairness", [])
+            if not attributes:  # a fairness floor with nothing to judge it on blocks: no protected attribute
+                rows.append(_row(f"{key}[no protected attribute]", thresholds[key], None, rule))
+            for attribute in attributes:
                 rows.append(_row(f"{key}[{attribute['attribute']}]", thresholds[key], attribute.get(measure), rule))
     return rows
 

@@ -131,7 +131,7 @@ def retrain(spec: ProjectSpec, *, project_dir: Path, author: str, as_of: pd.Time
              "after": {"challenger": run.version, metric: scores[run.version], "decision": decision, "window": window,
                        "champion": champion.version}}
     try:
-        _apply(governance, spec, name, run.version, decision, reasons, author)
+        _apply(governance, spec, name, run.version, decision, reasons, principal)
     except BaseException as error:  # the audit says what was decided and that applying it failed
         audit["after"]["decision"] = f"{decision}, then failed: {error}"
         governance.audit.append(actor=author, action="retrain", obj=f"{name}/v{run.version}", reason=str(error),
@@ -181,9 +181,10 @@ def _decide(spec: ProjectSpec, run: RunResult, champion: float, challenger: floa
 
 
 def _apply(governance: Governance, spec: ProjectSpec, name: str, version: int, decision: Decision,
-           reasons: list[str], author: str) -> None:
+           reasons: list[str], principal: Principal | None) -> None:
+    """Record the decision; a better challenger shadows the champion only when a signed-in developer trained it."""
     governance.registry.set_version_tag(name, version, "retrain_decision", decision)
     if decision == "promoted":
         governance.auto_promote(name, version, note="retraining policy: " + "; ".join(reasons))
-    elif decision == "awaiting approval":
-        governance.set_challenger(name, version, actor=author, reason="; ".join(reasons))
+    elif decision == "awaiting approval" and principal is not None:
+        governance.set_challenger(name, version, by=principal, reason="; ".join(reasons))

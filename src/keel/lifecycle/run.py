@@ -136,7 +136,7 @@ def _flat_params(outcome: TrainingOutcome, spec: ProjectSpec) -> dict[str, Any]:
 def _write_card(
     spec: ProjectSpec, data: PreparedData, outcome: TrainingOutcome, metrics: dict[str, dict[str, float]],
     p_test: np.ndarray, curve: list[dict[str, Any]], fairness: list[dict[str, Any]], gates: list[dict[str, Any]],
-    governance: Governance, *, run: dict[str, Any], environment: dict[str, str], folder: Path,
+    lifecycle: dict[str, Any], *, run: dict[str, Any], environment: dict[str, str], folder: Path,
     daily: list[dict[str, Any]],
 ) -> tuple[Path, Path]:
     """Explain the test rows once, build the card (with its lifecycle so far) and write it into ``folder``."""
@@ -156,7 +156,7 @@ def _write_card(
         run=run, environment=environment,
         explanations=explanations_section(model, ranking, dependences, rows=len(X_test)),
         reasons=reasons_section(spec, model, contributions, X_test, p_test, row_ids),
-        lifecycle=lifecycle_section(governance, run["model_name"], run["version"]),
+        lifecycle=lifecycle,
     )
     return write_model_card(card, draw_plots(card, outcome.y_test, p_test, dependences), folder)
 
@@ -167,6 +167,7 @@ def run_project(
     project_dir: Path,
     author: str = "unknown",
     principal: Principal | None = None,
+    register: Callable[..., dict[str, Any]] | None = None,
     with_card: bool = True,
     on_trial: TrialCallback | None = None,
     on_stage: StageCallback | None = None,
@@ -177,7 +178,9 @@ def run_project(
 
     ``principal`` is the authenticated developer registering the version (``author`` is then
     their name); without one the version is recorded under ``author``, unverified, and cannot
-    be approved. ``data`` skips reading: it is the spec's data already prepared (:func:`prepare_data`).
+    be approved. ``register`` hands the registration to the governance service instead of this
+    process (``register(version, thresholds=, measures=, model_sha256=)`` answers with the
+    state and gates): then this process needs no audit key. ``data`` skips reading: it is the spec's data already prepared (:func:`prepare_data`).
 
     ``engine`` runs the feature stage and the tuning trials on a Dask cluster (see
     :mod:`keel.training.distributed`); by default both run in process.
@@ -236,16 +239,24 @@ def run_project(
             "author": author,
             "code_version": code,
         }, description=spec.description or "")
-        governance = Governance.for_project(project_dir, spec.registry.tracking_uri, spec.registry.governance_uri,
-                                            checkpoints=spec.registry.checkpoints, create=True)
-        gates = governance.record_registration(version, author=principal, claimed=author, thresholds=thresholds,
-                                               measures=measures, model_sha256=model_sha).gates
+        if register is None:  # this process writes the project's governance store
+            governance = Governance.for_project(project_dir, spec.registry.tracking_uri,
+                                                spec.registry.governance_uri, checkpoints=spec.registry.checkpoints,
+                                                create=True)
+            gates = governance.record_registration(version, author=principal, claimed=author, thresholds=thresholds,
+                                                   measures=measures, model_sha256=model_sha).gates
+            lifecycle = lifecycle_section(governance, version.name, version.version)
+        else:  # the governance service records it
+            answer = register(version, thresholds=thresholds, measures=measures, model_sha256=model_sha)
+            gates = answer["gates"]
+            lifecycle = {"state": answer["after"], "history": [], "as_of": None,
+                         "note": "registered through the governance service; `keel card` shows its history"}
         registry.set_version_tag(version.name, version.version, "gates", json.dumps(gates))
         card_html = card_json = None
         if with_card:
             stage("explaining and writing the model card")
             card_html, card_json = _write_card(
-                spec, data, outcome, metrics, p_test, curve, fairness, gates, governance,
+                spec, data, outcome, metrics, p_test, curve, fairness, gates, lifecycle,
                 run={
                     "model_name": version.name, "version": version.version, "run_id": run_id,
                     "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -264,5 +275,6 @@ def run_project(
     return RunResult(
         model_name=version.name, version=version.version, run_id=run_id, family=outcome.family, metrics=metrics,
         gates=gates, model_sha256=model_sha, tracking_uri=registry.tracking_uri,
-        project_dir=project_dir, card_html=card_html, card_json=card_json, author_verified=principal is not None,
+        project_dir=project_dir, card_html=card_html, card_json=card_json,
+        author_verified=principal is not None or register is not None,
     )

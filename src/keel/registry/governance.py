@@ -16,6 +16,7 @@ so concurrent callers see and write one consistent history.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -61,9 +62,13 @@ def default_governance_uri(project_dir: Path) -> str:
     return f"sqlite:///{(project_dir / 'governance.db').resolve()}"
 
 
-def audit_key(project_dir: Path) -> AuditKey:
-    """The Ed25519 key that signs audit heads: ``$KEEL_AUDIT_KEY``, else ``keys/audit.key`` in the project."""
-    return AuditKey.load_or_create(Path(os.environ.get(KEY_ENV) or project_dir / "keys" / "audit.key"))
+def audit_key(project_dir: Path, *, create: bool = True) -> AuditKey | None:
+    """The Ed25519 key that signs audit heads: ``$KEEL_AUDIT_KEY``, else ``keys/audit.key`` in the project.
+
+    Created when missing only with ``create``; otherwise a missing key file is None.
+    """
+    path = Path(os.environ.get(KEY_ENV) or project_dir / "keys" / "audit.key")
+    return AuditKey.load_or_create(path) if create or path.is_file() else None
 
 
 def checkpoint_store(project_dir: Path, location: str | None = None) -> CheckpointStore:
@@ -108,7 +113,7 @@ class Governance:
                                   "`keel run` creates one with the first version")
         registry = Registry.for_project(project_dir, tracking_uri)
         log = AuditLog(make_engine(url), key=audit_key(project_dir) if writer else None,
-                       checkpoints=checkpoint_store(project_dir, checkpoints) if writer else None)
+                       checkpoints=checkpoint_store(project_dir, checkpoints))
         return cls(registry, log)
 
     # what the log says ----------------------------------------------------------------
@@ -155,7 +160,11 @@ class Governance:
             author.require("register")
         with self.audit.engine.begin() as conn:
             self.audit.lock(conn)
-            policy = self.ledger(conn).policy
+            ledger = self.ledger(conn)
+            if info.version in ledger.model(info.name).versions:
+                raise GovernanceError(f"{_obj(info)} is registered in the audit log already; a version is "
+                                      "registered once")
+            policy = ledger.policy
             gates = judge(tighter(policy.thresholds, thresholds), measures)
             state = "validated" if all(g["passed"] is True for g in gates) else "candidate"
             who = {"id": author.id, "name": author.name} if author else {"id": None, "name": claimed}
@@ -223,7 +232,12 @@ class Governance:
             champion = ledger.model(name).champion
             if champion == current.version:
                 raise GovernanceError(f"{name}/v{current.version} is already the champion")
-            return {"state": "champion", "champion": current.version, "previous": champion}
+            gates = judge(tighter(ledger.policy.thresholds, current.thresholds), current.measures)
+            failing = [g["name"] for g in gates if g["passed"] is not True]
+            if failing:
+                raise GovernanceError(f"{name}/v{current.version} fails policy v{ledger.policy.version}'s gates: "
+                                      f"{', '.join(failing)}; a version is promoted only under the policy in force")
+            return {"state": "champion", "champion": current.version, "previous": champion, "gates": gates}
         return self._change(name, version, "promote", by, note, check)
 
     def rollback(self, name: str, *, by: Principal, reason: str) -> Transition:
@@ -245,13 +259,17 @@ class Governance:
             return {"state": "champion", "champion": target, "retired": model.champion}
         return self._change(name, target, "rollback", by, reason, check)
 
-    def set_challenger(self, name: str, version: int | None, *, actor: str, reason: str) -> AuditRow:
+    def set_challenger(self, name: str, version: int | None, *, by: Principal, reason: str) -> AuditRow:
         """Make ``version`` the model's challenger (scored in the shadow only), or clear it with None."""
+        try:
+            by.require("challenger")
+        except PermissionDenied as refused:
+            self._refuse(by, "challenger", f"{name}/v{version}", str(refused), refused)
         with self.audit.engine.begin() as conn:
             self.audit.lock(conn)
             number = version if version is not None else self.ledger(conn).model(name).challenger
-            row = self.audit.append(actor=actor, action="challenger", obj=f"{name}/v{number}",
-                                    before=None, after={"challenger": version}, reason=reason, connection=conn)
+            row = self.audit.append(actor=by.actor, action="challenger", obj=f"{name}/v{number}", before=None,
+                                    after={"challenger": version, "by": by.name}, reason=reason, connection=conn)
             self._mirror(conn, name)
         self.audit.checkpoint()
         return row
@@ -263,7 +281,10 @@ class Governance:
             if name not in policy.auto_promote:
                 raise GovernanceError(f"governance policy v{policy.version} does not allow automatic promotion of "
                                       f"'{name}'; a validator must add it (keel policy set --auto-promote {name})")
-            if current.author_id is not None and policy.set_by == f"user:{current.author_id}":
+            if current.author_id is None:
+                raise GovernanceError(f"{name}/v{version} was registered without an authenticated author; the "
+                                      "policy promotes only versions a signed-in developer registered")
+            if policy.set_by == f"user:{current.author_id}":
                 raise GovernanceError(f"four-eyes rule: the author of {name}/v{version} also set the policy")
             if current.state != "validated":
                 raise GovernanceError(f"{name}/v{version} is '{current.state}', not 'validated'")
@@ -272,10 +293,10 @@ class Governance:
                 raise GovernanceError(f"{name}/v{version} fails policy v{policy.version}'s gates")
             return {"state": "champion", "approver_id": None, "approver": f"policy v{policy.version}",
                     "champion": version, "previous": ledger.model(name).champion, "gates": gates}
-        actor = f"policy:v{self.policy().version}"
         with self.audit.engine.begin() as conn:  # approve and promote as one step
             self.audit.lock(conn)
             ledger = self.ledger(conn)
+            actor = f"policy:v{ledger.policy.version}"
             current = self._version(ledger, name, version)
             after = check(ledger, current)
             self.audit.append(actor=actor, action="approve", obj=f"{name}/v{version}", before={"state": current.state},
@@ -290,29 +311,24 @@ class Governance:
     def set_policy(self, *, by: Principal, reason: str, thresholds: dict[str, float] | None = None,
                    deployer_may_approve: bool | None = None, auto_promote: list[str] | None = None) -> Policy:
         """A validator changes the governance policy; each change is a new, audited policy version."""
-        from keel.evaluation.gates import FAIRNESS_GATES, MODEL_GATES
-
-        current = self.policy()
         try:
             by.require("policy")
-            unknown = sorted(set(thresholds or {}) - set(MODEL_GATES) - set(FAIRNESS_GATES))
-            if unknown:
-                raise GovernanceError(f"unknown gate(s) {unknown}; gates are "
-                                      f"{', '.join([*MODEL_GATES, *FAIRNESS_GATES])}")
+            _check_policy(thresholds, deployer_may_approve, auto_promote)
             if not reason.strip():
                 raise GovernanceError("a policy change needs a note saying why (--note)")
         except (GovernanceError, PermissionDenied) as refused:
             self._refuse(by, "policy", POLICY_OBJECT, str(refused), refused)
-        new = Policy(current.version + 1, current.thresholds if thresholds is None else dict(thresholds),
-                     current.deployer_may_approve if deployer_may_approve is None else deployer_may_approve,
-                     current.auto_promote if auto_promote is None else tuple(auto_promote), by.actor)
         with self.audit.engine.begin() as conn:
             self.audit.lock(conn)
+            current = self.ledger(conn).policy
+            new = Policy(current.version + 1, current.thresholds if thresholds is None else dict(thresholds),
+                         current.deployer_may_approve if deployer_may_approve is None else deployer_may_approve,
+                         current.auto_promote if auto_promote is None else tuple(auto_promote), by.actor)
             self.audit.append(actor=by.actor, action="policy", obj=POLICY_OBJECT, before=current.to_dict(),
                               after=new.to_dict() | {"version": new.version, "by": by.name}, reason=reason,
                               connection=conn)
         self.audit.checkpoint()
-        return self.policy()
+        return new
 
     # the mirror ---------------------------------------------------------------------------
     def mismatches(self) -> list[str]:
@@ -401,6 +417,23 @@ class Governance:
         self.audit.append(actor=by.actor, action="refused", obj=obj, before=None,
                           after={"attempt": action, "by": by.name}, reason=why)
         raise error or GovernanceError(why)
+
+
+def _check_policy(thresholds: dict[str, float] | None, deployer_may_approve: bool | None,
+                  auto_promote: list[str] | None) -> None:
+    """Refuse unknown gates, thresholds that are not finite numbers, a non-boolean switch, non-text model names."""
+    from keel.evaluation.gates import FAIRNESS_GATES, MODEL_GATES
+
+    known = [*MODEL_GATES, *FAIRNESS_GATES]
+    for gate, threshold in (thresholds or {}).items():
+        if gate not in known:
+            raise GovernanceError(f"unknown gate '{gate}'; gates are {', '.join(known)}")
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
+            raise GovernanceError(f"gate {gate}: the threshold must be a finite number, not {threshold!r}")
+    if deployer_may_approve is not None and not isinstance(deployer_may_approve, bool):
+        raise GovernanceError(f"deployer_may_approve must be true or false, not {deployer_may_approve!r}")
+    if auto_promote is not None and not all(isinstance(n, str) and n for n in auto_promote):
+        raise GovernanceError(f"auto_promote must list model names, not {auto_promote!r}")
 
 
 def _obj(info: VersionInfo) -> str:

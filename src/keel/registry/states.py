@@ -139,6 +139,8 @@ def _apply(model: ModelState, row: AuditRow, number: int, after: dict[str, Any])
                                    conditions=after.get("conditions"))
     elif row.action == "reject":
         versions[number] = replace(versions[number], state="rejected")
+        if model.challenger == number:
+            model.challenger = None
     elif row.action == "promote":
         if model.champion is not None and model.champion in versions:
             versions[model.champion] = replace(versions[model.champion], state="retired")

@@ -186,13 +186,15 @@ class Registry:
             known = [v.version for v in self.versions(name)]
             raise RegistryError(f"model '{name}' has no version {version}; versions: {known}") from None
 
-    def load_model(self, name: str, version: int | str) -> tuple[KeelModel, VersionInfo]:
+    def load_model(self, name: str, version: int | str, *, expected_sha256: str | None = None
+                   ) -> tuple[KeelModel, VersionInfo]:
         """Fetch a version's two files and load them, always checking the fingerprint recorded at registration.
 
-        A version without a valid ``keel.model_sha256`` tag cannot be verified and is refused.
+        A version without a valid ``keel.model_sha256`` tag cannot be verified and is refused;
+        ``expected_sha256`` (the audit log's record) overrides the tag as what the files must match.
         """
         info = self.version(name, version)
-        expected = _registered_sha256(info)
+        expected = expected_sha256 or _registered_sha256(info)
         where = f"{name} v{info.version} at {info.source}"
         with tempfile.TemporaryDirectory(prefix="keel-model-") as tmp:
             names, read = self._fetch(info.source, Path(tmp), where=where)

@@ -1,6 +1,6 @@
 """How the CLI reaches the governance service: over HTTP (``KEEL_SERVER``) or in this process.
 
-Both clients take an operation name from :data:`keel.server.api.ROUTES` and its arguments,
+Both clients take an operation name from :data:`keel.server.routes.ROUTES` and its arguments,
 and authenticate the same way (an API token, or a password for ``create_token``), so a
 command behaves the same against a bank's server and on a laptop.
 """
@@ -13,12 +13,13 @@ import urllib.parse
 import urllib.request
 from typing import Any, Protocol
 
-from keel.errors import KeelError, RegistryError
+from keel.errors import IntegrityError, KeelError, RegistryError
 from keel.registry.principal import AuthenticationError, PermissionDenied
-from keel.server.api import ROUTES, Route
+from keel.server.routes import route_of
 from keel.server.service import GovernanceError, GovernanceService
 
-_ERRORS: dict[int, type[KeelError]] = {401: AuthenticationError, 403: GovernanceError, 404: RegistryError}
+_ERRORS: dict[int, type[KeelError]] = {401: AuthenticationError, 403: GovernanceError, 404: RegistryError,
+                                        503: IntegrityError}
 
 
 class ServiceError(KeelError, RuntimeError):
@@ -35,27 +36,15 @@ class Client(Protocol):
         ...
 
 
-def _route(operation: str) -> Route:
-    return next(r for r in ROUTES if r.call == operation)
-
-
 class LocalClient:
-    """The service in this process, authenticated by ``token`` exactly as the HTTP API would."""
+    """The service in this process, called exactly as the HTTP API calls it (:meth:`GovernanceService.call`)."""
 
     def __init__(self, service: GovernanceService, token: str | None) -> None:
         self.service, self.token = service, token
 
     def call(self, operation: str, **args: Any) -> Any:
         """Authenticate, check the route's permission, run the operation."""
-        route = _route(operation)
-        method = getattr(self.service, operation)
-        if route.permission == "password":
-            return method(**args)
-        if operation == "add_user" and not self.service.users.list():
-            return method(None, **args)
-        principal = self.service.principal(self.token)
-        principal.require(route.permission)
-        return method(principal, **args)
+        return self.service.call(operation, self.token, args)
 
 
 class HttpClient:
@@ -66,7 +55,7 @@ class HttpClient:
 
     def call(self, operation: str, **args: Any) -> Any:
         """Send the operation as its route's request; map 401/403/404/422 back to Keel errors."""
-        route = _route(operation)
+        route = route_of(operation)
         path = route.path
         for key in [k for k in args if "{" + k + "}" in path]:
             path = path.replace("{" + key + "}", urllib.parse.quote(str(args.pop(key)), safe=""))

@@ -26,7 +26,7 @@ from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from keel.errors import KeelError, did_you_mean
-from keel.registry.audit import AuditLog, AuditRow
+from keel.registry.audit import AuditLog, AuditRow, audit_table
 from keel.registry.principal import ROLES, AuthenticationError, Principal
 from keel.server.names import NameRefused, normalize_name, skeleton
 
@@ -181,8 +181,8 @@ class UserStore:
                               obj=f"user:{user_id}", after=facts,
                               reason="bootstrap admin" if by is None else f"added by {by.name}", connection=conn)
             existing = conn.execute(sa.select(users_table.c.name)).scalars().all()
-            if by is None and existing:
-                raise AuthenticationError(f"the bootstrap admin exists already ({len(existing)} user(s)): "
+            if by is None and (existing or self._users_added(conn) > 1):  # 1: the row just written
+                raise AuthenticationError("the bootstrap admin exists already (the audit log holds a user.add): "
                                           "sign in as an admin to add users")
             self._refuse_taken(key, name, existing)
             conn.execute(users_table.insert().values(id=user_id, name=key, display=shown, roles=json.dumps(chosen),
@@ -190,6 +190,17 @@ class UserStore:
                                                      created=self.clock()))
         self.audit.checkpoint()
         return Principal(id=user_id, name=key, roles=frozenset(chosen))
+
+    def needs_bootstrap(self) -> bool:
+        """True only while the audit log has never added a user (an emptied users table does not count)."""
+        with self.engine.connect() as conn:
+            return self._users_added(conn) == 0
+
+    @staticmethod
+    def _users_added(conn: sa.Connection) -> int:
+        """How many user.add rows the audit log holds."""
+        return int(conn.execute(sa.select(sa.func.count()).select_from(audit_table)
+                                .where(audit_table.c.action == "user.add")).scalar_one())
 
     def disable(self, name: str, *, by: Principal) -> None:
         """Disable a user (their password and tokens stop working); ``by`` must hold "users"."""

@@ -33,7 +33,7 @@ def load_alias(governance: Governance, name: str, alias: str = CHAMPION) -> Scor
     if not audited_sha or info.tag("model_sha256") != audited_sha:
         raise IntegrityError(f"{name} v{version}: the registry's model_sha256 {info.tag('model_sha256')} is not the "
                              f"{audited_sha} the audit log recorded at registration; refusing to serve it")
-    model, info = governance.registry.load_model(name, version)
+    model, info = governance.registry.load_model(name, version, expected_sha256=audited_sha)
     return ScoringEngine(model, name, info.version)
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from keel.errors import IntegrityError
 from keel.features.stores import open_store
 from keel.registry.governance import Governance
 from keel.serving.app import create_app
@@ -42,7 +43,7 @@ class ServeSettings:
     model: str
     governance_uri: str | None = None  # the audit log that says which version is champion
     checkpoints: str | None = None
-    alias: str = "champion"
+    alias: str = "champion"  # what answers requests: only ever the audit log's champion
     max_batch: int = 1000
     allowed_hosts: list[str] = field(default_factory=list)
     prediction_log: str | None = None  # SQLite file; default predictions.db in the project folder
@@ -52,6 +53,11 @@ class ServeSettings:
     request_timeout: float = 10.0
     max_in_flight: int = 256  # scoring requests per worker beyond which it answers 503
     feature_store: str | None = None  # online features' events: None in process, or redis://host:port/db
+
+    def __post_init__(self) -> None:
+        if self.alias != "champion" or self.shadow_alias not in (None, "challenger"):
+            raise ValueError("keel serve answers with the audit log's champion and shadows only its challenger; "
+                             f"alias={self.alias!r}, shadow_alias={self.shadow_alias!r}")
 
     def export(self) -> None:
         """Put the settings where worker processes read them (the API key travels as KEEL_API_KEY)."""
@@ -78,7 +84,7 @@ def app_from_environment() -> FastAPI:
         process_ended()
 
     def reload() -> ScoringEngine:
-        return load_alias(governance, settings.model, settings.alias)
+        return load_verified(governance, settings.model, settings.alias)
 
     app = create_app(
         reload(),
@@ -101,6 +107,7 @@ def app_from_environment() -> FastAPI:
 def _follow(app: FastAPI, settings: ServeSettings, stop: threading.Event) -> None:
     """Follow the audit log: swap when it moves the served alias, shadow its challenger; watch the MLflow mirror.
 
+    A move is applied only when the audit log verifies (:func:`load_verified`).
     When MLflow's alias disagrees with the audit log, the audited version keeps serving, the
     other is refused, and ``keel_alias_mismatch{alias}`` holds the alias's version (an error
     is logged once per disagreement). Each watcher thread opens its own governance handle.
@@ -130,13 +137,25 @@ def _follow(app: FastAPI, settings: ServeSettings, stop: threading.Event) -> Non
     shadowed = _governance(settings)
 
     def challenger(version: int | None) -> None:
-        engine = None if version is None else load_alias(shadowed, settings.model, shadow_alias)
+        engine = None if version is None else load_verified(shadowed, settings.model, shadow_alias)
         if engine is not None:
             app.state.check_contract(engine, "not scoring it in the shadow")
         shadow.set_engine(engine)
 
-    watch_alias(lambda: audited(shadow_alias, shadowed), lambda: shadow.engine.version if shadow.engine else None,
-                challenger, interval=settings.watch_seconds, stop=stop, what=shadow_alias)
+    def shadowing() -> int | None:
+        return shadow.engine.version if shadow.engine else None
+
+    watch_alias(lambda: audited(shadow_alias, shadowed), shadowing, challenger, interval=settings.watch_seconds,
+                stop=stop, what=shadow_alias)
+
+
+def load_verified(governance: Governance, name: str, alias: str) -> ScoringEngine:
+    """:func:`load_alias` once the audit log verifies: an inserted, edited or rolled-back row moves nothing."""
+    problems = governance.audit.verify()
+    if problems:
+        raise IntegrityError(f"ALERT: the audit log does not verify ({problems[0].kind}: {problems[0].detail}); "
+                             f"not loading the {alias} it names")
+    return load_alias(governance, name, alias)
 
 
 def _governance(settings: ServeSettings) -> Governance:
