@@ -248,3 +248,23 @@ def test_policy_values_are_typed(people: People) -> None:
     with pytest.raises(GovernanceError, match="must be true or false"):
         governance.set_policy(by=people.val, reason="x", deployer_may_approve="false")  # type: ignore[arg-type]
     assert governance.policy().version == 0
+
+
+def test_no_change_is_built_on_a_forged_row(people: People, saved_model: Path) -> None:
+    """An insider inserts an 'approve' row by SQL so that a real deployer would promote an unreviewed version."""
+    import sqlalchemy as sa
+
+    from keel.registry.audit import audit_table, head_table
+
+    governance = _registered(people, saved_model)
+    with governance.audit.engine.begin() as conn:
+        seq = conn.execute(sa.select(sa.func.max(audit_table.c.seq))).scalar_one() + 1
+        conn.execute(audit_table.insert().values(
+            seq=seq, time="2026-01-01T00:00:00+00:00", actor=people.val.actor, action="approve", object="loans/v1",
+            before="{}", after=f'{{"state": "approved", "approver_id": "{people.val.id}"}}', reason="",
+            prev_hash="0" * 64, hash="0" * 64, key_id="", signature=""))
+        conn.execute(head_table.update().values(count=seq))
+    assert governance.state(governance.registry.version("loans", 1)) == "approved"  # what the forged row claims
+    with pytest.raises(GovernanceError, match="the audit log does not verify"):
+        governance.promote("loans", 1, by=people.dep)
+    assert governance.champion("loans") is None

@@ -61,6 +61,7 @@ audit_table = sa.Table(
     sa.Column("hash", sa.String(64), nullable=False),
     sa.Column("key_id", sa.String(16), nullable=False, server_default=""),
     sa.Column("signature", sa.String(128), nullable=False, server_default=""),
+    sa.Index("ix_keel_audit_object", "object"),  # a version's or a token's rows, read on every sign-in
 )
 head_table = sa.Table(
     "keel_audit_head",

@@ -25,7 +25,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from keel.errors import KeelError, RegistryError
+from keel.errors import IntegrityError, KeelError, RegistryError
 from keel.evaluation.gates import judge, tighter
 from keel.registry.audit import AuditLog, AuditRow, audit_table, make_engine
 from keel.registry.principal import PermissionDenied, Principal
@@ -158,6 +158,7 @@ class Governance:
         """
         if author is not None:
             author.require("register")
+        self._require_intact()
         with self.audit.engine.begin() as conn:
             self.audit.lock(conn)
             ledger = self.ledger(conn)
@@ -174,7 +175,7 @@ class Governance:
                                     "measures": measures, "model_sha256": model_sha256, "policy": policy.version},
                 reason="registered by keel run", connection=conn)
             self._mirror(conn, info.name)
-        self.audit.checkpoint()
+        self._checkpoint()
         return Transition(info, "none", state, row, gates)
 
     def approve(self, name: str, version: int | str, *, by: Principal, note: str,
@@ -265,13 +266,14 @@ class Governance:
             by.require("challenger")
         except PermissionDenied as refused:
             self._refuse(by, "challenger", f"{name}/v{version}", str(refused), refused)
+        self._require_intact()
         with self.audit.engine.begin() as conn:
             self.audit.lock(conn)
             number = version if version is not None else self.ledger(conn).model(name).challenger
             row = self.audit.append(actor=by.actor, action="challenger", obj=f"{name}/v{number}", before=None,
                                     after={"challenger": version, "by": by.name}, reason=reason, connection=conn)
             self._mirror(conn, name)
-        self.audit.checkpoint()
+        self._checkpoint()
         return row
 
     def auto_promote(self, name: str, version: int, *, note: str) -> Transition:
@@ -293,6 +295,7 @@ class Governance:
                 raise GovernanceError(f"{name}/v{version} fails policy v{policy.version}'s gates")
             return {"state": "champion", "approver_id": None, "approver": f"policy v{policy.version}",
                     "champion": version, "previous": ledger.model(name).champion, "gates": gates}
+        self._require_intact()
         with self.audit.engine.begin() as conn:  # approve and promote as one step
             self.audit.lock(conn)
             ledger = self.ledger(conn)
@@ -305,7 +308,7 @@ class Governance:
                                     before={"state": "approved", "champion": after["previous"]}, after=after,
                                     reason=note, connection=conn)
             self._mirror(conn, name)
-        self.audit.checkpoint()
+        self._checkpoint()
         return Transition(self.registry.version(name, version), current.state, "champion", row, after["gates"])
 
     def set_policy(self, *, by: Principal, reason: str, thresholds: dict[str, float] | None = None,
@@ -318,6 +321,7 @@ class Governance:
                 raise GovernanceError("a policy change needs a note saying why (--note)")
         except (GovernanceError, PermissionDenied) as refused:
             self._refuse(by, "policy", POLICY_OBJECT, str(refused), refused)
+        self._require_intact()
         with self.audit.engine.begin() as conn:
             self.audit.lock(conn)
             current = self.ledger(conn).policy
@@ -327,7 +331,7 @@ class Governance:
             self.audit.append(actor=by.actor, action="policy", obj=POLICY_OBJECT, before=current.to_dict(),
                               after=new.to_dict() | {"version": new.version, "by": by.name}, reason=reason,
                               connection=conn)
-        self.audit.checkpoint()
+        self._checkpoint()
         return new
 
     # the mirror ---------------------------------------------------------------------------
@@ -387,6 +391,7 @@ class Governance:
                 check: Callable[[Ledger, VersionState], dict[str, Any]]) -> Transition:
         """Check and write one transition under the log's lock; a refusal is audited, then raised."""
         number = self.registry.version(name, version).version
+        self._require_intact()
         try:
             with self.audit.engine.begin() as conn:
                 self.audit.lock(conn)
@@ -402,9 +407,25 @@ class Governance:
                 self._mirror(conn, name)
         except (GovernanceError, PermissionDenied) as refused:
             self._refuse(by, action, f"{name}/v{number}", str(refused), refused)
-        self.audit.checkpoint()
+        self._checkpoint()
         return Transition(self.registry.version(name, number), current.state, after["state"], row,
                           after.get("gates", []))
+
+    def _checkpoint(self) -> None:
+        """Write the signed checkpoint of the committed head; a failure says the change itself is saved."""
+        try:
+            self.audit.checkpoint()
+        except OSError as error:
+            raise IntegrityError(f"the change is saved in the audit log, but its checkpoint could not be written to "
+                                 f"{self.audit.checkpoints}: {error}; fix the location, then keel audit verify"
+                                 ) from error
+
+    def _require_intact(self) -> None:
+        """Refuse any change while the audit log does not verify: state must never be built on a forged row."""
+        problems = self.audit.verify()
+        if problems:
+            raise GovernanceError(f"the audit log does not verify ({problems[0].kind}: {problems[0].detail}); no "
+                                  "lifecycle change until it does (keel audit verify names every problem)")
 
     def _version(self, ledger: Ledger, name: str, number: int) -> VersionState:
         found = ledger.model(name).versions.get(number)
