@@ -32,7 +32,6 @@ from keel.features.offline import add_features, compute_features
 from keel.features.stores import MemoryStore, RedisStore
 from keel.features.windows import FeaturePlan
 from keel.lifecycle.run import run_project
-from keel.registry.store import Registry
 from keel.serving.app import create_app
 from keel.serving.engine import ScoringEngine
 from keel.serving.loader import load_alias

@@ -142,14 +142,20 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
 
 
-def _create_tables(engine: sa.Engine) -> None:
-    """Create the tables and signature columns that are missing; a concurrent first user doing the same is fine."""
-    for table in _metadata.sorted_tables:
+def create_missing_tables(engine: sa.Engine, metadata: sa.MetaData) -> None:
+    """Create the tables of ``metadata`` that are missing; a concurrent first user doing the same is fine."""
+    for table in metadata.sorted_tables:
         try:
             table.create(engine, checkfirst=True)
         except sa.exc.DBAPIError:  # "already exists" from a concurrent first user, or a real failure
             if not sa.inspect(engine).has_table(table.name):
                 raise
+
+
+def _create_tables(engine: sa.Engine) -> None:
+    """Create the tables and signature columns that are missing."""
+    create_missing_tables(engine, _metadata)
+    for table in _metadata.sorted_tables:
         for column in _signed_columns:  # tables written before rows were signed
             if column not in {c["name"] for c in sa.inspect(engine).get_columns(table.name)}:
                 size = table.c[column].type.length

@@ -28,16 +28,16 @@ import sqlalchemy as sa
 from keel.errors import IntegrityError, KeelError, RegistryError
 from keel.evaluation.gates import judge, tighter
 from keel.registry.audit import AuditLog, AuditRow, audit_table, make_engine
-from keel.registry.principal import PermissionDenied, Principal
+from keel.registry.principal import PERMISSIONS, PermissionDenied, Principal
 from keel.registry.signing import AuditKey, CheckpointStore
-from keel.registry.states import POLICY_OBJECT, Ledger, Policy, VersionState, replay, split_object
+from keel.registry.states import POLICY_OBJECT, Ledger, Policy, VersionState, fields_of, replay, split_object
 from keel.registry.store import Registry, VersionInfo
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 KEY_ENV, CHECKPOINTS_ENV = "KEEL_AUDIT_KEY", "KEEL_AUDIT_CHECKPOINTS"
-# The role each audited action requires (shown on the model card).
-ROLE_OF_ACTION = {"register": "developer", "approve": "validator", "reject": "validator", "promote": "deployer",
-                  "rollback": "deployer", "policy": "validator"}
+# The role each audited action requires (shown on the model card): each is held by one role.
+ROLE_OF_ACTION = {action: min(PERMISSIONS[action])
+                  for action in ("register", "approve", "reject", "promote", "rollback", "policy")}
 
 
 class GovernanceError(KeelError, PermissionError):
@@ -363,8 +363,6 @@ class Governance:
         """The model fingerprint the audit log recorded when the version was registered."""
         for row in self.audit.rows(obj=f"{name}/v{version}"):
             if row.action == "register":
-                from keel.registry.states import fields_of
-
                 return fields_of(row.after).get("model_sha256")
         return None
 

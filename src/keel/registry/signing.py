@@ -90,19 +90,10 @@ def _create_key_file(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     pem = Ed25519PrivateKey.generate().private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                                      serialization.NoEncryption())
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # mkstemp creates it with mode 0600
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(pem)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temp, 0o600)
-        try:
-            os.link(temp, path)  # atomic, and never replaces a key that exists
-        except FileExistsError:
-            pass
-    finally:
-        os.unlink(temp)
+        _create_local(path, pem, mode=0o600)  # never replaces a key that exists
+    except FileExistsError:
+        pass
 
 
 def _checkpoint_message(seq: int, head_hash: str, time: str) -> bytes:
@@ -209,15 +200,15 @@ class CheckpointStore:
         return f"CheckpointStore({self.location!r})"
 
 
-def _create_local(path: Path, body: bytes) -> None:
+def _create_local(path: Path, body: bytes, *, mode: int = 0o644) -> None:
     """Write ``body`` to a temporary file, then link it to ``path``: atomic, and FileExistsError if it exists."""
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # mode 0600 until chmod
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(body)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(temp, 0o644)
+        os.chmod(temp, mode)
         os.link(temp, path)
     finally:
         os.unlink(temp)

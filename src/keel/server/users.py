@@ -26,7 +26,7 @@ from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from keel.errors import KeelError, did_you_mean
-from keel.registry.audit import AuditLog, AuditRow, audit_table
+from keel.registry.audit import AuditLog, AuditRow, audit_table, create_missing_tables
 from keel.registry.principal import ROLES, AuthenticationError, Principal
 from keel.server.names import NameRefused, normalize_name, skeleton
 
@@ -85,16 +85,6 @@ class Authenticator(Protocol):
     def authenticate_token(self, text: str) -> Principal:
         """The principal the credential ``text`` proves, or :class:`AuthenticationError`."""
         ...
-
-
-def _create_tables(engine: sa.Engine) -> None:
-    """Create the tables that are missing; another process creating one at the same moment is fine."""
-    for table in _metadata.sorted_tables:
-        try:
-            table.create(engine, checkfirst=True)
-        except sa.exc.DBAPIError:  # "already exists" from a concurrent first user, or a real failure
-            if not sa.inspect(engine).has_table(table.name):
-                raise
 
 
 def _sha256(text: str) -> str:
@@ -156,7 +146,7 @@ class UserStore:
         if self.hasher.type is not Type.ID:
             raise ValueError(f"passwords are hashed with argon2id; this hasher uses {self.hasher.type.name}")
         self._dummy_hash = self.hasher.hash(secrets.token_urlsafe(16))  # verified for unknown names: equal time
-        _create_tables(engine)
+        create_missing_tables(engine, _metadata)
 
     # ----- changes (admin) -----
 
