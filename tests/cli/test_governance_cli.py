@@ -154,3 +154,18 @@ def test_keel_audit_verify_names_a_lost_or_restored_log_and_exits_9(trained: tup
     verified = _keel("audit", "verify", "--spec", str(spec))
     assert verified.exit_code == 9, verified.output
     assert named in verified.stderr
+
+
+def test_an_admin_rotates_the_audit_key_and_the_log_still_verifies(trained: tuple[Path, People]) -> None:
+    spec, people = trained
+    where = ["--spec", str(spec)]
+    refused = _keel("audit", "rotate-key", "--note", "yearly", *where, token=people.tokens["vera"])
+    assert refused.exit_code == 8 and "vera may not rotate the audit key" in refused.stderr
+    rotated = _keel("audit", "rotate-key", "--note", "yearly", *where, token=people.tokens["root"])
+    assert rotated.exit_code == 0, rotated.output + rotated.stderr
+    keys = spec.parent / ".keel" / "keys"
+    assert oct((keys / "audit.key").stat().st_mode & 0o777) == "0o600"
+    assert len(list(keys.glob("audit.key.*.retired"))) == 1
+    assert _keel("approve", "1", "--note", "ok", *where, token=people.tokens["vera"]).exit_code == 0
+    verified = _keel("audit", "verify", *where)
+    assert verified.exit_code == 0, verified.stderr

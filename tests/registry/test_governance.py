@@ -106,7 +106,7 @@ def test_the_policy_sets_gate_floors_a_spec_cannot_loosen_and_each_decision_reco
     approved = governance.approve("loans", 3, by=people.val, note="ok", conditions="re-validate in 6 months")
     row = governance.history("loans")[-1]
     assert approved.after == "approved" and '"policy": 2' in row.after and "re-validate in 6 months" in row.after
-    with pytest.raises(PermissionDenied, match="ana may not policy"):
+    with pytest.raises(PermissionDenied, match="ana may not change the policy"):
         governance.set_policy(by=people.dev, reason="loosen", thresholds={})
     with pytest.raises(GovernanceError, match="unknown gate"):
         governance.set_policy(by=people.val, reason="typo", thresholds={"min_aux": 0.7})

@@ -91,7 +91,7 @@ def test_the_bootstrap_admin_is_made_once_and_must_be_an_admin(users: UserStore)
 
 def test_only_a_user_with_the_users_permission_adds_users(users: UserStore, admin: Principal) -> None:
     dev = users.add("dana", ["developer"], PASSWORD, by=admin)
-    with pytest.raises(PermissionDenied, match="dana may not users: it needs the role admin"):
+    with pytest.raises(PermissionDenied, match="dana may not manage users: it needs the role admin"):
         users.add("eve", ["validator"], PASSWORD, by=dev)
     with pytest.raises(PermissionDenied):
         users.set_roles("dana", ["validator"], by=dev)

@@ -255,6 +255,31 @@ def audit_verify(spec: SpecOpt = None, project_dir: ProjectDirOpt = None) -> Non
     raise typer.Exit(9)
 
 
+@audit_app.command("rotate-key")
+def audit_rotate_key(note: NoteOpt, spec: SpecOpt = None, project_dir: ProjectDirOpt = None) -> None:
+    """Hand audit signing to a new Ed25519 key (an admin, where the key lives); the old key signs the hand-over."""
+    from keel.registry.governance import KEY_ENV
+    from keel.registry.signing import AuditKey
+
+    with _keel_errors():
+        if os.environ.get(SERVER_ENV):
+            raise typer.BadParameter("rotate the key on the governance service's host, where the key file is "
+                                     f"(unset {SERVER_ENV})")
+        opened = service(spec, project_dir)
+        admin = opened.principal(os.environ.get(TOKEN_ENV))
+        admin.require("keys")
+        old = opened.governance.audit.key
+        path = Path(os.environ.get(KEY_ENV) or _settings(spec, project_dir)[0] / "keys" / "audit.key")
+        fresh = path.with_name(f".{path.name}.new")
+        fresh.unlink(missing_ok=True)
+        new = AuditKey.load_or_create(fresh)
+        row = opened.governance.audit.rotate_key(new, actor=admin.actor, reason=note)
+        os.replace(path, path.with_name(f"{path.name}.{old.key_id}.retired"))
+        os.replace(fresh, path)
+    out.print(f"audit key {old.key_id} -> {new.key_id} (audit row {row.seq}); the old key is kept as "
+              f"{path.name}.{old.key_id}.retired")
+
+
 @audit_app.command("list")
 def audit_list(model: ModelOpt = None, actor: Annotated[Optional[str], typer.Option()] = None,
                action: Annotated[Optional[str], typer.Option()] = None, spec: SpecOpt = None,

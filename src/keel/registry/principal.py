@@ -24,7 +24,13 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "challenger": frozenset({"developer", "deployer"}),
     "policy": frozenset({"validator"}),
     "users": frozenset({"admin"}),
+    "keys": frozenset({"admin"}),
 }
+
+
+_DOING = {"read": "read", "register": "register a version", "approve": "approve", "reject": "reject",
+          "promote": "promote", "rollback": "roll back", "challenger": "set the challenger",
+          "policy": "change the policy", "users": "manage users", "keys": "rotate the audit key"}
 
 
 class AuthenticationError(KeelError, PermissionError):
@@ -61,5 +67,5 @@ class Principal:
         if not self.may(permission):
             needed = " or ".join(sorted(PERMISSIONS[permission]))
             held = ", ".join(sorted(self.roles)) or "none"
-            raise PermissionDenied(f"{self.name} may not {permission}: it needs the role {needed}; "
+            raise PermissionDenied(f"{self.name} may not {_DOING[permission]}: it needs the role {needed}; "
                                    f"their roles: {held}")
