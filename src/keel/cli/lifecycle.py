@@ -66,16 +66,19 @@ def _model(spec: Path | None, project_dir: Path | None, model: str | None) -> st
     return name
 
 
-def _transition(result: dict[str, Any], spec: Path | None, project_dir: Path | None) -> None:
-    """Print what a transition changed and re-render the cards of the versions it changed (local store only)."""
+def _transition(caller: Any, operation: str, spec: Path | None, project_dir: Path | None, **args: Any) -> None:
+    """Run a lifecycle operation, print what it changed, and re-render the cards it touched (local store only)."""
+    from keel.server.client import LocalClient
+
+    result = caller.call(operation, **args)
     out.print(f"{result['model']} version {result['version']}: {result['before']} -> {result['after']} "
               f"(audit row {result['audit_seq']})")
-    if os.environ.get(SERVER_ENV):
+    if not isinstance(caller, LocalClient):
         return
     from keel.errors import CardError
     from keel.lifecycle.card_refresh import refresh_card, versions_touched
 
-    governance = service(spec, project_dir).governance
+    governance = caller.service.governance
     folder = _settings(spec, project_dir)[0]
     row = next(r for r in governance.audit.rows() if r.seq == result["audit_seq"])
     for version in versions_touched(row):
@@ -94,9 +97,8 @@ def approve(version: VersionArg, note: NoteOpt,
     _quiet_libraries()
     with _keel_errors():
         name = _model(spec, project_dir, model)
-        result = client(spec, project_dir).call("approve", name=name, version=version, note=note,
-                                                conditions=conditions)
-        _transition(result, spec, project_dir)
+        _transition(client(spec, project_dir), "approve", spec, project_dir, name=name, version=version, note=note,
+                    conditions=conditions)
 
 
 @app.command()
@@ -106,7 +108,7 @@ def reject(version: VersionArg, note: NoteOpt, spec: SpecOpt = None, project_dir
     _quiet_libraries()
     with _keel_errors():
         name = _model(spec, project_dir, model)
-        _transition(client(spec, project_dir).call("reject", name=name, version=version, note=note), spec, project_dir)
+        _transition(client(spec, project_dir), "reject", spec, project_dir, name=name, version=version, note=note)
 
 
 @app.command()
@@ -116,8 +118,7 @@ def promote(version: VersionArg, note: NoteOpt = "", spec: SpecOpt = None, proje
     _quiet_libraries()
     with _keel_errors():
         name = _model(spec, project_dir, model)
-        _transition(client(spec, project_dir).call("promote", name=name, version=version, note=note), spec,
-                    project_dir)
+        _transition(client(spec, project_dir), "promote", spec, project_dir, name=name, version=version, note=note)
 
 
 @app.command()
@@ -126,7 +127,7 @@ def rollback(note: NoteOpt, spec: SpecOpt = None, project_dir: ProjectDirOpt = N
     _quiet_libraries()
     with _keel_errors():
         name = _model(spec, project_dir, model)
-        _transition(client(spec, project_dir).call("rollback", name=name, note=note), spec, project_dir)
+        _transition(client(spec, project_dir), "rollback", spec, project_dir, name=name, note=note)
 
 
 def _password(from_stdin: bool, *, confirm: bool) -> str:
@@ -230,7 +231,8 @@ def policy_set(
                     raise typer.BadParameter(f"'{item}' is not NAME=NUMBER", param_hint="--gate") from None
         policy = client(spec, project_dir).call("set_policy", note=note, thresholds=thresholds,
                                                 deployer_may_approve=deployer_may_approve, auto_promote=auto_promote)
-    out.print(f"policy version {policy['version']}: {json.dumps({k: policy[k] for k in ('thresholds', 'deployer_may_approve', 'auto_promote')})}")
+    settings = {k: policy[k] for k in ("thresholds", "deployer_may_approve", "auto_promote")}
+    out.print(f"policy version {policy['version']}: {json.dumps(settings)}", markup=False, highlight=False)
 
 
 @audit_app.command("verify")
