@@ -34,6 +34,9 @@ def create_governance_app(service: GovernanceService) -> FastAPI:
     app.state.service = service
     for route in ROUTES:
         app.add_api_route(route.path, _endpoint(service, route), methods=[route.method], name=route.call or "livez")
+    from keel.server.console import mount_console
+
+    mount_console(app, service)
     return app
 
 

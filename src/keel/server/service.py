@@ -44,10 +44,12 @@ def operation(method: F) -> F:
 class GovernanceService:
     """Authenticated lifecycle, policy, audit and user operations over one project's governance store."""
 
-    def __init__(self, governance: Governance, users: UserStore, *, governance_uri: str) -> None:
+    def __init__(self, governance: Governance, users: UserStore, *, governance_uri: str,
+                 project_dir: Path | None = None) -> None:
         self.governance = governance
         self.users = users
         self.governance_uri = governance_uri
+        self.project_dir = project_dir  # where model cards and monitoring results are (the console shows them)
 
     @classmethod
     def open(cls, project_dir: Path, *, tracking_uri: str | None = None, governance_uri: str | None = None,
@@ -62,7 +64,7 @@ class GovernanceService:
         governance = Governance.for_project(project_dir, tracking_uri, url, checkpoints=checkpoints, create=create,
                                             writer=writer)
         return cls(governance, UserStore(governance.audit.engine, governance.audit, hasher=hasher),
-                   governance_uri=url)
+                   governance_uri=url, project_dir=project_dir)
 
     # identity -----------------------------------------------------------------------------
     def principal(self, token: str | None) -> Principal:
