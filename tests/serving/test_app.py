@@ -188,7 +188,7 @@ def test_hosts_outside_the_allow_list_are_refused(engine: ScoringEngine) -> None
 
 
 SERVE_PUBLIC = {"/v1/score", "/v1/score/batch", "/livez", "/readyz", "/metrics", "/docs", "/docs/oauth2-redirect",
-                "/openapi.json", "/redoc"}
+                "/openapi.json", "/redoc", "/static/swagger-ui"}
 
 
 def test_every_keel_serve_route_is_public_by_name_or_needs_the_api_key(engine: ScoringEngine) -> None:

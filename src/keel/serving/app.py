@@ -28,6 +28,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from keel.errors import DataError, FeatureStoreError
 from keel.features.online import OnlineFeatures
 from keel.features.stores import EventStore, MemoryStore
+from keel.serving.docs import mount_local_docs
 from keel.serving.engine import ScoringEngine
 from keel.serving.metrics import Metrics
 from keel.serving.middleware import BodyLimit, Guard, answer, send_json
@@ -79,8 +80,9 @@ def create_app(
     remote_store = online is not None and bool(online.plan.windows) and not isinstance(online.store, MemoryStore)
     Record = record_model(request_contract(engine.model.metadata))
     Batch = batch_model(Record, max_batch)
-    app = FastAPI(title=f"Keel scoring: {engine.name}", lifespan=lifespan,
+    app = FastAPI(title=f"Keel scoring: {engine.name}", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Probability, decision and adverse-action reasons for credit decisions.")
+    mount_local_docs(app, title=f"{app.title} - Swagger UI")  # Swagger UI from the package, not a CDN
     metrics = Metrics(monitoring_file)
     app.state.engine = engine
     app.state.ready = True
