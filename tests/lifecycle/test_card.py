@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from factories import loans_spec, make_loans, write_project
 
+from keel.evaluation.metrics import binary_metrics
 from keel.explain.contributions import Contributions
 from keel.explain.importance import Dependence, importance
 from keel.features.cleaning import target_vector
@@ -20,9 +21,12 @@ from keel.models.artifact import KeelModel
 from keel.registry.store import Registry
 from keel.spec import ProjectSpec, load_spec
 from keel.training.split import split_rows
+from keel.training.trainer import train_model
+from keel.training.tuning import fit_family
 
 pytestmark = pytest.mark.slow
 TEXTS = {"late_payments": "Late payments on record", "debt_to_income": "High debt relative to income"}
+PAYLOAD = "<script>alert(1)</script>"
 
 
 @dataclass(frozen=True)
@@ -181,3 +185,78 @@ def test_card_html_embeds_importance_and_four_dependence_plots(documented: Docum
         assert f'alt="Dependence plot of {item["feature"]}"' in section
     assert documented.card["lifecycle"]["state"] == "validated"
     assert [row["action"] for row in documented.card["lifecycle"]["history"]] == ["register"]
+
+
+@dataclass(frozen=True)
+class Tuned:
+    """One loans version tuned over both families, with an HTML payload as its description and purpose."""
+
+    spec: ProjectSpec
+    card: dict[str, Any]
+    html: str
+
+
+@pytest.fixture(scope="module")
+def tuned(tmp_path_factory: pytest.TempPathFactory, mlflow_template: Path) -> Tuned:
+    folder = tmp_path_factory.mktemp("card-both")
+    raw = loans_spec("data.csv", tuning={"trials": 2}, description=PAYLOAD, model_card={"purpose": PAYLOAD})
+    spec_path = write_project(folder / "loans", make_loans(), raw)
+    project_dir = spec_path.parent / ".keel"
+    project_dir.mkdir()
+    shutil.copy(mlflow_template, project_dir / "mlflow.db")
+    spec = load_spec(spec_path)
+    result = run_project(spec, project_dir=project_dir, author="ana")
+    return Tuned(spec, json.loads(result.card_json.read_text()), result.card_html.read_text())
+
+
+def test_card_holds_bootstrap_intervals_around_its_test_metrics(tuned: Tuned) -> None:
+    intervals, test = tuned.card["intervals"], tuned.card["metrics"]["test"]
+    assert {key: intervals[key] for key in ("method", "level", "rounds", "seed", "rows")} == {
+        "method": "stratified percentile bootstrap", "level": 0.95, "rounds": 1000, "seed": tuned.spec.seed,
+        "rows": tuned.card["data"]["split"]["test"]}
+    assert list(intervals["metrics"]) == ["auc", "gini", "ks", "average_precision", "brier"]
+    for name, interval in intervals["metrics"].items():
+        assert interval["value"] == pytest.approx(test[name], abs=1e-12)
+        assert interval["low"] < interval["value"] < interval["high"]
+    assert 0.02 < intervals["metrics"]["auc"]["high"] - intervals["metrics"]["auc"]["low"] < 0.2  # 400 test rows
+
+
+def test_card_baseline_is_the_best_logistic_trial_fitted_on_the_training_rows_and_scored_on_the_test_rows(
+    tuned: Tuned,
+) -> None:
+    baseline, card = tuned.card["baseline"], tuned.card
+    outcome = train_model(prepare_data(tuned.spec).frame, tuned.spec)  # the same spec and seed: the same run
+    assert outcome.family == card["method"]["family"] == "lightgbm" and set(outcome.results) == {"lightgbm", "logistic"}
+    assert baseline["params"] == outcome.results["logistic"].best_params and baseline["chosen"] is False
+    assert baseline["validation"] == {"auc": pytest.approx(card["tuning"]["best"]["logistic"], abs=1e-12)}
+    refit = fit_family("logistic", baseline["params"], outcome.matrices, tuned.spec, features=outcome.model.features)
+    expected = binary_metrics(outcome.y_test, refit.probability(outcome.X_test))
+    assert baseline["test"] == pytest.approx(expected, abs=1e-12)
+    difference = baseline["difference"]["auc"]
+    assert difference["value"] == pytest.approx(card["metrics"]["test"]["auc"] - expected["auc"], abs=1e-12)
+    assert difference["low"] <= difference["value"] <= difference["high"]
+    assert baseline["intervals"]["auc"]["value"] == pytest.approx(expected["auc"], abs=1e-12)
+    assert card["champion"] is None and card["comparison"] is None
+
+
+def test_card_html_opens_with_the_decision_summary_and_shows_spec_text_escaped(tuned: Tuned) -> None:
+    html, card = tuned.html, tuned.card
+    first = html.find("<section")
+    assert html.find("</h1>") < first == html.find('<section id="decision-summary"')
+    summary = html[first : html.find("</section>", first)]
+    auc = card["intervals"]["metrics"]["auc"]
+    assert f"<strong>{auc['value']:.4f}</strong>" in summary and f"{auc['low']:.4f} to {auc['high']:.4f}" in summary
+    assert f"against {card['baseline']['test']['auc']:.4f} for the logistic baseline" in summary
+    assert f"{card['baseline']['difference']['auc']['value']:+.4f}" in summary
+    assert '<span class="status pass">pass</span></td>\n        <td class="mono">min_auc</td>' in summary
+    assert "<script" not in html
+    assert "<dt>Description</dt><dd>&lt;script&gt;alert(1)&lt;/script&gt;</dd>" in html
+    assert "<dt>Purpose</dt><dd>&lt;script&gt;alert(1)&lt;/script&gt;</dd>" in html
+    tuning = html[html.find('<section id="tuning"') : html.find('<section id="performance"')]
+    trials = tuning.find("<table", tuning.find("Trials (best first)"))
+    assert 0 < tuning.find("<details") < trials < tuning.find("</details>")
+
+
+def test_a_card_tuned_on_one_family_says_it_has_no_baseline(documented: Documented) -> None:
+    assert documented.card["baseline"] is None and documented.card["intervals"]["rows"] == len(documented.X)
+    assert "— (no logistic baseline: the run tuned lightgbm)" in documented.html

@@ -15,9 +15,10 @@ import pytest
 from keel.errors import CardError
 from keel.explain.importance import Dependence
 from keel.reports import plots
-from keel.reports.model_card import draw_plots, read_model_card, render_model_card, write_model_card
+from keel.reports.model_card import compare_metrics, draw_plots, read_model_card, render_model_card, write_model_card
 
 SECTION_HEADINGS = (
+    "Decision summary",
     "Purpose and intended use",
     "Data",
     "Method",
@@ -98,6 +99,23 @@ def _card() -> dict:
                     "average_precision": 0.55, "brier": 0.135, "log_loss": 0.43, "ece": 0.012}
             for split, n, auc in (("train", 17_979, 0.8123), ("validation", 5_993, 0.7812), ("test", 5_993, 0.77654321))
         },
+        "intervals": {
+            "method": "stratified percentile bootstrap", "level": 0.95, "rounds": 1000, "seed": 42, "rows": 5_993,
+            "metrics": {"auc": {"value": 0.77654321, "low": 0.76123456, "high": 0.79012345},
+                        "ks": {"value": 0.41, "low": 0.3876, "high": 0.4333},
+                        "brier": {"value": 0.135, "low": 0.1301, "high": 0.1402}},
+        },
+        "baseline": {
+            "family": "logistic", "chosen": False, "params": {"C": 1.0, "max_iter": 1000},
+            "note": "The logistic family's best tuning trial, scored on the same test rows.",
+            "validation": {"auc": 0.7601},
+            "test": {"n": 5_993, "auc": 0.7601, "ks": 0.39, "brier": 0.139},
+            "intervals": {"auc": {"value": 0.7601, "low": 0.7432, "high": 0.7755}},
+            "difference": {"auc": {"value": 0.01644321, "low": 0.00503, "high": 0.02794},
+                           "brier": {"value": -0.004, "low": -0.0061, "high": 0.0012}},
+        },
+        "champion": None,
+        "comparison": None,
         "diagnostics": {
             "train_validation_gap": 0.0311,
             "train_test_gap": 0.0358,
@@ -218,7 +236,7 @@ def test_model_card_renders_every_section_in_order(rendered: str) -> None:
     positions = [html.find(f">{heading}</h2>") for heading in SECTION_HEADINGS]
     assert all(position > 0 for position in positions), dict(zip(SECTION_HEADINGS, positions, strict=True))
     assert positions == sorted(positions)
-    assert html.find("Test AUC") < positions[0]
+    assert html.find("Test AUC") < positions[1]
 
 
 def test_model_card_shows_headline_metrics_to_four_decimals(rendered: str) -> None:
@@ -446,3 +464,141 @@ def test_model_card_renders_in_a_real_browser(rendered: str, tmp_path: Path) -> 
     colors = {color for _, color in image.getcolors(maxcolors=1_000_000)}
     assert (0x1F, 0x4E, 0x79) in colors  # the headline boxes and section rules are drawn
     assert len(colors) > 50  # text and an embedded plot, not a blank or error page
+
+
+def _summary(html: str) -> str:
+    start = html.find('<section id="decision-summary"')
+    assert start > 0
+    return html[start : html.find("</section>", start)]
+
+
+def test_decision_summary_is_the_first_section_after_the_title(rendered: str) -> None:
+    title_end = rendered.find("</h1>")
+    first_section = rendered.find("<section")
+    assert 0 < title_end < first_section == rendered.find('<section id="decision-summary"')
+    between = rendered[title_end:first_section]
+    assert "<table" not in between and "<dl" not in between and "<h2" not in between
+    assert first_section < rendered.find('<dl class="meta">', title_end) < rendered.find('<section id="purpose"')
+    assert '<span class="state">approved</span>' in _summary(rendered)
+
+
+def test_decision_summary_lists_failing_gates_first_and_marks_them(rendered: str) -> None:
+    summary = _summary(rendered)
+    assert '<p class="verdict fail">1 of 3 gates fail and 1 not evaluated: approval is blocked.</p>' in summary
+    table = summary[summary.find('<table class="summary-gates">') : summary.find("</table>")]
+    failing, unknown, passing = (table.find(name) for name in ("ece &lt;= 0.01", "disparate impact &gt;= 0.8",
+                                                                  "test auc &gt;= 0.70"))
+    assert 0 < failing < unknown < passing
+    rows = re.findall(r'<tr class="row-([a-z-]+)"><td><span class="status \1">([a-z ]+)</span>', table)
+    assert rows == [("fail", "fail"), ("not-evaluated", "not evaluated"), ("pass", "pass")]
+    assert '<td class="n">0.0120</td><td></td>\n        <td class="n">0.0100</td>' in table  # value, then threshold
+
+
+def test_decision_summary_gives_rules_and_unbounded_fairness_after_the_gates(card: dict, test_set: tuple) -> None:
+    card["gates"] = [
+        {"name": "min_auc", "threshold": 0.7, "value": 0.7765, "passed": True},
+        {"name": "min_adverse_impact_ratio[SEX]", "threshold": 0.8, "value": 0.74, "passed": False},
+    ]
+    card["fairness"] = [{"attribute": "SEX", "groups": [], "adverse_impact_ratio": 0.74,
+                         "equal_opportunity_difference": 0.061}]
+    table = _summary(_render(card, test_set))
+    assert "1 of 2 gates fail: approval is blocked." in table
+    fairness, auc = table.find(">min_adverse_impact_ratio[SEX]<"), table.find(">min_auc<")
+    unbounded = table.find(">equal_opportunity_difference[SEX]<")
+    assert 0 < fairness < auc < unbounded
+    assert '<td class="n">0.7400</td><td>&gt;=</td>\n        <td class="n">0.8000</td>' in table
+    assert '<span class="status no-bound">no bound</span>' in table and "0.0610" in table
+    assert ">adverse_impact_ratio[SEX]<" not in table  # it has its gate
+
+
+def test_decision_summary_shows_the_test_auc_interval_and_the_baseline(rendered: str) -> None:
+    summary = _summary(rendered)
+    assert "<strong>0.7765</strong>" in summary
+    assert ("(95% interval 0.7612 to 0.7901; stratified bootstrap,\n      1,000 resamples of the 5,993 test rows)"
+            in summary)
+    assert "test AUC 0.7765 against 0.7601 for the logistic baseline" in summary
+    assert "<strong>+0.0164</strong> (95% interval\n      +0.0050 to +0.0279" in summary
+    assert "better than the baseline" in summary
+    performance = rendered[rendered.find('id="performance"') : rendered.find('id="bias-variance"')]
+    for row in ('<td>auc</td><td class="n">0.7765</td><td class="n">0.7612</td><td class="n">0.7901</td>',
+                '<td>ks</td><td class="n">0.4100</td><td class="n">0.3876</td><td class="n">0.4333</td>'):
+        assert f"<tr>{row}</tr>" in performance
+    baseline = performance[performance.find('id="baseline"') :]
+    cells = '<td class="n">{}</td>\n        <td class="n">{}</td>\n        <td>{}'
+    assert cells.format("+0.0164", "+0.0050 to +0.0279", "this model</td>") in baseline
+    assert cells.format("-0.0040", "-0.0061 to +0.0012", "neither (the interval holds 0)</td>") in baseline
+    assert "0.79012345" not in rendered and "(no confidence interval recorded)" not in summary
+
+
+def test_decision_summary_falls_back_to_the_validation_comparison(card: dict, test_set: tuple) -> None:
+    del card["baseline"], card["intervals"]
+    summary = _summary(_render(card, test_set))
+    assert "validation auc 0.7812 against 0.7601 for the logistic\n      baseline (+0.0211)" in summary
+    assert "the baseline\n      was not scored on the test rows" in summary
+    assert "(no confidence interval recorded)" in summary
+    card["tuning"]["best"] = {"lightgbm": 0.78}
+    summary = _summary(_render(card, test_set))
+    assert "— (no logistic baseline: the run tuned lightgbm)" in summary
+
+
+def test_decision_summary_shows_approval_conditions(card: dict, test_set: tuple, rendered: str) -> None:
+    assert "none: approved without conditions" in _summary(rendered)
+    card["lifecycle"]["history"][1]["after"]["conditions"] = "Re-validate in 6 months; cap limits at <b>10%</b>"
+    summary = _summary(_render(card, test_set))
+    assert ("<li><strong>Re-validate in 6 months; cap limits at &lt;b&gt;10%&lt;/b&gt;</strong> (approved by bo, "
+            "validator, 2024-05-03 09:00:00 UTC: Reviewed gates, fairness &amp; reasons)</li>") in summary
+    assert "without conditions" not in summary
+    card["lifecycle"] = {"state": "validated", "history": card["lifecycle"]["history"][:1]}
+    assert "— (no approval recorded)" in _summary(_render(card, test_set))
+
+
+def test_card_renders_the_champion_comparison_when_the_card_holds_one(card: dict, test_set: tuple,
+                                                                      rendered: str) -> None:
+    assert 'id="comparison"' not in rendered and "<dt>Champion</dt>" not in rendered
+    card["champion"] = {"version": 2, "test": {"auc": 0.7701, "brier": 0.131},
+                        "difference": {"auc": {"value": 0.00644321, "low": 0.001, "high": 0.012}}}
+    html = _render(card, test_set)
+    assert "champion (version 2): <strong>+0.0064</strong>" in _summary(html)
+    section = html[html.find('id="comparison"') : html.find('id="bias-variance"')]
+    assert "Against the champion (version 2)" in section
+    assert ('<tr><td>auc</td><td class="n">0.7765</td><td class="n">0.7701</td>\n        <td class="n">+0.0064</td>\n'
+            '        <td class="n">+0.0010 to +0.0120</td>\n        <td>this model</td></tr>') in section
+    assert '<td class="n">+0.0040</td>\n        <td class="n">—</td>\n        <td>champion</td>' in section  # brier
+
+
+def test_tuning_trials_are_collapsed_and_long_tables_only(card: dict, test_set: tuple, rendered: str) -> None:
+    tuning = rendered[rendered.find('<section id="tuning"') : rendered.find('<section id="performance"')]
+    opened, table, closed = tuning.find("<details"), tuning.find("<table", tuning.find("Trials (best first)")), \
+        tuning.find("</details>")
+    assert 0 < opened < table < tuning.find("</table>", table) < closed
+    assert "Tuning trials: 3 rows" in tuning
+    data = rendered[rendered.find('<section id="data"') : rendered.find('<section id="method"')]
+    assert "<details" not in data  # two contract rows: shown
+    card["data"]["contract"] = [{"column": f"c{i}", "dtype": "int"} for i in range(16)]
+    card["tuning"]["trials"] = [{"family": "lightgbm", "number": i, "value": 0.7, "state": "complete",
+                                 "params": {"num_leaves": i}} for i in range(50)]
+    html = _render(card, test_set)
+    data = html[html.find('<section id="data"') : html.find('<section id="method"')]
+    assert data.find("<details") < data.find(">c15<") < data.find("</details>")
+    assert "Data contract: 16 rows" in data
+    summary_end = html.find("</section>", html.find('<section id="decision-summary"'))
+    assert html.find("Tuning trials: 50 rows") > html.find("ece &lt;= 0.01") and summary_end < html.find(">c0<")
+
+
+def test_an_html_payload_in_the_description_or_purpose_renders_as_text(card: dict, test_set: tuple) -> None:
+    card["description"] = "<script>alert(1)</script>"
+    card["purpose"] = "<script>alert(1)</script>"
+    card["gates"][0]["name"] = "<script>alert(1)</script>"
+    card["lifecycle"]["history"][1]["after"]["conditions"] = "<script>alert(1)</script>"
+    html = _render(card, test_set)
+    assert "<script" not in html
+    assert html.count("&lt;script&gt;alert(1)&lt;/script&gt;") >= 5  # description, purpose, conditions, 2 gate tables
+    assert "<dt>Description</dt><dd>&lt;script&gt;alert(1)&lt;/script&gt;</dd>" in html
+
+
+def test_compare_metrics_knows_which_metrics_are_better_lower() -> None:
+    rows = compare_metrics({"n": 10, "auc": 0.8, "brier": 0.12, "ece": 0.02, "ks": 0.4, "extra": 1.0},
+                           {"n": 12, "auc": 0.75, "brier": 0.10, "ece": 0.02, "ks": None, "extra": 2.0})
+    assert [(r["metric"], r["better"]) for r in rows] == [("auc", "this"), ("brier", "other"), ("ece", "same"),
+                                                          ("extra", "other")]
+    assert rows[0]["difference"] == pytest.approx(0.05) and rows[1]["difference"] == pytest.approx(0.02)

@@ -8,16 +8,22 @@ from typing import Any
 
 import numpy as np
 
+from keel.evaluation.bootstrap import bootstrap_difference, bootstrap_intervals
+from keel.evaluation.metrics import binary_metrics
 from keel.explain.contributions import Contributions
 from keel.explain.importance import Dependence, Importance
 from keel.explain.reasons import display_value, reason_frequency, top_reasons
 from keel.features.cleaning import CleaningSummary
 from keel.models.artifact import KeelModel
+from keel.reports.model_card import compare_metrics
 from keel.spec import ProjectSpec
 from keel.training.trainer import TrainingOutcome
 
 DEPENDENCE_FEATURES = 4
 EXAMPLES = 4
+BOOTSTRAP_ROUNDS = 1000
+INTERVAL_LEVEL = 0.95
+INTERVAL_METRICS = ("auc", "gini", "ks", "average_precision", "brier")
 
 
 def card_dir(project_dir: Path, name: str, version: int) -> Path:
@@ -44,12 +50,21 @@ def build_card(
     reasons: dict[str, Any],
     lifecycle: dict[str, Any],
     daily: list[dict[str, Any]] | None = None,
+    intervals: dict[str, Any] | None = None,
+    baseline: dict[str, Any] | None = None,
+    champion: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The model card as a JSON-ready dict; ``run`` holds name, version, run id, times and URIs.
 
     ``explanations``, ``reasons`` and ``lifecycle`` are the sections built by
     :func:`explanations_section`, :func:`reasons_section` and
-    :func:`keel.lifecycle.card_refresh.lifecycle_section`.
+    :func:`keel.lifecycle.card_refresh.lifecycle_section`; ``intervals`` and ``baseline`` those
+    of :func:`intervals_section` and :func:`baseline_section`. ``champion``, when given, is the
+    current champion scored on the same test rows: ``{"version", "test": {metric: value}}``
+    and optionally ``"family"``, ``"note"`` and ``"difference"`` (this version minus the
+    champion, ``{metric: {"value", "low", "high"}}``, e.g. from
+    :func:`keel.evaluation.bootstrap.bootstrap_difference`); the card then also holds
+    ``comparison``, one row per common test metric.
     """
     contract = [
         {"column": name, **rule.model_dump(exclude_none=False)} for name, rule in spec.contract.columns.items()
@@ -57,6 +72,7 @@ def build_card(
     return {
         "title": f"Model card: {spec.project}",
         **run,
+        "description": spec.description,
         "purpose": spec.model_card.purpose,
         "intended_use": spec.model_card.intended_use,
         "owner": spec.model_card.owner,
@@ -86,6 +102,10 @@ def build_card(
         },
         "tuning": outcome.tuning_summary(spec.tuning.metric),
         "metrics": metrics,
+        "intervals": intervals,
+        "baseline": baseline,
+        "champion": champion,
+        "comparison": compare_metrics(metrics["test"], champion.get("test") or {}) if champion else None,
         "daily": {
             "rows": daily or [],
             "precision_at_k": spec.evaluation.precision_at_k.model_dump() if spec.evaluation.precision_at_k else None,
@@ -102,6 +122,44 @@ def build_card(
         "reasons": reasons,
         "lifecycle": lifecycle,
         "environment": environment,
+    }
+
+
+def intervals_section(y: np.ndarray, p: np.ndarray, *, seed: int, rounds: int = BOOTSTRAP_ROUNDS,
+                      level: float = INTERVAL_LEVEL) -> dict[str, Any]:
+    """The test metrics with their stratified percentile-bootstrap intervals (:mod:`keel.evaluation.bootstrap`)."""
+    return {
+        "method": "stratified percentile bootstrap", "level": level, "rounds": rounds, "seed": seed,
+        "rows": int(len(y)),
+        "metrics": bootstrap_intervals(y, p, metrics=INTERVAL_METRICS, rounds=rounds, seed=seed, level=level),
+    }
+
+
+def baseline_section(outcome: TrainingOutcome, p_test: np.ndarray, *, metric: str, seed: int,
+                     rounds: int = BOOTSTRAP_ROUNDS, level: float = INTERVAL_LEVEL) -> dict[str, Any] | None:
+    """The logistic baseline on the test rows, when the run tuned it beside another family (else None).
+
+    The baseline is the logistic family's best trial as tuning left it: fitted on the same
+    training rows (refit there after fold-wise tuning), so scoring it on the test rows needs
+    no refit. ``difference`` is the chosen model minus the baseline, each metric's interval
+    from a paired bootstrap (both models on the same resamples of ``p_test``'s rows).
+    """
+    result = outcome.results.get("logistic")
+    if result is None or len(outcome.results) < 2:
+        return None
+    y = outcome.y_test
+    p_base = result.model.probability(outcome.X_test)
+    settings = {"metrics": INTERVAL_METRICS, "rounds": rounds, "seed": seed, "level": level}
+    return {
+        "family": "logistic",
+        "chosen": outcome.family == "logistic",
+        "params": dict(result.best_params),
+        "note": ("The logistic family's best tuning trial, fitted on the same training rows as the chosen "
+                 "model and scored on the same test rows."),
+        "validation": {metric: result.best_value},
+        "test": binary_metrics(y, p_base),
+        "intervals": bootstrap_intervals(y, p_base, **settings),
+        "difference": bootstrap_difference(y, p_test, p_base, **settings),
     }
 
 

@@ -34,9 +34,11 @@ from keel.io.tables import LoadedTable, read_table
 from keel.io.times import as_of_time, naive_utc
 from keel.lifecycle.card import (
     DEPENDENCE_FEATURES,
+    baseline_section,
     build_card,
     card_dir,
     explanations_section,
+    intervals_section,
     reasons_section,
 )
 from keel.lifecycle.card_refresh import lifecycle_section
@@ -137,9 +139,14 @@ def _write_card(
     spec: ProjectSpec, data: PreparedData, outcome: TrainingOutcome, metrics: dict[str, dict[str, float]],
     p_test: np.ndarray, curve: list[dict[str, Any]], fairness: list[dict[str, Any]], gates: list[dict[str, Any]],
     lifecycle: dict[str, Any], *, run: dict[str, Any], environment: dict[str, str], folder: Path,
-    daily: list[dict[str, Any]],
+    daily: list[dict[str, Any]], champion: dict[str, Any] | None = None,
 ) -> tuple[Path, Path]:
-    """Explain the test rows once, build the card (with its lifecycle so far) and write it into ``folder``."""
+    """Explain the test rows once, build the card (with its lifecycle so far) and write it into ``folder``.
+
+    The card also gets the test metrics' bootstrap intervals, the logistic baseline on the test
+    rows (when both families were tuned) and, when given, the ``champion`` on the same rows
+    (see :func:`build_card`).
+    """
     from keel.reports.model_card import draw_plots, write_model_card
 
     model, X_test = outcome.model, outcome.X_test
@@ -157,6 +164,9 @@ def _write_card(
         explanations=explanations_section(model, ranking, dependences, rows=len(X_test)),
         reasons=reasons_section(spec, model, contributions, X_test, p_test, row_ids),
         lifecycle=lifecycle,
+        intervals=intervals_section(outcome.y_test, p_test, seed=spec.seed),
+        baseline=baseline_section(outcome, p_test, metric=spec.tuning.metric, seed=spec.seed),
+        champion=champion,
     )
     return write_model_card(card, draw_plots(card, outcome.y_test, p_test, dependences), folder)
 

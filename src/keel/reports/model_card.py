@@ -6,6 +6,12 @@ purpose, limitations, column descriptions, reason texts, approval notes) is HTML
 by Jinja's autoescape. The plots are drawn once, from the test rows, and kept beside the
 card (``plots.json``), so the page can be rendered again later (with a newer approval
 history) from the stored files alone.
+
+The page opens with a decision summary: the lifecycle state, every gate and fairness
+bound (failing ones first), the test AUC with its bootstrap interval, the comparison with
+the logistic baseline (and with the champion, when the card holds one) and any approval
+conditions. Tables longer than :data:`LONG_TABLE_ROWS` rows (and the tuning trials) are
+collapsed in ``<details>``.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from keel.explain.importance import Dependence
 from keel.io.files import write_text_atomic
 from keel.reports import plots
 
-__all__ = ["draw_plots", "read_model_card", "render_model_card", "write_model_card"]
+__all__ = ["compare_metrics", "draw_plots", "read_model_card", "render_model_card", "write_model_card"]
 
 HTML_NAME = "model_card.html"
 JSON_NAME = "model_card.json"
@@ -36,6 +42,9 @@ DASH = "—"
 # Metrics in the order a reviewer expects them; any others follow alphabetically.
 _METRIC_ORDER = ("n", "positive_rate", "auc", "gini", "ks", "average_precision", "brier", "log_loss", "ece")
 _LOWER_IS_BETTER = frozenset({"brier", "log_loss", "ece"})
+_COMPARED = tuple(name for name in _METRIC_ORDER if name not in ("n", "positive_rate"))
+_RESULT_ORDER = {"fail": 0, "not evaluated": 1, "pass": 2}
+LONG_TABLE_ROWS = 15
 
 
 def _missing(value: object) -> bool:
@@ -70,6 +79,14 @@ def num(value: object, digits: int = 4) -> str:
         return f"{int(value):,}"
     number = float(value)
     return str(number) if not math.isfinite(number) else f"{number:.{digits}f}"
+
+
+def signed(value: object, digits: int = 4) -> str:
+    """Display a difference with its sign: ``+0.0164``, ``-0.0020``."""
+    if _missing(value) or isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return num(value, digits)
+    number = float(value)
+    return str(number) if not math.isfinite(number) else f"{number:+.{digits}f}"
 
 
 def integer(value: object) -> str:
@@ -153,6 +170,135 @@ def _history_rows(lifecycle: Mapping[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def _real(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(float(value))
+
+
+def compare_metrics(this: Mapping[str, Any], other: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One row per metric both sides have: this value, the other, this minus the other, and which is better."""
+    rows = []
+    names = [name for name in _COMPARED if name in this and name in other]
+    for name in names + sorted(set(this) & set(other) - set(_METRIC_ORDER)):
+        a, b = this.get(name), other.get(name)
+        if not (_real(a) and _real(b)):
+            continue
+        difference = float(a) - float(b)
+        better = "same" if difference == 0 else (
+            "this" if (difference < 0) == (name in _LOWER_IS_BETTER) else "other")
+        rows.append({"metric": name, "this": float(a), "other": float(b), "difference": difference,
+                     "better": better})
+    return rows
+
+
+def _interval(value: object) -> dict[str, float] | None:
+    """A ``{"value", "low", "high"}`` interval, or None when the card has none."""
+    value = _mapping(value)
+    return dict(value) if all(_real(value.get(key)) for key in ("value", "low", "high")) else None
+
+
+def _rule(name: object) -> str:
+    text = str(name)
+    return ">=" if text.startswith("min_") else "<=" if text.startswith("max_") else ""
+
+
+def _verdict(gates: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
+    """The one-line gate verdict of the summary and its css class."""
+    failed = sum(gate["status"] == "fail" for gate in gates)
+    unknown = sum(gate["status"] == "not evaluated" for gate in gates)
+    if not gates:
+        return "No gates were recorded for this version.", "not-evaluated"
+    if failed or unknown:
+        parts = [f"{failed} of {len(gates)} gates fail"] if failed else []
+        parts += [f"{unknown} not evaluated"] if unknown else []
+        return f"{' and '.join(parts)}: approval is blocked.", "fail"
+    return ("The one gate passes." if len(gates) == 1 else f"All {len(gates)} gates pass."), "pass"
+
+
+def _with_differences(rows: list[dict[str, Any]], differences: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Comparison rows with the difference's interval; one that holds 0 makes neither side better."""
+    out = []
+    for row in rows:
+        interval = _interval(differences.get(row["metric"]))
+        unclear = interval is not None and interval["low"] <= 0 <= interval["high"] and row["better"] != "same"
+        out.append({**row, "interval": interval, "better": "unclear" if unclear else row["better"]})
+    return out
+
+
+def _unbounded_fairness(card: Mapping[str, Any], gates: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Each protected attribute's fairness measures that no gate bounds, as rows for the summary's table."""
+    bounded = {str(gate.get("name")) for gate in gates}
+    rows = []
+    for entry in _sequence(card.get("fairness")):
+        entry = _mapping(entry)
+        for bound, measure in (("min_adverse_impact_ratio", "adverse_impact_ratio"),
+                               ("max_equal_opportunity_difference", "equal_opportunity_difference")):
+            if f"{bound}[{entry.get('attribute')}]" not in bounded:
+                rows.append({"name": f"{measure}[{entry.get('attribute')}]", "value": entry.get(measure),
+                             "threshold": None, "rule": "", "status": "no bound", "css": "no-bound"})
+    return rows
+
+
+def _baseline_view(card: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The chosen model against the logistic baseline: on the test rows when the card has them, else validation."""
+    baseline, tuning = _mapping(card.get("baseline")), _mapping(card.get("tuning"))
+    test = _mapping(_mapping(card.get("metrics")).get("test"))
+    if _mapping(baseline.get("test")):
+        rows = _with_differences(compare_metrics(test, _mapping(baseline.get("test"))),
+                                 _mapping(baseline.get("difference")))
+        return {"source": "test", "chosen": bool(baseline.get("chosen")), "rows": rows,
+                "headline": next((row for row in rows if row["metric"] == "auc"), None),
+                "note": baseline.get("note"), "params": baseline.get("params")}
+    best, chosen = _mapping(tuning.get("best")), tuning.get("chosen_family")
+    if "logistic" in best and len(best) > 1 and chosen in best:
+        metric = str(tuning.get("metric") or "")
+        rows = compare_metrics({metric: best[chosen]}, {metric: best["logistic"]})
+        return {"source": "validation", "chosen": chosen == "logistic", "rows": rows, "metric": metric,
+                "headline": rows[0] if rows else None, "note": None, "params": None}
+    return None
+
+
+def _conditions(history: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Every approval in the history that came with conditions, oldest first."""
+    rows = []
+    for entry in history:
+        conditions = _mapping(entry.get("after")).get("conditions")
+        if entry.get("action") == "approve" and not _missing(conditions) and conditions != []:
+            rows.append({"conditions": conditions, "actor": entry.get("actor"), "role": entry.get("role"),
+                         "when": entry.get("when"), "note": entry.get("note"), "version": entry.get("version")})
+    return rows
+
+
+def _summary(card: Mapping[str, Any], gates: list[dict[str, Any]], history: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the decision summary at the top of the card shows."""
+    ordered = sorted(gates, key=lambda gate: _RESULT_ORDER.get(gate["status"], 1))
+    verdict, css = _verdict(gates)
+    intervals = _mapping(card.get("intervals"))
+    measured = _mapping(intervals.get("metrics"))
+    names = [name for name in _COMPARED if name in measured] + sorted(set(measured) - set(_COMPARED))
+    tuning = _mapping(card.get("tuning"))
+    champion = _mapping(card.get("champion"))
+    test = _mapping(_mapping(card.get("metrics")).get("test"))
+    champion_rows = None
+    if champion:
+        stored = [_mapping(row) for row in _sequence(card.get("comparison"))]
+        champion_rows = _with_differences(
+            [dict(row) for row in stored] if stored else compare_metrics(test, _mapping(champion.get("test"))),
+            _mapping(champion.get("difference")))
+    return {
+        "gates": [{**gate, "rule": _rule(gate.get("name"))} for gate in ordered] + _unbounded_fairness(card, gates),
+        "verdict": verdict, "verdict_css": css,
+        "auc": _interval(measured.get("auc")),
+        "level": f"{float(intervals['level']) * 100:g}%" if _real(intervals.get("level")) else "95%",
+        "interval_rows": [{"name": name, **interval} for name in names if (interval := _interval(measured[name]))],
+        "baseline": _baseline_view(card),
+        "families": sorted(str(family) for family in _mapping(tuning.get("best"))),
+        "champion": champion or None,
+        "champion_rows": champion_rows,
+        "champion_auc": next((row for row in champion_rows or [] if row["metric"] == "auc"), None),
+        "conditions": _conditions(history),
+    }
+
+
 def _view(card: Mapping[str, Any]) -> dict[str, Any]:
     """Tables and derived values the template would otherwise compute."""
     data = _mapping(card.get("data"))
@@ -160,8 +306,12 @@ def _view(card: Mapping[str, Any]) -> dict[str, Any]:
     tuning = _mapping(card.get("tuning"))
     tracking_uri = card.get("tracking_uri")
     texts = [_mapping(row) for row in _sequence(_mapping(card.get("reasons")).get("texts"))]
+    history = _history_rows(_mapping(card.get("lifecycle")))
+    gates = _gate_rows(_sequence(card.get("gates")))
     return {
-        "history": _history_rows(_mapping(card.get("lifecycle"))),
+        "summary": _summary(card, gates, history),
+        "long_rows": LONG_TABLE_ROWS,
+        "history": history,
         "as_of": _utc(_mapping(card.get("lifecycle")).get("as_of")),
         "texts_not_in_spec": [row.get("feature") for row in texts if row.get("source") != "spec"],
         "metric_rows": _metric_rows(_mapping(card.get("metrics"))),
@@ -169,7 +319,7 @@ def _view(card: Mapping[str, Any]) -> dict[str, Any]:
         "best": sorted(_mapping(tuning.get("best")).items(), key=lambda item: str(item[0])),
         "params": sorted(_mapping(method.get("params")).items(), key=lambda item: str(item[0])),
         "recodings": _recodings(_mapping(data.get("recoded"))),
-        "gates": _gate_rows(_sequence(card.get("gates"))),
+        "gates": gates,
         "environment": sorted(_mapping(card.get("environment")).items(), key=lambda item: str(item[0]).lower()),
         "mlflow_command": (
             f"mlflow ui --backend-store-uri {shlex.quote(str(tracking_uri))}" if not _missing(tracking_uri) else None
@@ -214,7 +364,7 @@ def _environment() -> Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-    env.filters.update(show=show, num=num, integer=integer)
+    env.filters.update(show=show, num=num, integer=integer, signed=signed)
     return env
 
 
