@@ -44,7 +44,8 @@ def _chromium() -> str:
 def site(loans_project: Path) -> Iterator[tuple[str, People]]:
     """`keel server`'s app on a loopback port over the loans project: v1 by ana, v2 by mia (developer+validator)."""
     raw = yaml.safe_load(loans_project.read_text())
-    raw.update(tuning={"trials": 1}, models={"families": ["logistic"]}, model_card={"purpose": PAYLOAD})
+    raw.update(tuning={"trials": 1}, models={"families": ["logistic"]}, description=PAYLOAD,
+               model_card={"purpose": PAYLOAD})
     loans_project.write_text(yaml.safe_dump(raw))
     project_dir = loans_project.parent / ".keel"
     people = enrol(project_dir)
@@ -112,6 +113,8 @@ def test_review_approve_with_conditions_promote_and_audit_in_a_browser(site: tup
             page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
             _not_blank(shots / f"{name}.png")
 
+        page.goto(f"{base}/console/login")
+        shoot("login")
         sign_in("mia")  # a validator who also wrote v2
         shoot("models")
         assert page.locator("text=validated").count() >= 2
