@@ -125,3 +125,20 @@ def test_audit_export_and_filters(console: tuple[TestClient, People]) -> None:
     assert as_csv.headers["content-type"].startswith("text/csv") and "register" in as_csv.text
     page = client.get("/console/audit").text
     assert "Chain verified" in page and "Latest signed checkpoint: row" in page
+
+
+def test_a_validator_changes_the_policy_in_the_console_and_it_is_audited(console: tuple[TestClient, People]) -> None:
+    client, people = console
+    csrf = _sign_in(client, "vera")
+    done = client.post("/console/policy", follow_redirects=False, data={
+        "csrf": csrf, "thresholds": "min_auc=0.75, min_adverse_impact_ratio=0.8", "auto_promote": "loans",
+        "note": "MRM-2026-12"})
+    assert done.status_code == 303
+    page = client.get("/console/policy").text
+    assert "version 1" in page and "min_adverse_impact_ratio" in page and "MRM-2026-12" in page
+    policy = people.service.governance.policy()
+    assert policy.thresholds == {"min_auc": 0.75, "min_adverse_impact_ratio": 0.8} and policy.auto_promote == ("loans",)
+    bad = client.post("/console/policy", data={"csrf": csrf, "thresholds": "min_auc=high", "note": "x"})
+    assert bad.status_code == 422 and "NAME=NUMBER" in bad.text
+    version = client.get("/console/models/loans/versions/1").text  # judged again under the new floors
+    assert "min_adverse_impact_ratio[no protected attribute]" in version and "FAIL" in version

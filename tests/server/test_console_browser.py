@@ -54,6 +54,7 @@ def site(loans_project: Path) -> Iterator[tuple[str, People]]:
     spec = load_spec(loans_project)
     run_project(spec, project_dir=project_dir, principal=people.dev)
     run_project(spec, project_dir=project_dir, principal=mia, with_card=False)
+    _monitored(project_dir, people)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(create_governance_app(people.service), host="127.0.0.1", port=port,
                                            log_level="warning"))
@@ -68,6 +69,34 @@ def site(loans_project: Path) -> Iterator[tuple[str, People]]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def _monitored(project_dir: Path, people: People) -> None:
+    """A real `keel monitor` result for loans v1: three weeks of applications, incomes 40% lower in the third."""
+    import json
+
+    import numpy as np
+    import pandas as pd
+    from factories import make_loans
+
+    from keel.monitoring.monitor import monitor
+    from keel.spec import MonitoringSpec
+
+    model, _ = people.service.governance.registry.load_model("loans", 1)
+    start, frames = pd.Timestamp("2026-01-05"), []
+    for week in range(3):
+        rows = make_loans(600, seed=week)
+        if week == 2:
+            rows["income"] = (rows["income"] * 0.6).round(0)
+        rows["time"] = start + pd.Timedelta(weeks=week) + pd.to_timedelta(np.arange(600) * 1000, unit="s")
+        frames.append(rows)
+    events = pd.concat(frames, ignore_index=True)
+    events = events.assign(probability=model.predict_proba(events), version=1,
+                           label=events.pop("defaulted").astype(float), label_time=pd.NaT)
+    report = monitor(events, model, MonitoringSpec(window="week"), name="loans", as_of=start + pd.Timedelta(weeks=3))
+    latest = project_dir / "monitoring" / "loans" / "latest.json"
+    latest.parent.mkdir(parents=True)
+    latest.write_text(json.dumps(report.to_dict(), default=str))
 
 
 def _not_blank(path: Path) -> None:
@@ -162,6 +191,9 @@ def test_review_approve_with_conditions_promote_and_audit_in_a_browser(site: tup
         for name in ("policy", "monitoring", "me"):
             page.goto(f"{base}/console/{name}")
             shoot(name)
+            if name == "monitoring":
+                shown = page.locator("main").inner_text()
+                assert "alert" in shown and "income" in shown and "estimated AUC" in shown
         browser.close()
 
     assert outside == [] and dialogs == []
