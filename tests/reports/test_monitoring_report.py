@@ -5,15 +5,14 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from browsers import chromium
 from factories import loans_spec, make_loans
 
 from keel.monitoring.monitor import monitor
@@ -184,16 +183,6 @@ def test_render_refuses_what_is_not_a_report() -> None:
         render_monitoring_report([1, 2])  # type: ignore[arg-type]
 
 
-def _chromium() -> str:
-    """Debian's chromium; a skip where it is missing, but a failure under CI (.ci/run installs it)."""
-    path = shutil.which("chromium")
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI must run the browser tests, but there is no chromium on PATH", pytrace=False)
-        pytest.skip("no chromium on PATH")
-    return path
-
-
 def _screenshot(chromium: str, page: Path, shot: Path, profile: Path) -> object:
     from PIL import Image
 
@@ -215,7 +204,7 @@ def test_monitoring_report_renders_its_plots_in_a_real_browser(report: dict, htm
     """
     from PIL import Image, ImageChops, ImageStat
 
-    chromium = _chromium()
+    binary = chromium()
     drawn = monitoring_plots(report)
     markers = dict(zip(PLOT_ALTS, [(255, 0, 255), (0, 255, 255), (0, 255, 0), (0, 0, 255)]))
     solid = html
@@ -227,8 +216,8 @@ def test_monitoring_report_renders_its_plots_in_a_real_browser(report: dict, htm
         solid = solid.replace(uri, "data:image/png;base64," + base64.b64encode(block.getvalue()).decode("ascii"))
     (tmp_path / "real.html").write_text(html, encoding="utf-8")
     (tmp_path / "blocks.html").write_text(solid, encoding="utf-8")
-    real = _screenshot(chromium, tmp_path / "real.html", tmp_path / "real.png", tmp_path / "profile-real")
-    blocks = _screenshot(chromium, tmp_path / "blocks.html", tmp_path / "blocks.png", tmp_path / "profile-blocks")
+    real = _screenshot(binary, tmp_path / "real.html", tmp_path / "real.png", tmp_path / "profile-real")
+    blocks = _screenshot(binary, tmp_path / "blocks.html", tmp_path / "blocks.png", tmp_path / "profile-blocks")
 
     assert real.size == blocks.size == (1000, 2600)
     colors = {color for _, color in real.getcolors(maxcolors=1_000_000)}

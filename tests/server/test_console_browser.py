@@ -8,8 +8,6 @@ is saved (under the test's tmp folder) and checked not blank.
 
 from __future__ import annotations
 
-import os
-import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -17,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from browsers import chromium
 import uvicorn
 import yaml
 from people import PASSWORD, People, enrol
@@ -28,16 +27,6 @@ from keel.spec import load_spec
 
 pytestmark = pytest.mark.slow
 PAYLOAD = "<script>alert('owned')</script>"
-
-
-def _chromium() -> str:
-    """Debian's chromium; a skip where it is missing, but a failure under CI (.ci/run installs it)."""
-    path = shutil.which("chromium")
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI must run the browser tests, but there is no chromium on PATH", pytrace=False)
-        pytest.skip("no chromium on PATH (apt-get install -y chromium)")
-    return path
 
 
 @pytest.fixture()
@@ -115,7 +104,7 @@ def test_review_approve_with_conditions_promote_and_audit_in_a_browser(site: tup
     shots, outside, dialogs = tmp_path / "screens", [], []
     shots.mkdir()
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=_chromium(),
+        browser = playwright.chromium.launch(executable_path=chromium(),
                                              args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
         context = browser.new_context(viewport={"width": 1200, "height": 900})
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import socket
 import threading
 import time
@@ -14,6 +12,7 @@ from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
 import pytest
+from browsers import chromium
 import uvicorn
 from factories import loans_spec, make_loans
 from fastapi import FastAPI
@@ -124,17 +123,6 @@ def test_local_docs_follow_the_root_path_and_refuse_an_app_with_cdn_docs() -> No
         mount_local_docs(FastAPI(docs_url=None, redoc_url=None, openapi_url=None), title="x")
 
 
-def _chromium() -> str:
-    """Debian's chromium; a skip where it is missing, but a failure under CI (.ci/run installs it)."""
-    path = shutil.which("chromium") or ("/usr/bin/chromium" if os.access("/usr/bin/chromium", os.X_OK) else None)
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI must render /docs in a browser, but there is no chromium (apt-get install -y chromium)",
-                        pytrace=False)
-        pytest.skip("no chromium on PATH: apt-get install -y chromium")
-    return path
-
-
 @pytest.fixture
 def served(engine: ScoringEngine) -> Iterator[str]:
     """The scoring app in uvicorn on a free loopback port, in a thread; yields its base URL."""
@@ -157,7 +145,7 @@ def served(engine: ScoringEngine) -> Iterator[str]:
 
 
 def test_docs_render_the_operations_in_a_browser_with_the_network_off(served: str, tmp_path: Path) -> None:
-    chromium = _chromium()
+    binary = chromium()
     from playwright.sync_api import Route, sync_playwright
     from playwright.sync_api import TimeoutError as Timeout
 
@@ -176,7 +164,7 @@ def test_docs_render_the_operations_in_a_browser_with_the_network_off(served: st
     with sync_playwright() as p:
         # A proxy that answers nothing stands for a network that is off (Chromium never proxies loopback),
         # and page.route below refuses and records whatever the page asks of another host.
-        browser = p.chromium.launch(executable_path=chromium, args=[
+        browser = p.chromium.launch(executable_path=binary, args=[
             "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
             "--no-first-run", "--disable-sync", "--proxy-server=http://127.0.0.1:9"])
         try:
