@@ -387,8 +387,9 @@ class RegistrySpec(_Strict):
     tracking_uri: str | None = None
     governance_uri: str | None = None
     checkpoints: str | None = None  # where signed audit heads go (a folder or object-store URL)
-    experiment: str | None = None
-    model_name: str | None = None
+    # each names a folder under the project (artifacts/, cards/): a plain name, never a path
+    experiment: str | None = Field(default=None, pattern=r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
+    model_name: str | None = Field(default=None, pattern=r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
 
 
 class AlertsSpec(_Strict):

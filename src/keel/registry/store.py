@@ -74,7 +74,13 @@ class Registry:
         found = self._client.get_experiment_by_name(name)
         if found is not None:
             return found.experiment_id
-        location = (self.artifact_root / name).as_uri() if self.artifact_root else None
+        location = None
+        if self.artifact_root is not None:
+            folder = (self.artifact_root / name).resolve()
+            if not folder.is_relative_to(self.artifact_root.resolve()) or folder == self.artifact_root.resolve():
+                raise RegistryError(f"experiment '{name}' would keep its artifacts at {folder}, outside the project's "
+                                    f"{self.artifact_root}; name it with letters, digits, '.', '_' and '-' only")
+            location = folder.as_uri()
         try:
             return self._client.create_experiment(name, artifact_location=location)
         except MlflowException:  # created meanwhile by another process
