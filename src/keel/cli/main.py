@@ -454,7 +454,8 @@ def serve(
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
     max_batch: Annotated[int, typer.Option(min=1, help="Most records in one batch request.")] = 1000,
-    allowed_host: Annotated[Optional[list[str]], typer.Option(help="Host header allowed (repeat); default any.")] = None,
+    allowed_host: Annotated[Optional[list[str]], typer.Option(
+        help="Host header allowed (repeat) [default: the bind address; any when bound to 0.0.0.0].")] = None,
     watch_seconds: Annotated[float, typer.Option(min=0, help="Check the aliases this often; 0: reload by admin call only.")] = 5.0,
     shadow_alias: Annotated[str, typer.Option(help="'challenger' (the audit log's) is scored in the shadow; '' for none.")] = "challenger",
     drain_seconds: Annotated[float, typer.Option(min=0, help="After SIGTERM, /readyz is 503 this long before stopping.")] = 5.0,
@@ -473,7 +474,7 @@ def serve(
     import uvicorn
 
     from keel.features.stores import open_store
-    from keel.serving.server import ServeSettings
+    from keel.serving.server import ServeSettings, default_allowed_hosts
 
     _quiet_libraries()
     with _keel_errors():
@@ -482,7 +483,7 @@ def serve(
             raise typer.BadParameter("give --model or --spec", param_hint="--model")
         registry_spec = _load(spec).registry if spec else None
         ServeSettings(str(folder.resolve()), uri, model or name or "", max_batch=max_batch,
-                      allowed_hosts=allowed_host or [],
+                      allowed_hosts=allowed_host or default_allowed_hosts(host),
                       governance_uri=registry_spec.governance_uri if registry_spec else None,
                       checkpoints=registry_spec.checkpoints if registry_spec else None,
                       watch_seconds=watch_seconds, shadow_alias=shadow_alias or None, drain_seconds=drain_seconds,

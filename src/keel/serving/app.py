@@ -247,6 +247,10 @@ class ScoringRoutes:
         if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in (SCORE_ONE, SCORE_BATCH):
             await self.app(scope, receive, send)
             return
+        media = dict(scope.get("headers") or []).get(b"content-type", b"").split(b";")[0].strip().lower()
+        if media != b"application/json":  # a cross-site form can send text/plain or a form, never JSON
+            await answer(send, 415, "scoring takes Content-Type: application/json")
+            return
         chunks = []
         try:
             while True:

@@ -64,6 +64,16 @@ class ServeSettings:
         os.environ[_ENV] = json.dumps(asdict(self))
 
 
+def default_allowed_hosts(bind: str) -> list[str]:
+    """The Host headers a server bound to ``bind`` answers when none are configured: the bind address itself
+    (and its loopback names); bound to every address, any host (name them with --allowed-host)."""
+    if bind in ("0.0.0.0", "::", ""):
+        return []
+    if bind in ("127.0.0.1", "localhost", "::1"):
+        return ["127.0.0.1", "localhost"]
+    return [bind]
+
+
 def app_from_environment() -> FastAPI:
     """The uvicorn factory: load and verify the alias's version, then build the app around it."""
     settings = ServeSettings(**json.loads(os.environ[_ENV]))
