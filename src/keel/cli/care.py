@@ -131,15 +131,17 @@ def monitor(
                              protected=project.protected if project else [],
                              fairness=project.fairness if project else None)
         latest = folder / "monitoring" / name / "latest.json"
-        previous = json.loads(latest.read_text())["as_of"] if latest.is_file() else None
-        new = report.alerts_since(as_of_time(since) if since else as_of_time(previous) if previous else None)
+        previous = _seen_through(latest)
+        through = report.judged_through()  # never a future --as-of: the close of the newest window with data
+        new = report.alerts_since(as_of_time(since) if since else previous)
         target = out_dir or folder / "monitoring" / name / pd.Timestamp(report.as_of).strftime("%Y-%m-%dT%H%M%S")
         written = report.to_dict()
         html, _ = write_monitoring_report(written, target)
         lines = alert_lines(new, model=name, as_of=report.as_of)
         write_text_atomic(target / "alerts.jsonl", "".join(line + "\n" for line in lines))
-        if alias == "champion" and (previous is None or as_of_time(report.as_of) >= as_of_time(previous)):
-            write_text_atomic(latest, json.dumps(written, default=str))  # what /metrics shows
+        if alias == "champion" and through is not None and (previous is None or through >= previous):
+            # what /metrics shows, and how far the next run's news starts: the data judged, never a future --as-of
+            write_text_atomic(latest, json.dumps({**written, "judged_through": str(through)}, default=str))
         undelivered = send_webhook(new, project.monitoring.alerts, model=name,
                                    as_of=report.as_of) if project else None
     if as_json:
@@ -160,6 +162,17 @@ def monitor(
         except typer.Exit:  # the retrain's error is printed; the alert stays the exit code
             pass
     raise typer.Exit(ALERT_EXIT)
+
+
+def _seen_through(latest: Path) -> Any:
+    """How far the previous run judged (``judged_through``; older files: their as-of time), or None."""
+    from keel.io.times import as_of_time
+
+    if not latest.is_file():
+        return None
+    stored = json.loads(latest.read_text())
+    seen = stored.get("judged_through") or stored.get("as_of")
+    return as_of_time(seen) if seen else None
 
 
 @app.command()

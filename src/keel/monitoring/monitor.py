@@ -96,6 +96,11 @@ class MonitorReport:
         """Every alert of every window, oldest window first."""
         return [a for w in self.windows for a in w.alerts]
 
+    def judged_through(self) -> pd.Timestamp | None:
+        """When the newest judged window (closed, with rows) closes: how far this pass has seen; None if none."""
+        closes = [_closes(w) for w in self.windows if w.complete and w.rows]
+        return max(closes) if closes else None
+
     def alerts_since(self, since: pd.Timestamp | None) -> list[Alert]:
         """The alerts of windows that closed after ``since`` (the previous run's as-of time): what is news."""
         if since is None:
