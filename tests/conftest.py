@@ -150,8 +150,12 @@ def saved_model(tmp_path_factory: pytest.TempPathFactory, mlflow_template: Path)
 
 
 @pytest.fixture
-def webhook() -> Iterator[tuple[str, list[dict]]]:
-    """An HTTP endpoint on loopback that records the JSON bodies POSTed to it: (url, bodies)."""
+def webhook(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, list[dict]]]:
+    """An HTTP endpoint on loopback that records the JSON bodies POSTed to it: (url, bodies).
+
+    Loopback is refused for webhooks unless the operator allows it: the test is the operator here.
+    """
+    monkeypatch.setenv("KEEL_WEBHOOK_HOSTS", "127.0.0.1")
     received: list[dict] = []
 
     class Handler(http.server.BaseHTTPRequestHandler):

@@ -4,11 +4,19 @@ The webhook receives one POST per pass that raised alerts: ``{"model", "as_of", 
 [...]}`` as JSON. The host is checked against the spec's allow-list again at send time (the
 spec already refuses a webhook outside it), redirects are not followed, and a failure to
 deliver is reported, never raised: the alerts still reach the output and the exit code.
+
+The spec is written by the model's author, so it cannot open the way to this machine's own
+services: a host that resolves to a loopback, link-local (cloud metadata), unspecified,
+multicast or reserved address is refused unless the operator names it in
+``KEEL_WEBHOOK_HOSTS`` (comma separated); when that variable is set, it is the allow-list.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import os
+import socket
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -29,6 +37,26 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None  # a redirect could lead off the allow-list
 
 
+OPERATOR_HOSTS = "KEEL_WEBHOOK_HOSTS"
+
+
+def operator_refusal(host: str, port: int | None) -> str | None:
+    """Why the operator's rules refuse sending to ``host`` (None when allowed); see the module docstring."""
+    allowed = [h.strip() for h in os.environ.get(OPERATOR_HOSTS, "").split(",") if h.strip()]
+    if allowed:
+        return None if host in allowed else f"webhook host '{host}' is not in {OPERATOR_HOSTS} {allowed}"
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, port or 443, proto=socket.IPPROTO_TCP)}
+    except OSError as error:
+        return f"the webhook host '{host}' does not resolve: {error}"
+    for address in sorted(addresses):
+        ip = ipaddress.ip_address(address.split("%")[0])
+        if ip.is_loopback or ip.is_link_local or ip.is_unspecified or ip.is_multicast or ip.is_reserved:
+            return (f"webhook host '{host}' resolves to {ip}, an address of this machine or its network's metadata "
+                    f"services; only the operator can allow it ({OPERATOR_HOSTS}={host})")
+    return None
+
+
 def send_webhook(alerts: list[Alert], settings: AlertsSpec, *, model: str, as_of: str) -> str | None:
     """POST the alerts to the configured webhook; None when delivered (or none configured), else why not."""
     if not alerts or settings.webhook is None:
@@ -36,6 +64,9 @@ def send_webhook(alerts: list[Alert], settings: AlertsSpec, *, model: str, as_of
     host = urllib.parse.urlsplit(settings.webhook).hostname or ""
     if host not in settings.allowed_hosts:
         raise SpecError(f"webhook host '{host}' is not in alerts.allowed_hosts {settings.allowed_hosts}")
+    refused = operator_refusal(host, urllib.parse.urlsplit(settings.webhook).port)
+    if refused:
+        return refused
     body = json.dumps({"model": model, "as_of": as_of, "alerts": [a.to_dict() for a in alerts]}).encode()
     request = urllib.request.Request(settings.webhook, data=body, method="POST",
                                      headers={"Content-Type": "application/json", "User-Agent": "keel-monitor"})
