@@ -65,6 +65,7 @@ class DataSpec(_Strict):
     duplicates: Literal["keep", "drop", "error"] = "error"
     recode: dict[str, dict[Scalar, Scalar]] = Field(default_factory=dict)
     until: dt.datetime | None = None  # only rows with time_column before this are read (keel retrain --as-of)
+    max_columns: int = Field(default=10_000, ge=1)  # a wider table is refused before its rows are parsed
 
     @model_validator(mode="after")
     def _until_needs_time(self) -> DataSpec:

@@ -85,7 +85,8 @@ class RunResult:
 def prepare_data(spec: ProjectSpec, source: str | None = None, *, engine: Engine | None = None) -> PreparedData:
     """Read the spec's data (or ``source``), enforce the contract, clean, and add window and calendar features."""
     url = source or spec.data.source
-    table = read_table(url, spec.data.file_format() if source is None else _format_of(url, spec))
+    table = read_table(url, spec.data.file_format() if source is None else _format_of(url, spec),
+                       max_columns=spec.data.max_columns)
     frame = table.frame
     if spec.data.until is not None:  # rows from then on are never read, not even by the contract
         times = naive_utc(frame[spec.data.time_column])
