@@ -6,6 +6,7 @@ import csv
 import gzip
 import hashlib
 import io
+import os
 from dataclasses import dataclass
 from typing import Literal
 
@@ -25,14 +26,45 @@ class LoadedTable:
     format: str
 
 
+SCHEMES_ENV, MAX_BYTES_ENV = "KEEL_DATA_SCHEMES", "KEEL_MAX_SOURCE_BYTES"
+DEFAULT_SCHEMES = ("file", "s3", "s3a", "gs", "gcs", "hdfs", "abfs", "az", "memory")
+DEFAULT_MAX_BYTES = 16 * 1024**3
+_CHUNK = 8 * 1024**2
+
+
+def allowed_schemes() -> tuple[str, ...]:
+    """The URL schemes a data source may use: the operator's ``KEEL_DATA_SCHEMES`` (comma separated), else
+    local paths and object stores; ``http``/``https`` only when the operator lists them."""
+    configured = os.environ.get(SCHEMES_ENV, "")
+    return tuple(s.strip().lower() for s in configured.split(",") if s.strip()) or DEFAULT_SCHEMES
+
+
 def read_bytes(url: str) -> bytes:
-    """All bytes behind an fsspec URL; a missing file is a DataError naming the URL."""
+    """All bytes behind an fsspec URL, at most ``KEEL_MAX_SOURCE_BYTES`` (16 GiB); every failure is a DataError."""
+    scheme = url.split("://", 1)[0].lower() if "://" in url else "file"
+    if scheme not in allowed_schemes():
+        raise DataError(f"data source '{url}': the scheme '{scheme}' is not allowed here; allowed: "
+                        f"{', '.join(allowed_schemes())} (the operator sets {SCHEMES_ENV})")
+    if scheme == "file":
+        path = url.removeprefix("file://")
+        if os.path.exists(path) and not os.path.isfile(path):
+            raise DataError(f"data source '{url}' is not a regular file (a device, a pipe or a folder)")
+    limit = int(os.environ.get(MAX_BYTES_ENV) or DEFAULT_MAX_BYTES)
     try:
         with fsspec.open(url, "rb") as handle:
-            return handle.read()
+            chunks, size = [], 0
+            while chunk := handle.read(_CHUNK):
+                size += len(chunk)
+                if size > limit:
+                    raise DataError(f"data source '{url}' is larger than {limit:,} bytes ({MAX_BYTES_ENV}); "
+                                    "split it, or raise the limit")
+                chunks.append(chunk)
+            return b"".join(chunks)
+    except DataError:
+        raise
     except FileNotFoundError:
         raise DataError(f"data source '{url}' does not exist; check data.source in the spec") from None
-    except (OSError, ValueError, ImportError) as err:
+    except (OSError, ValueError, ImportError, RuntimeError) as err:  # fsspec's and the stores' own failures
         raise DataError(f"cannot read data source '{url}': {err}") from err
 
 
