@@ -152,6 +152,8 @@ def create_app(
         current: ScoringEngine = app.state.engine
         if not app.state.ready:
             return JSONResponse({"status": "draining"}, status_code=503)
+        if prediction_log is not None and not prediction_log.intact():
+            return JSONResponse({"status": "prediction log lost: restart to reopen it"}, status_code=503)
         return JSONResponse({"status": "ready", "model": current.name, "version": current.version})
 
     @app.get("/metrics", summary="Prometheus metrics of this process")
@@ -187,7 +189,10 @@ def create_app(
                 raise HTTPException(503, str(error)) from error
             if prediction_log is not None:
                 now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
-                prediction_log.append_labels(now, id_column, rows)
+                try:
+                    prediction_log.append_labels(now, id_column, rows)
+                except Overloaded as error:
+                    raise HTTPException(503, str(error)) from error
             return {"updated": len(rows) - len(unknown) if stored else 0, "unknown": unknown}
 
     @app.post("/admin/shadow", summary="Turn the shadow challenger on or off")

@@ -19,6 +19,7 @@ arrive later (``POST /v1/labels``) go to ``labels``, keyed by the event's id.
 from __future__ import annotations
 
 import asyncio
+import os
 import queue
 import sqlite3
 import threading
@@ -60,6 +61,10 @@ class Overloaded(KeelError):
     """The log's queue is full: the caller should shed the request (503 with Retry-After)."""
 
 
+class LogLost(Overloaded):
+    """The log's file was deleted or replaced while open: nothing written now would be durable (503)."""
+
+
 TABLES = ("predictions", "shadow_predictions")
 _CHECKPOINT_SECONDS = 1.0  # the writer copies the WAL into the database after this long without work
 
@@ -82,6 +87,7 @@ class PredictionLog:
             for table in TABLES:
                 conn.execute(_SCHEMA.format(table=table))
             conn.execute(_LABELS)
+        self._identity = _identity(path)  # the file opened; a deleted or replaced one is refused (LogLost)
         self._direct = self._connect(busy_seconds=0)
         self._direct.execute("PRAGMA synchronous=NORMAL")
         self._direct.execute("PRAGMA wal_autocheckpoint=0")  # the writer thread checkpoints (a pause of ms)
@@ -133,11 +139,24 @@ class PredictionLog:
         self._put(_Pending("predictions", rows, notify))
         await committed
 
+    def intact(self) -> bool:
+        """True while the file this log opened is still the one at its path (not deleted, not replaced)."""
+        try:
+            return _identity(self.path) == self._identity
+        except OSError:
+            return False
+
+    def _check(self) -> None:
+        if not self.intact():
+            raise LogLost(f"the prediction log {self.path} was deleted or replaced while open; answers cannot be "
+                          "logged durably until the server is restarted (it opens the log again)")
+
     def _commit_now(self, table: str, rows: list[tuple[Any, ...]]) -> bool:
         """Commit ``rows`` on this thread if the database's write lock is free now; False if it is not."""
         if not self._direct_lock.acquire(blocking=False):
             return False
         try:
+            self._check()
             try:
                 self._direct.execute("BEGIN IMMEDIATE")  # busy timeout 0: fails at once when another writer holds it
             except sqlite3.OperationalError:
@@ -148,6 +167,7 @@ class PredictionLog:
             except BaseException:
                 self._direct.execute("ROLLBACK")
                 raise
+            self._check()  # deleted during the commit: the rows went to the old file, so no acknowledgement
             return True
         finally:
             self._direct_lock.release()
@@ -164,6 +184,7 @@ class PredictionLog:
     def append_labels(self, time: str, id_column: str, labels: list[dict[str, Any]]) -> None:
         """Log labels that arrived (each row keyed by its event id), committed before returning."""
         rows = [(time, str(label[id_column]), _json(label)) for label in labels]
+        self._check()  # a fresh connection to a deleted file would make a new, empty one
         conn = self._connect()
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -217,17 +238,25 @@ class PredictionLog:
             work = [p for p in batch if p is not None]
             error: BaseException | None = None
             try:
+                self._check()
                 conn.execute("BEGIN IMMEDIATE")
                 for table in TABLES:
                     conn.executemany(f"INSERT INTO {table} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                                      [row for p in work if p.table == table for row in p.rows])
                 conn.execute("COMMIT")
+                self._check()
             except BaseException as failure:  # noqa: BLE001 - handed to every waiting request
                 conn.execute("ROLLBACK") if conn.in_transaction else None
                 error = failure
             for p in work:
                 p.done(error)
         conn.close()
+
+
+def _identity(path: Path) -> tuple[int, int]:
+    """The file's device and inode: what it is, whatever its name."""
+    found = os.stat(path)
+    return found.st_dev, found.st_ino
 
 
 def _rows(request_id: str, time: str, inputs: list[dict[str, Any]],
