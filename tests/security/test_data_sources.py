@@ -36,3 +36,37 @@ def test_the_operator_can_allow_http(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KEEL_DATA_SCHEMES", "file,https")
     with pytest.raises(DataError, match="cannot read data source|does not exist"):  # allowed, then unreachable
         read_table("https://127.0.0.1:9/data.csv", "csv")
+
+
+def test_an_allowed_http_source_is_read_but_its_redirects_are_not_followed(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+            if self.path == "/data.csv":
+                body = b"a,b\n1,2\n3,4\n"
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            else:  # to another host, e.g. a cloud metadata address
+                self.send_response(302)
+                self.send_header("Location", "http://169.254.169.254/latest/meta-data")
+                self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    monkeypatch.setenv("KEEL_DATA_SCHEMES", "file,http")
+    try:
+        assert read_table(f"{base}/data.csv", "csv").frame.shape == (2, 2)
+        with pytest.raises(DataError, match=r"answered 302 pointing to http://169.254.169.254/latest/meta-data; "
+                                            "redirects are not followed"):
+            read_table(f"{base}/moved.csv", "csv")
+    finally:
+        server.shutdown()

@@ -7,8 +7,10 @@ import gzip
 import hashlib
 import io
 import os
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import fsspec
 import pandas as pd
@@ -51,7 +53,8 @@ def read_bytes(url: str) -> bytes:
             raise DataError(f"data source '{url}' is not a regular file (a device, a pipe or a folder)")
     limit = int(os.environ.get(MAX_BYTES_ENV) or DEFAULT_MAX_BYTES)
     try:
-        with fsspec.open(url, "rb") as handle:
+        opened = _open_http(url) if scheme in ("http", "https") else fsspec.open(url, "rb")
+        with opened as handle:
             chunks, size = [], 0
             while chunk := handle.read(_CHUNK):
                 size += len(chunk)
@@ -66,6 +69,21 @@ def read_bytes(url: str) -> bytes:
         raise DataError(f"data source '{url}' does not exist; check data.source in the spec") from None
     except (OSError, ValueError, ImportError, RuntimeError) as err:  # fsspec's and the stores' own failures
         raise DataError(f"cannot read data source '{url}': {err}") from err
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None  # a redirect could lead to a host the operator did not mean
+
+
+def _open_http(url: str) -> Any:
+    """An http(s) source opened without following redirects (a 3xx is an error naming where it pointed)."""
+    try:
+        return urllib.request.build_opener(_NoRedirect).open(url, timeout=60)  # noqa: S310 - scheme allowed above
+    except urllib.error.HTTPError as answer:
+        where = answer.headers.get("Location")
+        raise DataError(f"data source '{url}' answered {answer.code}" + (
+            f" pointing to {where}; redirects are not followed: give the final URL" if where else "")) from None
 
 
 MAX_COLUMNS = 10_000  # a table wider than this is refused before it is parsed (data.max_columns)
