@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from keel.registry.governance import Governance
     from keel.registry.principal import Principal
     from keel.registry.store import VersionInfo
+    from keel.serving.engine import ScoringEngine
 
 
 def make_loans(rows: int = 2000, seed: int = 0) -> pd.DataFrame:
@@ -173,3 +174,13 @@ def transactions_spec(source: str = "tx.parquet", *, windows: dict | None = None
         },
         "split": {"method": "time"},
     }
+
+
+def small_engine(version: int = 1) -> ScoringEngine:
+    """A logistic loans model trained on 600 rows in a second, as a scoring engine (for API tests)."""
+    from keel.serving.engine import ScoringEngine
+    from keel.spec import parse_spec
+    from keel.training.trainer import train_model
+
+    raw = loans_spec("unused.csv", tuning={"trials": 1}, models={"families": ["logistic"]})
+    return ScoringEngine(train_model(make_loans(rows=600, seed=2), parse_spec(raw)).model, "loans", version)

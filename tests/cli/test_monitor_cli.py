@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from people import crown, enrol
 import yaml
 from factories import applied_over_time, make_loans
 from fastapi.testclient import TestClient
+from people import crown, enrol
 from typer.testing import CliRunner
 
 from keel.cli.care import ALERT_EXIT

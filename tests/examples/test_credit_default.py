@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from people import enrol
 import yaml
+from people import enrol
 from typer.testing import CliRunner
 
 from keel.cli.main import app

@@ -42,17 +42,21 @@ class Documented:
     contributions: np.ndarray  # LightGBM's own pred_contrib, without the base column
 
 
-@pytest.fixture(scope="module")
-def documented(tmp_path_factory: pytest.TempPathFactory, mlflow_template: Path) -> Documented:
-    folder = tmp_path_factory.mktemp("card")
-    raw = loans_spec("data.csv", tuning={"trials": 2}, models={"families": ["lightgbm"]},
-                     reasons={"top_k": 3, "texts": TEXTS})
+def _run(folder: Path, mlflow_template: Path, raw: dict) -> tuple[Any, Path, Any]:
+    """Write the loans project with ``raw`` as its spec into ``folder`` and run it: (spec, project dir, result)."""
     spec_path = write_project(folder / "loans", make_loans(), raw)
     project_dir = spec_path.parent / ".keel"
     project_dir.mkdir()
     shutil.copy(mlflow_template, project_dir / "mlflow.db")
     spec = load_spec(spec_path)
-    result = run_project(spec, project_dir=project_dir, author="ana")
+    return spec, project_dir, run_project(spec, project_dir=project_dir, author="ana")
+
+
+@pytest.fixture(scope="module")
+def documented(tmp_path_factory: pytest.TempPathFactory, mlflow_template: Path) -> Documented:
+    raw = loans_spec("data.csv", tuning={"trials": 2}, models={"families": ["lightgbm"]},
+                     reasons={"top_k": 3, "texts": TEXTS})
+    spec, project_dir, result = _run(tmp_path_factory.mktemp("card"), mlflow_template, raw)
     model, _ = Registry.for_project(project_dir).load_model("loans", result.version)
     frame = _test_rows(spec)
     X = model.preprocessor.transform(frame)
@@ -198,14 +202,8 @@ class Tuned:
 
 @pytest.fixture(scope="module")
 def tuned(tmp_path_factory: pytest.TempPathFactory, mlflow_template: Path) -> Tuned:
-    folder = tmp_path_factory.mktemp("card-both")
     raw = loans_spec("data.csv", tuning={"trials": 2}, description=PAYLOAD, model_card={"purpose": PAYLOAD})
-    spec_path = write_project(folder / "loans", make_loans(), raw)
-    project_dir = spec_path.parent / ".keel"
-    project_dir.mkdir()
-    shutil.copy(mlflow_template, project_dir / "mlflow.db")
-    spec = load_spec(spec_path)
-    result = run_project(spec, project_dir=project_dir, author="ana")
+    spec, _, result = _run(tmp_path_factory.mktemp("card-both"), mlflow_template, raw)
     return Tuned(spec, json.loads(result.card_json.read_text()), result.card_html.read_text())
 
 

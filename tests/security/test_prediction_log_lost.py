@@ -7,22 +7,19 @@ import shutil
 from pathlib import Path
 
 import pytest
-from factories import loans_spec, make_loans
+from factories import small_engine
 from fastapi.testclient import TestClient
 
 from keel.serving.app import create_app
 from keel.serving.engine import ScoringEngine
 from keel.serving.predictions import PredictionLog
-from keel.spec import parse_spec
-from keel.training.trainer import train_model
 
 RECORD = {"income": 20000, "debt": 30000, "late_payments": 3, "region": "east"}
 
 
 @pytest.fixture(scope="module")
 def engine() -> ScoringEngine:
-    raw = loans_spec("unused.csv", tuning={"trials": 1}, models={"families": ["logistic"]})
-    return ScoringEngine(train_model(make_loans(rows=600, seed=2), parse_spec(raw)).model, "loans", 1)
+    return small_engine()
 
 
 @pytest.mark.parametrize("how", ["deleted", "replaced"])

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browsers import chromium
 import uvicorn
 import yaml
+from browsers import chromium
 from people import PASSWORD, People, enrol
 from server_process import free_port
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from people import crown, enrol
 from factories import loans_spec, make_loans, make_transactions, transactions_spec
+from people import crown, enrol
 
 from keel.errors import DataError
 from keel.features.offline import add_features

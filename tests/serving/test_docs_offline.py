@@ -12,17 +12,15 @@ from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
 import pytest
-from browsers import chromium
 import uvicorn
-from factories import loans_spec, make_loans
+from browsers import chromium
+from factories import small_engine
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from keel.serving.app import create_app
 from keel.serving.docs import mount_local_docs
 from keel.serving.engine import ScoringEngine
-from keel.spec import parse_spec
-from keel.training.trainer import train_model
 
 # The least size of each kind of asset: Swagger UI's script is over a megabyte, its stylesheet about 190 kB.
 KINDS = {"text/javascript": 500_000, "text/css": 50_000, "image/png": 100}
@@ -30,8 +28,7 @@ KINDS = {"text/javascript": 500_000, "text/css": 50_000, "image/png": 100}
 
 @pytest.fixture(scope="module")
 def engine() -> ScoringEngine:
-    raw = loans_spec("unused.csv", tuning={"trials": 1}, models={"families": ["logistic"]})
-    return ScoringEngine(train_model(make_loans(rows=600, seed=2), parse_spec(raw)).model, "loans", 1)
+    return small_engine()
 
 
 @pytest.fixture(scope="module")

@@ -18,16 +18,15 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
-from people import crown, enrol
 from factories import make_transactions, transactions_spec, write_project
 from fastapi import HTTPException
 from fastapi.testclient import TestClient
 from feature_checks import assert_same_features
+from people import crown, enrol
 from server_process import serving
 from typer.testing import CliRunner
 
 from keel.cli.main import app
-
 from keel.features.offline import add_features, compute_features
 from keel.features.stores import MemoryStore, RedisStore
 from keel.features.windows import FeaturePlan

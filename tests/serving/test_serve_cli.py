@@ -18,7 +18,6 @@ from people import crown, enrol
 from typer.testing import CliRunner
 
 from keel.cli.main import app
-
 from keel.lifecycle.run import run_project
 from keel.spec import load_spec
 
