@@ -11,16 +11,16 @@ import typer
 from rich.table import Table
 
 from keel.cli.main import (
-    _governance,
-    _principal,
     AuthorOpt,
     ModelOpt,
     ProjectDirOpt,
     SpecArg,
     SpecOpt,
     UriOpt,
+    _governance,
     _keel_errors,
     _load,
+    _principal,
     _project_dir,
     _quiet_libraries,
     _store,
@@ -85,8 +85,8 @@ def monitor(
         labels_from_table,
     )
     from keel.monitoring.monitor import monitor as run_monitor
-    from keel.serving.loader import audited_version
     from keel.reports.monitoring import write_monitoring_report
+    from keel.serving.loader import audited_version
     from keel.spec import MonitoringSpec
 
     _quiet_libraries()

@@ -9,7 +9,6 @@ Everything is deterministic: the same table gives byte-identical YAML.
 from __future__ import annotations
 
 import json
-
 import re
 from dataclasses import dataclass
 from typing import Any

@@ -17,7 +17,6 @@ from keel.registry.governance import ROLE_OF_ACTION, Governance
 from keel.registry.states import fields_of, split_object
 from keel.reports.model_card import read_model_card, write_model_card
 
-
 _SHOWN = ("state", "champion", "previous", "retired", "challenger", "conditions", "policy", "attempt", "decision")
 
 

@@ -21,7 +21,6 @@ from pyarrow import csv as pa_csv
 from keel.errors import DataError
 from keel.serving.engine import ScoringEngine
 
-
 _ARROW_TYPES = {"int": pa.float64(), "float": pa.float64(), "str": pa.string(), "bool": pa.bool_()}
 
 

@@ -50,8 +50,17 @@ from keel.errors import EngineError, SpecError
 from keel.models.gbdt_dask import fit_lightgbm_dask
 from keel.spec import ProjectSpec
 from keel.training.tuning import (
-    FamilyResult, Matrices, TrialCallback, fit_family, full_lightgbm_params, make_pruner, mean_rounds,
-    raise_no_trial, run_trial, sample_params, trial_rows,
+    FamilyResult,
+    Matrices,
+    TrialCallback,
+    fit_family,
+    full_lightgbm_params,
+    make_pruner,
+    mean_rounds,
+    raise_no_trial,
+    run_trial,
+    sample_params,
+    trial_rows,
 )
 
 _POLL_SECONDS = 0.5
