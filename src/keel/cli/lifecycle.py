@@ -310,8 +310,9 @@ def server(
     import uvicorn
 
     from keel.server.api import create_governance_app
+    from keel.web.protocol import LimitedHttpTools
 
     _quiet_libraries()
     with _keel_errors():
         app_ = create_governance_app(service(spec, project_dir, create=True))
-    uvicorn.run(app_, host=host, port=port, log_level="warning", access_log=False)
+    uvicorn.run(app_, host=host, port=port, http=LimitedHttpTools, log_level="warning", access_log=False)

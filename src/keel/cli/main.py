@@ -461,6 +461,13 @@ def serve(
     drain_seconds: Annotated[float, typer.Option(min=0, help="After SIGTERM, /readyz is 503 this long before stopping.")] = 5.0,
     request_timeout: Annotated[float, typer.Option(min=0.001, help="Seconds before a request is answered 503.")] = 10.0,
     max_in_flight: Annotated[int, typer.Option(min=1, help="Scoring requests per worker beyond which it sheds (503).")] = 256,
+    max_per_client: Annotated[int, typer.Option(
+        min=0, help="Requests open from one client address per worker beyond which it gets 503; 0: no cap "
+                    "(behind a proxy every client has the proxy's address).")] = 64,
+    body_timeout: Annotated[float, typer.Option(min=0.001, help="Seconds to receive a whole request body (408).")] = 10.0,
+    header_timeout: Annotated[float, typer.Option(min=0.001, help="Seconds to receive a request's headers (408).")] = 10.0,
+    max_header_bytes: Annotated[int, typer.Option(min=1024, help="Most bytes of request line and headers (431).")] = 32768,
+    max_headers: Annotated[int, typer.Option(min=1, help="Most header fields in a request (431).")] = 100,
     feature_store: Annotated[Optional[str], typer.Option(
         help="Where online window features keep events: redis://host:port/db (needed with several workers); "
              "default: in the worker's memory.")] = None,
@@ -475,6 +482,7 @@ def serve(
 
     from keel.features.stores import open_store
     from keel.serving.server import ServeSettings, default_allowed_hosts
+    from keel.web.protocol import HeadLimits, LimitedHttpTools
 
     _quiet_libraries()
     with _keel_errors():
@@ -487,8 +495,9 @@ def serve(
                       governance_uri=registry_spec.governance_uri if registry_spec else None,
                       checkpoints=registry_spec.checkpoints if registry_spec else None,
                       watch_seconds=watch_seconds, shadow_alias=shadow_alias or None, drain_seconds=drain_seconds,
-                      request_timeout=request_timeout, max_in_flight=max_in_flight,
-                      feature_store=feature_store).export()
+                      request_timeout=request_timeout, max_in_flight=max_in_flight, max_per_client=max_per_client,
+                      body_timeout=body_timeout, feature_store=feature_store).export()
+        HeadLimits(max_header_bytes, max_headers, header_timeout).export()
         open_store(feature_store)  # a bad URL stops here, before any worker starts
         if workers > 1 and feature_store in (None, "", "memory://"):
             _refuse_private_events(_governance(spec, project_dir, writer=False)[0], model or name or "")
@@ -502,7 +511,7 @@ def serve(
         shared.mkdir(parents=True)
         os.environ[MULTIPROCESS_DIR] = str(shared)
     uvicorn.run("keel.serving.server:app_from_environment", factory=True, host=host, port=port, workers=workers,
-                log_level="warning", access_log=False, timeout_graceful_shutdown=30)
+                http=LimitedHttpTools, log_level="warning", access_log=False, timeout_graceful_shutdown=30)
 
 
 def _refuse_private_events(governance: Any, name: str) -> None:

@@ -17,6 +17,9 @@ from keel.errors import IntegrityError, KeelError, RegistryError
 from keel.registry.principal import AuthenticationError, PermissionDenied
 from keel.server.routes import ROUTES, Route
 from keel.server.service import GovernanceError, GovernanceService
+from keel.web.bodies import BoundedBodies
+
+MAX_BODY_BYTES, BODY_TIMEOUT = 1_000_000, 10.0  # a request body: at most 1 MB, received whole within 10 s
 
 STATUS = ((AuthenticationError, 401), (PermissionDenied, 403), (GovernanceError, 403), (RegistryError, 404),
           (IntegrityError, 503), (KeelError, 422), (ValueError, 422))
@@ -37,6 +40,7 @@ def create_governance_app(service: GovernanceService) -> FastAPI:
     from keel.server.console import mount_console
 
     mount_console(app, service)
+    app.add_middleware(BoundedBodies, max_bytes=MAX_BODY_BYTES, timeout=BODY_TIMEOUT)
     return app
 
 

@@ -9,10 +9,11 @@ answered in plain ASGI (:class:`ScoringRoutes`); FastAPI serves the rest and the
 
 import datetime as dt
 import hmac
+import sys
 import uuid
-from pathlib import Path
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Header, HTTPException, Request, Response
@@ -22,7 +23,6 @@ from fastapi.middleware.trustedhost import TrustedHostMiddleware
 from fastapi.responses import JSONResponse
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ValidationError
-from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from keel.errors import DataError, FeatureStoreError
@@ -31,10 +31,11 @@ from keel.features.stores import EventStore, MemoryStore
 from keel.serving.docs import mount_local_docs
 from keel.serving.engine import ScoringEngine
 from keel.serving.metrics import Metrics
-from keel.serving.middleware import BodyLimit, Guard, answer, send_json
+from keel.serving.middleware import Guard
 from keel.serving.predictions import Overloaded, PredictionLog
 from keel.serving.schema import BatchAnswer, ScoreAnswer, batch_model, labels_model, record_model, request_contract
 from keel.serving.shadow import Shadow
+from keel.web.bodies import answer, read_body, send_json
 
 _INLINE_RECORDS = 16  # batches up to this size score on the event loop, larger ones in the thread pool
 
@@ -56,6 +57,8 @@ def create_app(
     prediction_log: PredictionLog | None = None,
     max_in_flight: int = 256,
     request_timeout: float = 10.0,
+    body_timeout: float = 10.0,
+    max_per_client: int = 64,
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
     feature_store: EventStore | None = None,
     monitoring_file: Path | None = None,
@@ -66,6 +69,8 @@ def create_app(
     admin routes answer 403 when no ``api_key`` is configured. With a ``prediction_log``, every
     answer is logged (and committed) before it is sent; a log that is behind sheds load with 503,
     as do more than ``max_in_flight`` scoring requests and requests not answered in ``request_timeout`` s.
+    A body not received within ``body_timeout`` s is 408, and a client address with ``max_per_client``
+    requests open gets 503 (:class:`~keel.serving.middleware.Guard`).
     ``app.state.shadow`` holds the shadow challenger (none at first).
 
     A model trained with window or calendar features takes the raw transaction: its features
@@ -226,10 +231,10 @@ def create_app(
     app.state.swap = swap
     app.state.check_contract = check_contract
     app.add_middleware(ScoringRoutes, score=score)
-    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     if allowed_hosts:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)
-    app.add_middleware(Guard, metrics=metrics, max_in_flight=max_in_flight, timeout=request_timeout)
+    app.add_middleware(Guard, metrics=metrics, max_in_flight=max_in_flight, timeout=request_timeout,
+                       max_body_bytes=max_body_bytes, body_timeout=body_timeout, max_per_client=max_per_client)
     return app
 
 
@@ -256,17 +261,10 @@ class ScoringRoutes:
         if media != b"application/json":  # a cross-site form can send text/plain or a form, never JSON
             await answer(send, 415, "scoring takes Content-Type: application/json")
             return
-        chunks = []
-        try:
-            while True:
-                message = await receive()
-                chunks.append(message.get("body", b""))
-                if not message.get("more_body"):
-                    break
-        except StarletteHTTPException as refused:  # BodyLimit: over the limit
-            await answer(send, refused.status_code, refused.detail)
+        body = await read_body(receive, max_bytes=sys.maxsize)  # Guard has read and bounded it already
+        if body is None:
             return
-        status, content = await self.score(scope["path"], b"".join(chunks))
+        status, content = await self.score(scope["path"], body)
         await send_json(send, status, content, retry_after=1 if status == 503 else None)
 
 

@@ -52,6 +52,8 @@ class ServeSettings:
     drain_seconds: float = 5.0  # after SIGTERM: /readyz is 503 this long while requests are still answered
     request_timeout: float = 10.0
     max_in_flight: int = 256  # scoring requests per worker beyond which it answers 503
+    max_per_client: int = 64  # requests open from one client address per worker beyond which it answers 503; 0: no cap
+    body_timeout: float = 10.0  # seconds to receive a whole request body (408)
     feature_store: str | None = None  # online features' events: None in process, or redis://host:port/db
 
     def __post_init__(self) -> None:
@@ -104,6 +106,8 @@ def app_from_environment() -> FastAPI:
         allowed_hosts=settings.allowed_hosts or None,
         prediction_log=prediction_log,
         max_in_flight=settings.max_in_flight,
+        max_per_client=settings.max_per_client,
+        body_timeout=settings.body_timeout,
         request_timeout=settings.request_timeout,
         lifespan=lifespan,
         feature_store=feature_store,
