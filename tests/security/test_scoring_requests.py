@@ -45,3 +45,15 @@ def test_a_server_bound_to_loopback_answers_only_loopback_host_names(engine: Sco
     assert client.post("/v1/score", json=RECORD).status_code == 200
     assert client.post("/v1/score", json=RECORD, headers={"host": "localhost:8000"}).status_code == 200
     assert client.post("/v1/score", json=RECORD, headers={"host": "attacker.example"}).status_code == 400
+
+
+def test_an_integer_beyond_int64_is_a_422_not_a_server_error(engine: ScoringEngine, tmp_path) -> None:
+    # Found by schemathesis: 2**64 passed validation and the prediction log could not store it (500).
+    log = PredictionLog(tmp_path / "predictions.db")
+    client = TestClient(create_app(engine, prediction_log=log))
+    for income in (2**64, -(2**63) - 1):
+        answer = client.post("/v1/score", json={**RECORD, "income": income})
+        assert answer.status_code == 422 and answer.json()["detail"][0]["loc"] == ["body", "income"]
+    assert client.post("/v1/score", json={**RECORD, "income": 2**63 - 1}).status_code == 200
+    assert len(log.rows()) == 1
+    log.close()

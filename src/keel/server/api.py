@@ -8,10 +8,13 @@ arguments. Credentials: ``Authorization: Bearer <token>``. Errors: 401 no or bad
 
 from __future__ import annotations
 
+import inspect
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, TypeAdapter, create_model
 
 from keel.errors import IntegrityError, KeelError, RegistryError
 from keel.registry.principal import AuthenticationError, PermissionDenied
@@ -36,10 +39,12 @@ def create_governance_app(service: GovernanceService) -> FastAPI:
     app = FastAPI(title="Keel governance service", version="1", docs_url=None, redoc_url=None)
     app.state.service = service
     for route in ROUTES:
-        app.add_api_route(route.path, _endpoint(service, route), methods=[route.method], name=route.call or "livez")
+        app.add_api_route(route.path, _endpoint(service, route), methods=[route.method], name=route.call or "livez",
+                          openapi_extra=_documented(service, route))
     from keel.server.console import mount_console
 
     mount_console(app, service)
+    _declare_bearer(app)
     app.add_middleware(BoundedBodies, max_bytes=MAX_BODY_BYTES, timeout=BODY_TIMEOUT)
     return app
 
@@ -61,6 +66,43 @@ def _endpoint(service: GovernanceService, route: Route) -> Any:
         except (KeelError, ValueError) as error:
             return _error(error)
     return endpoint
+
+
+def _declare_bearer(app: FastAPI) -> None:
+    """Name the bearer-token scheme that the documented routes' ``security`` refers to."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = generate()
+        schema.setdefault("components", {}).setdefault("securitySchemes", {})["bearer"] = {
+            "type": "http", "scheme": "bearer", "description": "An API token: keel token create"}
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _documented(service: GovernanceService, route: Route) -> dict[str, Any] | None:
+    """The route's parameters and body in OpenAPI, read from the service method's signature (what it validates)."""
+    if not route.call:
+        return None
+    signature = inspect.signature(getattr(service, route.call), eval_str=True)
+    fields = {name: p for name, p in signature.parameters.items() if name != "by"}
+    in_path = re.findall(r"{(\w+)}", route.path)
+    parameters = [{"name": name, "in": "path", "required": True,
+                   "schema": TypeAdapter(fields.pop(name).annotation).json_schema()} for name in in_path]
+    documented: dict[str, Any] = {"parameters": parameters}
+    if route.method == "GET":
+        parameters += [{"name": name, "in": "query", "required": p.default is p.empty,
+                        "schema": TypeAdapter(p.annotation).json_schema()} for name, p in fields.items()]
+    elif route.method in ("POST", "PUT"):
+        body: type[BaseModel] = create_model(  # type: ignore[call-overload]
+            f"{route.call}_body", __config__=ConfigDict(extra="forbid"),
+            **{name: (p.annotation, ... if p.default is p.empty else p.default) for name, p in fields.items()})
+        documented["requestBody"] = {"required": any(p.default is p.empty for p in fields.values()),
+                                     "content": {"application/json": {"schema": body.model_json_schema()}}}
+    if route.permission != "public":
+        documented["security"] = [{"bearer": []}] if route.permission != "password" else []
+    return documented
 
 
 def _error(error: Exception) -> JSONResponse:

@@ -8,6 +8,7 @@ from typing import Any, Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 _TYPES: dict[str, Any] = {"int": int, "float": float, "str": str, "bool": bool, "datetime": dt.datetime}
+_INT64 = (-(2**63), 2**63 - 1)  # an integer column is int64: nothing outside it was ever trained on, or can be logged
 
 
 def record_model(contract: dict[str, dict[str, Any]], name: str = "Record") -> type[BaseModel]:
@@ -19,7 +20,10 @@ def record_model(contract: dict[str, dict[str, Any]], name: str = "Record") -> t
             kind = Literal[tuple(rule["allowed"])]
         if rule.get("nullable"):
             kind = Optional[kind]
-        constraints = {"ge": rule.get("min"), "le": rule.get("max"), "description": rule.get("description")}
+        low, high = rule.get("min"), rule.get("max")
+        if rule["dtype"] == "int":
+            low, high = max(_INT64[0], _INT64[0] if low is None else low), min(_INT64[1], _INT64[1] if high is None else high)
+        constraints = {"ge": low, "le": high, "description": rule.get("description")}
         default = None if rule.get("nullable") else ...
         fields[column] = (kind, Field(default, **{k: v for k, v in constraints.items() if v is not None}))
     config = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
