@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from factories import loans_spec, make_loans, register_version
 from people import crown, enrol
+from server_process import Server, serving
 
 from keel.spec import parse_spec
 from keel.training.trainer import train_model
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def champion_project(tmp_path_factory: pytest.TempPathFactory, mlflow_template: Path) -> Path:
     """A project folder (.keel) with one logistic 'loans' version, approved and promoted."""
     folder = tmp_path_factory.mktemp("served") / ".keel"
@@ -25,3 +27,10 @@ def champion_project(tmp_path_factory: pytest.TempPathFactory, mlflow_template: 
     register_version(people.service.governance, folder.parent / "model", author=people.dev)
     crown(people, "loans", 1)
     return folder
+
+
+@pytest.fixture(scope="session")
+def served(champion_project: Path) -> Iterator[Server]:
+    """`keel serve` with its default limits, shared by the tests that only send it requests."""
+    with serving(champion_project, "--watch-seconds", "0") as server:
+        yield server

@@ -10,7 +10,7 @@ import socket
 from pathlib import Path
 
 import pytest
-from server_process import Server, serving
+from server_process import Server
 
 pytestmark = pytest.mark.slow
 
@@ -38,14 +38,13 @@ def _rss_mb(pid: int) -> float:
     return int(next(line for line in status.splitlines() if line.startswith("VmRSS:")).split()[1]) / 1024
 
 
-def test_oversized_and_overlong_heads_get_431_and_cost_no_memory(champion_project) -> None:
-    with serving(champion_project, "--watch-seconds", "0") as server:
-        within = [_post(server, [("x-note", "a" * 30_000)]), _post(server, [(f"x-{i}", "1") for i in range(96)])]
-        one_large = _post(server, [("x-big", "a" * 1_000_000)])
-        too_many = _post(server, [(f"x-{i}", "1") for i in range(101)])
-        before = _rss_mb(server.process.pid)
-        huge = [_post(server, [("x-huge", "a" * 40_000_000)]) for _ in range(3)]
-        grown = _rss_mb(server.process.pid) - before
+def test_oversized_and_overlong_heads_get_431_and_cost_no_memory(served: Server) -> None:
+    within = [_post(served, [("x-note", "a" * 30_000)]), _post(served, [(f"x-{i}", "1") for i in range(96)])]
+    one_large = _post(served, [("x-big", "a" * 1_000_000)])
+    too_many = _post(served, [(f"x-{i}", "1") for i in range(101)])
+    before = _rss_mb(served.process.pid)
+    huge = [_post(served, [("x-huge", "a" * 40_000_000)]) for _ in range(3)]
+    grown = _rss_mb(served.process.pid) - before
     print(f"three 40 MB headers: {huge}; the server grew {grown:.1f} MB")
     assert within == [b"HTTP/1.1 200 OK"] * 2
     assert one_large == b"HTTP/1.1 431 Request Header Fields Too Large"

@@ -12,6 +12,7 @@ import inspect
 import re
 from typing import Any
 
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, TypeAdapter, create_model
@@ -55,7 +56,11 @@ def _endpoint(service: GovernanceService, route: Route) -> Any:
             return {"status": "ok"}
         try:
             if route.method in ("POST", "PUT"):
-                body = await request.json() if await request.body() else {}
+                raw = await request.body()
+                try:  # orjson refuses nesting deeper than 1,024 (the standard library recursed until it crashed)
+                    body = orjson.loads(raw) if raw else {}
+                except orjson.JSONDecodeError as error:
+                    raise ValueError(f"the request body is not JSON: {error}") from None
                 if not isinstance(body, dict):
                     raise ValueError("the request body must be a JSON object")
                 args: dict[str, Any] = dict(body)
