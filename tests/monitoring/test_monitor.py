@@ -12,9 +12,9 @@ from factories import loans_spec, make_loans
 from keel.errors import DataError, SpecError
 from keel.models.artifact import KeelModel
 from keel.monitoring.alerts import alert_lines, send_webhook
-from keel.monitoring.events import attach_labels, events_from_log, labels_from_log
+from keel.monitoring.events import attach_labels, events_from_answers, labels_from_posts
 from keel.monitoring.monitor import monitor
-from keel.serving.predictions import PredictionLog
+from keel.serving.predictions import PredictionLog, read_answers, read_labels
 from keel.spec import AlertsSpec, FairnessSpec, MonitoringSpec, parse_spec
 from keel.training.trainer import train_model
 
@@ -129,10 +129,11 @@ def test_events_and_labels_from_the_prediction_log(tmp_path) -> None:
                    [{"tx_id": i, "tx_time": times[i], "amount": 10.0 * i}], [decision])
     log.append_labels("2026-01-10T00:00:00+00:00", "tx_id", [{"tx_id": 1, "fraud": 1}, {"tx_id": 9, "fraud": 0}])
     log.close()
-    events = events_from_log(tmp_path / "predictions.db", model="fraud", time_column="tx_time")
+    path = tmp_path / "predictions.db"
+    events = events_from_answers(read_answers(path, "fraud"), model="fraud", where=str(path), time_column="tx_time")
     assert events["time"].tolist() == [pd.Timestamp("2025-12-29 09:00"), pd.Timestamp("2025-12-30 09:00:00.25"),
                                        pd.Timestamp("2025-12-31 09:00:00.5")]  # naive UTC
-    labelled = attach_labels(events, labels_from_log(tmp_path / "predictions.db", id_column="tx_id", target="fraud"),
+    labelled = attach_labels(events, labels_from_posts(read_labels(path), id_column="tx_id", target="fraud"),
                              id_column="tx_id")
     assert labelled["label"].tolist()[1] == 1.0 and labelled["label"].isna().tolist() == [True, False, True]
     assert labelled["label_time"].iloc[1] == pd.Timestamp("2026-01-10")
@@ -143,9 +144,11 @@ def test_events_and_labels_from_the_prediction_log(tmp_path) -> None:
     clash.append("r", "2026-01-01T10:00:00+00:00", [{"tx_id": 1, "label": 3.0}], [decision])
     clash.close()
     with pytest.raises(DataError, match=r"input column\(s\) \['label'\]"):
-        events_from_log(tmp_path / "clash.db", model="fraud")
+        events_from_answers(read_answers(tmp_path / "clash.db", "fraud"), model="fraud", where="clash.db")
     with pytest.raises(DataError, match="no answers of model 'credit'"):
-        events_from_log(tmp_path / "predictions.db", model="credit")
+        events_from_answers(read_answers(path, "credit"), model="credit", where=str(path))
+    with pytest.raises(DataError, match="no prediction log at"):
+        read_answers(tmp_path / "missing.db", "fraud")
 
 
 

@@ -1,4 +1,4 @@
-"""``keel monitor`` and ``keel retrain``: production care, as thin commands over keel.monitoring and keel.lifecycle."""
+"""``keel monitor`` and ``keel retrain``: production care, as thin commands over keel.lifecycle."""
 
 from __future__ import annotations
 
@@ -28,7 +28,6 @@ from keel.cli.main import (
     err,
     out,
 )
-from keel.io.files import write_text_atomic
 
 ALERT_EXIT = 13  # a monitoring pass raised at least one alert
 
@@ -73,21 +72,8 @@ def monitor(
     --since) are printed as JSON lines, written to alerts.jsonl beside the HTML report, and
     sent to the spec's webhook when one is configured (monitoring.alerts); the report shows all.
     """
-    import pandas as pd
-
     from keel.io.times import as_of_time
-    from keel.monitoring.alerts import alert_lines, send_webhook
-    from keel.monitoring.events import (
-        attach_labels,
-        events_from_log,
-        events_from_table,
-        labels_from_log,
-        labels_from_table,
-    )
-    from keel.monitoring.monitor import monitor as run_monitor
-    from keel.reports.monitoring import write_monitoring_report
-    from keel.serving.loader import audited_version
-    from keel.spec import MonitoringSpec
+    from keel.lifecycle.monitor import Sources, monitor_model
 
     _quiet_libraries()
     with _keel_errors():
@@ -97,63 +83,25 @@ def monitor(
         if retrain_on_alert and project and project.split.method not in ("time", "delayed"):
             raise typer.BadParameter(f"keel retrain needs a time split; the spec's split.method is "
                                      f"'{project.split.method}'", param_hint="--retrain-on-alert")
-        folder, uri, name = _store(spec, project_dir, tracking_uri)
+        folder, _, name = _store(spec, project_dir, tracking_uri)
         name = model or name
         if not name:
             raise typer.BadParameter("give --model or --spec", param_hint="--model")
         governance = _governance(spec, project_dir, writer=False)[0]
-        version = audited_version(governance, name, alias)
-        if version is None:
-            raise typer.BadParameter(f"the audit log gives model '{name}' no {alias}", param_hint="--alias")
-        registry = governance.registry
-        served, info = registry.load_model(name, version)
-        described = served.metadata.get("features") or {}
-        time_column = described.get("time_column") or (project.data.time_column if project else None)
-        id_column = described.get("id_column") or (project.data.id_column if project else None)
-        log_path = log or folder / "predictions.db"
-        if scored:
-            if not time_column:
-                raise typer.BadParameter("a scored table needs the spec's data.time_column", param_hint="--scored")
-            events = events_from_table(scored, time_column=time_column)
-        else:
-            events = events_from_log(log_path, model=name, time_column=time_column)
-        if labels or (not scored and described):
-            key = join_on or id_column
-            if not key:
-                raise typer.BadParameter("labels are joined by the spec's data.id_column; give --spec", param_hint="--labels")
-            found = (labels_from_table(labels, id_column=key, target=served.target, time_column=label_time_column)
-                     if labels else labels_from_log(log_path, id_column=key, target=served.target))
-            events = attach_labels(events, found, id_column=key, positive=served.positive)
-        if id_column and id_column in events.columns:  # a retried request is logged again: count it once
-            events = events.drop_duplicates(id_column, keep="last")
-        report = run_monitor(events, served, project.monitoring if project else MonitoringSpec(), name=name,
-                             as_of=as_of_time(as_of) if as_of else None, partial=partial,
-                             protected=project.protected if project else [],
-                             fairness=project.fairness if project else None)
-        latest = folder / "monitoring" / name / "latest.json"
-        previous = _seen_through(latest)
-        through = report.judged_through()  # never a future --as-of: the close of the newest window with data
-        new = report.alerts_since(as_of_time(since) if since else previous)
-        target = out_dir or folder / "monitoring" / name / pd.Timestamp(report.as_of).strftime("%Y-%m-%dT%H%M%S")
-        written = report.to_dict()
-        html, _ = write_monitoring_report(written, target)
-        lines = alert_lines(new, model=name, as_of=report.as_of)
-        write_text_atomic(target / "alerts.jsonl", "".join(line + "\n" for line in lines))
-        if alias == "champion" and through is not None and (previous is None or through >= previous):
-            # what /metrics shows, and how far the next run's news starts: the data judged, never a future --as-of
-            write_text_atomic(latest, json.dumps({**written, "judged_through": str(through)}, default=str))
-        undelivered = send_webhook(new, project.monitoring.alerts, model=name,
-                                   as_of=report.as_of) if project else None
+        run = monitor_model(governance, folder, name, spec=project, alias=alias,
+                            sources=Sources(log, scored, labels, label_time_column, join_on),
+                            as_of=as_of_time(as_of) if as_of else None, since=as_of_time(since) if since else None,
+                            partial=partial, out_dir=out_dir)
     if as_json:
-        out.print_json(json.dumps(written, default=str))
+        out.print_json(json.dumps(run.report.to_dict(), default=str))
     else:
-        out.print(_windows_table(report))
-        for line in lines:
+        out.print(_windows_table(run.report))
+        for line in run.lines:
             out.print(line, markup=False, highlight=False, soft_wrap=True)
-        out.print(f"report: {html}")
-    if undelivered:
-        err.print(f"[yellow]alerts not delivered[/]: {undelivered}")
-    if not any(a.severity == "alert" for a in new):
+        out.print(f"report: {run.html}")
+    if run.undelivered:
+        err.print(f"[yellow]alerts not delivered[/]: {run.undelivered}")
+    if not run.alerted:
         return
     if retrain_on_alert and spec is not None:
         err.print("alerts raised: retraining")
@@ -162,17 +110,6 @@ def monitor(
         except typer.Exit:  # the retrain's error is printed; the alert stays the exit code
             pass
     raise typer.Exit(ALERT_EXIT)
-
-
-def _seen_through(latest: Path) -> Any:
-    """How far the previous run judged (``judged_through``; older files: their as-of time), or None."""
-    from keel.io.times import as_of_time
-
-    if not latest.is_file():
-        return None
-    stored = json.loads(latest.read_text())
-    seen = stored.get("judged_through") or stored.get("as_of")
-    return as_of_time(seen) if seen else None
 
 
 @app.command()

@@ -1,4 +1,4 @@
-"""Scored events for monitoring: the prediction log (or a scored table) with labels joined as they arrive.
+"""Scored events for monitoring: the prediction log's answers (or a scored table) with labels joined as they arrive.
 
 An *events* frame has one row per scored record: ``time`` (when the event happened: the
 record's own time column when it has one, else when it was scored), ``probability``,
@@ -10,11 +10,8 @@ record's own time column when it has one, else when it was scored), ``probabilit
 
 from __future__ import annotations
 
-import sqlite3
-from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-import orjson
 import pandas as pd
 
 from keel.errors import DataError
@@ -25,18 +22,15 @@ EVENT_COLUMNS = ("time", "probability", "version", "label", "label_time", "reque
 REQUEST_ID = "request_id"
 
 
-def events_from_log(path: Path, *, model: str, time_column: str | None = None) -> pd.DataFrame:
-    """Every answered row of ``model`` in the prediction log, inputs expanded into columns, oldest first."""
-    if not path.is_file():
-        raise DataError(f"no prediction log at {path}; keel serve writes predictions.db in the project folder")
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
-        rows = pd.read_sql_query(
-            "SELECT request_id, row, time, version, inputs, probability FROM predictions WHERE model = ? "
-            "ORDER BY rowid", conn, params=(model,))
-    if rows.empty:
-        raise DataError(f"the prediction log {path} holds no answers of model '{model}'")
-    inputs = pd.DataFrame([orjson.loads(text) for text in rows["inputs"]])
-    _no_clash(inputs.columns.drop(time_column, errors="ignore"), EVENT_COLUMNS, str(path))
+def events_from_answers(answers: list[dict[str, Any]], *, model: str, where: str,
+                        time_column: str | None = None) -> pd.DataFrame:
+    """Events from the prediction log's answered rows (:func:`keel.serving.predictions.read_answers`), inputs
+    expanded into columns, in the log's order; ``where`` names the log in errors."""
+    if not answers:
+        raise DataError(f"the prediction log {where} holds no answers of model '{model}'")
+    rows = pd.DataFrame(answers)
+    inputs = pd.DataFrame(list(rows.pop("inputs")))
+    _no_clash(inputs.columns.drop(time_column, errors="ignore"), EVENT_COLUMNS, where)
     served = naive_utc(rows["time"])
     when = naive_utc(inputs.pop(time_column)) if time_column and time_column in inputs else served
     events = pd.concat([inputs, rows[["request_id", "row", "probability", "version"]]], axis=1)
@@ -54,15 +48,13 @@ def events_from_table(url: str, *, time_column: str) -> pd.DataFrame:
                         version=frame["version"] if "version" in frame else 0)
 
 
-def labels_from_log(path: Path, *, id_column: str, target: str) -> pd.DataFrame:
-    """Labels that arrived through ``POST /v1/labels``: id, label and arrival time, the latest per id."""
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
-        rows = pd.read_sql_query("SELECT time, labels FROM labels ORDER BY rowid", conn)
-    values = [orjson.loads(text) for text in rows["labels"]]
+def labels_from_posts(posted: list[dict[str, Any]], *, id_column: str, target: str) -> pd.DataFrame:
+    """Labels posted to the server (:func:`keel.serving.predictions.read_labels`): id, label and arrival time,
+    the latest per id."""
     return pd.DataFrame({
-        id_column: [v[id_column] for v in values],
-        "label": [v.get(target) for v in values],
-        "label_time": naive_utc(rows["time"]),
+        id_column: [p["labels"][id_column] for p in posted],
+        "label": [p["labels"].get(target) for p in posted],
+        "label_time": naive_utc([p["time"] for p in posted]),
     }).drop_duplicates(id_column, keep="last")
 
 

@@ -32,6 +32,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from keel.errors import KeelError
 from keel.evaluation.gates import judge, tighter
+from keel.monitoring.latest import latest_path, read_latest
 from keel.registry.principal import AuthenticationError, PermissionDenied, Principal
 from keel.server.service import GovernanceError, GovernanceService
 
@@ -204,8 +205,7 @@ class Console:
         """Per model, the latest monitoring results: alerts, drift and estimated vs realized AUC per window."""
         reports = {}
         for model in self.service.call("models", session.token, {}):
-            latest = self._project() / "monitoring" / model["name"] / "latest.json"
-            reports[model["name"]] = json.loads(latest.read_text()) if latest.is_file() else None
+            reports[model["name"]] = read_latest(latest_path(self._project(), model["name"]))
         return self.render(request, "monitoring.html.j2", session, reports=reports)
 
     # helpers ------------------------------------------------------------------------------------

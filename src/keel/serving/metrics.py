@@ -7,13 +7,14 @@ With several uvicorn workers a scrape reaches one of them, so `keel serve` then 
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily
+
+from keel.monitoring.latest import read_latest
 
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -24,7 +25,7 @@ ROUTES = frozenset({"/v1/score", "/v1/score/batch", "/v1/labels", "/admin/reload
 class MonitoringGauges:
     """Drift and performance gauges from the newest window of the latest ``keel monitor`` run, read at scrape time.
 
-    The file is ``monitoring/<model>/latest.json`` in the project folder; it is parsed again
+    The file is :func:`keel.monitoring.latest.latest_path`; it is parsed again
     only when it changes, and a scrape without one shows no monitoring gauges.
     """
 
@@ -40,10 +41,10 @@ class MonitoringGauges:
             return []
         if changed != self._seen[0]:
             try:
-                report = json.loads(self.path.read_text())
+                report = read_latest(self.path)
             except (OSError, ValueError):  # being replaced; the next scrape reads it
                 return self._seen[1]
-            self._seen = (changed, _monitoring_families(report))
+            self._seen = (changed, _monitoring_families(report) if report else [])
         return self._seen[1]
 
 

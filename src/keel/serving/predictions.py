@@ -24,13 +24,14 @@ import queue
 import sqlite3
 import threading
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from keel.errors import KeelError
+from keel.errors import DataError, KeelError
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS {table} (
@@ -271,3 +272,22 @@ def _rows(request_id: str, time: str, inputs: list[dict[str, Any]],
 def _json(value: Any) -> str:
     """JSON text of a logged value (orjson: a tenth of json.dumps's time; dates as ISO 8601)."""
     return orjson.dumps(value, default=str).decode()
+
+
+def read_answers(path: Path, model: str) -> list[dict[str, Any]]:
+    """Every answered row of ``model`` in the log at ``path``, oldest first, read-only: request id, row, time,
+    version, inputs (parsed) and probability. A missing file is a :class:`~keel.errors.DataError`."""
+    if not path.is_file():
+        raise DataError(f"no prediction log at {path}; keel serve writes predictions.db in the project folder")
+    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+        rows = conn.execute("SELECT request_id, row, time, version, inputs, probability FROM predictions "
+                            "WHERE model = ? ORDER BY rowid", (model,)).fetchall()
+    return [{"request_id": r[0], "row": r[1], "time": r[2], "version": r[3], "inputs": orjson.loads(r[4]),
+             "probability": r[5]} for r in rows]
+
+
+def read_labels(path: Path) -> list[dict[str, Any]]:
+    """Every label posted to the log at ``path`` (``POST /v1/labels``), oldest first: time and the label's fields."""
+    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+        rows = conn.execute("SELECT time, labels FROM labels ORDER BY rowid").fetchall()
+    return [{"time": time, "labels": orjson.loads(labels)} for time, labels in rows]

@@ -22,6 +22,7 @@ from fastapi import FastAPI
 
 from keel.errors import IntegrityError
 from keel.features.stores import open_store
+from keel.monitoring.latest import latest_path
 from keel.registry.governance import Governance
 from keel.serving.app import create_app
 from keel.serving.engine import ScoringEngine
@@ -111,7 +112,7 @@ def app_from_environment() -> FastAPI:
         request_timeout=settings.request_timeout,
         lifespan=lifespan,
         feature_store=feature_store,
-        monitoring_file=Path(settings.project_dir) / "monitoring" / settings.model / "latest.json",
+        monitoring_file=latest_path(Path(settings.project_dir), settings.model),
     )
     if settings.watch_seconds > 0:
         _follow(app, settings, stop)
