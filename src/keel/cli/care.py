@@ -10,7 +10,7 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.table import Table
 
-from keel.cli.main import (
+from keel.cli.common import (
     AuthorOpt,
     ModelOpt,
     ProjectDirOpt,

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.table import Table
 
-from keel.cli.main import ProjectDirOpt, SpecOpt, _keel_errors, _load, _quiet_libraries, _store, app, err, out
+from keel.cli.common import ProjectDirOpt, SpecOpt, _keel_errors, _load, _quiet_libraries, _store, app, err, out
 
 SERVER_ENV, TOKEN_ENV = "KEEL_SERVER", "KEEL_TOKEN"
 users_app = typer.Typer(no_args_is_help=True, help="Users and their roles (admins only).")

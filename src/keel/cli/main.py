@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import getpass
 import json
-import logging
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -13,62 +12,38 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from keel.errors import ContractError, KeelError
+from keel.cli.common import (
+    AuthorOpt,
+    ModelOpt,
+    ProjectDirOpt,
+    SpecArg,
+    SpecOpt,
+    UriOpt,
+    _governance,
+    _keel_errors,
+    _load,
+    _principal,
+    _project_dir,
+    _quiet_libraries,
+    _registry,
+    _store,
+    app,
+    err,
+    models_app,
+    out,
+)
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Keel: tabular models to production, governed.")
-models_app = typer.Typer(no_args_is_help=True, help="Registered models and their versions.")
-app.add_typer(models_app, name="models")
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
-
-SpecArg = Annotated[Path, typer.Argument(help="Path of the project's keel.yaml.")]
-ProjectDirOpt = Annotated[
-    Optional[Path], typer.Option("--project-dir", help="Where runs, models and cards go [default: .keel beside the spec].")
-]
-AuthorOpt = Annotated[str, typer.Option("--author", help="Name recorded, unverified, when KEEL_TOKEN is not set; "
-                                                       "such a version cannot be approved.")]
 REPO_EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "credit_default" / "keel.yaml"
 
 
-@contextmanager
-def _keel_errors(report: Path | None = None) -> Iterator[None]:
-    """Turn KeelErrors into a red message and the error's exit code (no traceback)."""
-    try:
-        yield
-    except ContractError as error:
-        err.print("[bold red]Data contract broken[/] - nothing was trained or registered.")
-        err.print(str(error), markup=False, highlight=False)
-        if report is not None and error.report is not None:
-            from keel.io.files import write_text_atomic
-
-            write_text_atomic(report, json.dumps(error.report.to_dict(), indent=2, default=str))
-            err.print(f"full report: {report}")
-        raise typer.Exit(error.exit_code) from None
-    except KeelError as error:
-        err.print(f"[bold red]{type(error).__name__}[/]: ", end="")
-        err.print(str(error), markup=False, highlight=False)
-        raise typer.Exit(error.exit_code) from None
 
 
-def _quiet_libraries() -> None:
-    import mlflow  # noqa: F401  (it sets its own log levels on import; ours must come after)
-
-    for name in ("mlflow", "alembic", "optuna", "lightgbm"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    logging.getLogger("distributed.shuffle").setLevel(logging.ERROR)  # a notice per shuffle, at WARNING
 
 
-def _load(spec_path: Path) -> Any:
-    from keel.spec import load_spec
-
-    return load_spec(spec_path)
 
 
-def _project_dir(spec_path: Path, project_dir: Path | None) -> Path:
-    return project_dir if project_dir is not None else spec_path.resolve().parent / ".keel"
 
 
 @contextmanager
@@ -148,16 +123,6 @@ def _run(spec_path: Path, project_dir: Path | None, author: str, quiet: bool, wi
     _summary(result)
 
 
-def _principal(spec: Any, folder: Path) -> Any:
-    """The developer whose API token is in KEEL_TOKEN, checked against the project's users in process, or None."""
-    token = os.environ.get("KEEL_TOKEN")
-    if not token:
-        return None
-    from keel.server.service import GovernanceService
-
-    return GovernanceService.open(folder, tracking_uri=spec.registry.tracking_uri,
-                                  governance_uri=spec.registry.governance_uri,
-                                  checkpoints=spec.registry.checkpoints).principal(token)
 
 
 def _registrar(author: str) -> tuple[str, Any]:
@@ -280,24 +245,10 @@ def init(
     out.print(f"wrote {output}; review it, then: keel run {output}")
 
 
-def _store(spec_path: Path | None, project_dir: Path | None, tracking_uri: str | None = None
-           ) -> tuple[Path, str | None, str | None]:
-    """Project folder, tracking URI and model name from --spec / --project-dir / --tracking-uri."""
-    spec = _load(spec_path) if spec_path else None
-    folder = project_dir or (_project_dir(spec_path, None) if spec_path else Path(".keel"))
-    uri = tracking_uri or (spec.registry.tracking_uri if spec else None)
-    return folder, uri, (spec.model_name() if spec else None)
 
 
-def _registry(spec_path: Path | None, project_dir: Path | None, tracking_uri: str | None) -> tuple[Any, str | None]:
-    from keel.registry.store import Registry
-
-    folder, uri, name = _store(spec_path, project_dir, tracking_uri)
-    return Registry.for_project(folder, uri), name
 
 
-SpecOpt = Annotated[Optional[Path], typer.Option("--spec", help="A keel.yaml whose registry to use.")]
-UriOpt = Annotated[Optional[str], typer.Option("--tracking-uri", help="An MLflow tracking URI.")]
 
 
 @models_app.command("list")
@@ -344,17 +295,8 @@ def models_show(
     out.print_json(json.dumps({**info.__dict__, "integrity": integrity}, default=str))
 
 
-ModelOpt = Annotated[Optional[str], typer.Option(help="Model name [default: the spec's].")]
 
 
-def _governance(spec_path: Path | None, project_dir: Path | None, *, writer: bool = True) -> tuple[Any, str, Path]:
-    from keel.registry.governance import Governance
-
-    folder, uri, name = _store(spec_path, project_dir)
-    registry = _load(spec_path).registry if spec_path else None
-    governance = Governance.for_project(folder, uri, registry.governance_uri if registry else None,
-                                        checkpoints=registry.checkpoints if registry else None, writer=writer)
-    return governance, name or "", folder
 
 
 @models_app.command("history")

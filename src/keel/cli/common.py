@@ -1,0 +1,111 @@
+"""What every ``keel`` command shares: the app, its consoles and options, error handling, and opening a project.
+
+The command modules (:mod:`keel.cli.main`, :mod:`keel.cli.care`, :mod:`keel.cli.lifecycle`) import
+from here and never from each other, so there is no import cycle among them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+
+from keel.errors import ContractError, KeelError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Keel: tabular models to production, governed.")
+models_app = typer.Typer(no_args_is_help=True, help="Registered models and their versions.")
+app.add_typer(models_app, name="models")
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+SpecArg = Annotated[Path, typer.Argument(help="Path of the project's keel.yaml.")]
+ProjectDirOpt = Annotated[
+    Optional[Path], typer.Option("--project-dir", help="Where runs, models and cards go [default: .keel beside the spec].")
+]
+AuthorOpt = Annotated[str, typer.Option("--author", help="Name recorded, unverified, when KEEL_TOKEN is not set; "
+                                                       "such a version cannot be approved.")]
+SpecOpt = Annotated[Optional[Path], typer.Option("--spec", help="A keel.yaml whose registry to use.")]
+UriOpt = Annotated[Optional[str], typer.Option("--tracking-uri", help="An MLflow tracking URI.")]
+ModelOpt = Annotated[Optional[str], typer.Option(help="Model name [default: the spec's].")]
+
+
+@contextmanager
+def _keel_errors(report: Path | None = None) -> Iterator[None]:
+    """Turn KeelErrors into a red message and the error's exit code (no traceback)."""
+    try:
+        yield
+    except ContractError as error:
+        err.print("[bold red]Data contract broken[/] - nothing was trained or registered.")
+        err.print(str(error), markup=False, highlight=False)
+        if report is not None and error.report is not None:
+            from keel.io.files import write_text_atomic
+
+            write_text_atomic(report, json.dumps(error.report.to_dict(), indent=2, default=str))
+            err.print(f"full report: {report}")
+        raise typer.Exit(error.exit_code) from None
+    except KeelError as error:
+        err.print(f"[bold red]{type(error).__name__}[/]: ", end="")
+        err.print(str(error), markup=False, highlight=False)
+        raise typer.Exit(error.exit_code) from None
+
+
+def _quiet_libraries() -> None:
+    import mlflow  # noqa: F401  (it sets its own log levels on import; ours must come after)
+
+    for name in ("mlflow", "alembic", "optuna", "lightgbm"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    logging.getLogger("distributed.shuffle").setLevel(logging.ERROR)  # a notice per shuffle, at WARNING
+
+
+def _load(spec_path: Path) -> Any:
+    from keel.spec import load_spec
+
+    return load_spec(spec_path)
+
+
+def _project_dir(spec_path: Path, project_dir: Path | None) -> Path:
+    return project_dir if project_dir is not None else spec_path.resolve().parent / ".keel"
+
+
+def _principal(spec: Any, folder: Path) -> Any:
+    """The developer whose API token is in KEEL_TOKEN, checked against the project's users in process, or None."""
+    token = os.environ.get("KEEL_TOKEN")
+    if not token:
+        return None
+    from keel.server.service import GovernanceService
+
+    return GovernanceService.open(folder, tracking_uri=spec.registry.tracking_uri,
+                                  governance_uri=spec.registry.governance_uri,
+                                  checkpoints=spec.registry.checkpoints).principal(token)
+
+
+def _store(spec_path: Path | None, project_dir: Path | None, tracking_uri: str | None = None
+           ) -> tuple[Path, str | None, str | None]:
+    """Project folder, tracking URI and model name from --spec / --project-dir / --tracking-uri."""
+    spec = _load(spec_path) if spec_path else None
+    folder = project_dir or (_project_dir(spec_path, None) if spec_path else Path(".keel"))
+    uri = tracking_uri or (spec.registry.tracking_uri if spec else None)
+    return folder, uri, (spec.model_name() if spec else None)
+
+
+def _registry(spec_path: Path | None, project_dir: Path | None, tracking_uri: str | None) -> tuple[Any, str | None]:
+    from keel.registry.store import Registry
+
+    folder, uri, name = _store(spec_path, project_dir, tracking_uri)
+    return Registry.for_project(folder, uri), name
+
+
+def _governance(spec_path: Path | None, project_dir: Path | None, *, writer: bool = True) -> tuple[Any, str, Path]:
+    from keel.registry.governance import Governance
+
+    folder, uri, name = _store(spec_path, project_dir)
+    registry = _load(spec_path).registry if spec_path else None
+    governance = Governance.for_project(folder, uri, registry.governance_uri if registry else None,
+                                        checkpoints=registry.checkpoints if registry else None, writer=writer)
+    return governance, name or "", folder
