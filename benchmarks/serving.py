@@ -502,9 +502,16 @@ def quiet() -> None:
     warnings.filterwarnings("ignore", message=r"Hint: Inferred schema contains integer column")  # ints never miss here
 
 
+def require(tool: str, package: str) -> None:
+    """Stop with one line saying how to install ``tool`` when it is not on PATH."""
+    if shutil.which(tool) is None:
+        sys.exit(f"{tool} is not installed: apt-get install {package}")
+
+
 def main() -> None:
     """Run the benchmark and print (and optionally save) the results."""
     args = parse_args()
+    require("wrk", "wrk")  # before minutes of training, not after
     quiet()
     with tempfile.TemporaryDirectory(prefix="keel-serving-bench-") as tmp:
         keel, mlflow = run(args, Path(tmp))
