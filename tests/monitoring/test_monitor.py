@@ -7,16 +7,17 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from factories import loans_spec, make_loans
 
 from keel.errors import DataError, SpecError
+from keel.lifecycle.alerts import alert_lines, send_webhook
 from keel.models.artifact import KeelModel
-from keel.monitoring.alerts import alert_lines, send_webhook
 from keel.monitoring.events import attach_labels, events_from_answers, labels_from_posts
 from keel.monitoring.monitor import monitor
 from keel.serving.predictions import PredictionLog, read_answers, read_labels
 from keel.spec import AlertsSpec, FairnessSpec, MonitoringSpec, parse_spec
 from keel.training.trainer import train_model
+
+from factories import loans_spec, make_loans
 
 START = pd.Timestamp("2026-01-05")  # a Monday: weekly windows start on Mondays
 ROWS_PER_WEEK = 600

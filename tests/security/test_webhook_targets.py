@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from keel.monitoring.alerts import send_webhook
+from keel.lifecycle.alerts import send_webhook
 from keel.monitoring.monitor import Alert
 from keel.spec import AlertsSpec
 

@@ -15,7 +15,7 @@ import pandas as pd
 
 from keel.errors import SpecError
 from keel.io.files import write_text_atomic
-from keel.monitoring.alerts import alert_lines, send_webhook
+from keel.lifecycle.alerts import alert_lines, send_webhook
 from keel.monitoring.events import (
     attach_labels,
     events_from_answers,
