@@ -27,7 +27,7 @@ from keel.monitoring.latest import advance_latest, judged_through, latest_path
 from keel.monitoring.monitor import Alert, MonitorReport, monitor
 from keel.registry.governance import Governance
 from keel.reports.monitoring import write_monitoring_report
-from keel.serving.loader import audited_version
+from keel.serving.loader import required_version
 from keel.serving.predictions import read_answers, read_labels
 from keel.spec import MonitoringSpec, ProjectSpec
 
@@ -66,9 +66,7 @@ def monitor_model(governance: Governance, project_dir: Path, name: str, *, spec:
 
     Only the champion's run moves ``latest.json`` (what ``/metrics`` and the console show).
     """
-    version = audited_version(governance, name, alias)
-    if version is None:
-        raise SpecError(f"the audit log gives model '{name}' no {alias}")
+    version = required_version(governance, name, alias)
     served, _ = governance.registry.load_model(name, version)
     described = served.metadata.get("features") or {}
     time_column = described.get("time_column") or (spec.data.time_column if spec else None)

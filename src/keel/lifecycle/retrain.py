@@ -26,7 +26,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from keel.errors import CardError, RegistryError, SpecError
+from keel.errors import CardError, SpecError
 from keel.evaluation.metrics import binary_metrics
 from keel.features.cleaning import target_vector
 from keel.features.offline import compute_features
@@ -38,6 +38,7 @@ from keel.lifecycle.run import RunResult, StageCallback, prepare_data, run_proje
 from keel.models.artifact import KeelModel
 from keel.registry.governance import Governance
 from keel.registry.principal import Principal
+from keel.serving.loader import required_version
 from keel.spec import ProjectSpec
 from keel.training.split import split_rows
 
@@ -94,9 +95,8 @@ def retrain(spec: ProjectSpec, *, project_dir: Path, author: str, as_of: pd.Time
                                         checkpoints=spec.registry.checkpoints)
     registry = governance.registry
     name = spec.model_name()
+    required_version(governance, name)  # no champion: the one error every command gives
     champion = governance.champion(name)
-    if champion is None:
-        raise RegistryError(f"model '{name}' has no champion to challenge; keel run, approve and promote one first")
     time_column = spec.data.time_column or ""
     if as_of is None:
         newest = naive_utc(read_table(spec.data.source, spec.data.file_format()).frame[time_column]).max()

@@ -1,49 +1,67 @@
 """The real-time scoring API (FastAPI): one record or a batch, with reasons, health probes and limits.
 
-The engine is read once per request from ``app.state.engine``; replacing that reference
+The scoring itself is a :class:`~keel.serving.scoring.ScoringService`; this module puts routes,
+limits and probes in front of it. ``app.state.engine`` is the service's engine: replacing it
 swaps the model for later requests while each request finishes on the model it started with.
-Scoring one record takes a fraction of a millisecond, so it runs on the event loop (a
-thread hop would cost more); batches run in the thread pool. The two scoring routes are
-answered in plain ASGI (:class:`ScoringRoutes`); FastAPI serves the rest and the schema.
+The two scoring routes are answered in plain ASGI (:class:`ScoringRoutes`); FastAPI serves the
+rest and the schema.
 """
 
-import datetime as dt
+import functools
 import hmac
 import sys
-import uuid
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from fastapi import APIRouter, FastAPI, Header, HTTPException, Request, Response
-from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.trustedhost import TrustedHostMiddleware
 from fastapi.responses import JSONResponse
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
+from starlette.datastructures import State
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from keel.errors import DataError, FeatureStoreError
-from keel.features.online import OnlineFeatures
-from keel.features.stores import EventStore, MemoryStore
+from keel.features.stores import EventStore
 from keel.serving.docs import mount_local_docs
 from keel.serving.engine import ScoringEngine
 from keel.serving.metrics import Metrics
 from keel.serving.middleware import Guard
-from keel.serving.predictions import Overloaded, PredictionLog
-from keel.serving.schema import BatchAnswer, ScoreAnswer, batch_model, labels_model, record_model, request_contract
-from keel.serving.shadow import Shadow
+from keel.serving.predictions import PredictionLog
+from keel.serving.schema import BatchAnswer, ScoreAnswer
+from keel.serving.scoring import SCORE_BATCH, SCORE_ONE, Refused, ScoringService, problems
 from keel.web.bodies import answer, read_body, send_json
 
-_INLINE_RECORDS = 16  # batches up to this size score on the event loop, larger ones in the thread pool
+__all__ = ["SCORE_BATCH", "SCORE_ONE", "ScoringRoutes", "ServingState", "ShadowSwitch", "create_app"]
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 
 class ShadowSwitch(BaseModel):
     """Turn the shadow challenger on or off."""
 
     enabled: bool
+
+
+class ServingState(State):
+    """``app.state`` whose ``engine`` is the service's: reading it gives the live engine, setting it swaps the model."""
+
+    def __init__(self, service: ScoringService) -> None:
+        super().__init__({"service": service})
+
+    @property
+    def engine(self) -> ScoringEngine:
+        """The version the service scores with now."""
+        return self.service.engine
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        if key == "engine":
+            self.service.engine = value
+        else:
+            super().__setattr__(key, value)
 
 
 def create_app(
@@ -79,74 +97,24 @@ def create_app(
     inputs. ``POST /v1/labels`` (with the API key) stores labels that arrived, for later features.
     ``monitoring_file`` (the latest ``keel monitor`` results) adds drift gauges to ``/metrics``.
     """
-    contract = engine.model.metadata.get("contract") or {}
-    described = engine.model.metadata.get("features")
-    online = OnlineFeatures.of_model(described, feature_store) if described else None
-    remote_store = online is not None and bool(online.plan.windows) and not isinstance(online.store, MemoryStore)
-    Record = record_model(request_contract(engine.model.metadata))
-    Batch = batch_model(Record, max_batch)
+    service = ScoringService(engine, max_batch=max_batch, reload=reload, prediction_log=prediction_log,
+                             feature_store=feature_store, metrics=Metrics(monitoring_file))
     app = FastAPI(title=f"Keel scoring: {engine.name}", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Probability, decision and adverse-action reasons for credit decisions.")
     mount_local_docs(app, title=f"{app.title} - Swagger UI")  # Swagger UI from the package, not a CDN
-    metrics = Metrics(monitoring_file)
-    app.state.engine = engine
+    app.state = ServingState(service)
     app.state.ready = True
-    app.state.metrics = metrics
-    app.state.shadow = Shadow(prediction_log, metrics)
-    app.state.online = online
-    metrics.version.labels(engine.name).set(engine.version)
+    app.state.metrics = service.metrics
+    app.state.shadow = service.shadow
+    app.state.online = service.online
+    app.state.swap = swap = _http(service.swap)
+    app.state.check_contract = _http(service.check_contract)
 
     @app.exception_handler(RequestValidationError)
     def invalid(_: Request, error: RequestValidationError) -> JSONResponse:
-        return JSONResponse({"detail": _problems(error, ())}, status_code=422)
+        return JSONResponse({"detail": problems(error.errors(), ())}, status_code=422)
 
-    async def score(path: str, body: bytes) -> tuple[int, dict[str, Any]]:
-        """The status and JSON answer for a scoring request's body (the routes' whole behaviour)."""
-        single = path == SCORE_ONE
-        try:
-            request = (Record if single else Batch).model_validate_json(body)
-        except ValidationError as error:
-            # Field, rule and message only: never echo the input (it may be NaN, or personal data).
-            return 422, {"detail": _problems(error, ("body",))}
-        current: ScoringEngine = app.state.engine
-        inputs = [request.model_dump()] if single else [r.model_dump() for r in request.records]
-
-        raw = list(inputs)  # the records as sent; ``inputs`` gains their computed features
-
-        def decide() -> list[dict[str, Any]]:
-            if online is not None:  # in order: a record's features see the records before it
-                inputs[:] = [{**r, **f} for r, f in zip(raw, online.compute_batch(raw))]
-            return current.score_records(inputs)
-
-        try:
-            inline = len(inputs) <= _INLINE_RECORDS and not remote_store  # a Redis round trip never blocks the loop
-            decisions = decide() if inline else await run_in_threadpool(decide)
-        except DataError as error:
-            return 422, {"detail": str(error)}
-        except FeatureStoreError as error:
-            metrics.shed.labels("features").inc()
-            return 503, {"detail": str(error)}
-        request_id = uuid.uuid4().hex
-        now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
-        if prediction_log is not None:
-            try:
-                await prediction_log.append_async(request_id, now, inputs, decisions)
-            except Overloaded as error:
-                metrics.shed.labels("log").inc()
-                return 503, {"detail": str(error)}
-        if online is not None:  # kept only once the answer is logged: a refused request leaves no event
-            try:
-                await run_in_threadpool(online.record_all, raw) if remote_store else online.record_all(raw)
-            except FeatureStoreError as error:
-                metrics.shed.labels("features").inc()
-                return 503, {"detail": str(error)}
-        app.state.shadow.offer(request_id, now, inputs)
-        for decision in decisions:
-            metrics.scores.observe(decision["probability"])
-        return 200, ({"request_id": request_id, **decisions[0]} if single
-                     else {"request_id": request_id, "results": decisions})
-
-    _document_scoring(app, Record, Batch, max_batch)
+    _document_scoring(app, service.Record, service.Batch, max_batch)
 
     @app.get("/livez", summary="The process is alive")
     async def livez() -> dict[str, str]:
@@ -154,7 +122,7 @@ def create_app(
 
     @app.get("/readyz", summary="A verified model is loaded and the server is not draining")
     async def readyz() -> JSONResponse:
-        current: ScoringEngine = app.state.engine
+        current = service.engine
         if not app.state.ready:
             return JSONResponse({"status": "draining"}, status_code=503)
         if prediction_log is not None and not prediction_log.intact():
@@ -163,82 +131,57 @@ def create_app(
 
     @app.get("/metrics", summary="Prometheus metrics of this process")
     async def prometheus() -> Response:
-        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
-
-    def authorize(x_api_key: str) -> None:
-        """401 without a key, 403 with a wrong one (or when the server has none: then nothing is allowed)."""
-        if not x_api_key:
-            raise HTTPException(401, "admin and label routes need the server's API key in X-API-Key",
-                                headers={"WWW-Authenticate": "X-API-Key"})
-        if api_key is None or not hmac.compare_digest(x_api_key.encode(), api_key.encode()):
-            raise HTTPException(403, "the X-API-Key given is not this server's API key")
+        return Response(service.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     @app.post("/admin/reload", summary="Load the model version again from the registry and swap it in")
     def admin_reload(x_api_key: str = Header(default="")) -> dict[str, Any]:
-        authorize(x_api_key)
+        _authorize(x_api_key, api_key)
         return swap()
 
-    if described and described["windows"]:
-        Labels = labels_model(described, max_batch)
+    if service.Labels is not None:
+        Labels, store_labels = service.Labels, _http(service.store_labels)
 
         @app.post("/v1/labels", summary="Store labels that arrived for scored events (needs X-API-Key)")
         def labels(body: Labels, x_api_key: str = Header(default="")) -> dict[str, Any]:  # type: ignore[valid-type]
             """Each label updates its kept event, so later features read it; ``unknown`` lists ids not kept."""
-            authorize(x_api_key)
-            rows = [label.model_dump() for label in body.labels]  # type: ignore[attr-defined]
-            id_column = described["id_column"]
-            try:  # labels no window reads are only logged
-                stored = online.label_groups(list(described["labels"])) > 0
-                unknown = [row[id_column] for row in rows if stored and not online.update(row)]
-            except FeatureStoreError as error:
-                raise HTTPException(503, str(error)) from error
-            if prediction_log is not None:
-                now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
-                try:
-                    prediction_log.append_labels(now, id_column, rows)
-                except Overloaded as error:
-                    raise HTTPException(503, str(error)) from error
-            return {"updated": len(rows) - len(unknown) if stored else 0, "unknown": unknown}
+            _authorize(x_api_key, api_key)
+            return store_labels([label.model_dump() for label in body.labels])  # type: ignore[attr-defined]
 
     @app.post("/admin/shadow", summary="Turn the shadow challenger on or off")
     def admin_shadow(switch: ShadowSwitch, x_api_key: str = Header(default="")) -> dict[str, Any]:
-        authorize(x_api_key)
-        shadow: Shadow = app.state.shadow
+        _authorize(x_api_key, api_key)
+        shadow = service.shadow
         shadow.enabled = switch.enabled
         return {"enabled": shadow.enabled, "challenger": shadow.engine.version if shadow.engine else None}
 
-    def swap() -> dict[str, Any]:
-        """Load with ``reload`` and serve the result; any failure keeps the current model (409)."""
-        if reload is None:
-            raise HTTPException(409, "this server was started without a registry to reload from")
-        current: ScoringEngine = app.state.engine
-        try:
-            candidate = reload()
-        except Exception as error:  # noqa: BLE001 - any failure to load or verify keeps the old model serving
-            raise HTTPException(409, f"reload failed, still serving version {current.version}: {error}") from error
-        check_contract(candidate, f"still serving version {current.version}")
-        app.state.engine = candidate
-        metrics.version.labels(candidate.name).set(candidate.version)
-        return {"previous": current.version, "serving": candidate.version}
-
-    def check_contract(candidate: ScoringEngine, consequence: str) -> None:
-        """Refuse (409) a version whose inputs or online features differ: they are fixed when the server starts."""
-        metadata = candidate.model.metadata
-        if metadata.get("contract") != contract or metadata.get("features") != described:
-            raise HTTPException(409, f"version {candidate.version} reads other inputs; {consequence} "
-                                     f"(restart the server to change the request schema)")
-
-    app.state.swap = swap
-    app.state.check_contract = check_contract
-    app.add_middleware(ScoringRoutes, score=score)
+    app.add_middleware(ScoringRoutes, score=service.score)
     if allowed_hosts:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)
-    app.add_middleware(Guard, metrics=metrics, max_in_flight=max_in_flight, timeout=request_timeout,
+    app.add_middleware(Guard, metrics=service.metrics, max_in_flight=max_in_flight, timeout=request_timeout,
                        max_body_bytes=max_body_bytes, body_timeout=body_timeout, max_per_client=max_per_client)
     return app
 
 
-SCORE_ONE, SCORE_BATCH = "/v1/score", "/v1/score/batch"
+def _authorize(given: str, api_key: str | None) -> None:
+    """401 without a key, 403 with a wrong one (or when the server has none: then nothing is allowed)."""
+    if not given:
+        raise HTTPException(401, "admin and label routes need the server's API key in X-API-Key",
+                            headers={"WWW-Authenticate": "X-API-Key"})
+    if api_key is None or not hmac.compare_digest(given.encode(), api_key.encode()):
+        raise HTTPException(403, "the X-API-Key given is not this server's API key")
+
+
+def _http(call: Callable[_P, _R]) -> Callable[_P, _R]:
+    """``call`` with the service's refusals raised as :class:`HTTPException` (its status and detail)."""
+
+    @functools.wraps(call)
+    def http(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return call(*args, **kwargs)
+        except Refused as refused:
+            raise HTTPException(refused.status, refused.detail) from refused
+
+    return http
 
 
 class ScoringRoutes:
@@ -266,11 +209,6 @@ class ScoringRoutes:
             return
         status, content = await self.score(scope["path"], body)
         await send_json(send, status, content, retry_after=1 if status == 503 else None)
-
-
-def _problems(error: ValidationError | RequestValidationError, prefix: tuple[str, ...]) -> list[dict[str, Any]]:
-    """Each problem's place, rule and message, without the input it was about."""
-    return [{"loc": [*prefix, *e["loc"]], "msg": e["msg"], "type": e["type"]} for e in error.errors()]
 
 
 def _document_scoring(app: FastAPI, Record: type[BaseModel], Batch: type[BaseModel], max_batch: int) -> None:

@@ -22,12 +22,19 @@ def audited_version(governance: Governance, name: str, alias: str = CHAMPION) ->
     return model.champion if alias == CHAMPION else model.challenger
 
 
-def load_alias(governance: Governance, name: str, alias: str = CHAMPION) -> ScoringEngine:
-    """The engine for the audited ``name@alias``: its files must match the fingerprint the audit log recorded."""
+def required_version(governance: Governance, name: str, alias: str = CHAMPION) -> int:
+    """:func:`audited_version`, where having none is an error: the one message (and exit code) for every command."""
     version = audited_version(governance, name, alias)
     if version is None:
-        raise RegistryError(f"the audit log gives model '{name}' no {alias}; approve and promote one first "
-                            "(keel approve VERSION, keel promote VERSION)")
+        how = "approve and promote one first (keel approve VERSION, keel promote VERSION)" if alias == CHAMPION \
+            else "keel retrain names one when its challenger awaits approval"
+        raise RegistryError(f"the audit log gives model '{name}' no {alias}; {how}")
+    return version
+
+
+def load_alias(governance: Governance, name: str, alias: str = CHAMPION) -> ScoringEngine:
+    """The engine for the audited ``name@alias``: its files must match the fingerprint the audit log recorded."""
+    version = required_version(governance, name, alias)
     audited_sha = governance.registered_sha256(name, version)
     info = governance.registry.version(name, version)
     if not audited_sha or info.tag("model_sha256") != audited_sha:
