@@ -50,7 +50,9 @@ SPEC = ROOT / "examples" / "credit_default" / "keel.yaml"
 DATA = ROOT / "examples" / "credit_default" / "data" / "UCI_Credit_Card.csv"
 BIN = Path(sys.executable).parent
 TIME = Path("/usr/bin/time")
-ROW_GROUP_ROWS = 100_000  # near DuckDB's default (122,880); pyarrow's would put 1M rows in one group
+ROW_GROUP_ROWS = (
+    100_000  # near DuckDB's default (122,880); pyarrow's would put 1M rows in one group
+)
 API_BATCH = 1000
 
 
@@ -78,14 +80,25 @@ class Agreement:
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--project-dir", type=Path, help="a project folder holding the trained credit model")
+    parser.add_argument(
+        "--project-dir", type=Path, help="a project folder holding the trained credit model"
+    )
     parser.add_argument("--model", default="credit_default", help="registered model name")
-    parser.add_argument("--rows", type=int, default=1_000_000, help="rows of the big file (the small one has a tenth)")
+    parser.add_argument(
+        "--rows",
+        type=int,
+        default=1_000_000,
+        help="rows of the big file (the small one has a tenth)",
+    )
     parser.add_argument("--chunk-rows", type=int, default=50_000, help="passed to keel score")
-    parser.add_argument("--format", choices=["parquet", "csv"], default="parquet", help="input file format")
+    parser.add_argument(
+        "--format", choices=["parquet", "csv"], default="parquet", help="input file format"
+    )
     parser.add_argument("--sample", type=int, default=2000, help="rows compared with the API")
     parser.add_argument("--seed", type=int, default=7, help="seed of the resampling")
-    parser.add_argument("--quick", action="store_true", help="smoke run: 50,000 rows in chunks of 5,000")
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: 50,000 rows in chunks of 5,000"
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     if args.quick:
@@ -95,8 +108,12 @@ def parse_args() -> argparse.Namespace:
 
 def train(project_dir: Path) -> None:
     """Train and register the credit example into ``project_dir``."""
-    subprocess.run([str(BIN / "keel"), "run", str(SPEC), "--project-dir", str(project_dir), "--quiet"],
-                   check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [str(BIN / "keel"), "run", str(SPEC), "--project-dir", str(project_dir), "--quiet"],
+        check=True,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+    )
 
 
 def champion_registry(project_dir: Path, name: str, scratch: Path) -> Path:
@@ -122,18 +139,38 @@ def write_input(rows: int, seed: int, contract: dict[str, dict], path: Path) -> 
     real = pd.read_csv(DATA)
     ints = [c for c, rule in contract.items() if rule["dtype"] == "int"]
     real[ints] = real[ints].astype("int64")  # the CSV writes some whole amounts as 5e+05
-    drawn = real.iloc[np.random.default_rng(seed).integers(0, len(real), rows)].reset_index(drop=True)
+    drawn = real.iloc[np.random.default_rng(seed).integers(0, len(real), rows)].reset_index(
+        drop=True
+    )
     drawn["ID"] = np.arange(1, rows + 1)
     if path.suffix == ".parquet":
-        pq.write_table(pa.Table.from_pandas(drawn, preserve_index=False), path, row_group_size=ROW_GROUP_ROWS)
+        pq.write_table(
+            pa.Table.from_pandas(drawn, preserve_index=False), path, row_group_size=ROW_GROUP_ROWS
+        )
     else:
         drawn.to_csv(path, index=False)
 
 
-def score(project_dir: Path, name: str, source: Path, target: Path, chunk_rows: int, rows: int) -> Run:
+def score(
+    project_dir: Path, name: str, source: Path, target: Path, chunk_rows: int, rows: int
+) -> Run:
     """Run ``keel score`` on ``source`` and measure its wall time and peak RSS."""
-    command = [str(BIN / "keel"), "score", "--project-dir", str(project_dir), "--model", name,
-               "--input", str(source), "--output", str(target), "--chunk-rows", str(chunk_rows), "--keep", "ID"]
+    command = [
+        str(BIN / "keel"),
+        "score",
+        "--project-dir",
+        str(project_dir),
+        "--model",
+        name,
+        "--input",
+        str(source),
+        "--output",
+        str(target),
+        "--chunk-rows",
+        str(chunk_rows),
+        "--keep",
+        "ID",
+    ]
     if TIME.exists():
         command = [str(TIME), "-v", *command]
     start = time.perf_counter()
@@ -179,7 +216,10 @@ def to_records(frame: pd.DataFrame, contract: dict[str, dict]) -> list[dict[str,
     """JSON records of the contract's columns, each value of its contract type (missing: None)."""
     cast = {"int": int, "float": float, "str": str, "bool": bool}
     return [
-        {c: None if pd.isna(row[c]) else cast[rule["dtype"]](row[c]) for c, rule in contract.items()}
+        {
+            c: None if pd.isna(row[c]) else cast[rule["dtype"]](row[c])
+            for c, rule in contract.items()
+        }
         for row in frame.to_dict("records")
     ]
 
@@ -193,7 +233,9 @@ def api_answers(engine: ScoringEngine, records: list[dict[str, Any]]) -> list[di
     answers: list[dict[str, Any]] = []
     with TestClient(create_app(engine, max_batch=API_BATCH)) as client:
         for start in range(0, len(records), API_BATCH):
-            response = client.post("/v1/score/batch", json={"records": records[start:start + API_BATCH]})
+            response = client.post(
+                "/v1/score/batch", json={"records": records[start : start + API_BATCH]}
+            )
             if response.status_code != 200:
                 sys.exit(f"the API answered {response.status_code}: {response.text[:500]}")
             answers.extend(response.json()["results"])
@@ -203,7 +245,9 @@ def api_answers(engine: ScoringEngine, records: list[dict[str, Any]]) -> list[di
 def agree(inputs: pd.DataFrame, outputs: pd.DataFrame, answers: list[dict[str, Any]]) -> Agreement:
     """Compare batch output rows with the API's answers for the same input rows, exactly."""
     problems = []
-    for given, row, answer in zip(inputs.itertuples(), outputs.to_dict("records"), answers, strict=True):
+    for given, row, answer in zip(
+        inputs.itertuples(), outputs.to_dict("records"), answers, strict=True
+    ):
         fields = {
             "ID": (row["ID"], given.ID),
             "probability": (row["probability"], answer["probability"]),
@@ -225,10 +269,14 @@ def report(runs: list[Run], agreement: Agreement) -> dict[str, Any]:
     print("| rows | seconds | rows/s | peak RSS MB |")
     print("|---:|---:|---:|---:|")
     for run in runs:
-        print(f"| {run.rows:,} | {run.seconds:.1f} | {run.rows_per_second:,.0f} | {run.peak_rss_mb:.0f} |")
+        print(
+            f"| {run.rows:,} | {run.seconds:.1f} | {run.rows_per_second:,.0f} | {run.peak_rss_mb:.0f} |"
+        )
     print(f"\nscoring rate without start-up (between the two sizes): {marginal:,.0f} rows/s")
     print(f"peak RSS at {big.rows:,} rows / at {small.rows:,} rows: {ratio:.2f}")
-    print(f"agreement with the API: {agreement.compared:,} rows compared, {agreement.mismatches} mismatches")
+    print(
+        f"agreement with the API: {agreement.compared:,} rows compared, {agreement.mismatches} mismatches"
+    )
     for example in agreement.examples:
         print(f"  {example}")
     return {

@@ -52,7 +52,9 @@ def _input(copies: int, folder: Path) -> Path:
     frame = pd.read_parquet(DATA)
     step = {c: int(frame[c].max()) + 1 for c in ("CUSTOMER_ID", "TERMINAL_ID", "TRANSACTION_ID")}
     parts = [frame.assign(**{c: frame[c] + k * s for c, s in step.items()}) for k in range(copies)]
-    pd.concat(parts, ignore_index=True).sort_values("TX_DATETIME", kind="stable").to_parquet(path, index=False)
+    pd.concat(parts, ignore_index=True).sort_values("TX_DATETIME", kind="stable").to_parquet(
+        path, index=False
+    )
     return path
 
 
@@ -92,8 +94,15 @@ def _on_dask(engine, spec, source: Path, out: Path, reasons: bool) -> tuple[floa
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
         start = time.perf_counter()
-        score_on_cluster(engine, cluster, str(source), str(out), spec=spec, keep=[spec.data.id_column],
-                         reasons=reasons)
+        score_on_cluster(
+            engine,
+            cluster,
+            str(source),
+            str(out),
+            spec=spec,
+            keep=[spec.data.id_column],
+            reasons=reasons,
+        )
         seconds = time.perf_counter() - start
         done.set()
         sampler.join()
@@ -126,15 +135,25 @@ def main() -> int:
         local_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         dask_s, worker_peaks = _on_dask(engine, spec, source, folder / "dask", args.reasons)
         key = spec.data.id_column
-        local = pd.read_parquet(folder / "local.parquet", columns=[key, "probability"]).set_index(key)
+        local = pd.read_parquet(folder / "local.parquet", columns=[key, "probability"]).set_index(
+            key
+        )
         dask = pd.read_parquet(folder / "dask", columns=[key, "probability"]).set_index(key)
         same = len(dask) == len(local) == rows and np.allclose(
-            dask["probability"].reindex(local.index).to_numpy(), local["probability"].to_numpy(), rtol=1e-12, atol=0)
+            dask["probability"].reindex(local.index).to_numpy(),
+            local["probability"].to_numpy(),
+            rtol=1e-12,
+            atol=0,
+        )
     print(f"{rows:,} transactions, reasons {'on' if args.reasons else 'off'}")
     print(f"{'contender':<12} {'wall':>8} {'rows/s':>10}  peak RSS")
-    print(f"{'in process':<12} {local_s:>7.1f}s {rows / local_s:>10,.0f}  {local_peak:,.0f} MB (this process, training included)")
-    print(f"{'Dask (2)':<12} {dask_s:>7.1f}s {rows / dask_s:>10,.0f}  "
-          f"{' / '.join(f'{p:,.0f}' for p in worker_peaks)} MB per worker")
+    print(
+        f"{'in process':<12} {local_s:>7.1f}s {rows / local_s:>10,.0f}  {local_peak:,.0f} MB (this process, training included)"
+    )
+    print(
+        f"{'Dask (2)':<12} {dask_s:>7.1f}s {rows / dask_s:>10,.0f}  "
+        f"{' / '.join(f'{p:,.0f}' for p in worker_peaks)} MB per worker"
+    )
     print(f"Dask / in process: {dask_s / local_s:.2f}x time; probabilities equal by id: {same}")
     return 0 if same else 1
 

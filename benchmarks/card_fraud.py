@@ -38,7 +38,9 @@ METRICS = ("auc", "average_precision", "card_precision_at_100")
 def parse_args() -> argparse.Namespace:
     """The command line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=None, help="tuning trials per family [default: the spec's]")
+    parser.add_argument(
+        "--trials", type=int, default=None, help="tuning trials per family [default: the spec's]"
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     return parser.parse_args()
 
@@ -53,8 +55,11 @@ def baselines(seed: int) -> dict[str, Any]:
     from xgboost import XGBClassifier
 
     return {
-        "logistic regression": make_pipeline(SimpleImputer(strategy="constant", fill_value=0.0), StandardScaler(),
-                                             LogisticRegression(random_state=seed)),
+        "logistic regression": make_pipeline(
+            SimpleImputer(strategy="constant", fill_value=0.0),
+            StandardScaler(),
+            LogisticRegression(random_state=seed),
+        ),
         "random forest": RandomForestClassifier(random_state=seed, n_jobs=-1),
         "XGBoost": XGBClassifier(random_state=seed, n_jobs=-1),
     }
@@ -82,10 +87,15 @@ def main() -> None:
     args = parse_args()
     spec = load_spec(SPEC)
     if args.trials:
-        spec = spec.model_copy(update={"tuning": spec.tuning.model_copy(update={"trials": args.trials})})
+        spec = spec.model_copy(
+            update={"tuning": spec.tuning.model_copy(update={"trials": args.trials})}
+        )
     started = time.perf_counter()
     data = prepare_data(spec)
-    print(f"features for {len(data.frame):,} transactions: {time.perf_counter() - started:.1f} s", flush=True)
+    print(
+        f"features for {len(data.frame):,} transactions: {time.perf_counter() - started:.1f} s",
+        flush=True,
+    )
     started = time.perf_counter()
     outcome = train_model(data.frame, spec)
     keel_seconds = time.perf_counter() - started
@@ -93,31 +103,53 @@ def main() -> None:
     test = data.frame.iloc[split.test]
     X_train, y_train = outcome.matrices.X_train, outcome.matrices.y_train
     X_test, y_test = outcome.X_test, outcome.y_test
-    print(f"train {len(y_train):,} rows ({int(y_train.sum())} frauds), test {len(y_test):,} rows "
-          f"({int(y_test.sum())} frauds), {len(pre.features)} features", flush=True)
+    print(
+        f"train {len(y_train):,} rows ({int(y_train.sum())} frauds), test {len(y_test):,} rows "
+        f"({int(y_test.sum())} frauds), {len(pre.features)} features",
+        flush=True,
+    )
     days, cards = test[spec.data.time_column], test[spec.split.known_entity]
-    results = {f"Keel ({outcome.family}, tuned)": {**scores(y_test, outcome.model.scorer.probability(X_test),
-                                                             days, cards), "fit_seconds": keel_seconds}}
+    results = {
+        f"Keel ({outcome.family}, tuned)": {
+            **scores(y_test, outcome.model.scorer.probability(X_test), days, cards),
+            "fit_seconds": keel_seconds,
+        }
+    }
     for name, model in baselines(spec.seed).items():
         started = time.perf_counter()
         model.fit(X_train, y_train)
         fit_seconds = time.perf_counter() - started
-        results[name] = {**scores(y_test, model.predict_proba(X_test)[:, 1], days, cards), "fit_seconds": fit_seconds}
+        results[name] = {
+            **scores(y_test, model.predict_proba(X_test)[:, 1], days, cards),
+            "fit_seconds": fit_seconds,
+        }
         print(f"{name}: fitted in {fit_seconds:.1f} s", flush=True)
 
     print("\n| model | AUC | AP | card precision@100 | fit s |\n|---|---|---|---|---|")
     for name, r in results.items():
-        print(f"| {name} | {r['auc']:.4f} | {r['average_precision']:.4f} | {r['card_precision_at_100']:.4f} "
-              f"| {r['fit_seconds']:.1f} |")
+        print(
+            f"| {name} | {r['auc']:.4f} | {r['average_precision']:.4f} | {r['card_precision_at_100']:.4f} "
+            f"| {r['fit_seconds']:.1f} |"
+        )
     keel_name = next(iter(results))
     keel = results[keel_name]
-    beaten = {metric: all(keel[metric] > r[metric] for n, r in results.items() if n != keel_name)
-              for metric in METRICS}
+    beaten = {
+        metric: all(keel[metric] > r[metric] for n, r in results.items() if n != keel_name)
+        for metric in METRICS
+    }
     for metric, ok in beaten.items():
         print(f"Keel beats every baseline on {metric}: {'yes' if ok else 'NO'}")
     if args.json:
-        args.json.write_text(json.dumps({"results": results, "beaten": beaten,
-                                         "tuning": outcome.tuning_summary(spec.tuning.metric)["best"]}, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "results": results,
+                    "beaten": beaten,
+                    "tuning": outcome.tuning_summary(spec.tuning.metric)["best"],
+                },
+                indent=2,
+            )
+        )
     sys.exit(0 if all(beaten.values()) else 1)
 
 

@@ -20,9 +20,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from reference import reference_booster, reference_data
 
 from keel.explain.treeshap import TreeShap
+
+from reference import reference_booster, reference_data
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,21 +39,25 @@ def per_row(call: Callable[[], object], rows: int, repeats: int) -> float:
     return statistics.median(times) / rows
 
 
-def compare(name: str, booster, X: np.ndarray) -> list[str]:  # noqa: ANN001 - lightgbm.Booster
+def compare(name: str, booster, X: np.ndarray) -> list[str]:
     """Rows of the result table for one model."""
     kernel = TreeShap.from_model_text(booster.model_to_string())
     batch = X[:1000]
-    diff = float(np.abs(kernel.contributions(batch) - booster.predict(batch, pred_contrib=True)).max())
+    diff = float(
+        np.abs(kernel.contributions(batch) - booster.predict(batch, pred_contrib=True)).max()
+    )
     lines = []
     for label, rows, repeats in (("1 row", 1, 200), ("1,000 rows", 1000, 7)):
         data = X[:rows]
         native = per_row(lambda d=data: booster.predict(d, pred_contrib=True), rows, repeats)
         ours = per_row(lambda d=data: kernel.contributions(d), rows, repeats)
-        lines.append(f"| {name} | {label} | {native * 1e3:.3f} | {ours * 1e3:.3f} | {native / ours:.1f}x | {diff:.1e} |")
+        lines.append(
+            f"| {name} | {label} | {native * 1e3:.3f} | {ours * 1e3:.3f} | {native / ours:.1f}x | {diff:.1e} |"
+        )
     return lines
 
 
-def credit_booster(credit_dir: Path | None):  # noqa: ANN201 - (booster, matrix)
+def credit_booster(credit_dir: Path | None):
     """The credit example's LightGBM model and its preprocessed rows."""
     from keel.lifecycle.run import prepare_data, run_project
     from keel.registry.store import Registry
@@ -63,7 +68,9 @@ def credit_booster(credit_dir: Path | None):  # noqa: ANN201 - (booster, matrix)
     registry = Registry.for_project(project_dir)
     if credit_dir is None:
         run_project(spec, project_dir=project_dir, with_card=False)
-    model, _ = registry.load_model(spec.model_name(), registry.versions(spec.model_name())[-1].version)
+    model, _ = registry.load_model(
+        spec.model_name(), registry.versions(spec.model_name())[-1].version
+    )
     if model.family != "lightgbm":
         sys.exit("the credit model is not LightGBM; nothing to compare")
     frame = prepare_data(spec).frame
@@ -73,7 +80,9 @@ def credit_booster(credit_dir: Path | None):  # noqa: ANN201 - (booster, matrix)
 def main() -> None:
     """Print the comparison table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--credit-dir", type=Path, help="a project folder holding a registered credit model")
+    parser.add_argument(
+        "--credit-dir", type=Path, help="a project folder holding a registered credit model"
+    )
     args = parser.parse_args()
     print("| model | call | native ms/row | Keel ms/row | speed-up | max abs diff |")
     print("|---|---|---|---|---|---|")

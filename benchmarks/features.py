@@ -48,7 +48,9 @@ WINDOWS = (1, 7, 30)
 NAMES = [f"card_{agg}_{days}d" for days in WINDOWS for agg in ("nb_tx", "avg_amount")]
 CHUNK_ROWS = 1_000_000  # rows generated at a time
 FILE_ROWS = 5_000_000  # rows per file of a --scale folder
-ROW_GROUP_ROWS = 100_000  # near DuckDB's default (122,880); pyarrow's would put 1M rows in one group
+ROW_GROUP_ROWS = (
+    100_000  # near DuckDB's default (122,880); pyarrow's would put 1M rows in one group
+)
 START = np.datetime64("2024-01-01T00:00:00", "us")
 
 
@@ -59,9 +61,15 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--cards", type=int, default=200_000, help="distinct cards")
     parser.add_argument("--days", type=int, default=90, help="days the transactions span")
     parser.add_argument("--seed", type=int, default=7, help="seed of the generator")
-    parser.add_argument("--repeats", type=int, default=3, help="runs of each contender (interleaved)")
-    parser.add_argument("--data-dir", type=Path, default=Path(tempfile.gettempdir()) / "keel-bench-features")
-    parser.add_argument("--scale", type=int, help="run Keel on Dask over a folder of this many rows instead")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="runs of each contender (interleaved)"
+    )
+    parser.add_argument(
+        "--data-dir", type=Path, default=Path(tempfile.gettempdir()) / "keel-bench-features"
+    )
+    parser.add_argument(
+        "--scale", type=int, help="run Keel on Dask over a folder of this many rows instead"
+    )
     parser.add_argument("--contender", choices=CONTENDERS, help=argparse.SUPPRESS)  # child mode
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
@@ -76,17 +84,21 @@ def chunks(rows: int, cards: int, days: int, seed: int) -> Iterator[pa.Table]:
         rng = np.random.default_rng([seed, index])
         low, high = span * start // rows, span * (start + size) // rows
         seconds = np.sort(rng.integers(low, max(high, low + 1), size))
-        yield pa.table({
-            "tx_id": np.arange(start, start + size, dtype=np.int64),
-            "tx_time": START + seconds.astype("timedelta64[s]"),
-            "card": rng.integers(0, cards, size),
-            "terminal": rng.integers(0, 10_000, size),
-            "amount": np.round(rng.gamma(2.0, 30.0, size), 2),
-            "fraud": (rng.random(size) < 0.01).astype(np.int64),
-        })
+        yield pa.table(
+            {
+                "tx_id": np.arange(start, start + size, dtype=np.int64),
+                "tx_time": START + seconds.astype("timedelta64[s]"),
+                "card": rng.integers(0, cards, size),
+                "terminal": rng.integers(0, 10_000, size),
+                "amount": np.round(rng.gamma(2.0, 30.0, size), 2),
+                "fraud": (rng.random(size) < 0.01).astype(np.int64),
+            }
+        )
 
 
-def write_data(rows: int, cards: int, days: int, seed: int, data_dir: Path, *, file_rows: int | None = None) -> Path:
+def write_data(
+    rows: int, cards: int, days: int, seed: int, data_dir: Path, *, file_rows: int | None = None
+) -> Path:
     """The Parquet file (or, with ``file_rows``, folder of files) of these parameters, written if missing."""
     name = f"tx-{rows}r-{cards}c-{days}d-s{seed}" + ("" if file_rows is None else f"-{file_rows}pf")
     target = data_dir / (name + (".parquet" if file_rows is None else ""))
@@ -122,23 +134,51 @@ def keel_plan(source: str) -> Any:
     from keel.spec import parse_spec
 
     ints = {"dtype": "int"}
-    return FeaturePlan.of(parse_spec({
-        "project": "bench", "data": {"source": source, "id_column": "tx_id", "time_column": "tx_time"},
-        "contract": {"columns": {"tx_id": ints, "tx_time": {"dtype": "datetime"}, "card": ints,
-                                 "terminal": ints, "amount": {"dtype": "float"}, "fraud": ints}},
-        "target": {"column": "fraud"},
-        "features": {"include": ["amount"], "windows": {"card": {
-            "entity": "card", "windows": [f"{d}d" for d in WINDOWS],
-            "aggregations": {"nb_tx": {"function": "count"}, "avg_amount": {"function": "mean", "column": "amount"}}}}},
-    }))
+    return FeaturePlan.of(
+        parse_spec(
+            {
+                "project": "bench",
+                "data": {"source": source, "id_column": "tx_id", "time_column": "tx_time"},
+                "contract": {
+                    "columns": {
+                        "tx_id": ints,
+                        "tx_time": {"dtype": "datetime"},
+                        "card": ints,
+                        "terminal": ints,
+                        "amount": {"dtype": "float"},
+                        "fraud": ints,
+                    }
+                },
+                "target": {"column": "fraud"},
+                "features": {
+                    "include": ["amount"],
+                    "windows": {
+                        "card": {
+                            "entity": "card",
+                            "windows": [f"{d}d" for d in WINDOWS],
+                            "aggregations": {
+                                "nb_tx": {"function": "count"},
+                                "avg_amount": {"function": "mean", "column": "amount"},
+                            },
+                        }
+                    },
+                },
+            }
+        )
+    )
 
 
 def hand_sql(path: Path) -> str:
     """The window query a competent engineer would write for the six features."""
-    items = ", ".join(f"count(*) OVER w{d}d AS card_nb_tx_{d}d, avg(amount) OVER w{d}d AS card_avg_amount_{d}d"
-                      for d in WINDOWS)
-    frames = ", ".join(f"w{d}d AS (PARTITION BY card ORDER BY tx_time RANGE BETWEEN INTERVAL {d} DAY PRECEDING "
-                       "AND CURRENT ROW)" for d in WINDOWS)
+    items = ", ".join(
+        f"count(*) OVER w{d}d AS card_nb_tx_{d}d, avg(amount) OVER w{d}d AS card_avg_amount_{d}d"
+        for d in WINDOWS
+    )
+    frames = ", ".join(
+        f"w{d}d AS (PARTITION BY card ORDER BY tx_time RANGE BETWEEN INTERVAL {d} DAY PRECEDING "
+        "AND CURRENT ROW)"
+        for d in WINDOWS
+    )
     return f"SELECT tx_id, {items} FROM read_parquet('{path}') WINDOW {frames}"
 
 
@@ -157,12 +197,14 @@ def rss_kib(field: str) -> int:
 def child(contender: str, path: Path, result: Path) -> None:
     """Run one contender in this (fresh) process and print its timing and memory as one JSON line."""
     if contender == "keel":
-        import duckdb  # noqa: F401  Keel imports it when first called: keep that out of the timing
+        import duckdb
 
         from keel.features.offline import features_of_file
+
         plan = keel_plan(str(path))
     elif contender == "duckdb":
         import duckdb
+
         query = hand_sql(path)
     else:
         import pandas as pd
@@ -175,7 +217,10 @@ def child(contender: str, path: Path, result: Path) -> None:
     else:
         frame = pd.read_parquet(path, columns=["tx_id", "tx_time", "card", "amount"])
         frame = frame.sort_values(["card", "tx_time"], kind="stable")
-        grouped, values = frame.groupby("card"), {"tx_id": frame["tx_id"].to_numpy()}  # results come in this order
+        grouped, values = (
+            frame.groupby("card"),
+            {"tx_id": frame["tx_id"].to_numpy()},
+        )  # results come in this order
         for days in WINDOWS:
             rolling = grouped.rolling(f"{days}D", on="tx_time")["amount"]
             values[f"card_nb_tx_{days}d"] = rolling.count().to_numpy()
@@ -186,14 +231,34 @@ def child(contender: str, path: Path, result: Path) -> None:
     if not isinstance(table, pa.Table):
         table = pa.Table.from_pandas(table, preserve_index=False)
     pq.write_table(table.select(["tx_id", *NAMES]), result)
-    print(json.dumps({"seconds": seconds, "rss_after_imports_kib": after_imports, "peak_rss_kib": peak,
-                      "rows": table.num_rows}))
+    print(
+        json.dumps(
+            {
+                "seconds": seconds,
+                "rss_after_imports_kib": after_imports,
+                "peak_rss_kib": peak,
+                "rows": table.num_rows,
+            }
+        )
+    )
 
 
 def run_child(contender: str, path: Path, result: Path) -> dict[str, Any]:
     """One contender in a fresh subprocess; its report."""
-    done = subprocess.run([sys.executable, __file__, "--contender", contender, "--data", str(path),
-                           "--result", str(result)], capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--contender",
+            contender,
+            "--data",
+            str(path),
+            "--result",
+            str(result),
+        ],
+        capture_output=True,
+        text=True,
+    )
     if done.returncode != 0:
         sys.exit(f"{contender} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -226,20 +291,31 @@ def benchmark(args: argparse.Namespace) -> None:
             if run["rows"] != args.rows:
                 sys.exit(f"{contender} returned {run['rows']:,} rows, expected {args.rows:,}")
             runs[contender].append(run)
-            print(f"  run {repeat + 1}/{args.repeats} {contender}: {run['seconds']:.2f} s, "
-                  f"peak RSS {run['peak_rss_kib'] / 1024:.0f} MB", flush=True)
+            print(
+                f"  run {repeat + 1}/{args.repeats} {contender}: {run['seconds']:.2f} s, "
+                f"peak RSS {run['peak_rss_kib'] / 1024:.0f} MB",
+                flush=True,
+            )
     seconds = {c: statistics.median(r["seconds"] for r in runs[c]) for c in CONTENDERS}
     peak = {c: statistics.median(r["peak_rss_kib"] for r in runs[c]) / 1024 for c in CONTENDERS}
-    base = {c: statistics.median(r["rss_after_imports_kib"] for r in runs[c]) / 1024 for c in CONTENDERS}
-    print(f"\n{args.rows:,} rows, {args.cards:,} cards, {args.days} days; {os.cpu_count()} CPUs; "
-          f"medians of {args.repeats} runs\n")
+    base = {
+        c: statistics.median(r["rss_after_imports_kib"] for r in runs[c]) / 1024 for c in CONTENDERS
+    }
+    print(
+        f"\n{args.rows:,} rows, {args.cards:,} cards, {args.days} days; {os.cpu_count()} CPUs; "
+        f"medians of {args.repeats} runs\n"
+    )
     print("| contender | wall s | peak RSS MB | RSS after imports MB | peak - after imports MB |")
     print("|---|---:|---:|---:|---:|")
     for c in CONTENDERS:
-        print(f"| {c} | {seconds[c]:.2f} | {peak[c]:.0f} | {base[c]:.0f} | {peak[c] - base[c]:.0f} |")
-    checks = [("Keel time / DuckDB time", seconds["keel"] / seconds["duckdb"], "<=", 1.2),
-              ("Keel memory / DuckDB memory", peak["keel"] / peak["duckdb"], "<=", 1.2),
-              ("pandas time / Keel time", seconds["pandas"] / seconds["keel"], ">=", 8.0)]
+        print(
+            f"| {c} | {seconds[c]:.2f} | {peak[c]:.0f} | {base[c]:.0f} | {peak[c] - base[c]:.0f} |"
+        )
+    checks = [
+        ("Keel time / DuckDB time", seconds["keel"] / seconds["duckdb"], "<=", 1.2),
+        ("Keel memory / DuckDB memory", peak["keel"] / peak["duckdb"], "<=", 1.2),
+        ("pandas time / Keel time", seconds["pandas"] / seconds["keel"], ">=", 8.0),
+    ]
     print()
     for label, ratio, op, target in checks:
         met = ratio <= target if op == "<=" else ratio >= target
@@ -248,8 +324,10 @@ def benchmark(args: argparse.Namespace) -> None:
     print()
     for a, b in (("keel", "duckdb"), ("keel", "pandas"), ("duckdb", "pandas")):
         differ = disagreeing(values[a], values[b])
-        print(f"rows where all six features agree, {a} vs {b}: {100 * (1 - differ / args.rows):.4f}% "
-              f"({differ:,} rows differ)")
+        print(
+            f"rows where all six features agree, {a} vs {b}: {100 * (1 - differ / args.rows):.4f}% "
+            f"({differ:,} rows differ)"
+        )
 
 
 def quiet_shuffle_logs() -> None:
@@ -289,13 +367,19 @@ def scale(args: argparse.Namespace) -> None:
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
         start = time.perf_counter()
-        folders = features_of_file(f"{folder}/*.parquet", plan, "tx_id", engine=engine, out=str(out), partitions=64)
+        folders = features_of_file(
+            f"{folder}/*.parquet", plan, "tx_id", engine=engine, out=str(out), partitions=64
+        )
         seconds = time.perf_counter() - start
         stop.set()
         sampler.join()
-    written = duckdb.sql(f"SELECT count(*) FROM read_parquet('{folders[0]}/*.parquet')").fetchall()[0][0]
-    print(f"\n{rows:,} rows in {len(list(folder.glob('*.parquet')))} files, {cards:,} cards; "
-          f"2 workers of 6 GiB on {os.cpu_count()} CPUs")
+    written = duckdb.sql(f"SELECT count(*) FROM read_parquet('{folders[0]}/*.parquet')").fetchall()[
+        0
+    ][0]
+    print(
+        f"\n{rows:,} rows in {len(list(folder.glob('*.parquet')))} files, {cards:,} cards; "
+        f"2 workers of 6 GiB on {os.cpu_count()} CPUs"
+    )
     print(f"wall time: {seconds:.1f} s ({rows / seconds:,.0f} rows/s)")
     print(f"rows written: {written:,} ({'all' if written == rows else 'NOT all'})")
     for address, pid in pids.items():

@@ -36,7 +36,13 @@ def _median(run: Callable[[], object], repeats: int) -> float:
 def _fill(log: AuditLog, rows: int) -> float:
     start = time.perf_counter()
     for i in range(rows):
-        log.append(actor="user:bench", action="approve", obj=f"m/v{i}", after={"state": "approved"}, reason="r")
+        log.append(
+            actor="user:bench",
+            action="approve",
+            obj=f"m/v{i}",
+            after={"state": "approved"},
+            reason="r",
+        )
     return (time.perf_counter() - start) / rows
 
 
@@ -48,8 +54,11 @@ def main() -> None:
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="keel-bench-governance-"))
     plain = AuditLog(make_engine(f"sqlite:///{folder / 'plain.db'}"))
-    signed = AuditLog(make_engine(f"sqlite:///{folder / 'signed.db'}"), key=AuditKey.load_or_create(folder / "key"),
-                      checkpoints=CheckpointStore(str(folder / "checkpoints")))
+    signed = AuditLog(
+        make_engine(f"sqlite:///{folder / 'signed.db'}"),
+        key=AuditKey.load_or_create(folder / "key"),
+        checkpoints=CheckpointStore(str(folder / "checkpoints")),
+    )
     append_plain, append_signed = _fill(plain, args.rows), _fill(signed, args.rows)
     verify_plain = _median(plain.verify, args.repeats)
     verify_signed = _median(signed.verify, args.repeats)
@@ -57,15 +66,23 @@ def main() -> None:
     admin = users.add("root", ["admin"], "correct horse battery staple", by=None)
     token = users.create_token(admin, label="bench")
     token_auth = _median(lambda: users.authenticate_token(token), 200)
-    sign_in = _median(lambda: users.authenticate_password("root", "correct horse battery staple"), args.repeats)
+    sign_in = _median(
+        lambda: users.authenticate_password("root", "correct horse battery staple"), args.repeats
+    )
 
     print(f"{args.rows:,} rows, SQLite, medians of {args.repeats}")
     print(f"{'':32}{'hash chain (baseline)':>24}{'signed + checkpoints':>24}{'ratio':>8}")
-    print(f"{'append, per row':32}{append_plain * 1e3:>21.2f} ms{append_signed * 1e3:>21.2f} ms"
-          f"{append_signed / append_plain:>7.1f}x")
-    print(f"{'verify the whole log':32}{verify_plain * 1e3:>21.0f} ms{verify_signed * 1e3:>21.0f} ms"
-          f"{verify_signed / verify_plain:>7.1f}x")
-    print(f"token authentication: {token_auth * 1e3:.2f} ms; password sign-in (argon2id): {sign_in * 1e3:.0f} ms")
+    print(
+        f"{'append, per row':32}{append_plain * 1e3:>21.2f} ms{append_signed * 1e3:>21.2f} ms"
+        f"{append_signed / append_plain:>7.1f}x"
+    )
+    print(
+        f"{'verify the whole log':32}{verify_plain * 1e3:>21.0f} ms{verify_signed * 1e3:>21.0f} ms"
+        f"{verify_signed / verify_plain:>7.1f}x"
+    )
+    print(
+        f"token authentication: {token_auth * 1e3:.2f} ms; password sign-in (argon2id): {sign_in * 1e3:.0f} ms"
+    )
 
 
 if __name__ == "__main__":

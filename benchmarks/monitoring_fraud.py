@@ -44,10 +44,16 @@ def _spec(folder: Path, trials: int) -> Path:
     raw["data"]["source"] = str(DATA)
     raw["split"].update(train_start="2018-04-01", train_days=47, validation_folds=1)
     raw["models"]["families"] = ["lightgbm"]
-    raw["models"]["lightgbm"].update(max_bin=255, max_rounds=500, learning_rate={"low": 0.05, "high": 0.2, "log": True})
+    raw["models"]["lightgbm"].update(
+        max_bin=255, max_rounds=500, learning_rate={"low": 0.05, "high": 0.2, "log": True}
+    )
     raw["tuning"]["trials"] = trials
     raw["monitoring"] = {"window": "month", "label_delay": "7d", "min_rows": 1000}
-    raw["retraining"] = {"auto_promote": True, "approved_by": "benchmark policy", "min_improvement": 0.005}
+    raw["retraining"] = {
+        "auto_promote": True,
+        "approved_by": "benchmark policy",
+        "min_improvement": 0.005,
+    }
     path = folder / "keel.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
@@ -75,10 +81,14 @@ def main() -> int:
     started = time.perf_counter()
     first = run_project(spec, project_dir=project, author="ana", with_card=False)
     governance = Governance.for_project(project)
-    governance.approve(first.model_name, first.version, by="vera", role="validator", note="benchmark")
+    governance.approve(
+        first.model_name, first.version, by="vera", role="validator", note="benchmark"
+    )
     governance.promote(first.model_name, first.version, by="dan", role="deployer")
-    print(f"champion v{first.version} trained on April-May in {time.perf_counter() - started:.0f} s "
-          f"(test AUC {first.metrics['test']['auc']:.4f})")
+    print(
+        f"champion v{first.version} trained on April-May in {time.perf_counter() - started:.0f} s "
+        f"(test AUC {first.metrics['test']['auc']:.4f})"
+    )
 
     featured = add_features(pd.read_parquet(DATA), spec)
     month = featured["TX_DATETIME"].dt.strftime("%Y-%m")
@@ -87,36 +97,72 @@ def main() -> int:
         champion = governance.champion(spec.model_name())
         model, _ = governance.registry.load_model(spec.model_name(), champion.version)
         part = featured[month == name]
-        events = part.assign(time=part["TX_DATETIME"], probability=model.predict_proba(part),
-                             version=champion.version, label=part["TX_FRAUD"].astype(float), label_time=pd.NaT)
+        events = part.assign(
+            time=part["TX_DATETIME"],
+            probability=model.predict_proba(part),
+            version=champion.version,
+            label=part["TX_FRAUD"].astype(float),
+            label_time=pd.NaT,
+        )
         end = pd.Period(name).end_time.normalize() + pd.Timedelta(days=1)
-        report = monitor(events, model, spec.monitoring, name=spec.model_name(), as_of=end + pd.Timedelta(days=8))
+        report = monitor(
+            events, model, spec.monitoring, name=spec.model_name(), as_of=end + pd.Timedelta(days=8)
+        )
         window = report.windows[-1]
         windows.append(window)
         t0 = time.perf_counter()
         decision = retrain(spec, project_dir=project, author="ana", as_of=end, with_card=False)
         drifted = [f.name for f in window.drift.features if f.drifted] if window.drift else []
-        rows.append({
-            "month": name, "version": champion.version, "rows": window.rows,
-            "fraud_rate": window.realized.positive_rate, "auc_estimated": window.estimated.auc,
-            "auc_realized": window.realized.auc, "ap_estimated": window.estimated.average_precision,
-            "ap_realized": window.realized.average_precision, "drifted": len(drifted),
-            "drifted_names": ", ".join(drifted[:4]) + (" ..." if len(drifted) > 4 else ""),
-            "retrain": f"v{decision.challenger_version} {decision.decision} ({decision.metric} "
-                       f"{decision.challenger_score:.4f} vs {decision.champion_score:.4f}, "
-                       f"{time.perf_counter() - t0:.0f} s)",
-        })
+        rows.append(
+            {
+                "month": name,
+                "version": champion.version,
+                "rows": window.rows,
+                "fraud_rate": window.realized.positive_rate,
+                "auc_estimated": window.estimated.auc,
+                "auc_realized": window.realized.auc,
+                "ap_estimated": window.estimated.average_precision,
+                "ap_realized": window.realized.average_precision,
+                "drifted": len(drifted),
+                "drifted_names": ", ".join(drifted[:4]) + (" ..." if len(drifted) > 4 else ""),
+                "retrain": f"v{decision.challenger_version} {decision.decision} ({decision.metric} "
+                f"{decision.challenger_score:.4f} vs {decision.champion_score:.4f}, "
+                f"{time.perf_counter() - t0:.0f} s)",
+            }
+        )
     table = pd.DataFrame(rows)
     table["auc_error"] = table["auc_estimated"] - table["auc_realized"]
-    with pd.option_context("display.width", 250, "display.max_columns", 20, "display.float_format", "{:.4f}".format):
-        print(table[["month", "version", "rows", "fraud_rate", "auc_estimated", "auc_realized", "auc_error",
-                     "ap_estimated", "ap_realized", "drifted"]].to_string(index=False))
+    with pd.option_context(
+        "display.width", 250, "display.max_columns", 20, "display.float_format", "{:.4f}".format
+    ):
+        print(
+            table[
+                [
+                    "month",
+                    "version",
+                    "rows",
+                    "fraud_rate",
+                    "auc_estimated",
+                    "auc_realized",
+                    "auc_error",
+                    "ap_estimated",
+                    "ap_realized",
+                    "drifted",
+                ]
+            ].to_string(index=False)
+        )
     for row in rows:
-        print(f"{row['month']}: drifted {row['drifted_names'] or 'none'}; at the month's end: {row['retrain']}")
-    print(f"mean |estimated - realized| AUC: {np.mean(np.abs(table['auc_error'])):.4f}; "
-          f"largest: {np.max(np.abs(table['auc_error'])):.4f}")
+        print(
+            f"{row['month']}: drifted {row['drifted_names'] or 'none'}; at the month's end: {row['retrain']}"
+        )
+    print(
+        f"mean |estimated - realized| AUC: {np.mean(np.abs(table['auc_error'])):.4f}; "
+        f"largest: {np.max(np.abs(table['auc_error'])):.4f}"
+    )
     out = args.out or work / "report"
-    combined = MonitorReport(spec.model_name(), str(windows[-1].end), "month", report.reference, windows)
+    combined = MonitorReport(
+        spec.model_name(), str(windows[-1].end), "month", report.reference, windows
+    )
     html, _ = write_monitoring_report(combined.to_dict(), out)
     print(f"report: {html}; total {time.perf_counter() - started:.0f} s")
     shutil.rmtree(project, ignore_errors=True)

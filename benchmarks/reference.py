@@ -19,17 +19,28 @@ def reference_data(rows: int = 20_000, seed: int = 0) -> tuple[np.ndarray, np.nd
     X[:, CATEGORICAL] = rng.integers(0, 12, size=rows)
     X[rng.random(X.shape) < 0.05] = np.nan
     filled = np.nan_to_num(X)
-    logit = 1.5 * filled[:, 0] - filled[:, 1] + np.sin(2 * filled[:, 2]) + 0.5 * filled[:, 3] * filled[:, 4]
+    logit = (
+        1.5 * filled[:, 0]
+        - filled[:, 1]
+        + np.sin(2 * filled[:, 2])
+        + 0.5 * filled[:, 3] * filled[:, 4]
+    )
     logit += (filled[:, CATEGORICAL] % 3 == 0) + 0.3 * filled[:, 5:15].sum(axis=1)
     y = (rng.random(rows) < 1 / (1 + np.exp(-logit))).astype(int)
     return X, y
 
 
-def reference_booster(trees: int = 300, leaves: int = 31, seed: int = 0):  # noqa: ANN201 - lightgbm.Booster
+def reference_booster(trees: int = 300, leaves: int = 31, seed: int = 0):
     """A LightGBM booster trained on :func:`reference_data`."""
     import lightgbm as lgb
 
     X, y = reference_data(seed=seed)
-    params = {"objective": "binary", "num_leaves": leaves, "verbosity": -1, "seed": seed,
-              "deterministic": True, "num_threads": 2}
+    params = {
+        "objective": "binary",
+        "num_leaves": leaves,
+        "verbosity": -1,
+        "seed": seed,
+        "deterministic": True,
+        "num_threads": 2,
+    }
     return lgb.train(params, lgb.Dataset(X, y, categorical_feature=[CATEGORICAL]), trees)

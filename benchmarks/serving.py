@@ -172,10 +172,14 @@ def prepare_project(source: Path | None, workdir: Path) -> Path:
     """A project folder of our own: a copy of ``source``, or the credit example trained afresh."""
     project = workdir / "project"
     if source is not None:
-        shutil.copytree(source, project, ignore=shutil.ignore_patterns("predictions.db*"))  # its servers' log
+        shutil.copytree(
+            source, project, ignore=shutil.ignore_patterns("predictions.db*")
+        )  # its servers' log
         return project
     say(f"training the credit example into {project} (a few minutes; --project-dir skips this)")
-    subprocess.run([str(BIN / "keel"), "run", str(SPEC), "--project-dir", str(project), "--quiet"], check=True)
+    subprocess.run(
+        [str(BIN / "keel"), "run", str(SPEC), "--project-dir", str(project), "--quiet"], check=True
+    )
     return project
 
 
@@ -193,7 +197,9 @@ def crown(project: Path, name: str | None) -> Target:
     name = name or names[0]
     lightgbm = [v.version for v in registry.versions(name) if v.tag("family") == "lightgbm"]
     if not lightgbm:
-        sys.exit(f"model '{name}' has no LightGBM version; the MLflow side needs one for shap.TreeExplainer")
+        sys.exit(
+            f"model '{name}' has no LightGBM version; the MLflow side needs one for shap.TreeExplainer"
+        )
     registry.set_alias(name, "champion", lightgbm[-1])
     return Target(project, name, lightgbm[-1])
 
@@ -211,8 +217,10 @@ def sample_records(model: KeelModel, rows: int) -> list[dict[str, Any]]:
     frame = pd.read_csv(DATA, usecols=list(contract))
     step = max(len(frame) // rows, 1)
     picked = frame.iloc[::step].head(rows)
-    return [{column: typed(row[column], spec["dtype"]) for column, spec in contract.items()}
-            for _, row in picked.iterrows()]
+    return [
+        {column: typed(row[column], spec["dtype"]) for column, spec in contract.items()}
+        for _, row in picked.iterrows()
+    ]
 
 
 def log_pyfunc(model: KeelModel, workdir: Path, example: dict[str, Any]) -> tuple[str, str]:
@@ -226,10 +234,16 @@ def log_pyfunc(model: KeelModel, workdir: Path, example: dict[str, Any]) -> tupl
     tracking_uri = f"sqlite:///{workdir / 'mlflow-bench.db'}"
     mlflow.set_tracking_uri(tracking_uri)
     # artifacts beside the store: a SQLite store's default artifact root is ./mlruns under the working directory
-    experiment = mlflow.create_experiment("serving-benchmark", artifact_location=(workdir / "mlartifacts").as_uri())
+    experiment = mlflow.create_experiment(
+        "serving-benchmark", artifact_location=(workdir / "mlartifacts").as_uri()
+    )
     with mlflow.start_run(experiment_id=experiment):
-        info = mlflow.pyfunc.log_model(name="credit", python_model=str(code), artifacts={"keel_model": str(keel_dir)},
-                                       input_example=pd.DataFrame([example]))
+        info = mlflow.pyfunc.log_model(
+            name="credit",
+            python_model=str(code),
+            artifacts={"keel_model": str(keel_dir)},
+            input_example=pd.DataFrame([example]),
+        )
     return tracking_uri, info.model_uri
 
 
@@ -249,7 +263,9 @@ def free_ports(count: int) -> list[int]:
 def start(command: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
     """Start a server in its own process group (so that stopping it stops its workers too)."""
     with log.open("wb") as out:
-        return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        return subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
@@ -263,12 +279,16 @@ def stop(process: subprocess.Popen[bytes]) -> None:
     process.wait()
 
 
-def wait_ready(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 180.0) -> None:
+def wait_ready(
+    url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 180.0
+) -> None:
     """Poll ``url`` until it answers 200; fail with the server's log if it exits or takes too long."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            sys.exit(f"server exited with {process.returncode}; its log:\n{log.read_text()[-3000:]}")
+            sys.exit(
+                f"server exited with {process.returncode}; its log:\n{log.read_text()[-3000:]}"
+            )
         try:
             with urllib.request.urlopen(url, timeout=2) as answer:
                 if answer.status == 200:
@@ -282,16 +302,49 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], log: Path, timeout: f
 
 def keel_server(target: Target, port: int, log: Path) -> subprocess.Popen[bytes]:
     """``keel serve`` with two workers and no registry watching."""
-    command = [str(BIN / "keel"), "serve", "--project-dir", str(target.project_dir), "--model", target.name,
-               "--host", HOST, "--port", str(port), "--workers", "2", "--watch-seconds", "0"]
+    command = [
+        str(BIN / "keel"),
+        "serve",
+        "--project-dir",
+        str(target.project_dir),
+        "--model",
+        target.name,
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--workers",
+        "2",
+        "--watch-seconds",
+        "0",
+    ]
     return start(command, log, dict(os.environ))
 
 
-def mlflow_server(tracking_uri: str, model_uri: str, port: int, log: Path) -> subprocess.Popen[bytes]:
+def mlflow_server(
+    tracking_uri: str, model_uri: str, port: int, log: Path
+) -> subprocess.Popen[bytes]:
     """``mlflow models serve`` with two workers in this environment (it execs ``uvicorn`` from PATH)."""
-    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    command = [str(BIN / "mlflow"), "models", "serve", "-m", model_uri, "--env-manager", "local",
-               "--host", HOST, "-p", str(port), "--workers", "2"]
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": tracking_uri,
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+    }
+    command = [
+        str(BIN / "mlflow"),
+        "models",
+        "serve",
+        "-m",
+        model_uri,
+        "--env-manager",
+        "local",
+        "--host",
+        HOST,
+        "-p",
+        str(port),
+        "--workers",
+        "2",
+    ]
     return start(command, log, env)
 
 
@@ -303,16 +356,22 @@ def post(url: str, body: bytes) -> Any:
         return json.loads(answer.read())
 
 
-def check_agreement(keel_url: str, keel_bodies: list[bytes], mlflow_url: str, mlflow_bodies: list[bytes]) -> None:
+def check_agreement(
+    keel_url: str, keel_bodies: list[bytes], mlflow_url: str, mlflow_bodies: list[bytes]
+) -> None:
     """Every row: the same probability (to 1e-9) and the same reason features, in order, from both servers."""
     worst, differing = 0.0, 0
     for keel_body, mlflow_body in zip(keel_bodies, mlflow_bodies):
         ours = post(keel_url, keel_body)
         theirs = post(mlflow_url, mlflow_body)["predictions"][0]
         worst = max(worst, abs(ours["probability"] - theirs["probability"]))
-        differing += [r["feature"] for r in ours["reasons"]] != [r["feature"] for r in theirs["reasons"]]
-    say(f"agreement on {len(keel_bodies)} rows: max |probability difference| {worst:.1e}, "
-        f"rows with different reason features {differing}")
+        differing += [r["feature"] for r in ours["reasons"]] != [
+            r["feature"] for r in theirs["reasons"]
+        ]
+    say(
+        f"agreement on {len(keel_bodies)} rows: max |probability difference| {worst:.1e}, "
+        f"rows with different reason features {differing}"
+    )
     if worst > 1e-9 or differing:
         sys.exit("the two servers disagree; the comparison would not be like for like")
 
@@ -334,13 +393,16 @@ def milliseconds(text: str) -> float:
 
 def parse_wrk(output: str, connections: int) -> Load:
     """The numbers of one wrk run."""
+
     def grab(pattern: str, default: str | None = None) -> str:
         found = re.search(pattern, output)
         if found is None and default is None:
             sys.exit(f"wrk output lacks /{pattern}/:\n{output}")
         return found.group(1) if found else str(default)
 
-    sockets = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
+    sockets = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
+    )
     return Load(
         connections=connections,
         seconds=float(grab(r"requests in ([\d.]+)s")),
@@ -356,12 +418,31 @@ def parse_wrk(output: str, connections: int) -> Load:
 def wrk(url: str, script: Path, connections: int, seconds: float) -> str:
     """Run wrk once; its report."""
     threads = min(connections, 2)
-    command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s",
-               "--latency", "-s", str(script), url]
-    return subprocess.run(command, capture_output=True, text=True, check=True, timeout=seconds + 60).stdout
+    command = [
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{max(1, round(seconds))}s",
+        "--timeout",
+        "10s",
+        "--latency",
+        "-s",
+        str(script),
+        url,
+    ]
+    return subprocess.run(
+        command, capture_output=True, text=True, check=True, timeout=seconds + 60
+    ).stdout
 
 
-def measure(url: str, path: str, bodies: list[bytes], connections: int, args: argparse.Namespace, folder: Path) -> Load:
+def measure(
+    url: str,
+    path: str,
+    bodies: list[bytes],
+    connections: int,
+    args: argparse.Namespace,
+    folder: Path,
+) -> Load:
     """Warm up, then one bounded load; a run with failed requests is reported loudly."""
     threads = min(connections, 2)
     cap = math.ceil(args.max_requests / threads)
@@ -369,13 +450,19 @@ def measure(url: str, path: str, bodies: list[bytes], connections: int, args: ar
     wrk(url + path, script, connections, args.warmup)
     load = parse_wrk(wrk(url + path, script, connections, args.seconds), connections)
     if load.requests >= cap * threads:
-        say(f"!!! {url}{path} reached --max-requests before --seconds; wrk divides by the full duration, "
-            "so its requests/s is understated")
+        say(
+            f"!!! {url}{path} reached --max-requests before --seconds; wrk divides by the full duration, "
+            "so its requests/s is understated"
+        )
     if load.non_2xx or load.socket_errors:
-        say(f"!!! {url}{path} at {connections} connection(s): {load.non_2xx} non-2xx answers, "
-            f"{load.socket_errors} socket errors; its figures are not clean")
-    say(f"{url}{path}, {connections} connection(s): {load.requests:,} requests, {load.requests_per_s:,.0f}/s, "
-        f"p50 {load.p50_ms:.2f} ms, p99 {load.p99_ms:.2f} ms")
+        say(
+            f"!!! {url}{path} at {connections} connection(s): {load.non_2xx} non-2xx answers, "
+            f"{load.socket_errors} socket errors; its figures are not clean"
+        )
+    say(
+        f"{url}{path}, {connections} connection(s): {load.requests:,} requests, {load.requests_per_s:,.0f}/s, "
+        f"p50 {load.p50_ms:.2f} ms, p99 {load.p99_ms:.2f} ms"
+    )
     return load
 
 
@@ -395,32 +482,41 @@ def median_ms(call: Callable[[Any], object], inputs: list[Any], repeats: int) ->
 # report ---------------------------------------------------------------------------------
 def ratios(keel: Side, mlflow: Side) -> dict[str, float]:
     """Keel's p50 at 1 connection over its target, and Keel's throughput at 16 connections over MLflow's."""
-    return {"p50_over_target": keel.one.p50_ms / P50_TARGET_MS,
-            "throughput_over_mlflow": keel.sixteen.requests_per_s / mlflow.sixteen.requests_per_s}
+    return {
+        "p50_over_target": keel.one.p50_ms / P50_TARGET_MS,
+        "throughput_over_mlflow": keel.sixteen.requests_per_s / mlflow.sixteen.requests_per_s,
+    }
 
 
 def table(keel: Side, mlflow: Side) -> str:
     """The Markdown result table: Keel's advantage on each measure, and the two targets."""
+
     def row(label: str, ours: float, theirs: float, target: str = "") -> str:
         return f"| {label} | {ours:,.2f} | {theirs:,.2f} | {theirs / ours:.1f}x | {target} |"
 
     got = ratios(keel, mlflow)
     p50_met = "met" if got["p50_over_target"] <= 1 else "MISSED"
     speed_met = "met" if got["throughput_over_mlflow"] >= THROUGHPUT_TARGET else "MISSED"
-    return "\n".join([
-        "| measure | Keel | MLflow | Keel better by | target |",
-        "|---|---:|---:|---:|---|",
-        row("p50 ms, 1 connection", keel.one.p50_ms, mlflow.one.p50_ms,
-            f"Keel <= {P50_TARGET_MS:g} ms: {got['p50_over_target']:.2f}x the target, {p50_met}"),
-        row("p99 ms, 1 connection", keel.one.p99_ms, mlflow.one.p99_ms),
-        f"| requests/s, 16 connections | {keel.sixteen.requests_per_s:,.0f} | {mlflow.sixteen.requests_per_s:,.0f} "
-        f"| {got['throughput_over_mlflow']:.1f}x | Keel >= {THROUGHPUT_TARGET:g}x MLflow: {speed_met} |",
-        row("p99 ms, 16 connections", keel.sixteen.p99_ms, mlflow.sixteen.p99_ms),
-        row("in-process call, median ms", keel.in_process_ms, mlflow.in_process_ms),
-        f"| requests (1 / 16 connections) | {keel.one.requests:,} / {keel.sixteen.requests:,} "
-        f"| {mlflow.one.requests:,} / {mlflow.sixteen.requests:,} | | |",
-        f"| non-2xx + socket errors | {failures(keel)} | {failures(mlflow)} | | 0 |",
-    ])
+    return "\n".join(
+        [
+            "| measure | Keel | MLflow | Keel better by | target |",
+            "|---|---:|---:|---:|---|",
+            row(
+                "p50 ms, 1 connection",
+                keel.one.p50_ms,
+                mlflow.one.p50_ms,
+                f"Keel <= {P50_TARGET_MS:g} ms: {got['p50_over_target']:.2f}x the target, {p50_met}",
+            ),
+            row("p99 ms, 1 connection", keel.one.p99_ms, mlflow.one.p99_ms),
+            f"| requests/s, 16 connections | {keel.sixteen.requests_per_s:,.0f} | {mlflow.sixteen.requests_per_s:,.0f} "
+            f"| {got['throughput_over_mlflow']:.1f}x | Keel >= {THROUGHPUT_TARGET:g}x MLflow: {speed_met} |",
+            row("p99 ms, 16 connections", keel.sixteen.p99_ms, mlflow.sixteen.p99_ms),
+            row("in-process call, median ms", keel.in_process_ms, mlflow.in_process_ms),
+            f"| requests (1 / 16 connections) | {keel.one.requests:,} / {keel.sixteen.requests:,} "
+            f"| {mlflow.one.requests:,} / {mlflow.sixteen.requests:,} | | |",
+            f"| non-2xx + socket errors | {failures(keel)} | {failures(mlflow)} | | 0 |",
+        ]
+    )
 
 
 def failures(side: Side) -> int:
@@ -431,14 +527,26 @@ def failures(side: Side) -> int:
 def parse_args() -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--project-dir", type=Path, help="a project holding a trained credit model (copied, not changed)")
+    parser.add_argument(
+        "--project-dir",
+        type=Path,
+        help="a project holding a trained credit model (copied, not changed)",
+    )
     parser.add_argument("--model", help="registered model name (default: the project's only one)")
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each measured load")
-    parser.add_argument("--warmup", type=float, default=2.0, help="length of the warm-up before each load")
-    parser.add_argument("--max-requests", type=int, default=500_000, help="most requests in one load")
-    parser.add_argument("--rows", type=int, default=50, help="distinct data rows sent (all checked for agreement)")
+    parser.add_argument(
+        "--warmup", type=float, default=2.0, help="length of the warm-up before each load"
+    )
+    parser.add_argument(
+        "--max-requests", type=int, default=500_000, help="most requests in one load"
+    )
+    parser.add_argument(
+        "--rows", type=int, default=50, help="distinct data rows sent (all checked for agreement)"
+    )
     parser.add_argument("--calls", type=int, default=500, help="in-process calls timed per side")
-    parser.add_argument("--quick", action="store_true", help="smoke run: 2 s loads, 1 s warm-ups, 100 calls")
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: 2 s loads, 1 s warm-ups, 100 calls"
+    )
     parser.add_argument("--json", type=Path, help="also write the results here as JSON")
     args = parser.parse_args()
     if args.quick:
@@ -446,8 +554,13 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def serve_and_load(target: Target, mlflow_uris: tuple[str, str], records: list[dict[str, Any]],
-                   args: argparse.Namespace, workdir: Path) -> dict[str, list[Load]]:
+def serve_and_load(
+    target: Target,
+    mlflow_uris: tuple[str, str],
+    records: list[dict[str, Any]],
+    args: argparse.Namespace,
+    workdir: Path,
+) -> dict[str, list[Load]]:
     """Start both servers, check that they agree, put each under its two loads, stop them whatever happens."""
     keel_bodies = [json.dumps(record).encode() for record in records]
     mlflow_bodies = [json.dumps({"dataframe_records": [record]}).encode() for record in records]
@@ -459,24 +572,36 @@ def serve_and_load(target: Target, mlflow_uris: tuple[str, str], records: list[d
         servers.append(mlflow_server(*mlflow_uris, mlflow_port, workdir / "mlflow.log"))
         wait_ready(f"{keel_url}/readyz", servers[0], workdir / "keel.log")
         wait_ready(f"{mlflow_url}/ping", servers[1], workdir / "mlflow.log")
-        check_agreement(f"{keel_url}/v1/score", keel_bodies, f"{mlflow_url}/invocations", mlflow_bodies)
-        return {side: [measure(url, path, bodies, connections, args, workdir) for connections in (1, 16)]
-                for side, url, path, bodies in (("keel", keel_url, "/v1/score", keel_bodies),
-                                                ("mlflow", mlflow_url, "/invocations", mlflow_bodies))}
+        check_agreement(
+            f"{keel_url}/v1/score", keel_bodies, f"{mlflow_url}/invocations", mlflow_bodies
+        )
+        return {
+            side: [
+                measure(url, path, bodies, connections, args, workdir) for connections in (1, 16)
+            ]
+            for side, url, path, bodies in (
+                ("keel", keel_url, "/v1/score", keel_bodies),
+                ("mlflow", mlflow_url, "/invocations", mlflow_bodies),
+            )
+        }
     finally:
         for server in servers:
             stop(server)
         say("servers stopped")
 
 
-def in_process(engine: ScoringEngine, model_uri: str, records: list[dict[str, Any]], calls: int) -> tuple[float, float]:
+def in_process(
+    engine: ScoringEngine, model_uri: str, records: list[dict[str, Any]], calls: int
+) -> tuple[float, float]:
     """Median ms of one record through Keel's engine and of a one-row DataFrame through the loaded pyfunc."""
     import mlflow
 
     pyfunc = mlflow.pyfunc.load_model(model_uri)
     frames = [pd.DataFrame([record]) for record in records]
-    return (median_ms(lambda record: engine.score_records([record]), records, calls),
-            median_ms(pyfunc.predict, frames, calls))
+    return (
+        median_ms(lambda record: engine.score_records([record]), records, calls),
+        median_ms(pyfunc.predict, frames, calls),
+    )
 
 
 def run(args: argparse.Namespace, workdir: Path) -> tuple[Side, Side]:
@@ -499,7 +624,9 @@ def quiet() -> None:
     import mlflow  # noqa: F401 - configures its logger on import; set the level after
 
     logging.getLogger("mlflow").setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", message=r"Hint: Inferred schema contains integer column")  # ints never miss here
+    warnings.filterwarnings(
+        "ignore", message=r"Hint: Inferred schema contains integer column"
+    )  # ints never miss here
 
 
 def require(tool: str, package: str) -> None:
@@ -515,15 +642,31 @@ def main() -> None:
     quiet()
     with tempfile.TemporaryDirectory(prefix="keel-serving-bench-") as tmp:
         keel, mlflow = run(args, Path(tmp))
-    print(f"\nloopback, 2 workers per server, {args.seconds:g} s per load after {args.warmup:g} s warm-up, "
-          f"{args.rows} rows rotated; wrk shares this machine's {os.cpu_count()} cores with the servers, both sides alike\n")
+    print(
+        f"\nloopback, 2 workers per server, {args.seconds:g} s per load after {args.warmup:g} s warm-up, "
+        f"{args.rows} rows rotated; wrk shares this machine's {os.cpu_count()} cores with the servers, both sides alike\n"
+    )
     print(table(keel, mlflow))
     if failures(keel) or failures(mlflow):
         print("\n!!! some requests failed; see the table")
     if args.json:
-        args.json.write_text(json.dumps({"keel": asdict(keel), "mlflow": asdict(mlflow), "ratios": ratios(keel, mlflow),
-                                         "targets": {"p50_ms": P50_TARGET_MS, "throughput_over_mlflow": THROUGHPUT_TARGET},
-                                         "seconds": args.seconds, "rows": args.rows, "cpus": os.cpu_count()}, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "keel": asdict(keel),
+                    "mlflow": asdict(mlflow),
+                    "ratios": ratios(keel, mlflow),
+                    "targets": {
+                        "p50_ms": P50_TARGET_MS,
+                        "throughput_over_mlflow": THROUGHPUT_TARGET,
+                    },
+                    "seconds": args.seconds,
+                    "rows": args.rows,
+                    "cpus": os.cpu_count(),
+                },
+                indent=2,
+            )
+        )
 
 
 if __name__ == "__main__":

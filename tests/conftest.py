@@ -14,9 +14,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
 from backends import BACKENDS, Store, create_mlflow_tables
 from factories import loans_spec, make_loans, write_project
-from hypothesis import settings
 from postgres_server import PostgresServer, Unavailable
 from redis_server import RedisServer
 from redis_server import Unavailable as RedisUnavailable
@@ -31,7 +32,9 @@ _database_numbers = itertools.count(1)
 
 def pytest_configure(config: pytest.Config) -> None:
     """Register the marker of tests that need the PostgreSQL server (select with -m postgres)."""
-    config.addinivalue_line("markers", "postgres: runs against a real PostgreSQL server the session starts")
+    config.addinivalue_line(
+        "markers", "postgres: runs against a real PostgreSQL server the session starts"
+    )
 
 
 @pytest.fixture(scope="session")
@@ -124,9 +127,13 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
         from keel.registry.store import default_tracking_uri
 
         shutil.copy(request.getfixturevalue("mlflow_template"), project_dir / "mlflow.db")
-        return Store(project_dir, default_tracking_uri(project_dir), default_governance_uri(project_dir))
+        return Store(
+            project_dir, default_tracking_uri(project_dir), default_governance_uri(project_dir)
+        )
     server: PostgresServer = request.getfixturevalue("postgres")
-    url = server.create_database(_database_name(), template=request.getfixturevalue("postgres_mlflow_template"))
+    url = server.create_database(
+        _database_name(), template=request.getfixturevalue("postgres_mlflow_template")
+    )
     return Store(project_dir, url, url)
 
 
@@ -159,7 +166,7 @@ def webhook(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, list[dict]]]
     received: list[dict] = []
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+        def do_POST(self) -> None:
             received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
             self.send_response(204)
             self.end_headers()

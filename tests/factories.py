@@ -25,26 +25,39 @@ def make_loans(rows: int = 2000, seed: int = 0) -> pd.DataFrame:
     late = rng.poisson(0.6, rows)
     region = rng.choice(["north", "south", "east", "west"], rows)
     gender = rng.choice(["f", "m"], rows)
-    margin = -1.6 + 1.2 * (debt / income) + 0.7 * late - 0.4 * (region == "east") + rng.normal(0, 0.8, rows)
-    return pd.DataFrame({
-        "loan_id": np.arange(1, rows + 1),
-        "income": income,
-        "debt": debt,
-        "late_payments": late,
-        "region": region,
-        "gender": gender,
-        "defaulted": (margin > 0).astype(int),
-    })
+    margin = (
+        -1.6
+        + 1.2 * (debt / income)
+        + 0.7 * late
+        - 0.4 * (region == "east")
+        + rng.normal(0, 0.8, rows)
+    )
+    return pd.DataFrame(
+        {
+            "loan_id": np.arange(1, rows + 1),
+            "income": income,
+            "debt": debt,
+            "late_payments": late,
+            "region": region,
+            "gender": gender,
+            "defaulted": (margin > 0).astype(int),
+        }
+    )
 
 
-def applied_over_time(spec: dict[str, Any], frame: pd.DataFrame, start: str, every: str
-                      ) -> tuple[dict[str, Any], pd.DataFrame]:
+def applied_over_time(
+    spec: dict[str, Any], frame: pd.DataFrame, start: str, every: str
+) -> tuple[dict[str, Any], pd.DataFrame]:
     """A loans spec and table with an application time (``applied``, one every ``every`` from ``start``) and a
     time split, as ``keel retrain`` needs."""
     spec = {**spec, "split": {"method": "time", "test_size": 0.2, "validation_size": 0.2}}
     spec["data"] = {**spec["data"], "time_column": "applied"}
-    spec["contract"] = {"columns": {**spec["contract"]["columns"], "applied": {"dtype": "datetime"}}}
-    return spec, frame.assign(applied=pd.date_range(start, periods=len(frame), freq=every).astype(str))
+    spec["contract"] = {
+        "columns": {**spec["contract"]["columns"], "applied": {"dtype": "datetime"}}
+    }
+    return spec, frame.assign(
+        applied=pd.date_range(start, periods=len(frame), freq=every).astype(str)
+    )
 
 
 def loans_spec(source: str, **overrides: Any) -> dict[str, Any]:
@@ -53,15 +66,17 @@ def loans_spec(source: str, **overrides: Any) -> dict[str, Any]:
         "project": "loans",
         "seed": 7,
         "data": {"source": source, "id_column": "loan_id", "duplicates": "keep"},
-        "contract": {"columns": {
-            "loan_id": {"dtype": "int", "unique": True},
-            "income": {"dtype": "int", "min": 0},
-            "debt": {"dtype": "int", "min": 0},
-            "late_payments": {"dtype": "int", "min": 0, "max": 30},
-            "region": {"dtype": "str", "allowed": ["north", "south", "east", "west"]},
-            "gender": {"dtype": "str", "allowed": ["f", "m"]},
-            "defaulted": {"dtype": "int", "allowed": [0, 1]},
-        }},
+        "contract": {
+            "columns": {
+                "loan_id": {"dtype": "int", "unique": True},
+                "income": {"dtype": "int", "min": 0},
+                "debt": {"dtype": "int", "min": 0},
+                "late_payments": {"dtype": "int", "min": 0, "max": 30},
+                "region": {"dtype": "str", "allowed": ["north", "south", "east", "west"]},
+                "gender": {"dtype": "str", "allowed": ["f", "m"]},
+                "defaulted": {"dtype": "int", "allowed": [0, 1]},
+            }
+        },
         "target": {"column": "defaulted", "positive": 1},
         "protected": ["gender"],
         "features": {"categorical": ["region"], "derived": {"debt_to_income": "debt / income"}},
@@ -82,13 +97,24 @@ def write_project(folder: Path, frame: pd.DataFrame, spec: dict[str, Any]) -> Pa
     return path
 
 
-PASSING = {"min_auc": 0.7, "min_ks": 0.3, "max_ece": 0.02, "max_train_test_gap": 0.01, "max_psi": None,
-           "fairness": []}
+PASSING = {
+    "min_auc": 0.7,
+    "min_ks": 0.3,
+    "max_ece": 0.02,
+    "max_train_test_gap": 0.01,
+    "max_psi": None,
+    "fairness": [],
+}
 
 
-def register_version(governance: Governance, model_dir: Path, *, author: Principal | None = None,
-                     thresholds: dict[str, float] | None = None, measures: dict[str, Any] | None = None
-                     ) -> VersionInfo:
+def register_version(
+    governance: Governance,
+    model_dir: Path,
+    *,
+    author: Principal | None = None,
+    thresholds: dict[str, float] | None = None,
+    measures: dict[str, Any] | None = None,
+) -> VersionInfo:
     """Register a saved model as the next 'loans' version and audit it, as `keel run` does after training.
 
     By default its one gate (min_auc 0.6) passes on the recorded measures (AUC 0.7).
@@ -100,34 +126,45 @@ def register_version(governance: Governance, model_dir: Path, *, author: Princip
     sha = hashlib.sha256((model_dir / "model.json").read_bytes()).hexdigest()
     info = registry.register("loans", run_id, tags={"model_sha256": sha, "author": name})
     registry.finish_run(run_id)
-    governance.record_registration(info, author=author, claimed=name,
-                                   thresholds={"min_auc": 0.6} if thresholds is None else thresholds,
-                                   measures=PASSING if measures is None else measures, model_sha256=sha)
+    governance.record_registration(
+        info,
+        author=author,
+        claimed=name,
+        thresholds={"min_auc": 0.6} if thresholds is None else thresholds,
+        measures=PASSING if measures is None else measures,
+        model_sha256=sha,
+    )
     return registry.version("loans", info.version)
 
 
-def make_transactions(rows: int = 5000, seed: int = 0, *, cards: int = 200, terminals: int = 60,
-                      days: int = 20) -> pd.DataFrame:
+def make_transactions(
+    rows: int = 5000, seed: int = 0, *, cards: int = 200, terminals: int = 60, days: int = 20
+) -> pd.DataFrame:
     """Card transactions in time order, with same-second ties, missing amounts and a fraud label."""
     rng = np.random.default_rng(seed)
     seconds = np.sort(rng.integers(0, days * 86400, rows))
-    seconds[1::7] = seconds[::7][: len(seconds[1::7])]  # ties: every 7th row shares its time with the next
+    seconds[1::7] = seconds[::7][
+        : len(seconds[1::7])
+    ]  # ties: every 7th row shares its time with the next
     seconds.sort()
     amount = rng.gamma(2.0, 30.0, rows).round(2)
     amount[rng.random(rows) < 0.02] = np.nan
-    return pd.DataFrame({
-        "tx_id": np.arange(rows, dtype=np.int64),
-        "tx_time": pd.Timestamp("2024-03-01") + pd.to_timedelta(seconds, unit="s"),
-        "card": rng.integers(0, cards, rows),
-        "terminal": rng.integers(0, terminals, rows),
-        "amount": amount,
-        "channel": rng.choice(["pos", "web", "atm"], rows),
-        "fraud": (rng.random(rows) < 0.05).astype(np.int64),
-    })
+    return pd.DataFrame(
+        {
+            "tx_id": np.arange(rows, dtype=np.int64),
+            "tx_time": pd.Timestamp("2024-03-01") + pd.to_timedelta(seconds, unit="s"),
+            "card": rng.integers(0, cards, rows),
+            "terminal": rng.integers(0, terminals, rows),
+            "amount": amount,
+            "channel": rng.choice(["pos", "web", "atm"], rows),
+            "fraud": (rng.random(rows) < 0.05).astype(np.int64),
+        }
+    )
 
 
-def transactions_spec(source: str = "tx.parquet", *, windows: dict | None = None,
-                      calendar: dict | None = None) -> dict:
+def transactions_spec(
+    source: str = "tx.parquet", *, windows: dict | None = None, calendar: dict | None = None
+) -> dict:
     """A spec for :func:`make_transactions`; by default every aggregate, with and without delay."""
     every = {
         "nb": {"function": "count"},
@@ -143,34 +180,51 @@ def transactions_spec(source: str = "tx.parquet", *, windows: dict | None = None
     }
     default = {
         "card": {"entity": "card", "windows": ["1h", "1d", "7d"], "aggregations": every},
-        "card_before": {"entity": "card", "windows": ["1d"], "boundary": "before", "aggregations": every},
+        "card_before": {
+            "entity": "card",
+            "windows": ["1d"],
+            "boundary": "before",
+            "aggregations": every,
+        },
         "terminal": {
-            "entity": "terminal", "windows": ["1d", "7d"], "delay": "2d",
-            "aggregations": {"nb": {"function": "count"}, "risk": {"function": "mean", "column": "fraud"},
-                             "frauds": {"function": "sum", "column": "fraud"}},
+            "entity": "terminal",
+            "windows": ["1d", "7d"],
+            "delay": "2d",
+            "aggregations": {
+                "nb": {"function": "count"},
+                "risk": {"function": "mean", "column": "fraud"},
+                "frauds": {"function": "sum", "column": "fraud"},
+            },
         },
         "terminal_before": {
-            "entity": "terminal", "windows": ["3d"], "delay": "1d", "boundary": "before",
+            "entity": "terminal",
+            "windows": ["3d"],
+            "delay": "1d",
+            "boundary": "before",
             "aggregations": {"risk": {"function": "mean", "column": "fraud"}},
         },
     }
     return {
         "project": "transactions",
         "data": {"source": source, "id_column": "tx_id", "time_column": "tx_time"},
-        "contract": {"columns": {
-            "tx_id": {"dtype": "int", "unique": True},
-            "tx_time": {"dtype": "datetime"},
-            "card": {"dtype": "int"},
-            "terminal": {"dtype": "int"},
-            "amount": {"dtype": "float", "nullable": True},
-            "channel": {"dtype": "str", "allowed": ["pos", "web", "atm"]},
-            "fraud": {"dtype": "int", "allowed": [0, 1]},
-        }},
+        "contract": {
+            "columns": {
+                "tx_id": {"dtype": "int", "unique": True},
+                "tx_time": {"dtype": "datetime"},
+                "card": {"dtype": "int"},
+                "terminal": {"dtype": "int"},
+                "amount": {"dtype": "float", "nullable": True},
+                "channel": {"dtype": "str", "allowed": ["pos", "web", "atm"]},
+                "fraud": {"dtype": "int", "allowed": [0, 1]},
+            }
+        },
         "target": {"column": "fraud"},
         "features": {
             "include": ["amount"],
             "windows": default if windows is None else windows,
-            "calendar": {"is_weekend": "weekend", "is_night": "night"} if calendar is None else calendar,
+            "calendar": {"is_weekend": "weekend", "is_night": "night"}
+            if calendar is None
+            else calendar,
         },
         "split": {"method": "time"},
     }
@@ -183,4 +237,6 @@ def small_engine(version: int = 1) -> ScoringEngine:
     from keel.training.trainer import train_model
 
     raw = loans_spec("unused.csv", tuning={"trials": 1}, models={"families": ["logistic"]})
-    return ScoringEngine(train_model(make_loans(rows=600, seed=2), parse_spec(raw)).model, "loans", version)
+    return ScoringEngine(
+        train_model(make_loans(rows=600, seed=2), parse_spec(raw)).model, "loans", version
+    )

@@ -17,24 +17,40 @@ FLOAT_SUM_RTOL = 1e-12
 
 def float_sums(plan: FeaturePlan, float_columns: set[str]) -> set[str]:
     """The features whose value is a sum of non-integer floats."""
-    return {f.name for f in plan.windows if f.function in ("sum", "mean", "std") and f.column in float_columns}
+    return {
+        f.name
+        for f in plan.windows
+        if f.function in ("sum", "mean", "std") and f.column in float_columns
+    }
 
 
-def assert_same_features(expected: dict[str, np.ndarray], got: dict[str, np.ndarray], plan: FeaturePlan,
-                         float_columns: set[str]) -> None:
+def assert_same_features(
+    expected: dict[str, np.ndarray],
+    got: dict[str, np.ndarray],
+    plan: FeaturePlan,
+    float_columns: set[str],
+) -> None:
     """Every feature equal row by row; float sums to a relative 1e-12."""
     assert list(got) == list(expected) == plan.names()
     loose = float_sums(plan, float_columns)
     for name in plan.names():
         a, b = np.asarray(expected[name], dtype=float), np.asarray(got[name], dtype=float)
         if name in loose:
-            np.testing.assert_allclose(b, a, rtol=FLOAT_SUM_RTOL, atol=FLOAT_SUM_RTOL, equal_nan=True, err_msg=name)
+            np.testing.assert_allclose(
+                b, a, rtol=FLOAT_SUM_RTOL, atol=FLOAT_SUM_RTOL, equal_nan=True, err_msg=name
+            )
         else:
             np.testing.assert_array_equal(b, a, err_msg=name)
 
 
-def replay(frame: pd.DataFrame, online: OnlineFeatures, *, label_delay: pd.Timedelta, time_column: str = "tx_time",
-           label_column: str = "fraud") -> dict[str, np.ndarray]:
+def replay(
+    frame: pd.DataFrame,
+    online: OnlineFeatures,
+    *,
+    label_delay: pd.Timedelta,
+    time_column: str = "tx_time",
+    label_column: str = "fraud",
+) -> dict[str, np.ndarray]:
     """Score rows in time order; each label arrives ``label_delay`` after its transaction, not before.
 
     A label is delivered before the first transaction at or after its due time, the latest
@@ -50,7 +66,9 @@ def replay(frame: pd.DataFrame, online: OnlineFeatures, *, label_delay: pd.Timed
             _, _, label = heapq.heappop(pending)
             assert online.update(label) == online.label_groups([label_column])
         values = online.compute_and_record({**row, label_column: None})
-        heapq.heappush(pending, (row[time_column] + label_delay, i, {k: row[k] for k in label_keys}))
+        heapq.heappush(
+            pending, (row[time_column] + label_delay, i, {k: row[k] for k in label_keys})
+        )
         for name in names:
             out[name][i] = values[name]
     return out

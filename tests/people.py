@@ -43,14 +43,22 @@ class People:
         return self.users["dan"]
 
 
-def open_service(project_dir: Path, tracking_uri: str | None = None, governance_uri: str | None = None
-                 ) -> GovernanceService:
+def open_service(
+    project_dir: Path, tracking_uri: str | None = None, governance_uri: str | None = None
+) -> GovernanceService:
     """The project's governance service (created when missing), with test-speed password hashing."""
-    return GovernanceService.open(project_dir, tracking_uri=tracking_uri, governance_uri=governance_uri,
-                                  create=True, hasher=FAST)
+    return GovernanceService.open(
+        project_dir,
+        tracking_uri=tracking_uri,
+        governance_uri=governance_uri,
+        create=True,
+        hasher=FAST,
+    )
 
 
-def enrol(project_dir: Path, tracking_uri: str | None = None, governance_uri: str | None = None) -> People:
+def enrol(
+    project_dir: Path, tracking_uri: str | None = None, governance_uri: str | None = None
+) -> People:
     """The four test users of a project (added on first call), each signed in with a fresh token."""
     service = open_service(project_dir, tracking_uri, governance_uri)
     if not service.users.list():

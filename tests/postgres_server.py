@@ -35,9 +35,13 @@ class Unavailable(RuntimeError):
 def find_bin_dir() -> Path:
     """The folder holding initdb and pg_ctl from the postgresql-15 package."""
     try:
-        listing = subprocess.run(["dpkg", "-L", PACKAGE], capture_output=True, text=True, check=True).stdout
+        listing = subprocess.run(
+            ["dpkg", "-L", PACKAGE], capture_output=True, text=True, check=True
+        ).stdout
     except (OSError, subprocess.CalledProcessError):
-        raise Unavailable(f"Debian package {PACKAGE} is not installed (apt-get install -y {PACKAGE})") from None
+        raise Unavailable(
+            f"Debian package {PACKAGE} is not installed (apt-get install -y {PACKAGE})"
+        ) from None
     found = [Path(line).parent for line in listing.splitlines() if line.endswith("/bin/initdb")]
     if not found:
         raise Unavailable(f"package {PACKAGE} lists no bin/initdb")
@@ -49,11 +53,15 @@ def server_command_prefix() -> list[str]:
     if os.geteuid() != 0:
         return []
     if shutil.which("runuser") is None:
-        raise Unavailable("running as root, and runuser (to run the server as another user) is missing")
+        raise Unavailable(
+            "running as root, and runuser (to run the server as another user) is missing"
+        )
     try:
         pwd.getpwnam(SERVER_USER)
     except KeyError:
-        raise Unavailable(f"running as root, and there is no '{SERVER_USER}' user to run the server as") from None
+        raise Unavailable(
+            f"running as root, and there is no '{SERVER_USER}' user to run the server as"
+        ) from None
     return ["runuser", "-u", SERVER_USER, "--"]
 
 
@@ -83,12 +91,38 @@ class PostgresServer:
             os.chown(folder, account.pw_uid, account.pw_gid)
         server = cls(bin_dir, folder, free_port(), prefix)
         try:
-            server._run("initdb", "-D", str(server.data), "-U", "postgres", "--auth=trust", "--encoding=UTF8",
-                        "--no-locale", "--no-sync")
-            options = " ".join(f"-c {key}={value}" for key, value in
-                               {**SETTINGS, "port": server.port, "unix_socket_directories": folder}.items())
-            server._run("pg_ctl", "-D", str(server.data), "-l", str(folder / "server.log"), "-o", options,
-                        "-w", "-t", "60", "start")
+            server._run(
+                "initdb",
+                "-D",
+                str(server.data),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--no-locale",
+                "--no-sync",
+            )
+            options = " ".join(
+                f"-c {key}={value}"
+                for key, value in {
+                    **SETTINGS,
+                    "port": server.port,
+                    "unix_socket_directories": folder,
+                }.items()
+            )
+            server._run(
+                "pg_ctl",
+                "-D",
+                str(server.data),
+                "-l",
+                str(folder / "server.log"),
+                "-o",
+                options,
+                "-w",
+                "-t",
+                "60",
+                "start",
+            )
         except BaseException:
             server.stop()
             raise
@@ -111,7 +145,9 @@ class PostgresServer:
         statement = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
         if template is not None:
             statement += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
-        connection = psycopg2.connect(host="127.0.0.1", port=self.port, user="postgres", dbname="postgres")
+        connection = psycopg2.connect(
+            host="127.0.0.1", port=self.port, user="postgres", dbname="postgres"
+        )
         try:
             connection.autocommit = True
             with connection.cursor() as cursor:
@@ -128,8 +164,12 @@ class PostgresServer:
 
     def _run(self, program: str, *args: str) -> None:
         """Run a server program as the server user; a failure shows its output and the server log."""
-        done = subprocess.run([*self.prefix, str(self.bin_dir / program), *args], capture_output=True, text=True)
+        done = subprocess.run(
+            [*self.prefix, str(self.bin_dir / program), *args], capture_output=True, text=True
+        )
         if done.returncode != 0:
             log = self.folder / "server.log"
-            raise RuntimeError(f"{program} failed ({done.returncode}): {done.stdout}{done.stderr}"
-                               + (f"\nserver log:\n{log.read_text()}" if log.exists() else ""))
+            raise RuntimeError(
+                f"{program} failed ({done.returncode}): {done.stdout}{done.stderr}"
+                + (f"\nserver log:\n{log.read_text()}" if log.exists() else "")
+            )

@@ -49,10 +49,25 @@ def start(project_dir: Path, *options: str, api_key: str = "k", model: str = "lo
     port = free_port()
     log_file = project_dir / f"serve-{port}.log"
     process = subprocess.Popen(
-        [sys.executable, "-m", "keel", "serve", "--project-dir", str(project_dir), "--model", model,
-         "--port", str(port), *options],
-        env={**os.environ, "KEEL_API_KEY": api_key}, stdout=log_file.open("w"), stderr=subprocess.STDOUT, text=True,
-        start_new_session=True)  # its own process group: the test can kill the supervisor and workers at once
+        [
+            sys.executable,
+            "-m",
+            "keel",
+            "serve",
+            "--project-dir",
+            str(project_dir),
+            "--model",
+            model,
+            "--port",
+            str(port),
+            *options,
+        ],
+        env={**os.environ, "KEEL_API_KEY": api_key},
+        stdout=log_file.open("w"),
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )  # its own process group: the test can kill the supervisor and workers at once
     server = Server(process, port, log_file)
     deadline = time.monotonic() + 120
     while True:
@@ -77,7 +92,9 @@ def stop(server: Server, sig: int = signal.SIGKILL) -> int:
 
 
 @contextmanager
-def serving(project_dir: Path, *options: str, model: str = "loans", api_key: str = "k") -> Iterator[Server]:
+def serving(
+    project_dir: Path, *options: str, model: str = "loans", api_key: str = "k"
+) -> Iterator[Server]:
     server = start(project_dir, *options, model=model, api_key=api_key)
     try:
         yield server
@@ -109,7 +126,9 @@ class Load:
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
-        self._workers = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(self.threads)]
+        self._workers = [
+            threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(self.threads)
+        ]
 
     def __enter__(self) -> Load:
         for worker in self._workers:
@@ -128,10 +147,16 @@ class Load:
             n += 1
             batch = n % self.batch_every == 0
             record = None if batch else n % len(self.records)
-            path, payload = ("/v1/score/batch", {"records": self.records}) if batch else ("/v1/score", self.records[record])
+            path, payload = (
+                ("/v1/score/batch", {"records": self.records})
+                if batch
+                else ("/v1/score", self.records[record])
+            )
             sent = time.monotonic()
             try:
-                connection.request("POST", path, json.dumps(payload), {"content-type": "application/json"})
+                connection.request(
+                    "POST", path, json.dumps(payload), {"content-type": "application/json"}
+                )
                 response = connection.getresponse()
                 body = response.read()
                 answer = Answer(sent, time.monotonic(), response.status, json.loads(body), record)

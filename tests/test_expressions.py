@@ -33,11 +33,19 @@ def data() -> dict[str, np.ndarray]:
 def _safe_divide(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """a / b, with NaN where b is 0 or either side is missing."""
     pairs = zip(a, b, strict=True)
-    return np.array([x / y if y != 0 and not np.isnan(x) and not np.isnan(y) else np.nan for x, y in pairs])
+    return np.array(
+        [x / y if y != 0 and not np.isnan(x) and not np.isnan(y) else np.nan for x, y in pairs]
+    )
 
 
-_OPS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le, "==": operator.eq,
-        "!=": operator.ne}
+_OPS = {
+    ">": operator.gt,
+    ">=": operator.ge,
+    "<": operator.lt,
+    "<=": operator.le,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
 
 
 def _flag(a: np.ndarray, b: np.ndarray | float, op: str) -> np.ndarray:
@@ -94,11 +102,14 @@ REFERENCES = {
     "min(bill, limit)": lambda d: _naive_min(d["bill"], d["limit"]),
     "mean(bill, paid, limit)": lambda d: _naive_mean(d["bill"], d["paid"], d["limit"]),
     "sum(pay0 > 0, paid == 0, bill > 0)": lambda d: _naive_sum(
-        _flag(d["pay0"], 0.0, ">"), _flag(d["paid"], 0.0, "=="), _flag(d["bill"], 0.0, ">")),
+        _flag(d["pay0"], 0.0, ">"), _flag(d["paid"], 0.0, "=="), _flag(d["bill"], 0.0, ">")
+    ),
     "abs(bill)": lambda d: np.array([abs(v) for v in d["bill"]]),
     "log1p(paid)": lambda d: _naive_log1p(d["paid"]),
     "log1p(bill / 1000)": lambda d: _naive_log1p(d["bill"] / 1000),
-    "paid / max(bill, 0)": lambda d: _safe_divide(d["paid"], _naive_max(d["bill"], np.zeros(len(d["bill"])))),
+    "paid / max(bill, 0)": lambda d: _safe_divide(
+        d["paid"], _naive_max(d["bill"], np.zeros(len(d["bill"])))
+    ),
     "(limit - bill) / limit": lambda d: _safe_divide(d["limit"] - d["bill"], d["limit"]),
     "2.5": lambda d: np.full((), 2.5),
 }
@@ -122,7 +133,9 @@ def test_references_exercise_zeros_missing_and_negatives(data: dict[str, np.ndar
 
 
 def test_division_by_zero_is_missing() -> None:
-    got = evaluate("a / b", {"a": np.array([1.0, 0.0, -3.0, 6.0]), "b": np.array([0.0, 0.0, 0.0, 2.0])})
+    got = evaluate(
+        "a / b", {"a": np.array([1.0, 0.0, -3.0, 6.0]), "b": np.array([0.0, 0.0, 0.0, 2.0])}
+    )
     np.testing.assert_array_equal(got, [np.nan, np.nan, np.nan, 3.0])
 
 
@@ -137,7 +150,9 @@ def test_comparisons_give_one_zero_or_missing() -> None:
 def test_missing_propagates_through_arithmetic_and_functions() -> None:
     values = {"a": np.array([np.nan, 4.0]), "b": np.array([1.0, np.nan])}
     for expression in ("a + b", "max(a, b)", "min(a, b)", "mean(a, b)", "sum(a, b)", "abs(a) * b"):
-        np.testing.assert_array_equal(evaluate(expression, values), [np.nan, np.nan], err_msg=expression)
+        np.testing.assert_array_equal(
+            evaluate(expression, values), [np.nan, np.nan], err_msg=expression
+        )
 
 
 def test_log1p_of_minus_one_or_less_is_missing() -> None:
@@ -146,13 +161,19 @@ def test_log1p_of_minus_one_or_less_is_missing() -> None:
 
 
 def test_integer_input_is_computed_in_float() -> None:
-    got = evaluate("a / b", {"a": np.array([1, 7], dtype=np.int64), "b": np.array([2, 2], dtype=np.int64)})
+    got = evaluate(
+        "a / b", {"a": np.array([1, 7], dtype=np.int64), "b": np.array([2, 2], dtype=np.int64)}
+    )
     np.testing.assert_array_equal(got, [0.5, 3.5])
     assert got.dtype == np.float64
 
 
 def test_columns_in_order_of_first_use_without_function_names() -> None:
-    assert columns("max(PAY_AMT1, BILL_AMT2) / LIMIT_BAL + PAY_AMT1") == ["PAY_AMT1", "BILL_AMT2", "LIMIT_BAL"]
+    assert columns("max(PAY_AMT1, BILL_AMT2) / LIMIT_BAL + PAY_AMT1") == [
+        "PAY_AMT1",
+        "BILL_AMT2",
+        "LIMIT_BAL",
+    ]
     assert columns("sum(a > 0, log1p(b), abs(a))") == ["a", "b"]
     assert columns("3 * 2") == []
     assert columns("a + (b * (c - d))") == ["a", "b", "c", "d"]
@@ -191,7 +212,9 @@ def test_columns_named_like_a_function_are_still_columns_when_not_called() -> No
     ],
 )
 def test_constructs_outside_the_language_are_refused(expression: str, what: str) -> None:
-    with pytest.raises(SpecError, match=rf"'{re.escape(expression)}' uses {what}.*which is not accepted; accepted:"):
+    with pytest.raises(
+        SpecError, match=rf"'{re.escape(expression)}' uses {what}.*which is not accepted; accepted:"
+    ):
         parse(expression, where="features.derived.f")
     with pytest.raises(SpecError, match="is not accepted"):
         evaluate(expression, {"x": np.ones(2), "y": np.ones(2), "a": np.ones(2), "b": np.ones(2)})
@@ -200,12 +223,17 @@ def test_constructs_outside_the_language_are_refused(expression: str, what: str)
 
 
 def test_syntax_error_names_where_and_what_is_accepted() -> None:
-    with pytest.raises(SpecError, match=r"^features\.derived\.f: 'a \+' is not a valid expression .*accepted: column"):
+    with pytest.raises(
+        SpecError,
+        match=r"^features\.derived\.f: 'a \+' is not a valid expression .*accepted: column",
+    ):
         parse("a +", where="features.derived.f")
 
 
 def test_parse_accepts_the_whole_language() -> None:
-    tree = parse("-max(a, 1) + min(b, 2.5) * mean(a, b) / sum(a, b) - abs(a) + log1p(b) + (a >= b) + +a")
+    tree = parse(
+        "-max(a, 1) + min(b, 2.5) * mean(a, b) / sum(a, b) - abs(a) + log1p(b) + (a >= b) + +a"
+    )
     assert tree.body is not None
 
 
@@ -215,9 +243,13 @@ _LEAVES = st.sampled_from(["a", "b", "c", "0", "1", "2.5", "1000"])
 
 
 def _combine(children: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
-    binary = st.tuples(children, st.sampled_from(["+", "-", "*", "/", ">", ">=", "<", "<=", "==", "!="]), children)
+    binary = st.tuples(
+        children, st.sampled_from(["+", "-", "*", "/", ">", ">=", "<", "<=", "==", "!="]), children
+    )
     # Up to 10 arguments: numpy sums 8 or more values pairwise unless told otherwise.
-    call = st.tuples(st.sampled_from(["max", "min", "mean", "sum"]), st.lists(children, min_size=1, max_size=10))
+    call = st.tuples(
+        st.sampled_from(["max", "min", "mean", "sum"]), st.lists(children, min_size=1, max_size=10)
+    )
     unary = st.tuples(st.sampled_from(["abs", "log1p"]), children)
     return st.one_of(
         binary.map(lambda t: f"({t[0]} {t[1]} {t[2]})"),
@@ -235,7 +267,10 @@ VALUES = st.one_of(
 
 
 @settings(max_examples=200, deadline=None)
-@given(expression=EXPRESSIONS, rows=st.lists(st.tuples(VALUES, VALUES, VALUES), min_size=1, max_size=12))
+@given(
+    expression=EXPRESSIONS,
+    rows=st.lists(st.tuples(VALUES, VALUES, VALUES), min_size=1, max_size=12),
+)
 def test_row_by_row_equals_batch(expression: str, rows: list[tuple[float, float, float]]) -> None:
     """A table, a one-row table and one row of floats (the request path) give the same number."""
     batch = {name: np.array([r[i] for r in rows]) for i, name in enumerate("abc")}
@@ -244,10 +279,14 @@ def test_row_by_row_equals_batch(expression: str, rows: list[tuple[float, float,
     for i, row in enumerate(rows):
         online = evaluate(expression, {name: np.array([row[j]]) for j, name in enumerate("abc")})
         assert online.size == 1
-        np.testing.assert_array_equal(online.reshape(()), offline[i], err_msg=f"{expression} at row {i}")
+        np.testing.assert_array_equal(
+            online.reshape(()), offline[i], err_msg=f"{expression} at row {i}"
+        )
         one = row_function(dict(zip("abc", row)))
         assert isinstance(one, float)
-        np.testing.assert_array_equal(one, offline[i], err_msg=f"{expression} as one row of floats, row {i}")
+        np.testing.assert_array_equal(
+            one, offline[i], err_msg=f"{expression} as one row of floats, row {i}"
+        )
 
 
 def test_a_long_sum_adds_left_to_right_in_a_table_and_in_one_row() -> None:

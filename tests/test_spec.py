@@ -68,14 +68,25 @@ def test_base_spec_is_valid() -> None:
     ("path", "key", "meant", "accepted"),
     [
         ("tuning.trails", "trails", "trials", "trials, timeout_seconds, metric, pruning, threads"),
-        ("data.sourc", "sourc", "source", "source, format, id_column, time_column, duplicates, recode"),
+        (
+            "data.sourc",
+            "sourc",
+            "source",
+            "source, format, id_column, time_column, duplicates, recode",
+        ),
         ("feautres", "feautres", "features", "project, description, seed, data, contract, target"),
-        ("contract.columns.PAY_0.nullabel", "nullabel", "nullable", "dtype, nullable, unique, min, max"),
+        (
+            "contract.columns.PAY_0.nullabel",
+            "nullabel",
+            "nullable",
+            "dtype, nullable, unique, min, max",
+        ),
         ("models.lightgbm.num_leavs", "num_leavs", "num_leaves", "num_leaves, learning_rate"),
     ],
 )
-def test_typo_names_full_key_path_suggestion_and_accepted_keys(path: str, key: str, meant: str,
-                                                               accepted: str) -> None:
+def test_typo_names_full_key_path_suggestion_and_accepted_keys(
+    path: str, key: str, meant: str, accepted: str
+) -> None:
     message = _error(_with(path, 3))
     assert f"- {path}: unknown key '{key}'." in message
     assert f"Did you mean '{meant}'?" in message
@@ -107,20 +118,36 @@ def test_missing_required_key_is_named() -> None:
 @pytest.mark.parametrize(
     ("path", "value", "expected"),
     [
-        ("contract.columns.PAY_0.dtype", "integer",
-         "contract.columns.PAY_0.dtype: Input should be 'int', 'float', 'str', 'bool' or 'datetime' (got 'integer')"),
-        ("contract.columns.PAY_0.min", 20,
-         "contract.columns.PAY_0: `min <= max` must hold, but got min=20.0, max=9.0"),
-        ("models.lightgbm.num_leaves", {"low": 64, "high": 8},
-         "models.lightgbm.num_leaves: `low <= high` must hold, but got low=64, high=8"),
-        ("models.logistic.C", {"low": 0.0, "high": 1.0, "log": True},
-         "models.logistic.C: a log range needs low > 0, but got low=0.0"),
+        (
+            "contract.columns.PAY_0.dtype",
+            "integer",
+            "contract.columns.PAY_0.dtype: Input should be 'int', 'float', 'str', 'bool' or 'datetime' (got 'integer')",
+        ),
+        (
+            "contract.columns.PAY_0.min",
+            20,
+            "contract.columns.PAY_0: `min <= max` must hold, but got min=20.0, max=9.0",
+        ),
+        (
+            "models.lightgbm.num_leaves",
+            {"low": 64, "high": 8},
+            "models.lightgbm.num_leaves: `low <= high` must hold, but got low=64, high=8",
+        ),
+        (
+            "models.logistic.C",
+            {"low": 0.0, "high": 1.0, "log": True},
+            "models.logistic.C: a log range needs low > 0, but got low=0.0",
+        ),
         ("tuning.trials", -3, "tuning.trials: Input should be greater than or equal to 1 (got -3)"),
         ("tuning.trials", 0, "tuning.trials: Input should be greater than or equal to 1 (got 0)"),
         ("split.test_size", 0.5, "split.test_size: Input should be less than 0.5 (got 0.5)"),
         ("split.test_size", 0, "split.test_size: Input should be greater than 0 (got 0)"),
         ("target.threshold", 1.0, "target.threshold: Input should be less than 1 (got 1.0)"),
-        ("data.duplicates", "ignore", "data.duplicates: Input should be 'keep', 'drop' or 'error' (got 'ignore')"),
+        (
+            "data.duplicates",
+            "ignore",
+            "data.duplicates: Input should be 'keep', 'drop' or 'error' (got 'ignore')",
+        ),
         ("project", "1credit", "project: String should match pattern"),
     ],
 )
@@ -130,40 +157,77 @@ def test_bad_values_name_key_rule_and_value(path: str, value: Any, expected: str
 
 def test_min_max_only_for_numeric_columns() -> None:
     message = _error(_with("contract.columns.opened.min", 1))
-    assert "contract.columns.opened: min/max apply to int or float columns, not dtype 'datetime'" in message
+    assert (
+        "contract.columns.opened: min/max apply to int or float columns, not dtype 'datetime'"
+        in message
+    )
 
 
 def test_split_dates_must_be_ordered_and_only_for_time_split() -> None:
     late, early = "2024-06-01", "2024-01-01"
     assert "`validation_start < test_start` must hold" in _error(
-        _with("split", {"method": "time", "validation_start": late, "test_start": early}))
+        _with("split", {"method": "time", "validation_start": late, "test_start": early})
+    )
     assert "give both validation_start and test_start, or neither" in _error(
-        _with("split", {"method": "time", "validation_start": early}))
+        _with("split", {"method": "time", "validation_start": early})
+    )
     assert "apply only to method 'time'" in _error(
-        _with("split", {"validation_start": early, "test_start": late}))
+        _with("split", {"validation_start": early, "test_start": late})
+    )
 
 
 @pytest.mark.parametrize(
     ("path", "value", "expected"),
     [
-        ("target.column", "defualt", "target.column: column 'defualt' is not in contract.columns. Did you mean 'default'?"),
-        ("protected", ["SEX", "EDUCATON"], "protected[1]: column 'EDUCATON' is not in contract.columns. "
-                                           "Did you mean 'EDUCATION'?"),
-        ("features.include", ["LIMIT_BAL", "PAY_O"], "features.include[1]: column 'PAY_O' is not in "
-                                                     "contract.columns. Did you mean 'PAY_0'?"),
-        ("features.exclude", ["BILL_AMT"], "features.exclude[0]: column 'BILL_AMT' is not in contract.columns. "
-                                           "Did you mean 'BILL_AMT1'?"),
-        ("data.recode", {"EDUCATIN": {0: 4}}, "data.recode.EDUCATIN: column 'EDUCATIN' is not in contract.columns. "
-                                              "Did you mean 'EDUCATION'?"),
-        ("models.lightgbm.monotone", {"LIMIT_BL": -1}, "models.lightgbm.monotone.LIMIT_BL: column 'LIMIT_BL' is "
-                                                       "not in contract.columns. Did you mean 'LIMIT_BAL'?"),
-        ("features.derived", {"util": "BILL_AMT1 / LIMT_BAL"}, "features.derived.util: column 'LIMT_BAL' is not "
-                                                              "in contract.columns. Did you mean 'LIMIT_BAL'?"),
-        ("data.time_column", "opend", "data.time_column: column 'opend' is not in contract.columns. "
-                                          "Did you mean 'opened'?"),
+        (
+            "target.column",
+            "defualt",
+            "target.column: column 'defualt' is not in contract.columns. Did you mean 'default'?",
+        ),
+        (
+            "protected",
+            ["SEX", "EDUCATON"],
+            "protected[1]: column 'EDUCATON' is not in contract.columns. Did you mean 'EDUCATION'?",
+        ),
+        (
+            "features.include",
+            ["LIMIT_BAL", "PAY_O"],
+            "features.include[1]: column 'PAY_O' is not in contract.columns. Did you mean 'PAY_0'?",
+        ),
+        (
+            "features.exclude",
+            ["BILL_AMT"],
+            "features.exclude[0]: column 'BILL_AMT' is not in contract.columns. "
+            "Did you mean 'BILL_AMT1'?",
+        ),
+        (
+            "data.recode",
+            {"EDUCATIN": {0: 4}},
+            "data.recode.EDUCATIN: column 'EDUCATIN' is not in contract.columns. "
+            "Did you mean 'EDUCATION'?",
+        ),
+        (
+            "models.lightgbm.monotone",
+            {"LIMIT_BL": -1},
+            "models.lightgbm.monotone.LIMIT_BL: column 'LIMIT_BL' is "
+            "not in contract.columns. Did you mean 'LIMIT_BAL'?",
+        ),
+        (
+            "features.derived",
+            {"util": "BILL_AMT1 / LIMT_BAL"},
+            "features.derived.util: column 'LIMT_BAL' is not "
+            "in contract.columns. Did you mean 'LIMIT_BAL'?",
+        ),
+        (
+            "data.time_column",
+            "opend",
+            "data.time_column: column 'opend' is not in contract.columns. Did you mean 'opened'?",
+        ),
     ],
 )
-def test_references_to_unknown_columns_are_refused_with_suggestion(path: str, value: Any, expected: str) -> None:
+def test_references_to_unknown_columns_are_refused_with_suggestion(
+    path: str, value: Any, expected: str
+) -> None:
     assert expected in _error(_with(path, value))
 
 
@@ -193,7 +257,10 @@ def test_target_id_or_time_in_features_include_is_refused(column: str) -> None:
 @pytest.mark.parametrize("column", ["SEX", "default", "ID", "opened"])
 def test_derived_feature_from_protected_target_id_or_time_is_refused(column: str) -> None:
     message = _error(_with("features.derived", {"leak": f"max(LIMIT_BAL, {column}) + 1"}))
-    assert f"features.derived.leak: '{column}' is the target, id, time or a protected attribute" in message
+    assert (
+        f"features.derived.leak: '{column}' is the target, id, time or a protected attribute"
+        in message
+    )
 
 
 @pytest.mark.parametrize("name", ["LIMIT_BAL", "2fast", "has space"])
@@ -216,15 +283,22 @@ def test_time_split_needs_time_column() -> None:
 
 
 def test_feature_columns_exclude_reserved_protected_and_excluded_then_derived_follow() -> None:
-    raw = _with("features", {"exclude": ["EDUCATION"],
-                             "derived": {"util": "BILL_AMT1 / LIMIT_BAL", "late": "PAY_0 > 0"}})
+    raw = _with(
+        "features",
+        {
+            "exclude": ["EDUCATION"],
+            "derived": {"util": "BILL_AMT1 / LIMIT_BAL", "late": "PAY_0 > 0"},
+        },
+    )
     spec = parse_spec(raw)
     assert spec.feature_columns() == ["LIMIT_BAL", "BILL_AMT1", "PAY_0"]
     assert spec.model_features() == ["LIMIT_BAL", "BILL_AMT1", "PAY_0", "util", "late"]
 
 
 def test_feature_columns_follow_include_order_minus_excluded() -> None:
-    raw = _with("features", {"include": ["PAY_0", "EDUCATION", "LIMIT_BAL"], "exclude": ["EDUCATION"]})
+    raw = _with(
+        "features", {"include": ["PAY_0", "EDUCATION", "LIMIT_BAL"], "exclude": ["EDUCATION"]}
+    )
     spec = parse_spec(raw)
     assert spec.feature_columns() == ["PAY_0", "LIMIT_BAL"]
     assert spec.model_features() == ["PAY_0", "LIMIT_BAL"]
@@ -252,7 +326,9 @@ def test_format_validation_error_uses_source_name() -> None:
         ProjectSpec.model_validate(_with("tuning.trails", 3))
     text = format_validation_error(info.value, "my/keel.yaml")
     assert text.splitlines()[0] == "my/keel.yaml: the spec is not valid (1 problem(s)):"
-    assert text.splitlines()[1].startswith("  - tuning.trails: unknown key 'trails'. Did you mean 'trials'?")
+    assert text.splitlines()[1].startswith(
+        "  - tuning.trails: unknown key 'trails'. Did you mean 'trials'?"
+    )
 
 
 def _write(folder: Path, raw: Any) -> Path:
@@ -268,7 +344,9 @@ def test_load_spec_resolves_relative_source_against_spec_folder(tmp_path: Path) 
     assert spec.data.source == str((folder / "data" / "clients.csv").resolve())
 
 
-@pytest.mark.parametrize("source", ["s3://bank-risk/credit/clients.parquet", "hdfs://nn:8020/x.csv"])
+@pytest.mark.parametrize(
+    "source", ["s3://bank-risk/credit/clients.parquet", "hdfs://nn:8020/x.csv"]
+)
 def test_load_spec_leaves_urls_alone(tmp_path: Path, source: str) -> None:
     spec = load_spec(_write(tmp_path, _with("data.source", source)))
     assert spec.data.source == source
@@ -308,7 +386,10 @@ def test_load_spec_errors_name_the_file(tmp_path: Path) -> None:
 
 
 def test_dump_spec_round_trips_to_an_equal_spec() -> None:
-    raw = _with("split", {"method": "time", "validation_start": "2024-01-01", "test_start": "2024-06-01T12:00:00"})
+    raw = _with(
+        "split",
+        {"method": "time", "validation_start": "2024-01-01", "test_start": "2024-06-01T12:00:00"},
+    )
     raw["data"]["recode"] = {"EDUCATION": {0: 4, 5: 4}, "PAY_0": {-2: -1}}
     raw["data"]["duplicates"] = "drop"
     raw["features"] = {"derived": {"util": "BILL_AMT1 / LIMIT_BAL"}}
@@ -330,7 +411,9 @@ def test_example_credit_spec_loads_and_round_trips() -> None:
     assert spec.data.recode == {"EDUCATION": {0: 4, 5: 4, 6: 4}, "MARRIAGE": {0: 3}}
     assert len(spec.contract.columns) == 25
     features = spec.feature_columns()
-    assert not {"ID", "default.payment.next.month", "SEX", "AGE", "MARRIAGE", "EDUCATION"} & set(features)
+    assert not {"ID", "default.payment.next.month", "SEX", "AGE", "MARRIAGE", "EDUCATION"} & set(
+        features
+    )
     assert features[:2] == ["LIMIT_BAL", "PAY_0"]
     assert len(features) == 19
     assert spec.model_features()[19:] == list(spec.features.derived)

@@ -18,8 +18,12 @@ from keel.registry.audit import AuditLog, make_engine
 from keel.registry.governance import Governance, GovernanceError
 from keel.registry.principal import Principal
 
-PRELOAD = ["keel.registry.governance", "psycopg2", "mlflow.store.tracking.sqlalchemy_store",
-           "mlflow.store.model_registry.sqlalchemy_store"]
+PRELOAD = [
+    "keel.registry.governance",
+    "psycopg2",
+    "mlflow.store.tracking.sqlalchemy_store",
+    "mlflow.store.model_registry.sqlalchemy_store",
+]
 
 
 def fork_context() -> ForkServerContext:
@@ -38,8 +42,15 @@ def append_many(url: str, worker: int, rows: int, start: Barrier) -> None:
         log.append(actor=f"w{worker}", action="test", obj=f"o{i}")
 
 
-def approve_and_promote(where: tuple[Path, str, str], worker: int, operations: int, versions: int,
-                        results: Queue, validator: Principal, deployer: Principal) -> None:
+def approve_and_promote(
+    where: tuple[Path, str, str],
+    worker: int,
+    operations: int,
+    versions: int,
+    results: Queue,
+    validator: Principal,
+    deployer: Principal,
+) -> None:
     """Alternate approve and promote over the versions; put (done, refused) on ``results``.
 
     ``where`` is the project folder, tracking URI and governance URI.

@@ -12,7 +12,15 @@ from importlib import import_module, metadata
 from typing import Any
 
 __version__ = metadata.version("keel")
-__all__ = ["Explainer", "Registry", "evaluate_version", "load_spec", "parse_spec", "run_project", "top_reasons"]
+__all__ = [
+    "Explainer",
+    "Registry",
+    "evaluate_version",
+    "load_spec",
+    "parse_spec",
+    "run_project",
+    "top_reasons",
+]
 
 _EXPORTS = {
     "Explainer": "keel.explain.contributions",

@@ -64,13 +64,19 @@ class DataSpec(_Strict):
     time_column: str | None = None
     duplicates: Literal["keep", "drop", "error"] = "error"
     recode: dict[str, dict[Scalar, Scalar]] = Field(default_factory=dict)
-    until: dt.datetime | None = None  # only rows with time_column before this are read (keel retrain --as-of)
-    max_columns: int = Field(default=10_000, ge=1)  # a wider table is refused before its rows are parsed
+    until: dt.datetime | None = (
+        None  # only rows with time_column before this are read (keel retrain --as-of)
+    )
+    max_columns: int = Field(
+        default=10_000, ge=1
+    )  # a wider table is refused before its rows are parsed
 
     @model_validator(mode="after")
     def _until_needs_time(self) -> DataSpec:
         if self.until is not None and not self.time_column:
-            raise ValueError("data.until keeps the rows before a time, so it needs data.time_column")
+            raise ValueError(
+                "data.until keeps the rows before a time, so it needs data.time_column"
+            )
         return self
 
     def file_format(self) -> Literal["csv", "parquet"]:
@@ -106,8 +112,10 @@ def duration_us(text: str) -> int:
         return 0
     match = _DURATION.match(text)
     if not match:
-        raise ValueError(f"'{text}' is not a duration; write a whole number and a unit s, m, h, d or w "
-                         "(for example 1h, 7d), or 0")
+        raise ValueError(
+            f"'{text}' is not a duration; write a whole number and a unit s, m, h, d or w "
+            "(for example 1h, 7d), or 0"
+        )
     return int(match.group(1)) * _UNIT_SECONDS[match.group(2)] * 1_000_000
 
 
@@ -224,8 +232,12 @@ class SplitSpec(_Strict):
         if self.validation_start and self.validation_start >= self.test_start:
             raise ValueError("`validation_start < test_start` must hold")
         if self.method == "delayed" and self.train_start is None:
-            raise ValueError("method 'delayed' needs train_start, the first day of the training window")
-        if self.method != "delayed" and (self.train_start is not None or self.known_entity is not None):
+            raise ValueError(
+                "method 'delayed' needs train_start, the first day of the training window"
+            )
+        if self.method != "delayed" and (
+            self.train_start is not None or self.known_entity is not None
+        ):
             raise ValueError("train_start and known_entity apply only to method 'delayed'")
         return self
 
@@ -362,7 +374,9 @@ class FairnessSpec(_Strict):
     def _sorted_bands(self) -> FairnessSpec:
         for column, cuts in self.bands.items():
             if not cuts or any(b <= a for a, b in zip(cuts, cuts[1:])):
-                raise ValueError(f"bands.{column}: cut points must be a non-empty, strictly increasing list")
+                raise ValueError(
+                    f"bands.{column}: cut points must be a non-empty, strictly increasing list"
+                )
         return self
 
 
@@ -405,8 +419,10 @@ class AlertsSpec(_Strict):
         if self.webhook is not None:
             host = urllib.parse.urlsplit(self.webhook).hostname or ""
             if host not in self.allowed_hosts:
-                raise ValueError(f"webhook host '{host}' is not in alerts.allowed_hosts {self.allowed_hosts}; "
-                                 "add it there to allow sending alerts to it")
+                raise ValueError(
+                    f"webhook host '{host}' is not in alerts.allowed_hosts {self.allowed_hosts}; "
+                    "add it there to allow sending alerts to it"
+                )
         return self
 
 
@@ -494,10 +510,15 @@ class ProjectSpec(_Strict):
         for section in ("bands", "labels"):
             for c in getattr(self.fairness, section):
                 if c not in self.protected:
-                    raise ValueError(f"fairness.{section}.{c}: '{c}' is not a protected attribute "
-                                     f"(protected: {self.protected}).{did_you_mean(c, self.protected)}")
-        refs += [(f"models.lightgbm.monotone.{c}", c) for c in self.models.lightgbm.monotone
-                 if c not in self.features.derived and c not in self.computed_features()]
+                    raise ValueError(
+                        f"fairness.{section}.{c}: '{c}' is not a protected attribute "
+                        f"(protected: {self.protected}).{did_you_mean(c, self.protected)}"
+                    )
+        refs += [
+            (f"models.lightgbm.monotone.{c}", c)
+            for c in self.models.lightgbm.monotone
+            if c not in self.features.derived and c not in self.computed_features()
+        ]
         refs += self._window_references()
         refs += self._derived_references()
         refs.append(("split.known_entity", self.split.known_entity))
@@ -513,8 +534,10 @@ class ProjectSpec(_Strict):
         features = self.model_features()
         for name, text in self.reasons.texts.items():
             if name not in features:
-                raise ValueError(f"reasons.texts.{name}: '{name}' is not a model feature; reasons are given for "
-                                 f"features only.{did_you_mean(name, features)}")
+                raise ValueError(
+                    f"reasons.texts.{name}: '{name}' is not a model feature; reasons are given for "
+                    f"features only.{did_you_mean(name, features)}"
+                )
             if not text.strip():
                 raise ValueError(f"reasons.texts.{name}: the reason text is empty")
         if self.split.method in ("time", "delayed") and not self.data.time_column:
@@ -522,7 +545,9 @@ class ProjectSpec(_Strict):
         reserved = {self.target.column, self.data.id_column, self.data.time_column} - {None}
         for col in self.features.include or []:
             if col in self.protected:
-                raise ValueError(f"features.include: '{col}' is a protected attribute and never a feature")
+                raise ValueError(
+                    f"features.include: '{col}' is a protected attribute and never a feature"
+                )
             if col in reserved:
                 raise ValueError(f"features.include: '{col}' is the target, id or time column")
         return self
@@ -536,25 +561,37 @@ class ProjectSpec(_Strict):
             where = f"features.windows.{group_name}"
             refs.append((f"{where}.entity", group.entity))
             if group.entity in self.protected:
-                raise ValueError(f"{where}.entity: '{group.entity}' is a protected attribute; features are never "
-                                 "computed per protected group")
+                raise ValueError(
+                    f"{where}.entity: '{group.entity}' is a protected attribute; features are never "
+                    "computed per protected group"
+                )
             for agg_name, agg in group.aggregations.items():
                 at = f"{where}.aggregations.{agg_name}.column"
                 if agg.column is None:
                     continue
                 refs.append((at, agg.column))
                 if agg.column in self.protected or agg.column == self.data.time_column:
-                    raise ValueError(f"{at}: '{agg.column}' is the time column or a protected attribute; "
-                                     "it is not aggregated")
+                    raise ValueError(
+                        f"{at}: '{agg.column}' is the time column or a protected attribute; "
+                        "it is not aggregated"
+                    )
                 if agg.column == self.target.column and group.delay == "0":
-                    raise ValueError(f"{at}: aggregating the target '{agg.column}' needs a delay (for example "
-                                     "delay: 7d): labels arrive after the event, so a window reaching up to the "
-                                     "row's own time would use labels not yet known when it is scored")
+                    raise ValueError(
+                        f"{at}: aggregating the target '{agg.column}' needs a delay (for example "
+                        "delay: 7d): labels arrive after the event, so a window reaching up to the "
+                        "row's own time would use labels not yet known when it is scored"
+                    )
                 contract = self.contract.columns.get(agg.column)
                 numeric = agg.function in ("sum", "mean", "std", "min", "max")
-                if contract is not None and numeric and contract.dtype not in ("int", "float", "bool"):
-                    raise ValueError(f"{at}: '{agg.function}' needs a number column, but '{agg.column}' is "
-                                     f"{contract.dtype}; use count or distinct_count")
+                if (
+                    contract is not None
+                    and numeric
+                    and contract.dtype not in ("int", "float", "bool")
+                ):
+                    raise ValueError(
+                        f"{at}: '{agg.function}' needs a number column, but '{agg.column}' is "
+                        f"{contract.dtype}; use count or distinct_count"
+                    )
         for name in features.calendar:
             self._check_new_name(f"features.calendar.{name}", name)
         for feature in self.window_features():
@@ -563,25 +600,39 @@ class ProjectSpec(_Strict):
 
     def _check_new_name(self, where: str, name: str) -> None:
         if not re.match(r"^[A-Za-z_][A-Za-z0-9_.]*$", name) or name in self.contract.columns:
-            raise ValueError(f"{where}: the feature '{name}' needs a new name of letters, digits and _ "
-                             "that is not a contract column")
+            raise ValueError(
+                f"{where}: the feature '{name}' needs a new name of letters, digits and _ "
+                "that is not a contract column"
+            )
 
     def _derived_references(self) -> list[tuple[str, str]]:
         refs = []
-        forbidden = set(self.protected) | {self.target.column, self.data.id_column, self.data.time_column}
+        forbidden = set(self.protected) | {
+            self.target.column,
+            self.data.id_column,
+            self.data.time_column,
+        }
         computed = set(self.computed_features())
-        names = [f.name for f in self.window_features()] + list(self.features.calendar) + list(self.features.derived)
+        names = (
+            [f.name for f in self.window_features()]
+            + list(self.features.calendar)
+            + list(self.features.derived)
+        )
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:
-            raise ValueError(f"features: the names {repeated} are given to more than one window, calendar or "
-                             "derived feature")
+            raise ValueError(
+                f"features: the names {repeated} are given to more than one window, calendar or "
+                "derived feature"
+            )
         for name, expression in self.features.derived.items():
             where = f"features.derived.{name}"
             self._check_new_name(where, name)
             for col in columns(expression):
                 if col in forbidden:
-                    raise ValueError(f"{where}: '{col}' is the target, id, time or a protected attribute; "
-                                     "a feature may not be computed from it")
+                    raise ValueError(
+                        f"{where}: '{col}' is the target, id, time or a protected attribute; "
+                        "a feature may not be computed from it"
+                    )
                 if col not in computed:
                     refs.append((where, col))
         return refs
@@ -590,9 +641,14 @@ class ProjectSpec(_Strict):
         """Every point-in-time window feature, in spec order: by group, window, then aggregation."""
         return [
             WindowFeature(
-                name=f"{group_name}_{agg_name}_{window}", group=group_name, entity=group.entity,
-                function=agg.function, column=agg.column, window_us=duration_us(window),
-                delay_us=duration_us(group.delay), boundary=group.boundary,
+                name=f"{group_name}_{agg_name}_{window}",
+                group=group_name,
+                entity=group.entity,
+                function=agg.function,
+                column=agg.column,
+                window_us=duration_us(window),
+                delay_us=duration_us(group.delay),
+                boundary=group.boundary,
             )
             for group_name, group in self.features.windows.items()
             for window in group.windows
@@ -619,7 +675,9 @@ class ProjectSpec(_Strict):
         if name in self.contract.columns:
             return self.contract.columns[name]
         if name in self.computed_features():
-            return ColumnContract(dtype="float", nullable=True, description=f"computed feature {name}")
+            return ColumnContract(
+                dtype="float", nullable=True, description=f"computed feature {name}"
+            )
         raise KeyError(f"'{name}' is neither a contract column nor a computed feature")
 
     def reason_texts(self) -> dict[str, str]:
@@ -627,7 +685,9 @@ class ProjectSpec(_Strict):
         texts = {}
         for name in self.model_features():
             column = self.contract.columns.get(name)
-            texts[name] = self.reasons.texts.get(name) or (column.description if column else None) or name
+            texts[name] = (
+                self.reasons.texts.get(name) or (column.description if column else None) or name
+            )
         return texts
 
     def model_name(self) -> str:
@@ -646,7 +706,9 @@ def _accepted_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str] | 
             current = current.__args__[-1]
         else:
             annotation_args = getattr(current, "__args__", ())
-            models = [a for a in annotation_args if isinstance(a, type) and issubclass(a, BaseModel)]
+            models = [
+                a for a in annotation_args if isinstance(a, type) and issubclass(a, BaseModel)
+            ]
             current = models[0] if models else None
             if current is not None:
                 field = current.model_fields.get(str(part))
@@ -692,7 +754,9 @@ def parse_spec(raw: Any, *, source: str = "spec", base_dir: Path | None = None) 
         path = Path(spec.data.source)
         if not path.is_absolute():
             resolved = (base_dir / path).resolve()
-            spec = spec.model_copy(update={"data": spec.data.model_copy(update={"source": str(resolved)})})
+            spec = spec.model_copy(
+                update={"data": spec.data.model_copy(update={"source": str(resolved)})}
+            )
     return spec
 
 
@@ -713,5 +777,7 @@ def dump_spec(spec: ProjectSpec) -> str:
     raw = spec.model_dump(mode="json")
     # JSON mode turns mapping keys into text, but a code's type matters (code 0 is not '0').
     raw["data"]["recode"] = {column: dict(mapping) for column, mapping in spec.data.recode.items()}
-    raw["fairness"]["labels"] = {column: dict(mapping) for column, mapping in spec.fairness.labels.items()}
+    raw["fairness"]["labels"] = {
+        column: dict(mapping) for column, mapping in spec.fairness.labels.items()
+    }
     return yaml.safe_dump(raw, sort_keys=False, allow_unicode=True)

@@ -22,22 +22,28 @@ def _churn_table(rows: int = 1500, seed: int = 3) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     tenure = rng.integers(1, 72, rows)
     plan = rng.choice(["basic", "plus", "premium"], rows, p=[0.5, 0.3, 0.2])
-    monthly = (20 + 30 * (plan == "plus") + 60 * (plan == "premium") + rng.normal(0, 5, rows)).round(2)
+    monthly = (
+        20 + 30 * (plan == "plus") + 60 * (plan == "premium") + rng.normal(0, 5, rows)
+    ).round(2)
     tickets = rng.poisson(1.0, rows)
     signup = pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.integers(0, 365, rows), unit="D")
     margin = 0.5 - 0.05 * tenure + 0.6 * tickets + 0.01 * monthly + rng.normal(0, 1, rows)
-    return pd.DataFrame({
-        "customer_id": [f"C{i:05d}" for i in range(rows)],
-        "signup_date": signup.strftime("%Y-%m-%d"),
-        "tenure_months": tenure,
-        "plan": plan,
-        "monthly_fee": monthly,
-        "support_tickets": tickets,
-        "churned": np.where(margin > 0, "yes", "no"),
-    })
+    return pd.DataFrame(
+        {
+            "customer_id": [f"C{i:05d}" for i in range(rows)],
+            "signup_date": signup.strftime("%Y-%m-%d"),
+            "tenure_months": tenure,
+            "plan": plan,
+            "monthly_fee": monthly,
+            "support_tickets": tickets,
+            "churned": np.where(margin > 0, "yes", "no"),
+        }
+    )
 
 
-def test_init_writes_a_spec_that_run_trains_end_to_end(tmp_path: Path, mlflow_template: Path) -> None:
+def test_init_writes_a_spec_that_run_trains_end_to_end(
+    tmp_path: Path, mlflow_template: Path
+) -> None:
     data = tmp_path / "churn.parquet"
     _churn_table().to_parquet(data)
     spec_path = tmp_path / "keel.yaml"
@@ -95,12 +101,20 @@ def test_validate_names_each_broken_rule_and_writes_a_report(loans_project: Path
     result = CliRunner().invoke(app, ["validate", str(loans_project), "--report", str(report)])
 
     assert result.exit_code == 4
-    assert "column 'region', rule allowed: ['north', 'south', 'east', 'west']: 1 row(s) fail" in result.stderr
+    assert (
+        "column 'region', rule allowed: ['north', 'south', 'east', 'west']: 1 row(s) fail"
+        in result.stderr
+    )
     failures = json.loads(report.read_text())["failures"]
-    assert failures == [{
-        "column": "region", "rule": "allowed: ['north', 'south', 'east', 'west']", "count": 1,
-        "sample": [{"row": 0, "value": "mars"}], "detail": "",
-    }]
+    assert failures == [
+        {
+            "column": "region",
+            "rule": "allowed: ['north', 'south', 'east', 'west']",
+            "count": 1,
+            "sample": [{"row": 0, "value": "mars"}],
+            "detail": "",
+        }
+    ]
 
 
 def test_models_list_names_an_unknown_model_with_a_suggestion(loans_project: Path) -> None:
@@ -115,11 +129,16 @@ def test_run_refuses_a_cluster_it_cannot_use_before_training(loans_project: Path
     result = CliRunner().invoke(app, ["run", str(loans_project), "-q", "--cluster", "my-laptop"])
 
     assert result.exit_code == 11
-    assert "--cluster 'my-laptop' is neither 'local' nor a scheduler address" in result.output + result.stderr
+    assert (
+        "--cluster 'my-laptop' is neither 'local' nor a scheduler address"
+        in result.output + result.stderr
+    )
     assert not (loans_project.parent / ".keel" / "cards").exists()
 
 
-def test_demo_runs_the_credit_example_with_its_card(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_demo_runs_the_credit_example_with_its_card(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """`keel demo` (what `make demo` runs) hands the credit example to the full flow; the flow itself is tested apart."""
     import keel.lifecycle.run
     from keel.errors import KeelError
@@ -127,7 +146,9 @@ def test_demo_runs_the_credit_example_with_its_card(tmp_path: Path, monkeypatch:
     calls = []
 
     def flow(spec, **options):
-        calls.append((spec.project, options["project_dir"], options["with_card"], options["author"]))
+        calls.append(
+            (spec.project, options["project_dir"], options["with_card"], options["author"])
+        )
         raise KeelError("stopped before training")
 
     monkeypatch.setattr(keel.lifecycle.run, "run_project", flow)

@@ -7,7 +7,13 @@ import pandas as pd
 import pytest
 import yaml
 
-from keel.contracts.profile import ColumnProfile, TableProfile, profile_table, render_spec_yaml, starter_spec
+from keel.contracts.profile import (
+    ColumnProfile,
+    TableProfile,
+    profile_table,
+    render_spec_yaml,
+    starter_spec,
+)
 from keel.errors import DataError
 from keel.spec import parse_spec
 
@@ -17,9 +23,26 @@ def _loans() -> pd.DataFrame:
     return pd.DataFrame(
         {
             "loan_id": ["L1", "L2", "L3", "L4", "L5", "L6", "L7", "L8"],
-            "applied": ["2024-01-05", "2024-01-09", "2024-02-01", "2024-02-11",
-                        "2024-03-03", "2024-03-15", "2024-04-02", None],
-            "income": [5e05, 4.2e05, np.nan, 3e05, 6e05, 2.5e05, 4e05, 5e05],  # integral floats from a CSV
+            "applied": [
+                "2024-01-05",
+                "2024-01-09",
+                "2024-02-01",
+                "2024-02-11",
+                "2024-03-03",
+                "2024-03-15",
+                "2024-04-02",
+                None,
+            ],
+            "income": [
+                5e05,
+                4.2e05,
+                np.nan,
+                3e05,
+                6e05,
+                2.5e05,
+                4e05,
+                5e05,
+            ],  # integral floats from a CSV
             "rate": [0.05, 0.07, 0.061, 0.05, 0.09, 0.1, 0.04, 0.05],
             "grade": ["A", "B", "B", "C", "A", None, "B", "B"],
             "term": np.array([36, 60, 36, 36, 60, 36, 36, 60], dtype="int64"),
@@ -36,8 +59,16 @@ def profile() -> TableProfile:
 
 def test_profile_maps_each_column_to_a_spec_dtype(profile: TableProfile) -> None:
     dtypes = {c.name: c.dtype for c in profile.columns}
-    assert dtypes == {"loan_id": "str", "applied": "datetime", "income": "int", "rate": "float",
-                      "grade": "str", "term": "int", "autopay": "bool", "defaulted": "int"}
+    assert dtypes == {
+        "loan_id": "str",
+        "applied": "datetime",
+        "income": "int",
+        "rate": "float",
+        "grade": "str",
+        "term": "int",
+        "autopay": "bool",
+        "defaulted": "int",
+    }
     assert profile.rows == 8
     assert [c.name for c in profile.columns] == list(_loans().columns)
 
@@ -45,8 +76,14 @@ def test_profile_maps_each_column_to_a_spec_dtype(profile: TableProfile) -> None
 def test_profile_flags_integral_floats_and_records_their_range(profile: TableProfile) -> None:
     income = profile.column("income")
     assert income == ColumnProfile(
-        name="income", dtype="int", missing_rate=0.125, n_unique=6, min=250000.0, max=600000.0,
-        top_values=[500000, 250000, 300000, 400000, 420000, 600000], is_integral_float=True,
+        name="income",
+        dtype="int",
+        missing_rate=0.125,
+        n_unique=6,
+        min=250000.0,
+        max=600000.0,
+        top_values=[500000, 250000, 300000, 400000, 420000, 600000],
+        is_integral_float=True,
         distinct_values=[250000, 300000, 400000, 420000, 500000, 600000],
     )
     assert all(type(v) is int for v in income.top_values)
@@ -65,13 +102,24 @@ def test_profile_summarizes_text_and_datetime_columns(profile: TableProfile) -> 
 
 def test_profile_names_id_target_and_time_candidates(profile: TableProfile) -> None:
     assert profile.id_candidates == ["loan_id"]
-    assert profile.target_candidates == ["defaulted", "autopay", "term"]  # named first, then from the end
+    assert profile.target_candidates == [
+        "defaulted",
+        "autopay",
+        "term",
+    ]  # named first, then from the end
     assert profile.time_candidates == ["applied"]
 
 
 def test_increasing_integers_are_an_id_candidate_but_repeated_or_plain_names_are_not() -> None:
-    df = pd.DataFrame({"row": [3, 4, 9, 12], "paid": [30, 10, 40, 20], "code": ["a", "b", "c", "d"],
-                       "CustomerID": [7, 2, 5, 1], "y": [1, 0, 1, 0]})
+    df = pd.DataFrame(
+        {
+            "row": [3, 4, 9, 12],
+            "paid": [30, 10, 40, 20],
+            "code": ["a", "b", "c", "d"],
+            "CustomerID": [7, 2, 5, 1],
+            "y": [1, 0, 1, 0],
+        }
+    )
     assert profile_table(df).id_candidates == ["row", "CustomerID"]
 
 
@@ -82,8 +130,15 @@ def test_numeric_looking_text_stays_text_and_never_warns() -> None:
 
 
 def test_nullable_categorical_and_object_columns_get_plain_dtypes() -> None:
-    df = pd.DataFrame({"n": pd.array([1, None, 3], dtype="Int64"), "cat": pd.Categorical(["x", "y", "x"]),
-                       "flag": [True, None, False], "blank": [None, None, None], "mixed": [1, "a", 2.5]})
+    df = pd.DataFrame(
+        {
+            "n": pd.array([1, None, 3], dtype="Int64"),
+            "cat": pd.Categorical(["x", "y", "x"]),
+            "flag": [True, None, False],
+            "blank": [None, None, None],
+            "mixed": [1, "a", 2.5],
+        }
+    )
     profile = profile_table(df)
     assert [c.dtype for c in profile.columns] == ["int", "str", "bool", "str", "str"]
     assert profile.column("mixed").top_values == ["1", "2.5", "a"]
@@ -102,12 +157,18 @@ def test_starter_spec_parses_with_expected_contract(profile: TableProfile) -> No
     assert cols["grade"].allowed == ["A", "B", "C"] and cols["grade"].nullable
     assert cols["term"].allowed == [36, 60] and (cols["term"].min, cols["term"].max) == (36, 60)
     assert cols["income"].allowed == [250000, 300000, 400000, 420000, 500000, 600000]
-    assert cols["loan_id"].unique and cols["loan_id"].allowed is None and not cols["loan_id"].nullable
+    assert (
+        cols["loan_id"].unique and cols["loan_id"].allowed is None and not cols["loan_id"].nullable
+    )
     assert cols["rate"].allowed is None and cols["rate"].max == 0.1
     assert cols["autopay"].allowed is None
     assert cols["grade"].description == "observed 12.5% missing, 3 distinct"
     assert (spec.data.format, spec.data.id_column, spec.data.time_column, spec.data.duplicates) == (
-        "csv", "loan_id", "applied", "drop")
+        "csv",
+        "loan_id",
+        "applied",
+        "drop",
+    )
     assert (spec.target.column, spec.target.positive) == ("defaulted", 1)
     assert spec.features.categorical == ["grade"] and spec.features.exclude == []
     assert (spec.split.method, spec.tuning.trials, spec.seed) == ("time", 20, 42)
@@ -116,10 +177,19 @@ def test_starter_spec_parses_with_expected_contract(profile: TableProfile) -> No
 
 def test_starter_spec_without_time_column_splits_stratified_and_excludes_wide_text() -> None:
     n = 60
-    df = pd.DataFrame({"note": [f"n{i}" for i in range(n)], "city": ["a", "b", "c"] * 20,
-                       "outcome": ["bad" if i % 4 == 0 else "good" for i in range(n)]})
+    df = pd.DataFrame(
+        {
+            "note": [f"n{i}" for i in range(n)],
+            "city": ["a", "b", "c"] * 20,
+            "outcome": ["bad" if i % 4 == 0 else "good" for i in range(n)],
+        }
+    )
     spec = parse_spec(starter_spec(profile_table(df), source="x.parquet", project="p"))
-    assert (spec.split.method, spec.data.time_column, spec.data.id_column) == ("stratified", None, None)
+    assert (spec.split.method, spec.data.time_column, spec.data.id_column) == (
+        "stratified",
+        None,
+        None,
+    )
     assert spec.data.format == "parquet"
     assert spec.features.categorical == ["city"] and spec.features.exclude == ["note"]
     assert spec.contract.columns["note"].allowed is None
@@ -134,8 +204,10 @@ def test_explicit_target_overrides_the_candidates(profile: TableProfile) -> None
 def test_render_is_deterministic_and_round_trips(profile: TableProfile) -> None:
     raw = starter_spec(profile, source="data/loans.csv", project="loans")
     text = render_spec_yaml(raw, profile)
-    again = render_spec_yaml(starter_spec(profile_table(_loans()), source="data/loans.csv", project="loans"),
-                             profile_table(_loans()))
+    again = render_spec_yaml(
+        starter_spec(profile_table(_loans()), source="data/loans.csv", project="loans"),
+        profile_table(_loans()),
+    )
     assert text == again
     assert text.startswith("# Starter spec generated by `keel init`")
     assert "protected:" in text and "positive" in text and "8 rows" in text

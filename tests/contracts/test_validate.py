@@ -110,7 +110,9 @@ def test_sample_rows_are_zero_based_positions_even_with_another_index() -> None:
 
 def test_sample_is_capped_but_count_is_not() -> None:
     frame = pd.DataFrame({"AGE": [float(i) + 0.5 for i in range(10)]})
-    failure = _only(check_contract(frame, _contract({"AGE": {"dtype": "int"}}, failure_sample=3))[1])
+    failure = _only(
+        check_contract(frame, _contract({"AGE": {"dtype": "int"}}, failure_sample=3))[1]
+    )
     assert failure.count == 10
     assert [s["row"] for s in failure.sample] == [0, 1, 2]
 
@@ -121,7 +123,12 @@ def test_missing_column_is_reported_and_suggests_only_columns_outside_the_contra
     frame["PAY_2"] = frame["PAY_1"]
     typed, report = check_contract(frame, contract)
     failure = _only(report)
-    assert (failure.column, failure.rule, failure.count, failure.sample) == ("PAY_0", "present", 6, [])
+    assert (failure.column, failure.rule, failure.count, failure.sample) == (
+        "PAY_0",
+        "present",
+        6,
+        [],
+    )
     # PAY_2 is closer by name but is a contract column of its own; PAY_1 is the likely rename.
     assert "Did you mean 'PAY_1'?" in failure.detail
     assert "PAY_2'?" not in failure.detail
@@ -151,7 +158,9 @@ def test_extra_columns_are_refused_when_the_contract_says_error() -> None:
     frame = _clients().assign(BILL_AMT1=1, note="x")
     _, report = check_contract(frame, _contract(CREDIT, extra_columns="error"))
     assert [(f.column, f.rule, f.count) for f in report.failures] == [
-        ("BILL_AMT1", "in contract", 6), ("note", "in contract", 6)]
+        ("BILL_AMT1", "in contract", 6),
+        ("note", "in contract", 6),
+    ]
     assert report.dropped_columns == ()
     assert "extra_columns is 'error'" in report.failures[0].detail
 
@@ -176,8 +185,16 @@ def test_bounds_are_inclusive() -> None:
 def test_undocumented_codes_break_an_allowed_list() -> None:
     contract = _contract({**CREDIT, "EDUCATION": {"dtype": "int", "allowed": [1, 2, 3, 4]}})
     failure = _only(check_contract(_clients(), contract)[1])
-    assert (failure.column, failure.rule, failure.count) == ("EDUCATION", "allowed: [1, 2, 3, 4]", 3)
-    assert failure.sample == [{"row": 2, "value": 0}, {"row": 3, "value": 5}, {"row": 5, "value": 6}]
+    assert (failure.column, failure.rule, failure.count) == (
+        "EDUCATION",
+        "allowed: [1, 2, 3, 4]",
+        3,
+    )
+    assert failure.sample == [
+        {"row": 2, "value": 0},
+        {"row": 3, "value": 5},
+        {"row": 5, "value": 6},
+    ]
 
 
 def test_unique_failure_reports_every_repeated_row() -> None:
@@ -210,14 +227,20 @@ def test_str_column_with_numeric_codes_matches_allowed_as_text() -> None:
     contract = _contract({"region": {"dtype": "str", "nullable": True, "allowed": [1, 2]}})
     typed, report = check_contract(frame, contract)
     failure = _only(report)
-    assert (failure.rule, failure.count, failure.sample) == ("allowed: ['1', '2']", 1, [{"row": 3, "value": "3"}])
+    assert (failure.rule, failure.count, failure.sample) == (
+        "allowed: ['1', '2']",
+        1,
+        [{"row": 3, "value": "3"}],
+    )
     assert typed["region"].tolist()[:2] == ["1", "2"]  # never '1.0'
     assert pd.isna(typed["region"].iloc[2])
 
 
 def test_str_column_keeps_text() -> None:
     frame = pd.DataFrame({"grade": ["A", "B", "A"]})
-    typed, report = check_contract(frame, _contract({"grade": {"dtype": "str", "allowed": ["A", "B"]}}))
+    typed, report = check_contract(
+        frame, _contract({"grade": {"dtype": "str", "allowed": ["A", "B"]}})
+    )
     assert report.ok
     assert typed["grade"].tolist() == ["A", "B", "A"]
     assert pd.api.types.is_string_dtype(typed["grade"])
@@ -225,7 +248,9 @@ def test_str_column_keeps_text() -> None:
 
 def test_bool_text_is_parsed_and_unknown_words_refused() -> None:
     frame = pd.DataFrame({"autopay": ["yes", "No", " TRUE ", "0", None, "f", "1", "y"]})
-    typed, report = check_contract(frame, _contract({"autopay": {"dtype": "bool", "nullable": True}}))
+    typed, report = check_contract(
+        frame, _contract({"autopay": {"dtype": "bool", "nullable": True}})
+    )
     assert report.ok, report.summary()
     assert str(typed["autopay"].dtype) == "boolean"
     assert typed["autopay"].tolist()[:4] == [True, False, True, False]
@@ -233,8 +258,14 @@ def test_bool_text_is_parsed_and_unknown_words_refused() -> None:
     assert typed["autopay"].tolist()[5:] == [False, True, True]
 
     frame.loc[2, "autopay"] = "maybe"
-    failure = _only(check_contract(frame, _contract({"autopay": {"dtype": "bool", "nullable": True}}))[1])
-    assert (failure.rule, failure.count, failure.sample) == ("dtype bool", 1, [{"row": 2, "value": "maybe"}])
+    failure = _only(
+        check_contract(frame, _contract({"autopay": {"dtype": "bool", "nullable": True}}))[1]
+    )
+    assert (failure.rule, failure.count, failure.sample) == (
+        "dtype bool",
+        1,
+        [{"row": 2, "value": "maybe"}],
+    )
 
 
 def test_real_bool_column_is_kept() -> None:
@@ -266,7 +297,9 @@ def test_dtype_failure_skips_value_rules_for_that_column_but_not_others() -> Non
     frame.loc[0, "AGE"] = 5
     _, report = check_contract(frame, _contract(CREDIT))
     assert [(f.column, f.rule, f.count) for f in report.failures] == [
-        ("LIMIT_BAL", "dtype int", 1), ("AGE", "min: 18.0", 1)]
+        ("LIMIT_BAL", "dtype int", 1),
+        ("AGE", "min: 18.0", 1),
+    ]
 
 
 def test_report_to_dict_is_json_and_summary_names_column_rule_and_count() -> None:
@@ -276,14 +309,25 @@ def test_report_to_dict_is_json_and_summary_names_column_rule_and_count() -> Non
     _, report = check_contract(frame, _contract(CREDIT))
     as_dict = json.loads(json.dumps(report.to_dict(), allow_nan=False))
     assert as_dict["ok"] is False
-    assert (as_dict["rows"], as_dict["columns_checked"], as_dict["dropped_columns"]) == (6, 7, ["extra"])
+    assert (as_dict["rows"], as_dict["columns_checked"], as_dict["dropped_columns"]) == (
+        6,
+        7,
+        ["extra"],
+    )
     assert [(f["column"], f["rule"], f["count"]) for f in as_dict["failures"]] == [
-        ("SEX", "present", 6), ("LIMIT_BAL", "dtype int", 1), ("AGE", "nullable: false", 1), ("AGE", "min: 18.0", 1)]
+        ("SEX", "present", 6),
+        ("LIMIT_BAL", "dtype int", 1),
+        ("AGE", "nullable: false", 1),
+        ("AGE", "min: 18.0", 1),
+    ]
     assert as_dict["failures"][2]["sample"] == [{"row": 4, "value": None}]
 
     lines = report.summary().splitlines()
     assert lines[0] == "contract broken: 4 rule(s) failed on 6 rows"
-    assert lines[2] == "  - column 'LIMIT_BAL', rule dtype int: 1 row(s) fail (whole numbers expected); e.g. row 2: 2.5"
+    assert (
+        lines[2]
+        == "  - column 'LIMIT_BAL', rule dtype int: 1 row(s) fail (whole numbers expected); e.g. row 2: 2.5"
+    )
     assert lines[4] == "  - column 'AGE', rule min: 18.0: 1 row(s) fail; e.g. row 1: 17"
     assert lines[1].startswith("  - column 'SEX', rule present: 6 row(s) fail (column is missing")
 
@@ -291,8 +335,10 @@ def test_report_to_dict_is_json_and_summary_names_column_rule_and_count() -> Non
 def test_enforce_contract_raises_with_the_report() -> None:
     frame = _clients()
     frame.loc[3, "SEX"] = 3
-    with pytest.raises(ContractError, match=r"column 'SEX', rule allowed: \[1, 2\]: 1 row\(s\) fail; e\.g\. row 3: 3"
-                       ) as info:
+    with pytest.raises(
+        ContractError,
+        match=r"column 'SEX', rule allowed: \[1, 2\]: 1 row\(s\) fail; e\.g\. row 3: 3",
+    ) as info:
         enforce_contract(frame, _contract(CREDIT))
     report = info.value.report
     assert isinstance(report, ContractReport)

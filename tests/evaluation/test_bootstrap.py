@@ -13,7 +13,9 @@ from keel.evaluation.bootstrap import METRICS, bootstrap_difference, bootstrap_i
 from keel.evaluation.metrics import binary_metrics, ks_statistic
 
 
-def _binormal(n: int, *, seed: int, rate: float = 0.3, shift: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+def _binormal(
+    n: int, *, seed: int, rate: float = 0.3, shift: float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
     """Labels with a fixed share of positives; scores logistic(N(0, 1)) for negatives, logistic(N(shift, 1)) else."""
     rng = np.random.default_rng(seed)
     n1 = round(n * rate)
@@ -36,7 +38,9 @@ def test_resampled_values_match_a_naive_loop_over_the_same_resamples() -> None:
     y, p = _binormal(300, seed=2)
     p = np.round(p, 2)
     rounds, seed = 200, 11
-    rng = np.random.default_rng(seed)  # the documented draws: positives, then negatives, one row of each per round
+    rng = np.random.default_rng(
+        seed
+    )  # the documented draws: positives, then negatives, one row of each per round
     positives, negatives = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
     pos = positives[rng.integers(0, positives.size, size=(rounds, positives.size))]
     neg = negatives[rng.integers(0, negatives.size, size=(rounds, negatives.size))]
@@ -50,7 +54,9 @@ def test_resampled_values_match_a_naive_loop_over_the_same_resamples() -> None:
     result = bootstrap_intervals(y, p, rounds=rounds, seed=seed)
     for name, values in naive.items():
         low, high = np.quantile(values, [0.025, 0.975])
-        assert (result[name]["low"], result[name]["high"]) == pytest.approx((low, high), abs=1e-12), name
+        assert (result[name]["low"], result[name]["high"]) == pytest.approx(
+            (low, high), abs=1e-12
+        ), name
 
 
 def test_same_seed_same_numbers_and_another_seed_other_numbers() -> None:
@@ -64,7 +70,9 @@ def test_same_seed_same_numbers_and_another_seed_other_numbers() -> None:
 def test_every_interval_holds_its_point_value() -> None:
     for seed in range(5):
         y, p = _binormal(1_000, seed=seed, rate=0.1 + 0.1 * seed)
-        for name, interval in bootstrap_intervals(y, p, metrics=METRICS, rounds=400, seed=seed).items():
+        for name, interval in bootstrap_intervals(
+            y, p, metrics=METRICS, rounds=400, seed=seed
+        ).items():
             assert interval["low"] < interval["value"] < interval["high"], (seed, name, interval)
 
 
@@ -91,7 +99,9 @@ def test_the_95_interval_covers_the_true_auc_about_95_times_in_100() -> None:
 
 
 def test_every_resample_keeps_both_classes() -> None:
-    y = np.r_[np.ones(2, dtype=int), np.zeros(198, dtype=int)]  # unstratified, ~13% of resamples would lack positives
+    y = np.r_[
+        np.ones(2, dtype=int), np.zeros(198, dtype=int)
+    ]  # unstratified, ~13% of resamples would lack positives
     p = np.r_[0.9, 0.2, np.linspace(0.01, 0.8, 198)]
     result = bootstrap_intervals(y, p, metrics=METRICS, rounds=500, seed=0)
     assert all(np.isfinite([r["low"], r["high"]]).all() for r in result.values())
@@ -103,10 +113,17 @@ def test_a_paired_difference_is_narrower_than_either_interval() -> None:
     rng = np.random.default_rng(6)
     other = np.clip(p + rng.normal(0, 0.03, p.size), 0, 1)
     difference = bootstrap_difference(y, p, other, metrics=METRICS, rounds=500, seed=1)
-    mine, theirs = (bootstrap_intervals(y, q, metrics=METRICS, rounds=500, seed=1) for q in (p, other))
+    mine, theirs = (
+        bootstrap_intervals(y, q, metrics=METRICS, rounds=500, seed=1) for q in (p, other)
+    )
     for name in METRICS:
-        assert difference[name]["value"] == pytest.approx(mine[name]["value"] - theirs[name]["value"], abs=1e-12)
-        assert difference[name]["high"] - difference[name]["low"] < (mine[name]["high"] - mine[name]["low"]) / 2
+        assert difference[name]["value"] == pytest.approx(
+            mine[name]["value"] - theirs[name]["value"], abs=1e-12
+        )
+        assert (
+            difference[name]["high"] - difference[name]["low"]
+            < (mine[name]["high"] - mine[name]["low"]) / 2
+        )
     same = bootstrap_difference(y, p, p, rounds=100, seed=1)
     assert all(r == {"value": 0.0, "low": 0.0, "high": 0.0} for r in same.values())
 

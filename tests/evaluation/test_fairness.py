@@ -21,7 +21,9 @@ def _data(seed: int = 0, rows: int = 3000) -> tuple[pd.DataFrame, np.ndarray, np
 
 def test_group_rates_match_a_naive_count() -> None:
     protected, y, score = _data()
-    spec = FairnessSpec(bands={"AGE": [30, 50]}, labels={"SEX": {1: "male", 2: "female"}}, min_group_size=1)
+    spec = FairnessSpec(
+        bands={"AGE": [30, 50]}, labels={"SEX": {1: "male", 2: "female"}}, min_group_size=1
+    )
     report = fairness_report(protected, y, score, threshold=0.5, fairness=spec)
 
     sex = report[0]
@@ -42,7 +44,9 @@ def test_group_rates_match_a_naive_count() -> None:
 def test_small_groups_are_shown_but_do_not_decide_the_ratios() -> None:
     protected, y, score = _data()
     protected.loc[:9, "SEX"] = 3
-    report = fairness_report(protected[["SEX"]], y, score, threshold=0.5, fairness=FairnessSpec(min_group_size=50))
+    report = fairness_report(
+        protected[["SEX"]], y, score, threshold=0.5, fairness=FairnessSpec(min_group_size=50)
+    )
     groups = {g["group"]: g for g in report[0]["groups"]}
     assert groups["3"]["n"] == 10
     big = [groups["1"]["approval_rate"], groups["2"]["approval_rate"]]
@@ -55,23 +59,46 @@ def test_band_edges_are_left_closed() -> None:
 
 
 def test_fairness_bounds_become_gates_that_fail_when_crossed() -> None:
-    spec = parse_spec({
-        "project": "p", "data": {"source": "x.csv"}, "target": {"column": "y"}, "protected": ["SEX"],
-        "contract": {"columns": {"y": {"dtype": "int"}, "SEX": {"dtype": "int"}, "x": {"dtype": "float"}}},
-        "fairness": {"min_adverse_impact_ratio": 0.8, "max_equal_opportunity_difference": 0.1},
-    })
+    spec = parse_spec(
+        {
+            "project": "p",
+            "data": {"source": "x.csv"},
+            "target": {"column": "y"},
+            "protected": ["SEX"],
+            "contract": {
+                "columns": {"y": {"dtype": "int"}, "SEX": {"dtype": "int"}, "x": {"dtype": "float"}}
+            },
+            "fairness": {"min_adverse_impact_ratio": 0.8, "max_equal_opportunity_difference": 0.1},
+        }
+    )
     metrics = {p: {"auc": 0.8, "ks": 0.4, "ece": 0.01} for p in ("train", "validation", "test")}
-    fairness = [{"attribute": "SEX", "adverse_impact_ratio": 0.75, "equal_opportunity_difference": 0.05}]
+    fairness = [
+        {"attribute": "SEX", "adverse_impact_ratio": 0.75, "equal_opportunity_difference": 0.05}
+    ]
     gates = {g["name"]: g["passed"] for g in gate_results(spec, metrics, fairness)}
-    assert gates == {"min_adverse_impact_ratio[SEX]": False, "max_equal_opportunity_difference[SEX]": True}
+    assert gates == {
+        "min_adverse_impact_ratio[SEX]": False,
+        "max_equal_opportunity_difference[SEX]": True,
+    }
 
 
 def test_fairness_settings_must_name_protected_attributes() -> None:
     from keel.errors import SpecError
 
     with pytest.raises(SpecError, match=r"fairness.bands.AGE: 'AGE' is not a protected attribute"):
-        parse_spec({
-            "project": "p", "data": {"source": "x.csv"}, "target": {"column": "y"}, "protected": ["SEX"],
-            "contract": {"columns": {"y": {"dtype": "int"}, "SEX": {"dtype": "int"}, "AGE": {"dtype": "int"}}},
-            "fairness": {"bands": {"AGE": [30]}},
-        })
+        parse_spec(
+            {
+                "project": "p",
+                "data": {"source": "x.csv"},
+                "target": {"column": "y"},
+                "protected": ["SEX"],
+                "contract": {
+                    "columns": {
+                        "y": {"dtype": "int"},
+                        "SEX": {"dtype": "int"},
+                        "AGE": {"dtype": "int"},
+                    }
+                },
+                "fairness": {"bands": {"AGE": [30]}},
+            }
+        )

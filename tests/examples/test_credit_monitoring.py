@@ -32,8 +32,12 @@ def downturn(rows: pd.DataFrame, rng: np.random.Generator, share: float = 0.4) -
     their latest bill 25% higher."""
     hit = rng.random(len(rows)) < share
     later = {c: np.where(hit, np.minimum(rows[c] + 1, 9), rows[c]) for c in ("PAY_0", "PAY_2")}
-    return rows.assign(**later,
-                       BILL_AMT1=np.where(hit, (rows["BILL_AMT1"] * 1.25).round(), rows["BILL_AMT1"]).astype("int64"))
+    return rows.assign(
+        **later,
+        BILL_AMT1=np.where(hit, (rows["BILL_AMT1"] * 1.25).round(), rows["BILL_AMT1"]).astype(
+            "int64"
+        ),
+    )
 
 
 @pytest.mark.filterwarnings("ignore:LightGBM binary classifier:UserWarning")
@@ -54,25 +58,37 @@ def test_the_monitor_finds_a_simulated_downturn_in_the_credit_data(tmp_path: Pat
     weeks = []
     for week in range(8):
         rng = np.random.default_rng(week)
-        rows = test.iloc[order[week * size:(week + 1) * size]].reset_index(drop=True)
+        rows = test.iloc[order[week * size : (week + 1) * size]].reset_index(drop=True)
         if week >= 4:
             rows = downturn(rows, rng)
         start = pd.Timestamp("2026-03-02") + pd.Timedelta(weeks=week)
         rows["time"] = start + pd.to_timedelta(np.sort(rng.integers(0, 7 * 86400, size)), unit="s")
         weeks.append(rows)
     events = pd.concat(weeks, ignore_index=True)
-    events = events.assign(probability=model.predict_proba(events), version=1,
-                           label=(events[spec.target.column] == spec.target.positive).astype(float), label_time=pd.NaT)
+    events = events.assign(
+        probability=model.predict_proba(events),
+        version=1,
+        label=(events[spec.target.column] == spec.target.positive).astype(float),
+        label_time=pd.NaT,
+    )
 
-    report = monitor(events, model, spec.monitoring, name="credit_default", protected=spec.protected,
-                     as_of=pd.Timestamp("2026-03-02") + pd.Timedelta(weeks=8),
-                     fairness=spec.fairness)
+    report = monitor(
+        events,
+        model,
+        spec.monitoring,
+        name="credit_default",
+        protected=spec.protected,
+        as_of=pd.Timestamp("2026-03-02") + pd.Timedelta(weeks=8),
+        fairness=spec.fairness,
+    )
 
     drifted = [{f.name for f in w.drift.features if f.drifted} for w in report.windows]
     assert drifted[:4] == [set()] * 4, drifted
     assert all({"PAY_0", "PAY_2"} <= names for names in drifted[4:]), drifted
     assert sum("probability" in names for names in drifted[4:]) >= 3, drifted  # the scores move too
-    assert {a.window for a in report.alerts if a.kind == "drift"} == {w.window for w in report.windows[4:]}
+    assert {a.window for a in report.alerts if a.kind == "drift"} == {
+        w.window for w in report.windows[4:]
+    }
     # Outcomes did not move: over the weeks the realized AUC stays near the test AUC (each week is noisy).
     realized = [w.realized.auc for w in report.windows]
     assert abs(np.mean(realized[4:]) - report.reference["auc"]) < 0.03, realized

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from factories import loans_spec, make_loans
 
 from keel.explain.contributions import Explainer
 from keel.explain.reasons import top_reasons
@@ -13,12 +12,16 @@ from keel.models.artifact import KeelModel
 from keel.spec import parse_spec
 from keel.training.trainer import train_model
 
+from factories import loans_spec, make_loans
+
 
 @pytest.fixture(scope="module", params=["logistic", "lightgbm"])
 def trained(request: pytest.FixtureRequest) -> tuple[KeelModel, pd.DataFrame]:
     frame = make_loans(rows=3000, seed=11)
     raw = loans_spec("unused.csv", tuning={"trials": 2}, models={"families": [request.param]})
-    return train_model(frame, parse_spec(raw)).model, frame.sample(300, random_state=1).reset_index(drop=True)
+    return train_model(frame, parse_spec(raw)).model, frame.sample(300, random_state=1).reset_index(
+        drop=True
+    )
 
 
 def _scored(model: KeelModel, rows: pd.DataFrame) -> tuple[np.ndarray, list[list[str]]]:
@@ -27,9 +30,13 @@ def _scored(model: KeelModel, rows: pd.DataFrame) -> tuple[np.ndarray, list[list
     return model.predict_proba(rows), [[r.feature for r in row] for row in reasons]
 
 
-def test_protected_attribute_and_id_do_not_move_scores_or_reasons(trained: tuple[KeelModel, pd.DataFrame]) -> None:
+def test_protected_attribute_and_id_do_not_move_scores_or_reasons(
+    trained: tuple[KeelModel, pd.DataFrame],
+) -> None:
     model, rows = trained
-    flipped = rows.assign(gender=rows["gender"].map({"f": "m", "m": "f"}), loan_id=rows["loan_id"] + 10**6)
+    flipped = rows.assign(
+        gender=rows["gender"].map({"f": "m", "m": "f"}), loan_id=rows["loan_id"] + 10**6
+    )
 
     scores, reasons = _scored(model, flipped)
 
@@ -37,7 +44,9 @@ def test_protected_attribute_and_id_do_not_move_scores_or_reasons(trained: tuple
     assert reasons == _scored(model, rows)[1]
 
 
-def test_a_row_scores_the_same_alone_and_in_any_batch(trained: tuple[KeelModel, pd.DataFrame]) -> None:
+def test_a_row_scores_the_same_alone_and_in_any_batch(
+    trained: tuple[KeelModel, pd.DataFrame],
+) -> None:
     model, rows = trained
     together = _scored(model, rows)
     shuffled = rows.sample(frac=1.0, random_state=2)
@@ -49,7 +58,9 @@ def test_a_row_scores_the_same_alone_and_in_any_batch(trained: tuple[KeelModel, 
         assert alone[1][0] == together[1][index] == reordered[1][position]
 
 
-def test_more_late_payments_raise_risk_and_their_own_contribution(trained: tuple[KeelModel, pd.DataFrame]) -> None:
+def test_more_late_payments_raise_risk_and_their_own_contribution(
+    trained: tuple[KeelModel, pd.DataFrame],
+) -> None:
     model, rows = trained
     explainer = Explainer(model)
     j = model.features.index("late_payments")
@@ -59,11 +70,15 @@ def test_more_late_payments_raise_risk_and_their_own_contribution(trained: tuple
     pushed = explainer.explain(high).values[:, j] - explainer.explain(low).values[:, j]
 
     assert lift.mean() > 0.1
-    assert (lift > 0).mean() >= 0.95  # a free model may dip locally; the expectation holds for nearly every row
+    assert (
+        lift > 0
+    ).mean() >= 0.95  # a free model may dip locally; the expectation holds for nearly every row
     assert (pushed > 0).mean() >= 0.95
 
 
-def test_more_debt_at_the_same_income_raises_risk_on_average(trained: tuple[KeelModel, pd.DataFrame]) -> None:
+def test_more_debt_at_the_same_income_raises_risk_on_average(
+    trained: tuple[KeelModel, pd.DataFrame],
+) -> None:
     model, rows = trained
     heavier = rows.assign(debt=(rows["debt"] + rows["income"] // 2))
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from factories import loans_spec, make_loans
 
 from keel.explain.contributions import Explainer
 from keel.explain.reasons import top_reasons
@@ -13,13 +12,23 @@ from keel.models.artifact import KeelModel
 from keel.spec import parse_spec
 from keel.training.trainer import train_model
 
-TEXTS = {"late_payments": "Late payments on record", "debt_to_income": "High debt relative to income"}
+from factories import loans_spec, make_loans
+
+TEXTS = {
+    "late_payments": "Late payments on record",
+    "debt_to_income": "High debt relative to income",
+}
 
 
 def _model(family: str, **overrides: object) -> tuple[KeelModel, pd.DataFrame]:
     frame = make_loans(rows=1500, seed=3)
-    raw = loans_spec("unused.csv", tuning={"trials": 2}, models={"families": [family]},
-                     reasons={"texts": TEXTS, "top_k": 2}, **overrides)
+    raw = loans_spec(
+        "unused.csv",
+        tuning={"trials": 2},
+        models={"families": [family]},
+        reasons={"texts": TEXTS, "top_k": 2},
+        **overrides,
+    )
     return train_model(frame, parse_spec(raw)).model, frame
 
 
@@ -50,15 +59,20 @@ def test_logistic_contribution_is_coefficient_times_value_minus_training_mean() 
         width = scorer.n_categories.get(j, 1)
         expected = np.zeros(len(X))
         for c in range(column, column + width):
-            value = (np.nan_to_num(X[:, j], nan=-1) == c - column).astype(float) if width > 1 else \
-                np.where(np.isnan(X[:, j]), scorer.fill[j], X[:, j])
+            value = (
+                (np.nan_to_num(X[:, j], nan=-1) == c - column).astype(float)
+                if width > 1
+                else np.where(np.isnan(X[:, j]), scorer.fill[j], X[:, j])
+            )
             expected += scorer.coef[c] / scorer.scale[c] * (value - scorer.center[c])
         column += width
         assert np.allclose(explained.values[:, j], expected, atol=1e-12), name
     assert explained.base == scorer.intercept
 
 
-def test_reasons_are_the_largest_positive_contributions_with_the_spec_texts(trained: tuple[KeelModel, pd.DataFrame]) -> None:
+def test_reasons_are_the_largest_positive_contributions_with_the_spec_texts(
+    trained: tuple[KeelModel, pd.DataFrame],
+) -> None:
     model, frame = trained
     X = model.preprocessor.transform(frame)
     explained = Explainer(model).explain_matrix(X)
@@ -75,10 +89,14 @@ def test_reasons_are_the_largest_positive_contributions_with_the_spec_texts(trai
                 assert reason.value in {"north", "south", "east", "west"}
             else:
                 assert reason.value == pytest.approx(X[row, j])
-    assert any(len(r) == 2 for r in reasons) and any(r[0].feature == "late_payments" for r in reasons if r)
+    assert any(len(r) == 2 for r in reasons) and any(
+        r[0].feature == "late_payments" for r in reasons if r
+    )
 
 
-def test_a_row_with_no_adverse_push_gets_no_reasons(trained: tuple[KeelModel, pd.DataFrame]) -> None:
+def test_a_row_with_no_adverse_push_gets_no_reasons(
+    trained: tuple[KeelModel, pd.DataFrame],
+) -> None:
     model, frame = trained
     X = model.preprocessor.transform(frame)
     explained = Explainer(model).explain_matrix(X)

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from reference import CATEGORICAL, reference_booster, reference_data
 
 from keel.errors import IntegrityError
 from keel.explain.treeshap import TreeShap
+
+from reference import CATEGORICAL, reference_booster, reference_data
 
 TOLERANCE = 1e-9
 
@@ -26,7 +27,18 @@ def _kernel(booster: lgb.Booster) -> TreeShap:
 
 def test_reference_model_matches_native_and_adds_up_to_the_margin(reference: lgb.Booster) -> None:
     X, _ = reference_data(rows=3000, seed=1)
-    X[:50, CATEGORICAL] = [np.nan, -1.0, -0.5, 12.0, 99.0, 3.7, 1e9, 0.0, 11.0, 5.0] * 5  # odd categories
+    X[:50, CATEGORICAL] = [
+        np.nan,
+        -1.0,
+        -0.5,
+        12.0,
+        99.0,
+        3.7,
+        1e9,
+        0.0,
+        11.0,
+        5.0,
+    ] * 5  # odd categories
 
     ours = _kernel(reference).contributions(X)
 
@@ -60,8 +72,16 @@ def test_one_row_and_a_batch_give_the_same_values(reference: lgb.Booster) -> Non
 
 
 def _train(X: np.ndarray, y: np.ndarray, categorical: list[int], **params: object) -> lgb.Booster:
-    base = {"objective": "binary", "verbosity": -1, "num_threads": 1, "min_data_in_leaf": 5, "seed": 1}
-    return lgb.train({**base, **params}, lgb.Dataset(X, y, categorical_feature=categorical or "auto"), 20)
+    base = {
+        "objective": "binary",
+        "verbosity": -1,
+        "num_threads": 1,
+        "min_data_in_leaf": 5,
+        "seed": 1,
+    }
+    return lgb.train(
+        {**base, **params}, lgb.Dataset(X, y, categorical_feature=categorical or "auto"), 20
+    )
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -72,16 +92,27 @@ def _train(X: np.ndarray, y: np.ndarray, categorical: list[int], **params: objec
     categorical=st.booleans(),
     nan_share=st.sampled_from([0.0, 0.1, 0.4]),
 )
-def test_random_models_match_native(seed: int, leaves: int, missing: str, categorical: bool, nan_share: float) -> None:
+def test_random_models_match_native(
+    seed: int, leaves: int, missing: str, categorical: bool, nan_share: float
+) -> None:
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(600, 6))
     X[:, 1] = np.round(X[:, 1])  # many exact zeros, for zero-as-missing
     if categorical:
         X[:, 5] = rng.integers(0, 40, size=600)
-    y = (X[:, 0] + np.sin(3 * X[:, 2]) + (X[:, 5] % 4 == 1) + rng.normal(size=600) > 0.5).astype(int)
+    y = (X[:, 0] + np.sin(3 * X[:, 2]) + (X[:, 5] % 4 == 1) + rng.normal(size=600) > 0.5).astype(
+        int
+    )
     X[rng.random(X.shape) < nan_share] = np.nan
-    params = {"num_leaves": leaves, "max_depth": -1, "min_data_in_leaf": 3, "seed": seed,
-              "zero_as_missing": missing == "zero", "use_missing": missing != "none", "max_cat_to_onehot": 4}
+    params = {
+        "num_leaves": leaves,
+        "max_depth": -1,
+        "min_data_in_leaf": 3,
+        "seed": seed,
+        "zero_as_missing": missing == "zero",
+        "use_missing": missing != "none",
+        "max_cat_to_onehot": 4,
+    }
     booster = _train(X, y, [5] if categorical else [], **params)
     probe = np.vstack([X, rng.normal(size=(50, 6)) * 3, np.zeros((1, 6)), np.full((1, 6), np.nan)])
 
@@ -118,8 +149,11 @@ def test_wrong_shapes_and_foreign_models_are_refused(reference: lgb.Booster) -> 
     kernel = _kernel(reference)
     with pytest.raises(ValueError, match="25 columns"):
         kernel.contributions(np.zeros((2, 24)))
-    multiclass = lgb.train({"objective": "multiclass", "num_class": 3, "verbosity": -1},
-                           lgb.Dataset(np.random.default_rng(0).normal(size=(90, 2)), np.arange(90) % 3), 2)
+    multiclass = lgb.train(
+        {"objective": "multiclass", "num_class": 3, "verbosity": -1},
+        lgb.Dataset(np.random.default_rng(0).normal(size=(90, 2)), np.arange(90) % 3),
+        2,
+    )
     with pytest.raises(IntegrityError, match="single-output"):
         _kernel(multiclass)
 

@@ -14,31 +14,39 @@ from keel.spec import ProjectSpec, parse_spec
 
 
 def _spec(*, target: dict[str, Any] | None = None, **data: Any) -> ProjectSpec:
-    return parse_spec({
-        "project": "credit",
-        "data": {"source": "clients.csv", "id_column": "ID", **data},
-        "contract": {"columns": {
-            "ID": {"dtype": "int"},
-            "EDUCATION": {"dtype": "int"},
-            "MARRIAGE": {"dtype": "int"},
-            "region": {"dtype": "str"},
-            "default": {"dtype": "int"},
-            "status": {"dtype": "str"},
-        }},
-        "target": target or {"column": "default"},
-    })
+    return parse_spec(
+        {
+            "project": "credit",
+            "data": {"source": "clients.csv", "id_column": "ID", **data},
+            "contract": {
+                "columns": {
+                    "ID": {"dtype": "int"},
+                    "EDUCATION": {"dtype": "int"},
+                    "MARRIAGE": {"dtype": "int"},
+                    "region": {"dtype": "str"},
+                    "default": {"dtype": "int"},
+                    "status": {"dtype": "str"},
+                }
+            },
+            "target": target or {"column": "default"},
+        }
+    )
 
 
 def _clients() -> pd.DataFrame:
     """Seven clients as the contract types them, with undocumented codes and no duplicate rows."""
-    return pd.DataFrame({
-        "ID": [1, 2, 3, 4, 5, 6, 7],
-        "EDUCATION": [2, 0, 5, 2, 6, 0, 1],
-        "MARRIAGE": [1, 0, 2, 2, 3, 0, 0],
-        "region": pd.array(["north", "0", "south", "north", "x", "x", "south"], dtype="string"),
-        "default": [1, 0, 0, 1, 0, 0, 1],
-        "status": pd.array(["bad", "good", "good", "bad", "good", "good", "bad"], dtype="string"),
-    })
+    return pd.DataFrame(
+        {
+            "ID": [1, 2, 3, 4, 5, 6, 7],
+            "EDUCATION": [2, 0, 5, 2, 6, 0, 1],
+            "MARRIAGE": [1, 0, 2, 2, 3, 0, 0],
+            "region": pd.array(["north", "0", "south", "north", "x", "x", "south"], dtype="string"),
+            "default": [1, 0, 0, 1, 0, 0, 1],
+            "status": pd.array(
+                ["bad", "good", "good", "bad", "good", "good", "bad"], dtype="string"
+            ),
+        }
+    )
 
 
 def test_recode_int_columns_counts_each_code_and_replaces_it() -> None:
@@ -47,7 +55,10 @@ def test_recode_int_columns_counts_each_code_and_replaces_it() -> None:
     assert frame["EDUCATION"].tolist() == [2, 4, 4, 2, 4, 4, 1]
     assert frame["MARRIAGE"].tolist() == [1, 3, 2, 2, 3, 3, 3]
     assert frame["EDUCATION"].dtype == "int64"
-    assert summary.recoded == {"EDUCATION": {"0 -> 4": 2, "5 -> 4": 1, "6 -> 4": 1}, "MARRIAGE": {"0 -> 3": 3}}
+    assert summary.recoded == {
+        "EDUCATION": {"0 -> 4": 2, "5 -> 4": 1, "6 -> 4": 1},
+        "MARRIAGE": {"0 -> 3": 3},
+    }
 
 
 def test_recode_str_column_matches_numeric_keys_as_text_and_stays_text() -> None:
@@ -65,16 +76,26 @@ def test_recode_code_never_seen_counts_zero_and_input_is_untouched() -> None:
     assert frame["EDUCATION"].tolist() == original["EDUCATION"].tolist()
     frame2, _ = clean(original, _spec(recode={"EDUCATION": {0: 4}}, duplicates="keep"))
     assert frame2["EDUCATION"].tolist() != original["EDUCATION"].tolist()
-    assert original["EDUCATION"].tolist() == [2, 0, 5, 2, 6, 0, 1]  # the caller's frame is not changed
+    assert original["EDUCATION"].tolist() == [
+        2,
+        0,
+        5,
+        2,
+        6,
+        0,
+        1,
+    ]  # the caller's frame is not changed
 
 
 def _with_duplicates() -> pd.DataFrame:
     """The clients with rows 3 and 5 made copies of rows 0 and 1 in every column but the ID."""
     frame = _clients()
     frame.loc[3, ["EDUCATION", "MARRIAGE", "region", "default", "status"]] = frame.loc[
-        0, ["EDUCATION", "MARRIAGE", "region", "default", "status"]].tolist()
+        0, ["EDUCATION", "MARRIAGE", "region", "default", "status"]
+    ].tolist()
     frame.loc[5, ["EDUCATION", "MARRIAGE", "region", "default", "status"]] = frame.loc[
-        1, ["EDUCATION", "MARRIAGE", "region", "default", "status"]].tolist()
+        1, ["EDUCATION", "MARRIAGE", "region", "default", "status"]
+    ].tolist()
     return frame
 
 
@@ -107,8 +128,11 @@ def test_duplicates_kept_when_asked() -> None:
 
 
 def test_duplicates_refused_by_default_with_count_and_rows() -> None:
-    with pytest.raises(DataError, match=r"^2 row\(s\) repeat an earlier row in every column but the id "
-                                        r"\(e\.g\. rows \[3, 5\]\); set data\.duplicates"):
+    with pytest.raises(
+        DataError,
+        match=r"^2 row\(s\) repeat an earlier row in every column but the id "
+        r"\(e\.g\. rows \[3, 5\]\); set data\.duplicates",
+    ):
         clean(_with_duplicates(), _spec())
 
 
@@ -121,7 +145,11 @@ def test_no_duplicates_is_fine_under_error_policy() -> None:
 def test_summary_to_dict_is_json() -> None:
     _, summary = clean(_with_duplicates(), _spec(duplicates="drop", recode={"MARRIAGE": {0: 3}}))
     assert json.loads(json.dumps(summary.to_dict())) == {
-        "rows_in": 7, "rows_out": 5, "duplicates_dropped": 2, "recoded": {"MARRIAGE": {"0 -> 3": 3}}}
+        "rows_in": 7,
+        "rows_out": 5,
+        "duplicates_dropped": 2,
+        "recoded": {"MARRIAGE": {"0 -> 3": 3}},
+    }
 
 
 def test_target_vector_int_positive() -> None:
@@ -155,8 +183,13 @@ def test_target_vector_refuses_missing_values() -> None:
 
 
 def test_target_vector_refuses_one_class_naming_the_values() -> None:
-    with pytest.raises(DataError, match=r"positive class 'Bad' gives one class only \(values seen: \['bad', 'good'\]\)"):
+    with pytest.raises(
+        DataError,
+        match=r"positive class 'Bad' gives one class only \(values seen: \['bad', 'good'\]\)",
+    ):
         target_vector(_clients(), _spec(target={"column": "status", "positive": "Bad"}))
     frame = _clients().assign(default=0)
-    with pytest.raises(DataError, match=r"^target 'default' must hold both classes; .*values seen: \['0'\]"):
+    with pytest.raises(
+        DataError, match=r"^target 'default' must hold both classes; .*values seen: \['0'\]"
+    ):
         target_vector(frame, _spec())

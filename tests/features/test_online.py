@@ -5,8 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from factories import make_transactions, transactions_spec
-from feature_checks import assert_same_features, replay
 
 from keel.errors import DataError, FeatureStoreError, SpecError
 from keel.features.offline import compute_features
@@ -14,6 +12,9 @@ from keel.features.online import OnlineFeatures, time_us
 from keel.features.stores import MemoryStore, RedisStore, open_store
 from keel.features.windows import FeaturePlan
 from keel.spec import parse_spec
+
+from factories import make_transactions, transactions_spec
+from feature_checks import assert_same_features, replay
 
 FLOATS = {"amount"}
 
@@ -83,9 +84,21 @@ def test_stores_keep_an_event_once_and_update_only_the_values_given(redis_url: s
 def test_entity_values_never_share_redis_keys(redis_url: str) -> None:
     """A client-chosen id such as 'V:values' must not land on the keys of the value 'V' (or of another entity)."""
     store = RedisStore(redis_url, prefix="keys")
-    for entity, key in (("card", "V"), ("card", "V:values"), ("card:V", "values"), ("card", 5), ("card", "5")):
+    for entity, key in (
+        ("card", "V"),
+        ("card", "V:values"),
+        ("card:V", "values"),
+        ("card", 5),
+        ("card", "5"),
+    ):
         store.add(entity, key, (100, f"{entity}/{key}", [1]), forget_until_us=0, idle_ms=60_000)
-    for entity, key in (("card", "V"), ("card", "V:values"), ("card:V", "values"), ("card", 5), ("card", "5")):
+    for entity, key in (
+        ("card", "V"),
+        ("card", "V:values"),
+        ("card:V", "values"),
+        ("card", 5),
+        ("card", "5"),
+    ):
         assert store.events(entity, key, 0, 200) == [(100, f"{entity}/{key}", [1])]
     store.close()
 
@@ -98,7 +111,14 @@ def test_an_unreachable_redis_is_a_feature_store_error() -> None:
 
 def test_online_rows_are_checked() -> None:
     online = OnlineFeatures.of(_spec())
-    row = {"tx_id": 1, "tx_time": "2024-03-01 10:00", "card": 1, "terminal": 2, "amount": 5.0, "channel": "pos"}
+    row = {
+        "tx_id": 1,
+        "tx_time": "2024-03-01 10:00",
+        "card": 1,
+        "terminal": 2,
+        "amount": 5.0,
+        "channel": "pos",
+    }
     with pytest.raises(DataError, match="no value for the entity column 'card'"):
         online.compute({**row, "card": None})
     with pytest.raises(DataError, match="must be a date-time"):

@@ -8,8 +8,6 @@ import statistics
 import numpy as np
 import pandas as pd
 import pytest
-from factories import make_transactions, transactions_spec
-from feature_checks import assert_same_features
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -17,6 +15,9 @@ from keel.errors import DataError, SpecError
 from keel.features.offline import add_features, compute_features
 from keel.features.windows import FeaturePlan
 from keel.spec import WindowFeature, parse_spec
+
+from factories import make_transactions, transactions_spec
+from feature_checks import assert_same_features
 
 FLOATS = {"amount"}
 
@@ -44,9 +45,15 @@ def _aggregate(function: str, values: list) -> float:
         return float(len(present))
     if not present or (function == "std" and len(present) < 2):
         return math.nan
-    return float({
-        "sum": math.fsum, "mean": statistics.fmean, "std": statistics.stdev, "min": min, "max": max,
-    }[function](present))
+    return float(
+        {
+            "sum": math.fsum,
+            "mean": statistics.fmean,
+            "std": statistics.stdev,
+            "min": min,
+            "max": max,
+        }[function](present)
+    )
 
 
 def naive_features(frame: pd.DataFrame, plan: FeaturePlan) -> dict[str, np.ndarray]:
@@ -57,34 +64,66 @@ def naive_features(frame: pd.DataFrame, plan: FeaturePlan) -> dict[str, np.ndarr
     for f in plan.windows:
         values = []
         for i, row in enumerate(rows):
-            chosen = [other for j, other in enumerate(rows)
-                      if other[f.entity] == row[f.entity] and _in_window(f, times[i], times[j], i == j)]
-            values.append(float(len(chosen)) if f.column is None
-                          else _aggregate(f.function, [o[f.column] for o in chosen]))
+            chosen = [
+                other
+                for j, other in enumerate(rows)
+                if other[f.entity] == row[f.entity] and _in_window(f, times[i], times[j], i == j)
+            ]
+            values.append(
+                float(len(chosen))
+                if f.column is None
+                else _aggregate(f.function, [o[f.column] for o in chosen])
+            )
         out[f.name] = np.array(values)
     for name, part in plan.calendar.items():
         hours, days = frame["tx_time"].dt.hour, frame["tx_time"].dt.dayofweek
-        out[name] = {"weekend": days >= 5, "night": hours <= 6, "hour": hours, "day_of_week": days}[part].to_numpy(float)
+        out[name] = {"weekend": days >= 5, "night": hours <= 6, "hour": hours, "day_of_week": days}[
+            part
+        ].to_numpy(float)
     return out
 
 
 SMALL_WINDOWS = {
-    "card": {"entity": "card", "windows": ["5s", "20s"], "aggregations": {
-        "nb": {"function": "count"}, "sum": {"function": "sum", "column": "amount"},
-        "avg": {"function": "mean", "column": "amount"}, "sd": {"function": "std", "column": "amount"},
-        "lo": {"function": "min", "column": "amount"}, "hi": {"function": "max", "column": "amount"},
-        "n_amount": {"function": "count", "column": "amount"},
-        "terminals": {"function": "distinct_count", "column": "terminal"},
-        "cards": {"function": "distinct_count", "column": "card"},
-    }},
-    "card_before": {"entity": "card", "windows": ["5s"], "boundary": "before", "aggregations": {
-        "nb": {"function": "count"}, "avg": {"function": "mean", "column": "amount"},
-    }},
-    "terminal": {"entity": "terminal", "windows": ["10s"], "delay": "3s", "aggregations": {
-        "nb": {"function": "count"}, "risk": {"function": "mean", "column": "fraud"},
-    }},
-    "terminal_before": {"entity": "terminal", "windows": ["10s"], "delay": "3s", "boundary": "before",
-                        "aggregations": {"risk": {"function": "mean", "column": "fraud"}}},
+    "card": {
+        "entity": "card",
+        "windows": ["5s", "20s"],
+        "aggregations": {
+            "nb": {"function": "count"},
+            "sum": {"function": "sum", "column": "amount"},
+            "avg": {"function": "mean", "column": "amount"},
+            "sd": {"function": "std", "column": "amount"},
+            "lo": {"function": "min", "column": "amount"},
+            "hi": {"function": "max", "column": "amount"},
+            "n_amount": {"function": "count", "column": "amount"},
+            "terminals": {"function": "distinct_count", "column": "terminal"},
+            "cards": {"function": "distinct_count", "column": "card"},
+        },
+    },
+    "card_before": {
+        "entity": "card",
+        "windows": ["5s"],
+        "boundary": "before",
+        "aggregations": {
+            "nb": {"function": "count"},
+            "avg": {"function": "mean", "column": "amount"},
+        },
+    },
+    "terminal": {
+        "entity": "terminal",
+        "windows": ["10s"],
+        "delay": "3s",
+        "aggregations": {
+            "nb": {"function": "count"},
+            "risk": {"function": "mean", "column": "fraud"},
+        },
+    },
+    "terminal_before": {
+        "entity": "terminal",
+        "windows": ["10s"],
+        "delay": "3s",
+        "boundary": "before",
+        "aggregations": {"risk": {"function": "mean", "column": "fraud"}},
+    },
 }
 
 
@@ -93,16 +132,22 @@ def small_tables(draw: st.DrawFn) -> pd.DataFrame:
     """Few rows on few entities over a few seconds: many ties, window edges hit exactly, missing values."""
     n = draw(st.integers(1, 30))
     seconds = sorted(draw(st.lists(st.integers(0, 40), min_size=n, max_size=n)))
-    amount = draw(st.lists(st.one_of(st.none(), st.floats(-1e6, 1e6, allow_nan=False)), min_size=n, max_size=n))
-    return pd.DataFrame({
-        "tx_id": np.arange(n),
-        "tx_time": pd.Timestamp("2024-03-02 05:59:50") + pd.to_timedelta(seconds, unit="s"),
-        "card": draw(st.lists(st.integers(0, 2), min_size=n, max_size=n)),
-        "terminal": draw(st.lists(st.integers(0, 2), min_size=n, max_size=n)),
-        "amount": pd.array(amount, dtype="Float64").astype(float),
-        "channel": draw(st.lists(st.sampled_from(["pos", "web"]), min_size=n, max_size=n)),
-        "fraud": draw(st.lists(st.integers(0, 1), min_size=n, max_size=n)),
-    })
+    amount = draw(
+        st.lists(
+            st.one_of(st.none(), st.floats(-1e6, 1e6, allow_nan=False)), min_size=n, max_size=n
+        )
+    )
+    return pd.DataFrame(
+        {
+            "tx_id": np.arange(n),
+            "tx_time": pd.Timestamp("2024-03-02 05:59:50") + pd.to_timedelta(seconds, unit="s"),
+            "card": draw(st.lists(st.integers(0, 2), min_size=n, max_size=n)),
+            "terminal": draw(st.lists(st.integers(0, 2), min_size=n, max_size=n)),
+            "amount": pd.array(amount, dtype="Float64").astype(float),
+            "channel": draw(st.lists(st.sampled_from(["pos", "web"]), min_size=n, max_size=n)),
+            "fraud": draw(st.lists(st.integers(0, 1), min_size=n, max_size=n)),
+        }
+    )
 
 
 @settings(max_examples=60, deadline=None)
@@ -154,39 +199,70 @@ def test_row_order_does_not_matter(frame: pd.DataFrame, random) -> None:
 
 
 def test_a_target_window_needs_a_delay() -> None:
-    windows = {"t": {"entity": "terminal", "windows": ["1d"], "aggregations": {"r": {"function": "mean",
-                                                                                     "column": "fraud"}}}}
+    windows = {
+        "t": {
+            "entity": "terminal",
+            "windows": ["1d"],
+            "aggregations": {"r": {"function": "mean", "column": "fraud"}},
+        }
+    }
     with pytest.raises(SpecError, match="aggregating the target 'fraud' needs a delay"):
         parse_spec(transactions_spec(windows=windows))
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    ({"windows": ["1day"]}, "'1day' is not a duration"),
-    ({"windows": ["1d", "1d"]}, "windows repeat"),
-    ({"entity": "crad"}, "column 'crad' is not in contract.columns. Did you mean 'card'"),
-    ({"aggregations": {"x": {"function": "mean", "column": "channel"}}}, "'mean' needs a number column"),
-    ({"aggregations": {"x": {"function": "sum"}}}, "function 'sum' needs a column"),
-    ({"aggregations": {"x": {"function": "median", "column": "amount"}}}, "count"),
-])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"windows": ["1day"]}, "'1day' is not a duration"),
+        ({"windows": ["1d", "1d"]}, "windows repeat"),
+        ({"entity": "crad"}, "column 'crad' is not in contract.columns. Did you mean 'card'"),
+        (
+            {"aggregations": {"x": {"function": "mean", "column": "channel"}}},
+            "'mean' needs a number column",
+        ),
+        ({"aggregations": {"x": {"function": "sum"}}}, "function 'sum' needs a column"),
+        ({"aggregations": {"x": {"function": "median", "column": "amount"}}}, "count"),
+    ],
+)
 def test_bad_window_specs_name_the_key(change: dict, message: str) -> None:
-    group = {"entity": "card", "windows": ["1d"], "aggregations": {"nb": {"function": "count"}}, **change}
+    group = {
+        "entity": "card",
+        "windows": ["1d"],
+        "aggregations": {"nb": {"function": "count"}},
+        **change,
+    }
     with pytest.raises(SpecError, match=message):
         parse_spec(transactions_spec(windows={"card": group}))
 
 
 def test_feature_names_must_be_new() -> None:
-    windows = {"card": {"entity": "card", "windows": ["1d"], "aggregations": {"nb": {"function": "count"}}}}
+    windows = {
+        "card": {"entity": "card", "windows": ["1d"], "aggregations": {"nb": {"function": "count"}}}
+    }
     with pytest.raises(SpecError, match="card_nb_1d"):
         parse_spec(transactions_spec(windows=windows, calendar={"card_nb_1d": "weekend"}))
 
 
 def test_model_features_and_derived_ratios_of_window_features() -> None:
-    raw = transactions_spec(windows={"card": {"entity": "card", "windows": ["1d", "7d"], "aggregations": {
-        "avg": {"function": "mean", "column": "amount"}}}})
+    raw = transactions_spec(
+        windows={
+            "card": {
+                "entity": "card",
+                "windows": ["1d", "7d"],
+                "aggregations": {"avg": {"function": "mean", "column": "amount"}},
+            }
+        }
+    )
     raw["features"]["derived"] = {"amount_vs_week": "amount / card_avg_7d"}
     spec = parse_spec(raw)
-    assert spec.model_features() == ["amount", "card_avg_1d", "card_avg_7d", "is_weekend", "is_night",
-                                     "amount_vs_week"]
+    assert spec.model_features() == [
+        "amount",
+        "card_avg_1d",
+        "card_avg_7d",
+        "is_weekend",
+        "is_night",
+        "amount_vs_week",
+    ]
     frame = add_features(make_transactions(300), spec)
     assert list(frame.columns[-4:]) == ["card_avg_1d", "card_avg_7d", "is_weekend", "is_night"]
 

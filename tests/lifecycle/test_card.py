@@ -10,7 +10,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from factories import loans_spec, make_loans, write_project
 
 from keel.evaluation.metrics import binary_metrics
 from keel.explain.contributions import Contributions
@@ -24,8 +23,13 @@ from keel.training.split import split_rows
 from keel.training.trainer import train_model
 from keel.training.tuning import fit_family
 
+from factories import loans_spec, make_loans, write_project
+
 pytestmark = pytest.mark.slow
-TEXTS = {"late_payments": "Late payments on record", "debt_to_income": "High debt relative to income"}
+TEXTS = {
+    "late_payments": "Late payments on record",
+    "debt_to_income": "High debt relative to income",
+}
 PAYLOAD = "<script>alert(1)</script>"
 
 
@@ -54,15 +58,26 @@ def _run(folder: Path, mlflow_template: Path, raw: dict) -> tuple[Any, Path, Any
 
 @pytest.fixture(scope="module")
 def documented(tmp_path_factory: pytest.TempPathFactory, mlflow_template: Path) -> Documented:
-    raw = loans_spec("data.csv", tuning={"trials": 2}, models={"families": ["lightgbm"]},
-                     reasons={"top_k": 3, "texts": TEXTS})
+    raw = loans_spec(
+        "data.csv",
+        tuning={"trials": 2},
+        models={"families": ["lightgbm"]},
+        reasons={"top_k": 3, "texts": TEXTS},
+    )
     spec, project_dir, result = _run(tmp_path_factory.mktemp("card"), mlflow_template, raw)
     model, _ = Registry.for_project(project_dir).load_model("loans", result.version)
     frame = _test_rows(spec)
     X = model.preprocessor.transform(frame)
     phi = model.scorer.booster.predict(X, pred_contrib=True)
-    return Documented(json.loads(result.card_json.read_text()), result.card_html.read_text(), model,
-                      frame["loan_id"].to_numpy(), X, model.predict_proba(frame), phi[:, :-1])
+    return Documented(
+        json.loads(result.card_json.read_text()),
+        result.card_html.read_text(),
+        model,
+        frame["loan_id"].to_numpy(),
+        X,
+        model.predict_proba(frame),
+        phi[:, :-1],
+    )
 
 
 def _test_rows(spec: ProjectSpec) -> Any:
@@ -85,7 +100,9 @@ def test_importance_is_the_mean_absolute_contribution_largest_first() -> None:
     assert [item.feature for item in result] == ["b", "d", "c", "a"]
     for item in result:
         assert item.mean_abs == pytest.approx(expected[item.feature], abs=1e-12)
-        assert item.share == pytest.approx(expected[item.feature] / sum(expected.values()), abs=1e-12)
+        assert item.share == pytest.approx(
+            expected[item.feature] / sum(expected.values()), abs=1e-12
+        )
         assert item.mean == pytest.approx(values[:, "abcd".index(item.feature)].mean(), abs=1e-12)
 
 
@@ -112,36 +129,54 @@ def test_dependence_bins_cover_every_row_once_and_keep_missing_apart() -> None:
 
 def test_card_importance_matches_a_naive_mean_over_the_test_rows(documented: Documented) -> None:
     section = documented.card["explanations"]
-    expected = dict(zip(documented.model.features, _naive_mean_abs(documented.contributions), strict=True))
+    expected = dict(
+        zip(documented.model.features, _naive_mean_abs(documented.contributions), strict=True)
+    )
 
     assert section["rows"] == len(documented.X)
-    assert [item["feature"] for item in section["importance"]] == sorted(expected, key=lambda f: -expected[f])
+    assert [item["feature"] for item in section["importance"]] == sorted(
+        expected, key=lambda f: -expected[f]
+    )
     for item in section["importance"]:
         assert item["mean_abs"] == pytest.approx(expected[item["feature"]], abs=1e-9)
-    assert {item["feature"]: item["text"] for item in section["importance"]}["late_payments"] == TEXTS["late_payments"]
+    assert {item["feature"]: item["text"] for item in section["importance"]}[
+        "late_payments"
+    ] == TEXTS["late_payments"]
 
 
-def test_card_dependence_bins_of_the_top_features_match_a_naive_group_mean(documented: Documented) -> None:
+def test_card_dependence_bins_of_the_top_features_match_a_naive_group_mean(
+    documented: Documented,
+) -> None:
     section = documented.card["explanations"]
     features = documented.model.features
-    assert [d["feature"] for d in section["dependence"]] == [i["feature"] for i in section["importance"][:4]]
+    assert [d["feature"] for d in section["dependence"]] == [
+        i["feature"] for i in section["importance"][:4]
+    ]
     region = next(d for d in section["dependence"] if d["feature"] == "region")
     j = features.index("region")
     categories = documented.model.preprocessor.categories_["region"]
     for row in region["bins"]:
         rows = documented.X[:, j] == categories.index(row["label"])
         assert row["rows"] == rows.sum()
-        assert row["mean_contribution"] == pytest.approx(documented.contributions[rows, j].mean(), abs=1e-9)
+        assert row["mean_contribution"] == pytest.approx(
+            documented.contributions[rows, j].mean(), abs=1e-9
+        )
     for item in section["dependence"]:
         assert sum(b["rows"] for b in item["bins"]) == len(documented.X)
 
 
 def _naive_reasons(documented: Documented, row: int, k: int) -> list[str]:
-    ranked = sorted(range(len(documented.model.features)), key=lambda j: -documented.contributions[row, j])
-    return [documented.model.features[j] for j in ranked[:k] if documented.contributions[row, j] > 0]
+    ranked = sorted(
+        range(len(documented.model.features)), key=lambda j: -documented.contributions[row, j]
+    )
+    return [
+        documented.model.features[j] for j in ranked[:k] if documented.contributions[row, j] > 0
+    ]
 
 
-def test_card_reason_frequencies_match_a_naive_count_over_adverse_rows(documented: Documented) -> None:
+def test_card_reason_frequencies_match_a_naive_count_over_adverse_rows(
+    documented: Documented,
+) -> None:
     section = documented.card["reasons"]
     adverse = [row for row in range(len(documented.score)) if documented.score[row] >= 0.5]
     given = [_naive_reasons(documented, row, 3) for row in adverse]
@@ -158,7 +193,9 @@ def test_card_worked_examples_tell_what_each_applicant_would_hear(documented: Do
     examples = documented.card["reasons"]["examples"]
     assert len(examples) == 4
     assert examples[0]["probability"] == pytest.approx(documented.score.max())
-    assert [e["probability"] for e in examples] == sorted((e["probability"] for e in examples), reverse=True)
+    assert [e["probability"] for e in examples] == sorted(
+        (e["probability"] for e in examples), reverse=True
+    )
     for example in examples:
         row = int(np.flatnonzero(documented.ids == example["row"])[0])
         assert example["decision"] == "adverse" and example["probability"] >= 0.5
@@ -166,7 +203,9 @@ def test_card_worked_examples_tell_what_each_applicant_would_hear(documented: Do
         assert [r["feature"] for r in example["reasons"]] == _naive_reasons(documented, row, 3)
         for reason in example["reasons"]:
             j = documented.model.features.index(reason["feature"])
-            assert reason["contribution"] == pytest.approx(documented.contributions[row, j], abs=1e-9)
+            assert reason["contribution"] == pytest.approx(
+                documented.contributions[row, j], abs=1e-9
+            )
             assert reason["text"] == documented.model.reason_text(reason["feature"])
         assert list(example["values"]) == documented.model.features
         assert example["values"]["region"] in {"north", "south", "east", "west"}
@@ -174,10 +213,17 @@ def test_card_worked_examples_tell_what_each_applicant_would_hear(documented: Do
 
 def test_card_reason_table_flags_features_without_a_spec_text(documented: Documented) -> None:
     texts = {row["feature"]: row for row in documented.card["reasons"]["texts"]}
-    assert texts["late_payments"] == {"feature": "late_payments", "text": TEXTS["late_payments"], "source": "spec"}
+    assert texts["late_payments"] == {
+        "feature": "late_payments",
+        "text": TEXTS["late_payments"],
+        "source": "spec",
+    }
     assert texts["income"]["source"] == "feature name"
     html = documented.html
-    assert "3 feature(s) have no reason text in the spec (reasons.texts):\n    income, debt, region." in html
+    assert (
+        "3 feature(s) have no reason text in the spec (reasons.texts):\n    income, debt, region."
+        in html
+    )
     assert TEXTS["debt_to_income"] in html
 
 
@@ -202,7 +248,9 @@ class Tuned:
 
 @pytest.fixture(scope="module")
 def tuned(tmp_path_factory: pytest.TempPathFactory, mlflow_template: Path) -> Tuned:
-    raw = loans_spec("data.csv", tuning={"trials": 2}, description=PAYLOAD, model_card={"purpose": PAYLOAD})
+    raw = loans_spec(
+        "data.csv", tuning={"trials": 2}, description=PAYLOAD, model_card={"purpose": PAYLOAD}
+    )
     spec, _, result = _run(tmp_path_factory.mktemp("card-both"), mlflow_template, raw)
     return Tuned(spec, json.loads(result.card_json.read_text()), result.card_html.read_text())
 
@@ -210,43 +258,75 @@ def tuned(tmp_path_factory: pytest.TempPathFactory, mlflow_template: Path) -> Tu
 def test_card_holds_bootstrap_intervals_around_its_test_metrics(tuned: Tuned) -> None:
     intervals, test = tuned.card["intervals"], tuned.card["metrics"]["test"]
     assert {key: intervals[key] for key in ("method", "level", "rounds", "seed", "rows")} == {
-        "method": "stratified percentile bootstrap", "level": 0.95, "rounds": 1000, "seed": tuned.spec.seed,
-        "rows": tuned.card["data"]["split"]["test"]}
+        "method": "stratified percentile bootstrap",
+        "level": 0.95,
+        "rounds": 1000,
+        "seed": tuned.spec.seed,
+        "rows": tuned.card["data"]["split"]["test"],
+    }
     assert list(intervals["metrics"]) == ["auc", "gini", "ks", "average_precision", "brier"]
     for name, interval in intervals["metrics"].items():
         assert interval["value"] == pytest.approx(test[name], abs=1e-12)
         assert interval["low"] < interval["value"] < interval["high"]
-    assert 0.02 < intervals["metrics"]["auc"]["high"] - intervals["metrics"]["auc"]["low"] < 0.2  # 400 test rows
+    assert (
+        0.02 < intervals["metrics"]["auc"]["high"] - intervals["metrics"]["auc"]["low"] < 0.2
+    )  # 400 test rows
 
 
 def test_card_baseline_is_the_best_logistic_trial_fitted_on_the_training_rows_and_scored_on_the_test_rows(
     tuned: Tuned,
 ) -> None:
     baseline, card = tuned.card["baseline"], tuned.card
-    outcome = train_model(prepare_data(tuned.spec).frame, tuned.spec)  # the same spec and seed: the same run
-    assert outcome.family == card["method"]["family"] == "lightgbm" and set(outcome.results) == {"lightgbm", "logistic"}
-    assert baseline["params"] == outcome.results["logistic"].best_params and baseline["chosen"] is False
-    assert baseline["validation"] == {"auc": pytest.approx(card["tuning"]["best"]["logistic"], abs=1e-12)}
-    refit = fit_family("logistic", baseline["params"], outcome.matrices, tuned.spec, features=outcome.model.features)
+    outcome = train_model(
+        prepare_data(tuned.spec).frame, tuned.spec
+    )  # the same spec and seed: the same run
+    assert outcome.family == card["method"]["family"] == "lightgbm" and set(outcome.results) == {
+        "lightgbm",
+        "logistic",
+    }
+    assert (
+        baseline["params"] == outcome.results["logistic"].best_params
+        and baseline["chosen"] is False
+    )
+    assert baseline["validation"] == {
+        "auc": pytest.approx(card["tuning"]["best"]["logistic"], abs=1e-12)
+    }
+    refit = fit_family(
+        "logistic",
+        baseline["params"],
+        outcome.matrices,
+        tuned.spec,
+        features=outcome.model.features,
+    )
     expected = binary_metrics(outcome.y_test, refit.probability(outcome.X_test))
     assert baseline["test"] == pytest.approx(expected, abs=1e-12)
     difference = baseline["difference"]["auc"]
-    assert difference["value"] == pytest.approx(card["metrics"]["test"]["auc"] - expected["auc"], abs=1e-12)
+    assert difference["value"] == pytest.approx(
+        card["metrics"]["test"]["auc"] - expected["auc"], abs=1e-12
+    )
     assert difference["low"] <= difference["value"] <= difference["high"]
     assert baseline["intervals"]["auc"]["value"] == pytest.approx(expected["auc"], abs=1e-12)
     assert card["champion"] is None and card["comparison"] is None
 
 
-def test_card_html_opens_with_the_decision_summary_and_shows_spec_text_escaped(tuned: Tuned) -> None:
+def test_card_html_opens_with_the_decision_summary_and_shows_spec_text_escaped(
+    tuned: Tuned,
+) -> None:
     html, card = tuned.html, tuned.card
     first = html.find("<section")
     assert html.find("</h1>") < first == html.find('<section id="decision-summary"')
     summary = html[first : html.find("</section>", first)]
     auc = card["intervals"]["metrics"]["auc"]
-    assert f"<strong>{auc['value']:.4f}</strong>" in summary and f"{auc['low']:.4f} to {auc['high']:.4f}" in summary
+    assert (
+        f"<strong>{auc['value']:.4f}</strong>" in summary
+        and f"{auc['low']:.4f} to {auc['high']:.4f}" in summary
+    )
     assert f"against {card['baseline']['test']['auc']:.4f} for the logistic baseline" in summary
     assert f"{card['baseline']['difference']['auc']['value']:+.4f}" in summary
-    assert '<span class="status pass">pass</span></td>\n        <td class="mono">min_auc</td>' in summary
+    assert (
+        '<span class="status pass">pass</span></td>\n        <td class="mono">min_auc</td>'
+        in summary
+    )
     assert "<script" not in html
     assert "<dt>Description</dt><dd>&lt;script&gt;alert(1)&lt;/script&gt;</dd>" in html
     assert "<dt>Purpose</dt><dd>&lt;script&gt;alert(1)&lt;/script&gt;</dd>" in html
@@ -256,5 +336,7 @@ def test_card_html_opens_with_the_decision_summary_and_shows_spec_text_escaped(t
 
 
 def test_a_card_tuned_on_one_family_says_it_has_no_baseline(documented: Documented) -> None:
-    assert documented.card["baseline"] is None and documented.card["intervals"]["rows"] == len(documented.X)
+    assert documented.card["baseline"] is None and documented.card["intervals"]["rows"] == len(
+        documented.X
+    )
     assert "— (no logistic baseline: the run tuned lightgbm)" in documented.html

@@ -8,12 +8,13 @@ from typing import Any
 
 import pytest
 import yaml
-from people import enrol
 from typer.testing import CliRunner
 
 from keel.cli.main import app
 from keel.errors import CardError, RegistryError
 from keel.lifecycle.card_refresh import refresh_card
+
+from people import enrol
 
 pytestmark = pytest.mark.slow
 
@@ -35,23 +36,34 @@ def _invoke(*args: str, token: str = "") -> Any:
 
 def _card(spec_path: Path, version: int) -> tuple[dict[str, Any], str]:
     folder = spec_path.parent / ".keel" / "cards" / "loans" / f"v{version}"
-    return json.loads((folder / "model_card.json").read_text()), (folder / "model_card.html").read_text()
+    return json.loads((folder / "model_card.json").read_text()), (
+        folder / "model_card.html"
+    ).read_text()
 
 
-def test_cli_transitions_update_the_history_and_state_of_every_card_they_touch(loans_project: Path) -> None:
+def test_cli_transitions_update_the_history_and_state_of_every_card_they_touch(
+    loans_project: Path,
+) -> None:
     spec = _quick(loans_project)
     tokens = enrol(loans_project.parent / ".keel").tokens
     _invoke("run", str(loans_project), "-q", token=tokens["ana"])
 
-    approve = _invoke("approve", "1", "--note", "Checked reasons & fairness", *spec, token=tokens["vera"])
+    approve = _invoke(
+        "approve", "1", "--note", "Checked reasons & fairness", *spec, token=tokens["vera"]
+    )
     assert "model card updated" in approve.output
     card, html = _card(loans_project, 1)
     assert card["lifecycle"]["state"] == "approved"
     assert [(r["action"], r["actor"], r["role"]) for r in card["lifecycle"]["history"]] == [
-        ("register", "ana", "developer"), ("approve", "vera", "validator")]
+        ("register", "ana", "developer"),
+        ("approve", "vera", "validator"),
+    ]
     assert card["lifecycle"]["history"][1]["note"] == "Checked reasons & fairness"
     assert '<span class="state">approved</span>' in html
-    assert "<td>approve</td><td>vera</td><td>validator</td>" in html and "Checked reasons &amp; fairness" in html
+    assert (
+        "<td>approve</td><td>vera</td><td>validator</td>" in html
+        and "Checked reasons &amp; fairness" in html
+    )
 
     _invoke("promote", "1", "--note", "first release", *spec, token=tokens["dan"])
     card, html = _card(loans_project, 1)
@@ -71,12 +83,19 @@ def test_cli_transitions_update_the_history_and_state_of_every_card_they_touch(l
     _invoke("rollback", "--note", "v2 misroutes applications", *spec, token=tokens["dan"])
     card, html = _card(loans_project, 1)
     assert (card["lifecycle"]["state"], card["lifecycle"]["champion"]) == ("champion", 1)
-    assert [r["action"] for r in card["lifecycle"]["history"]] == ["register", "approve", "promote", "promote",
-                                                                   "rollback"]
+    assert [r["action"] for r in card["lifecycle"]["history"]] == [
+        "register",
+        "approve",
+        "promote",
+        "promote",
+        "rollback",
+    ]
     assert "v2 misroutes applications" in html and card["lifecycle"]["audit_intact"] is True
 
 
-def test_keel_card_rerenders_on_demand_and_refuses_a_version_without_a_card(loans_project: Path) -> None:
+def test_keel_card_rerenders_on_demand_and_refuses_a_version_without_a_card(
+    loans_project: Path,
+) -> None:
     spec = _quick(loans_project)
     _invoke("run", str(loans_project), "-q")
     _invoke("train", str(loans_project), "-q")
@@ -86,10 +105,14 @@ def test_keel_card_rerenders_on_demand_and_refuses_a_version_without_a_card(loan
     assert "model_card.html" in shown.output
     assert _card(loans_project, 1)[1] == html  # nothing happened since the run: the same bytes
 
-    with pytest.raises(CardError, match=r"no stored model card to render in .*cards/loans/v2: model_card\.json"):
+    with pytest.raises(
+        CardError, match=r"no stored model card to render in .*cards/loans/v2: model_card\.json"
+    ):
         refresh_card(loans_project.parent / ".keel", "loans", 2)
     missing = CliRunner().invoke(app, ["card", "loans", "2", *spec])
     assert missing.exit_code == 10
-    assert "CardError" in missing.stderr and "`keel run` writes a complete one" in " ".join(missing.stderr.split())
+    assert "CardError" in missing.stderr and "`keel run` writes a complete one" in " ".join(
+        missing.stderr.split()
+    )
     with pytest.raises(RegistryError, match=r"model 'loans' has no version 9; versions: \[1, 2\]"):
         refresh_card(loans_project.parent / ".keel", "loans", 9)

@@ -48,7 +48,10 @@ def test_run_registers_a_documented_version(loans_project: Path) -> None:
     assert run.info.status == "FINISHED"
     assert run.data.metrics["test_auc"] == pytest.approx(result.metrics["test"]["auc"])
     assert run.data.params["family"] == result.family
-    assert run.data.tags["keel.data_sha256"] == hashlib.sha256((loans_project.parent / "data.csv").read_bytes()).hexdigest()
+    assert (
+        run.data.tags["keel.data_sha256"]
+        == hashlib.sha256((loans_project.parent / "data.csv").read_bytes()).hexdigest()
+    )
     logged = {a.path for a in registry._client.list_artifacts(result.run_id)}
     assert {"model", "spec", "data", "tuning", "model_card", "environment.json"} <= logged
 
@@ -65,9 +68,13 @@ def test_same_spec_and_seed_give_byte_identical_model_files(loans_project: Path)
     second = run_project(spec, project_dir=loans_project.parent / ".keel", with_card=False)
 
     registry = _registry(loans_project)
-    folders = [Path(registry.version("loans", r.version).source.removeprefix("file://")) for r in (first, second)]
+    folders = [
+        Path(registry.version("loans", r.version).source.removeprefix("file://"))
+        for r in (first, second)
+    ]
     digests = [
-        {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in sorted(folder.iterdir())} for folder in folders
+        {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in sorted(folder.iterdir())}
+        for folder in folders
     ]
     assert second.version == first.version + 1
     assert digests[0] == digests[1]
@@ -77,10 +84,14 @@ def test_same_spec_and_seed_give_byte_identical_model_files(loans_project: Path)
 def test_evaluate_recreates_the_test_split(loans_project: Path) -> None:
     spec = load_spec(loans_project)
     result = run_project(spec, project_dir=loans_project.parent / ".keel", with_card=False)
-    evaluation = evaluate_version(spec, project_dir=loans_project.parent / ".keel", version=result.version)
+    evaluation = evaluate_version(
+        spec, project_dir=loans_project.parent / ".keel", version=result.version
+    )
 
     assert evaluation.metrics == pytest.approx(result.metrics["test"], rel=1e-12)
-    assert json.loads(evaluation.report.read_text())["metrics"]["auc"] == pytest.approx(evaluation.metrics["auc"])
+    assert json.loads(evaluation.report.read_text())["metrics"]["auc"] == pytest.approx(
+        evaluation.metrics["auc"]
+    )
 
 
 def test_evaluate_refuses_to_recreate_a_split_from_changed_data(loans_project: Path) -> None:
@@ -96,7 +107,9 @@ def test_evaluate_refuses_to_recreate_a_split_from_changed_data(loans_project: P
     assert other.rows == len(frame) - 1
 
 
-def test_a_failure_after_registration_leaves_no_version(loans_project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failure_after_registration_leaves_no_version(
+    loans_project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import keel.reports.model_card as model_card
 
     def broken(*args: object, **kwargs: object) -> None:
@@ -138,7 +151,11 @@ def _break(spec_path: Path, how: str) -> None:
         ("typo", 2, r"tuning\.trails: unknown key 'trails'\. Did you mean 'trials'\?"),
         ("missing column", 4, r"column 'debt', rule present"),
         ("wrong type", 4, r"column 'income', rule dtype int: 1 row\(s\) fail .*row 5: 'high'"),
-        ("out of range", 4, r"column 'late_payments', rule max: 30\.0: 2 row\(s\) fail; e\.g\. row 3: 99, row 9: 99"),
+        (
+            "out of range",
+            4,
+            r"column 'late_payments', rule max: 30\.0: 2 row\(s\) fail; e\.g\. row 3: 99, row 9: 99",
+        ),
     ],
 )
 def test_bad_spec_or_data_exits_non_zero_and_registers_nothing(

@@ -25,28 +25,36 @@ FEATURES = ["x1", "x2", "grade"]
 PARAMS = {
     "logistic": {"C": 0.5, "max_iter": 1000},
     "lightgbm": {
-        "num_leaves": 8, "learning_rate": 0.1, "min_child_samples": 20,
-        "feature_fraction": 0.9, "bagging_fraction": 0.8, "lambda_l2": 1.0,
+        "num_leaves": 8,
+        "learning_rate": 0.1,
+        "min_child_samples": 20,
+        "feature_fraction": 0.9,
+        "bagging_fraction": 0.8,
+        "lambda_l2": 1.0,
     },
 }
 BODY = {"logistic": "logistic.json", "lightgbm": "lightgbm.txt"}
 
 
 def _spec() -> ProjectSpec:
-    return parse_spec({
-        "project": "artifact-test",
-        "data": {"source": "unused.csv"},
-        "contract": {"columns": {
-            "x1": {"dtype": "float", "nullable": True},
-            "x2": {"dtype": "float"},
-            "grade": {"dtype": "str"},
-            "y": {"dtype": "int"},
-        }},
-        "target": {"column": "y"},
-        "features": {"categorical": ["grade"]},
-        "models": {"lightgbm": {"max_rounds": 60, "early_stopping_rounds": 10}},
-        "tuning": {"threads": 1},
-    })
+    return parse_spec(
+        {
+            "project": "artifact-test",
+            "data": {"source": "unused.csv"},
+            "contract": {
+                "columns": {
+                    "x1": {"dtype": "float", "nullable": True},
+                    "x2": {"dtype": "float"},
+                    "grade": {"dtype": "str"},
+                    "y": {"dtype": "int"},
+                }
+            },
+            "target": {"column": "y"},
+            "features": {"categorical": ["grade"]},
+            "models": {"lightgbm": {"max_rounds": 60, "early_stopping_rounds": 10}},
+            "tuning": {"threads": 1},
+        }
+    )
 
 
 def _frame(n: int = 1200, seed: int = 0) -> pd.DataFrame:
@@ -67,18 +75,25 @@ def _model(family: str) -> tuple[KeelModel, pd.DataFrame]:
     train, valid, held_out = frame.iloc[:800], frame.iloc[800:1000], frame.iloc[1000:]
     pre = Preprocessor(FEATURES, ["grade"]).fit(train)
     data = Matrices(
-        X_train=pre.transform(train), y_train=train["y"].to_numpy(),
-        X_valid=pre.transform(valid), y_valid=valid["y"].to_numpy(),
-        categorical=pre.categorical_indices(), n_categories={2: len(pre.categories_["grade"])},
+        X_train=pre.transform(train),
+        y_train=train["y"].to_numpy(),
+        X_valid=pre.transform(valid),
+        y_valid=valid["y"].to_numpy(),
+        categorical=pre.categorical_indices(),
+        n_categories={2: len(pre.categories_["grade"])},
     )
     scorer = fit_family(family, PARAMS[family], data, _spec(), features=FEATURES)
-    model = KeelModel(pre, scorer, target="y", positive=1, threshold=0.3, metadata={"project": "artifact-test"})
+    model = KeelModel(
+        pre, scorer, target="y", positive=1, threshold=0.3, metadata={"project": "artifact-test"}
+    )
     return model, held_out.reset_index(drop=True)
 
 
 def _load_as_is(directory: Path) -> KeelModel:
     """Load with the fingerprint of the manifest as it is now, so only the check under test can object."""
-    return KeelModel.load(directory, expected_sha256=sha256_bytes((directory / MANIFEST).read_bytes()))
+    return KeelModel.load(
+        directory, expected_sha256=sha256_bytes((directory / MANIFEST).read_bytes())
+    )
 
 
 @pytest.fixture(scope="module", params=["logistic", "lightgbm"])
@@ -103,7 +118,9 @@ def test_save_load_round_trip_gives_identical_predictions(
     assert loaded.metadata == {"project": "artifact-test"}
 
 
-def test_saving_twice_gives_byte_identical_files(fitted: tuple[KeelModel, pd.DataFrame], tmp_path: Path) -> None:
+def test_saving_twice_gives_byte_identical_files(
+    fitted: tuple[KeelModel, pd.DataFrame], tmp_path: Path
+) -> None:
     model, _ = fitted
     first = model.save(tmp_path / "a")
     second = model.save(tmp_path / "b")
@@ -115,7 +132,9 @@ def test_saving_twice_gives_byte_identical_files(fitted: tuple[KeelModel, pd.Dat
     assert first == second
 
 
-def test_a_loaded_model_saves_back_to_the_same_bytes(fitted: tuple[KeelModel, pd.DataFrame], tmp_path: Path) -> None:
+def test_a_loaded_model_saves_back_to_the_same_bytes(
+    fitted: tuple[KeelModel, pd.DataFrame], tmp_path: Path
+) -> None:
     model, _ = fitted
     fingerprint = model.save(tmp_path / "a")
     again = KeelModel.load(tmp_path / "a", expected_sha256=fingerprint).save(tmp_path / "b")
@@ -215,7 +234,9 @@ def test_pickle_as_the_manifest_is_refused(tmp_path: Path) -> None:
         _load_as_is(tmp_path)
 
 
-def test_missing_body_file_is_refused(fitted: tuple[KeelModel, pd.DataFrame], tmp_path: Path) -> None:
+def test_missing_body_file_is_refused(
+    fitted: tuple[KeelModel, pd.DataFrame], tmp_path: Path
+) -> None:
     model, _ = fitted
     fingerprint = model.save(tmp_path)
     (tmp_path / BODY[model.family]).unlink()
@@ -223,7 +244,9 @@ def test_missing_body_file_is_refused(fitted: tuple[KeelModel, pd.DataFrame], tm
         KeelModel.load(tmp_path, expected_sha256=fingerprint)
 
 
-def test_manifest_of_another_format_is_refused(fitted: tuple[KeelModel, pd.DataFrame], tmp_path: Path) -> None:
+def test_manifest_of_another_format_is_refused(
+    fitted: tuple[KeelModel, pd.DataFrame], tmp_path: Path
+) -> None:
     model, _ = fitted
     model.save(tmp_path)
     manifest = json.loads((tmp_path / MANIFEST).read_text(encoding="utf-8"))
@@ -250,7 +273,9 @@ def test_expected_sha256_is_a_required_keyword_and_must_be_a_sha256(
     with pytest.raises(TypeError, match="expected_sha256"):
         KeelModel.from_files(files[MANIFEST], files.__getitem__, names=files.keys())  # type: ignore[call-arg]
     for wrong in ["", "None", fingerprint[:-1], fingerprint.upper(), None]:
-        with pytest.raises(IntegrityError, match=r"is not 64 lowercase hex digits; the model cannot be verified"):
+        with pytest.raises(
+            IntegrityError, match=r"is not 64 lowercase hex digits; the model cannot be verified"
+        ):
             KeelModel.load(tmp_path, expected_sha256=wrong)  # type: ignore[arg-type]
 
 
@@ -280,13 +305,17 @@ def test_a_folder_holding_anything_but_the_two_files_is_refused_naming_it(
         KeelModel.load(tmp_path, expected_sha256=fingerprint)
 
 
-def test_a_symlinked_manifest_is_refused(fitted: tuple[KeelModel, pd.DataFrame], tmp_path: Path) -> None:
+def test_a_symlinked_manifest_is_refused(
+    fitted: tuple[KeelModel, pd.DataFrame], tmp_path: Path
+) -> None:
     model, _ = fitted
     fingerprint = model.save(tmp_path / "real")
     (tmp_path / "linked").mkdir()
     for name in (MANIFEST, BODY[model.family]):
         (tmp_path / "linked" / name).symlink_to(tmp_path / "real" / name)
-    with pytest.raises(IntegrityError, match=r"are symbolic links; a Keel model folder holds only regular files"):
+    with pytest.raises(
+        IntegrityError, match=r"are symbolic links; a Keel model folder holds only regular files"
+    ):
         KeelModel.load(tmp_path / "linked", expected_sha256=fingerprint)
 
 
@@ -303,7 +332,9 @@ def test_files_over_the_size_limit_are_refused_when_listed_and_when_read(
     listed = rf"'{biggest.name} \({size} bytes\)'\]"
     with pytest.raises(IntegrityError, match=rf"{listed} exceed the limit of {size - 1} bytes"):
         KeelModel.load(tmp_path, expected_sha256=fingerprint)
-    with pytest.raises(IntegrityError, match=rf"{biggest.name} is over the limit of {size - 1} bytes"):
+    with pytest.raises(
+        IntegrityError, match=rf"{biggest.name} is over the limit of {size - 1} bytes"
+    ):
         artifact.read_file(biggest)  # a file that grew after it was listed
     monkeypatch.setattr(artifact, "MAX_FILE_BYTES", size)
     assert artifact.read_file(biggest) == biggest.read_bytes()
@@ -325,14 +356,17 @@ def test_looks_like_pickle_recognises_zlib_compressed_pickles() -> None:
     assert looks_like_pickle(zlib.compress(raw, 9))
 
 
-@pytest.mark.parametrize("raw", [
-    b'{"family": "logistic", "coef": [1.0]}',
-    b"tree\nversion=v4\nnum_class=1\n",
-    "plain text with unicode \u00e9".encode(),
-    b"",
-    b"\x80",
-    b"\x80\x06",
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"family": "logistic", "coef": [1.0]}',
+        b"tree\nversion=v4\nnum_class=1\n",
+        "plain text with unicode \u00e9".encode(),
+        b"",
+        b"\x80",
+        b"\x80\x06",
+    ],
+)
 def test_looks_like_pickle_is_false_for_json_and_text(raw: bytes) -> None:
     assert not looks_like_pickle(raw)
 
@@ -367,12 +401,14 @@ def _categorical_data(seed: int = 3) -> tuple[np.ndarray, np.ndarray, dict[int, 
     """Column 0 numeric with NaN, 1 categorical codes (0-3, some NaN), 2 constant, 3 numeric."""
     rng = np.random.default_rng(seed)
     n = 600
-    X = np.column_stack([
-        rng.normal(size=n),
-        rng.integers(0, 4, size=n).astype(float),
-        np.full(n, 7.0),
-        rng.normal(2.0, 3.0, size=n),
-    ])
+    X = np.column_stack(
+        [
+            rng.normal(size=n),
+            rng.integers(0, 4, size=n).astype(float),
+            np.full(n, 7.0),
+            rng.normal(2.0, 3.0, size=n),
+        ]
+    )
     margin = X[:, 0] + np.array([-1.0, 0.0, 1.0, 2.0])[X[:, 1].astype(int)] - 0.3 * X[:, 3]
     y = (rng.random(n) < 1 / (1 + np.exp(-margin))).astype(int)
     X[rng.random(n) < 0.15, 0] = np.nan
@@ -415,7 +451,9 @@ def test_logistic_margin_equals_a_naive_reference() -> None:
 
 def test_logistic_coefficients_match_sklearn_on_the_naive_design() -> None:
     X, y, n_categories = _categorical_data()
-    scorer = fit_logistic(X, y, params={"C": 0.3, "max_iter": 500}, n_categories=n_categories, seed=0)
+    scorer = fit_logistic(
+        X, y, params={"C": 0.3, "max_iter": 500}, n_categories=n_categories, seed=0
+    )
     reference = LogisticRegression(C=0.3, max_iter=500).fit(_naive_design(X, X, n_categories), y)
     np.testing.assert_allclose(scorer.coef, reference.coef_[0], rtol=1e-6, atol=1e-8)
     assert scorer.intercept == pytest.approx(float(reference.intercept_[0]), rel=1e-6)

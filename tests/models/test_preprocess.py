@@ -15,12 +15,14 @@ from keel.models.preprocess import Preprocessor
 
 
 def _train_frame() -> pd.DataFrame:
-    return pd.DataFrame({
-        "amount": [10.0, np.nan, 30.5, 4.0, 7.0],
-        "grade": ["c", "a", None, "b", "a"],
-        "bill": [100.0, 50.0, 0.0, 20.0, np.nan],
-        "limit": [200.0, 100.0, 10.0, 0.0, 50.0],
-    })
+    return pd.DataFrame(
+        {
+            "amount": [10.0, np.nan, 30.5, 4.0, 7.0],
+            "grade": ["c", "a", None, "b", "a"],
+            "bill": [100.0, 50.0, 0.0, 20.0, np.nan],
+            "limit": [200.0, 100.0, 10.0, 0.0, 50.0],
+        }
+    )
 
 
 def _fitted() -> Preprocessor:
@@ -53,12 +55,16 @@ def test_categories_are_learned_sorted_from_training_without_missing() -> None:
 
 def test_categorical_codes_follow_sorted_training_categories() -> None:
     pre = _fitted()
-    out = pre.transform(pd.DataFrame({
-        "amount": [1.0] * 5,
-        "grade": ["a", "b", "c", "zzz", None],
-        "bill": [1.0] * 5,
-        "limit": [1.0] * 5,
-    }))
+    out = pre.transform(
+        pd.DataFrame(
+            {
+                "amount": [1.0] * 5,
+                "grade": ["a", "b", "c", "zzz", None],
+                "bill": [1.0] * 5,
+                "limit": [1.0] * 5,
+            }
+        )
+    )
     # 'zzz' was never seen in training and None is missing: both become NaN.
     np.testing.assert_array_equal(out[:, 1], [0.0, 1.0, 2.0, np.nan, np.nan])
 
@@ -131,12 +137,14 @@ def test_to_dict_from_dict_round_trip_through_json_gives_the_same_matrix() -> No
     assert again.categorical == pre.categorical
     assert again.derived == pre.derived
     assert again.categories_ == pre.categories_
-    frame = pd.DataFrame({
-        "amount": [1.0, np.nan],
-        "grade": ["b", "new"],
-        "bill": [3.0, 1.0],
-        "limit": [4.0, 0.0],
-    })
+    frame = pd.DataFrame(
+        {
+            "amount": [1.0, np.nan],
+            "grade": ["b", "new"],
+            "bill": [3.0, 1.0],
+            "limit": [4.0, 0.0],
+        }
+    )
     np.testing.assert_array_equal(again.transform(frame), pre.transform(frame))
 
 
@@ -154,25 +162,46 @@ def test_fit_also_refuses_a_frame_without_an_input_column() -> None:
 
 
 @settings(max_examples=60, deadline=None)
-@given(frame=st.lists(
-    st.tuples(
-        st.one_of(st.none(), st.integers(-10**6, 10**6), st.floats(-1e6, 1e6)),
-        st.one_of(st.none(), st.sampled_from(["a", "b", "c", "zzz-unseen"])),
-        st.one_of(st.none(), st.integers(-3, 3)),
-        st.one_of(st.none(), st.floats(-1e5, 1e5), st.sampled_from([0.0, -1.0])),
-    ),
-    min_size=1, max_size=8,
-))
+@given(
+    frame=st.lists(
+        st.tuples(
+            st.one_of(st.none(), st.integers(-(10**6), 10**6), st.floats(-1e6, 1e6)),
+            st.one_of(st.none(), st.sampled_from(["a", "b", "c", "zzz-unseen"])),
+            st.one_of(st.none(), st.integers(-3, 3)),
+            st.one_of(st.none(), st.floats(-1e5, 1e5), st.sampled_from([0.0, -1.0])),
+        ),
+        min_size=1,
+        max_size=8,
+    )
+)
 def test_records_give_the_same_matrix_as_the_table(frame: list[tuple]) -> None:
     """The request path (records, plain floats) equals the table path (columns, numpy), feature by feature."""
     preprocessor = Preprocessor(
         features=["amount", "grade", "ratio", "late", "flags", "share"],
         categorical=["grade", "late"],
-        derived={"ratio": "bill / limit", "flags": "sum(late > 0, bill == 0, amount < 0) * 2",
-                 "share": "log1p(max(bill, amount, 0)) / mean(limit, amount)"},
-    ).fit(pd.DataFrame({"amount": [1.0, 2.0], "grade": ["a", "b"], "bill": [1.0, 0.0], "limit": [1.0, 2.0],
-                        "late": [0, 2]}))
-    table = pd.DataFrame(frame, columns=["amount", "grade", "late", "bill"]).assign(limit=lambda f: f["bill"] * 3)
-    records = [{k: (None if pd.isna(v) else v) for k, v in row.items()} for row in table.to_dict("records")]
+        derived={
+            "ratio": "bill / limit",
+            "flags": "sum(late > 0, bill == 0, amount < 0) * 2",
+            "share": "log1p(max(bill, amount, 0)) / mean(limit, amount)",
+        },
+    ).fit(
+        pd.DataFrame(
+            {
+                "amount": [1.0, 2.0],
+                "grade": ["a", "b"],
+                "bill": [1.0, 0.0],
+                "limit": [1.0, 2.0],
+                "late": [0, 2],
+            }
+        )
+    )
+    table = pd.DataFrame(frame, columns=["amount", "grade", "late", "bill"]).assign(
+        limit=lambda f: f["bill"] * 3
+    )
+    records = [
+        {k: (None if pd.isna(v) else v) for k, v in row.items()} for row in table.to_dict("records")
+    ]
 
-    np.testing.assert_array_equal(preprocessor.transform_records(records), preprocessor.transform(table))
+    np.testing.assert_array_equal(
+        preprocessor.transform_records(records), preprocessor.transform(table)
+    )

@@ -31,8 +31,15 @@ REGIONS = np.array(["north", "south", "east"], dtype=object)
 CHANNELS = np.array(["web", "branch", "app", "phone"], dtype=object)
 
 
-def _population(n: int, rng: np.random.Generator, *, shift: float = 0.0, region_p: tuple[float, ...] = (0.5, 0.3, 0.2),
-                age_missing: float = 0.02, unseen: float = 0.0) -> pd.DataFrame:
+def _population(
+    n: int,
+    rng: np.random.Generator,
+    *,
+    shift: float = 0.0,
+    region_p: tuple[float, ...] = (0.5, 0.3, 0.2),
+    age_missing: float = 0.02,
+    unseen: float = 0.0,
+) -> pd.DataFrame:
     """A credit-like table: continuous, skewed, discrete and zero-inflated numbers, a score, categories."""
     income = rng.normal(shift, 1.0, n)
     amount = rng.lognormal(3.0, 1.0, n)
@@ -42,13 +49,18 @@ def _population(n: int, rng: np.random.Generator, *, shift: float = 0.0, region_
     region[rng.random(n) < unseen] = "west"
     channel = CHANNELS[rng.choice(4, n, p=[0.4, 0.3, 0.2, 0.1])]
     channel[rng.random(n) < 0.05] = None
-    return pd.DataFrame({
-        "income": income, "amount": amount, "age": age,
-        "count": rng.poisson(2.0, n).astype(float),
-        "utilisation": np.where(rng.random(n) < 0.3, 0.0, rng.beta(2.0, 5.0, n)),
-        "score": 1.0 / (1.0 + np.exp(2.0 - 0.8 * income - 0.01 * amount)),
-        "region": region, "channel": channel,
-    })
+    return pd.DataFrame(
+        {
+            "income": income,
+            "amount": amount,
+            "age": age,
+            "count": rng.poisson(2.0, n).astype(float),
+            "utilisation": np.where(rng.random(n) < 0.3, 0.0, rng.beta(2.0, 5.0, n)),
+            "score": 1.0 / (1.0 + np.exp(2.0 - 0.8 * income - 0.01 * amount)),
+            "region": region,
+            "channel": channel,
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +69,7 @@ def baseline() -> Baseline:
 
 
 # --- PSI ---------------------------------------------------------------------------------
+
 
 def _naive_psi(expected: list[float], actual: list[float], epsilon: float) -> float:
     k = len(expected)
@@ -77,15 +90,21 @@ def test_psi_matches_naive_formula_with_empty_bins(seed: int) -> None:
     expected[rng.random(k) < 0.3] = 0.0
     actual[0] = 0.0
     for epsilon in (1e-4, 1e-2):
-        assert psi(expected, actual, epsilon) == pytest.approx(_naive_psi(list(expected), list(actual), epsilon), rel=1e-12)
+        assert psi(expected, actual, epsilon) == pytest.approx(
+            _naive_psi(list(expected), list(actual), epsilon), rel=1e-12
+        )
 
 
 def test_psi_textbook_value() -> None:
     # (0.4 - 0.5) ln(0.4 / 0.5) + (0.6 - 0.5) ln(0.6 / 0.5)
-    assert psi([0.5, 0.5], [0.4, 0.6], epsilon=1e-12) == pytest.approx(0.1 * math.log(0.6 / 0.4), rel=1e-9)
+    assert psi([0.5, 0.5], [0.4, 0.6], epsilon=1e-12) == pytest.approx(
+        0.1 * math.log(0.6 / 0.4), rel=1e-9
+    )
 
 
-proportions = st.lists(st.floats(0, 1e6, allow_nan=False), min_size=1, max_size=12).filter(lambda v: sum(v) > 0)
+proportions = st.lists(st.floats(0, 1e6, allow_nan=False), min_size=1, max_size=12).filter(
+    lambda v: sum(v) > 0
+)
 
 
 @given(proportions)
@@ -97,12 +116,17 @@ def test_psi_of_a_distribution_with_itself_is_zero(a: list[float]) -> None:
 @given(st.data())
 def test_psi_is_finite_non_negative_symmetric_and_scale_free(data: st.DataObject) -> None:
     e = data.draw(proportions)
-    a = data.draw(st.lists(st.floats(0, 1e6, allow_nan=False), min_size=len(e), max_size=len(e))
-                  .filter(lambda v: sum(v) > 0))
+    a = data.draw(
+        st.lists(st.floats(0, 1e6, allow_nan=False), min_size=len(e), max_size=len(e)).filter(
+            lambda v: sum(v) > 0
+        )
+    )
     value = psi(e, a)
     assert math.isfinite(value) and value >= 0.0
     assert psi(a, e) == pytest.approx(value, rel=1e-9, abs=1e-12)
-    assert psi([3 * v for v in e], a) == pytest.approx(value, rel=1e-9, abs=1e-12)  # counts or proportions
+    assert psi([3 * v for v in e], a) == pytest.approx(
+        value, rel=1e-9, abs=1e-12
+    )  # counts or proportions
 
 
 def test_psi_refuses_bad_input_naming_it() -> None:
@@ -117,6 +141,7 @@ def test_psi_refuses_bad_input_naming_it() -> None:
 
 
 # --- KS ------------------------------------------------------------------------------------
+
 
 def _naive_ks(a: list[float], b: list[float]) -> float:
     gap = 0.0
@@ -153,7 +178,10 @@ def test_baseline_ks_is_exact_for_discrete_features_and_conservative_when_coarse
     discrete, continuous = rng.poisson(3.0, 20_000).astype(float), rng.normal(0, 1, 20_000)
     frame = pd.DataFrame({"discrete": discrete, "continuous": continuous})
     base = build_baseline(frame, max_points=200)
-    new = {"discrete": rng.poisson(3.1, 3_000).astype(float), "continuous": rng.normal(0.05, 1, 3_000)}
+    new = {
+        "discrete": rng.poisson(3.1, 3_000).astype(float),
+        "continuous": rng.normal(0.05, 1, 3_000),
+    }
     for name, training in frame.items():
         feature = base.feature(str(name))
         assert isinstance(feature, NumericBaseline)
@@ -176,24 +204,36 @@ def test_homogeneity_and_rate_tests_match_scipy() -> None:
     rng = np.random.default_rng(4)
     for _ in range(50):
         n1, n2 = (int(v) for v in rng.integers(1, 3_000, 2))
-        h1, h2 = int(rng.binomial(n1, 0.02)), int(rng.binomial(n2, rng.choice([0.0, 0.02, 0.05, 0.5])))
+        h1, h2 = (
+            int(rng.binomial(n1, 0.02)),
+            int(rng.binomial(n2, rng.choice([0.0, 0.02, 0.05, 0.5]))),
+        )
         fisher = stats.fisher_exact([[h1, n1 - h1], [h2, n2 - h2]]).pvalue
         assert rate_change_pvalue(h1, n1, h2, n2) == pytest.approx(fisher, rel=1e-8, abs=1e-300)
 
 
 # --- the baseline ----------------------------------------------------------------------------
 
+
 def test_bins_follow_training_quantiles_and_tied_features_get_fewer(baseline: Baseline) -> None:
     income = baseline.feature("income")
     assert isinstance(income, NumericBaseline)
     assert len(income.cuts) == 9 and np.allclose(income.proportions, 0.1, atol=1e-3)
-    zero_inflated = baseline.feature("utilisation")  # 30% exact zeros: the first three deciles are 0
+    zero_inflated = baseline.feature(
+        "utilisation"
+    )  # 30% exact zeros: the first three deciles are 0
     assert isinstance(zero_inflated, NumericBaseline)
     assert zero_inflated.cuts[0] == 0.0 and len(zero_inflated.cuts) <= 8
-    assert zero_inflated.proportions[0] == pytest.approx(0.3, abs=0.02)  # the first bin holds all the zeros
+    assert zero_inflated.proportions[0] == pytest.approx(
+        0.3, abs=0.02
+    )  # the first bin holds all the zeros
     assert min(zero_inflated.bin_counts) > 0
     binary = build_baseline({"flag": np.array([0.0, 1.0] * 50)}).feature("flag")
-    assert isinstance(binary, NumericBaseline) and binary.cuts == (0.0,) and binary.bin_counts == (50, 50)
+    assert (
+        isinstance(binary, NumericBaseline)
+        and binary.cuts == (0.0,)
+        and binary.bin_counts == (50, 50)
+    )
 
 
 def test_new_extremes_land_in_the_outer_bins(baseline: Baseline) -> None:
@@ -218,17 +258,23 @@ def test_baseline_size_is_bounded_whatever_the_training_size() -> None:
 @st.composite
 def _frames(draw: st.DrawFn) -> pd.DataFrame:
     n = draw(st.integers(1, 30))
-    number = st.one_of(st.none(), st.floats(-1e6, 1e6, allow_nan=False), st.sampled_from([0.0, 1.0]))
+    number = st.one_of(
+        st.none(), st.floats(-1e6, 1e6, allow_nan=False), st.sampled_from([0.0, 1.0])
+    )
     label = st.one_of(st.none(), st.sampled_from(["a", "b", "c"]), st.text(max_size=4))
-    return pd.DataFrame({
-        "x": pd.Series(draw(st.lists(number, min_size=n, max_size=n)), dtype="float64"),
-        "k": pd.Series(draw(st.lists(label, min_size=n, max_size=n)), dtype="object"),
-    })
+    return pd.DataFrame(
+        {
+            "x": pd.Series(draw(st.lists(number, min_size=n, max_size=n)), dtype="float64"),
+            "k": pd.Series(draw(st.lists(label, min_size=n, max_size=n)), dtype="object"),
+        }
+    )
 
 
 @settings(max_examples=60, deadline=None)
 @given(_frames(), st.integers(2, 12), st.integers(2, 20), st.integers(1, 3))
-def test_baseline_json_round_trip_and_bin_invariants(frame: pd.DataFrame, bins: int, points: int, cats: int) -> None:
+def test_baseline_json_round_trip_and_bin_invariants(
+    frame: pd.DataFrame, bins: int, points: int, cats: int
+) -> None:
     base = build_baseline(frame, bins=bins, max_points=points, max_categories=cats)
     text = json.dumps(base.to_dict(), allow_nan=False)
     assert Baseline.from_dict(json.loads(text)) == base
@@ -254,7 +300,9 @@ def test_integer_codes_match_whatever_their_dtype() -> None:
 
 
 def test_baseline_refuses_bad_input_naming_it() -> None:
-    with pytest.raises(DataError, match=r"columns \['incme'\] are not in the training data.*Did you mean 'income'"):
+    with pytest.raises(
+        DataError, match=r"columns \['incme'\] are not in the training data.*Did you mean 'income'"
+    ):
         build_baseline({"income": [1.0, 2.0]}, columns=["incme"])
     with pytest.raises(DataError, match="'x' holds infinite values"):
         build_baseline({"x": [1.0, np.inf]})
@@ -265,12 +313,16 @@ def test_baseline_refuses_bad_input_naming_it() -> None:
     with pytest.raises(DataError, match="not a drift baseline"):
         Baseline.from_dict({"format": "something-else"})
     with pytest.raises(DataError, match="malformed drift baseline"):
-        Baseline.from_dict({"format": "keel-drift-baseline/1", "n_rows": 1, "features": [{"kind": "numeric"}]})
+        Baseline.from_dict(
+            {"format": "keel-drift-baseline/1", "n_rows": 1, "features": [{"kind": "numeric"}]}
+        )
 
 
 def test_drift_refuses_a_batch_without_the_baseline_columns(baseline: Baseline) -> None:
     batch = _population(100, np.random.default_rng(1)).rename(columns={"income": "incomes"})
-    with pytest.raises(DataError, match=r"lacks baseline columns \['income'\].*Did you mean 'incomes'"):
+    with pytest.raises(
+        DataError, match=r"lacks baseline columns \['income'\].*Did you mean 'incomes'"
+    ):
         detect_drift(baseline, batch)
     with pytest.raises(DataError, match="column 'income' must be numeric"):
         detect_drift(baseline, _population(100, np.random.default_rng(1)).assign(income="high"))
@@ -280,6 +332,7 @@ def test_drift_refuses_a_batch_without_the_baseline_columns(baseline: Baseline) 
 
 # --- the drift rule ---------------------------------------------------------------------------
 
+
 def test_false_alarm_rate_over_100_seeds_is_at_most_5_percent() -> None:
     """Each seed draws a fresh 20,000-row training set and a 5,000-row unchanged window."""
     alarms = 0
@@ -287,18 +340,29 @@ def test_false_alarm_rate_over_100_seeds_is_at_most_5_percent() -> None:
         rng = np.random.default_rng(1_000 + seed)
         report = detect_drift(build_baseline(_population(20_000, rng)), _population(5_000, rng))
         alarms += report.drifted
-    assert alarms / 100 <= 0.05  # measured: 0.01 (1 of 100) at the default alpha = 0.01; 0.02 at alpha = 0.05
+    assert (
+        alarms / 100 <= 0.05
+    )  # measured: 0.01 (1 of 100) at the default alpha = 0.01; 0.02 at alpha = 0.05
 
 
-def test_false_alarm_rate_against_one_fixed_baseline_is_at_most_5_percent(baseline: Baseline) -> None:
+def test_false_alarm_rate_against_one_fixed_baseline_is_at_most_5_percent(
+    baseline: Baseline,
+) -> None:
     """The practical case: one stored baseline, 100 unchanged 2,000-row windows."""
-    alarms = sum(detect_drift(baseline, _population(2_000, np.random.default_rng(seed))).drifted
-                 for seed in range(100, 200))
+    alarms = sum(
+        detect_drift(baseline, _population(2_000, np.random.default_rng(seed))).drifted
+        for seed in range(100, 200)
+    )
     assert alarms / 100 <= 0.05  # measured: 0.00 (0.04 at alpha = 0.05; 0.005 over 400 windows)
 
 
-def test_psi_alone_would_false_alarm_on_small_windows_where_the_rule_does_not(baseline: Baseline) -> None:
-    reports = [detect_drift(baseline, _population(100, np.random.default_rng(seed))) for seed in range(300, 340)]
+def test_psi_alone_would_false_alarm_on_small_windows_where_the_rule_does_not(
+    baseline: Baseline,
+) -> None:
+    reports = [
+        detect_drift(baseline, _population(100, np.random.default_rng(seed)))
+        for seed in range(300, 340)
+    ]
     psi_flags = sum(any(f.psi >= 0.1 for f in r.features) for r in reports)
     assert psi_flags >= 20  # the usual "PSI >= 0.1" fires on most small unchanged windows
     assert sum(r.drifted for r in reports) <= 2
@@ -313,16 +377,23 @@ def test_psi_alone_would_false_alarm_on_small_windows_where_the_rule_does_not(ba
         ({"unseen": 0.01}, {"region"}),
     ],
 )
-def test_moderate_shifts_are_detected_in_every_seed(baseline: Baseline, change: dict, flagged: set[str]) -> None:
+def test_moderate_shifts_are_detected_in_every_seed(
+    baseline: Baseline, change: dict, flagged: set[str]
+) -> None:
     for seed in range(20):
-        report = detect_drift(baseline, _population(2_000, np.random.default_rng(500 + seed), **change))
+        report = detect_drift(
+            baseline, _population(2_000, np.random.default_rng(500 + seed), **change)
+        )
         assert {f.name for f in report.features if f.drifted} == flagged, seed
 
 
 def test_a_large_shift_is_an_alert_and_a_moderate_one_a_warning(baseline: Baseline) -> None:
     moderate = detect_drift(baseline, _population(5_000, np.random.default_rng(9), shift=0.3))
     large = detect_drift(baseline, _population(5_000, np.random.default_rng(9), shift=1.0))
-    income = {r: next(f for f in rep.features if f.name == "income") for r, rep in (("m", moderate), ("l", large))}
+    income = {
+        r: next(f for f in rep.features if f.name == "income")
+        for r, rep in (("m", moderate), ("l", large))
+    }
     assert income["m"].level == "warn" and income["m"].psi < 0.2 and income["m"].ks_statistic > 0.08
     assert income["l"].level == "alert" and income["l"].psi >= 0.2 and large.level == "alert"
     text = json.dumps(large.to_dict(), allow_nan=False)

@@ -43,8 +43,12 @@ def _naive_expected_ap(p: list[float]) -> float | None:
 
 
 # A few values on purpose: ties within and across the classes' likely scores, and the ends 0 and 1.
-tied_probabilities = st.lists(st.sampled_from([0.0, 0.1, 0.25, 0.5, 0.5, 0.9, 1.0]), min_size=1, max_size=25)
-any_probabilities = st.lists(st.floats(0, 1, allow_subnormal=False), min_size=1, max_size=25)  # the naive oracle underflows on subnormals (5e-324 / 2 == 0)
+tied_probabilities = st.lists(
+    st.sampled_from([0.0, 0.1, 0.25, 0.5, 0.5, 0.9, 1.0]), min_size=1, max_size=25
+)
+any_probabilities = st.lists(
+    st.floats(0, 1, allow_subnormal=False), min_size=1, max_size=25
+)  # the naive oracle underflows on subnormals (5e-324 / 2 == 0)
 
 
 @given(st.one_of(tied_probabilities, any_probabilities))
@@ -91,12 +95,22 @@ def test_expected_auc_and_ap_match_realized_on_average_over_label_draws() -> Non
     pairs = positives * (p.size - positives)  # the AUC's denominator
     for name, estimate, realized, denominator in [
         ("auc", expected_auc(p), [roc_auc_score(y, p) for y in labels], pairs),
-        ("ap", expected_average_precision(p), [average_precision_score(y, p) for y in labels], positives),
+        (
+            "ap",
+            expected_average_precision(p),
+            [average_precision_score(y, p) for y in labels],
+            positives,
+        ),
     ]:
         values = np.array(realized)
         sd = values.std(ddof=1)
         tolerance = 4 * sd / np.sqrt(k) + sd * denominator.std(ddof=1) / denominator.mean()
-        assert abs(values.mean() - estimate) <= tolerance, (name, values.mean(), estimate, tolerance)
+        assert abs(values.mean() - estimate) <= tolerance, (
+            name,
+            values.mean(),
+            estimate,
+            tolerance,
+        )
 
 
 def test_threshold_metrics_estimate_their_realized_mean() -> None:
@@ -117,9 +131,13 @@ def test_threshold_metrics_estimate_their_realized_mean() -> None:
     for name, values in realized.items():
         sd = values.std(ddof=1)
         bias = sd * positives.std(ddof=1) / positives.mean() if name == "recall" else 0.0
-        assert abs(values.mean() - getattr(estimate, name)) <= 4 * sd / np.sqrt(values.size) + bias, name
+        assert (
+            abs(values.mean() - getattr(estimate, name)) <= 4 * sd / np.sqrt(values.size) + bias
+        ), name
     one = realized_performance(labels[0], p, threshold=0.4)
-    assert (one.precision, one.recall) == pytest.approx((realized["precision"][0], realized["recall"][0]))
+    assert (one.precision, one.recall) == pytest.approx(
+        (realized["precision"][0], realized["recall"][0])
+    )
     assert estimate.predicted_positive_rate == one.predicted_positive_rate == np.mean(flagged)
 
 
@@ -148,7 +166,9 @@ def test_realized_performance_agrees_with_the_validation_metrics() -> None:
 
 def test_a_window_with_one_class_has_no_auc_but_keeps_calibration_metrics() -> None:
     got = realized_performance([0, 0, 0], [0.1, 0.2, 0.7])
-    assert got.auc is None and got.ks is None and got.average_precision is None and got.recall is None
+    assert (
+        got.auc is None and got.ks is None and got.average_precision is None and got.recall is None
+    )
     assert got.precision == 0.0 and got.brier == pytest.approx((0.01 + 0.04 + 0.49) / 3)
     assert estimate_performance([0.1, 0.2]).precision is None  # nothing predicted positive
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
-from workers import append_many, fork_context
 
 from keel.registry.audit import GENESIS, AuditLog, audit_table, head_table, make_engine
+
+from workers import append_many, fork_context
 
 WRITERS, ROWS = 4, 15
 
@@ -13,8 +14,14 @@ WRITERS, ROWS = 4, 15
 def _log(url: str, rows: int = 5) -> AuditLog:
     log = AuditLog(make_engine(url))
     for i in range(1, rows + 1):
-        log.append(actor=f"user{i}", action="approve", obj=f"credit/v{i}", before={"state": "validated"},
-                   after={"state": "approved"}, reason=f"note {i}")
+        log.append(
+            actor=f"user{i}",
+            action="approve",
+            obj=f"credit/v{i}",
+            before={"state": "validated"},
+            after={"state": "approved"},
+            reason=f"note {i}",
+        )
     return log
 
 
@@ -60,7 +67,11 @@ def test_verify_names_reordered_rows(database_url: str) -> None:
     _sql(log, audit_table.update().where(audit_table.c.seq == 4).values(seq=3))
     _sql(log, audit_table.update().where(audit_table.c.seq == -3).values(seq=4))
     problems = log.verify()
-    assert [(p.kind, p.seq) for p in problems] == [("reordered", 3), ("reordered", 4), ("reordered", 5)]
+    assert [(p.kind, p.seq) for p in problems] == [
+        ("reordered", 3),
+        ("reordered", 4),
+        ("reordered", 5),
+    ]
     assert problems[0].detail == "row 3 was written after row 4, not after row 2"
 
 
@@ -69,15 +80,31 @@ def test_a_row_forged_with_a_fresh_hash_still_breaks_the_link(database_url: str)
 
     log = _log(database_url, rows=3)
     row = log.rows()[1]
-    forged = row_hash(row.time, "mallory", row.action, row.object, row.before, row.after, row.reason, row.prev_hash)
-    _sql(log, audit_table.update().where(audit_table.c.seq == 2).values(actor="mallory", hash=forged))
+    forged = row_hash(
+        row.time,
+        "mallory",
+        row.action,
+        row.object,
+        row.before,
+        row.after,
+        row.reason,
+        row.prev_hash,
+    )
+    _sql(
+        log, audit_table.update().where(audit_table.c.seq == 2).values(actor="mallory", hash=forged)
+    )
     assert [(p.kind, p.seq) for p in log.verify()] == [("broken", 3)]
 
 
-def test_concurrent_first_writers_create_the_log_once_and_form_one_unbroken_chain(database_url: str) -> None:
+def test_concurrent_first_writers_create_the_log_once_and_form_one_unbroken_chain(
+    database_url: str,
+) -> None:
     context = fork_context()
     start = context.Barrier(WRITERS)
-    writers = [context.Process(target=append_many, args=(database_url, w, ROWS, start)) for w in range(WRITERS)]
+    writers = [
+        context.Process(target=append_many, args=(database_url, w, ROWS, start))
+        for w in range(WRITERS)
+    ]
     for writer in writers:
         writer.start()
     for writer in writers:
@@ -92,6 +119,8 @@ def test_concurrent_first_writers_create_the_log_once_and_form_one_unbroken_chai
 
 def test_before_and_after_are_stored_as_canonical_json(database_url: str) -> None:
     log = _log(database_url, rows=0)
-    row = log.append(actor="ana", action="promote", obj="credit/v1", before={"b": 1, "a": 2}, after="champion")
+    row = log.append(
+        actor="ana", action="promote", obj="credit/v1", before={"b": 1, "a": 2}, after="champion"
+    )
     assert row.before == '{"a": 2, "b": 1}' and row.after == "champion"
     assert log.verify() == []

@@ -12,14 +12,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from backends import Store
-from factories import make_loans, register_version
 from typer.testing import CliRunner
 
 from keel.cli.main import app
 from keel.errors import IntegrityError
 from keel.models.artifact import MANIFEST, KeelModel, sha256_bytes
 from keel.registry.store import TAG_PREFIX, Registry, VersionInfo
+
+from backends import Store
+from factories import make_loans, register_version
 
 pytestmark = pytest.mark.slow
 TAG = TAG_PREFIX + "model_sha256"
@@ -52,8 +53,19 @@ def _delete_tag(registry: Registry) -> None:
 
 def _show(store: Store) -> dict:
     """``keel models show loans 1`` on this store, parsed."""
-    result = CliRunner().invoke(app, ["models", "show", "loans", "1", "--project-dir", str(store.project_dir),
-                                      "--tracking-uri", store.tracking_uri])
+    result = CliRunner().invoke(
+        app,
+        [
+            "models",
+            "show",
+            "loans",
+            "1",
+            "--project-dir",
+            str(store.project_dir),
+            "--tracking-uri",
+            store.tracking_uri,
+        ],
+    )
     assert result.exit_code == 0, result.output
     return json.loads(result.output)
 
@@ -72,14 +84,20 @@ def test_a_version_without_its_sha256_tag_is_refused_and_models_show_says_failed
 
 
 @pytest.mark.parametrize("value", ["", "not-a-sha256", "0" * 63, "g" * 64])
-def test_an_empty_or_malformed_sha256_tag_is_refused(store: Store, saved_model: Path, value: str) -> None:
+def test_an_empty_or_malformed_sha256_tag_is_refused(
+    store: Store, saved_model: Path, value: str
+) -> None:
     registry, _, _ = _registered(store, saved_model)
     registry.set_version_tag("loans", 1, "model_sha256", value)
-    with pytest.raises(IntegrityError, match=r"model 'loans' version 1.* the model cannot be verified"):
+    with pytest.raises(
+        IntegrityError, match=r"model 'loans' version 1.* the model cannot be verified"
+    ):
         registry.load_model("loans", 1)
 
 
-def test_an_edited_threshold_with_the_tag_removed_is_refused(store: Store, saved_model: Path) -> None:
+def test_an_edited_threshold_with_the_tag_removed_is_refused(
+    store: Store, saved_model: Path
+) -> None:
     """The issue's reproduction: the edit flipped decisions and ``keel models show`` said "ok"."""
     registry, _, source = _registered(store, saved_model)
     manifest = source / MANIFEST
@@ -89,7 +107,9 @@ def test_an_edited_threshold_with_the_tag_removed_is_refused(store: Store, saved
     _delete_tag(registry)
     with pytest.raises(IntegrityError, match=NO_TAG):
         registry.load_model("loans", 1)
-    assert _show(store)["integrity"].startswith("FAILED: model 'loans' version 1 has no keel.model_sha256 tag")
+    assert _show(store)["integrity"].startswith(
+        "FAILED: model 'loans' version 1 has no keel.model_sha256 tag"
+    )
 
 
 def _add(source: Path, kind: str) -> str:
@@ -114,8 +134,11 @@ def test_an_unexpected_entry_in_the_model_folder_is_refused_by_name(
 ) -> None:
     registry, _, source = _registered(store, saved_model)
     listed = re.escape(repr([_add(source, kind)]))
-    rule = (rf"{listed} are symbolic links" if kind == "symlink"
-            else rf"unexpected entries {listed}; a Keel model folder holds only model\.json")
+    rule = (
+        rf"{listed} are symbolic links"
+        if kind == "symlink"
+        else rf"unexpected entries {listed}; a Keel model folder holds only model\.json"
+    )
     with pytest.raises(IntegrityError, match=rf"^loans v1 at file://\S+: {rule}"):
         registry.load_model("loans", 1)
 
@@ -129,25 +152,34 @@ def _bytes_read() -> int | None:
     return int(next(line for line in text.splitlines() if line.startswith("rchar:")).split()[1])
 
 
-def test_a_huge_sparse_model_file_is_refused_without_being_read(store: Store, saved_model: Path) -> None:
+def test_a_huge_sparse_model_file_is_refused_without_being_read(
+    store: Store, saved_model: Path
+) -> None:
     registry, _, source = _registered(store, saved_model)
     body = source / "logistic.json"
     with body.open("r+b") as handle:
         handle.truncate(2**31)
     before = _bytes_read()
-    with pytest.raises(IntegrityError, match=r"\['logistic\.json \(2147483648 bytes\)'\] exceed the limit of "
-                                             r"1073741824 bytes \(1 GiB, MAX_FILE_BYTES\) per model file; "
-                                             r"refused before reading"):
+    with pytest.raises(
+        IntegrityError,
+        match=r"\['logistic\.json \(2147483648 bytes\)'\] exceed the limit of "
+        r"1073741824 bytes \(1 GiB, MAX_FILE_BYTES\) per model file; "
+        r"refused before reading",
+    ):
         registry.load_model("loans", 1)
     after = _bytes_read()
     if before is not None and after is not None:
         assert after - before < 2**26  # far less than the 2 GiB file: it was never read
 
 
-def test_a_clean_version_loads_with_identical_probabilities(store: Store, saved_model: Path) -> None:
+def test_a_clean_version_loads_with_identical_probabilities(
+    store: Store, saved_model: Path
+) -> None:
     registry, info, _ = _registered(store, saved_model)
     model, loaded_info = registry.load_model("loans", 1)
-    original = KeelModel.load(saved_model, expected_sha256=sha256_bytes((saved_model / MANIFEST).read_bytes()))
+    original = KeelModel.load(
+        saved_model, expected_sha256=sha256_bytes((saved_model / MANIFEST).read_bytes())
+    )
     frame = make_loans(300, seed=5)
     assert loaded_info == info
     assert np.array_equal(model.predict_proba(frame), original.predict_proba(frame))
@@ -156,8 +188,12 @@ def test_a_clean_version_loads_with_identical_probabilities(store: Store, saved_
 
 def _runs_uri_version(registry: Registry, info: VersionInfo) -> VersionInfo:
     """Version 2: the same run's files, registered by a ``runs:/`` URI (listed and downloaded through MLflow)."""
-    created = registry._client.create_model_version("loans", source=f"runs:/{info.run_id}/model",
-                                                    run_id=info.run_id, tags={TAG: info.tag("model_sha256") or ""})
+    created = registry._client.create_model_version(
+        "loans",
+        source=f"runs:/{info.run_id}/model",
+        run_id=info.run_id,
+        tags={TAG: info.tag("model_sha256") or ""},
+    )
     return registry.version("loans", int(created.version))
 
 
@@ -173,5 +209,7 @@ def test_a_version_listed_through_mlflow_loads_and_is_refused_with_an_extra_file
     assert np.array_equal(model.predict_proba(frame), by_file_uri.predict_proba(frame))
 
     (source / ".hidden").write_text("x")
-    with pytest.raises(IntegrityError, match=r"loans v2 at runs:/.*unexpected entries \['\.hidden'\]"):
+    with pytest.raises(
+        IntegrityError, match=r"loans v2 at runs:/.*unexpected entries \['\.hidden'\]"
+    ):
         registry.load_model("loans", by_runs_uri.version)

@@ -7,12 +7,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from factories import loans_spec, make_loans, register_version
-from people import crown, enrol
-from server_process import Server, serving
 
 from keel.spec import parse_spec
 from keel.training.trainer import train_model
+
+from factories import loans_spec, make_loans, register_version
+from people import crown, enrol
+from server_process import Server, serving
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ import socket
 from pathlib import Path
 
 import pytest
+
 from server_process import Server
 
 pytestmark = pytest.mark.slow
@@ -20,8 +21,10 @@ BODY = json.dumps({"income": 20000, "debt": 30000, "late_payments": 3, "region":
 def _post(server: Server, headers: list[tuple[str, str]]) -> bytes:
     """Send a scoring request with extra ``headers``; return the status line (b"" when the server hung up)."""
     head = "".join(f"{name}: {value}\r\n" for name, value in headers)
-    request = (f"POST /v1/score HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-               f"Content-Length: {len(BODY)}\r\n{head}\r\n").encode() + BODY
+    request = (
+        f"POST /v1/score HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(BODY)}\r\n{head}\r\n"
+    ).encode() + BODY
     with socket.create_connection(("127.0.0.1", server.port), timeout=30) as connection:
         try:
             connection.sendall(request)
@@ -35,11 +38,17 @@ def _post(server: Server, headers: list[tuple[str, str]]) -> bytes:
 
 def _rss_mb(pid: int) -> float:
     status = Path(f"/proc/{pid}/status").read_text()
-    return int(next(line for line in status.splitlines() if line.startswith("VmRSS:")).split()[1]) / 1024
+    return (
+        int(next(line for line in status.splitlines() if line.startswith("VmRSS:")).split()[1])
+        / 1024
+    )
 
 
 def test_oversized_and_overlong_heads_get_431_and_cost_no_memory(served: Server) -> None:
-    within = [_post(served, [("x-note", "a" * 30_000)]), _post(served, [(f"x-{i}", "1") for i in range(96)])]
+    within = [
+        _post(served, [("x-note", "a" * 30_000)]),
+        _post(served, [(f"x-{i}", "1") for i in range(96)]),
+    ]
     one_large = _post(served, [("x-big", "a" * 1_000_000)])
     too_many = _post(served, [(f"x-{i}", "1") for i in range(101)])
     before = _rss_mb(served.process.pid)

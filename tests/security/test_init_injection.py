@@ -24,18 +24,43 @@ INJECTIONS = [
 def test_a_column_name_cannot_inject_yaml_into_the_starter_spec(tmp_path: Path, evil: str) -> None:
     rng = np.random.default_rng(0)
     rows = 300
-    frame = pd.DataFrame({"loan_id": np.arange(rows), "income": rng.normal(5e4, 1e4, rows).round(),
-                          evil: [f"t{i}" for i in range(rows)], "default": rng.integers(0, 2, rows)})
+    frame = pd.DataFrame(
+        {
+            "loan_id": np.arange(rows),
+            "income": rng.normal(5e4, 1e4, rows).round(),
+            evil: [f"t{i}" for i in range(rows)],
+            "default": rng.integers(0, 2, rows),
+        }
+    )
     frame.to_csv(tmp_path / "data.csv", index=False)
     spec = tmp_path / "keel.yaml"
 
-    made = CliRunner().invoke(app, ["init", str(tmp_path / "data.csv"), "--target", "default", "-o", str(spec)])
+    made = CliRunner().invoke(
+        app, ["init", str(tmp_path / "data.csv"), "--target", "default", "-o", str(spec)]
+    )
 
     assert made.exit_code == 0, made.output
     written = yaml.safe_load(spec.read_text(encoding="utf-8"))
     assert "registry" not in written and "monitoring" not in written
-    assert set(written) <= {"project", "description", "seed", "data", "target", "features", "contract", "split",
-                            "models", "tuning", "gates", "protected", "reasons", "fairness", "model_card"}
+    assert set(written) <= {
+        "project",
+        "description",
+        "seed",
+        "data",
+        "target",
+        "features",
+        "contract",
+        "split",
+        "models",
+        "tuning",
+        "gates",
+        "protected",
+        "reasons",
+        "fairness",
+        "model_card",
+    }
     assert evil in written["features"]["exclude"]  # the name itself is kept, verbatim, as data
     lines = spec.read_text(encoding="utf-8").split("\n")
-    assert next(line for line in lines if not line.startswith("#")).startswith("project:")  # the header stays comment
+    assert next(line for line in lines if not line.startswith("#")).startswith(
+        "project:"
+    )  # the header stays comment

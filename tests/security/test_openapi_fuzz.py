@@ -13,10 +13,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 import schemathesis
-from factories import small_engine
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
-from people import enrol
 from schemathesis import GenerationMode
 
 from keel.server.api import create_governance_app
@@ -24,10 +22,22 @@ from keel.server.routes import ROUTES
 from keel.serving.app import create_app
 from keel.serving.predictions import PredictionLog
 
-EXAMPLES = settings(max_examples=25, deadline=None, derandomize=True,
-                    suppress_health_check=list(HealthCheck))
-HOLDER = {"users": "root", "approve": "vera", "reject": "vera", "policy": "vera", "promote": "dan",
-          "rollback": "dan", "register": "ana", "read": "ana"}  # who calls each permission's routes
+from factories import small_engine
+from people import enrol
+
+EXAMPLES = settings(
+    max_examples=25, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck)
+)
+HOLDER = {
+    "users": "root",
+    "approve": "vera",
+    "reject": "vera",
+    "policy": "vera",
+    "promote": "dan",
+    "rollback": "dan",
+    "register": "ana",
+    "read": "ana",
+}  # who calls each permission's routes
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +70,12 @@ def _fuzz(app: object, headers: Callable[[str, str], dict[str, str]]) -> Counter
             def call(case: schemathesis.Case) -> None:
                 response = case.call(headers=headers(case.method, case.path))
                 statuses[response.status_code] += 1
-                assert response.status_code < 500, (case.method, case.formatted_path, case.body, response.text)
+                assert response.status_code < 500, (
+                    case.method,
+                    case.formatted_path,
+                    case.body,
+                    response.text,
+                )
 
             try:
                 call()
@@ -72,8 +87,13 @@ def _fuzz(app: object, headers: Callable[[str, str], dict[str, str]]) -> Counter
 
 
 def test_keel_serve_never_answers_a_server_error(scoring_app: object) -> None:
-    statuses = _fuzz(scoring_app, lambda _, path: {"x-api-key": "k"} if path.startswith(("/admin", "/v1/labels")) else {})
-    print(f"keel serve: {sum(statuses.values())} requests, statuses {dict(sorted(statuses.items()))}")
+    statuses = _fuzz(
+        scoring_app,
+        lambda _, path: {"x-api-key": "k"} if path.startswith(("/admin", "/v1/labels")) else {},
+    )
+    print(
+        f"keel serve: {sum(statuses.values())} requests, statuses {dict(sorted(statuses.items()))}"
+    )
     assert statuses[200] and statuses[422]  # valid requests were answered, invalid ones refused
 
 
@@ -86,5 +106,7 @@ def test_the_governance_service_never_answers_a_server_error(governance_app: obj
         return {"authorization": f"Bearer {tokens[holder]}"} if holder else {}
 
     statuses = _fuzz(governance_app, headers)
-    print(f"governance service: {sum(statuses.values())} requests, statuses {dict(sorted(statuses.items()))}")
+    print(
+        f"governance service: {sum(statuses.values())} requests, statuses {dict(sorted(statuses.items()))}"
+    )
     assert statuses[200] and statuses[422]

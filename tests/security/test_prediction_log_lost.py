@@ -7,12 +7,13 @@ import shutil
 from pathlib import Path
 
 import pytest
-from factories import small_engine
 from fastapi.testclient import TestClient
 
 from keel.serving.app import create_app
 from keel.serving.engine import ScoringEngine
 from keel.serving.predictions import PredictionLog
+
+from factories import small_engine
 
 RECORD = {"income": 20000, "debt": 30000, "late_payments": 3, "region": "east"}
 
@@ -23,8 +24,9 @@ def engine() -> ScoringEngine:
 
 
 @pytest.mark.parametrize("how", ["deleted", "replaced"])
-def test_no_acknowledgement_after_the_log_is_deleted_or_replaced(engine: ScoringEngine, tmp_path: Path,
-                                                                 how: str) -> None:
+def test_no_acknowledgement_after_the_log_is_deleted_or_replaced(
+    engine: ScoringEngine, tmp_path: Path, how: str
+) -> None:
     path = tmp_path / "predictions.db"
     log = PredictionLog(path)
     client = TestClient(create_app(engine, prediction_log=log))
@@ -43,6 +45,8 @@ def test_no_acknowledgement_after_the_log_is_deleted_or_replaced(engine: Scoring
     assert "deleted or replaced" in answers[0].json()["detail"]
     assert client.get("/readyz").status_code == 503
     log.close()
-    reopened = PredictionLog(path)  # what a restart does: every row acknowledged before is there, none after
+    reopened = PredictionLog(
+        path
+    )  # what a restart does: every row acknowledged before is there, none after
     assert len(reopened.rows()) == (0 if how == "deleted" else 1)
     reopened.close()

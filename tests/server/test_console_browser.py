@@ -17,13 +17,14 @@ from typing import Any
 import pytest
 import uvicorn
 import yaml
-from browsers import chromium
-from people import PASSWORD, People, enrol
-from server_process import free_port
 
 from keel.lifecycle.run import run_project
 from keel.server.api import create_governance_app
 from keel.spec import load_spec
+
+from browsers import chromium
+from people import PASSWORD, People, enrol
+from server_process import free_port
 
 pytestmark = pytest.mark.slow
 PAYLOAD = "<script>alert('owned')</script>"
@@ -33,8 +34,12 @@ PAYLOAD = "<script>alert('owned')</script>"
 def site(loans_project: Path) -> Iterator[tuple[str, People]]:
     """`keel server`'s app on a loopback port over the loans project: v1 by ana, v2 by mia (developer+validator)."""
     raw = yaml.safe_load(loans_project.read_text())
-    raw.update(tuning={"trials": 1}, models={"families": ["logistic"]}, description=PAYLOAD,
-               model_card={"purpose": PAYLOAD})
+    raw.update(
+        tuning={"trials": 1},
+        models={"families": ["logistic"]},
+        description=PAYLOAD,
+        model_card={"purpose": PAYLOAD},
+    )
     loans_project.write_text(yaml.safe_dump(raw))
     project_dir = loans_project.parent / ".keel"
     people = enrol(project_dir)
@@ -45,8 +50,11 @@ def site(loans_project: Path) -> Iterator[tuple[str, People]]:
     run_project(spec, project_dir=project_dir, principal=mia, with_card=False)
     _monitored(project_dir, people)
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_governance_app(people.service), host="127.0.0.1", port=port,
-                                           log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_governance_app(people.service), host="127.0.0.1", port=port, log_level="warning"
+        )
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -66,10 +74,11 @@ def _monitored(project_dir: Path, people: People) -> None:
 
     import numpy as np
     import pandas as pd
-    from factories import make_loans
 
     from keel.monitoring.monitor import monitor
     from keel.spec import MonitoringSpec
+
+    from factories import make_loans
 
     model, _ = people.service.governance.registry.load_model("loans", 1)
     start, frames = pd.Timestamp("2026-01-05"), []
@@ -77,12 +86,24 @@ def _monitored(project_dir: Path, people: People) -> None:
         rows = make_loans(600, seed=week)
         if week == 2:
             rows["income"] = (rows["income"] * 0.6).round(0)
-        rows["time"] = start + pd.Timedelta(weeks=week) + pd.to_timedelta(np.arange(600) * 1000, unit="s")
+        rows["time"] = (
+            start + pd.Timedelta(weeks=week) + pd.to_timedelta(np.arange(600) * 1000, unit="s")
+        )
         frames.append(rows)
     events = pd.concat(frames, ignore_index=True)
-    events = events.assign(probability=model.predict_proba(events), version=1,
-                           label=events.pop("defaulted").astype(float), label_time=pd.NaT)
-    report = monitor(events, model, MonitoringSpec(window="week"), name="loans", as_of=start + pd.Timedelta(weeks=3))
+    events = events.assign(
+        probability=model.predict_proba(events),
+        version=1,
+        label=events.pop("defaulted").astype(float),
+        label_time=pd.NaT,
+    )
+    report = monitor(
+        events,
+        model,
+        MonitoringSpec(window="week"),
+        name="loans",
+        as_of=start + pd.Timedelta(weeks=3),
+    )
     latest = project_dir / "monitoring" / "loans" / "latest.json"
     latest.parent.mkdir(parents=True)
     latest.write_text(json.dumps(report.to_dict(), default=str))
@@ -96,16 +117,19 @@ def _not_blank(path: Path) -> None:
     assert path.stat().st_size > 5_000 and colours[1] - colours[0] > 50, f"{path} looks blank"
 
 
-def test_review_approve_with_conditions_promote_and_audit_in_a_browser(site: tuple[str, People],
-                                                                       tmp_path: Path) -> None:
+def test_review_approve_with_conditions_promote_and_audit_in_a_browser(
+    site: tuple[str, People], tmp_path: Path
+) -> None:
     from playwright.sync_api import sync_playwright
 
     base, people = site
     shots, outside, dialogs = tmp_path / "screens", [], []
     shots.mkdir()
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium(),
-                                             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        browser = playwright.chromium.launch(
+            executable_path=chromium(),
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
         context = browser.new_context(viewport={"width": 1200, "height": 900})
 
         def offline(route: Any) -> None:  # the network is off: only the console itself answers
@@ -139,15 +163,22 @@ def test_review_approve_with_conditions_promote_and_audit_in_a_browser(site: tup
         page.goto(f"{base}/console/models/loans/versions/2")
         page.fill("form[action$='/approve'] textarea[name=note]", "my own")
         page.click("form[action$='/approve'] button")
-        assert "four-eyes rule: mia is the author of loans/v2" in page.locator(".error").inner_text()
+        assert (
+            "four-eyes rule: mia is the author of loans/v2" in page.locator(".error").inner_text()
+        )
         page.goto(f"{base}/console/models/loans/versions/1")
         shoot("version")
         summary = page.locator("#decision").inner_text()
-        assert "Decision summary" in summary and "95% interval" in summary and "validated" in summary
+        assert (
+            "Decision summary" in summary and "95% interval" in summary and "validated" in summary
+        )
         card = page.frame_locator("iframe.model-card")
         assert PAYLOAD in card.locator("body").inner_text()  # the spec's HTML payload shows as text
         page.fill("form[action$='/approve'] textarea[name=note]", "Reasons and fairness reviewed")
-        page.fill("form[action$='/approve'] textarea[name=conditions]", "Re-validate within 6 months <b>now</b>")
+        page.fill(
+            "form[action$='/approve'] textarea[name=conditions]",
+            "Re-validate within 6 months <b>now</b>",
+        )
         page.click("form[action$='/approve'] button")
         page.wait_for_selector(".message")
         assert "Re-validate within 6 months <b>now</b>" in page.locator(".conditions").inner_text()
@@ -158,10 +189,14 @@ def test_review_approve_with_conditions_promote_and_audit_in_a_browser(site: tup
         page.goto(f"{base}/console/models/loans/versions/2")
         assert page.locator("form[action$='/approve']").count() == 0
         token = page.locator("input[name=csrf]").first.get_attribute("value")
-        forged = page.request.post(f"{base}/console/models/loans/versions/2/approve",
-                                   form={"csrf": token or "", "note": "let me in"})
+        forged = page.request.post(
+            f"{base}/console/models/loans/versions/2/approve",
+            form={"csrf": token or "", "note": "let me in"},
+        )
         assert forged.status == 403
-        csrf_less = page.request.post(f"{base}/console/models/loans/versions/2/reject", form={"note": "x"})
+        csrf_less = page.request.post(
+            f"{base}/console/models/loans/versions/2/reject", form={"note": "x"}
+        )
         assert csrf_less.status == 403
         page.click("header button")
         page.wait_for_url(f"{base}/console/login*")
@@ -187,7 +222,12 @@ def test_review_approve_with_conditions_promote_and_audit_in_a_browser(site: tup
 
     assert outside == [] and dialogs == []
     mia = people.service.users.authenticate_password("mia", PASSWORD)
-    history = [(row.action, row.actor, row.object) for row in people.service.governance.history("loans")]
+    history = [
+        (row.action, row.actor, row.object) for row in people.service.governance.history("loans")
+    ]
     assert [h for h in history if h[0] != "register"] == [
-        ("refused", mia.actor, "loans/v2"), ("approve", mia.actor, "loans/v1"),
-        ("refused", people.dev.actor, "loans/v2"), ("promote", people.dep.actor, "loans/v1")]
+        ("refused", mia.actor, "loans/v2"),
+        ("approve", mia.actor, "loans/v1"),
+        ("refused", people.dev.actor, "loans/v2"),
+        ("promote", people.dep.actor, "loans/v1"),
+    ]

@@ -24,9 +24,14 @@ SPELLINGS = [
     pytest.param("\talice", "whitespace U+0009 (TAB) at position 0", id="tab"),
     pytest.param("\uff41\uff4c\uff49\uff43\uff45", SAME, id="full-width"),
     pytest.param("\u0430lice", "it mixes the scripts CYRILLIC, LATIN", id="cyrillic-a"),
-    pytest.param("ali\u200bce", "invisible control or format character U+200B (ZERO WIDTH SPACE) at position 3",
-                 id="zero-width-space"),
-    pytest.param("alice@bank.example", "'@' U+0040 (COMMERCIAL AT), which is not a letter", id="e-mail"),
+    pytest.param(
+        "ali\u200bce",
+        "invisible control or format character U+200B (ZERO WIDTH SPACE) at position 3",
+        id="zero-width-space",
+    ),
+    pytest.param(
+        "alice@bank.example", "'@' U+0040 (COMMERCIAL AT), which is not a letter", id="e-mail"
+    ),
     pytest.param("alice\u0301", "it is too like existing user 'alice'", id="combining-accent"),
     pytest.param("", "it is empty or blank", id="empty"),
     pytest.param("   ", "it is empty or blank", id="blank"),
@@ -37,18 +42,23 @@ SPELLINGS = [
 @pytest.fixture
 def users(database_url: str) -> UserStore:
     engine = make_engine(database_url)
-    return UserStore(engine, AuditLog(engine), hasher=PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
+    return UserStore(
+        engine, AuditLog(engine), hasher=PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+    )
 
 
 @pytest.mark.parametrize(("spelling", "reason"), SPELLINGS)
-def test_another_spelling_of_an_existing_user_is_refused_with_its_reason(users: UserStore, spelling: str,
-                                                                         reason: str) -> None:
+def test_another_spelling_of_an_existing_user_is_refused_with_its_reason(
+    users: UserStore, spelling: str, reason: str
+) -> None:
     admin = users.add("root", ["admin"], PASSWORD, by=None)
     users.add("alice", ["developer"], PASSWORD, by=admin)
     audit_rows = len(users.audit.rows())
     with pytest.raises(NameRefused, match=re.escape(reason)) as refused:
         users.add(spelling, ["validator"], PASSWORD, by=admin)
-    assert repr(spelling) in str(refused.value)  # the message names the refused text, invisible characters escaped
+    assert repr(spelling) in str(
+        refused.value
+    )  # the message names the refused text, invisible characters escaped
     assert [u["name"] for u in users.list()] == ["alice", "root"]
     assert len(users.audit.rows()) == audit_rows  # a refused name writes nothing
 
@@ -57,7 +67,9 @@ def test_ordinary_names_are_accepted(users: UserStore) -> None:
     admin = users.add("root", ["admin"], PASSWORD, by=None)
     for name in ["bo", "maria.lopez", "o-brien", "zoë", "li_wei2"]:
         assert users.add(name, ["viewer"], PASSWORD, by=admin).name == name
-    assert users.add("\uff2a\uff41\uff4e", ["viewer"], PASSWORD, by=admin).name == "jan"  # full-width: canonical
+    assert (
+        users.add("\uff2a\uff41\uff4e", ["viewer"], PASSWORD, by=admin).name == "jan"
+    )  # full-width: canonical
 
 
 def test_an_accented_name_is_fine_alone_but_too_like_its_unaccented_twin(users: UserStore) -> None:
@@ -77,17 +89,20 @@ def test_an_all_cyrillic_lookalike_is_too_like_the_latin_name(users: UserStore) 
     assert users.list()[0]["id"] == admin.id and len(users.list()) == 1
 
 
-@pytest.mark.parametrize(("text", "reason"), [
-    ("\ufeffalice", "U+FEFF (ZERO WIDTH NO-BREAK SPACE)"),
-    ("\u202ealice", "U+202E (RIGHT-TO-LEFT OVERRIDE)"),
-    ("ali\u200dce", "U+200D (ZERO WIDTH JOINER)"),
-    ("alice\u00a0", "whitespace U+00A0 (NO-BREAK SPACE)"),
-    ("1alice", "it starts with '1', not a letter"),
-    ("_alice", "it starts with '_', not a letter"),
-    ("al\u03b9ce", "it mixes the scripts GREEK, LATIN"),
-    ("alice!", "'!' U+0021 (EXCLAMATION MARK)"),
-    ("a" * (MAX_LENGTH + 1), f"it is {MAX_LENGTH + 1} characters long, more than {MAX_LENGTH}"),
-])
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("\ufeffalice", "U+FEFF (ZERO WIDTH NO-BREAK SPACE)"),
+        ("\u202ealice", "U+202E (RIGHT-TO-LEFT OVERRIDE)"),
+        ("ali\u200dce", "U+200D (ZERO WIDTH JOINER)"),
+        ("alice\u00a0", "whitespace U+00A0 (NO-BREAK SPACE)"),
+        ("1alice", "it starts with '1', not a letter"),
+        ("_alice", "it starts with '_', not a letter"),
+        ("al\u03b9ce", "it mixes the scripts GREEK, LATIN"),
+        ("alice!", "'!' U+0021 (EXCLAMATION MARK)"),
+        ("a" * (MAX_LENGTH + 1), f"it is {MAX_LENGTH + 1} characters long, more than {MAX_LENGTH}"),
+    ],
+)
 def test_normalize_name_states_the_rule_and_what_is_accepted(text: str, reason: str) -> None:
     with pytest.raises(NameRefused, match=re.escape(reason)) as refused:
         normalize_name(text)

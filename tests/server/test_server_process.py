@@ -11,21 +11,36 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from people import enrol
-from server_process import free_port
 from typer.testing import CliRunner
 
 from keel.cli.main import app
 
+from people import enrol
+from server_process import free_port
+
 pytestmark = pytest.mark.slow
 
 
-def test_register_review_and_release_through_the_governance_service(loans_project: Path, tmp_path: Path) -> None:
+def test_register_review_and_release_through_the_governance_service(
+    loans_project: Path, tmp_path: Path
+) -> None:
     project_dir = loans_project.parent / ".keel"
     people = enrol(project_dir)  # the service's own store: users, key and checkpoints live with it
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "keel", "server", "--project-dir", str(project_dir),
-                               "--port", str(port)], stderr=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "keel",
+            "server",
+            "--project-dir",
+            str(project_dir),
+            "--port",
+            str(port),
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -39,7 +54,11 @@ def test_register_review_and_release_through_the_governance_service(loans_projec
         no_key = tmp_path / "developer-has-no-key"
 
         def keel(*args: str, who: str) -> object:
-            env = {"KEEL_SERVER": url, "KEEL_TOKEN": people.tokens[who], "KEEL_AUDIT_KEY": str(no_key)}
+            env = {
+                "KEEL_SERVER": url,
+                "KEEL_TOKEN": people.tokens[who],
+                "KEEL_AUDIT_KEY": str(no_key),
+            }
             return CliRunner().invoke(app, list(args), env=env)
 
         trained = keel("train", str(loans_project), "-q", who="ana")
@@ -47,20 +66,29 @@ def test_register_review_and_release_through_the_governance_service(loans_projec
         assert "Author unverified" not in trained.output
         refused = keel("approve", "1", "--note", "mine", "--spec", str(loans_project), who="ana")
         assert refused.exit_code == 8 and "ana may not approve" in refused.stderr
-        approved = keel("approve", "1", "--note", "card read", "--spec", str(loans_project), who="vera")
+        approved = keel(
+            "approve", "1", "--note", "card read", "--spec", str(loans_project), who="vera"
+        )
         assert approved.exit_code == 0, approved.stderr
         promoted = keel("promote", "1", "--spec", str(loans_project), who="dan")
         assert promoted.exit_code == 0 and "approved -> champion" in promoted.output
         verified = keel("audit", "verify", "--spec", str(loans_project), who="dan")
         assert verified.exit_code == 0 and "intact" in verified.output
-        anonymous = CliRunner().invoke(app, ["promote", "1", "--spec", str(loans_project)],
-                                       env={"KEEL_SERVER": url, "KEEL_TOKEN": ""})
+        anonymous = CliRunner().invoke(
+            app,
+            ["promote", "1", "--spec", str(loans_project)],
+            env={"KEEL_SERVER": url, "KEEL_TOKEN": ""},
+        )
         assert anonymous.exit_code == 14
     finally:
         server.terminate()
         server.wait(timeout=30)
     assert not no_key.exists()  # no developer or reviewer process ever held (or made) a signing key
     history = [(row.action, row.actor) for row in people.service.governance.history("loans")]
-    assert history == [("register", people.dev.actor), ("refused", people.dev.actor),
-                       ("approve", people.val.actor), ("promote", people.dep.actor)]
+    assert history == [
+        ("register", people.dev.actor),
+        ("refused", people.dev.actor),
+        ("approve", people.val.actor),
+        ("promote", people.dep.actor),
+    ]
     assert os.environ.get("KEEL_SERVER") is None

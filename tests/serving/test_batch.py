@@ -9,7 +9,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from factories import loans_spec, make_loans
 
 from keel.errors import DataError
 from keel.serving.batch import score_file
@@ -17,23 +16,34 @@ from keel.serving.engine import ScoringEngine
 from keel.spec import parse_spec
 from keel.training.trainer import train_model
 
+from factories import loans_spec, make_loans
+
 
 @pytest.fixture(scope="module")
 def engine() -> ScoringEngine:
     raw = loans_spec("unused.csv", tuning={"trials": 2}, models={"families": ["lightgbm"]})
-    return ScoringEngine(train_model(make_loans(rows=1500, seed=2), parse_spec(raw)).model, "loans", 2)
+    return ScoringEngine(
+        train_model(make_loans(rows=1500, seed=2), parse_spec(raw)).model, "loans", 2
+    )
 
 
 @pytest.mark.parametrize("suffix", ["csv", "parquet"])
-def test_chunked_file_scoring_matches_the_engine_row_for_row(engine: ScoringEngine, tmp_path: Path,
-                                                             suffix: str) -> None:
+def test_chunked_file_scoring_matches_the_engine_row_for_row(
+    engine: ScoringEngine, tmp_path: Path, suffix: str
+) -> None:
     rows = make_loans(rows=2500, seed=4)
     source = tmp_path / f"in.{suffix}"
     rows.to_csv(source, index=False) if suffix == "csv" else rows.to_parquet(source, index=False)
     chunks: list[int] = []
 
-    total = score_file(engine, str(source), str(tmp_path / "out.parquet"), keep=["loan_id"], chunk_rows=700,
-                       on_chunk=chunks.append)
+    total = score_file(
+        engine,
+        str(source),
+        str(tmp_path / "out.parquet"),
+        keep=["loan_id"],
+        chunk_rows=700,
+        on_chunk=chunks.append,
+    )
 
     scored = pd.read_parquet(tmp_path / "out.parquet")
     expected = engine.score_frame(rows)
@@ -45,7 +55,9 @@ def test_chunked_file_scoring_matches_the_engine_row_for_row(engine: ScoringEngi
     assert [p.name for p in tmp_path.iterdir() if "partial" in p.name] == []
 
 
-def test_a_failure_midway_leaves_no_output_and_no_partial_file(engine: ScoringEngine, tmp_path: Path) -> None:
+def test_a_failure_midway_leaves_no_output_and_no_partial_file(
+    engine: ScoringEngine, tmp_path: Path
+) -> None:
     rows = make_loans(rows=1000, seed=4).astype({"income": str})
     rows.loc[900, "income"] = "unknown"  # a bad value in the second chunk
     source = tmp_path / "in.parquet"
@@ -57,7 +69,9 @@ def test_a_failure_midway_leaves_no_output_and_no_partial_file(engine: ScoringEn
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.parquet"]
 
 
-def test_output_must_be_parquet_and_kept_columns_must_exist(engine: ScoringEngine, tmp_path: Path) -> None:
+def test_output_must_be_parquet_and_kept_columns_must_exist(
+    engine: ScoringEngine, tmp_path: Path
+) -> None:
     source = tmp_path / "in.parquet"
     make_loans(rows=10).to_parquet(source, index=False)
 
@@ -68,8 +82,9 @@ def test_output_must_be_parquet_and_kept_columns_must_exist(engine: ScoringEngin
 
 
 @pytest.mark.parametrize("suffix", ["csv", "parquet"])
-def test_kept_columns_keep_their_type_when_later_chunks_have_gaps(engine: ScoringEngine, tmp_path: Path,
-                                                                  suffix: str) -> None:
+def test_kept_columns_keep_their_type_when_later_chunks_have_gaps(
+    engine: ScoringEngine, tmp_path: Path, suffix: str
+) -> None:
     """A kept column whose first chunk has no missing value (ints) or only missing values, and later ones differ."""
     rows = make_loans(rows=300, seed=5)
     rows["branch"] = pd.array([7] * 100 + [None] * 100 + [9] * 100, dtype="Int64")  # int, then gaps
@@ -78,7 +93,9 @@ def test_kept_columns_keep_their_type_when_later_chunks_have_gaps(engine: Scorin
     if suffix == "csv":
         rows.to_csv(source, index=False)
     else:  # without pandas' metadata, as Spark or DuckDB would write it
-        pq.write_table(pa.Table.from_pandas(rows, preserve_index=False).replace_schema_metadata(None), source)
+        pq.write_table(
+            pa.Table.from_pandas(rows, preserve_index=False).replace_schema_metadata(None), source
+        )
 
     score_file(engine, str(source), str(target), keep=["loan_id", "branch", "note"], chunk_rows=100)
     out = pd.read_parquet(target)

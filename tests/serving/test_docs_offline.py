@@ -13,14 +13,15 @@ from urllib.parse import urljoin, urlsplit
 
 import pytest
 import uvicorn
-from browsers import chromium
-from factories import small_engine
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from keel.serving.app import create_app
 from keel.serving.docs import mount_local_docs
 from keel.serving.engine import ScoringEngine
+
+from browsers import chromium
+from factories import small_engine
 
 # The least size of each kind of asset: Swagger UI's script is over a megabyte, its stylesheet about 190 kB.
 KINDS = {"text/javascript": 500_000, "text/css": 50_000, "image/png": 100}
@@ -39,9 +40,21 @@ def client(engine: ScoringEngine) -> TestClient:
 class Assets(HTMLParser):
     """Every URL the page loads as a script, stylesheet, icon, image, font or frame."""
 
-    LOADING = {("script", "src"), ("link", "href"), ("img", "src"), ("img", "srcset"), ("source", "src"),
-               ("source", "srcset"), ("iframe", "src"), ("embed", "src"), ("object", "data"), ("video", "poster"),
-               ("audio", "src"), ("video", "src"), ("input", "src")}
+    LOADING = {
+        ("script", "src"),
+        ("link", "href"),
+        ("img", "src"),
+        ("img", "srcset"),
+        ("source", "src"),
+        ("source", "srcset"),
+        ("iframe", "src"),
+        ("embed", "src"),
+        ("object", "data"),
+        ("video", "poster"),
+        ("audio", "src"),
+        ("video", "src"),
+        ("input", "src"),
+    }
 
     def __init__(self) -> None:
         super().__init__()
@@ -52,8 +65,11 @@ class Assets(HTMLParser):
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         for name, value in attrs:
             if value and (tag, name) in self.LOADING:
-                self.urls += [part.split()[0] for part in value.split(",") if part.strip()] if name == "srcset" \
+                self.urls += (
+                    [part.split()[0] for part in value.split(",") if part.strip()]
+                    if name == "srcset"
                     else [value]
+                )
             if name == "style" and value:
                 self.inline.append(value)
         self._in_style = tag == "style"
@@ -68,7 +84,9 @@ class Assets(HTMLParser):
 
 def _css_urls(css: str) -> list[str]:
     """The targets of a stylesheet's url(...) and @import, data: URIs left out."""
-    found = re.findall(r"url\(\s*['\"]?([^'\")]+)", css) + re.findall(r"@import\s+['\"]([^'\"]+)", css)
+    found = re.findall(r"url\(\s*['\"]?([^'\")]+)", css) + re.findall(
+        r"@import\s+['\"]([^'\"]+)", css
+    )
     return [url for url in found if not url.strip().lower().startswith("data:")]
 
 
@@ -85,13 +103,20 @@ def test_docs_reference_only_assets_the_app_serves_itself(client: TestClient) ->
     assets = parsed.urls + [u for text in parsed.inline for u in _css_urls(text)]
     assert not [url for url in assets if _external(url)], assets
     assert not re.search(r"https?://|cdn\.", page.text), "the docs page names an outside address"
-    assert {Path(urlsplit(url).path).name for url in assets} >= {"swagger-ui-bundle.js", "swagger-ui.css"}
+    assert {Path(urlsplit(url).path).name for url in assets} >= {
+        "swagger-ui-bundle.js",
+        "swagger-ui.css",
+    }
 
     for url in assets:
         answer = client.get(urljoin("http://testserver/docs", url))
         assert answer.status_code == 200, url
         kind = answer.headers["content-type"].split(";")[0]
-        assert kind in KINDS and len(answer.content) >= KINDS[kind], (url, kind, len(answer.content))
+        assert kind in KINDS and len(answer.content) >= KINDS[kind], (
+            url,
+            kind,
+            len(answer.content),
+        )
         if kind == "text/css":  # the stylesheet's own fonts and images are inline or local too
             assert not [u for u in _css_urls(answer.text) if _external(u)], url
         if kind == "image/png":
@@ -103,9 +128,13 @@ def test_docs_keep_the_schema_and_oauth_redirect_and_redoc_is_off(client: TestCl
     assert client.get("/openapi.json").json()["paths"].keys() >= {"/v1/score", "/v1/score/batch"}
     assert client.get("/docs/oauth2-redirect").status_code == 200
     assert "http" not in client.get("/docs/oauth2-redirect").text.replace("window.location", "")
-    assert client.get("/redoc").status_code == 404  # ReDoc's page would load fonts from outside: not offered
+    assert (
+        client.get("/redoc").status_code == 404
+    )  # ReDoc's page would load fonts from outside: not offered
     assert client.get("/static/swagger-ui/").status_code == 404  # no listing
-    assert client.get("/static/swagger-ui/LICENSE").status_code == 200  # Swagger UI's license ships beside it
+    assert (
+        client.get("/static/swagger-ui/LICENSE").status_code == 200
+    )  # Swagger UI's license ships beside it
 
 
 def test_local_docs_follow_the_root_path_and_refuse_an_app_with_cdn_docs() -> None:
@@ -141,7 +170,9 @@ def served(engine: ScoringEngine) -> Iterator[str]:
         sock.close()
 
 
-def test_docs_render_the_operations_in_a_browser_with_the_network_off(served: str, tmp_path: Path) -> None:
+def test_docs_render_the_operations_in_a_browser_with_the_network_off(
+    served: str, tmp_path: Path
+) -> None:
     binary = chromium()
     from playwright.sync_api import Route, sync_playwright
     from playwright.sync_api import TimeoutError as Timeout
@@ -161,15 +192,27 @@ def test_docs_render_the_operations_in_a_browser_with_the_network_off(served: st
     with sync_playwright() as p:
         # A proxy that answers nothing stands for a network that is off (Chromium never proxies loopback),
         # and page.route below refuses and records whatever the page asks of another host.
-        browser = p.chromium.launch(executable_path=binary, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--no-first-run", "--disable-sync", "--proxy-server=http://127.0.0.1:9"])
+        browser = p.chromium.launch(
+            executable_path=binary,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--no-first-run",
+                "--disable-sync",
+                "--proxy-server=http://127.0.0.1:9",
+            ],
+        )
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 1000})
             page.set_default_timeout(30_000)
             page.route("**/*", only_local)
             page.on("requestfailed", lambda r: failed.append(r.url))
-            page.on("response", lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+            page.on(
+                "response",
+                lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 400 else None,
+            )
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
             page.goto(f"{served}/docs", wait_until="load")
@@ -178,8 +221,11 @@ def test_docs_render_the_operations_in_a_browser_with_the_network_off(served: st
                 page.wait_for_selector(".opblock")
                 score.wait_for()
             except Timeout:
-                pytest.fail(f"/docs showed no operations; outside requests {outside}, failed {failed}, "
-                            f"errors {errors}", pytrace=False)
+                pytest.fail(
+                    f"/docs showed no operations; outside requests {outside}, failed {failed}, "
+                    f"errors {errors}",
+                    pytrace=False,
+                )
             assert score.count() == 1
             assert page.locator(".opblock").count() >= 5  # score, batch, probes, metrics, admin
             assert "Keel scoring: loans" in page.locator(".info .title").inner_text()
@@ -196,4 +242,6 @@ def test_docs_render_the_operations_in_a_browser_with_the_network_off(served: st
 
     with Image.open(shot) as image:
         colours = image.convert("RGB").getcolors(maxcolors=1 << 16)
-    assert colours is None or len(colours) > 50, "the screenshot is (almost) one colour: the page is blank"
+    assert colours is None or len(colours) > 50, (
+        "the screenshot is (almost) one colour: the page is blank"
+    )

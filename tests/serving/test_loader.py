@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from people import crown, enrol
 
 from keel.errors import IntegrityError, RegistryError
 from keel.lifecycle.run import run_project
@@ -13,13 +12,19 @@ from keel.registry.governance import Governance
 from keel.serving.loader import alias_disagreement, load_alias
 from keel.spec import load_spec
 
+from people import crown, enrol
+
 pytestmark = pytest.mark.slow
 
 
-def test_load_alias_serves_the_audited_champion_and_refuses_tampered_files(loans_project: Path) -> None:
+def test_load_alias_serves_the_audited_champion_and_refuses_tampered_files(
+    loans_project: Path,
+) -> None:
     project_dir = loans_project.parent / ".keel"
     people = enrol(project_dir)
-    run_project(load_spec(loans_project), project_dir=project_dir, principal=people.dev, with_card=False)
+    run_project(
+        load_spec(loans_project), project_dir=project_dir, principal=people.dev, with_card=False
+    )
     governance = people.service.governance
 
     governance.registry.set_alias("loans", "champion", 1)  # by hand: the mirror is not the truth
@@ -38,14 +43,20 @@ def test_load_alias_serves_the_audited_champion_and_refuses_tampered_files(loans
         load_alias(governance, "loans")
 
 
-def test_a_registry_fingerprint_swapped_to_match_other_files_is_refused(loans_project: Path) -> None:
+def test_a_registry_fingerprint_swapped_to_match_other_files_is_refused(
+    loans_project: Path,
+) -> None:
     project_dir = loans_project.parent / ".keel"
     people = enrol(project_dir)
-    run_project(load_spec(loans_project), project_dir=project_dir, principal=people.dev, with_card=False)
+    run_project(
+        load_spec(loans_project), project_dir=project_dir, principal=people.dev, with_card=False
+    )
     crown(people, "loans", 1)
     governance = people.service.governance
     governance.registry.set_version_tag("loans", 1, "model_sha256", "0" * 64)
-    with pytest.raises(IntegrityError, match="is not the .* the audit log recorded at registration"):
+    with pytest.raises(
+        IntegrityError, match="is not the .* the audit log recorded at registration"
+    ):
         load_alias(governance, "loans")
 
 
@@ -72,10 +83,22 @@ def test_a_promotion_row_inserted_by_sql_moves_nothing_that_serves(loans_project
     assert load_verified(governance, "loans", "champion").version == 1
     with governance.audit.engine.begin() as conn:
         seq = conn.execute(sa.select(sa.func.max(audit_table.c.seq))).scalar_one() + 1
-        conn.execute(audit_table.insert().values(
-            seq=seq, time="2026-01-01T00:00:00+00:00", actor="user:x", action="promote", object="loans/v2",
-            before="{}", after='{"state": "champion"}', reason="", prev_hash="0" * 64, hash="0" * 64,
-            key_id="", signature=""))
+        conn.execute(
+            audit_table.insert().values(
+                seq=seq,
+                time="2026-01-01T00:00:00+00:00",
+                actor="user:x",
+                action="promote",
+                object="loans/v2",
+                before="{}",
+                after='{"state": "champion"}',
+                reason="",
+                prev_hash="0" * 64,
+                hash="0" * 64,
+                key_id="",
+                signature="",
+            )
+        )
         conn.execute(head_table.update().values(count=seq))
     assert governance.ledger().model("loans").champion == 2  # what the rows now claim
     with pytest.raises(IntegrityError, match="the audit log does not verify"):

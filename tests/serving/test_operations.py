@@ -17,7 +17,6 @@ from typing import Any
 
 import httpx
 import pytest
-from factories import loans_spec, make_loans
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
@@ -27,12 +26,16 @@ from keel.serving.predictions import PredictionLog
 from keel.spec import parse_spec
 from keel.training.trainer import train_model
 
+from factories import loans_spec, make_loans
+
 RECORD = {"income": 20000, "debt": 30000, "late_payments": 3, "region": "east"}
 
 
 def _engine(seed: int, version: int) -> ScoringEngine:
     raw = loans_spec("unused.csv", tuning={"trials": 2}, models={"families": ["logistic"]})
-    return ScoringEngine(train_model(make_loans(rows=800, seed=seed), parse_spec(raw)).model, "loans", version)
+    return ScoringEngine(
+        train_model(make_loans(rows=800, seed=seed), parse_spec(raw)).model, "loans", version
+    )
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +63,15 @@ def blocked_log(tmp_path: Path) -> Iterator[tuple[PredictionLog, sqlite3.Connect
 
 def _records(n: int) -> list[dict[str, Any]]:
     rows = make_loans(rows=n, seed=9)
-    return [{"income": int(r.income), "debt": int(r.debt), "late_payments": int(r.late_payments),
-             "region": str(r.region)} for r in rows.itertuples()]
+    return [
+        {
+            "income": int(r.income),
+            "debt": int(r.debt),
+            "late_payments": int(r.late_payments),
+            "region": str(r.region),
+        }
+        for r in rows.itertuples()
+    ]
 
 
 def _sample(app: FastAPI, name: str, **labels: str) -> float | None:
@@ -77,7 +87,8 @@ async def _until(condition: Callable[[], bool]) -> None:
 
 
 def test_scoring_beyond_max_in_flight_is_shed_but_probes_still_answer(
-        champion: ScoringEngine, blocked_log: tuple[PredictionLog, sqlite3.Connection]) -> None:
+    champion: ScoringEngine, blocked_log: tuple[PredictionLog, sqlite3.Connection]
+) -> None:
     log, blocker = blocked_log
     app = create_app(champion, prediction_log=log, max_in_flight=1)
 
@@ -85,9 +96,15 @@ def test_scoring_beyond_max_in_flight_is_shed_but_probes_still_answer(
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://keel") as client:
             first = asyncio.create_task(client.post("/v1/score", json=RECORD))
-            await _until(lambda: _sample(app, "keel_in_flight") == 1)  # held: waiting for its commit
+            await _until(
+                lambda: _sample(app, "keel_in_flight") == 1
+            )  # held: waiting for its commit
             shed = await client.post("/v1/score/batch", json={"records": [RECORD]})
-            probes = (await client.get("/livez"), await client.get("/readyz"), await client.get("/metrics"))
+            probes = (
+                await client.get("/livez"),
+                await client.get("/readyz"),
+                await client.get("/metrics"),
+            )
             assert not first.done()
             blocker.execute("COMMIT")
             return await first, shed, *probes
@@ -105,7 +122,8 @@ def test_scoring_beyond_max_in_flight_is_shed_but_probes_still_answer(
 
 
 def test_a_request_not_answered_within_the_timeout_is_a_503(
-        champion: ScoringEngine, blocked_log: tuple[PredictionLog, sqlite3.Connection]) -> None:
+    champion: ScoringEngine, blocked_log: tuple[PredictionLog, sqlite3.Connection]
+) -> None:
     log, _ = blocked_log
     client = TestClient(create_app(champion, prediction_log=log, request_timeout=0.2))
 
@@ -120,7 +138,8 @@ def test_a_request_not_answered_within_the_timeout_is_a_503(
 
 
 def test_the_shadow_logs_the_challengers_own_answers_for_the_same_requests(
-        tmp_path: Path, champion: ScoringEngine, challenger: ScoringEngine) -> None:
+    tmp_path: Path, champion: ScoringEngine, challenger: ScoringEngine
+) -> None:
     log = PredictionLog(tmp_path / "p.db")
     app = create_app(champion, prediction_log=log)
     app.state.shadow.set_engine(challenger)
@@ -134,39 +153,50 @@ def test_the_shadow_logs_the_challengers_own_answers_for_the_same_requests(
     champion_rows, shadow_rows = log.rows(), log.rows("shadow_predictions")
     expected = [challenger.score_records([r])[0]["probability"] for r in records]
     assert [{k: v for k, v in a.items() if k != "request_id"} for a in answers] == [
-        champion.score_records([r])[0] for r in records]
+        champion.score_records([r])[0] for r in records
+    ]
     assert [(r["request_id"], r["version"], r["probability"]) for r in champion_rows] == [
-        (a["request_id"], 3, a["probability"]) for a in answers]
+        (a["request_id"], 3, a["probability"]) for a in answers
+    ]
     assert [(r["request_id"], r["version"], r["probability"]) for r in shadow_rows] == [
-        (i, 9, p) for i, p in zip(ids, expected, strict=True)]
+        (i, 9, p) for i, p in zip(ids, expected, strict=True)
+    ]
     assert expected != [a["probability"] for a in answers]  # the two models really differ
     assert _sample(app, "keel_shadow_total", outcome="scored") == len(records)
     assert _sample(app, "keel_shadow_version") == 9
 
 
 def test_the_shadow_can_be_turned_off_with_the_api_key(
-        tmp_path: Path, champion: ScoringEngine, challenger: ScoringEngine) -> None:
+    tmp_path: Path, champion: ScoringEngine, challenger: ScoringEngine
+) -> None:
     log = PredictionLog(tmp_path / "p.db")
     app = create_app(champion, prediction_log=log, api_key="s3cret")
     app.state.shadow.set_engine(challenger)
     client = TestClient(app)
 
-    refused = [client.post("/admin/shadow", json={"enabled": False}),
-               client.post("/admin/shadow", json={"enabled": False}, headers={"X-API-Key": "wrong"})]
+    refused = [
+        client.post("/admin/shadow", json={"enabled": False}),
+        client.post("/admin/shadow", json={"enabled": False}, headers={"X-API-Key": "wrong"}),
+    ]
     on = client.post("/v1/score", json=RECORD).json()
-    switched = client.post("/admin/shadow", json={"enabled": False}, headers={"X-API-Key": "s3cret"})
+    switched = client.post(
+        "/admin/shadow", json={"enabled": False}, headers={"X-API-Key": "s3cret"}
+    )
     off = [client.post("/v1/score", json=r).json() for r in _records(3)]
     app.state.shadow.drain()
     log.close()
 
     assert [r.status_code for r in refused] == [401, 403]
     assert switched.status_code == 200 and switched.json() == {"enabled": False, "challenger": 9}
-    assert [r["request_id"] for r in log.rows()] == [on["request_id"]] + [a["request_id"] for a in off]
+    assert [r["request_id"] for r in log.rows()] == [on["request_id"]] + [
+        a["request_id"] for a in off
+    ]
     assert [r["request_id"] for r in log.rows("shadow_predictions")] == [on["request_id"]]
 
 
 def test_a_failing_challenger_never_touches_the_champions_answer(
-        champion: ScoringEngine, challenger: ScoringEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    champion: ScoringEngine, challenger: ScoringEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
     app = create_app(champion)
     broken = ScoringEngine(challenger.model, "loans", 9)
 
@@ -190,9 +220,15 @@ def test_metrics_label_unknown_paths_other_and_count_413s(champion: ScoringEngin
     client = TestClient(app)
     random_path = f"/x/{uuid.uuid4().hex}"
 
-    statuses = [client.post("/v1/nope", json=RECORD).status_code, client.get(random_path).status_code,
-                client.post("/v1/score", content=b"{" + b" " * 2000 + b"}",
-                            headers={"content-type": "application/json"}).status_code]
+    statuses = [
+        client.post("/v1/nope", json=RECORD).status_code,
+        client.get(random_path).status_code,
+        client.post(
+            "/v1/score",
+            content=b"{" + b" " * 2000 + b"}",
+            headers={"content-type": "application/json"},
+        ).status_code,
+    ]
     text = client.get("/metrics").text
 
     assert statuses == [404, 404, 413]
@@ -204,8 +240,11 @@ def test_metrics_label_unknown_paths_other_and_count_413s(champion: ScoringEngin
 def test_a_chunked_body_over_the_limit_is_a_413(champion: ScoringEngine) -> None:
     app = create_app(champion, max_body_bytes=1000)
 
-    answer = TestClient(app).post("/v1/score", content=iter([b"{", b" " * 2000, b"}"]),  # no content-length
-                                  headers={"content-type": "application/json"})
+    answer = TestClient(app).post(
+        "/v1/score",
+        content=iter([b"{", b" " * 2000, b"}"]),  # no content-length
+        headers={"content-type": "application/json"},
+    )
 
     assert answer.status_code == 413, answer.text
     assert _sample(app, "keel_requests_total", route="/v1/score", status="413") == 1

@@ -18,18 +18,30 @@ from keel.serving.app import create_app
 from keel.serving.engine import ScoringEngine
 from keel.serving.predictions import PredictionLog
 
-DECISION = {"probability": 0.25, "decision": "favourable", "reasons": [], "model": "m", "version": 1}
+DECISION = {
+    "probability": 0.25,
+    "decision": "favourable",
+    "reasons": [],
+    "model": "m",
+    "version": 1,
+}
 
 
 def test_appended_rows_are_there_with_their_inputs_and_decisions(tmp_path: Path) -> None:
     log = PredictionLog(tmp_path / "p.db")
-    log.append("r1", "2026-01-01T00:00:00", [{"a": 1}, {"a": 2}], [DECISION, {**DECISION, "probability": 0.75}])
+    log.append(
+        "r1",
+        "2026-01-01T00:00:00",
+        [{"a": 1}, {"a": 2}],
+        [DECISION, {**DECISION, "probability": 0.75}],
+    )
     log.close()
 
     rows = PredictionLog(tmp_path / "p.db").rows()
 
-    assert [(r["request_id"], r["row"], json.loads(r["inputs"]), r["probability"]) for r in rows] == [
-        ("r1", 0, {"a": 1}, 0.25), ("r1", 1, {"a": 2}, 0.75)]
+    assert [
+        (r["request_id"], r["row"], json.loads(r["inputs"]), r["probability"]) for r in rows
+    ] == [("r1", 0, {"a": 1}, 0.25), ("r1", 1, {"a": 2}, 0.75)]
 
 
 def test_every_acknowledged_row_survives_kill_9(tmp_path: Path) -> None:
@@ -37,7 +49,7 @@ def test_every_acknowledged_row_survives_kill_9(tmp_path: Path) -> None:
         import sys
         from pathlib import Path
         from keel.serving.predictions import PredictionLog
-        log = PredictionLog(Path({str(tmp_path / 'p.db')!r}))
+        log = PredictionLog(Path({str(tmp_path / "p.db")!r}))
         decision = {DECISION!r}
         i = 0
         while True:
@@ -55,8 +67,9 @@ def test_every_acknowledged_row_survives_kill_9(tmp_path: Path) -> None:
     assert set(acknowledged) <= logged
 
 
-def test_the_api_logs_each_answer_and_sheds_load_when_the_log_is_behind(tmp_path: Path,
-                                                                       engine: ScoringEngine) -> None:
+def test_the_api_logs_each_answer_and_sheds_load_when_the_log_is_behind(
+    tmp_path: Path, engine: ScoringEngine
+) -> None:
     log = PredictionLog(tmp_path / "p.db")
     client = TestClient(create_app(engine, prediction_log=log))
     record = {"income": 20000, "debt": 30000, "late_payments": 3, "region": "east"}
@@ -77,17 +90,29 @@ def test_the_api_logs_each_answer_and_sheds_load_when_the_log_is_behind(tmp_path
     blocker.execute("COMMIT")
     behind.close()
 
-    assert (row["request_id"], row["probability"], row["version"]) == (answer["request_id"], answer["probability"], 3)
-    assert shed.status_code == 503 and shed.headers["retry-after"] == "1" and "behind" in shed.json()["detail"]
-    assert not any(r["request_id"] != "filler" for r in behind.rows()) and behind.rows("shadow_predictions")
+    assert (row["request_id"], row["probability"], row["version"]) == (
+        answer["request_id"],
+        answer["probability"],
+        3,
+    )
+    assert (
+        shed.status_code == 503
+        and shed.headers["retry-after"] == "1"
+        and "behind" in shed.json()["detail"]
+    )
+    assert not any(r["request_id"] != "filler" for r in behind.rows()) and behind.rows(
+        "shadow_predictions"
+    )
 
 
 @pytest.fixture(scope="module")
 def engine() -> ScoringEngine:
-    from factories import loans_spec, make_loans
-
     from keel.spec import parse_spec
     from keel.training.trainer import train_model
 
+    from factories import loans_spec, make_loans
+
     raw = loans_spec("unused.csv", tuning={"trials": 2}, models={"families": ["logistic"]})
-    return ScoringEngine(train_model(make_loans(rows=800, seed=2), parse_spec(raw)).model, "loans", 3)
+    return ScoringEngine(
+        train_model(make_loans(rows=800, seed=2), parse_spec(raw)).model, "loans", 3
+    )

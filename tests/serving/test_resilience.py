@@ -16,15 +16,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from factories import loans_spec, make_loans, register_version
-from people import People, enrol
-from server_process import Answer, Load, serving, stop, versions_named
 
 from keel.registry.store import Registry
 from keel.serving.engine import ScoringEngine
 from keel.serving.predictions import PredictionLog
 from keel.spec import parse_spec
 from keel.training.trainer import train_model
+
+from factories import loans_spec, make_loans, register_version
+from people import People, enrol
+from server_process import Answer, Load, serving, stop, versions_named
 
 pytestmark = pytest.mark.slow
 
@@ -66,14 +67,19 @@ def project(tmp_path_factory: pytest.TempPathFactory, mlflow_template: Path) -> 
     for name, seed in (("a", 2), ("b", 7)):
         model = train_model(make_loans(rows=800, seed=seed), parse_spec(raw)).model
         model.save(folder.parent / name)
-        saved[name] = (folder.parent / name, [d["probability"] for d in ScoringEngine(model, "loans", 0).score_records(RECORDS)])
+        saved[name] = (
+            folder.parent / name,
+            [d["probability"] for d in ScoringEngine(model, "loans", 0).score_records(RECORDS)],
+        )
     people = enrol(folder)
     governance = people.service.governance
     expected, models = {}, {}
     for name in ["a", "b", "a", "b", "a", "a", "a", "a", "a"]:
         info = register_version(governance, saved[name][0], author=people.dev)
         expected[info.version], models[info.version] = saved[name][1], name
-        governance.approve("loans", info.version, by=people.val, note="approved up front for the test")
+        governance.approve(
+            "loans", info.version, by=people.val, note="approved up front for the test"
+        )
     for version in range(5, 10):
         _corrupt(governance.registry, version)
         models[version] = "corrupt"
@@ -98,7 +104,11 @@ def _check_numbers(answer: Answer, project: Project) -> None:
     assert answer.body is not None
     [version] = versions_named(answer.body)
     expected = project.expected[version]
-    got = [r["probability"] for r in answer.body["results"]] if answer.record is None else [answer.body["probability"]]
+    got = (
+        [r["probability"] for r in answer.body["results"]]
+        if answer.record is None
+        else [answer.body["probability"]]
+    )
     assert got == (expected if answer.record is None else [expected[answer.record]]), (version, got)
 
 
@@ -107,7 +117,9 @@ def test_steady_load_through_20_hot_swaps_5_of_them_corrupt(project: Project) ->
     plan = [2, 3, 4, 5, 1, 2, 3, 6, 4, 1, 2, 7, 3, 4, 1, 8, 2, 3, 9, 4]
     assert len(plan) == 20 and sum(project.models[v] == "corrupt" for v in plan) == 5
     moves: list[tuple[float, int]] = []
-    with serving(project.folder, "--workers", "2", "--watch-seconds", "0.2", "--drain-seconds", "0") as server:
+    with serving(
+        project.folder, "--workers", "2", "--watch-seconds", "0.2", "--drain-seconds", "0"
+    ) as server:
         with Load(server.port, RECORDS) as load:
             time.sleep(0.5)
             for version in plan:
@@ -117,7 +129,10 @@ def test_steady_load_through_20_hot_swaps_5_of_them_corrupt(project: Project) ->
         output = server.output()
         # A worker counts an answer just after sending it: give the last ones a moment to land.
         deadline = time.monotonic() + 5
-        while _answers_counted(metrics := server.get("/metrics")[1]) != len(load.answers) and time.monotonic() < deadline:
+        while (
+            _answers_counted(metrics := server.get("/metrics")[1]) != len(load.answers)
+            and time.monotonic() < deadline
+        ):
             time.sleep(0.1)
         stop(server, signal.SIGTERM)
 
@@ -130,7 +145,9 @@ def test_steady_load_through_20_hot_swaps_5_of_them_corrupt(project: Project) ->
         assert len(versions_named(answer.body)) == 1  # a batch is answered by one version
         _check_numbers(answer, project)
     served = {v for a in answers for v in versions_named(a.body or {})}
-    assert served == {1, 2, 3, 4} and not served & {v for v, m in project.models.items() if m == "corrupt"}
+    assert served == {1, 2, 3, 4} and not served & {
+        v for v, m in project.models.items() if m == "corrupt"
+    }
     # After each corrupt move (and a second for both workers to try it), the version before it still serves.
     for (moved, version), (next_move, _) in zip(moves, [*moves[1:], (float("inf"), 0)]):
         if project.models[version] == "corrupt":
@@ -151,23 +168,36 @@ def test_every_answer_acknowledged_before_kill_9_is_in_the_log(project: Project)
             stop(server, signal.SIGKILL)  # supervisor and both workers, mid-request
         killed_at = time.monotonic()
 
-    acknowledged = {a.body["request_id"] for a in load.answers if a.status == 200 and a.received < killed_at}
+    acknowledged = {
+        a.body["request_id"] for a in load.answers if a.status == 200 and a.received < killed_at
+    }
     assert len(acknowledged) > 200
-    with serving(project.folder, "--watch-seconds", "0") as restarted:  # the log opens again after the crash
+    with serving(
+        project.folder, "--watch-seconds", "0"
+    ) as restarted:  # the log opens again after the crash
         status, _ = restarted.get("/readyz")
-        logged = {row["request_id"] for row in PredictionLog(project.folder / "predictions.db").rows()}
+        logged = {
+            row["request_id"] for row in PredictionLog(project.folder / "predictions.db").rows()
+        }
     assert status == 200
-    assert acknowledged <= logged, f"{len(acknowledged - logged)} acknowledged answers are not in the log"
+    assert acknowledged <= logged, (
+        f"{len(acknowledged - logged)} acknowledged answers are not in the log"
+    )
 
 
 def test_sigterm_drains_then_answers_every_request_in_flight(project: Project) -> None:
     project.promote(2)
     with serving(project.folder, "--watch-seconds", "0", "--drain-seconds", "1.5") as server:
         # Hold the log's write lock: requests now wait in flight for their commit.
-        blocker = sqlite3.connect(project.folder / "predictions.db", isolation_level=None, timeout=30)
+        blocker = sqlite3.connect(
+            project.folder / "predictions.db", isolation_level=None, timeout=30
+        )
         blocker.execute("BEGIN EXCLUSIVE")
         in_flight: list[Any] = []
-        senders = [threading.Thread(target=lambda r=r: in_flight.append(_post(server.port, r))) for r in RECORDS * 2]
+        senders = [
+            threading.Thread(target=lambda r=r: in_flight.append(_post(server.port, r)))
+            for r in RECORDS * 2
+        ]
         for sender in senders:
             sender.start()
         _wait_until(lambda: "keel_in_flight 8.0" in server.get("/metrics")[1])
@@ -190,8 +220,13 @@ def test_sigterm_drains_then_answers_every_request_in_flight(project: Project) -
 
 
 def _answers_counted(metrics: str) -> float:
-    return sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
-               if line.startswith("keel_requests_total{") and 'status="200"' in line and '"/v1/score' in line)
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("keel_requests_total{")
+        and 'status="200"' in line
+        and '"/v1/score' in line
+    )
 
 
 def _post(port: int, record: dict[str, Any]) -> tuple[int, dict[str, Any]]:
@@ -199,7 +234,9 @@ def _post(port: int, record: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     import json
 
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    connection.request("POST", "/v1/score", json.dumps(record), {"content-type": "application/json"})
+    connection.request(
+        "POST", "/v1/score", json.dumps(record), {"content-type": "application/json"}
+    )
     response = connection.getresponse()
     return response.status, json.loads(response.read())
 
@@ -213,26 +250,40 @@ def _wait_until(condition: Any, seconds: float = 20.0) -> None:
 
 def test_the_challenger_alias_is_scored_in_the_shadow_and_logged(project: Project) -> None:
     project.promote(1)
-    governance = project.people.service.governance  # the other model: its numbers differ from the champion's
+    governance = (
+        project.people.service.governance
+    )  # the other model: its numbers differ from the champion's
     governance.set_challenger("loans", 2, by=project.people.dev, reason="shadow test")
     with serving(project.folder, "--watch-seconds", "0.2", "--drain-seconds", "0") as server:
         _wait_until(lambda: "keel_shadow_version 2.0" in server.get("/metrics")[1])
         answers = [_post(server.port, record) for record in RECORDS]
-        stop(server, signal.SIGTERM)  # the lifespan scores what is queued and commits it before exiting
+        stop(
+            server, signal.SIGTERM
+        )  # the lifespan scores what is queued and commits it before exiting
 
     log = PredictionLog(project.folder / "predictions.db")
     shadow = {row["request_id"]: row for row in log.rows("shadow_predictions")}
     for i, (status, body) in enumerate(answers):
-        assert status == 200 and body["version"] == 1 and body["probability"] == project.expected[1][i]
+        assert (
+            status == 200 and body["version"] == 1 and body["probability"] == project.expected[1][i]
+        )
         assert shadow[body["request_id"]]["version"] == 2
-        assert shadow[body["request_id"]]["probability"] == project.expected[2][i] != project.expected[1][i]
+        assert (
+            shadow[body["request_id"]]["probability"]
+            == project.expected[2][i]
+            != project.expected[1][i]
+        )
 
 
-def test_an_mlflow_alias_moved_under_load_is_never_served_and_raises_an_alert(project: Project) -> None:
+def test_an_mlflow_alias_moved_under_load_is_never_served_and_raises_an_alert(
+    project: Project,
+) -> None:
     """The insider's alias bypass, replayed: MLflow's champion alias moved to another version while serving."""
     project.promote(1)
     registry = project.registry()
-    with serving(project.folder, "--workers", "2", "--watch-seconds", "0.2", "--drain-seconds", "0") as server:
+    with serving(
+        project.folder, "--workers", "2", "--watch-seconds", "0.2", "--drain-seconds", "0"
+    ) as server:
         with Load(server.port, RECORDS) as load:
             time.sleep(0.5)
             for version in (2, 3, 2, 4):
@@ -245,9 +296,15 @@ def test_an_mlflow_alias_moved_under_load_is_never_served_and_raises_an_alert(pr
     answers = load.answers
     assert len(answers) > 500, "the load did not run"
     assert all(a.status == 200 for a in answers)
-    assert {v for a in answers for v in versions_named(a.body or {})} == {1}  # 0 answers by another version
+    assert {v for a in answers for v in versions_named(a.body or {})} == {
+        1
+    }  # 0 answers by another version
     for answer in answers:
         _check_numbers(answer, project)
     assert "ALERT: MLflow alias loans@champion points at version" in output
-    assert any(line.startswith("keel_alias_mismatch{") and 'alias="champion"' in line and line.endswith(" 4.0")
-               for line in metrics.splitlines()), metrics
+    assert any(
+        line.startswith("keel_alias_mismatch{")
+        and 'alias="champion"' in line
+        and line.endswith(" 4.0")
+        for line in metrics.splitlines()
+    ), metrics

@@ -38,8 +38,15 @@ def log(tmp_path: Path) -> Iterator[PredictionLog]:
 
 def _records(n: int) -> list[dict[str, Any]]:
     rows = make_loans(rows=n, seed=9)
-    return [{"income": int(r.income), "debt": int(r.debt), "late_payments": int(r.late_payments),
-             "region": str(r.region)} for r in rows.itertuples()]
+    return [
+        {
+            "income": int(r.income),
+            "debt": int(r.debt),
+            "late_payments": int(r.late_payments),
+            "region": str(r.region),
+        }
+        for r in rows.itertuples()
+    ]
 
 
 def _body(content: dict[str, Any]) -> bytes:
@@ -53,8 +60,9 @@ def _other_contract(engine: ScoringEngine, version: int) -> ScoringEngine:
     return ScoringEngine(model, engine.name, version)
 
 
-def test_one_record_gets_the_engines_answer_and_is_logged_under_its_request_id(engine: ScoringEngine,
-                                                                              log: PredictionLog) -> None:
+def test_one_record_gets_the_engines_answer_and_is_logged_under_its_request_id(
+    engine: ScoringEngine, log: PredictionLog
+) -> None:
     service = ScoringService(engine, prediction_log=log)
 
     status, content = asyncio.run(service.score(SCORE_ONE, _body(RECORD)))
@@ -63,10 +71,15 @@ def test_one_record_gets_the_engines_answer_and_is_logged_under_its_request_id(e
     assert status == 200
     assert content == {"request_id": content["request_id"], **engine.score_records([RECORD])[0]}
     assert (row["request_id"], row["probability"], json.loads(row["inputs"])) == (
-        content["request_id"], content["probability"], RECORD)
+        content["request_id"],
+        content["probability"],
+        RECORD,
+    )
 
 
-def test_a_batch_in_the_thread_pool_answers_every_record_in_order(engine: ScoringEngine, log: PredictionLog) -> None:
+def test_a_batch_in_the_thread_pool_answers_every_record_in_order(
+    engine: ScoringEngine, log: PredictionLog
+) -> None:
     service = ScoringService(engine, prediction_log=log)
     records = _records(INLINE_RECORDS + 4)  # over the inline limit: scored in the thread pool
 
@@ -78,11 +91,14 @@ def test_a_batch_in_the_thread_pool_answers_every_record_in_order(engine: Scorin
     assert service.metrics.registry.get_sample_value("keel_score_count") == len(records)
 
 
-def test_a_body_breaking_the_contract_is_422_naming_the_field_without_its_value(engine: ScoringEngine,
-                                                                                log: PredictionLog) -> None:
+def test_a_body_breaking_the_contract_is_422_naming_the_field_without_its_value(
+    engine: ScoringEngine, log: PredictionLog
+) -> None:
     service = ScoringService(engine, prediction_log=log)
 
-    status, content = asyncio.run(service.score(SCORE_ONE, _body({**RECORD, "late_payments": 31337})))
+    status, content = asyncio.run(
+        service.score(SCORE_ONE, _body({**RECORD, "late_payments": 31337}))
+    )
 
     assert status == 422
     assert [problem["loc"] for problem in content["detail"]] == [["body", "late_payments"]]
@@ -105,7 +121,9 @@ def test_a_failed_reload_keeps_the_current_version(engine: ScoringEngine) -> Non
 
     service = ScoringService(engine, reload=reload)
 
-    with pytest.raises(Refused, match="reload failed, still serving version 1: sha256 does not match") as refused:
+    with pytest.raises(
+        Refused, match="reload failed, still serving version 1: sha256 does not match"
+    ) as refused:
         service.swap()
     assert refused.value.status == 409 and service.engine is engine
 
@@ -114,14 +132,18 @@ def test_a_candidate_reading_other_inputs_is_refused(engine: ScoringEngine) -> N
     other = _other_contract(engine, version=2)
     service = ScoringService(engine, reload=lambda: other)
 
-    with pytest.raises(Refused, match="version 2 reads other inputs; still serving version 1") as refused:
+    with pytest.raises(
+        Refused, match="version 2 reads other inputs; still serving version 1"
+    ) as refused:
         service.swap()
     with pytest.raises(Refused, match="version 2 reads other inputs; not scoring it in the shadow"):
         service.check_contract(other, "not scoring it in the shadow")
     assert refused.value.status == 409 and service.engine is engine
 
 
-def test_a_log_that_is_behind_is_503_and_keeps_nothing(engine: ScoringEngine, tmp_path: Path) -> None:
+def test_a_log_that_is_behind_is_503_and_keeps_nothing(
+    engine: ScoringEngine, tmp_path: Path
+) -> None:
     behind = PredictionLog(tmp_path / "q.db", max_pending=1)
     blocker = sqlite3.connect(tmp_path / "q.db", isolation_level=None)
     blocker.execute("BEGIN EXCLUSIVE")  # the writer cannot commit, so its queue fills up
@@ -138,4 +160,6 @@ def test_a_log_that_is_behind_is_503_and_keeps_nothing(engine: ScoringEngine, tm
 
     assert (status, content) == (503, {"detail": "the prediction log is behind; try again shortly"})
     assert service.metrics.registry.get_sample_value("keel_shed_total", {"reason": "log"}) == 1
-    assert behind.rows() == [] and service.metrics.registry.get_sample_value("keel_score_count") == 0
+    assert (
+        behind.rows() == [] and service.metrics.registry.get_sample_value("keel_score_count") == 0
+    )

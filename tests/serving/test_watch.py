@@ -5,8 +5,6 @@ from __future__ import annotations
 import threading
 import time
 
-from factories import loans_spec, make_loans
-
 from keel.errors import IntegrityError
 from keel.serving.app import create_app
 from keel.serving.engine import ScoringEngine
@@ -14,8 +12,10 @@ from keel.serving.watch import watch_alias
 from keel.spec import parse_spec
 from keel.training.trainer import train_model
 
+from factories import loans_spec, make_loans
 
-def _wait_for(condition, seconds: float = 10.0) -> bool:  # noqa: ANN001
+
+def _wait_for(condition, seconds: float = 10.0) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if condition():
@@ -39,8 +39,13 @@ def test_the_server_follows_the_alias_and_skips_a_version_that_fails_to_verify()
 
     app = create_app(ScoringEngine(model, "loans", 1), reload=reload)
     stop = threading.Event()
-    watcher = watch_alias(lambda: alias["version"], lambda: app.state.engine.version, lambda _: app.state.swap(),
-                          interval=0.02, stop=stop)
+    watcher = watch_alias(
+        lambda: alias["version"],
+        lambda: app.state.engine.version,
+        lambda _: app.state.swap(),
+        interval=0.02,
+        stop=stop,
+    )
     try:
         alias["version"] = 2
         assert _wait_for(lambda: app.state.engine.version == 2)

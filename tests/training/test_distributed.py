@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from factories import loans_spec, make_loans
 
 from keel.engine import Engine
 from keel.errors import SpecError
@@ -33,20 +32,37 @@ from keel.training.distributed import open_storage
 from keel.training.trainer import TrainingOutcome, train_model
 from keel.training.tuning import fit_family, validation_score
 
+from factories import loans_spec, make_loans
+
 TRIALS = 8
 REMOTE = "tcp://10.0.0.5:8786"  # an address nothing listens on: only its name says "remote"
 # Slow, regularized boosting: tens of rounds or more, where bin boundaries move AUC least.
-SPACE = {"max_rounds": 500, "early_stopping_rounds": 30, "learning_rate": {"low": 0.03, "high": 0.06, "log": True},
-         "num_leaves": {"low": 8, "high": 16}, "min_child_samples": {"low": 30, "high": 80}}
+SPACE = {
+    "max_rounds": 500,
+    "early_stopping_rounds": 30,
+    "learning_rate": {"low": 0.03, "high": 0.06, "log": True},
+    "num_leaves": {"low": 8, "high": 16},
+    "min_child_samples": {"low": 30, "high": 80},
+}
 
 
-def _spec(source: str = "unused.csv", *, families: tuple[str, ...] = ("lightgbm",), distributed_fit: bool = False,
-          **tuning: Any) -> ProjectSpec:
-    return parse_spec(loans_spec(
-        source,
-        models={"families": list(families), "lightgbm": {**SPACE, "distributed_fit": distributed_fit}},
-        tuning={"trials": TRIALS, "threads": 1, **tuning},
-    ))
+def _spec(
+    source: str = "unused.csv",
+    *,
+    families: tuple[str, ...] = ("lightgbm",),
+    distributed_fit: bool = False,
+    **tuning: Any,
+) -> ProjectSpec:
+    return parse_spec(
+        loans_spec(
+            source,
+            models={
+                "families": list(families),
+                "lightgbm": {**SPACE, "distributed_fit": distributed_fit},
+            },
+            tuning={"trials": TRIALS, "threads": 1, **tuning},
+        )
+    )
 
 
 @pytest.fixture(scope="module")
@@ -55,24 +71,35 @@ def frame() -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def on_cluster(frame: pd.DataFrame, dask_engine: Engine) -> tuple[TrainingOutcome, list[tuple[str, int, Any]]]:
+def on_cluster(
+    frame: pd.DataFrame, dask_engine: Engine
+) -> tuple[TrainingOutcome, list[tuple[str, int, Any]]]:
     heard: list[tuple[str, int, Any]] = []
-    outcome = train_model(frame, _spec(), engine=dask_engine, on_trial=lambda *trial: heard.append(trial))
+    outcome = train_model(
+        frame, _spec(), engine=dask_engine, on_trial=lambda *trial: heard.append(trial)
+    )
     return outcome, heard
 
 
 def test_trials_spread_over_the_workers_and_find_a_model_close_to_in_process(
-    frame: pd.DataFrame, on_cluster: tuple[TrainingOutcome, list[tuple[str, int, Any]]], dask_engine: Engine,
+    frame: pd.DataFrame,
+    on_cluster: tuple[TrainingOutcome, list[tuple[str, int, Any]]],
+    dask_engine: Engine,
 ) -> None:
     outcome, heard = on_cluster
     result = outcome.results["lightgbm"]
     assert [t["number"] for t in result.trials] == list(range(TRIALS))
-    assert sorted(n for _, n, _ in heard) == list(range(TRIALS))  # each reported once, as it finished
+    assert sorted(n for _, n, _ in heard) == list(
+        range(TRIALS)
+    )  # each reported once, as it finished
     per_worker = Counter(t["worker"] for t in result.trials)
     assert set(per_worker) == set(dask_engine.client.scheduler_info(n_workers=-1)["workers"])
     assert sorted(per_worker.values()) == [TRIALS // 2, TRIALS // 2]
     data = outcome.matrices
-    assert validation_score("auc", data.y_valid, result.model.probability(data.X_valid)) == result.best_value
+    assert (
+        validation_score("auc", data.y_valid, result.model.probability(data.X_valid))
+        == result.best_value
+    )
     assert outcome.tuning_summary("auc")["studies"] == {"lightgbm": result.study}
 
     local = train_model(frame, _spec()).results["lightgbm"]
@@ -81,29 +108,50 @@ def test_trials_spread_over_the_workers_and_find_a_model_close_to_in_process(
 
 
 def test_distributed_fit_agrees_with_the_local_fit_and_stores_the_same_artifact(
-    frame: pd.DataFrame, dask_engine: Engine, tmp_path: Path,
+    frame: pd.DataFrame,
+    dask_engine: Engine,
+    tmp_path: Path,
 ) -> None:
     outcome = train_model(frame, _spec(distributed_fit=True, trials=1), engine=dask_engine)
     result, data = outcome.results["lightgbm"], outcome.matrices
     text = result.model.to_bytes().decode()
     assert "[tree_learner: data]" in text and "[num_machines: 2]" in text
-    assert "[machines: " not in text and "[local_listen_port: " not in text  # this fit's ports are not kept
-    assert result.refit_rounds == result.trials[0]["params"]["rounds"] == result.model.booster.current_iteration()
-    local = fit_family("lightgbm", result.best_params, data, _spec(), features=outcome.model.features,
-                       rounds=result.refit_rounds)
-    distributed_auc = validation_score("auc", outcome.y_test, result.model.probability(outcome.X_test))
+    assert (
+        "[machines: " not in text and "[local_listen_port: " not in text
+    )  # this fit's ports are not kept
+    assert (
+        result.refit_rounds
+        == result.trials[0]["params"]["rounds"]
+        == result.model.booster.current_iteration()
+    )
+    local = fit_family(
+        "lightgbm",
+        result.best_params,
+        data,
+        _spec(),
+        features=outcome.model.features,
+        rounds=result.refit_rounds,
+    )
+    distributed_auc = validation_score(
+        "auc", outcome.y_test, result.model.probability(outcome.X_test)
+    )
     local_auc = validation_score("auc", outcome.y_test, local.probability(outcome.X_test))
     assert abs(distributed_auc - local_auc) < 0.005
 
     fingerprint = outcome.model.save(tmp_path / "model")
     loaded = KeelModel.load(tmp_path / "model", expected_sha256=fingerprint)
-    assert isinstance(loaded.scorer, LightGBMScorer) and loaded.scorer.to_bytes() == result.model.to_bytes()
+    assert (
+        isinstance(loaded.scorer, LightGBMScorer)
+        and loaded.scorer.to_bytes() == result.model.to_bytes()
+    )
     rows = frame.iloc[outcome.split.test]
     assert np.array_equal(loaded.predict_proba(rows), outcome.model.predict_proba(rows))
 
 
 def test_a_remote_cluster_without_a_study_database_is_refused_before_any_work(
-    frame: pd.DataFrame, dask_engine: Engine, tmp_path: Path,
+    frame: pd.DataFrame,
+    dask_engine: Engine,
+    tmp_path: Path,
 ) -> None:
     remote = Engine(dask_engine.client, REMOTE)
     heard: list[Any] = []
@@ -112,12 +160,16 @@ def test_a_remote_cluster_without_a_study_database_is_refused_before_any_work(
         train_model(frame, _spec(), engine=remote, on_trial=lambda *trial: heard.append(trial))
     assert heard == []
     with pytest.raises(SpecError, match=message):  # not a DataError: the missing file is never read
-        run_project(_spec(str(tmp_path / "missing.csv")), project_dir=tmp_path / ".keel", engine=remote)
+        run_project(
+            _spec(str(tmp_path / "missing.csv")), project_dir=tmp_path / ".keel", engine=remote
+        )
     assert not (tmp_path / ".keel").exists()
 
 
 def test_a_cluster_tunes_in_the_study_database_the_spec_names(
-    frame: pd.DataFrame, dask_engine: Engine, database_url: str,
+    frame: pd.DataFrame,
+    dask_engine: Engine,
+    database_url: str,
 ) -> None:
     url = database_url  # a SQLite file, or a database on a real PostgreSQL server
     spec = _spec(families=("logistic",), trials=3, storage=url)
@@ -132,6 +184,9 @@ def test_a_cluster_tunes_in_the_study_database_the_spec_names(
 
         study = optuna.load_study(study_name=result.study, storage=storage)
         assert [t.value for t in study.trials] == [t["value"] for t in result.trials]
-        assert result.best_params == {"C": study.best_params["C"], "max_iter": spec.models.logistic.max_iter}
+        assert result.best_params == {
+            "C": study.best_params["C"],
+            "max_iter": spec.models.logistic.max_iter,
+        }
     finally:
         storage.engine.dispose()

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import numpy as np
-from factories import loans_spec, make_loans
 
 from keel.spec import parse_spec
 from keel.training.trainer import train_model
+
+from factories import loans_spec, make_loans
 
 
 def _grid_steps(monotone: dict[str, int]) -> np.ndarray:
     """Score changes as late_payments goes 0..10 for 200 fixed clients (one row per step)."""
     frame = make_loans(rows=3000, seed=5)
-    raw = loans_spec("unused.csv", tuning={"trials": 2},
-                     models={"families": ["lightgbm"], "lightgbm": {"monotone": monotone}})
+    raw = loans_spec(
+        "unused.csv",
+        tuning={"trials": 2},
+        models={"families": ["lightgbm"], "lightgbm": {"monotone": monotone}},
+    )
     model = train_model(frame, parse_spec(raw)).model
     rows = frame.sample(200, random_state=0).reset_index(drop=True)
     scores = []

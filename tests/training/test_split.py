@@ -24,10 +24,18 @@ def _parts(split: Split) -> list[np.ndarray]:
     return [split.train, split.validation, split.test]
 
 
-@pytest.mark.parametrize(("n", "test_size", "validation_size"), [
-    (1000, 0.2, 0.2), (1001, 0.25, 0.15), (737, 0.1, 0.3), (2000, 0.3, 0.1),
-])
-def test_stratified_sizes_match_the_spec_fractions(n: int, test_size: float, validation_size: float) -> None:
+@pytest.mark.parametrize(
+    ("n", "test_size", "validation_size"),
+    [
+        (1000, 0.2, 0.2),
+        (1001, 0.25, 0.15),
+        (737, 0.1, 0.3),
+        (2000, 0.3, 0.1),
+    ],
+)
+def test_stratified_sizes_match_the_spec_fractions(
+    n: int, test_size: float, validation_size: float
+) -> None:
     y = _labels(n, 0.3)
     split = split_rows(y, SplitSpec(test_size=test_size, validation_size=validation_size), seed=7)
     sizes = split.sizes()
@@ -59,7 +67,11 @@ def test_stratified_class_rate_is_close_in_every_part(rate: float) -> None:
 def test_same_seed_gives_the_same_split_and_another_seed_a_different_one() -> None:
     y = _labels(500, 0.3)
     spec = SplitSpec()
-    a, b, c = split_rows(y, spec, seed=11), split_rows(y, spec, seed=11), split_rows(y, spec, seed=12)
+    a, b, c = (
+        split_rows(y, spec, seed=11),
+        split_rows(y, spec, seed=11),
+        split_rows(y, spec, seed=12),
+    )
     for first, second in zip(_parts(a), _parts(b)):
         np.testing.assert_array_equal(first, second)
     assert not np.array_equal(a.test, c.test)
@@ -83,7 +95,9 @@ def test_time_split_by_fractions_orders_the_parts_and_matches_sizes() -> None:
     n = 1000
     time = _times(n)
     y = _labels(n, 0.3)
-    split = split_rows(y, SplitSpec(method="time", test_size=0.2, validation_size=0.25), seed=0, time=time)
+    split = split_rows(
+        y, SplitSpec(method="time", test_size=0.2, validation_size=0.25), seed=0, time=time
+    )
     _assert_ordered(split, time)
     sizes = split.sizes()
     assert abs(sizes["test"] - 200) <= 1
@@ -104,7 +118,11 @@ def test_time_split_by_explicit_dates_uses_the_boundaries() -> None:
     n = 24 * 30  # 30 days, hourly
     time = _times(n)
     y = _labels(n, 0.3)
-    spec = SplitSpec(method="time", validation_start=dt.datetime(2024, 1, 20), test_start=dt.datetime(2024, 1, 25))
+    spec = SplitSpec(
+        method="time",
+        validation_start=dt.datetime(2024, 1, 20),
+        test_start=dt.datetime(2024, 1, 25),
+    )
     split = split_rows(y, spec, seed=0, time=time)
     _assert_ordered(split, time)
     assert time.iloc[split.train].max() < pd.Timestamp("2024-01-20")
@@ -127,7 +145,9 @@ def test_time_split_keeps_ties_in_one_part() -> None:
     # Four rows per day: the boundary day must not be cut in two.
     days = pd.Series(np.repeat(pd.date_range("2024-03-01", periods=50, freq="D"), 4))
     y = _labels(200, 0.5)
-    split = split_rows(y, SplitSpec(method="time", test_size=0.21, validation_size=0.21), seed=0, time=days)
+    split = split_rows(
+        y, SplitSpec(method="time", test_size=0.21, validation_size=0.21), seed=0, time=days
+    )
     _assert_ordered(split, days)
 
 
@@ -143,7 +163,11 @@ def test_time_split_by_fractions_with_tz_aware_times(tz: str) -> None:
 def test_time_split_by_naive_dates_on_tz_aware_times_reads_dates_in_that_zone() -> None:
     time = _times(24 * 30, tz="America/New_York")
     y = _labels(24 * 30, 0.3)
-    spec = SplitSpec(method="time", validation_start=dt.datetime(2024, 1, 20), test_start=dt.datetime(2024, 1, 25))
+    spec = SplitSpec(
+        method="time",
+        validation_start=dt.datetime(2024, 1, 20),
+        test_start=dt.datetime(2024, 1, 25),
+    )
     split = split_rows(y, spec, seed=0, time=time)
     _assert_ordered(split, time)
     assert time.iloc[split.validation].min() == pd.Timestamp("2024-01-20", tz="America/New_York")
@@ -167,7 +191,7 @@ def test_time_split_by_aware_dates_on_aware_times_of_another_zone() -> None:
 def test_time_split_refuses_aware_dates_on_naive_times_with_a_clear_error() -> None:
     time = _times(24 * 30)
     y = _labels(24 * 30, 0.3)
-    utc = dt.timezone.utc
+    utc = dt.UTC
     spec = SplitSpec(
         method="time",
         validation_start=dt.datetime(2024, 1, 20, tzinfo=utc),
@@ -191,14 +215,20 @@ def test_time_split_refuses_missing_times() -> None:
 
 def test_time_split_with_dates_after_the_data_reports_the_empty_part() -> None:
     time = _times(24 * 10)
-    spec = SplitSpec(method="time", validation_start=dt.datetime(2024, 1, 5), test_start=dt.datetime(2024, 6, 1))
-    with pytest.raises(TrainingError, match=r"leaves the test part empty .* data run from 2024-01-01"):
+    spec = SplitSpec(
+        method="time", validation_start=dt.datetime(2024, 1, 5), test_start=dt.datetime(2024, 6, 1)
+    )
+    with pytest.raises(
+        TrainingError, match=r"leaves the test part empty .* data run from 2024-01-01"
+    ):
         split_rows(_labels(240, 0.5), spec, seed=0, time=time)
 
 
 def test_time_split_with_dates_before_the_data_reports_the_empty_train_part() -> None:
     time = _times(24 * 10)
-    spec = SplitSpec(method="time", validation_start=dt.datetime(2023, 1, 1), test_start=dt.datetime(2024, 1, 5))
+    spec = SplitSpec(
+        method="time", validation_start=dt.datetime(2023, 1, 1), test_start=dt.datetime(2024, 1, 5)
+    )
     with pytest.raises(TrainingError, match=r"leaves the train part empty"):
         split_rows(_labels(240, 0.5), spec, seed=0, time=time)
 
@@ -222,7 +252,9 @@ def test_stratified_split_with_too_few_positives_for_a_part_is_refused() -> None
 def test_stratified_split_with_a_single_positive_is_a_training_error() -> None:
     y = np.zeros(200, dtype=int)
     y[5] = 1
-    with pytest.raises(TrainingError, match=r"cannot split 200 rows by class \(rows per class: \{0: 199, 1: 1\}\)"):
+    with pytest.raises(
+        TrainingError, match=r"cannot split 200 rows by class \(rows per class: \{0: 199, 1: 1\}\)"
+    ):
         split_rows(y, SplitSpec(), seed=0)
 
 
@@ -236,7 +268,10 @@ def test_stratified_split_too_small_for_the_second_cut_is_a_training_error() -> 
 
 def _delayed_days(days: int, per_day: int = 4) -> tuple[pd.Series, np.ndarray, pd.Series]:
     """``per_day`` rows a day from 2024-01-01; card i's row on day d; row 0 of each day is positive."""
-    time = pd.Series(pd.Timestamp("2024-01-01 10:00") + pd.to_timedelta(np.repeat(np.arange(days), per_day), unit="D"))
+    time = pd.Series(
+        pd.Timestamp("2024-01-01 10:00")
+        + pd.to_timedelta(np.repeat(np.arange(days), per_day), unit="D")
+    )
     y = np.tile(np.r_[1, np.zeros(per_day - 1, dtype=int)], days)
     card = pd.Series(np.tile(np.arange(per_day), days) + 100 * np.repeat(np.arange(days), per_day))
     return time, y, card
@@ -244,8 +279,14 @@ def _delayed_days(days: int, per_day: int = 4) -> tuple[pd.Series, np.ndarray, p
 
 def test_delayed_split_trains_waits_and_tests_in_whole_days() -> None:
     time, y, card = _delayed_days(40)
-    spec = SplitSpec(method="delayed", train_start=dt.date(2024, 1, 22), train_days=3, delay_days=2, test_days=4,
-                     validation_folds=2)
+    spec = SplitSpec(
+        method="delayed",
+        train_start=dt.date(2024, 1, 22),
+        train_days=3,
+        delay_days=2,
+        test_days=4,
+        validation_folds=2,
+    )
     split = split_rows(y, spec, seed=0, time=time, entity=card)
     day = time.dt.day
     assert sorted(set(day[split.train])) == [22, 23, 24]
@@ -258,17 +299,30 @@ def test_delayed_split_trains_waits_and_tests_in_whole_days() -> None:
 def test_delayed_split_leaves_out_cards_already_known_to_be_compromised() -> None:
     """A card with a positive in training, or on the day delay + 1 before a test day, is left out of that day."""
     time, y, card = _delayed_days(20)
-    card[:] = np.tile(np.arange(4), 20)  # the same four cards every day; card 0 is positive every day
+    card[:] = np.tile(
+        np.arange(4), 20
+    )  # the same four cards every day; card 0 is positive every day
     y[:] = 0
     y[(time.dt.day == 2) & (card == 1)] = 1  # in training
     y[(time.dt.day == 5) & (card == 2)] = 1
     y[(time.dt.day == 7) & (card == 3)] = 1
     y[(time.dt.day == 12) & (card == 0)] = 1
-    spec = SplitSpec(method="delayed", train_start=dt.date(2024, 1, 1), train_days=3, delay_days=2, test_days=5,
-                     validation_folds=1, known_entity="card")
+    spec = SplitSpec(
+        method="delayed",
+        train_start=dt.date(2024, 1, 1),
+        train_days=3,
+        delay_days=2,
+        test_days=5,
+        validation_folds=1,
+        known_entity="card",
+    )
     y_fold = y.copy()
-    y_fold[(time.dt.day.isin([1, 2])) & (card == 0)] = 1  # the fold (train from Dec 27) sees no row before Jan 1
-    with pytest.raises(TrainingError, match="the delayed split starting 2023-12-27 has an empty train window"):
+    y_fold[(time.dt.day.isin([1, 2])) & (card == 0)] = (
+        1  # the fold (train from Dec 27) sees no row before Jan 1
+    )
+    with pytest.raises(
+        TrainingError, match="the delayed split starting 2023-12-27 has an empty train window"
+    ):
         split_rows(y_fold, spec, seed=0, time=time, entity=card)
     spec = spec.model_copy(update={"train_start": dt.date(2024, 1, 6), "test_days": 5})
     y[(time.dt.day == 7) & (card == 2)] = 1  # a positive in the new training window (days 6-8)
@@ -285,6 +339,8 @@ def test_delayed_split_leaves_out_cards_already_known_to_be_compromised() -> Non
 
 def test_delayed_split_names_missing_history() -> None:
     time, y, card = _delayed_days(10)
-    spec = SplitSpec(method="delayed", train_start=dt.date(2024, 1, 8), train_days=3, delay_days=2, test_days=2)
+    spec = SplitSpec(
+        method="delayed", train_start=dt.date(2024, 1, 8), train_days=3, delay_days=2, test_days=2
+    )
     with pytest.raises(TrainingError, match="has an empty test window"):
         split_rows(y, spec, seed=0, time=time)

@@ -32,38 +32,65 @@ def _frame(n: int, kind: str, seed: int = 0) -> pd.DataFrame:
         margin = 3.0 * np.sign(x1 * x2) + 1.0 * (bill / limit > 1)
     y = (rng.random(n) < 1 / (1 + np.exp(-margin))).astype(int)
     x1[rng.random(n) < 0.05] = np.nan
-    return pd.DataFrame({
-        "id": np.arange(n), "sex": sex, "x1": x1, "x2": x2, "grade": grade,
-        "bill": bill, "limit": limit, "note": rng.normal(size=n), "default": y,
-    })
+    return pd.DataFrame(
+        {
+            "id": np.arange(n),
+            "sex": sex,
+            "x1": x1,
+            "x2": x2,
+            "grade": grade,
+            "bill": bill,
+            "limit": limit,
+            "note": rng.normal(size=n),
+            "default": y,
+        }
+    )
 
 
-def _spec(*, trials: int = 5, metric: str = "auc", pruning: bool = True, seed: int = 5,
-          families: list[str] | None = None) -> ProjectSpec:
-    return parse_spec({
-        "project": "tuning-test",
-        "seed": seed,
-        "data": {"source": "unused.csv", "id_column": "id"},
-        "contract": {"columns": {
-            "id": {"dtype": "int", "unique": True},
-            "sex": {"dtype": "str"},
-            "x1": {"dtype": "float", "nullable": True},
-            "x2": {"dtype": "float"},
-            "grade": {"dtype": "str"},
-            "bill": {"dtype": "float"},
-            "limit": {"dtype": "float"},
-            "note": {"dtype": "float"},
-            "default": {"dtype": "int"},
-        }},
-        "target": {"column": "default"},
-        "protected": ["sex"],
-        "features": {"categorical": ["grade"], "derived": {"ratio": "bill / limit"}, "exclude": ["note"]},
-        "models": {
-            "families": families or ["logistic", "lightgbm"],
-            "lightgbm": {"max_rounds": 150, "early_stopping_rounds": 20, "min_child_samples": {"low": 5, "high": 60}},
-        },
-        "tuning": {"trials": trials, "threads": 1, "metric": metric, "pruning": pruning},
-    })
+def _spec(
+    *,
+    trials: int = 5,
+    metric: str = "auc",
+    pruning: bool = True,
+    seed: int = 5,
+    families: list[str] | None = None,
+) -> ProjectSpec:
+    return parse_spec(
+        {
+            "project": "tuning-test",
+            "seed": seed,
+            "data": {"source": "unused.csv", "id_column": "id"},
+            "contract": {
+                "columns": {
+                    "id": {"dtype": "int", "unique": True},
+                    "sex": {"dtype": "str"},
+                    "x1": {"dtype": "float", "nullable": True},
+                    "x2": {"dtype": "float"},
+                    "grade": {"dtype": "str"},
+                    "bill": {"dtype": "float"},
+                    "limit": {"dtype": "float"},
+                    "note": {"dtype": "float"},
+                    "default": {"dtype": "int"},
+                }
+            },
+            "target": {"column": "default"},
+            "protected": ["sex"],
+            "features": {
+                "categorical": ["grade"],
+                "derived": {"ratio": "bill / limit"},
+                "exclude": ["note"],
+            },
+            "models": {
+                "families": families or ["logistic", "lightgbm"],
+                "lightgbm": {
+                    "max_rounds": 150,
+                    "early_stopping_rounds": 20,
+                    "min_child_samples": {"low": 5, "high": 60},
+                },
+            },
+            "tuning": {"trials": trials, "threads": 1, "metric": metric, "pruning": pruning},
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -105,13 +132,17 @@ def test_another_seed_searches_other_parameters(
     assert [t["params"] for t in first.trials] != [t["params"] for t in other.trials]
 
 
-def test_training_twice_gives_the_same_artifact_bytes(linear: tuple[pd.DataFrame, ProjectSpec, TrainingOutcome]) -> None:
+def test_training_twice_gives_the_same_artifact_bytes(
+    linear: tuple[pd.DataFrame, ProjectSpec, TrainingOutcome],
+) -> None:
     frame, spec, outcome = linear
     again = train_model(frame, spec)
     assert again.family == outcome.family
     assert again.model.files() == outcome.model.files()
     for family in spec.models.families:
-        assert _without_seconds(again.results[family].trials) == _without_seconds(outcome.results[family].trials)
+        assert _without_seconds(again.results[family].trials) == _without_seconds(
+            outcome.results[family].trials
+        )
 
 
 def _check_trials(result: FamilyResult, spec: ProjectSpec) -> None:
@@ -127,7 +158,9 @@ def _check_trials(result: FamilyResult, spec: ProjectSpec) -> None:
             assert t["value"] is None
 
 
-def test_every_logistic_trial_is_recorded_with_its_params(xor: tuple[pd.DataFrame, ProjectSpec, TrainingOutcome]) -> None:
+def test_every_logistic_trial_is_recorded_with_its_params(
+    xor: tuple[pd.DataFrame, ProjectSpec, TrainingOutcome],
+) -> None:
     _, spec, outcome = xor
     result = outcome.results["logistic"]
     _check_trials(result, spec)
@@ -138,43 +171,65 @@ def test_every_logistic_trial_is_recorded_with_its_params(xor: tuple[pd.DataFram
 
 
 def test_every_lightgbm_trial_is_recorded_with_its_params_and_rounds(
-    xor: tuple[pd.DataFrame, ProjectSpec, TrainingOutcome]
+    xor: tuple[pd.DataFrame, ProjectSpec, TrainingOutcome],
 ) -> None:
     _, spec, outcome = xor
     result = outcome.results["lightgbm"]
     _check_trials(result, spec)
     space = spec.models.lightgbm
-    names = {"num_leaves", "learning_rate", "min_child_samples", "feature_fraction", "bagging_fraction", "lambda_l2"}
+    names = {
+        "num_leaves",
+        "learning_rate",
+        "min_child_samples",
+        "feature_fraction",
+        "bagging_fraction",
+        "lambda_l2",
+    }
     for t in result.trials:
         assert names <= set(t["params"])
         assert space.num_leaves.low <= t["params"]["num_leaves"] <= space.num_leaves.high
-        assert space.min_child_samples.low <= t["params"]["min_child_samples"] <= space.min_child_samples.high
+        assert (
+            space.min_child_samples.low
+            <= t["params"]["min_child_samples"]
+            <= space.min_child_samples.high
+        )
         assert space.learning_rate.low <= t["params"]["learning_rate"] <= space.learning_rate.high
         if t["state"] == "complete":
             assert 1 <= t["params"]["rounds"] <= space.max_rounds
 
 
-def test_best_value_is_the_best_completed_trial(xor: tuple[pd.DataFrame, ProjectSpec, TrainingOutcome]) -> None:
+def test_best_value_is_the_best_completed_trial(
+    xor: tuple[pd.DataFrame, ProjectSpec, TrainingOutcome],
+) -> None:
     _, _, outcome = xor
     for result in outcome.results.values():
         values = [t["value"] for t in result.trials if t["state"] == "complete"]
         assert result.best_value == max(values)
         best = next(t for t in result.trials if t["value"] == result.best_value)
-        searched = {k: v for k, v in result.best_params.items() if k != "max_iter"}  # max_iter is fixed
+        searched = {
+            k: v for k, v in result.best_params.items() if k != "max_iter"
+        }  # max_iter is fixed
         assert {k: best["params"][k] for k in searched} == searched
 
 
-def test_on_trial_is_called_once_per_trial(xor: tuple[pd.DataFrame, ProjectSpec, TrainingOutcome]) -> None:
+def test_on_trial_is_called_once_per_trial(
+    xor: tuple[pd.DataFrame, ProjectSpec, TrainingOutcome],
+) -> None:
     _, spec, outcome = xor
     seen: list[tuple[str, int, float | None]] = []
-    result = tune_family("logistic", outcome.matrices, spec, features=MODEL_FEATURES,
-                         on_trial=lambda family, number, value: seen.append((family, number, value)))
+    result = tune_family(
+        "logistic",
+        outcome.matrices,
+        spec,
+        features=MODEL_FEATURES,
+        on_trial=lambda family, number, value: seen.append((family, number, value)),
+    )
     assert seen == [("logistic", t["number"], t["value"]) for t in result.trials]
     assert len(seen) == spec.tuning.trials
 
 
 def test_pruning_stops_some_lightgbm_trials_and_never_logistic_ones(
-    xor: tuple[pd.DataFrame, ProjectSpec, TrainingOutcome]
+    xor: tuple[pd.DataFrame, ProjectSpec, TrainingOutcome],
 ) -> None:
     _, _, outcome = xor
     spec = _spec(trials=14)
@@ -189,9 +244,13 @@ def test_pruning_stops_some_lightgbm_trials_and_never_logistic_ones(
     assert [t["state"] for t in linear.trials] == ["complete"] * 14
 
 
-def test_without_pruning_every_lightgbm_trial_completes(xor: tuple[pd.DataFrame, ProjectSpec, TrainingOutcome]) -> None:
+def test_without_pruning_every_lightgbm_trial_completes(
+    xor: tuple[pd.DataFrame, ProjectSpec, TrainingOutcome],
+) -> None:
     _, _, outcome = xor
-    result = tune_family("lightgbm", outcome.matrices, _spec(trials=14, pruning=False), features=MODEL_FEATURES)
+    result = tune_family(
+        "lightgbm", outcome.matrices, _spec(trials=14, pruning=False), features=MODEL_FEATURES
+    )
     assert [t["state"] for t in result.trials] == ["complete"] * 14
 
 
@@ -210,21 +269,28 @@ def test_train_model_picks_the_family_with_the_better_validation_metric(
 
 
 def test_chosen_model_reproduces_its_validation_value_from_the_raw_frame(
-    linear: tuple[pd.DataFrame, ProjectSpec, TrainingOutcome]
+    linear: tuple[pd.DataFrame, ProjectSpec, TrainingOutcome],
 ) -> None:
     frame, spec, outcome = linear
     rows = frame.iloc[outcome.split.validation]
     p = outcome.model.predict_proba(rows)
-    assert validation_score("auc", rows["default"].to_numpy(), p) == outcome.results[outcome.family].best_value
+    assert (
+        validation_score("auc", rows["default"].to_numpy(), p)
+        == outcome.results[outcome.family].best_value
+    )
 
 
-def test_test_rows_are_held_out_of_tuning(linear: tuple[pd.DataFrame, ProjectSpec, TrainingOutcome]) -> None:
+def test_test_rows_are_held_out_of_tuning(
+    linear: tuple[pd.DataFrame, ProjectSpec, TrainingOutcome],
+) -> None:
     frame, _, outcome = linear
     data, split = outcome.matrices, outcome.split
     assert len(data.y_train) == len(split.train) and len(data.y_valid) == len(split.validation)
     assert len(outcome.y_test) == len(split.test)
     np.testing.assert_array_equal(outcome.y_test, frame["default"].to_numpy()[split.test])
-    np.testing.assert_array_equal(outcome.X_test, outcome.model.preprocessor.transform(frame.iloc[split.test]))
+    np.testing.assert_array_equal(
+        outcome.X_test, outcome.model.preprocessor.transform(frame.iloc[split.test])
+    )
 
 
 def test_log_loss_is_minimized() -> None:
@@ -253,7 +319,9 @@ def test_validation_score_metrics_against_hand_computed_values() -> None:
 
 
 @pytest.mark.parametrize("data", ["linear", "xor"])
-def test_protected_attributes_and_the_target_never_reach_the_model(data: str, request: pytest.FixtureRequest) -> None:
+def test_protected_attributes_and_the_target_never_reach_the_model(
+    data: str, request: pytest.FixtureRequest
+) -> None:
     frame, _, outcome = request.getfixturevalue(data)
     model = outcome.model
     assert model.features == MODEL_FEATURES
@@ -265,24 +333,30 @@ def test_protected_attributes_and_the_target_never_reach_the_model(data: str, re
     assert outcome.matrices.X_train.shape[1] == len(MODEL_FEATURES)
     # The model scores a frame that lacks every excluded column, with the same numbers.
     rows = frame.iloc[outcome.split.test]
-    np.testing.assert_array_equal(model.predict_proba(rows.drop(columns=NEVER_FEATURES)), model.predict_proba(rows))
+    np.testing.assert_array_equal(
+        model.predict_proba(rows.drop(columns=NEVER_FEATURES)), model.predict_proba(rows)
+    )
 
 
 def test_no_feature_left_is_a_training_error() -> None:
-    spec = parse_spec({
-        "project": "empty",
-        "data": {"source": "unused.csv"},
-        "contract": {"columns": {"sex": {"dtype": "str"}, "default": {"dtype": "int"}}},
-        "target": {"column": "default"},
-        "protected": ["sex"],
-    })
+    spec = parse_spec(
+        {
+            "project": "empty",
+            "data": {"source": "unused.csv"},
+            "contract": {"columns": {"sex": {"dtype": "str"}, "default": {"dtype": "int"}}},
+            "target": {"column": "default"},
+            "protected": ["sex"],
+        }
+    )
     frame = pd.DataFrame({"sex": ["f", "m"] * 10, "default": [0, 1] * 10})
     with pytest.raises(TrainingError, match=r"no feature columns remain"):
         train_model(frame, spec)
 
 
 @pytest.mark.parametrize("data", ["linear", "xor"])
-def test_learning_curve_grows_train_sizes_with_metrics_in_unit_range(data: str, request: pytest.FixtureRequest) -> None:
+def test_learning_curve_grows_train_sizes_with_metrics_in_unit_range(
+    data: str, request: pytest.FixtureRequest
+) -> None:
     _, spec, outcome = request.getfixturevalue(data)
     points = learning_curve(outcome, spec)
     sizes = [p["train_size"] for p in points]
@@ -298,11 +372,13 @@ def test_learning_curve_grows_train_sizes_with_metrics_in_unit_range(data: str, 
 
 
 def test_learning_curve_on_the_full_training_rows_refits_the_chosen_model(
-    linear: tuple[pd.DataFrame, ProjectSpec, TrainingOutcome]
+    linear: tuple[pd.DataFrame, ProjectSpec, TrainingOutcome],
 ) -> None:
     _, spec, outcome = linear
     last = learning_curve(outcome, spec, shares=(1.0,))[0]
-    assert last["validation_metric"] == pytest.approx(outcome.results[outcome.family].best_value, abs=1e-12)
+    assert last["validation_metric"] == pytest.approx(
+        outcome.results[outcome.family].best_value, abs=1e-12
+    )
 
 
 def test_learning_curve_for_a_log_loss_project_reports_auc() -> None:
@@ -316,12 +392,12 @@ def test_learning_curve_for_a_log_loss_project_reports_auc() -> None:
 
 def test_folds_score_each_candidate_on_every_fold_and_refit_on_training(tmp_path) -> None:
     """With folds, a trial's value is its mean over them, and the model is refit for their mean rounds."""
-    from factories import loans_spec, make_loans
-
     from keel.features.cleaning import target_vector
     from keel.models.preprocess import Preprocessor
     from keel.spec import parse_spec
     from keel.training.tuning import Matrices, tune_family, validation_score
+
+    from factories import loans_spec, make_loans
 
     raw = loans_spec("data.csv")
     raw["tuning"] = {"trials": 3, "metric": "auc", "pruning": False}
@@ -333,12 +409,20 @@ def test_folds_score_each_candidate_on_every_fold_and_refit_on_training(tmp_path
     def matrices(train: slice, valid: slice) -> Matrices:
         pre = Preprocessor(features, list(spec.features.categorical), dict(spec.features.derived))
         pre.fit(frame.iloc[train])
-        return Matrices(pre.transform(frame.iloc[train]), y[train], pre.transform(frame.iloc[valid]), y[valid],
-                        pre.categorical_indices(), {j: len(pre.categories_[pre.features[j]])
-                                                    for j in pre.categorical_indices()})
+        return Matrices(
+            pre.transform(frame.iloc[train]),
+            y[train],
+            pre.transform(frame.iloc[valid]),
+            y[valid],
+            pre.categorical_indices(),
+            {j: len(pre.categories_[pre.features[j]]) for j in pre.categorical_indices()},
+        )
 
     data = matrices(slice(2000, 3000), slice(0, 10))
-    folds = [matrices(slice(0, 800), slice(800, 1000)), matrices(slice(1000, 1800), slice(1800, 2000))]
+    folds = [
+        matrices(slice(0, 800), slice(800, 1000)),
+        matrices(slice(1000, 1800), slice(1800, 2000)),
+    ]
     result = tune_family("lightgbm", data, spec, features=features, folds=folds)
     best = max(result.trials, key=lambda t: t["value"])
     assert len(best["params"]["fold_values"]) == 2

@@ -5,7 +5,7 @@ from __future__ import annotations
 import getpass
 import json
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -39,31 +39,89 @@ def _num(value: float | None) -> str:
 def _windows_table(report: Any) -> Table:
     every = {"day": "daily", "week": "weekly", "month": "monthly"}[report.window]
     table = Table(title=f"{report.model}: {every} windows to {report.as_of}")
-    for column in ("window", "rows", "labelled", "AUC estimated", "AUC realized", "drift", "drifted", "alerts"):
+    for column in (
+        "window",
+        "rows",
+        "labelled",
+        "AUC estimated",
+        "AUC realized",
+        "drift",
+        "drifted",
+        "alerts",
+    ):
         table.add_column(column, justify="left" if column in ("window", "drift") else "right")
     for w in report.windows:
         drifted = sum(f.drifted for f in w.drift.features) if w.drift else 0
-        table.add_row(w.window, f"{w.rows:,}", f"{w.labelled:,}", _num(w.estimated.auc),
-                      _num(w.realized.auc if w.realized else None), w.drift.level if w.drift else "not judged",
-                      str(drifted), str(len(w.alerts)))
+        table.add_row(
+            w.window,
+            f"{w.rows:,}",
+            f"{w.labelled:,}",
+            _num(w.estimated.auc),
+            _num(w.realized.auc if w.realized else None),
+            w.drift.level if w.drift else "not judged",
+            str(drifted),
+            str(len(w.alerts)),
+        )
     return table
 
 
 @app.command()
 def monitor(
-    spec: SpecOpt = None, project_dir: ProjectDirOpt = None, tracking_uri: UriOpt = None, model: ModelOpt = None,
-    alias: Annotated[str, typer.Option(help="Registry alias whose baseline the events are judged against.")] = "champion",
-    log: Annotated[Optional[Path], typer.Option(help="Prediction log [default: predictions.db in the project folder].")] = None,
-    scored: Annotated[Optional[str], typer.Option(help="A scored table (keel score output, inputs kept) instead of the log.")] = None,
-    labels: Annotated[Optional[str], typer.Option(help="Labels file (CSV/Parquet): the id column and the target.")] = None,
-    label_time_column: Annotated[Optional[str], typer.Option(help="Column of --labels saying when each label became known.")] = None,
-    join_on: Annotated[Optional[str], typer.Option(help="Column joining --labels to the events: request_id (and row) from the log [default: the spec's data.id_column].")] = None,
-    as_of: Annotated[Optional[str], typer.Option(help="Judge as of this time, ISO 8601 (no offset: UTC) [default: the newest event].")] = None,
-    since: Annotated[Optional[str], typer.Option(help="Alert only on windows that closed after this time [default: the previous run's as-of].")] = None,
-    partial: Annotated[bool, typer.Option(help="Also judge the window still open at the as-of time.")] = False,
-    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Report folder [default: monitoring/<model>/<as-of> in the project folder].")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the whole report as JSON instead of a table.")] = False,
-    retrain_on_alert: Annotated[bool, typer.Option(help="On an alert, run keel retrain with --spec.")] = False,
+    spec: SpecOpt = None,
+    project_dir: ProjectDirOpt = None,
+    tracking_uri: UriOpt = None,
+    model: ModelOpt = None,
+    alias: Annotated[
+        str, typer.Option(help="Registry alias whose baseline the events are judged against.")
+    ] = "champion",
+    log: Annotated[
+        Path | None,
+        typer.Option(help="Prediction log [default: predictions.db in the project folder]."),
+    ] = None,
+    scored: Annotated[
+        str | None,
+        typer.Option(help="A scored table (keel score output, inputs kept) instead of the log."),
+    ] = None,
+    labels: Annotated[
+        str | None, typer.Option(help="Labels file (CSV/Parquet): the id column and the target.")
+    ] = None,
+    label_time_column: Annotated[
+        str | None, typer.Option(help="Column of --labels saying when each label became known.")
+    ] = None,
+    join_on: Annotated[
+        str | None,
+        typer.Option(
+            help="Column joining --labels to the events: request_id (and row) from the log [default: the spec's data.id_column]."
+        ),
+    ] = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            help="Judge as of this time, ISO 8601 (no offset: UTC) [default: the newest event]."
+        ),
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            help="Alert only on windows that closed after this time [default: the previous run's as-of]."
+        ),
+    ] = None,
+    partial: Annotated[
+        bool, typer.Option(help="Also judge the window still open at the as-of time.")
+    ] = False,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Report folder [default: monitoring/<model>/<as-of> in the project folder].",
+        ),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the whole report as JSON instead of a table.")
+    ] = False,
+    retrain_on_alert: Annotated[
+        bool, typer.Option(help="On an alert, run keel retrain with --spec.")
+    ] = False,
     author: AuthorOpt = getpass.getuser(),
 ) -> None:
     """Drift, label-free and realized performance, and fairness per time window; alerts exit with code 13.
@@ -78,20 +136,33 @@ def monitor(
     _quiet_libraries()
     with _keel_errors():
         if retrain_on_alert and spec is None:
-            raise typer.BadParameter("--retrain-on-alert needs --spec, the spec to retrain", param_hint="--spec")
+            raise typer.BadParameter(
+                "--retrain-on-alert needs --spec, the spec to retrain", param_hint="--spec"
+            )
         project = _load(spec) if spec else None
         if retrain_on_alert and project and project.split.method not in ("time", "delayed"):
-            raise typer.BadParameter(f"keel retrain needs a time split; the spec's split.method is "
-                                     f"'{project.split.method}'", param_hint="--retrain-on-alert")
+            raise typer.BadParameter(
+                f"keel retrain needs a time split; the spec's split.method is "
+                f"'{project.split.method}'",
+                param_hint="--retrain-on-alert",
+            )
         folder, _, name = _store(spec, project_dir, tracking_uri)
         name = model or name
         if not name:
             raise typer.BadParameter("give --model or --spec", param_hint="--model")
         governance = _governance(spec, project_dir, writer=False)[0]
-        run = monitor_model(governance, folder, name, spec=project, alias=alias,
-                            sources=Sources(log, scored, labels, label_time_column, join_on),
-                            as_of=as_of_time(as_of) if as_of else None, since=as_of_time(since) if since else None,
-                            partial=partial, out_dir=out_dir)
+        run = monitor_model(
+            governance,
+            folder,
+            name,
+            spec=project,
+            alias=alias,
+            sources=Sources(log, scored, labels, label_time_column, join_on),
+            as_of=as_of_time(as_of) if as_of else None,
+            since=as_of_time(since) if since else None,
+            partial=partial,
+            out_dir=out_dir,
+        )
     if as_json:
         out.print_json(json.dumps(run.report.to_dict(), default=str))
     else:
@@ -114,8 +185,13 @@ def monitor(
 
 @app.command()
 def retrain(
-    spec_path: SpecArg, project_dir: ProjectDirOpt = None, author: AuthorOpt = getpass.getuser(),
-    as_of: Annotated[Optional[str], typer.Option(help="Use the data known before this time [default: all of it].")] = None,
+    spec_path: SpecArg,
+    project_dir: ProjectDirOpt = None,
+    author: AuthorOpt = getpass.getuser(),
+    as_of: Annotated[
+        str | None,
+        typer.Option(help="Use the data known before this time [default: all of it]."),
+    ] = None,
     card: Annotated[bool, typer.Option(help="Write the challenger's model card.")] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
 ) -> None:
@@ -127,8 +203,15 @@ def retrain(
     _retrain(spec_path, project_dir, author, as_of, with_card=card, quiet=quiet)
 
 
-def _retrain(spec_path: Path, project_dir: Path | None, author: str, as_of: str | None, *, with_card: bool,
-             quiet: bool) -> None:
+def _retrain(
+    spec_path: Path,
+    project_dir: Path | None,
+    author: str,
+    as_of: str | None,
+    *,
+    with_card: bool,
+    quiet: bool,
+) -> None:
     import pandas as pd
 
     from keel.lifecycle.retrain import retrain as run_retrain
@@ -136,11 +219,19 @@ def _retrain(spec_path: Path, project_dir: Path | None, author: str, as_of: str 
     with _keel_errors():
         spec = _load(spec_path)
         folder = _project_dir(spec_path, project_dir)
-        result = run_retrain(spec, project_dir=folder, author=author, principal=_principal(spec, folder),
-                             as_of=pd.Timestamp(as_of) if as_of else None, with_card=with_card,
-                             on_stage=None if quiet else (lambda text: err.print(f"[dim]{text}[/]")))
+        result = run_retrain(
+            spec,
+            project_dir=folder,
+            author=author,
+            principal=_principal(spec, folder),
+            as_of=pd.Timestamp(as_of) if as_of else None,
+            with_card=with_card,
+            on_stage=None if quiet else (lambda text: err.print(f"[dim]{text}[/]")),
+        )
     colour = {"promoted": "green", "awaiting approval": "yellow", "refused": "red"}[result.decision]
-    out.print(f"challenger {result.run.model_name} v{result.challenger_version} against champion "
-              f"v{result.champion_version} on {result.window['rows']:,} rows: [bold {colour}]{result.decision}[/]")
+    out.print(
+        f"challenger {result.run.model_name} v{result.challenger_version} against champion "
+        f"v{result.champion_version} on {result.window['rows']:,} rows: [bold {colour}]{result.decision}[/]"
+    )
     for reason in result.reasons:
         out.print(f"  {reason}", markup=False, highlight=False)

@@ -12,27 +12,40 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
 from keel.errors import ContractError, KeelError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Keel: tabular models to production, governed.")
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="Keel: tabular models to production, governed."
+)
 models_app = typer.Typer(no_args_is_help=True, help="Registered models and their versions.")
 app.add_typer(models_app, name="models")
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 SpecArg = Annotated[Path, typer.Argument(help="Path of the project's keel.yaml.")]
 ProjectDirOpt = Annotated[
-    Optional[Path], typer.Option("--project-dir", help="Where runs, models and cards go [default: .keel beside the spec].")
+    Path | None,
+    typer.Option(
+        "--project-dir", help="Where runs, models and cards go [default: .keel beside the spec]."
+    ),
 ]
-AuthorOpt = Annotated[str, typer.Option("--author", help="Name recorded, unverified, when KEEL_TOKEN is not set; "
-                                                       "such a version cannot be approved.")]
-SpecOpt = Annotated[Optional[Path], typer.Option("--spec", help="A keel.yaml whose registry to use.")]
-UriOpt = Annotated[Optional[str], typer.Option("--tracking-uri", help="An MLflow tracking URI.")]
-ModelOpt = Annotated[Optional[str], typer.Option(help="Model name [default: the spec's].")]
+AuthorOpt = Annotated[
+    str,
+    typer.Option(
+        "--author",
+        help="Name recorded, unverified, when KEEL_TOKEN is not set; "
+        "such a version cannot be approved.",
+    ),
+]
+SpecOpt = Annotated[
+    Path | None, typer.Option("--spec", help="A keel.yaml whose registry to use.")
+]
+UriOpt = Annotated[str | None, typer.Option("--tracking-uri", help="An MLflow tracking URI.")]
+ModelOpt = Annotated[str | None, typer.Option(help="Model name [default: the spec's].")]
 
 
 @contextmanager
@@ -60,7 +73,9 @@ def _quiet_libraries() -> None:
 
     for name in ("mlflow", "alembic", "optuna", "lightgbm"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    logging.getLogger("distributed.shuffle").setLevel(logging.ERROR)  # a notice per shuffle, at WARNING
+    logging.getLogger("distributed.shuffle").setLevel(
+        logging.ERROR
+    )  # a notice per shuffle, at WARNING
 
 
 def _load(spec_path: Path) -> Any:
@@ -80,13 +95,17 @@ def _principal(spec: Any, folder: Path) -> Any:
         return None
     from keel.server.service import GovernanceService
 
-    return GovernanceService.open(folder, tracking_uri=spec.registry.tracking_uri,
-                                  governance_uri=spec.registry.governance_uri,
-                                  checkpoints=spec.registry.checkpoints).principal(token)
+    return GovernanceService.open(
+        folder,
+        tracking_uri=spec.registry.tracking_uri,
+        governance_uri=spec.registry.governance_uri,
+        checkpoints=spec.registry.checkpoints,
+    ).principal(token)
 
 
-def _store(spec_path: Path | None, project_dir: Path | None, tracking_uri: str | None = None
-           ) -> tuple[Path, str | None, str | None]:
+def _store(
+    spec_path: Path | None, project_dir: Path | None, tracking_uri: str | None = None
+) -> tuple[Path, str | None, str | None]:
     """Project folder, tracking URI and model name from --spec / --project-dir / --tracking-uri."""
     spec = _load(spec_path) if spec_path else None
     folder = project_dir or (_project_dir(spec_path, None) if spec_path else Path(".keel"))
@@ -94,18 +113,27 @@ def _store(spec_path: Path | None, project_dir: Path | None, tracking_uri: str |
     return folder, uri, (spec.model_name() if spec else None)
 
 
-def _registry(spec_path: Path | None, project_dir: Path | None, tracking_uri: str | None) -> tuple[Any, str | None]:
+def _registry(
+    spec_path: Path | None, project_dir: Path | None, tracking_uri: str | None
+) -> tuple[Any, str | None]:
     from keel.registry.store import Registry
 
     folder, uri, name = _store(spec_path, project_dir, tracking_uri)
     return Registry.for_project(folder, uri), name
 
 
-def _governance(spec_path: Path | None, project_dir: Path | None, *, writer: bool = True) -> tuple[Any, str, Path]:
+def _governance(
+    spec_path: Path | None, project_dir: Path | None, *, writer: bool = True
+) -> tuple[Any, str, Path]:
     from keel.registry.governance import Governance
 
     folder, uri, name = _store(spec_path, project_dir)
     registry = _load(spec_path).registry if spec_path else None
-    governance = Governance.for_project(folder, uri, registry.governance_uri if registry else None,
-                                        checkpoints=registry.checkpoints if registry else None, writer=writer)
+    governance = Governance.for_project(
+        folder,
+        uri,
+        registry.governance_uri if registry else None,
+        checkpoints=registry.checkpoints if registry else None,
+        writer=writer,
+    )
     return governance, name or "", folder

@@ -11,12 +11,22 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from keel.cli.common import ProjectDirOpt, SpecOpt, _keel_errors, _load, _quiet_libraries, _store, app, err, out
+from keel.cli.common import (
+    ProjectDirOpt,
+    SpecOpt,
+    _keel_errors,
+    _load,
+    _quiet_libraries,
+    _store,
+    app,
+    err,
+    out,
+)
 
 SERVER_ENV, TOKEN_ENV = "KEEL_SERVER", "KEEL_TOKEN"
 users_app = typer.Typer(no_args_is_help=True, help="Users and their roles (admins only).")
@@ -28,16 +38,23 @@ app.add_typer(token_app, name="token")
 app.add_typer(policy_app, name="policy")
 app.add_typer(audit_app, name="audit")
 NoteOpt = Annotated[str, typer.Option("--note", help="Why: recorded in the audit log.")]
-ModelOpt = Annotated[Optional[str], typer.Option(help="Model name [default: the spec's].")]
+ModelOpt = Annotated[str | None, typer.Option(help="Model name [default: the spec's].")]
 VersionArg = Annotated[int, typer.Argument(help="Version number.")]
 
 
-def _settings(spec: Path | None, project_dir: Path | None) -> tuple[Path, str | None, str | None, str | None, str]:
+def _settings(
+    spec: Path | None, project_dir: Path | None
+) -> tuple[Path, str | None, str | None, str | None, str]:
     folder, uri, name = _store(spec, project_dir)
     loaded = _load(spec) if spec else None
     registry = loaded.registry if loaded else None
-    return (folder, uri, registry.governance_uri if registry else None, registry.checkpoints if registry else None,
-            name or "")
+    return (
+        folder,
+        uri,
+        registry.governance_uri if registry else None,
+        registry.checkpoints if registry else None,
+        name or "",
+    )
 
 
 def service(spec: Path | None, project_dir: Path | None, *, create: bool = False) -> Any:
@@ -45,8 +62,13 @@ def service(spec: Path | None, project_dir: Path | None, *, create: bool = False
     from keel.server.service import GovernanceService
 
     folder, uri, governance_uri, checkpoints, _ = _settings(spec, project_dir)
-    return GovernanceService.open(folder, tracking_uri=uri, governance_uri=governance_uri, checkpoints=checkpoints,
-                                  create=create)
+    return GovernanceService.open(
+        folder,
+        tracking_uri=uri,
+        governance_uri=governance_uri,
+        checkpoints=checkpoints,
+        create=create,
+    )
 
 
 def client(spec: Path | None, project_dir: Path | None, *, create: bool = False) -> Any:
@@ -66,13 +88,17 @@ def _model(spec: Path | None, project_dir: Path | None, model: str | None) -> st
     return name
 
 
-def _transition(caller: Any, operation: str, spec: Path | None, project_dir: Path | None, **args: Any) -> None:
+def _transition(
+    caller: Any, operation: str, spec: Path | None, project_dir: Path | None, **args: Any
+) -> None:
     """Run a lifecycle operation, print what it changed, and re-render the cards it touched (local store only)."""
     from keel.server.client import LocalClient
 
     result = caller.call(operation, **args)
-    out.print(f"{result['model']} version {result['version']}: {result['before']} -> {result['after']} "
-              f"(audit row {result['audit_seq']})")
+    out.print(
+        f"{result['model']} version {result['version']}: {result['before']} -> {result['after']} "
+        f"(audit row {result['audit_seq']})"
+    )
     if not isinstance(caller, LocalClient):
         return
     from keel.errors import CardError
@@ -83,46 +109,91 @@ def _transition(caller: Any, operation: str, spec: Path | None, project_dir: Pat
     row = next(r for r in governance.audit.rows() if r.seq == result["audit_seq"])
     for version in versions_touched(row):
         try:
-            out.print(f"model card updated: {refresh_card(folder, result['model'], version, governance=governance)}")
+            out.print(
+                f"model card updated: {refresh_card(folder, result['model'], version, governance=governance)}"
+            )
         except CardError as error:
             err.print(f"version {version}: card not updated: ", end="")
             err.print(str(error), markup=False, highlight=False)
 
 
 @app.command()
-def approve(version: VersionArg, note: NoteOpt,
-            conditions: Annotated[Optional[str], typer.Option(help="Approve with these conditions (text).")] = None,
-            spec: SpecOpt = None, project_dir: ProjectDirOpt = None, model: ModelOpt = None) -> None:
+def approve(
+    version: VersionArg,
+    note: NoteOpt,
+    conditions: Annotated[
+        str | None, typer.Option(help="Approve with these conditions (text).")
+    ] = None,
+    spec: SpecOpt = None,
+    project_dir: ProjectDirOpt = None,
+    model: ModelOpt = None,
+) -> None:
     """Approve a validated version (a validator who is not its author), optionally with conditions."""
     _quiet_libraries()
     with _keel_errors():
         name = _model(spec, project_dir, model)
-        _transition(client(spec, project_dir), "approve", spec, project_dir, name=name, version=version, note=note,
-                    conditions=conditions)
+        _transition(
+            client(spec, project_dir),
+            "approve",
+            spec,
+            project_dir,
+            name=name,
+            version=version,
+            note=note,
+            conditions=conditions,
+        )
 
 
 @app.command()
-def reject(version: VersionArg, note: NoteOpt, spec: SpecOpt = None, project_dir: ProjectDirOpt = None,
-           model: ModelOpt = None) -> None:
+def reject(
+    version: VersionArg,
+    note: NoteOpt,
+    spec: SpecOpt = None,
+    project_dir: ProjectDirOpt = None,
+    model: ModelOpt = None,
+) -> None:
     """Reject a version (a validator); it can never be approved afterwards."""
     _quiet_libraries()
     with _keel_errors():
         name = _model(spec, project_dir, model)
-        _transition(client(spec, project_dir), "reject", spec, project_dir, name=name, version=version, note=note)
+        _transition(
+            client(spec, project_dir),
+            "reject",
+            spec,
+            project_dir,
+            name=name,
+            version=version,
+            note=note,
+        )
 
 
 @app.command()
-def promote(version: VersionArg, note: NoteOpt = "", spec: SpecOpt = None, project_dir: ProjectDirOpt = None,
-            model: ModelOpt = None) -> None:
+def promote(
+    version: VersionArg,
+    note: NoteOpt = "",
+    spec: SpecOpt = None,
+    project_dir: ProjectDirOpt = None,
+    model: ModelOpt = None,
+) -> None:
     """Make an approved version the champion (a deployer, neither its author nor its approver)."""
     _quiet_libraries()
     with _keel_errors():
         name = _model(spec, project_dir, model)
-        _transition(client(spec, project_dir), "promote", spec, project_dir, name=name, version=version, note=note)
+        _transition(
+            client(spec, project_dir),
+            "promote",
+            spec,
+            project_dir,
+            name=name,
+            version=version,
+            note=note,
+        )
 
 
 @app.command()
-def rollback(note: NoteOpt, spec: SpecOpt = None, project_dir: ProjectDirOpt = None, model: ModelOpt = None) -> None:
+def rollback(
+    note: NoteOpt, spec: SpecOpt = None, project_dir: ProjectDirOpt = None, model: ModelOpt = None
+) -> None:
     """Restore the previous champion (a deployer)."""
     _quiet_libraries()
     with _keel_errors():
@@ -138,17 +209,32 @@ def _password(from_stdin: bool, *, confirm: bool) -> str:
 
 @users_app.command("add")
 def users_add(
-    name: Annotated[str, typer.Argument(help="User name: letters, digits, '.', '-', '_' in one script.")],
-    role: Annotated[list[str], typer.Option("--role", help="admin, developer, validator, deployer or viewer (repeat).")],
-    display: Annotated[Optional[str], typer.Option(help="Display name [default: the user name].")] = None,
-    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from stdin.")] = False,
-    spec: SpecOpt = None, project_dir: ProjectDirOpt = None,
+    name: Annotated[
+        str, typer.Argument(help="User name: letters, digits, '.', '-', '_' in one script.")
+    ],
+    role: Annotated[
+        list[str],
+        typer.Option("--role", help="admin, developer, validator, deployer or viewer (repeat)."),
+    ],
+    display: Annotated[
+        str | None, typer.Option(help="Display name [default: the user name].")
+    ] = None,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from stdin.")
+    ] = False,
+    spec: SpecOpt = None,
+    project_dir: ProjectDirOpt = None,
 ) -> None:
     """Add a user (an admin's token; the very first user needs none and must be an admin)."""
     _quiet_libraries()
     with _keel_errors():
         added = client(spec, project_dir, create=True).call(
-            "add_user", name=name, roles=role, password=_password(password_stdin, confirm=True), display=display)
+            "add_user",
+            name=name,
+            roles=role,
+            password=_password(password_stdin, confirm=True),
+            display=display,
+        )
     out.print(f"added user {added['name']} ({', '.join(added['roles'])}), id {added['id']}")
 
 
@@ -161,13 +247,18 @@ def users_list(spec: SpecOpt = None, project_dir: ProjectDirOpt = None) -> None:
     for column in ("name", "id", "roles", "disabled"):
         table.add_column(column)
     for user in users:
-        table.add_row(user["name"], user["id"], ", ".join(user["roles"]), str(user.get("disabled", False)))
+        table.add_row(
+            user["name"], user["id"], ", ".join(user["roles"]), str(user.get("disabled", False))
+        )
     out.print(table)
 
 
 @users_app.command("disable")
-def users_disable(name: Annotated[str, typer.Argument(help="User name.")], spec: SpecOpt = None,
-                  project_dir: ProjectDirOpt = None) -> None:
+def users_disable(
+    name: Annotated[str, typer.Argument(help="User name.")],
+    spec: SpecOpt = None,
+    project_dir: ProjectDirOpt = None,
+) -> None:
     """Disable a user; their tokens stop working at once."""
     with _keel_errors():
         client(spec, project_dir).call("disable_user", name=name)
@@ -176,24 +267,38 @@ def users_disable(name: Annotated[str, typer.Argument(help="User name.")], spec:
 
 @token_app.command("create")
 def token_create(
-    user: Annotated[str, typer.Option("--user", help="Your user name (you sign in with your password).")],
+    user: Annotated[
+        str, typer.Option("--user", help="Your user name (you sign in with your password).")
+    ],
     label: Annotated[str, typer.Option(help="What the token is for.")] = "cli",
     days: Annotated[int, typer.Option(min=1, max=365, help="Days until it expires.")] = 90,
-    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from stdin.")] = False,
-    spec: SpecOpt = None, project_dir: ProjectDirOpt = None,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from stdin.")
+    ] = False,
+    spec: SpecOpt = None,
+    project_dir: ProjectDirOpt = None,
 ) -> None:
     """Sign in and create an API token; it is printed once (set it as KEEL_TOKEN)."""
     with _keel_errors():
-        made = client(spec, project_dir).call("create_token", name=user, password=_password(password_stdin,
-                                                                                           confirm=False),
-                                              label=label, days=days)
+        made = client(spec, project_dir).call(
+            "create_token",
+            name=user,
+            password=_password(password_stdin, confirm=False),
+            label=label,
+            days=days,
+        )
     out.print(made["token"], markup=False, highlight=False)
-    err.print(f"token for {made['user']}, valid {made['days']} days; shown only now: export KEEL_TOKEN=…")
+    err.print(
+        f"token for {made['user']}, valid {made['days']} days; shown only now: export KEEL_TOKEN=…"
+    )
 
 
 @token_app.command("revoke")
-def token_revoke(token_id: Annotated[str, typer.Argument(help="The token's id (keel_<id>_…).")],
-                 spec: SpecOpt = None, project_dir: ProjectDirOpt = None) -> None:
+def token_revoke(
+    token_id: Annotated[str, typer.Argument(help="The token's id (keel_<id>_…).")],
+    spec: SpecOpt = None,
+    project_dir: ProjectDirOpt = None,
+) -> None:
     """Revoke one of your tokens (or, as an admin, anyone's)."""
     with _keel_errors():
         client(spec, project_dir).call("revoke_token", token_id=token_id)
@@ -210,13 +315,24 @@ def policy_show(spec: SpecOpt = None, project_dir: ProjectDirOpt = None) -> None
 @policy_app.command("set")
 def policy_set(
     note: NoteOpt,
-    gate: Annotated[Optional[list[str]], typer.Option(help="NAME=THRESHOLD, e.g. min_auc=0.7 (repeat); "
-                                                        "replaces all gate floors when given.")] = None,
-    deployer_may_approve: Annotated[Optional[bool], typer.Option(
-        "--deployer-may-approve/--deployer-may-not-approve", help="May a version's approver also promote it?")] = None,
-    auto_promote: Annotated[Optional[list[str]], typer.Option(help="Model whose retraining may promote (repeat).")]
-    = None,
-    spec: SpecOpt = None, project_dir: ProjectDirOpt = None,
+    gate: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="NAME=THRESHOLD, e.g. min_auc=0.7 (repeat); replaces all gate floors when given."
+        ),
+    ] = None,
+    deployer_may_approve: Annotated[
+        bool | None,
+        typer.Option(
+            "--deployer-may-approve/--deployer-may-not-approve",
+            help="May a version's approver also promote it?",
+        ),
+    ] = None,
+    auto_promote: Annotated[
+        list[str] | None, typer.Option(help="Model whose retraining may promote (repeat).")
+    ] = None,
+    spec: SpecOpt = None,
+    project_dir: ProjectDirOpt = None,
 ) -> None:
     """A validator sets a new policy version (audited); what is not given is kept."""
     with _keel_errors():
@@ -228,11 +344,20 @@ def policy_set(
                 try:
                     thresholds[key.strip()] = float(value)
                 except ValueError:
-                    raise typer.BadParameter(f"'{item}' is not NAME=NUMBER", param_hint="--gate") from None
-        policy = client(spec, project_dir).call("set_policy", note=note, thresholds=thresholds,
-                                                deployer_may_approve=deployer_may_approve, auto_promote=auto_promote)
+                    raise typer.BadParameter(
+                        f"'{item}' is not NAME=NUMBER", param_hint="--gate"
+                    ) from None
+        policy = client(spec, project_dir).call(
+            "set_policy",
+            note=note,
+            thresholds=thresholds,
+            deployer_may_approve=deployer_may_approve,
+            auto_promote=auto_promote,
+        )
     settings = {k: policy[k] for k in ("thresholds", "deployer_may_approve", "auto_promote")}
-    out.print(f"policy version {policy['version']}: {json.dumps(settings)}", markup=False, highlight=False)
+    out.print(
+        f"policy version {policy['version']}: {json.dumps(settings)}", markup=False, highlight=False
+    )
 
 
 @audit_app.command("verify")
@@ -246,10 +371,14 @@ def audit_verify(spec: SpecOpt = None, project_dir: ProjectDirOpt = None) -> Non
             report = client(spec, project_dir).call("verify")
         else:
             folder, uri, governance_uri, checkpoints, _ = _settings(spec, project_dir)
-            report = verify_project(folder, governance_uri=governance_uri, tracking_uri=uri, checkpoints=checkpoints)
+            report = verify_project(
+                folder, governance_uri=governance_uri, tracking_uri=uri, checkpoints=checkpoints
+            )
     if report["intact"]:
-        out.print(f"audit log intact: {report['rows']} rows; every link, signature and checkpoint checks out, and "
-                  "the registry mirrors it")
+        out.print(
+            f"audit log intact: {report['rows']} rows; every link, signature and checkpoint checks out, and "
+            "the registry mirrors it"
+        )
         return
     for problem in report["problems"]:
         where = f" row {problem['seq']}" if problem.get("seq") is not None else ""
@@ -258,34 +387,46 @@ def audit_verify(spec: SpecOpt = None, project_dir: ProjectDirOpt = None) -> Non
 
 
 @audit_app.command("rotate-key")
-def audit_rotate_key(note: NoteOpt, spec: SpecOpt = None, project_dir: ProjectDirOpt = None) -> None:
+def audit_rotate_key(
+    note: NoteOpt, spec: SpecOpt = None, project_dir: ProjectDirOpt = None
+) -> None:
     """Hand audit signing to a new Ed25519 key (an admin, where the key lives); the old key signs the hand-over."""
     from keel.registry.governance import KEY_ENV
     from keel.registry.signing import AuditKey
 
     with _keel_errors():
         if os.environ.get(SERVER_ENV):
-            raise typer.BadParameter("rotate the key on the governance service's host, where the key file is "
-                                     f"(unset {SERVER_ENV})")
+            raise typer.BadParameter(
+                "rotate the key on the governance service's host, where the key file is "
+                f"(unset {SERVER_ENV})"
+            )
         opened = service(spec, project_dir)
         admin = opened.principal(os.environ.get(TOKEN_ENV))
         admin.require("keys")
         old = opened.governance.audit.key
-        path = Path(os.environ.get(KEY_ENV) or _settings(spec, project_dir)[0] / "keys" / "audit.key")
+        path = Path(
+            os.environ.get(KEY_ENV) or _settings(spec, project_dir)[0] / "keys" / "audit.key"
+        )
         fresh = path.with_name(f".{path.name}.new")
         fresh.unlink(missing_ok=True)
         new = AuditKey.load_or_create(fresh)
         row = opened.governance.audit.rotate_key(new, actor=admin.actor, reason=note)
         os.replace(path, path.with_name(f"{path.name}.{old.key_id}.retired"))
         os.replace(fresh, path)
-    out.print(f"audit key {old.key_id} -> {new.key_id} (audit row {row.seq}); the old key is kept as "
-              f"{path.name}.{old.key_id}.retired")
+    out.print(
+        f"audit key {old.key_id} -> {new.key_id} (audit row {row.seq}); the old key is kept as "
+        f"{path.name}.{old.key_id}.retired"
+    )
 
 
 @audit_app.command("list")
-def audit_list(model: ModelOpt = None, actor: Annotated[Optional[str], typer.Option()] = None,
-               action: Annotated[Optional[str], typer.Option()] = None, spec: SpecOpt = None,
-               project_dir: ProjectDirOpt = None) -> None:
+def audit_list(
+    model: ModelOpt = None,
+    actor: Annotated[str | None, typer.Option()] = None,
+    action: Annotated[str | None, typer.Option()] = None,
+    spec: SpecOpt = None,
+    project_dir: ProjectDirOpt = None,
+) -> None:
     """Audit rows, filtered by model, actor and action."""
     with _keel_errors():
         rows = client(spec, project_dir).call("audit", model=model, actor=actor, action=action)
@@ -294,16 +435,27 @@ def audit_list(model: ModelOpt = None, actor: Annotated[Optional[str], typer.Opt
         table.add_column(column)
     for row in rows:
         who = row["after"].get("by") or row["actor"]
-        table.add_row(str(row["seq"]), row["time"][:19], who, row["action"], row["object"],
-                      json.dumps({k: v for k, v in row["after"].items() if k in ("state", "champion", "attempt")}),
-                      row["reason"])
+        table.add_row(
+            str(row["seq"]),
+            row["time"][:19],
+            who,
+            row["action"],
+            row["object"],
+            json.dumps(
+                {k: v for k, v in row["after"].items() if k in ("state", "champion", "attempt")}
+            ),
+            row["reason"],
+        )
     out.print(table)
 
 
 @app.command()
 def server(
-    spec: SpecOpt = None, project_dir: ProjectDirOpt = None,
-    host: Annotated[str, typer.Option(help="Address to bind; loopback unless told otherwise.")] = "127.0.0.1",
+    spec: SpecOpt = None,
+    project_dir: ProjectDirOpt = None,
+    host: Annotated[
+        str, typer.Option(help="Address to bind; loopback unless told otherwise.")
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8700,
 ) -> None:
     """Run the governance service: the one writer of lifecycle state (set KEEL_SERVER=http://HOST:PORT to use it)."""
@@ -315,4 +467,6 @@ def server(
     _quiet_libraries()
     with _keel_errors():
         app_ = create_governance_app(service(spec, project_dir, create=True))
-    uvicorn.run(app_, host=host, port=port, http=LimitedHttpTools, log_level="warning", access_log=False)
+    uvicorn.run(
+        app_, host=host, port=port, http=LimitedHttpTools, log_level="warning", access_log=False
+    )

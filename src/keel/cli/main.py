@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -38,22 +38,22 @@ from keel.cli.common import (
 REPO_EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "credit_default" / "keel.yaml"
 
 
-
-
-
-
-
-
-
-
 @contextmanager
-def _progress(spec: Any, quiet: bool) -> Iterator[tuple[Callable[..., None], Callable[[str], None]]]:
+def _progress(
+    spec: Any, quiet: bool
+) -> Iterator[tuple[Callable[..., None], Callable[[str], None]]]:
     """Progress bars for tuning trials (one per family) and a line per stage."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     progress = Progress(
-        TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(), TextColumn("best {task.fields[best]}"),
-        TimeElapsedColumn(), console=err, disable=quiet, transient=False,
+        TextColumn("{task.description:<28}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("best {task.fields[best]}"),
+        TimeElapsedColumn(),
+        console=err,
+        disable=quiet,
+        transient=False,
     )
     tasks: dict[str, Any] = {}
     best: dict[str, float] = {}
@@ -61,10 +61,14 @@ def _progress(spec: Any, quiet: bool) -> Iterator[tuple[Callable[..., None], Cal
 
     def on_trial(family: str, number: int, value: float | None) -> None:
         if family not in tasks:
-            tasks[family] = progress.add_task(f"tuning {family}", total=spec.tuning.trials, best="-")
+            tasks[family] = progress.add_task(
+                f"tuning {family}", total=spec.tuning.trials, best="-"
+            )
         if value is not None and (family not in best or (value > best[family]) == maximize):
             best[family] = value
-        progress.update(tasks[family], advance=1, best=f"{best[family]:.4f}" if family in best else "-")
+        progress.update(
+            tasks[family], advance=1, best=f"{best[family]:.4f}" if family in best else "-"
+        )
 
     def on_stage(text: str) -> None:
         if not quiet:
@@ -86,26 +90,44 @@ def _metrics_table(metrics: dict[str, dict[str, float]]) -> Table:
 
 def _summary(result: Any) -> None:
     out.print(_metrics_table(result.metrics))
-    out.print(f"Registered [bold]{result.model_name}[/] version [bold]{result.version}[/] "
-              f"({result.family}), run {result.run_id}")
+    out.print(
+        f"Registered [bold]{result.model_name}[/] version [bold]{result.version}[/] "
+        f"({result.family}), run {result.run_id}"
+    )
     out.print(f"Test AUC: [bold]{result.metrics['test']['auc']:.4f}[/]")
     for gate in result.gates:
-        state = {True: "[green]pass[/]", False: "[red]fail[/]", None: "not evaluated"}[gate["passed"]]
+        state = {True: "[green]pass[/]", False: "[red]fail[/]", None: "not evaluated"}[
+            gate["passed"]
+        ]
         value = "-" if gate["value"] is None else f"{gate['value']:.4f}"
         out.print(f"  gate {gate['name']} {gate['threshold']}: {value} {state}")
     blocked = [g["name"] for g in result.gates if g["passed"] is not True]
-    out.print("State: " + (f"candidate - gates {', '.join(blocked)} block approval" if blocked
-                           else "validated - ready for an independent approval (keel approve)"))
+    out.print(
+        "State: "
+        + (
+            f"candidate - gates {', '.join(blocked)} block approval"
+            if blocked
+            else "validated - ready for an independent approval (keel approve)"
+        )
+    )
     if result.author_verified is False:
-        out.print("Author unverified (no KEEL_TOKEN): this version cannot be approved; run again with a "
-                  "developer's token to register an approvable one")
+        out.print(
+            "Author unverified (no KEEL_TOKEN): this version cannot be approved; run again with a "
+            "developer's token to register an approvable one"
+        )
     if result.card_html:
         out.print(f"Model card: {result.card_html}")
     out.print(f"MLflow UI: mlflow ui --backend-store-uri {result.tracking_uri}")
 
 
-def _run(spec_path: Path, project_dir: Path | None, author: str, quiet: bool, with_card: bool,
-         cluster: str | None = None) -> None:
+def _run(
+    spec_path: Path,
+    project_dir: Path | None,
+    author: str,
+    quiet: bool,
+    with_card: bool,
+    cluster: str | None = None,
+) -> None:
     from keel.engine import open_engine
     from keel.engine.cluster import check_cluster
     from keel.lifecycle.run import run_project
@@ -117,12 +139,18 @@ def _run(spec_path: Path, project_dir: Path | None, author: str, quiet: bool, wi
         author, register = _registrar(author)
         principal = None if register else _principal(spec, _project_dir(spec_path, project_dir))
         with open_engine(cluster) as engine, _progress(spec, quiet) as (on_trial, on_stage):
-            result = run_project(spec, project_dir=_project_dir(spec_path, project_dir), author=author,
-                                 principal=principal, register=register,
-                                 with_card=with_card, on_trial=on_trial, on_stage=on_stage, engine=engine)
+            result = run_project(
+                spec,
+                project_dir=_project_dir(spec_path, project_dir),
+                author=author,
+                principal=principal,
+                register=register,
+                with_card=with_card,
+                on_trial=on_trial,
+                on_stage=on_stage,
+                engine=engine,
+            )
     _summary(result)
-
-
 
 
 def _registrar(author: str) -> tuple[str, Any]:
@@ -141,14 +169,20 @@ def _registrar(author: str) -> tuple[str, Any]:
     return me["name"], register
 
 
-ClusterOpt = Annotated[Optional[str], typer.Option(
-    help="Run the features and the tuning trials on Dask: 'local' (a cluster of worker processes here) or a scheduler "
-         "address such as tcp://host:8786 [default: in this process].")]
+ClusterOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Run the features and the tuning trials on Dask: 'local' (a cluster of worker processes here) or a scheduler "
+        "address such as tcp://host:8786 [default: in this process]."
+    ),
+]
 
 
 @app.command()
 def run(
-    spec_path: SpecArg, project_dir: ProjectDirOpt = None, author: AuthorOpt = getpass.getuser(),
+    spec_path: SpecArg,
+    project_dir: ProjectDirOpt = None,
+    author: AuthorOpt = getpass.getuser(),
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
     cluster: ClusterOpt = None,
 ) -> None:
@@ -158,7 +192,9 @@ def run(
 
 @app.command()
 def train(
-    spec_path: SpecArg, project_dir: ProjectDirOpt = None, author: AuthorOpt = getpass.getuser(),
+    spec_path: SpecArg,
+    project_dir: ProjectDirOpt = None,
+    author: AuthorOpt = getpass.getuser(),
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
     cluster: ClusterOpt = None,
 ) -> None:
@@ -167,7 +203,10 @@ def train(
 
 
 @app.command()
-def validate(spec_path: SpecArg, report: Annotated[Optional[Path], typer.Option(help="Write the JSON report here.")] = None) -> None:
+def validate(
+    spec_path: SpecArg,
+    report: Annotated[Path | None, typer.Option(help="Write the JSON report here.")] = None,
+) -> None:
     """Check the spec and the data contract only; exit non-zero when either is broken."""
     from keel.lifecycle.run import prepare_data
 
@@ -182,7 +221,10 @@ def validate(spec_path: SpecArg, report: Annotated[Optional[Path], typer.Option(
 def evaluate(
     spec_path: SpecArg,
     version: Annotated[str, typer.Option(help="Version number, or 'latest'.")] = "latest",
-    data: Annotated[Optional[str], typer.Option(help="Labeled data to evaluate on [default: the version's test split].")] = None,
+    data: Annotated[
+        str | None,
+        typer.Option(help="Labeled data to evaluate on [default: the version's test split]."),
+    ] = None,
     project_dir: ProjectDirOpt = None,
 ) -> None:
     """Score a registered version (hash-checked) and print its metrics."""
@@ -191,7 +233,9 @@ def evaluate(
     _quiet_libraries()
     with _keel_errors():
         spec = _load(spec_path)
-        result = evaluate_version(spec, project_dir=_project_dir(spec_path, project_dir), version=version, source=data)
+        result = evaluate_version(
+            spec, project_dir=_project_dir(spec_path, project_dir), version=version, source=data
+        )
     out.print(f"{result.model_name} version {result.version} on {result.data} ({result.rows} rows)")
     out.print(_metrics_table({"evaluated": result.metrics}))
     out.print(f"report: {result.report}")
@@ -200,9 +244,15 @@ def evaluate(
 @app.command()
 def init(
     data: Annotated[str, typer.Argument(help="CSV or Parquet file (any fsspec URL) to profile.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the starter spec.")] = Path("keel.yaml"),
-    target: Annotated[Optional[str], typer.Option(help="The label column [default: guessed].")] = None,
-    project: Annotated[Optional[str], typer.Option(help="Project name [default: from the file name].")] = None,
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Where to write the starter spec.")
+    ] = Path("keel.yaml"),
+    target: Annotated[
+        str | None, typer.Option(help="The label column [default: guessed].")
+    ] = None,
+    project: Annotated[
+        str | None, typer.Option(help="Project name [default: from the file name].")
+    ] = None,
     force: Annotated[bool, typer.Option(help="Overwrite an existing spec.")] = False,
 ) -> None:
     """Profile a dataset Keel has never seen and write a starter keel.yaml to review."""
@@ -215,11 +265,16 @@ def init(
 
     with _keel_errors():
         if output.exists() and not force:
-            raise typer.BadParameter(f"{output} exists; pass --force to overwrite it", param_hint="--output")
+            raise typer.BadParameter(
+                f"{output} exists; pass --force to overwrite it", param_hint="--output"
+            )
         fmt = DataSpec(source=data).file_format()
         table = read_table(data, fmt)
         profile = profile_table(table.frame)
-        stem = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(data.split("?")[0]).name.split(".")[0]) or "project"
+        stem = (
+            re.sub(r"[^A-Za-z0-9_.-]", "_", Path(data.split("?")[0]).name.split(".")[0])
+            or "project"
+        )
         name = project or (stem if stem[0].isalpha() else f"p_{stem}")
         is_local = "://" not in data
         source = str(Path(data).resolve()) if is_local else data
@@ -235,24 +290,30 @@ def init(
     for column in ("column", "dtype", "missing", "distinct", "min", "max", "most frequent"):
         table.add_column(column)
     for col in profile.columns:
-        table.add_row(col.name, col.dtype, f"{col.missing_rate:.1%}", str(col.n_unique),
-                      "-" if col.min is None else f"{col.min:g}", "-" if col.max is None else f"{col.max:g}",
-                      ", ".join(map(str, col.top_values[:3])))
+        table.add_row(
+            col.name,
+            col.dtype,
+            f"{col.missing_rate:.1%}",
+            str(col.n_unique),
+            "-" if col.min is None else f"{col.min:g}",
+            "-" if col.max is None else f"{col.max:g}",
+            ", ".join(map(str, col.top_values[:3])),
+        )
     out.print(table)
-    out.print(f"id candidates: {profile.id_candidates or 'none'}; target candidates: "
-              f"{profile.target_candidates or 'none'}; time candidates: {profile.time_candidates or 'none'}")
-    out.print(f"target: '{spec['target']['column']}' (positive class {spec['target']['positive']!r})")
+    out.print(
+        f"id candidates: {profile.id_candidates or 'none'}; target candidates: "
+        f"{profile.target_candidates or 'none'}; time candidates: {profile.time_candidates or 'none'}"
+    )
+    out.print(
+        f"target: '{spec['target']['column']}' (positive class {spec['target']['positive']!r})"
+    )
     out.print(f"wrote {output}; review it, then: keel run {output}")
 
 
-
-
-
-
-
-
 @models_app.command("list")
-def models_list(spec: SpecOpt = None, project_dir: ProjectDirOpt = None, tracking_uri: UriOpt = None) -> None:
+def models_list(
+    spec: SpecOpt = None, project_dir: ProjectDirOpt = None, tracking_uri: UriOpt = None
+) -> None:
     """Every registered model with its versions, test AUC and data hash."""
     import datetime as dt
 
@@ -261,21 +322,40 @@ def models_list(spec: SpecOpt = None, project_dir: ProjectDirOpt = None, trackin
         registry, only = _registry(spec, project_dir, tracking_uri)
         names = [only] if only else registry.model_names()
         table = Table(title=f"Models in {registry.tracking_uri}")
-        for column in ("model", "version", "family", "test AUC", "author", "created (UTC)", "data sha256"):
+        for column in (
+            "model",
+            "version",
+            "family",
+            "test AUC",
+            "author",
+            "created (UTC)",
+            "data sha256",
+        ):
             table.add_column(column)
         for name in names:
             for v in registry.versions(name):
-                created = dt.datetime.fromtimestamp(v.created_ms / 1000, dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
-                table.add_row(name, str(v.version), v.tag("family", "-"), v.tag("test_auc", "-"), v.tag("author", "-"),
-                              created, (v.tag("data_sha256") or "-")[:12])
+                created = dt.datetime.fromtimestamp(v.created_ms / 1000, dt.UTC).strftime(
+                    "%Y-%m-%d %H:%M"
+                )
+                table.add_row(
+                    name,
+                    str(v.version),
+                    v.tag("family", "-"),
+                    v.tag("test_auc", "-"),
+                    v.tag("author", "-"),
+                    created,
+                    (v.tag("data_sha256") or "-")[:12],
+                )
     out.print(table)
 
 
 @models_app.command("show")
 def models_show(
-    name: Annotated[Optional[str], typer.Argument(help="Model name [default: the spec's].")] = None,
+    name: Annotated[str | None, typer.Argument(help="Model name [default: the spec's].")] = None,
     version: Annotated[str, typer.Argument(help="Version number or 'latest'.")] = "latest",
-    spec: SpecOpt = None, project_dir: ProjectDirOpt = None, tracking_uri: UriOpt = None,
+    spec: SpecOpt = None,
+    project_dir: ProjectDirOpt = None,
+    tracking_uri: UriOpt = None,
 ) -> None:
     """One version: its tags, run, source and whether its files still match their hashes."""
     from keel.errors import IntegrityError
@@ -295,14 +375,11 @@ def models_show(
     out.print_json(json.dumps({**info.__dict__, "integrity": integrity}, default=str))
 
 
-
-
-
-
 @models_app.command("history")
 def models_history(
-    name: Annotated[Optional[str], typer.Argument(help="Model name [default: the spec's].")] = None,
-    spec: SpecOpt = None, project_dir: ProjectDirOpt = None,
+    name: Annotated[str | None, typer.Argument(help="Model name [default: the spec's].")] = None,
+    spec: SpecOpt = None,
+    project_dir: ProjectDirOpt = None,
 ) -> None:
     """Every audited transition of a model's versions."""
     _quiet_libraries()
@@ -313,7 +390,16 @@ def models_history(
     for column in ("#", "time (UTC)", "actor", "action", "version", "before", "after", "reason"):
         table.add_column(column)
     for row in rows:
-        table.add_row(str(row.seq), row.time[:19], _who(row), row.action, row.object, row.before, row.after, row.reason)
+        table.add_row(
+            str(row.seq),
+            row.time[:19],
+            _who(row),
+            row.action,
+            row.object,
+            row.before,
+            row.after,
+            row.reason,
+        )
     out.print(table)
 
 
@@ -330,7 +416,8 @@ def _who(row: Any) -> str:
 def card(
     name: Annotated[str, typer.Argument(help="Model name.")],
     version: Annotated[str, typer.Argument(help="Version number or 'latest'.")],
-    spec: SpecOpt = None, project_dir: ProjectDirOpt = None,
+    spec: SpecOpt = None,
+    project_dir: ProjectDirOpt = None,
 ) -> None:
     """Re-render a version's model card with its current state and approval history (no retraining)."""
     from keel.lifecycle.card_refresh import refresh_card
@@ -344,16 +431,30 @@ def card(
 
 @app.command()
 def score(
-    input_url: Annotated[str, typer.Option("--input", help="CSV or Parquet file (any fsspec URL).")],
-    output_url: Annotated[str, typer.Option("--output", help="Parquet file to write (any fsspec URL).")],
-    spec: SpecOpt = None, project_dir: ProjectDirOpt = None, tracking_uri: UriOpt = None,
+    input_url: Annotated[
+        str, typer.Option("--input", help="CSV or Parquet file (any fsspec URL).")
+    ],
+    output_url: Annotated[
+        str, typer.Option("--output", help="Parquet file to write (any fsspec URL).")
+    ],
+    spec: SpecOpt = None,
+    project_dir: ProjectDirOpt = None,
+    tracking_uri: UriOpt = None,
     model: ModelOpt = None,
-    keep: Annotated[Optional[list[str]], typer.Option(help="Input column to copy to the output (repeat).")] = None,
+    keep: Annotated[
+        list[str] | None, typer.Option(help="Input column to copy to the output (repeat).")
+    ] = None,
     reasons: Annotated[bool, typer.Option(help="Add the top-k reasons (JSON) per row.")] = True,
-    chunk_rows: Annotated[int, typer.Option(min=1, help="Rows scored at a time (bounds memory).")] = 50_000,
-    cluster: Annotated[Optional[str], typer.Option(
-        help="Score on Dask ('local' or tcp://host:8786): Parquet in, a folder of Parquet parts out; the spec's "
-             "window and calendar features are computed on the cluster first.")] = None,
+    chunk_rows: Annotated[
+        int, typer.Option(min=1, help="Rows scored at a time (bounds memory).")
+    ] = 50_000,
+    cluster: Annotated[
+        str | None,
+        typer.Option(
+            help="Score on Dask ('local' or tcp://host:8786): Parquet in, a folder of Parquet parts out; the spec's "
+            "window and calendar features are computed on the cluster first."
+        ),
+    ] = None,
 ) -> None:
     """Score a file in chunks with the same engine as the API; the output appears only when complete."""
     import resource
@@ -374,45 +475,102 @@ def score(
         engine = load_alias(_governance(spec, project_dir, writer=False)[0], model or name or "")
         if check_cluster(cluster):
             with open_engine(cluster) as dask:
-                rows = score_on_cluster(engine, dask, input_url, output_url, spec=_load(spec) if spec else None,
-                                        keep=keep, reasons=reasons)
-            out.print(f"scored {rows} rows with {engine.name} version {engine.version} on {dask.address} "
-                      f"into {output_url}")
+                rows = score_on_cluster(
+                    engine,
+                    dask,
+                    input_url,
+                    output_url,
+                    spec=_load(spec) if spec else None,
+                    keep=keep,
+                    reasons=reasons,
+                )
+            out.print(
+                f"scored {rows} rows with {engine.name} version {engine.version} on {dask.address} "
+                f"into {output_url}"
+            )
             return
         with Progress(console=err, transient=True) as progress:
             task = progress.add_task(f"scoring with {engine.name} v{engine.version}", total=None)
-            rows = score_file(engine, input_url, output_url, keep=keep, reasons=reasons, chunk_rows=chunk_rows,
-                              on_chunk=lambda n: progress.advance(task, n))
+            rows = score_file(
+                engine,
+                input_url,
+                output_url,
+                keep=keep,
+                reasons=reasons,
+                chunk_rows=chunk_rows,
+                on_chunk=lambda n: progress.advance(task, n),
+            )
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    out.print(f"scored {rows} rows with {engine.name} version {engine.version} into {output_url} "
-              f"(peak RSS {peak_mb:.0f} MB)")
+    out.print(
+        f"scored {rows} rows with {engine.name} version {engine.version} into {output_url} "
+        f"(peak RSS {peak_mb:.0f} MB)"
+    )
 
 
 @app.command()
 def serve(
-    spec: SpecOpt = None, project_dir: ProjectDirOpt = None, tracking_uri: UriOpt = None,
+    spec: SpecOpt = None,
+    project_dir: ProjectDirOpt = None,
+    tracking_uri: UriOpt = None,
     model: ModelOpt = None,
-    host: Annotated[str, typer.Option(help="Address to bind; loopback unless told otherwise.")] = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option(help="Address to bind; loopback unless told otherwise.")
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
-    max_batch: Annotated[int, typer.Option(min=1, help="Most records in one batch request.")] = 1000,
-    allowed_host: Annotated[Optional[list[str]], typer.Option(
-        help="Host header allowed (repeat) [default: the bind address; any when bound to 0.0.0.0].")] = None,
-    watch_seconds: Annotated[float, typer.Option(min=0, help="Check the aliases this often; 0: reload by admin call only.")] = 5.0,
-    shadow_alias: Annotated[str, typer.Option(help="'challenger' (the audit log's) is scored in the shadow; '' for none.")] = "challenger",
-    drain_seconds: Annotated[float, typer.Option(min=0, help="After SIGTERM, /readyz is 503 this long before stopping.")] = 5.0,
-    request_timeout: Annotated[float, typer.Option(min=0.001, help="Seconds before a request is answered 503.")] = 10.0,
-    max_in_flight: Annotated[int, typer.Option(min=1, help="Scoring requests per worker beyond which it sheds (503).")] = 256,
-    max_per_client: Annotated[int, typer.Option(
-        min=0, help="Requests open from one client address per worker beyond which it gets 503; 0: no cap "
-                    "(behind a proxy every client has the proxy's address).")] = 64,
-    body_timeout: Annotated[float, typer.Option(min=0.001, help="Seconds to receive a whole request body (408).")] = 10.0,
-    header_timeout: Annotated[float, typer.Option(min=0.001, help="Seconds to receive a request's headers (408).")] = 10.0,
-    max_header_bytes: Annotated[int, typer.Option(min=1024, help="Most bytes of request line and headers (431).")] = 32768,
-    max_headers: Annotated[int, typer.Option(min=1, help="Most header fields in a request (431).")] = 100,
-    feature_store: Annotated[Optional[str], typer.Option(
-        help="Where online window features keep events: redis://host:port/db (needed with several workers); "
-             "default: in the worker's memory.")] = None,
+    max_batch: Annotated[
+        int, typer.Option(min=1, help="Most records in one batch request.")
+    ] = 1000,
+    allowed_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Host header allowed (repeat) [default: the bind address; any when bound to 0.0.0.0]."
+        ),
+    ] = None,
+    watch_seconds: Annotated[
+        float,
+        typer.Option(min=0, help="Check the aliases this often; 0: reload by admin call only."),
+    ] = 5.0,
+    shadow_alias: Annotated[
+        str,
+        typer.Option(help="'challenger' (the audit log's) is scored in the shadow; '' for none."),
+    ] = "challenger",
+    drain_seconds: Annotated[
+        float, typer.Option(min=0, help="After SIGTERM, /readyz is 503 this long before stopping.")
+    ] = 5.0,
+    request_timeout: Annotated[
+        float, typer.Option(min=0.001, help="Seconds before a request is answered 503.")
+    ] = 10.0,
+    max_in_flight: Annotated[
+        int, typer.Option(min=1, help="Scoring requests per worker beyond which it sheds (503).")
+    ] = 256,
+    max_per_client: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Requests open from one client address per worker beyond which it gets 503; 0: no cap "
+            "(behind a proxy every client has the proxy's address).",
+        ),
+    ] = 64,
+    body_timeout: Annotated[
+        float, typer.Option(min=0.001, help="Seconds to receive a whole request body (408).")
+    ] = 10.0,
+    header_timeout: Annotated[
+        float, typer.Option(min=0.001, help="Seconds to receive a request's headers (408).")
+    ] = 10.0,
+    max_header_bytes: Annotated[
+        int, typer.Option(min=1024, help="Most bytes of request line and headers (431).")
+    ] = 32768,
+    max_headers: Annotated[
+        int, typer.Option(min=1, help="Most header fields in a request (431).")
+    ] = 100,
+    feature_store: Annotated[
+        str | None,
+        typer.Option(
+            help="Where online window features keep events: redis://host:port/db (needed with several workers); "
+            "default: in the worker's memory."
+        ),
+    ] = None,
 ) -> None:
     """Serve the champion over HTTP: /v1/score, /v1/score/batch, /livez, /readyz, /metrics, /admin/*.
 
@@ -432,18 +590,32 @@ def serve(
         if not (model or name):
             raise typer.BadParameter("give --model or --spec", param_hint="--model")
         registry_spec = _load(spec).registry if spec else None
-        ServeSettings(str(folder.resolve()), uri, model or name or "", max_batch=max_batch,
-                      allowed_hosts=allowed_host or default_allowed_hosts(host),
-                      governance_uri=registry_spec.governance_uri if registry_spec else None,
-                      checkpoints=registry_spec.checkpoints if registry_spec else None,
-                      watch_seconds=watch_seconds, shadow_alias=shadow_alias or None, drain_seconds=drain_seconds,
-                      request_timeout=request_timeout, max_in_flight=max_in_flight, max_per_client=max_per_client,
-                      body_timeout=body_timeout, feature_store=feature_store).export()
+        ServeSettings(
+            str(folder.resolve()),
+            uri,
+            model or name or "",
+            max_batch=max_batch,
+            allowed_hosts=allowed_host or default_allowed_hosts(host),
+            governance_uri=registry_spec.governance_uri if registry_spec else None,
+            checkpoints=registry_spec.checkpoints if registry_spec else None,
+            watch_seconds=watch_seconds,
+            shadow_alias=shadow_alias or None,
+            drain_seconds=drain_seconds,
+            request_timeout=request_timeout,
+            max_in_flight=max_in_flight,
+            max_per_client=max_per_client,
+            body_timeout=body_timeout,
+            feature_store=feature_store,
+        ).export()
         HeadLimits(max_header_bytes, max_headers, header_timeout).export()
         open_store(feature_store)  # a bad URL stops here, before any worker starts
         if workers > 1 and feature_store in (None, "", "memory://"):
-            _refuse_private_events(_governance(spec, project_dir, writer=False)[0], model or name or "")
-    if workers > 1:  # one /metrics for all workers: each writes its numbers to a shared folder, wiped per start
+            _refuse_private_events(
+                _governance(spec, project_dir, writer=False)[0], model or name or ""
+            )
+    if (
+        workers > 1
+    ):  # one /metrics for all workers: each writes its numbers to a shared folder, wiped per start
         import shutil
 
         from keel.serving.metrics import MULTIPROCESS_DIR
@@ -452,8 +624,17 @@ def serve(
         shutil.rmtree(shared, ignore_errors=True)
         shared.mkdir(parents=True)
         os.environ[MULTIPROCESS_DIR] = str(shared)
-    uvicorn.run("keel.serving.server:app_from_environment", factory=True, host=host, port=port, workers=workers,
-                http=LimitedHttpTools, log_level="warning", access_log=False, timeout_graceful_shutdown=30)
+    uvicorn.run(
+        "keel.serving.server:app_from_environment",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        http=LimitedHttpTools,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=30,
+    )
 
 
 def _refuse_private_events(governance: Any, name: str) -> None:
@@ -462,10 +643,13 @@ def _refuse_private_events(governance: Any, name: str) -> None:
     from keel.serving.loader import audited_version
 
     version = audited_version(governance, name)
-    if version is not None and (governance.registry.load_model(name, version)[0].metadata.get("features")
-                                or {}).get("windows"):
-        raise SpecError(f"{name}'s champion computes window features online; with several workers they must share "
-                        "their events: give --feature-store redis://host:port/db, or serve with --workers 1")
+    if version is not None and (
+        governance.registry.load_model(name, version)[0].metadata.get("features") or {}
+    ).get("windows"):
+        raise SpecError(
+            f"{name}'s champion computes window features online; with several workers they must share "
+            "their events: give --feature-store redis://host:port/db, or serve with --workers 1"
+        )
 
 
 @app.command()

@@ -88,7 +88,9 @@ _TRUE = {"true", "1", "yes", "y", "t"}
 _FALSE = {"false", "0", "no", "n", "f"}
 
 
-def _conform(series: pd.Series, rule: ColumnContract, limit: int) -> tuple[pd.Series, Failure | None]:
+def _conform(
+    series: pd.Series, rule: ColumnContract, limit: int
+) -> tuple[pd.Series, Failure | None]:
     """Parse one column into the contract dtype; unparseable values become one failure."""
     name = str(series.name)
     present = series.notna()
@@ -103,10 +105,17 @@ def _conform(series: pd.Series, rule: ColumnContract, limit: int) -> tuple[pd.Se
             finite = numeric.where(np.isfinite(numeric))
             bad = bad | (present & ~bad & (finite.isna() | (finite != np.floor(finite))))
         if bad.any():
-            return series, Failure(name, f"dtype {rule.dtype}", int(bad.sum()), _sample(series[bad], limit),
-                                   "whole numbers expected" if rule.dtype == "int" else "numbers expected")
+            return series, Failure(
+                name,
+                f"dtype {rule.dtype}",
+                int(bad.sum()),
+                _sample(series[bad], limit),
+                "whole numbers expected" if rule.dtype == "int" else "numbers expected",
+            )
         if rule.dtype == "int":
-            return (numeric.astype("int64") if not numeric.isna().any() else numeric.astype("Int64")), None
+            return (
+                numeric.astype("int64") if not numeric.isna().any() else numeric.astype("Int64")
+            ), None
         return numeric, None
     if rule.dtype == "bool":
         if pd.api.types.is_bool_dtype(series):
@@ -114,8 +123,13 @@ def _conform(series: pd.Series, rule: ColumnContract, limit: int) -> tuple[pd.Se
         text = series.astype("string").str.strip().str.lower()
         bad = present & ~text.isin(_TRUE | _FALSE)
         if bad.any():
-            return series, Failure(name, "dtype bool", int(bad.sum()), _sample(series[bad], limit),
-                                   "true/false, yes/no or 1/0 expected")
+            return series, Failure(
+                name,
+                "dtype bool",
+                int(bad.sum()),
+                _sample(series[bad], limit),
+                "true/false, yes/no or 1/0 expected",
+            )
         return text.map(lambda v: pd.NA if pd.isna(v) else v in _TRUE).astype("boolean"), None
     if rule.dtype == "datetime":
         if pd.api.types.is_datetime64_any_dtype(series):
@@ -123,8 +137,13 @@ def _conform(series: pd.Series, rule: ColumnContract, limit: int) -> tuple[pd.Se
         parsed = pd.to_datetime(series, errors="coerce", format="ISO8601")
         bad = present & parsed.isna()
         if bad.any():
-            return series, Failure(name, "dtype datetime", int(bad.sum()), _sample(series[bad], limit),
-                                   "ISO 8601 dates expected, e.g. 2024-01-31 or 2024-01-31T08:00:00")
+            return series, Failure(
+                name,
+                "dtype datetime",
+                int(bad.sum()),
+                _sample(series[bad], limit),
+                "ISO 8601 dates expected, e.g. 2024-01-31 or 2024-01-31T08:00:00",
+            )
         return parsed, None
     # str: keep text as it is; numbers read from a CSV become their text form.
     if pd.api.types.is_float_dtype(series) and (series.dropna() == np.floor(series.dropna())).all():
@@ -141,10 +160,13 @@ def _readable_rule(check: str) -> str:
     }
     if check in replacements:
         return replacements[check]
-    for prefix, word in (("greater_than_or_equal_to(", "min: "), ("less_than_or_equal_to(", "max: "),
-                         ("isin(", "allowed: ")):
+    for prefix, word in (
+        ("greater_than_or_equal_to(", "min: "),
+        ("less_than_or_equal_to(", "max: "),
+        ("isin(", "allowed: "),
+    ):
         if check.startswith(prefix):
-            return word + check[len(prefix):-1]
+            return word + check[len(prefix) : -1]
     return check
 
 
@@ -162,11 +184,15 @@ def _pandera_schema(contract: ContractSpec, columns: list[str]) -> Any:
         if rule.allowed is not None:
             allowed = [str(a) for a in rule.allowed] if rule.dtype == "str" else list(rule.allowed)
             checks.append(pa.Check.isin(allowed))
-        schema_columns[name] = pa.Column(None, checks=checks, nullable=rule.nullable, unique=rule.unique)
+        schema_columns[name] = pa.Column(
+            None, checks=checks, nullable=rule.nullable, unique=rule.unique
+        )
     return pa, pa.DataFrameSchema(schema_columns)
 
 
-def check_contract(frame: pd.DataFrame, contract: ContractSpec) -> tuple[pd.DataFrame, ContractReport]:
+def check_contract(
+    frame: pd.DataFrame, contract: ContractSpec
+) -> tuple[pd.DataFrame, ContractReport]:
     """Conform and check ``frame``; returns the typed frame (contract columns only) and the report."""
     limit = contract.failure_sample
     frame = frame.reset_index(drop=True)
@@ -175,13 +201,27 @@ def check_contract(frame: pd.DataFrame, contract: ContractSpec) -> tuple[pd.Data
     missing = [c for c in contract.columns if c not in frame.columns]
     extra = tuple(c for c in seen if c not in contract.columns)
     for name in missing:
-        failures.append(Failure(name, "present", len(frame), [],
-                                f"column is missing from the data.{did_you_mean(name, extra)}"
-                                f" Columns seen: {', '.join(seen[:30])}"))
+        failures.append(
+            Failure(
+                name,
+                "present",
+                len(frame),
+                [],
+                f"column is missing from the data.{did_you_mean(name, extra)}"
+                f" Columns seen: {', '.join(seen[:30])}",
+            )
+        )
     if extra and contract.extra_columns == "error":
         for name in extra:
-            failures.append(Failure(name, "in contract", len(frame), [],
-                                    "column is not in contract.columns and contract.extra_columns is 'error'"))
+            failures.append(
+                Failure(
+                    name,
+                    "in contract",
+                    len(frame),
+                    [],
+                    "column is not in contract.columns and contract.extra_columns is 'error'",
+                )
+            )
     present = [c for c in contract.columns if c in frame.columns]
     typed: dict[str, pd.Series] = {}
     conformed: list[str] = []
@@ -199,14 +239,24 @@ def check_contract(frame: pd.DataFrame, contract: ContractSpec) -> tuple[pd.Data
             schema.validate(result[conformed], lazy=True)
         except pa.errors.SchemaErrors as err:
             cases = err.failure_cases
-            for (column, check), group in cases.groupby(["column", "check"], sort=False, dropna=False):
+            for (column, check), group in cases.groupby(
+                ["column", "check"], sort=False, dropna=False
+            ):
                 rows = group.drop_duplicates("index").set_index("index")["failure_case"]
-                failures.append(Failure(str(column), _readable_rule(str(check)), len(rows), _sample(rows, limit)))
-    report = ContractReport(len(frame), len(present), tuple(failures), extra if contract.extra_columns == "drop" else ())
+                failures.append(
+                    Failure(
+                        str(column), _readable_rule(str(check)), len(rows), _sample(rows, limit)
+                    )
+                )
+    report = ContractReport(
+        len(frame), len(present), tuple(failures), extra if contract.extra_columns == "drop" else ()
+    )
     return result, report
 
 
-def enforce_contract(frame: pd.DataFrame, contract: ContractSpec) -> tuple[pd.DataFrame, ContractReport]:
+def enforce_contract(
+    frame: pd.DataFrame, contract: ContractSpec
+) -> tuple[pd.DataFrame, ContractReport]:
     """Like :func:`check_contract`, but a broken contract raises :class:`ContractError`."""
     typed, report = check_contract(frame, contract)
     if not report.ok:

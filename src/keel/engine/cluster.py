@@ -44,12 +44,16 @@ def check_cluster(cluster: str | None) -> str | None:
     """Validate a --cluster value before anything starts; returns it unchanged."""
     if cluster in (None, "", "local") or _ADDRESS.match(cluster):
         return cluster or None
-    raise EngineError(f"--cluster '{cluster}' is neither 'local' nor a scheduler address such as "
-                      "tcp://host:8786; leave it out to run in this process")
+    raise EngineError(
+        f"--cluster '{cluster}' is neither 'local' nor a scheduler address such as "
+        "tcp://host:8786; leave it out to run in this process"
+    )
 
 
 @contextmanager
-def open_engine(cluster: str | None = None, *, workers: int = 2, memory_limit: str = "auto") -> Iterator[Engine]:
+def open_engine(
+    cluster: str | None = None, *, workers: int = 2, memory_limit: str = "auto"
+) -> Iterator[Engine]:
     """Open the engine ``cluster`` names (see the module doc) and close what was started on exit."""
     cluster = check_cluster(cluster)
     if cluster is None:
@@ -58,8 +62,13 @@ def open_engine(cluster: str | None = None, *, workers: int = 2, memory_limit: s
     from distributed import Client, LocalCluster
 
     if cluster == "local":
-        local = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                             dashboard_address=":0", memory_limit=memory_limit)  # any free port, never a clash
+        local = LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",
+            memory_limit=memory_limit,
+        )  # any free port, never a clash
         try:
             with Client(local) as client:
                 yield Engine(client, local.scheduler_address, local=True)

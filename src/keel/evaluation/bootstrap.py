@@ -58,28 +58,39 @@ class _Scores:
             out["auc"] = (P * (below + 0.5 * N)).sum(axis=1) / (n1 * n0)
             out["gini"] = 2 * out["auc"] - 1
         if {"ks", "average_precision"} & set(names):
-            tp, fp = np.cumsum(P[:, ::-1], axis=1), np.cumsum(N[:, ::-1], axis=1)  # at or above each threshold
+            tp, fp = (
+                np.cumsum(P[:, ::-1], axis=1),
+                np.cumsum(N[:, ::-1], axis=1),
+            )  # at or above each threshold
             out["ks"] = np.maximum(0.0, (tp / n1 - fp / n0).max(axis=1))
             precision = np.divide(tp, tp + fp, out=np.zeros_like(tp), where=(tp + fp) > 0)
             out["average_precision"] = (P[:, ::-1] * precision).sum(axis=1) / n1
         if "brier" in names:
-            out["brier"] = (self.brier_pos[pos].sum(axis=1) + self.brier_neg[neg].sum(axis=1)) / (n1 + n0)
+            out["brier"] = (self.brier_pos[pos].sum(axis=1) + self.brier_neg[neg].sum(axis=1)) / (
+                n1 + n0
+            )
         if "log_loss" in names:
-            out["log_loss"] = (self.loss_pos[pos].sum(axis=1) + self.loss_neg[neg].sum(axis=1)) / (n1 + n0)
+            out["log_loss"] = (self.loss_pos[pos].sum(axis=1) + self.loss_neg[neg].sum(axis=1)) / (
+                n1 + n0
+            )
         return np.column_stack([out[name] for name in names]).reshape(b, len(names))
 
     def _counts(self, groups: np.ndarray) -> np.ndarray:
         """How many drawn rows fall in each score group, per resample: shape (resamples, groups)."""
         b = groups.shape[0]
         flat = (groups + self.groups * np.arange(b)[:, None]).ravel()
-        return np.bincount(flat, minlength=b * self.groups).reshape(b, self.groups).astype(np.float64)
+        return (
+            np.bincount(flat, minlength=b * self.groups).reshape(b, self.groups).astype(np.float64)
+        )
 
 
 def _check(metrics: Sequence[str], rounds: int, level: float) -> tuple[str, ...]:
     names = (metrics,) if isinstance(metrics, str) else tuple(metrics)
     unknown = [name for name in names if name not in METRICS]
     if unknown or not names:
-        raise TrainingError(f"bootstrap metrics must be among {list(METRICS)}, but got {list(names)}")
+        raise TrainingError(
+            f"bootstrap metrics must be among {list(METRICS)}, but got {list(names)}"
+        )
     if isinstance(rounds, bool) or not isinstance(rounds, int | np.integer) or rounds < 2:
         raise TrainingError(f"rounds must be an integer of at least 2, but got {rounds!r}")
     if not 0 < level < 1:
@@ -87,8 +98,14 @@ def _check(metrics: Sequence[str], rounds: int, level: float) -> tuple[str, ...]
     return names
 
 
-def _replicates(y: np.ndarray, scores: Sequence[_Scores], names: Sequence[str], rounds: int, seed: int,
-                combine: Callable[[list[np.ndarray]], np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+def _replicates(
+    y: np.ndarray,
+    scores: Sequence[_Scores],
+    names: Sequence[str],
+    rounds: int,
+    seed: int,
+    combine: Callable[[list[np.ndarray]], np.ndarray],
+) -> tuple[np.ndarray, np.ndarray]:
     """(point value, values over the resamples) of ``combine`` applied to each scorer's statistics."""
     n1, n0 = int(y.sum()), int(y.size - y.sum())
     full = [s.statistics(np.arange(n1)[None, :], np.arange(n0)[None, :], names) for s in scores]
@@ -102,15 +119,23 @@ def _replicates(y: np.ndarray, scores: Sequence[_Scores], names: Sequence[str], 
     return combine(full)[0], np.concatenate(values)
 
 
-def _intervals(names: Sequence[str], point: np.ndarray, values: np.ndarray, level: float
-               ) -> dict[str, dict[str, float]]:
+def _intervals(
+    names: Sequence[str], point: np.ndarray, values: np.ndarray, level: float
+) -> dict[str, dict[str, float]]:
     low, high = np.quantile(values, [(1 - level) / 2, (1 + level) / 2], axis=0)
-    return {name: {"value": float(point[j]), "low": float(low[j]), "high": float(high[j])}
-            for j, name in enumerate(names)}
+    return {
+        name: {"value": float(point[j]), "low": float(low[j]), "high": float(high[j])}
+        for j, name in enumerate(names)
+    }
 
 
 def bootstrap_intervals(
-    y: ArrayLike, p: ArrayLike, *, metrics: Sequence[str] = DEFAULT_METRICS, rounds: int = 1000, seed: int,
+    y: ArrayLike,
+    p: ArrayLike,
+    *,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    rounds: int = 1000,
+    seed: int,
     level: float = 0.95,
 ) -> dict[str, dict[str, float]]:
     """Each metric's value on ``(y, p)`` and its stratified percentile-bootstrap interval at ``level``.
@@ -120,13 +145,21 @@ def bootstrap_intervals(
     """
     names = _check(metrics, rounds, level)
     labels, scores = _validate(y, p)
-    point, values = _replicates(labels, [_Scores(labels, scores)], names, int(rounds), seed, lambda s: s[0])
+    point, values = _replicates(
+        labels, [_Scores(labels, scores)], names, int(rounds), seed, lambda s: s[0]
+    )
     return _intervals(names, point, values, level)
 
 
 def bootstrap_difference(
-    y: ArrayLike, p: ArrayLike, p_reference: ArrayLike, *, metrics: Sequence[str] = DEFAULT_METRICS,
-    rounds: int = 1000, seed: int, level: float = 0.95,
+    y: ArrayLike,
+    p: ArrayLike,
+    p_reference: ArrayLike,
+    *,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    rounds: int = 1000,
+    seed: int,
+    level: float = 0.95,
 ) -> dict[str, dict[str, float]]:
     """Metric of ``p`` minus metric of ``p_reference`` on the same rows, with a paired bootstrap interval.
 
@@ -136,6 +169,12 @@ def bootstrap_difference(
     names = _check(metrics, rounds, level)
     labels, scores = _validate(y, p)
     _, reference = _validate(y, p_reference)
-    point, values = _replicates(labels, [_Scores(labels, scores), _Scores(labels, reference)], names, int(rounds),
-                                seed, lambda s: s[0] - s[1])
+    point, values = _replicates(
+        labels,
+        [_Scores(labels, scores), _Scores(labels, reference)],
+        names,
+        int(rounds),
+        seed,
+        lambda s: s[0] - s[1],
+    )
     return _intervals(names, point, values, level)

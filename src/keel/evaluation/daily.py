@@ -18,11 +18,15 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from keel.errors import TrainingError
 
 
-def precision_at_k_entities(entity: ArrayLike, y_true: ArrayLike, score: ArrayLike, k: int) -> float:
+def precision_at_k_entities(
+    entity: ArrayLike, y_true: ArrayLike, score: ArrayLike, k: int
+) -> float:
     """Share of positive entities among the ``k`` entities with the highest maximum score (divided by k)."""
     if k < 1:
         raise TrainingError(f"k must be at least 1, got {k}")
-    frame = pd.DataFrame({"entity": np.asarray(entity), "y": np.asarray(y_true), "score": np.asarray(score)})
+    frame = pd.DataFrame(
+        {"entity": np.asarray(entity), "y": np.asarray(y_true), "score": np.asarray(score)}
+    )
     cards = frame.groupby("entity", sort=False).agg(score=("score", "max"), y=("y", "max"))
     top = cards.sort_values("score", ascending=False, kind="stable").head(k)
     return float(top["y"].sum()) / k
@@ -33,19 +37,32 @@ def _auc_or_none(y: np.ndarray, p: np.ndarray, metric: Any) -> float | None:
 
 
 def daily_metrics(
-    day: ArrayLike, y_true: ArrayLike, score: ArrayLike, *, entity: ArrayLike | None = None, k: int | None = None
+    day: ArrayLike,
+    y_true: ArrayLike,
+    score: ArrayLike,
+    *,
+    entity: ArrayLike | None = None,
+    k: int | None = None,
 ) -> list[dict[str, Any]]:
     """AUC, average precision (and precision@k entities) for each day; a day with one class has no AUC."""
-    frame = pd.DataFrame({"day": pd.to_datetime(np.asarray(day)).floor("D"), "y": np.asarray(y_true),
-                          "score": np.asarray(score, dtype=float)})
+    frame = pd.DataFrame(
+        {
+            "day": pd.to_datetime(np.asarray(day)).floor("D"),
+            "y": np.asarray(y_true),
+            "score": np.asarray(score, dtype=float),
+        }
+    )
     if entity is not None:
         frame["entity"] = np.asarray(entity)
     rows = []
     for when, part in frame.groupby("day", sort=True):
         y, p = part["y"].to_numpy(), part["score"].to_numpy()
         row: dict[str, Any] = {
-            "day": when.date().isoformat(), "rows": int(len(part)), "positives": int(y.sum()),
-            "auc": _auc_or_none(y, p, roc_auc_score), "average_precision": _auc_or_none(y, p, average_precision_score),
+            "day": when.date().isoformat(),
+            "rows": int(len(part)),
+            "positives": int(y.sum()),
+            "auc": _auc_or_none(y, p, roc_auc_score),
+            "average_precision": _auc_or_none(y, p, average_precision_score),
         }
         if entity is not None and k is not None:
             row["entities"] = int(part["entity"].nunique())

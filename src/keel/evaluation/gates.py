@@ -26,15 +26,21 @@ FAIRNESS_GATES: dict[str, tuple[str, Callable[[float, float], bool]]] = {
 }
 
 
-def measures_of(metrics: dict[str, dict[str, float]], fairness: list[dict[str, Any]] | None = None
-                ) -> dict[str, Any]:
+def measures_of(
+    metrics: dict[str, dict[str, float]], fairness: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     """The numbers gates read, from a run's metrics and fairness report (plain JSON)."""
     test, train = metrics["test"], metrics["train"]
     return {
-        "min_auc": test["auc"], "min_ks": test["ks"], "max_ece": test["ece"],
-        "max_train_test_gap": train["auc"] - test["auc"], "max_psi": None,
-        "fairness": [{"attribute": a["attribute"], **{m: a.get(m) for m, _ in FAIRNESS_GATES.values()}}
-                     for a in fairness or []],
+        "min_auc": test["auc"],
+        "min_ks": test["ks"],
+        "max_ece": test["ece"],
+        "max_train_test_gap": train["auc"] - test["auc"],
+        "max_psi": None,
+        "fairness": [
+            {"attribute": a["attribute"], **{m: a.get(m) for m, _ in FAIRNESS_GATES.values()}}
+            for a in fairness or []
+        ],
     }
 
 
@@ -67,20 +73,37 @@ def judge(thresholds: Mapping[str, float], measures: Mapping[str, Any]) -> list[
     for key, (measure, rule) in FAIRNESS_GATES.items():
         if key in thresholds:
             attributes = measures.get("fairness", [])
-            if not attributes:  # a fairness floor with nothing to judge it on blocks: no protected attribute
+            if (
+                not attributes
+            ):  # a fairness floor with nothing to judge it on blocks: no protected attribute
                 rows.append(_row(f"{key}[no protected attribute]", thresholds[key], None, rule))
             for attribute in attributes:
-                rows.append(_row(f"{key}[{attribute['attribute']}]", thresholds[key], attribute.get(measure), rule))
+                rows.append(
+                    _row(
+                        f"{key}[{attribute['attribute']}]",
+                        thresholds[key],
+                        attribute.get(measure),
+                        rule,
+                    )
+                )
     return rows
 
 
-def _row(name: str, threshold: float, value: float | None, rule: Callable[[float, float], bool]) -> dict[str, Any]:
-    return {"name": name, "threshold": threshold, "value": value,
-            "passed": None if value is None else bool(rule(value, threshold))}
+def _row(
+    name: str, threshold: float, value: float | None, rule: Callable[[float, float], bool]
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "threshold": threshold,
+        "value": value,
+        "passed": None if value is None else bool(rule(value, threshold)),
+    }
 
 
 def gate_results(
-    spec: ProjectSpec, metrics: dict[str, dict[str, float]], fairness: list[dict[str, Any]] | None = None
+    spec: ProjectSpec,
+    metrics: dict[str, dict[str, float]],
+    fairness: list[dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """The spec's gates judged on a run's metrics and fairness report."""
     return judge(spec_thresholds(spec), measures_of(metrics, fairness))

@@ -44,9 +44,7 @@ def _validate(
     except (TypeError, ValueError) as exc:
         raise TrainingError(f"y_true and score must be numeric arrays: {exc}") from exc
     if y.ndim != 1 or s.ndim != 1:
-        raise TrainingError(
-            f"y_true and score must be 1-D, but got shapes {y.shape} and {s.shape}"
-        )
+        raise TrainingError(f"y_true and score must be 1-D, but got shapes {y.shape} and {s.shape}")
     if y.size != s.size:
         raise TrainingError(
             f"y_true and score must have the same length, but got {y.size} and {s.size}"
@@ -55,9 +53,7 @@ def _validate(
         raise TrainingError("y_true and score are empty; metrics need at least one row")
     bad_labels = np.unique(y[(y != 0) & (y != 1)])
     if bad_labels.size:
-        raise TrainingError(
-            f"y_true must hold only 0 and 1, but got {bad_labels[:5].tolist()}"
-        )
+        raise TrainingError(f"y_true must hold only 0 and 1, but got {bad_labels[:5].tolist()}")
     n_nan = int(np.isnan(s).sum())
     if n_nan:
         raise TrainingError(f"score must not contain NaN, but {n_nan} of {s.size} values are NaN")
@@ -128,8 +124,7 @@ def expected_calibration_error(y_true: ArrayLike, score: ArrayLike, bins: int = 
     curve = reliability_curve(y_true, score, bins)
     n = sum(row["count"] for row in curve)
     return float(
-        sum(row["count"] * abs(row["mean_predicted"] - row["observed_rate"]) for row in curve)
-        / n
+        sum(row["count"] * abs(row["mean_predicted"] - row["observed_rate"]) for row in curve) / n
     )
 
 

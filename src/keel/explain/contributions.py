@@ -36,7 +36,11 @@ class Explainer:
 
     def __init__(self, model: KeelModel) -> None:
         self.model = model
-        self._trees = TreeShap.from_model_text(model.scorer.to_bytes().decode("utf-8")) if model.family == "lightgbm" else None
+        self._trees = (
+            TreeShap.from_model_text(model.scorer.to_bytes().decode("utf-8"))
+            if model.family == "lightgbm"
+            else None
+        )
 
     def explain(self, frame: pd.DataFrame) -> Contributions:
         """Contributions for the rows of a raw input frame."""
@@ -50,8 +54,11 @@ class Explainer:
             return Contributions(features, phi[:, :-1], self._trees.expected_value)
         scorer = self.model.scorer
         assert isinstance(scorer, LogisticScorer)
-        return Contributions(features, _fold(scorer.design(X) * scorer.coef, scorer.n_categories, len(features)),
-                             scorer.intercept)
+        return Contributions(
+            features,
+            _fold(scorer.design(X) * scorer.coef, scorer.n_categories, len(features)),
+            scorer.intercept,
+        )
 
 
 def _fold(design: np.ndarray, n_categories: dict[int, int], n_features: int) -> np.ndarray:

@@ -53,7 +53,9 @@ class Dependence:
                 if self.categories is not None:
                     out.append(_bin(self.categories[int(value)], None, None, contributions[rows]))
                 else:
-                    out.append(_bin(f"{value:.6g}", float(value), float(value), contributions[rows]))
+                    out.append(
+                        _bin(f"{value:.6g}", float(value), float(value), contributions[rows])
+                    )
         else:
             edges = np.unique(np.quantile(values, np.linspace(0, 1, max_bins + 1)))
             index = np.searchsorted(edges[1:-1], values, side="right")
@@ -68,9 +70,16 @@ class Dependence:
         return out
 
 
-def _bin(label: str, low: float | None, high: float | None, contributions: np.ndarray) -> dict[str, Any]:
-    return {"label": label, "low": low, "high": high, "rows": int(contributions.size),
-            "mean_contribution": float(contributions.mean())}
+def _bin(
+    label: str, low: float | None, high: float | None, contributions: np.ndarray
+) -> dict[str, Any]:
+    return {
+        "label": label,
+        "low": low,
+        "high": high,
+        "rows": int(contributions.size),
+        "mean_contribution": float(contributions.mean()),
+    }
 
 
 def importance(contributions: Contributions) -> list[Importance]:
@@ -82,17 +91,29 @@ def importance(contributions: Contributions) -> list[Importance]:
     total = float(mean_abs.sum())
     order = np.argsort(-mean_abs, kind="stable")
     return [
-        Importance(contributions.features[j], float(mean_abs[j]), float(values[:, j].mean()),
-                   float(mean_abs[j]) / total if total > 0 else 0.0)
+        Importance(
+            contributions.features[j],
+            float(mean_abs[j]),
+            float(values[:, j].mean()),
+            float(mean_abs[j]) / total if total > 0 else 0.0,
+        )
         for j in order
     ]
 
 
-def dependence(contributions: Contributions, X: np.ndarray, model: KeelModel, feature: str) -> Dependence:
+def dependence(
+    contributions: Contributions, X: np.ndarray, model: KeelModel, feature: str
+) -> Dependence:
     """The value (model matrix column) and contribution of ``feature`` on every row."""
     if feature not in contributions.features:
-        raise ValueError(f"'{feature}' is not one of the explained features {contributions.features}.")
+        raise ValueError(
+            f"'{feature}' is not one of the explained features {contributions.features}."
+        )
     j = contributions.features.index(feature)
     categories = model.preprocessor.categories_.get(feature)
-    return Dependence(feature, np.asarray(X[:, j], dtype=float), contributions.values[:, j],
-                      list(categories) if categories is not None else None)
+    return Dependence(
+        feature,
+        np.asarray(X[:, j], dtype=float),
+        contributions.values[:, j],
+        list(categories) if categories is not None else None,
+    )

@@ -29,10 +29,17 @@ class Reason:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready form (built by hand: ``dataclasses.asdict`` deep-copies, a tenth of a request's time)."""
-        return {"feature": self.feature, "text": self.text, "contribution": self.contribution, "value": self.value}
+        return {
+            "feature": self.feature,
+            "text": self.text,
+            "contribution": self.contribution,
+            "value": self.value,
+        }
 
 
-def top_reasons(contributions: Contributions, X: np.ndarray, model: KeelModel, k: int | None = None) -> list[list[Reason]]:
+def top_reasons(
+    contributions: Contributions, X: np.ndarray, model: KeelModel, k: int | None = None
+) -> list[list[Reason]]:
     """The top-``k`` adverse reasons of every row (``k`` defaults to the model's ``top_k``)."""
     k = model.top_k if k is None else k
     values = contributions.values
@@ -44,7 +51,14 @@ def top_reasons(contributions: Contributions, X: np.ndarray, model: KeelModel, k
             if values[row, j] <= 0:
                 break
             name = contributions.features[j]
-            reasons.append(Reason(name, model.reason_text(name), float(values[row, j]), display_value(model, j, X[row, j])))
+            reasons.append(
+                Reason(
+                    name,
+                    model.reason_text(name),
+                    float(values[row, j]),
+                    display_value(model, j, X[row, j]),
+                )
+            )
         out.append(reasons)
     return out
 
@@ -61,8 +75,14 @@ def reason_frequency(reasons: Sequence[Sequence[Reason]]) -> list[dict[str, Any]
     rows = max(len(reasons), 1)
     order = sorted(mentioned, key=lambda name: (-principal[name], -mentioned[name], name))
     return [
-        {"feature": name, "text": texts[name], "principal": principal[name], "principal_share": principal[name] / rows,
-         "mentioned": mentioned[name], "mentioned_share": mentioned[name] / rows}
+        {
+            "feature": name,
+            "text": texts[name],
+            "principal": principal[name],
+            "principal_share": principal[name] / rows,
+            "mentioned": mentioned[name],
+            "mentioned_share": mentioned[name] / rows,
+        }
         for name in order
     ]
 

@@ -60,7 +60,9 @@ class TreeShap:
         """SHAP values of the raw margin, shape ``(rows, n_features + 1)``; the last column is the base value."""
         X = np.ascontiguousarray(X, dtype=np.float64)
         if X.ndim != 2 or X.shape[1] != self.n_features:
-            raise ValueError(f"expected a 2-d array with {self.n_features} columns, got shape {X.shape}")
+            raise ValueError(
+                f"expected a 2-d array with {self.n_features} columns, got shape {X.shape}"
+            )
         out = np.zeros((X.shape[0], self.n_features + 1))
         kernel = _explain_parallel if X.shape[0] >= _PARALLEL_FROM else _explain_serial
         kernel(X, out, *self.nodes, *self.leaves)
@@ -87,7 +89,9 @@ def _parse_model(text: str) -> tuple[int, list[_Tree]]:
     header, *blocks = text.split("\nTree=")
     fields = dict(line.split("=", 1) for line in header.splitlines() if "=" in line)
     if int(fields.get("num_tree_per_iteration", "1")) != 1:
-        raise IntegrityError("TreeSHAP here explains single-output (binary or regression) LightGBM models only")
+        raise IntegrityError(
+            "TreeSHAP here explains single-output (binary or regression) LightGBM models only"
+        )
     n_features = int(fields["max_feature_idx"]) + 1
     trees = []
     for block in blocks:
@@ -124,8 +128,10 @@ def _compile(n_features: int, trees: list[_Tree], *, table_depth: int) -> TreeSh
     over them sees every parent before its children. Each node carries the slot its
     feature takes on the paths through it (its first use on the path from the root).
     """
-    node: dict[str, list] = {k: [] for k in ("feature", "threshold", "flags", "cat_start", "cat_len", "slot",
-                                               "left", "right")}
+    node: dict[str, list] = {
+        k: []
+        for k in ("feature", "threshold", "flags", "cat_start", "cat_len", "slot", "left", "right")
+    }
     roots: list[int] = []
     bitset: list[np.ndarray] = []
     leaf_value, leaf_depth, slot_start = [], [], [0]
@@ -146,7 +152,9 @@ def _compile(n_features: int, trees: list[_Tree], *, table_depth: int) -> TreeSh
             node["flags"].append(_node_flags(dt, float(tree.threshold[k])))
             node["slot"].append(0)
             for side, child in (("left", tree.left[k]), ("right", tree.right[k])):
-                node[side].append(position[int(child)] if child >= 0 else -(leaf_base + ~int(child)) - 1)
+                node[side].append(
+                    position[int(child)] if child >= 0 else -(leaf_base + ~int(child)) - 1
+                )
             if dt & _CATEGORICAL:
                 cat = int(tree.threshold[k])
                 words = tree.cat_threshold[tree.cat_boundaries[cat] : tree.cat_boundaries[cat + 1]]
@@ -181,7 +189,9 @@ def _compile(n_features: int, trees: list[_Tree], *, table_depth: int) -> TreeSh
             slot_start.append(len(slot_feature))
     z = np.array(slot_z, dtype=np.float64)
     if np.any(z <= 0):
-        raise IntegrityError("the LightGBM model has a node with no training rows; TreeSHAP needs positive counts")
+        raise IntegrityError(
+            "the LightGBM model has a node with no training rows; TreeSHAP needs positive counts"
+        )
     # Leaves sorted by depth: the kernel's short inner loops then keep one trip count for long runs.
     depth = np.array(leaf_depth, dtype=np.int32)
     by_depth = np.argsort(depth, kind="stable")
@@ -192,10 +202,15 @@ def _compile(n_features: int, trees: list[_Tree], *, table_depth: int) -> TreeSh
     slot_parts, block_parts = [], []
     for leaf in by_depth:
         slot_parts.append(features[starts[leaf] : starts[leaf + 1]])
-        block_parts.append(_leaf_block(float(leaf_value[leaf]), z[starts[leaf] : starts[leaf + 1]], table_depth))
+        block_parts.append(
+            _leaf_block(float(leaf_value[leaf]), z[starts[leaf] : starts[leaf + 1]], table_depth)
+        )
     n_nodes = len(node["feature"])
     children = [np.array(node[side], dtype=np.int64) for side in ("left", "right")]
-    left, right = (np.where(c >= 0, c, n_nodes + rank[np.maximum(-c - 1, 0)]).astype(np.int32) for c in children)
+    left, right = (
+        np.where(c >= 0, c, n_nodes + rank[np.maximum(-c - 1, 0)]).astype(np.int32)
+        for c in children
+    )
     flags = np.array(node["flags"], dtype=np.int32)
     nodes = (
         np.array(node["feature"], dtype=np.int32),
@@ -244,8 +259,16 @@ def _leaf_block(value: float, z: np.ndarray, table_depth: int) -> np.ndarray:
     weights = np.pad(weights, (0, pad))
     ratio = np.pad(ratio, ((0, 0), (0, pad)), constant_values=1.0)
     satisfied = np.pad(satisfied, ((0, 0), (0, pad)))
-    groups = [np.concatenate([weights[g : g + _LANES], ratio[:, g : g + _LANES].ravel(),
-                              satisfied[:, g : g + _LANES].ravel()]) for g in range(0, q + pad, _LANES)]
+    groups = [
+        np.concatenate(
+            [
+                weights[g : g + _LANES],
+                ratio[:, g : g + _LANES].ravel(),
+                satisfied[:, g : g + _LANES].ravel(),
+            ]
+        )
+        for g in range(0, q + pad, _LANES)
+    ]
     return np.concatenate(groups)
 
 
@@ -275,7 +298,7 @@ def _node_flags(decision_type: int, threshold: float) -> int:
     elif missing == _MISSING_ZERO:
         nan_left = default_left  # NaN is read as 0.0, which is "missing"
     else:
-        nan_left = 0.0 <= threshold  # NaN is read as 0.0 and compared
+        nan_left = threshold >= 0.0  # NaN is read as 0.0 and compared
     flags = _NAN_LEFT * nan_left
     if missing == _MISSING_ZERO:
         flags |= _ZERO_IS_MISSING | _MISSING_LEFT * default_left
@@ -302,7 +325,11 @@ def _numerical_left(fval, flag, threshold):  # pragma: no cover - jit
     """LightGBM's numerical split rule (tree.h: NumericalDecision), without branches."""
     is_nan = np.isnan(fval)
     zero = ((flag & 4) != 0) & (abs(fval) <= 1e-35)
-    return (is_nan & ((flag & 2) != 0)) | (zero & ((flag & 8) != 0)) | (~is_nan & ~zero & (fval <= threshold))
+    return (
+        (is_nan & ((flag & 2) != 0))
+        | (zero & ((flag & 8) != 0))
+        | (~is_nan & ~zero & (fval <= threshold))
+    )
 
 
 @numba.njit(cache=True, inline="always")
@@ -315,9 +342,29 @@ def _categorical_left(fval, start, n_words, bitset):  # pragma: no cover - jit
 
 
 @numba.njit(cache=True)
-def _explain_row(x, phi, go, masks, feature, threshold, flags, categorical, cat_start, cat_len, bitset,
-                 slot, left, right, roots, table_depth, depth, slot_start, slot_feature, block_start,
-                 blocks):  # pragma: no cover - jit
+def _explain_row(
+    x,
+    phi,
+    go,
+    masks,
+    feature,
+    threshold,
+    flags,
+    categorical,
+    cat_start,
+    cat_len,
+    bitset,
+    slot,
+    left,
+    right,
+    roots,
+    table_depth,
+    depth,
+    slot_start,
+    slot_feature,
+    block_start,
+    blocks,
+):  # pragma: no cover - jit
     """Add one row's contributions into ``phi`` (length n_features + 1)."""
     for k in range(len(feature)):
         go[k] = -np.int64(_numerical_left(x[feature[k]], flags[k], threshold[k]))
@@ -349,7 +396,9 @@ def _explain_row(x, phi, go, masks, feature, threshold, flags, categorical, cat_
             # Four quadrature nodes side by side: P_k for each, then their shares of every feature.
             p0, p1, p2, p3 = blocks[row], blocks[row + 1], blocks[row + 2], blocks[row + 3]
             for j in range(d):
-                at = (row + _LANES * (1 + j)) * ((mask >> j) & 1)  # an unsatisfied feature reads blocks[0:4] = 1
+                at = (row + _LANES * (1 + j)) * (
+                    (mask >> j) & 1
+                )  # an unsatisfied feature reads blocks[0:4] = 1
                 p0 *= blocks[at]
                 p1 *= blocks[at + 1]
                 p2 *= blocks[at + 2]
@@ -357,19 +406,63 @@ def _explain_row(x, phi, go, masks, feature, threshold, flags, categorical, cat_
             pick[0] = (p0 + p1) + (p2 + p3)
             for i in range(d):
                 at = row + _LANES * (1 + d + i)
-                pick[1] = (p0 * blocks[at] + p1 * blocks[at + 1]) + (p2 * blocks[at + 2] + p3 * blocks[at + 3])
+                pick[1] = (p0 * blocks[at] + p1 * blocks[at + 1]) + (
+                    p2 * blocks[at + 2] + p3 * blocks[at + 3]
+                )
                 phi[slot_feature[first + i]] += pick[(mask >> i) & 1]
 
 
 @numba.njit(cache=True)
-def _explain_rows(X, out, lo, hi, feature, threshold, flags, categorical, cat_start, cat_len, bitset, slot, left, right,
-                  roots, table_depth, depth, slot_start, slot_feature, block_start, blocks):  # pragma: no cover - jit
+def _explain_rows(
+    X,
+    out,
+    lo,
+    hi,
+    feature,
+    threshold,
+    flags,
+    categorical,
+    cat_start,
+    cat_len,
+    bitset,
+    slot,
+    left,
+    right,
+    roots,
+    table_depth,
+    depth,
+    slot_start,
+    slot_feature,
+    block_start,
+    blocks,
+):  # pragma: no cover - jit
     """Rows ``lo..hi`` of ``X`` into ``out``, with their own scratch buffers."""
     go = np.empty(len(feature), dtype=np.int64)
     masks = np.empty(len(feature) + len(depth), dtype=np.int64)
     for r in range(lo, hi):
-        _explain_row(X[r], out[r], go, masks, feature, threshold, flags, categorical, cat_start, cat_len,
-                     bitset, slot, left, right, roots, table_depth, depth, slot_start, slot_feature, block_start, blocks)
+        _explain_row(
+            X[r],
+            out[r],
+            go,
+            masks,
+            feature,
+            threshold,
+            flags,
+            categorical,
+            cat_start,
+            cat_len,
+            bitset,
+            slot,
+            left,
+            right,
+            roots,
+            table_depth,
+            depth,
+            slot_start,
+            slot_feature,
+            block_start,
+            blocks,
+        )
 
 
 @numba.njit(cache=True)

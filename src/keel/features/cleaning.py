@@ -75,7 +75,9 @@ def target_vector(frame: pd.DataFrame, spec: ProjectSpec) -> pd.Series:
         positive = str(positive)
     y = (column == positive).astype("int64")
     if column.isna().any():
-        raise DataError(f"target '{spec.target.column}' has {int(column.isna().sum())} missing value(s)")
+        raise DataError(
+            f"target '{spec.target.column}' has {int(column.isna().sum())} missing value(s)"
+        )
     if y.nunique() < 2:
         seen = sorted(map(str, column.unique()))[:10]
         raise DataError(

@@ -70,12 +70,16 @@ class _Entity:
         self.features = features
         self.columns = list(dict.fromkeys(f.column for f in features if f.column is not None))
         self.horizon_us = max(f.delay_us + f.window_us for f in features)
-        self.index = {f.name: self.columns.index(f.column) for f in features if f.column is not None}
+        self.index = {
+            f.name: self.columns.index(f.column) for f in features if f.column is not None
+        }
 
     def values(self, row: Mapping[str, Any]) -> list[Any]:
         return as_json_values([row.get(c) for c in self.columns])
 
-    def compute(self, events: list[tuple[int, str, list[Any]]], now: int, own: list[Any]) -> dict[str, float]:
+    def compute(
+        self, events: list[tuple[int, str, list[Any]]], now: int, own: list[Any]
+    ) -> dict[str, float]:
         out = {}
         for f in self.features:
             cutoff = now - f.delay_us
@@ -92,7 +96,9 @@ class _Entity:
                 continue
             index = self.index[f.name]
             values = _present([v[index] for v in chosen])
-            out[f.name] = float(len(values)) if f.function == "count" else _AGGREGATES[f.function](values)
+            out[f.name] = (
+                float(len(values)) if f.function == "count" else _AGGREGATES[f.function](values)
+            )
         return out
 
 
@@ -108,11 +114,20 @@ def serving_features(spec: ProjectSpec) -> dict[str, Any] | None:
     if not plan.names():
         return None
     aggregated = [f.column for f in plan.windows if f.column is not None]
-    labels = [spec.target.column] if plan.windows else []  # read by windows, or only logged for monitoring
-    raw = [spec.data.id_column if plan.windows else None, spec.data.time_column,
-           *(f.entity for f in plan.windows), *aggregated]
-    rules = {c: spec.contract.columns[c].model_dump(exclude_none=True)
-             for c in dict.fromkeys([*raw, *labels]) if c is not None}
+    labels = (
+        [spec.target.column] if plan.windows else []
+    )  # read by windows, or only logged for monitoring
+    raw = [
+        spec.data.id_column if plan.windows else None,
+        spec.data.time_column,
+        *(f.entity for f in plan.windows),
+        *aggregated,
+    ]
+    rules = {
+        c: spec.contract.columns[c].model_dump(exclude_none=True)
+        for c in dict.fromkeys([*raw, *labels])
+        if c is not None
+    }
     return {
         "windows": [asdict(f) for f in plan.windows],
         "calendar": dict(plan.calendar),
@@ -126,10 +141,18 @@ def serving_features(spec: ProjectSpec) -> dict[str, Any] | None:
 class OnlineFeatures:
     """A plan's window and calendar features for one row at a time, from an event store."""
 
-    def __init__(self, plan: FeaturePlan, *, id_column: str | None, time_column: str | None,
-                 store: EventStore | None = None) -> None:
+    def __init__(
+        self,
+        plan: FeaturePlan,
+        *,
+        id_column: str | None,
+        time_column: str | None,
+        store: EventStore | None = None,
+    ) -> None:
         if plan.windows and not id_column:
-            raise DataError("online window features need data.id_column, to find an event when its label arrives")
+            raise DataError(
+                "online window features need data.id_column, to find an event when its label arrives"
+            )
         self.plan = plan
         self.store = store if store is not None else MemoryStore()
         self.id_column = id_column
@@ -141,17 +164,28 @@ class OnlineFeatures:
     @classmethod
     def of(cls, spec: ProjectSpec, store: EventStore | None = None) -> OnlineFeatures:
         """The spec's features."""
-        return cls(FeaturePlan.of(spec), id_column=spec.data.id_column, time_column=spec.data.time_column,
-                   store=store)
+        return cls(
+            FeaturePlan.of(spec),
+            id_column=spec.data.id_column,
+            time_column=spec.data.time_column,
+            store=store,
+        )
 
     @classmethod
-    def of_model(cls, described: Mapping[str, Any], store: EventStore | None = None) -> OnlineFeatures:
+    def of_model(
+        cls, described: Mapping[str, Any], store: EventStore | None = None
+    ) -> OnlineFeatures:
         """The features a model was trained with, from its metadata (:func:`serving_features`)."""
-        return cls(FeaturePlan.of_model(described), id_column=described["id_column"],
-                   time_column=described["time_column"], store=store)
+        return cls(
+            FeaturePlan.of_model(described),
+            id_column=described["id_column"],
+            time_column=described["time_column"],
+            store=store,
+        )
 
-    def compute(self, row: Mapping[str, Any],
-                pending: Mapping[tuple[str, Any], list[Event]] | None = None) -> dict[str, float]:
+    def compute(
+        self, row: Mapping[str, Any], pending: Mapping[tuple[str, Any], list[Event]] | None = None
+    ) -> dict[str, float]:
         """Every computed feature of ``row``, from the events kept before it (nothing is stored).
 
         ``pending`` holds events not kept yet, by (entity, value): a request's earlier records.
@@ -166,7 +200,9 @@ class OnlineFeatures:
             events = self.store.events(entity.entity, key, start, now)
             held = pending.get((entity.entity, key)) if pending else None
             if held:
-                events = sorted(events + [e for e in held if start < e[0] <= now], key=lambda e: e[0])
+                events = sorted(
+                    events + [e for e in held if start < e[0] <= now], key=lambda e: e[0]
+                )
             out.update(entity.compute(events, now, entity.values(row)))
         for name, part in self.plan.calendar.items():
             out[name] = calendar_value(row[self.time_column], part)
@@ -188,14 +224,21 @@ class OnlineFeatures:
             return []
         now = time_us(row.get(self.time_column))
         event_id = str(row[self.id_column])
-        return [(entity, self._key(row, entity.entity), (now, event_id, entity.values(row)))
-                for entity in self._entities]
+        return [
+            (entity, self._key(row, entity.entity), (now, event_id, entity.values(row)))
+            for entity in self._entities
+        ]
 
     def record(self, row: Mapping[str, Any]) -> None:
         """Keep ``row`` as an event of each of its entities (after it was scored)."""
         for entity, key, event in self._events(row):
-            self.store.add(entity.entity, key, event, forget_until_us=event[0] - entity.horizon_us,
-                           idle_ms=2 * entity.horizon_us // 1000)
+            self.store.add(
+                entity.entity,
+                key,
+                event,
+                forget_until_us=event[0] - entity.horizon_us,
+                idle_ms=2 * entity.horizon_us // 1000,
+            )
 
     def record_all(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """:meth:`record` each row, in order."""
@@ -213,9 +256,13 @@ class OnlineFeatures:
         found = 0
         for entity in self._entities:
             positions = [i for i, c in enumerate(entity.columns) if c in arrived]
-            changes = dict(zip(positions, as_json_values([row[entity.columns[i]] for i in positions])))
+            changes = dict(
+                zip(positions, as_json_values([row[entity.columns[i]] for i in positions]))
+            )
             if changes:
-                found += self.store.update(entity.entity, self._key(row, entity.entity), event_id, changes)
+                found += self.store.update(
+                    entity.entity, self._key(row, entity.entity), event_id, changes
+                )
         return found
 
     def label_groups(self, columns: Sequence[str]) -> int:

@@ -26,7 +26,9 @@ class EventStore(Protocol):
     def events(self, entity: str, key: Any, start_us: int, end_us: int) -> list[Event]:
         """Events of one entity value with ``start_us < time <= end_us``, oldest first."""
 
-    def add(self, entity: str, key: Any, event: Event, *, forget_until_us: int, idle_ms: int = 0) -> None:
+    def add(
+        self, entity: str, key: Any, event: Event, *, forget_until_us: int, idle_ms: int = 0
+    ) -> None:
         """Keep ``event`` (replacing a kept one with its id), and forget events at or before ``forget_until_us``.
 
         ``idle_ms``: a store may drop an entity value not written for that long (0: never).
@@ -51,12 +53,16 @@ class MemoryStore:
             hi = bisect.bisect_right(kept, end_us, key=lambda e: e[0])
             return kept[lo:hi]
 
-    def add(self, entity: str, key: Any, event: Event, *, forget_until_us: int, idle_ms: int = 0) -> None:
+    def add(
+        self, entity: str, key: Any, event: Event, *, forget_until_us: int, idle_ms: int = 0
+    ) -> None:
         """Keep ``event`` in time order (once per id) and forget events no window reaches any more (``idle_ms``
         is not used: a process's memory ends with it)."""
         with self._lock:
             kept = self._events.setdefault((entity, key), [])
-            kept[:] = [e for e in kept if e[1] != event[1]]  # a retried request records its event once
+            kept[:] = [
+                e for e in kept if e[1] != event[1]
+            ]  # a retried request records its event once
             bisect.insort_right(kept, event, key=lambda e: e[0])
             expired = bisect.bisect_right(kept, forget_until_us, key=lambda e: e[0])
             if expired:
@@ -108,7 +114,6 @@ return 0
 _RETRIES = 10
 
 
-
 class RedisStore:
     """Events in Redis: per entity value a sorted set of event ids by time and a hash of their values.
 
@@ -121,7 +126,9 @@ class RedisStore:
     def __init__(self, url: str, *, prefix: str = "keel", timeout: float = 2.0) -> None:
         import redis
 
-        self._redis = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        self._redis = redis.Redis.from_url(
+            url, socket_timeout=timeout, socket_connect_timeout=timeout
+        )
         self._url = url
         self._prefix = prefix
         self._read = self._redis.register_script(_READ)
@@ -140,21 +147,29 @@ class RedisStore:
         try:
             yield
         except (redis.ConnectionError, redis.TimeoutError) as error:
-            raise FeatureStoreError(f"the feature store at {self._url} is unreachable: {error}") from error
+            raise FeatureStoreError(
+                f"the feature store at {self._url} is unreachable: {error}"
+            ) from error
         except redis.RedisError as error:
-            raise FeatureStoreError(f"the feature store at {self._url} refused a command: {error}") from error
+            raise FeatureStoreError(
+                f"the feature store at {self._url} refused a command: {error}"
+            ) from error
 
     def events(self, entity: str, key: Any, start_us: int, end_us: int) -> list[Event]:
         """Events of one entity value with ``start_us < time <= end_us``, oldest first."""
         with self._reachable():
-                answer = self._read(keys=self._keys(entity, key), args=[f"({start_us}", end_us])
+            answer = self._read(keys=self._keys(entity, key), args=[f"({start_us}", end_us])
         if not answer:
             return []
         pairs, values = answer
-        return [(int(float(pairs[i + 1])), pairs[i].decode(), orjson.loads(v))
-                for i, v in zip(range(0, len(pairs), 2), values)]
+        return [
+            (int(float(pairs[i + 1])), pairs[i].decode(), orjson.loads(v))
+            for i, v in zip(range(0, len(pairs), 2), values)
+        ]
 
-    def add(self, entity: str, key: Any, event: Event, *, forget_until_us: int, idle_ms: int = 0) -> None:
+    def add(
+        self, entity: str, key: Any, event: Event, *, forget_until_us: int, idle_ms: int = 0
+    ) -> None:
         """Keep ``event`` and forget events no window reaches any more, atomically.
 
         With ``idle_ms``, an entity value not written for that long is dropped by Redis (a card
@@ -162,8 +177,10 @@ class RedisStore:
         """
         time, event_id, values = event
         with self._reachable():
-            self._add(keys=self._keys(entity, key),
-                      args=[time, event_id, orjson.dumps(values), forget_until_us, idle_ms])
+            self._add(
+                keys=self._keys(entity, key),
+                args=[time, event_id, orjson.dumps(values), forget_until_us, idle_ms],
+            )
 
     def update(self, entity: str, key: Any, event_id: str, changes: dict[int, Any]) -> bool:
         """Set some values of a kept event, by position (compare-and-set); False when it is not kept."""
@@ -178,7 +195,9 @@ class RedisStore:
                     values[position] = value
                 if self._replace(keys=keys, args=[event_id, old, orjson.dumps(values)]):
                     return True
-        raise FeatureStoreError(f"event {event_id} of {entity} {key} changed {_RETRIES} times during one update")
+        raise FeatureStoreError(
+            f"event {event_id} of {entity} {key} changed {_RETRIES} times during one update"
+        )
 
     def close(self) -> None:
         """Close the connection pool."""
@@ -191,7 +210,9 @@ def open_store(url: str | None, *, prefix: str = "keel") -> EventStore:
         return MemoryStore()
     if url.startswith(("redis://", "rediss://", "unix://")):
         return RedisStore(url, prefix=prefix)
-    raise SpecError(f"feature store '{url}' is not supported; use memory:// or redis://host:port/db")
+    raise SpecError(
+        f"feature store '{url}' is not supported; use memory:// or redis://host:port/db"
+    )
 
 
 def as_json_values(values: Sequence[Any]) -> list[Any]:

@@ -26,8 +26,13 @@ ROW = "__keel_row"
 TIME = "__keel_time_us"
 
 _SQL_FUNCTION = {
-    "count": "count({})", "sum": "sum({})", "mean": "avg({})", "std": "stddev_samp({})",
-    "min": "min({})", "max": "max({})", "distinct_count": "count(DISTINCT {})",
+    "count": "count({})",
+    "sum": "sum({})",
+    "mean": "avg({})",
+    "std": "stddev_samp({})",
+    "min": "min({})",
+    "max": "max({})",
+    "distinct_count": "count(DISTINCT {})",
 }
 
 
@@ -80,8 +85,15 @@ def keyed_source(time_column: str, columns: Sequence[str], relation: str, *, key
     return f"(SELECT {quote(key)}, epoch_us({quote(time_column)}) AS {quote(TIME)}, {kept} FROM {relation})"
 
 
-def run_kernel(table: pa.Table | pd.DataFrame | str, features: Sequence[WindowFeature], time_column: str,
-               *, key: str = ROW, threads: int | None = None, memory_limit: str | None = None) -> pa.Table:
+def run_kernel(
+    table: pa.Table | pd.DataFrame | str,
+    features: Sequence[WindowFeature],
+    time_column: str,
+    *,
+    key: str = ROW,
+    threads: int | None = None,
+    memory_limit: str | None = None,
+) -> pa.Table:
     """Compute ``features`` for a table (or a Parquet path) holding ``key``, the time and the input columns."""
     import duckdb
 
@@ -137,7 +149,9 @@ def calendar_features(times: pd.Series, parts: dict[str, str]) -> dict[str, np.n
     handbook counts it); ``hour`` 0-23; ``day_of_week`` 0 (Monday) to 6.
     """
     stamps = pd.to_datetime(times).dt
-    return {name: _CALENDAR[part](stamps).to_numpy(dtype=np.float64) for name, part in parts.items()}
+    return {
+        name: _CALENDAR[part](stamps).to_numpy(dtype=np.float64) for name, part in parts.items()
+    }
 
 
 def calendar_value(time: Any, part: str) -> float:
@@ -156,15 +170,20 @@ class FeaturePlan:
     @classmethod
     def of(cls, spec: ProjectSpec) -> FeaturePlan:
         """The plan a spec asks for (empty when it has no window or calendar features)."""
-        return cls(tuple(spec.window_features()), dict(spec.features.calendar), spec.data.time_column)
+        return cls(
+            tuple(spec.window_features()), dict(spec.features.calendar), spec.data.time_column
+        )
 
     @classmethod
     def of_model(cls, described: dict[str, Any] | None) -> FeaturePlan:
         """The plan a model was trained with, from its metadata (empty for a model without any)."""
         if not described:
             return cls((), {}, None)
-        return cls(tuple(WindowFeature(**f) for f in described["windows"]), dict(described["calendar"]),
-                   described["time_column"])
+        return cls(
+            tuple(WindowFeature(**f) for f in described["windows"]),
+            dict(described["calendar"]),
+            described["time_column"],
+        )
 
     def names(self) -> list[str]:
         """Every computed feature name, windows first."""

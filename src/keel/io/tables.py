@@ -45,12 +45,16 @@ def read_bytes(url: str) -> bytes:
     """All bytes behind an fsspec URL, at most ``KEEL_MAX_SOURCE_BYTES`` (16 GiB); every failure is a DataError."""
     scheme = url.split("://", 1)[0].lower() if "://" in url else "file"
     if scheme not in allowed_schemes():
-        raise DataError(f"data source '{url}': the scheme '{scheme}' is not allowed here; allowed: "
-                        f"{', '.join(allowed_schemes())} (the operator sets {SCHEMES_ENV})")
+        raise DataError(
+            f"data source '{url}': the scheme '{scheme}' is not allowed here; allowed: "
+            f"{', '.join(allowed_schemes())} (the operator sets {SCHEMES_ENV})"
+        )
     if scheme == "file":
         path = url.removeprefix("file://")
         if os.path.exists(path) and not os.path.isfile(path):
-            raise DataError(f"data source '{url}' is not a regular file (a device, a pipe or a folder)")
+            raise DataError(
+                f"data source '{url}' is not a regular file (a device, a pipe or a folder)"
+            )
     limit = int(os.environ.get(MAX_BYTES_ENV) or DEFAULT_MAX_BYTES)
     try:
         opened = _open_http(url) if scheme in ("http", "https") else fsspec.open(url, "rb")
@@ -59,15 +63,24 @@ def read_bytes(url: str) -> bytes:
             while chunk := handle.read(_CHUNK):
                 size += len(chunk)
                 if size > limit:
-                    raise DataError(f"data source '{url}' is larger than {limit:,} bytes ({MAX_BYTES_ENV}); "
-                                    "split it, or raise the limit")
+                    raise DataError(
+                        f"data source '{url}' is larger than {limit:,} bytes ({MAX_BYTES_ENV}); "
+                        "split it, or raise the limit"
+                    )
                 chunks.append(chunk)
             return b"".join(chunks)
     except DataError:
         raise
     except FileNotFoundError:
-        raise DataError(f"data source '{url}' does not exist; check data.source in the spec") from None
-    except (OSError, ValueError, ImportError, RuntimeError) as err:  # fsspec's and the stores' own failures
+        raise DataError(
+            f"data source '{url}' does not exist; check data.source in the spec"
+        ) from None
+    except (
+        OSError,
+        ValueError,
+        ImportError,
+        RuntimeError,
+    ) as err:  # fsspec's and the stores' own failures
         raise DataError(f"cannot read data source '{url}': {err}") from err
 
 
@@ -79,11 +92,17 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 def _open_http(url: str) -> Any:
     """An http(s) source opened without following redirects (a 3xx is an error naming where it pointed)."""
     try:
-        return urllib.request.build_opener(_NoRedirect).open(url, timeout=60)  # noqa: S310 - scheme allowed above
+        return urllib.request.build_opener(_NoRedirect).open(url, timeout=60)
     except urllib.error.HTTPError as answer:
         where = answer.headers.get("Location")
-        raise DataError(f"data source '{url}' answered {answer.code}" + (
-            f" pointing to {where}; redirects are not followed: give the final URL" if where else "")) from None
+        raise DataError(
+            f"data source '{url}' answered {answer.code}"
+            + (
+                f" pointing to {where}; redirects are not followed: give the final URL"
+                if where
+                else ""
+            )
+        ) from None
 
 
 MAX_COLUMNS = 10_000  # a table wider than this is refused before it is parsed (data.max_columns)
@@ -100,7 +119,9 @@ def column_count(raw: bytes, fmt: Literal["csv", "parquet"], *, gzipped: bool = 
     return len(next(csv.reader([header]), []))
 
 
-def read_table(url: str, fmt: Literal["csv", "parquet"], *, max_columns: int = MAX_COLUMNS) -> LoadedTable:
+def read_table(
+    url: str, fmt: Literal["csv", "parquet"], *, max_columns: int = MAX_COLUMNS
+) -> LoadedTable:
     """Read a CSV or Parquet file and hash its bytes, so a run records exactly what it saw.
 
     A table with more than ``max_columns`` columns is refused before its rows are parsed
@@ -113,11 +134,15 @@ def read_table(url: str, fmt: Literal["csv", "parquet"], *, max_columns: int = M
     except (ValueError, OSError, EOFError) as err:
         raise DataError(f"'{url}' is not a readable {fmt} file: {err}") from err
     if width > max_columns:
-        raise DataError(f"'{url}' has {width:,} columns, more than the {max_columns:,} accepted "
-                        "(data.max_columns); select the columns you need first, or raise the limit")
+        raise DataError(
+            f"'{url}' has {width:,} columns, more than the {max_columns:,} accepted "
+            "(data.max_columns); select the columns you need first, or raise the limit"
+        )
     try:
         if fmt == "csv":
-            frame = pd.read_csv(io.BytesIO(raw), compression="gzip" if url.endswith(".gz") else None)
+            frame = pd.read_csv(
+                io.BytesIO(raw), compression="gzip" if url.endswith(".gz") else None
+            )
         else:
             frame = pd.read_parquet(io.BytesIO(raw))
     except (ValueError, OSError, pd.errors.ParserError) as err:

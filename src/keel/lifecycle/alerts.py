@@ -29,7 +29,9 @@ from keel.spec import AlertsSpec
 
 def alert_lines(alerts: list[Alert], *, model: str, as_of: str) -> list[str]:
     """One JSON object per alert, with the model and the run's as-of time (for log shippers)."""
-    return [json.dumps({"model": model, "as_of": as_of, **a.to_dict()}, sort_keys=True) for a in alerts]
+    return [
+        json.dumps({"model": model, "as_of": as_of, **a.to_dict()}, sort_keys=True) for a in alerts
+    ]
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -44,34 +46,60 @@ def operator_refusal(host: str, port: int | None) -> str | None:
     """Why the operator's rules refuse sending to ``host`` (None when allowed); see the module docstring."""
     allowed = [h.strip() for h in os.environ.get(OPERATOR_HOSTS, "").split(",") if h.strip()]
     if allowed:
-        return None if host in allowed else f"webhook host '{host}' is not in {OPERATOR_HOSTS} {allowed}"
+        return (
+            None
+            if host in allowed
+            else f"webhook host '{host}' is not in {OPERATOR_HOSTS} {allowed}"
+        )
     try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(host, port or 443, proto=socket.IPPROTO_TCP)}
+        addresses = {
+            info[4][0] for info in socket.getaddrinfo(host, port or 443, proto=socket.IPPROTO_TCP)
+        }
     except OSError as error:
         return f"the webhook host '{host}' does not resolve: {error}"
     for address in sorted(addresses):
         ip = ipaddress.ip_address(address.split("%")[0])
-        if ip.is_loopback or ip.is_link_local or ip.is_unspecified or ip.is_multicast or ip.is_reserved:
-            return (f"webhook host '{host}' resolves to {ip}, an address of this machine or its network's metadata "
-                    f"services; only the operator can allow it ({OPERATOR_HOSTS}={host})")
+        if (
+            ip.is_loopback
+            or ip.is_link_local
+            or ip.is_unspecified
+            or ip.is_multicast
+            or ip.is_reserved
+        ):
+            return (
+                f"webhook host '{host}' resolves to {ip}, an address of this machine or its network's metadata "
+                f"services; only the operator can allow it ({OPERATOR_HOSTS}={host})"
+            )
     return None
 
 
-def send_webhook(alerts: list[Alert], settings: AlertsSpec, *, model: str, as_of: str) -> str | None:
+def send_webhook(
+    alerts: list[Alert], settings: AlertsSpec, *, model: str, as_of: str
+) -> str | None:
     """POST the alerts to the configured webhook; None when delivered (or none configured), else why not."""
     if not alerts or settings.webhook is None:
         return None
     host = urllib.parse.urlsplit(settings.webhook).hostname or ""
     if host not in settings.allowed_hosts:
-        raise SpecError(f"webhook host '{host}' is not in alerts.allowed_hosts {settings.allowed_hosts}")
+        raise SpecError(
+            f"webhook host '{host}' is not in alerts.allowed_hosts {settings.allowed_hosts}"
+        )
     refused = operator_refusal(host, urllib.parse.urlsplit(settings.webhook).port)
     if refused:
         return refused
-    body = json.dumps({"model": model, "as_of": as_of, "alerts": [a.to_dict() for a in alerts]}).encode()
-    request = urllib.request.Request(settings.webhook, data=body, method="POST",
-                                     headers={"Content-Type": "application/json", "User-Agent": "keel-monitor"})
+    body = json.dumps(
+        {"model": model, "as_of": as_of, "alerts": [a.to_dict() for a in alerts]}
+    ).encode()
+    request = urllib.request.Request(
+        settings.webhook,
+        data=body,
+        method="POST",
+        headers={"Content-Type": "application/json", "User-Agent": "keel-monitor"},
+    )
     try:
-        with urllib.request.build_opener(_NoRedirect).open(request, timeout=settings.timeout_seconds) as answer:
+        with urllib.request.build_opener(_NoRedirect).open(
+            request, timeout=settings.timeout_seconds
+        ) as answer:
             if not 200 <= answer.status < 300:
                 return f"the webhook answered {answer.status}"
     except (urllib.error.URLError, OSError) as error:

@@ -67,7 +67,8 @@ def build_card(
     ``comparison``, one row per common test metric.
     """
     contract = [
-        {"column": name, **rule.model_dump(exclude_none=False)} for name, rule in spec.contract.columns.items()
+        {"column": name, **rule.model_dump(exclude_none=False)}
+        for name, rule in spec.contract.columns.items()
     ]
     return {
         "title": f"Model card: {spec.project}",
@@ -88,8 +89,12 @@ def build_card(
             "positive_class": spec.target.positive,
             "positive_rate": positive_rate,
             "contract": contract,
-            "split": {"method": spec.split.method, **outcome.split.sizes(), "folds": len(outcome.split.folds),
-                      "settings": spec.split.model_dump(mode="json", exclude_defaults=True)},
+            "split": {
+                "method": spec.split.method,
+                **outcome.split.sizes(),
+                "folds": len(outcome.split.folds),
+                "settings": spec.split.model_dump(mode="json", exclude_defaults=True),
+            },
         },
         "method": {
             "family": outcome.family,
@@ -105,10 +110,14 @@ def build_card(
         "intervals": intervals,
         "baseline": baseline,
         "champion": champion,
-        "comparison": compare_metrics(metrics["test"], champion.get("test") or {}) if champion else None,
+        "comparison": compare_metrics(metrics["test"], champion.get("test") or {})
+        if champion
+        else None,
         "daily": {
             "rows": daily or [],
-            "precision_at_k": spec.evaluation.precision_at_k.model_dump() if spec.evaluation.precision_at_k else None,
+            "precision_at_k": spec.evaluation.precision_at_k.model_dump()
+            if spec.evaluation.precision_at_k
+            else None,
         },
         "diagnostics": {
             "train_validation_gap": metrics["train"]["auc"] - metrics["validation"]["auc"],
@@ -125,18 +134,36 @@ def build_card(
     }
 
 
-def intervals_section(y: np.ndarray, p: np.ndarray, *, seed: int, rounds: int = BOOTSTRAP_ROUNDS,
-                      level: float = INTERVAL_LEVEL) -> dict[str, Any]:
+def intervals_section(
+    y: np.ndarray,
+    p: np.ndarray,
+    *,
+    seed: int,
+    rounds: int = BOOTSTRAP_ROUNDS,
+    level: float = INTERVAL_LEVEL,
+) -> dict[str, Any]:
     """The test metrics with their stratified percentile-bootstrap intervals (:mod:`keel.evaluation.bootstrap`)."""
     return {
-        "method": "stratified percentile bootstrap", "level": level, "rounds": rounds, "seed": seed,
+        "method": "stratified percentile bootstrap",
+        "level": level,
+        "rounds": rounds,
+        "seed": seed,
         "rows": int(len(y)),
-        "metrics": bootstrap_intervals(y, p, metrics=INTERVAL_METRICS, rounds=rounds, seed=seed, level=level),
+        "metrics": bootstrap_intervals(
+            y, p, metrics=INTERVAL_METRICS, rounds=rounds, seed=seed, level=level
+        ),
     }
 
 
-def baseline_section(outcome: TrainingOutcome, p_test: np.ndarray, *, metric: str, seed: int,
-                     rounds: int = BOOTSTRAP_ROUNDS, level: float = INTERVAL_LEVEL) -> dict[str, Any] | None:
+def baseline_section(
+    outcome: TrainingOutcome,
+    p_test: np.ndarray,
+    *,
+    metric: str,
+    seed: int,
+    rounds: int = BOOTSTRAP_ROUNDS,
+    level: float = INTERVAL_LEVEL,
+) -> dict[str, Any] | None:
     """The logistic baseline on the test rows, when the run tuned it beside another family (else None).
 
     The baseline is the logistic family's best trial as tuning left it: fitted on the same
@@ -154,8 +181,10 @@ def baseline_section(outcome: TrainingOutcome, p_test: np.ndarray, *, metric: st
         "family": "logistic",
         "chosen": outcome.family == "logistic",
         "params": dict(result.best_params),
-        "note": ("The logistic family's best tuning trial, fitted on the same training rows as the chosen "
-                 "model and scored on the same test rows."),
+        "note": (
+            "The logistic family's best tuning trial, fitted on the same training rows as the chosen "
+            "model and scored on the same test rows."
+        ),
         "validation": {metric: result.best_value},
         "test": binary_metrics(y, p_base),
         "intervals": bootstrap_intervals(y, p_base, **settings),
@@ -163,8 +192,9 @@ def baseline_section(outcome: TrainingOutcome, p_test: np.ndarray, *, metric: st
     }
 
 
-def explanations_section(model: KeelModel, ranking: Sequence[Importance], dependences: Sequence[Dependence],
-                         rows: int) -> dict[str, Any]:
+def explanations_section(
+    model: KeelModel, ranking: Sequence[Importance], dependences: Sequence[Dependence], rows: int
+) -> dict[str, Any]:
     """Global importance of every feature (with its reason text) and dependence bins of the top features."""
     return {
         "rows": rows,
@@ -173,15 +203,25 @@ def explanations_section(model: KeelModel, ranking: Sequence[Importance], depend
             for rank, item in enumerate(ranking, 1)
         ],
         "dependence": [
-            {"feature": d.feature, "text": model.reason_text(d.feature), "categorical": d.categories is not None,
-             "bins": d.bins()}
+            {
+                "feature": d.feature,
+                "text": model.reason_text(d.feature),
+                "categorical": d.categories is not None,
+                "bins": d.bins(),
+            }
             for d in dependences
         ],
     }
 
 
-def reasons_section(spec: ProjectSpec, model: KeelModel, contributions: Contributions, X: np.ndarray,
-                    score: np.ndarray, row_ids: Sequence[Any]) -> dict[str, Any]:
+def reasons_section(
+    spec: ProjectSpec,
+    model: KeelModel,
+    contributions: Contributions,
+    X: np.ndarray,
+    score: np.ndarray,
+    row_ids: Sequence[Any],
+) -> dict[str, Any]:
     """Reason texts, how often each reason is given on the adverse test rows, and worked examples.
 
     A row is adverse when its score reaches the model's threshold; ``row_ids`` name the
@@ -189,17 +229,24 @@ def reasons_section(spec: ProjectSpec, model: KeelModel, contributions: Contribu
     """
     adverse = np.flatnonzero(score >= model.threshold)
     adverse = adverse[np.argsort(-score[adverse], kind="stable")]
-    given = top_reasons(Contributions(contributions.features, contributions.values[adverse], contributions.base),
-                        X[adverse], model)
-    picks = np.unique(np.linspace(0, adverse.size - 1, min(EXAMPLES, adverse.size)).round().astype(int))
+    given = top_reasons(
+        Contributions(contributions.features, contributions.values[adverse], contributions.base),
+        X[adverse],
+        model,
+    )
+    picks = np.unique(
+        np.linspace(0, adverse.size - 1, min(EXAMPLES, adverse.size)).round().astype(int)
+    )
     return {
         "top_k": model.top_k,
         "threshold": model.threshold,
         "rows": int(score.size),
         "adverse_rows": int(adverse.size),
         "without_reason": sum(not reasons for reasons in given),
-        "texts": [{"feature": name, "text": model.reason_text(name), "source": _text_source(spec, name)}
-                  for name in model.features],
+        "texts": [
+            {"feature": name, "text": model.reason_text(name), "source": _text_source(spec, name)}
+            for name in model.features
+        ],
         "frequency": reason_frequency(given),
         "examples": [
             {
@@ -207,7 +254,10 @@ def reasons_section(spec: ProjectSpec, model: KeelModel, contributions: Contribu
                 "probability": float(score[adverse[i]]),
                 "decision": "adverse",
                 "reasons": [reason.to_dict() for reason in given[i]],
-                "values": {name: display_value(model, j, X[adverse[i], j]) for j, name in enumerate(model.features)},
+                "values": {
+                    name: display_value(model, j, X[adverse[i], j])
+                    for j, name in enumerate(model.features)
+                },
             }
             for i in picks
         ],

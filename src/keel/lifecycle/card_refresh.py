@@ -17,7 +17,17 @@ from keel.registry.governance import ROLE_OF_ACTION, Governance
 from keel.registry.states import fields_of, split_object
 from keel.reports.model_card import read_model_card, write_model_card
 
-_SHOWN = ("state", "champion", "previous", "retired", "challenger", "conditions", "policy", "attempt", "decision")
+_SHOWN = (
+    "state",
+    "champion",
+    "previous",
+    "retired",
+    "challenger",
+    "conditions",
+    "policy",
+    "attempt",
+    "decision",
+)
 
 
 def versions_touched(row: AuditRow) -> list[int]:
@@ -38,14 +48,20 @@ def lifecycle_section(governance: Governance, name: str, version: int) -> dict[s
         if version not in versions_touched(row):
             continue
         before, after = fields_of(row.before), fields_of(row.after)
-        history.append({
-            "seq": row.seq, "time": row.time, "version": (split_object(row.object) or ("", None))[1],
-            "action": row.action,
-            "actor": after.get("by") or (after.get("author") or {}).get("name") or row.actor,
-            "role": ROLE_OF_ACTION.get(row.action), "before": before,
-            "after": {key: value for key, value in after.items() if key in _SHOWN}, "note": row.reason,
-            "gates": after.get("gates"),
-        })
+        history.append(
+            {
+                "seq": row.seq,
+                "time": row.time,
+                "version": (split_object(row.object) or ("", None))[1],
+                "action": row.action,
+                "actor": after.get("by") or (after.get("author") or {}).get("name") or row.actor,
+                "role": ROLE_OF_ACTION.get(row.action),
+                "before": before,
+                "after": {key: value for key, value in after.items() if key in _SHOWN},
+                "note": row.reason,
+                "gates": after.get("gates"),
+            }
+        )
     champion = governance.champion(name)
     return {
         "state": governance.state(governance.registry.version(name, version)),
@@ -56,7 +72,9 @@ def lifecycle_section(governance: Governance, name: str, version: int) -> dict[s
     }
 
 
-def refresh_card(project_dir: Path, name: str, version: int | str, *, governance: Governance | None = None) -> Path:
+def refresh_card(
+    project_dir: Path, name: str, version: int | str, *, governance: Governance | None = None
+) -> Path:
     """Re-render a version's stored card with its current state and audit history; returns the HTML path."""
     governance = governance or Governance.for_project(project_dir)
     info = governance.registry.version(name, version)

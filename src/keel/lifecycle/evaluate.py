@@ -34,7 +34,11 @@ class EvaluationResult:
 
 
 def evaluate_version(
-    spec: ProjectSpec, *, project_dir: Path, version: int | str = "latest", source: str | None = None
+    spec: ProjectSpec,
+    *,
+    project_dir: Path,
+    version: int | str = "latest",
+    source: str | None = None,
 ) -> EvaluationResult:
     """Score a registered version (hash-checked on load) and measure it.
 
@@ -63,10 +67,23 @@ def evaluate_version(
     score = model.predict_proba(frame)
     metrics = binary_metrics(y[rows], score)
     gains = gains_table(y[rows], score)
-    report = project_dir / "evaluations" / info.name / f"v{info.version}-{data.table.sha256[:12]}.json"
-    write_text_atomic(report, json.dumps({
-        "model_name": info.name, "version": info.version, "data": label, "data_sha256": data.table.sha256,
-        "rows": len(rows), "evaluated": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "metrics": metrics, "gains": gains,
-    }, indent=2))
+    report = (
+        project_dir / "evaluations" / info.name / f"v{info.version}-{data.table.sha256[:12]}.json"
+    )
+    write_text_atomic(
+        report,
+        json.dumps(
+            {
+                "model_name": info.name,
+                "version": info.version,
+                "data": label,
+                "data_sha256": data.table.sha256,
+                "rows": len(rows),
+                "evaluated": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                "metrics": metrics,
+                "gains": gains,
+            },
+            indent=2,
+        ),
+    )
     return EvaluationResult(info.name, info.version, label, len(rows), metrics, gains, report)

@@ -40,7 +40,9 @@ class Sources:
     scored: str | None = None  # a scored table (keel score output, inputs kept) instead of the log
     labels: str | None = None  # a labels file: the id column and the target
     label_time_column: str | None = None  # its column saying when each label became known
-    join_on: str | None = None  # the column joining labels to events [default: the data's id column]
+    join_on: str | None = (
+        None  # the column joining labels to events [default: the data's id column]
+    )
 
 
 @dataclass(frozen=True)
@@ -59,9 +61,19 @@ class MonitorRun:
         return any(a.severity == "alert" for a in self.new)
 
 
-def monitor_model(governance: Governance, project_dir: Path, name: str, *, spec: ProjectSpec | None = None,
-                  alias: str = "champion", sources: Sources = Sources(), as_of: pd.Timestamp | None = None,
-                  since: pd.Timestamp | None = None, partial: bool = False, out_dir: Path | None = None) -> MonitorRun:
+def monitor_model(
+    governance: Governance,
+    project_dir: Path,
+    name: str,
+    *,
+    spec: ProjectSpec | None = None,
+    alias: str = "champion",
+    sources: Sources = Sources(),
+    as_of: pd.Timestamp | None = None,
+    since: pd.Timestamp | None = None,
+    partial: bool = False,
+    out_dir: Path | None = None,
+) -> MonitorRun:
     """Judge ``name``'s ``alias`` (as the audit log says) on its events; write the report and alerts.
 
     Only the champion's run moves ``latest.json`` (what ``/metrics`` and the console show).
@@ -77,28 +89,52 @@ def monitor_model(governance: Governance, project_dir: Path, name: str, *, spec:
             raise SpecError("a scored table needs the spec's data.time_column (give --spec)")
         events = events_from_table(sources.scored, time_column=time_column)
     else:
-        events = events_from_answers(read_answers(log, name), model=name, where=str(log), time_column=time_column)
+        events = events_from_answers(
+            read_answers(log, name), model=name, where=str(log), time_column=time_column
+        )
     if sources.labels or (not sources.scored and described):
         key = sources.join_on or id_column
         if not key:
             raise SpecError("labels are joined by the spec's data.id_column; give --spec")
-        found = (labels_from_table(sources.labels, id_column=key, target=served.target,
-                                   time_column=sources.label_time_column)
-                 if sources.labels else labels_from_posts(read_labels(log), id_column=key, target=served.target))
+        found = (
+            labels_from_table(
+                sources.labels,
+                id_column=key,
+                target=served.target,
+                time_column=sources.label_time_column,
+            )
+            if sources.labels
+            else labels_from_posts(read_labels(log), id_column=key, target=served.target)
+        )
         events = attach_labels(events, found, id_column=key, positive=served.positive)
-    if id_column and id_column in events.columns:  # a retried request is logged again: count it once
+    if (
+        id_column and id_column in events.columns
+    ):  # a retried request is logged again: count it once
         events = events.drop_duplicates(id_column, keep="last")
-    report = monitor(events, served, spec.monitoring if spec else MonitoringSpec(), name=name, as_of=as_of,
-                     partial=partial, protected=spec.protected if spec else [],
-                     fairness=spec.fairness if spec else None)
+    report = monitor(
+        events,
+        served,
+        spec.monitoring if spec else MonitoringSpec(),
+        name=name,
+        as_of=as_of,
+        partial=partial,
+        protected=spec.protected if spec else [],
+        fairness=spec.fairness if spec else None,
+    )
     latest = latest_path(project_dir, name)
     new = report.alerts_since(since if since is not None else judged_through(latest))
-    target = out_dir or project_dir / "monitoring" / name / pd.Timestamp(report.as_of).strftime("%Y-%m-%dT%H%M%S")
+    target = out_dir or project_dir / "monitoring" / name / pd.Timestamp(report.as_of).strftime(
+        "%Y-%m-%dT%H%M%S"
+    )
     written = report.to_dict()
     html, _ = write_monitoring_report(written, target)
     lines = alert_lines(new, model=name, as_of=report.as_of)
     write_text_atomic(target / "alerts.jsonl", "".join(line + "\n" for line in lines))
-    if alias == "champion":  # the data judged, never a future as-of: the next run's news starts there
+    if (
+        alias == "champion"
+    ):  # the data judged, never a future as-of: the next run's news starts there
         advance_latest(latest, written, report.judged_through())
-    undelivered = send_webhook(new, spec.monitoring.alerts, model=name, as_of=report.as_of) if spec else None
+    undelivered = (
+        send_webhook(new, spec.monitoring.alerts, model=name, as_of=report.as_of) if spec else None
+    )
     return MonitorRun(report, new, lines, html, undelivered)

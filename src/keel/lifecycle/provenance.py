@@ -7,7 +7,16 @@ from importlib import metadata
 from pathlib import Path
 
 LIBRARIES = (
-    "keel", "numpy", "pandas", "pyarrow", "scikit-learn", "lightgbm", "optuna", "mlflow", "pandera", "pydantic",
+    "keel",
+    "numpy",
+    "pandas",
+    "pyarrow",
+    "scikit-learn",
+    "lightgbm",
+    "optuna",
+    "mlflow",
+    "pandera",
+    "pydantic",
     "scipy",
 )
 
@@ -29,11 +38,18 @@ def code_version() -> str:
     source = Path(__file__).resolve().parent
     try:
         commit = subprocess.run(
-            ["git", "-C", str(source), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True
+            ["git", "-C", str(source), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "-C", str(source), "status", "--porcelain", "--", "."], capture_output=True, text=True,
-            timeout=5, check=True,
+            ["git", "-C", str(source), "status", "--porcelain", "--", "."],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return version

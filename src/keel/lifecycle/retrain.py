@@ -63,7 +63,12 @@ class RetrainResult:
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form (the run's paths as text)."""
         return {k: v for k, v in dataclasses.asdict(self).items() if k != "run"} | {
-            "run": {"version": self.run.version, "metrics": self.run.metrics, "gates": self.run.gates}}
+            "run": {
+                "version": self.run.version,
+                "metrics": self.run.metrics,
+                "gates": self.run.gates,
+            }
+        }
 
 
 def newest_window(spec: ProjectSpec, as_of: pd.Timestamp) -> ProjectSpec:
@@ -79,35 +84,55 @@ def newest_window(spec: ProjectSpec, as_of: pd.Timestamp) -> ProjectSpec:
     return spec.model_copy(update={"data": data, "split": split})
 
 
-def retrain(spec: ProjectSpec, *, project_dir: Path, author: str, as_of: pd.Timestamp | None = None,
-            with_card: bool = True, on_stage: StageCallback | None = None,
-            principal: Principal | None = None) -> RetrainResult:
+def retrain(
+    spec: ProjectSpec,
+    *,
+    project_dir: Path,
+    author: str,
+    as_of: pd.Timestamp | None = None,
+    with_card: bool = True,
+    on_stage: StageCallback | None = None,
+    principal: Principal | None = None,
+) -> RetrainResult:
     """Train a challenger on the newest window, compare it with the champion, and apply the policy.
 
     Needs a time split (``split.method`` time or delayed): only then is the newest window one
     the champion was not trained on. ``as_of`` defaults to the day after the newest row.
     """
     if spec.split.method not in ("time", "delayed"):
-        raise SpecError(f"split.method: keel retrain needs a time split ('time' or 'delayed'), not "
-                        f"'{spec.split.method}': a random test split may hold rows the champion was trained on")
+        raise SpecError(
+            f"split.method: keel retrain needs a time split ('time' or 'delayed'), not "
+            f"'{spec.split.method}': a random test split may hold rows the champion was trained on"
+        )
     stage = on_stage or (lambda _: None)
-    governance = Governance.for_project(project_dir, spec.registry.tracking_uri, spec.registry.governance_uri,
-                                        checkpoints=spec.registry.checkpoints)
+    governance = Governance.for_project(
+        project_dir,
+        spec.registry.tracking_uri,
+        spec.registry.governance_uri,
+        checkpoints=spec.registry.checkpoints,
+    )
     registry = governance.registry
     name = spec.model_name()
     required_version(governance, name)  # no champion: the one error every command gives
     champion = governance.champion(name)
     time_column = spec.data.time_column or ""
     if as_of is None:
-        newest = naive_utc(read_table(spec.data.source, spec.data.file_format()).frame[time_column]).max()
+        newest = naive_utc(
+            read_table(spec.data.source, spec.data.file_format()).frame[time_column]
+        ).max()
         as_of = newest.normalize() + pd.Timedelta(days=1)
     moved = newest_window(spec, as_of_time(as_of))
     stage("reading the data known at the as-of time, checking its contract and computing features")
     data = prepare_data(moved)
     frame = data.frame
     y = target_vector(frame, moved).to_numpy()
-    split = split_rows(y, moved.split, seed=moved.seed, time=frame[time_column],
-                       entity=frame[moved.split.known_entity] if moved.split.known_entity else None)
+    split = split_rows(
+        y,
+        moved.split,
+        seed=moved.seed,
+        time=frame[time_column],
+        entity=frame[moved.split.known_entity] if moved.split.known_entity else None,
+    )
     rows = frame.iloc[split.test]
     metric = "auc" if spec.tuning.metric == "log_loss" else spec.tuning.metric
 
@@ -118,53 +143,107 @@ def retrain(spec: ProjectSpec, *, project_dir: Path, author: str, as_of: pd.Time
 
     stage("scoring the champion on the newest labelled window")
     scores = {champion.version: score(champion.version)}  # before anything is registered
-    run = run_project(moved, project_dir=project_dir, author=author, principal=principal, with_card=with_card,
-                      on_stage=on_stage, data=data)
+    run = run_project(
+        moved,
+        project_dir=project_dir,
+        author=author,
+        principal=principal,
+        with_card=with_card,
+        on_stage=on_stage,
+        data=data,
+    )
     author = principal.actor if principal else f"unverified:{author}"
     scores[run.version] = score(run.version)
     times = pd.to_datetime(rows[time_column])
-    window = {"rows": len(rows), "positives": int(y[split.test].sum()), "from": str(times.min()),
-              "to": str(times.max()), "as_of": str(as_of_time(as_of))}
-    decision, reasons = _decide(spec, run, scores[champion.version], scores[run.version], metric,
-                                allowed=name in governance.policy().auto_promote)
-    audit = {"before": {"champion": champion.version, metric: scores[champion.version]},
-             "after": {"challenger": run.version, metric: scores[run.version], "decision": decision, "window": window,
-                       "champion": champion.version}}
+    window = {
+        "rows": len(rows),
+        "positives": int(y[split.test].sum()),
+        "from": str(times.min()),
+        "to": str(times.max()),
+        "as_of": str(as_of_time(as_of)),
+    }
+    decision, reasons = _decide(
+        spec,
+        run,
+        scores[champion.version],
+        scores[run.version],
+        metric,
+        allowed=name in governance.policy().auto_promote,
+    )
+    audit = {
+        "before": {"champion": champion.version, metric: scores[champion.version]},
+        "after": {
+            "challenger": run.version,
+            metric: scores[run.version],
+            "decision": decision,
+            "window": window,
+            "champion": champion.version,
+        },
+    }
     try:
         _apply(governance, spec, name, run.version, decision, reasons, principal)
     except BaseException as error:  # the audit says what was decided and that applying it failed
         audit["after"]["decision"] = f"{decision}, then failed: {error}"
-        governance.audit.append(actor=author, action="retrain", obj=f"{name}/v{run.version}", reason=str(error),
-                                **audit)
+        governance.audit.append(
+            actor=author, action="retrain", obj=f"{name}/v{run.version}", reason=str(error), **audit
+        )
         raise
     audit["after"]["champion"] = run.version if decision == "promoted" else champion.version
-    row = governance.audit.append(actor=author, action="retrain", obj=f"{name}/v{run.version}",
-                                  reason="; ".join(reasons), **audit)
+    row = governance.audit.append(
+        actor=author,
+        action="retrain",
+        obj=f"{name}/v{run.version}",
+        reason="; ".join(reasons),
+        **audit,
+    )
     for version in versions_touched(row):  # the challenger and the champion it was judged against
         try:  # the cards show the new lifecycle state and this decision
             refresh_card(project_dir, name, version, governance=governance)
         except CardError:  # a version trained without a card (keel train, --no-card)
             pass
-    return RetrainResult(decision, reasons, champion.version, run.version, metric, scores[champion.version],
-                         scores[run.version], window, run)
+    return RetrainResult(
+        decision,
+        reasons,
+        champion.version,
+        run.version,
+        metric,
+        scores[champion.version],
+        scores[run.version],
+        window,
+        run,
+    )
 
 
-def _own_features(model: KeelModel, frame: pd.DataFrame, computed: FeaturePlan, rows: np.ndarray) -> pd.DataFrame:
+def _own_features(
+    model: KeelModel, frame: pd.DataFrame, computed: FeaturePlan, rows: np.ndarray
+) -> pd.DataFrame:
     """``rows`` of ``frame`` (which holds ``computed``) with the window and calendar features ``model`` reads."""
     plan = FeaturePlan.of_model(model.metadata.get("features"))
     if plan == computed:
         return frame.iloc[rows]
     raw = frame.drop(columns=computed.names()).reset_index(drop=True)
-    return pd.concat([raw, pd.DataFrame(compute_features(raw, plan))], axis=1).iloc[rows] if plan.names() \
+    return (
+        pd.concat([raw, pd.DataFrame(compute_features(raw, plan))], axis=1).iloc[rows]
+        if plan.names()
         else raw.iloc[rows]
+    )
 
 
-def _decide(spec: ProjectSpec, run: RunResult, champion: float, challenger: float, metric: str, *,
-            allowed: bool) -> tuple[Decision, list[str]]:
+def _decide(
+    spec: ProjectSpec,
+    run: RunResult,
+    champion: float,
+    challenger: float,
+    metric: str,
+    *,
+    allowed: bool,
+) -> tuple[Decision, list[str]]:
     policy = spec.retraining
     margin = challenger - champion
-    reasons = [f"{metric}: challenger {challenger:.4f}, champion {champion:.4f} "
-               f"({margin:+.4f}; the policy asks at least +{policy.min_improvement:.4f})"]
+    reasons = [
+        f"{metric}: challenger {challenger:.4f}, champion {champion:.4f} "
+        f"({margin:+.4f}; the policy asks at least +{policy.min_improvement:.4f})"
+    ]
     failed = [g["name"] for g in run.gates if g.get("passed") is not True]
     if failed:
         reasons.append(f"gates failed or not evaluated: {', '.join(failed)}")
@@ -174,14 +253,25 @@ def _decide(spec: ProjectSpec, run: RunResult, champion: float, challenger: floa
         reasons.append("the policy needs a person's approval (retraining.auto_promote is off)")
         return "awaiting approval", reasons
     if not allowed:
-        reasons.append(f"the governance policy does not allow automatic promotion of '{spec.model_name()}' "
-                       "(a validator allows it: keel policy set --auto-promote NAME)")
+        reasons.append(
+            f"the governance policy does not allow automatic promotion of '{spec.model_name()}' "
+            "(a validator allows it: keel policy set --auto-promote NAME)"
+        )
         return "awaiting approval", reasons
-    return "promoted", reasons + [f"promoted by the governance policy (retraining signed off by {policy.approved_by})"]
+    return "promoted", reasons + [
+        f"promoted by the governance policy (retraining signed off by {policy.approved_by})"
+    ]
 
 
-def _apply(governance: Governance, spec: ProjectSpec, name: str, version: int, decision: Decision,
-           reasons: list[str], principal: Principal | None) -> None:
+def _apply(
+    governance: Governance,
+    spec: ProjectSpec,
+    name: str,
+    version: int,
+    decision: Decision,
+    reasons: list[str],
+    principal: Principal | None,
+) -> None:
     """Record the decision; a better challenger shadows the champion only when a signed-in developer trained it."""
     governance.registry.set_version_tag(name, version, "retrain_decision", decision)
     if decision == "promoted":

@@ -82,11 +82,16 @@ class RunResult:
     author_verified: bool = False
 
 
-def prepare_data(spec: ProjectSpec, source: str | None = None, *, engine: Engine | None = None) -> PreparedData:
+def prepare_data(
+    spec: ProjectSpec, source: str | None = None, *, engine: Engine | None = None
+) -> PreparedData:
     """Read the spec's data (or ``source``), enforce the contract, clean, and add window and calendar features."""
     url = source or spec.data.source
-    table = read_table(url, spec.data.file_format() if source is None else _format_of(url, spec),
-                       max_columns=spec.data.max_columns)
+    table = read_table(
+        url,
+        spec.data.file_format() if source is None else _format_of(url, spec),
+        max_columns=spec.data.max_columns,
+    )
     frame = table.frame
     if spec.data.until is not None:  # rows from then on are never read, not even by the contract
         times = naive_utc(frame[spec.data.time_column])
@@ -111,36 +116,55 @@ def _split_metrics(outcome: TrainingOutcome) -> tuple[dict[str, dict[str, float]
     return metrics, p_test
 
 
-def _daily_metrics(spec: ProjectSpec, data: PreparedData, outcome: TrainingOutcome,
-                   p_test: np.ndarray) -> list[dict[str, Any]]:
+def _daily_metrics(
+    spec: ProjectSpec, data: PreparedData, outcome: TrainingOutcome, p_test: np.ndarray
+) -> list[dict[str, Any]]:
     """Test metrics per day (and precision@k entities) when the spec asks for them."""
     evaluation = spec.evaluation
     if not (evaluation.by_day or evaluation.precision_at_k) or not spec.data.time_column:
         return []
     rows = data.frame.iloc[outcome.split.test]
     top = evaluation.precision_at_k
-    return daily_metrics(rows[spec.data.time_column], outcome.y_test, p_test,
-                         entity=rows[top.entity] if top else None, k=top.k if top else None)
+    return daily_metrics(
+        rows[spec.data.time_column],
+        outcome.y_test,
+        p_test,
+        entity=rows[top.entity] if top else None,
+        k=top.k if top else None,
+    )
 
 
 def _flat_params(outcome: TrainingOutcome, spec: ProjectSpec) -> dict[str, Any]:
     params = {f"model.{k}": v for k, v in outcome.params.items()}
-    params.update({
-        "family": outcome.family,
-        "seed": spec.seed,
-        "features": len(outcome.model.features),
-        "tuning.metric": spec.tuning.metric,
-        "tuning.trials": spec.tuning.trials,
-        **{f"split.{k}": v for k, v in outcome.split.sizes().items()},
-    })
+    params.update(
+        {
+            "family": outcome.family,
+            "seed": spec.seed,
+            "features": len(outcome.model.features),
+            "tuning.metric": spec.tuning.metric,
+            "tuning.trials": spec.tuning.trials,
+            **{f"split.{k}": v for k, v in outcome.split.sizes().items()},
+        }
+    )
     return params
 
 
 def _write_card(
-    spec: ProjectSpec, data: PreparedData, outcome: TrainingOutcome, metrics: dict[str, dict[str, float]],
-    p_test: np.ndarray, curve: list[dict[str, Any]], fairness: list[dict[str, Any]], gates: list[dict[str, Any]],
-    lifecycle: dict[str, Any], *, run: dict[str, Any], environment: dict[str, str], folder: Path,
-    daily: list[dict[str, Any]], champion: dict[str, Any] | None = None,
+    spec: ProjectSpec,
+    data: PreparedData,
+    outcome: TrainingOutcome,
+    metrics: dict[str, dict[str, float]],
+    p_test: np.ndarray,
+    curve: list[dict[str, Any]],
+    fairness: list[dict[str, Any]],
+    gates: list[dict[str, Any]],
+    lifecycle: dict[str, Any],
+    *,
+    run: dict[str, Any],
+    environment: dict[str, str],
+    folder: Path,
+    daily: list[dict[str, Any]],
+    champion: dict[str, Any] | None = None,
 ) -> tuple[Path, Path]:
     """Explain the test rows once, build the card (with its lifecycle so far) and write it into ``folder``.
 
@@ -153,15 +177,29 @@ def _write_card(
     model, X_test = outcome.model, outcome.X_test
     contributions = Explainer(model).explain_matrix(X_test)
     ranking = importance(contributions)
-    dependences = [dependence(contributions, X_test, model, item.feature) for item in ranking[:DEPENDENCE_FEATURES]]
+    dependences = [
+        dependence(contributions, X_test, model, item.feature)
+        for item in ranking[:DEPENDENCE_FEATURES]
+    ]
     test_rows = data.frame.iloc[outcome.split.test]
-    row_ids = (test_rows[spec.data.id_column] if spec.data.id_column else pd.RangeIndex(len(test_rows))).tolist()
+    row_ids = (
+        test_rows[spec.data.id_column] if spec.data.id_column else pd.RangeIndex(len(test_rows))
+    ).tolist()
     card = build_card(
-        spec=spec, outcome=outcome, metrics=metrics, gains=gains_table(outcome.y_test, p_test),
-        learning_curve=curve, daily=daily, fairness=fairness, gates=gates, cleaning=data.cleaning,
+        spec=spec,
+        outcome=outcome,
+        metrics=metrics,
+        gains=gains_table(outcome.y_test, p_test),
+        learning_curve=curve,
+        daily=daily,
+        fairness=fairness,
+        gates=gates,
+        cleaning=data.cleaning,
         data_sha256=data.table.sha256,
-        data_format=data.table.format, positive_rate=float(target_vector(data.frame, spec).mean()),
-        run=run, environment=environment,
+        data_format=data.table.format,
+        positive_rate=float(target_vector(data.frame, spec).mean()),
+        run=run,
+        environment=environment,
         explanations=explanations_section(model, ranking, dependences, rows=len(X_test)),
         reasons=reasons_section(spec, model, contributions, X_test, p_test, row_ids),
         lifecycle=lifecycle,
@@ -204,79 +242,150 @@ def run_project(
     stage("reading data, checking its contract and computing features")
     data = data if data is not None else prepare_data(spec, engine=engine)
     stage("training")
-    outcome = train_model(data.frame, spec, on_trial=on_trial, metadata={"data_sha256": data.table.sha256},
-                          engine=engine)
+    outcome = train_model(
+        data.frame,
+        spec,
+        on_trial=on_trial,
+        metadata={"data_sha256": data.table.sha256},
+        engine=engine,
+    )
     stage("evaluating")
     metrics, p_test = _split_metrics(outcome)
     daily = _daily_metrics(spec, data, outcome, p_test)
     if spec.evaluation.precision_at_k is not None:
         top = spec.evaluation.precision_at_k
-        metrics["test"][top.metric()] = float(np.mean([day[f"precision_at_{top.k}"] for day in daily]))
+        metrics["test"][top.metric()] = float(
+            np.mean([day[f"precision_at_{top.k}"] for day in daily])
+        )
     curve = learning_curve(outcome, spec) if with_card else []
-    fairness = fairness_report(
-        data.frame.iloc[outcome.split.test][spec.protected], outcome.y_test, p_test,
-        threshold=spec.target.threshold, fairness=spec.fairness,
-    ) if spec.protected else []
+    fairness = (
+        fairness_report(
+            data.frame.iloc[outcome.split.test][spec.protected],
+            outcome.y_test,
+            p_test,
+            threshold=spec.target.threshold,
+            fairness=spec.fairness,
+        )
+        if spec.protected
+        else []
+    )
     thresholds, measures = spec_thresholds(spec), measures_of(metrics, fairness)
     stage("registering")
     registry = Registry.for_project(project_dir, spec.registry.tracking_uri)
     spec_text = dump_spec(spec)
     code = code_version()
     environment = library_versions()
-    run_id = registry.start_run(spec.registry.experiment or spec.project, f"{spec.project}-{outcome.family}", {
-        "mlflow.user": author, "keel.author": author, "keel.data_sha256": data.table.sha256, "keel.code_version": code,
-    })
+    run_id = registry.start_run(
+        spec.registry.experiment or spec.project,
+        f"{spec.project}-{outcome.family}",
+        {
+            "mlflow.user": author,
+            "keel.author": author,
+            "keel.data_sha256": data.table.sha256,
+            "keel.code_version": code,
+        },
+    )
     version: VersionInfo | None = None
     try:
-        registry.log(run_id, params=_flat_params(outcome, spec), metrics={
-            f"{part}_{name}": value for part, values in metrics.items() for name, value in values.items()
-        })
+        registry.log(
+            run_id,
+            params=_flat_params(outcome, spec),
+            metrics={
+                f"{part}_{name}": value
+                for part, values in metrics.items()
+                for name, value in values.items()
+            },
+        )
         registry.log_text(run_id, spec_text, "spec/keel.yaml")
-        registry.log_text(run_id, json.dumps(data.contract.to_dict(), indent=2), "data/contract_report.json")
-        registry.log_text(run_id, json.dumps(data.cleaning.to_dict(), indent=2), "data/cleaning.json")
+        registry.log_text(
+            run_id, json.dumps(data.contract.to_dict(), indent=2), "data/contract_report.json"
+        )
+        registry.log_text(
+            run_id, json.dumps(data.cleaning.to_dict(), indent=2), "data/cleaning.json"
+        )
         registry.log_text(run_id, json.dumps(environment, indent=2), "environment.json")
         registry.log_text(run_id, json.dumps(fairness, indent=2), "fairness.json")
-        registry.log_text(run_id, json.dumps(outcome.tuning_summary(spec.tuning.metric), indent=2, default=str),
-                          "tuning/trials.json")
+        registry.log_text(
+            run_id,
+            json.dumps(outcome.tuning_summary(spec.tuning.metric), indent=2, default=str),
+            "tuning/trials.json",
+        )
         with tempfile.TemporaryDirectory(prefix="keel-run-") as tmp:
             model_sha = outcome.model.save(Path(tmp) / "model")
             registry.log_dir(run_id, Path(tmp) / "model", "model")
-        version = registry.register(spec.model_name(), run_id, tags={
-            "model_sha256": model_sha,
-            "data_sha256": data.table.sha256,
-            "spec_sha256": hashlib.sha256(spec_text.encode()).hexdigest(),
-            "family": outcome.family,
-            "test_auc": f"{metrics['test']['auc']:.6f}",
-            "author": author,
-            "code_version": code,
-        }, description=spec.description or "")
+        version = registry.register(
+            spec.model_name(),
+            run_id,
+            tags={
+                "model_sha256": model_sha,
+                "data_sha256": data.table.sha256,
+                "spec_sha256": hashlib.sha256(spec_text.encode()).hexdigest(),
+                "family": outcome.family,
+                "test_auc": f"{metrics['test']['auc']:.6f}",
+                "author": author,
+                "code_version": code,
+            },
+            description=spec.description or "",
+        )
         if register is None:  # this process writes the project's governance store
-            governance = Governance.for_project(project_dir, spec.registry.tracking_uri,
-                                                spec.registry.governance_uri, checkpoints=spec.registry.checkpoints,
-                                                create=True)
-            gates = governance.record_registration(version, author=principal, claimed=author, thresholds=thresholds,
-                                                   measures=measures, model_sha256=model_sha).gates
+            governance = Governance.for_project(
+                project_dir,
+                spec.registry.tracking_uri,
+                spec.registry.governance_uri,
+                checkpoints=spec.registry.checkpoints,
+                create=True,
+            )
+            gates = governance.record_registration(
+                version,
+                author=principal,
+                claimed=author,
+                thresholds=thresholds,
+                measures=measures,
+                model_sha256=model_sha,
+            ).gates
             lifecycle = lifecycle_section(governance, version.name, version.version)
         else:  # the governance service records it
-            answer = register(version, thresholds=thresholds, measures=measures, model_sha256=model_sha)
+            answer = register(
+                version, thresholds=thresholds, measures=measures, model_sha256=model_sha
+            )
             gates = answer["gates"]
-            lifecycle = {"state": answer["after"], "history": [], "as_of": None,
-                         "note": "registered through the governance service; `keel card` shows its history"}
+            lifecycle = {
+                "state": answer["after"],
+                "history": [],
+                "as_of": None,
+                "note": "registered through the governance service; `keel card` shows its history",
+            }
         registry.set_version_tag(version.name, version.version, "gates", json.dumps(gates))
         card_html = card_json = None
         if with_card:
             stage("explaining and writing the model card")
             card_html, card_json = _write_card(
-                spec, data, outcome, metrics, p_test, curve, fairness, gates, lifecycle,
+                spec,
+                data,
+                outcome,
+                metrics,
+                p_test,
+                curve,
+                fairness,
+                gates,
+                lifecycle,
                 run={
-                    "model_name": version.name, "version": version.version, "run_id": run_id,
-                    "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                    "tracking_uri": registry.tracking_uri, "code_version": code, "author": author,
+                    "model_name": version.name,
+                    "version": version.version,
+                    "run_id": run_id,
+                    "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                    "tracking_uri": registry.tracking_uri,
+                    "code_version": code,
+                    "author": author,
                 },
-                environment=environment, folder=card_dir(project_dir, version.name, version.version), daily=daily,
+                environment=environment,
+                folder=card_dir(project_dir, version.name, version.version),
+                daily=daily,
             )
             registry.log_dir(run_id, card_html.parent, "model_card")
-            registry.set_version_tag(version.name, version.version, "card", str(card_html.resolve()))
+            registry.set_version_tag(
+                version.name, version.version, "card", str(card_html.resolve())
+            )
         registry.finish_run(run_id)
     except BaseException:
         if version is not None:
@@ -284,8 +393,16 @@ def run_project(
         registry.finish_run(run_id, failed=True)
         raise
     return RunResult(
-        model_name=version.name, version=version.version, run_id=run_id, family=outcome.family, metrics=metrics,
-        gates=gates, model_sha256=model_sha, tracking_uri=registry.tracking_uri,
-        project_dir=project_dir, card_html=card_html, card_json=card_json,
+        model_name=version.name,
+        version=version.version,
+        run_id=run_id,
+        family=outcome.family,
+        metrics=metrics,
+        gates=gates,
+        model_sha256=model_sha,
+        tracking_uri=registry.tracking_uri,
+        project_dir=project_dir,
+        card_html=card_html,
+        card_json=card_json,
         author_verified=principal is not None or register is not None,
     )

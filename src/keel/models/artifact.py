@@ -47,7 +47,10 @@ def sha256_bytes(raw: bytes) -> str:
 
 def looks_like_pickle(raw: bytes) -> bool:
     """True for bytes that start like a pickle stream (protocol 2 or later, or joblib's zlib)."""
-    return (len(raw) >= 2 and raw[0] == 0x80 and 2 <= raw[1] <= 5) or raw[:2] in (b"x\x9c", b"x\xda")
+    return (len(raw) >= 2 and raw[0] == 0x80 and 2 <= raw[1] <= 5) or raw[:2] in (
+        b"x\x9c",
+        b"x\xda",
+    )
 
 
 @dataclass(frozen=True)
@@ -76,9 +79,14 @@ def check_listing(entries: Iterable[Entry], *, where: str) -> list[str]:
     entries = list(entries)
     links = sorted(e.name for e in entries if e.kind == "symlink")
     if links:
-        raise IntegrityError(f"{where}: {links} are symbolic links; a Keel model folder holds only regular files")
-    unexpected = sorted(e.name + ("/" if e.kind == "dir" else "") for e in entries
-                        if e.kind != "file" or e.name not in (MANIFEST, *BODY_FILES))
+        raise IntegrityError(
+            f"{where}: {links} are symbolic links; a Keel model folder holds only regular files"
+        )
+    unexpected = sorted(
+        e.name + ("/" if e.kind == "dir" else "")
+        for e in entries
+        if e.kind != "file" or e.name not in (MANIFEST, *BODY_FILES)
+    )
     if unexpected:
         raise IntegrityError(
             f"{where}: unexpected entries {unexpected}; a Keel model folder holds only {MANIFEST} and "
@@ -86,8 +94,9 @@ def check_listing(entries: Iterable[Entry], *, where: str) -> list[str]:
         )
     big = sorted(f"{e.name} ({e.size} bytes)" for e in entries if e.size > MAX_FILE_BYTES)
     if big:
-        raise IntegrityError(f"{where}: {big} exceed the limit of {_limit()} per model file; "
-                             "refused before reading")
+        raise IntegrityError(
+            f"{where}: {big} exceed the limit of {_limit()} per model file; refused before reading"
+        )
     names = [e.name for e in entries]
     if MANIFEST not in names:
         raise IntegrityError(f"model file {where}/{MANIFEST} is missing")
@@ -101,7 +110,9 @@ def read_file(path: Path) -> bytes:
     except FileNotFoundError:
         raise IntegrityError(f"model file {path} is missing") from None
     except OSError as err:
-        raise IntegrityError(f"model file {path} cannot be opened as a regular file (not a symlink): {err}") from err
+        raise IntegrityError(
+            f"model file {path} cannot be opened as a regular file (not a symlink): {err}"
+        ) from err
     with os.fdopen(fd, "rb") as handle:
         if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
             raise IntegrityError(f"model file {path} is not a regular file")
@@ -140,7 +151,9 @@ class KeelModel:
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
         """Probability of the positive class for each row of ``frame``."""
-        return np.asarray(self.scorer.probability(self.preprocessor.transform(frame)), dtype=np.float64)
+        return np.asarray(
+            self.scorer.probability(self.preprocessor.transform(frame)), dtype=np.float64
+        )
 
     def files(self) -> dict[str, bytes]:
         """Every file of the artifact, manifest included, as bytes."""
@@ -174,12 +187,24 @@ class KeelModel:
         """
         where = str(directory)
         names = check_listing(list_folder(directory), where=where)
-        return cls.from_files(read_file(directory / MANIFEST), lambda name: read_file(directory / name),
-                              names=names, where=where, expected_sha256=expected_sha256)
+        return cls.from_files(
+            read_file(directory / MANIFEST),
+            lambda name: read_file(directory / name),
+            names=names,
+            where=where,
+            expected_sha256=expected_sha256,
+        )
 
     @classmethod
-    def from_files(cls, manifest_raw: bytes, read: Callable[[str], bytes], *, names: Collection[str],
-                   expected_sha256: str, where: str = "model") -> KeelModel:
+    def from_files(
+        cls,
+        manifest_raw: bytes,
+        read: Callable[[str], bytes],
+        *,
+        names: Collection[str],
+        expected_sha256: str,
+        where: str = "model",
+    ) -> KeelModel:
         """Rebuild from the manifest's bytes and a reader of the other files (:meth:`files`), hash-checked.
 
         ``names`` are the entries the artifact holds: any but model.json and the manifest's scorer file is
@@ -200,7 +225,11 @@ class KeelModel:
             manifest = json.loads(manifest_raw)
         except ValueError as err:
             raise IntegrityError(f"{where}/{MANIFEST} is not JSON: {err}") from err
-        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or manifest.get("family") not in _SCORERS:
+        if (
+            not isinstance(manifest, dict)
+            or manifest.get("format") != FORMAT
+            or manifest.get("family") not in _SCORERS
+        ):
             found = manifest if isinstance(manifest, dict) else {}
             raise IntegrityError(
                 f"{where}/{MANIFEST}: format {found.get('format')!r} family {found.get('family')!r} "
@@ -253,4 +282,6 @@ def _limit() -> str:
 def _refuse_pickle(raw: bytes, where: str) -> None:
     """Refuse bytes that start like a pickle, whatever the file is called."""
     if looks_like_pickle(raw):
-        raise IntegrityError(f"{where} holds pickle bytes; Keel loads only JSON and LightGBM text models")
+        raise IntegrityError(
+            f"{where} holds pickle bytes; Keel loads only JSON and LightGBM text models"
+        )

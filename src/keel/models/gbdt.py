@@ -65,10 +65,18 @@ class _OneRow:
 
         self._lib, self._check = _LIB, _safe_call
         self._handle = ctypes.c_void_p()
-        self._check(_LIB.LGBM_BoosterPredictForMatSingleRowFastInit(
-            booster._handle, ctypes.c_int(0), ctypes.c_int(0),  # normal prediction, from the first tree
-            ctypes.c_int(booster.best_iteration), ctypes.c_int(1),  # as Booster.predict; float64 input
-            ctypes.c_int32(booster.num_feature()), _c_str("num_threads=1"), ctypes.byref(self._handle)))
+        self._check(
+            _LIB.LGBM_BoosterPredictForMatSingleRowFastInit(
+                booster._handle,
+                ctypes.c_int(0),
+                ctypes.c_int(0),  # normal prediction, from the first tree
+                ctypes.c_int(booster.best_iteration),
+                ctypes.c_int(1),  # as Booster.predict; float64 input
+                ctypes.c_int32(booster.num_feature()),
+                _c_str("num_threads=1"),
+                ctypes.byref(self._handle),
+            )
+        )
         self._out = np.empty(1, dtype=np.float64)
         self._out_pointer = self._out.ctypes.data_as(ctypes.POINTER(ctypes.c_double))
         self._length = ctypes.c_int64(0)
@@ -78,8 +86,14 @@ class _OneRow:
         """The probability for one row of float64 features."""
         row = np.ascontiguousarray(row, dtype=np.float64)
         with self._lock:
-            self._check(self._lib.LGBM_BoosterPredictForMatSingleRowFast(
-                self._handle, row.ctypes.data_as(ctypes.c_void_p), ctypes.byref(self._length), self._out_pointer))
+            self._check(
+                self._lib.LGBM_BoosterPredictForMatSingleRowFast(
+                    self._handle,
+                    row.ctypes.data_as(ctypes.c_void_p),
+                    ctypes.byref(self._length),
+                    self._out_pointer,
+                )
+            )
             return float(self._out[0])
 
     def __del__(self) -> None:
@@ -94,7 +108,9 @@ def _threads(X: np.ndarray) -> int:
     return 1 if len(X) < 1000 else 0
 
 
-def lightgbm_params(params: dict[str, Any], *, seed: int, threads: int, monotone: Sequence[int] | None) -> dict[str, Any]:
+def lightgbm_params(
+    params: dict[str, Any], *, seed: int, threads: int, monotone: Sequence[int] | None
+) -> dict[str, Any]:
     """Full, deterministic LightGBM parameters from tuned ones."""
     full = {
         "objective": "binary",

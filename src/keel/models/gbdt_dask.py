@@ -26,7 +26,13 @@ _NETWORK_PARAMETERS = ("[machines: ", "[local_listen_port: ")
 
 
 def fit_lightgbm_dask(
-    client: Any, X: np.ndarray, y: np.ndarray, *, params: dict[str, Any], categorical: Sequence[int], rounds: int
+    client: Any,
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    params: dict[str, Any],
+    categorical: Sequence[int],
+    rounds: int,
 ) -> LightGBMScorer:
     """Train ``rounds`` rounds over the cluster's workers; returns a local, pickle-free scorer."""
     import lightgbm as lgb
@@ -34,11 +40,15 @@ def fit_lightgbm_dask(
 
     X_parts, y_parts = _spread(client, X, y)
     dask_params = {k: v for k, v in params.items() if k not in ("num_threads", "n_jobs")}
-    model = DaskLGBMClassifier(client=client, n_estimators=rounds, tree_learner="data", **dask_params)
+    model = DaskLGBMClassifier(
+        client=client, n_estimators=rounds, tree_learner="data", **dask_params
+    )
     with warnings.catch_warnings():
         # lightgbm.dask always warns that it ignores the estimator's default n_jobs (it uses each
         # worker's threads instead): https://github.com/lightgbm-org/LightGBM/issues/6797
-        warnings.filterwarnings("ignore", message="Parameter n_jobs will be ignored", category=UserWarning)
+        warnings.filterwarnings(
+            "ignore", message="Parameter n_jobs will be ignored", category=UserWarning
+        )
         model.fit(X_parts, y_parts, categorical_feature=list(categorical) or "auto")
     text = without_network(model.booster_.model_to_string())
     return LightGBMScorer(lgb.Booster(model_str=text))
@@ -58,7 +68,9 @@ def _spread(client: Any, X: np.ndarray, y: np.ndarray) -> tuple[Any, Any]:
     for worker, start, stop in zip(workers, bounds, bounds[1:]):
         if stop == start:
             continue
-        X_future, y_future = client.scatter([X[start:stop], y[start:stop]], workers=[worker], hash=False)
+        X_future, y_future = client.scatter(
+            [X[start:stop], y[start:stop]], workers=[worker], hash=False
+        )
         X_blocks.append(da.from_delayed(X_future, shape=(stop - start, X.shape[1]), dtype=X.dtype))
         y_blocks.append(da.from_delayed(y_future, shape=(stop - start,), dtype=y.dtype))
     return da.concatenate(X_blocks), da.concatenate(y_blocks)
@@ -66,4 +78,6 @@ def _spread(client: Any, X: np.ndarray, y: np.ndarray) -> tuple[Any, Any]:
 
 def without_network(text: str) -> str:
     """A LightGBM text model without the network parameters of the fit that made it."""
-    return "".join(line for line in text.splitlines(keepends=True) if not line.startswith(_NETWORK_PARAMETERS))
+    return "".join(
+        line for line in text.splitlines(keepends=True) if not line.startswith(_NETWORK_PARAMETERS)
+    )

@@ -96,12 +96,20 @@ def fit_logistic(
     """Fit an L2-regularized logistic regression (lbfgs, deterministic) on standardized inputs."""
     from sklearn.linear_model import LogisticRegression
 
-    fill = np.nanmedian(np.where(np.isnan(X).all(axis=0), 0.0, X), axis=0) if len(X) else np.zeros(X.shape[1])
+    fill = (
+        np.nanmedian(np.where(np.isnan(X).all(axis=0), 0.0, X), axis=0)
+        if len(X)
+        else np.zeros(X.shape[1])
+    )
     fill = np.nan_to_num(fill)
     expanded = _expand(X, fill, n_categories)
     center = expanded.mean(axis=0)
     scale = expanded.std(axis=0)
     scale[scale == 0] = 1.0
-    model = LogisticRegression(C=float(params["C"]), max_iter=int(params.get("max_iter", 1000)), random_state=seed)
+    model = LogisticRegression(
+        C=float(params["C"]), max_iter=int(params.get("max_iter", 1000)), random_state=seed
+    )
     model.fit((expanded - center) / scale, y)
-    return LogisticScorer(model.coef_[0].copy(), float(model.intercept_[0]), fill, dict(n_categories), center, scale)
+    return LogisticScorer(
+        model.coef_[0].copy(), float(model.intercept_[0]), fill, dict(n_categories), center, scale
+    )

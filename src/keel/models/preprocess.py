@@ -55,8 +55,10 @@ class Preprocessor:
         for i, record in enumerate(records):
             numbers = {c: _number(c, record.get(c)) for c in plan.numeric}
             out[i] = [
-                numbers[step] if kind == "number"
-                else step(numbers) if kind == "derived"
+                numbers[step]
+                if kind == "number"
+                else step(numbers)
+                if kind == "derived"
                 else _code(step, record.get(name))
                 for name, kind, step in plan.steps
             ]
@@ -86,7 +88,10 @@ class Preprocessor:
             if name in self.derived:
                 expression = self.derived[name]
                 inputs = columns_of(expression)
-                out[:, j] = evaluate(expression, {c: numbers[c] if c in numbers else _numbers(c, columns[c]) for c in inputs})
+                out[:, j] = evaluate(
+                    expression,
+                    {c: numbers[c] if c in numbers else _numbers(c, columns[c]) for c in inputs},
+                )
             elif name in self.categorical:
                 codes = _codes(self.categories_[name])
                 out[:, j] = [_code(codes, v) for v in columns[name]]
@@ -133,8 +138,12 @@ class Preprocessor:
 
 @dataclass(frozen=True)
 class _RowPlan:
-    numeric: tuple[str, ...]  # input columns read as numbers (raw features and derived-feature inputs)
-    steps: tuple[tuple[str, str, Any], ...]  # per feature: name, kind, column / function / category codes
+    numeric: tuple[
+        str, ...
+    ]  # input columns read as numbers (raw features and derived-feature inputs)
+    steps: tuple[
+        tuple[str, str, Any], ...
+    ]  # per feature: name, kind, column / function / category codes
 
 
 def _number(name: str, value: Any) -> float:

@@ -68,8 +68,13 @@ class NumericBaseline:
 
     def ks(self, values: ArrayLike) -> KSResult:
         """Two-sample KS test of non-missing ``values`` against the training ECDF (conservative p-value)."""
-        return ks_from_ecdf(np.asarray(self.ecdf_values, dtype=np.float64), np.asarray(self.ecdf_counts),
-                            self.n, np.asarray(values, dtype=np.float64), self.ks_resolution)
+        return ks_from_ecdf(
+            np.asarray(self.ecdf_values, dtype=np.float64),
+            np.asarray(self.ecdf_counts),
+            self.n,
+            np.asarray(values, dtype=np.float64),
+            self.ks_resolution,
+        )
 
 
 @dataclass(frozen=True)
@@ -112,7 +117,9 @@ class Baseline:
             if feature.name == name:
                 return feature
         names = [f.name for f in self.features]
-        raise DataError(f"the baseline has no feature {name!r}; it has {names}.{did_you_mean(name, names)}")
+        raise DataError(
+            f"the baseline has no feature {name!r}; it has {names}.{did_you_mean(name, names)}"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form (ints, finite floats, strings, lists)."""
@@ -136,30 +143,46 @@ class Baseline:
 
 
 def _fields(feature: FeatureBaseline) -> dict[str, Any]:
-    return {key: list(value) if isinstance(value, tuple) else value for key, value in vars(feature).items()}
+    return {
+        key: list(value) if isinstance(value, tuple) else value
+        for key, value in vars(feature).items()
+    }
 
 
 def _feature_from_dict(item: Mapping[str, Any]) -> FeatureBaseline:
     kind = item["kind"]
     if kind == "numeric":
         feature: FeatureBaseline = NumericBaseline(
-            name=str(item["name"]), n=int(item["n"]), missing=int(item["missing"]),
-            cuts=tuple(float(v) for v in item["cuts"]), bin_counts=tuple(int(v) for v in item["bin_counts"]),
+            name=str(item["name"]),
+            n=int(item["n"]),
+            missing=int(item["missing"]),
+            cuts=tuple(float(v) for v in item["cuts"]),
+            bin_counts=tuple(int(v) for v in item["bin_counts"]),
             ecdf_values=tuple(float(v) for v in item["ecdf_values"]),
-            ecdf_counts=tuple(int(v) for v in item["ecdf_counts"]), ks_resolution=float(item["ks_resolution"]),
+            ecdf_counts=tuple(int(v) for v in item["ecdf_counts"]),
+            ks_resolution=float(item["ks_resolution"]),
         )
-        if len(feature.bin_counts) != len(feature.cuts) + 1 or len(feature.ecdf_values) != len(feature.ecdf_counts):
-            raise ValueError(f"feature {feature.name!r}: bin_counts needs len(cuts) + 1 entries and "
-                             "ecdf_values and ecdf_counts the same length")
+        if len(feature.bin_counts) != len(feature.cuts) + 1 or len(feature.ecdf_values) != len(
+            feature.ecdf_counts
+        ):
+            raise ValueError(
+                f"feature {feature.name!r}: bin_counts needs len(cuts) + 1 entries and "
+                "ecdf_values and ecdf_counts the same length"
+            )
         return feature
     if kind == "categorical":
         feature = CategoricalBaseline(
-            name=str(item["name"]), n=int(item["n"]), missing=int(item["missing"]),
-            categories=tuple(str(v) for v in item["categories"]), counts=tuple(int(v) for v in item["counts"]),
+            name=str(item["name"]),
+            n=int(item["n"]),
+            missing=int(item["missing"]),
+            categories=tuple(str(v) for v in item["categories"]),
+            counts=tuple(int(v) for v in item["counts"]),
             other=int(item["other"]),
         )
         if len(feature.categories) != len(feature.counts):
-            raise ValueError(f"feature {feature.name!r}: categories and counts need the same length")
+            raise ValueError(
+                f"feature {feature.name!r}: categories and counts need the same length"
+            )
         return feature
     raise ValueError(f"feature kind must be 'numeric' or 'categorical', got {kind!r}")
 
@@ -171,7 +194,9 @@ def as_frame(data: pd.DataFrame | Mapping[str, ArrayLike], what: str) -> pd.Data
     try:
         return pd.DataFrame(dict(data))
     except (TypeError, ValueError) as exc:
-        raise DataError(f"{what} must be a DataFrame or a mapping of equal-length columns: {exc}") from exc
+        raise DataError(
+            f"{what} must be a DataFrame or a mapping of equal-length columns: {exc}"
+        ) from exc
 
 
 def is_categorical(series: pd.Series) -> bool:
@@ -214,8 +239,10 @@ def build_baseline(
     names = list(frame.columns) if columns is None else list(columns)
     unknown = [name for name in [*names, *categorical] if name not in frame.columns]
     if unknown:
-        raise DataError(f"columns {unknown} are not in the training data; it has {list(frame.columns)}."
-                        f"{did_you_mean(str(unknown[0]), map(str, frame.columns))}")
+        raise DataError(
+            f"columns {unknown} are not in the training data; it has {list(frame.columns)}."
+            f"{did_you_mean(str(unknown[0]), map(str, frame.columns))}"
+        )
     if len(frame) == 0:
         raise DataError("the training data has no rows; a drift baseline needs at least one")
     features: list[FeatureBaseline] = []
@@ -252,8 +279,10 @@ def _numeric(name: str, series: pd.Series, bins: int, max_points: int) -> Numeri
     missing = np.isnan(values)
     x = np.sort(values[~missing])
     if np.isinf(x).any():
-        raise DataError(f"training column {name!r} holds infinite values; a baseline accepts finite numbers "
-                        "(and NaN for missing)")
+        raise DataError(
+            f"training column {name!r} holds infinite values; a baseline accepts finite numbers "
+            "(and NaN for missing)"
+        )
     if x.size == 0:
         return NumericBaseline(name, 0, int(missing.sum()), (), (0,), (), (), 0.0)
     cuts = _quantiles(x, bins)
@@ -267,9 +296,13 @@ def _numeric(name: str, series: pd.Series, bins: int, max_points: int) -> Numeri
     # Training rows strictly between two stored points (or below the first) are what the step ECDF misses.
     gaps = below - np.concatenate([[0], at_or_below[:-1]])
     return NumericBaseline(
-        name=name, n=int(x.size), missing=int(missing.sum()),
-        cuts=tuple(cuts.tolist()), bin_counts=tuple(bin_counts.tolist()),
-        ecdf_values=tuple(grid.tolist()), ecdf_counts=tuple(at_or_below.tolist()),
+        name=name,
+        n=int(x.size),
+        missing=int(missing.sum()),
+        cuts=tuple(cuts.tolist()),
+        bin_counts=tuple(bin_counts.tolist()),
+        ecdf_values=tuple(grid.tolist()),
+        ecdf_counts=tuple(at_or_below.tolist()),
         ks_resolution=float(gaps.max() / x.size),
     )
 
@@ -280,7 +313,10 @@ def _categorical(name: str, series: pd.Series, max_categories: int) -> Categoric
     ordered = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
     kept = ordered[:max_categories]
     return CategoricalBaseline(
-        name=name, n=int((~missing).sum()), missing=int(missing.sum()),
-        categories=tuple(str(c) for c, _ in kept), counts=tuple(int(k) for _, k in kept),
+        name=name,
+        n=int((~missing).sum()),
+        missing=int(missing.sum()),
+        categories=tuple(str(c) for c, _ in kept),
+        counts=tuple(int(k) for _, k in kept),
         other=int(sum(k for _, k in ordered[max_categories:])),
     )

@@ -77,10 +77,18 @@ class DriftThresholds:
     def __post_init__(self) -> None:
         for name in ("alpha", "psi_alert", "missing_alert", "unseen_alert", "epsilon"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
-                raise SpecError(f"drift threshold {name} must be a positive number, but got {value!r}")
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not 0 < value < float("inf")
+            ):
+                raise SpecError(
+                    f"drift threshold {name} must be a positive number, but got {value!r}"
+                )
         if not self.alpha < 1 or not self.epsilon < 1:
-            raise SpecError(f"alpha and epsilon must be below 1, but got alpha={self.alpha}, epsilon={self.epsilon}")
+            raise SpecError(
+                f"alpha and epsilon must be below 1, but got alpha={self.alpha}, epsilon={self.epsilon}"
+            )
 
 
 @dataclass(frozen=True)
@@ -97,7 +105,9 @@ class FeatureDrift:
     ks_pvalue: float | None
     missing_pvalue: float  # Fisher's exact test of the missing rate
     chi2_pvalue: float | None  # categorical only: the mix of the stored categories among them
-    unseen_rate: float | None  # categorical only: share of non-missing values not stored in the baseline
+    unseen_rate: (
+        float | None
+    )  # categorical only: share of non-missing values not stored in the baseline
     unseen_pvalue: float | None  # categorical only: Fisher's exact test of the unseen rate
     baseline_unseen_rate: float | None
     adjusted_pvalue: float
@@ -131,8 +141,12 @@ class DriftReport:
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form."""
         return {
-            "n_rows": self.n_rows, "n_tests": self.n_tests, "thresholds": asdict(self.thresholds),
-            "drifted": self.drifted, "level": self.level, "features": [f.to_dict() for f in self.features],
+            "n_rows": self.n_rows,
+            "n_tests": self.n_tests,
+            "thresholds": asdict(self.thresholds),
+            "drifted": self.drifted,
+            "level": self.level,
+            "features": [f.to_dict() for f in self.features],
         }
 
 
@@ -148,10 +162,14 @@ def detect_drift(
         raise DataError("the batch has no rows; drift needs at least one")
     missing = [f.name for f in baseline.features if f.name not in frame.columns]
     if missing:
-        raise DataError(f"the batch lacks baseline columns {missing}; it has {list(frame.columns)}."
-                        f"{did_you_mean(missing[0], map(str, frame.columns))}")
+        raise DataError(
+            f"the batch lacks baseline columns {missing}; it has {list(frame.columns)}."
+            f"{did_you_mean(missing[0], map(str, frame.columns))}"
+        )
     raw = [
-        _numeric(f, frame[f.name], rule) if isinstance(f, NumericBaseline) else _categorical(f, frame[f.name], rule)
+        _numeric(f, frame[f.name], rule)
+        if isinstance(f, NumericBaseline)
+        else _categorical(f, frame[f.name], rule)
         for f in baseline.features
     ]
     n_tests = sum(len(pvalues) for _, pvalues, _ in raw)
@@ -160,8 +178,12 @@ def detect_drift(
         adjusted = min(1.0, n_tests * min(pvalues)) if pvalues else 1.0
         drifted = adjusted < rule.alpha
         level: Level = ("alert" if large else "warn") if drifted else "ok"
-        features.append(FeatureDrift(**fields, adjusted_pvalue=adjusted, drifted=drifted, level=level))
-    return DriftReport(n_rows=len(frame), n_tests=n_tests, thresholds=rule, features=tuple(features))
+        features.append(
+            FeatureDrift(**fields, adjusted_pvalue=adjusted, drifted=drifted, level=level)
+        )
+    return DriftReport(
+        n_rows=len(frame), n_tests=n_tests, thresholds=rule, features=tuple(features)
+    )
 
 
 def _numeric(
@@ -180,10 +202,19 @@ def _numeric(
     missing_pvalue = rate_change_pvalue(base.missing, base.n + base.missing, n_missing, values.size)
     missing_rate = n_missing / values.size
     fields = {
-        "name": base.name, "kind": base.kind, "n": int(values.size), "psi": value,
-        "missing_rate": missing_rate, "baseline_missing_rate": base.missing_rate,
-        "ks_statistic": ks_statistic, "ks_pvalue": ks_pvalue, "missing_pvalue": missing_pvalue,
-        "chi2_pvalue": None, "unseen_rate": None, "unseen_pvalue": None, "baseline_unseen_rate": None,
+        "name": base.name,
+        "kind": base.kind,
+        "n": int(values.size),
+        "psi": value,
+        "missing_rate": missing_rate,
+        "baseline_missing_rate": base.missing_rate,
+        "ks_statistic": ks_statistic,
+        "ks_pvalue": ks_pvalue,
+        "missing_pvalue": missing_pvalue,
+        "chi2_pvalue": None,
+        "unseen_rate": None,
+        "unseen_pvalue": None,
+        "baseline_unseen_rate": None,
     }
     large = value >= rule.psi_alert or abs(missing_rate - base.missing_rate) >= rule.missing_alert
     return fields, [1.0 if ks_pvalue is None else ks_pvalue, missing_pvalue], large
@@ -208,11 +239,23 @@ def _categorical(
     unseen_rate = unseen / n_present if n_present else 0.0
     baseline_unseen_rate = base.other / base.n if base.n else 0.0
     fields = {
-        "name": base.name, "kind": base.kind, "n": len(series), "psi": value,
-        "missing_rate": missing_rate, "baseline_missing_rate": base.missing_rate,
-        "ks_statistic": None, "ks_pvalue": None, "missing_pvalue": missing_pvalue, "chi2_pvalue": chi2_pvalue,
-        "unseen_rate": unseen_rate, "unseen_pvalue": unseen_pvalue, "baseline_unseen_rate": baseline_unseen_rate,
+        "name": base.name,
+        "kind": base.kind,
+        "n": len(series),
+        "psi": value,
+        "missing_rate": missing_rate,
+        "baseline_missing_rate": base.missing_rate,
+        "ks_statistic": None,
+        "ks_pvalue": None,
+        "missing_pvalue": missing_pvalue,
+        "chi2_pvalue": chi2_pvalue,
+        "unseen_rate": unseen_rate,
+        "unseen_pvalue": unseen_pvalue,
+        "baseline_unseen_rate": baseline_unseen_rate,
     }
-    large = (value >= rule.psi_alert or abs(missing_rate - base.missing_rate) >= rule.missing_alert
-             or unseen_rate - baseline_unseen_rate >= rule.unseen_alert)
+    large = (
+        value >= rule.psi_alert
+        or abs(missing_rate - base.missing_rate) >= rule.missing_alert
+        or unseen_rate - baseline_unseen_rate >= rule.unseen_alert
+    )
     return fields, [chi2_pvalue, unseen_pvalue, missing_pvalue], large

@@ -32,7 +32,15 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from keel.errors import DataError, SpecError
 from keel.evaluation.metrics import expected_calibration_error, ks_statistic
 
-_COMPARED = ("positive_rate", "auc", "average_precision", "brier", "precision", "recall", "accuracy")
+_COMPARED = (
+    "positive_rate",
+    "auc",
+    "average_precision",
+    "brier",
+    "precision",
+    "recall",
+    "accuracy",
+)
 
 
 @dataclass(frozen=True)
@@ -51,7 +59,9 @@ class Performance:
     recall: float | None
     accuracy: float
     ks: float | None = None  # realized only
-    ece: float | None = None  # realized only: expected calibration error over ``bins`` equal-width bins
+    ece: float | None = (
+        None  # realized only: expected calibration error over ``bins`` equal-width bins
+    )
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form."""
@@ -117,9 +127,13 @@ def estimate_performance(probability: ArrayLike, *, threshold: float = 0.5) -> P
     tn = (1.0 - p[~flagged]).sum()
     positives = p.sum()
     return Performance(
-        kind="estimated", n=int(p.size), threshold=float(threshold),
-        predicted_positive_rate=float(flagged.mean()), positive_rate=float(p.mean()),
-        auc=expected_auc(p), average_precision=expected_average_precision(p),
+        kind="estimated",
+        n=int(p.size),
+        threshold=float(threshold),
+        predicted_positive_rate=float(flagged.mean()),
+        positive_rate=float(p.mean()),
+        auc=expected_auc(p),
+        average_precision=expected_average_precision(p),
         brier=float(np.mean(p * (1.0 - p))),
         precision=float(tp / (tp + fp)) if flagged.any() else None,
         recall=float(tp / positives) if positives > 0 else None,
@@ -140,16 +154,23 @@ def realized_performance(
     except (TypeError, ValueError) as exc:
         raise DataError(f"labels must be 0 or 1: {exc}") from exc
     if y.shape != p.shape:
-        raise DataError(f"labels and probabilities must have the same length, but got {y.shape} and {p.shape}")
+        raise DataError(
+            f"labels and probabilities must have the same length, but got {y.shape} and {p.shape}"
+        )
     if not np.isin(y, (0.0, 1.0)).all():
-        raise DataError(f"labels must be 0 or 1, but got {np.unique(y[~np.isin(y, (0.0, 1.0))])[:5].tolist()}")
+        raise DataError(
+            f"labels must be 0 or 1, but got {np.unique(y[~np.isin(y, (0.0, 1.0))])[:5].tolist()}"
+        )
     labels = y.astype(np.int64)
     both = 0 < labels.sum() < labels.size
     flagged = p >= threshold
     tp = int(labels[flagged].sum())
     return Performance(
-        kind="realized", n=int(p.size), threshold=float(threshold),
-        predicted_positive_rate=float(flagged.mean()), positive_rate=float(labels.mean()),
+        kind="realized",
+        n=int(p.size),
+        threshold=float(threshold),
+        predicted_positive_rate=float(flagged.mean()),
+        positive_rate=float(labels.mean()),
         auc=float(roc_auc_score(labels, p)) if both else None,
         average_precision=float(average_precision_score(labels, p)) if both else None,
         brier=float(np.mean((p - labels) ** 2)),
@@ -166,11 +187,21 @@ def compare(estimated: Performance, realized: Performance) -> list[dict[str, Any
     rows = []
     for name in _COMPARED:
         e, r = getattr(estimated, name), getattr(realized, name)
-        rows.append({"metric": name, "estimated": e, "realized": r,
-                     "difference": None if e is None or r is None else r - e})
+        rows.append(
+            {
+                "metric": name,
+                "estimated": e,
+                "realized": r,
+                "difference": None if e is None or r is None else r - e,
+            }
+        )
     return rows
 
 
 def _check_threshold(threshold: float) -> None:
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
+    if (
+        isinstance(threshold, bool)
+        or not isinstance(threshold, (int, float))
+        or not 0 <= threshold <= 1
+    ):
         raise SpecError(f"threshold must be a number in [0, 1], but got {threshold!r}")

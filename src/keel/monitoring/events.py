@@ -22,8 +22,9 @@ EVENT_COLUMNS = ("time", "probability", "version", "label", "label_time", "reque
 REQUEST_ID = "request_id"
 
 
-def events_from_answers(answers: list[dict[str, Any]], *, model: str, where: str,
-                        time_column: str | None = None) -> pd.DataFrame:
+def events_from_answers(
+    answers: list[dict[str, Any]], *, model: str, where: str, time_column: str | None = None
+) -> pd.DataFrame:
     """Events from the prediction log's answered rows (:func:`keel.serving.predictions.read_answers`), inputs
     expanded into columns, in the log's order; ``where`` names the log in errors."""
     if not answers:
@@ -42,23 +43,35 @@ def events_from_table(url: str, *, time_column: str) -> pd.DataFrame:
     frame = read_table(url, _format(url)).frame
     missing = [c for c in ("probability", time_column) if c not in frame.columns]
     if missing:
-        raise DataError(f"{url}: monitoring needs the column(s) {missing}; it has {list(frame.columns)}")
-    _no_clash(frame.columns.drop(time_column), ("time", "label", "label_time", "request_id", "row"), url)
-    return frame.assign(time=naive_utc(frame[time_column]).to_numpy(), label=float("nan"), label_time=pd.NaT,
-                        version=frame["version"] if "version" in frame else 0)
+        raise DataError(
+            f"{url}: monitoring needs the column(s) {missing}; it has {list(frame.columns)}"
+        )
+    _no_clash(
+        frame.columns.drop(time_column), ("time", "label", "label_time", "request_id", "row"), url
+    )
+    return frame.assign(
+        time=naive_utc(frame[time_column]).to_numpy(),
+        label=float("nan"),
+        label_time=pd.NaT,
+        version=frame["version"] if "version" in frame else 0,
+    )
 
 
 def labels_from_posts(posted: list[dict[str, Any]], *, id_column: str, target: str) -> pd.DataFrame:
     """Labels posted to the server (:func:`keel.serving.predictions.read_labels`): id, label and arrival time,
     the latest per id."""
-    return pd.DataFrame({
-        id_column: [p["labels"][id_column] for p in posted],
-        "label": [p["labels"].get(target) for p in posted],
-        "label_time": naive_utc([p["time"] for p in posted]),
-    }).drop_duplicates(id_column, keep="last")
+    return pd.DataFrame(
+        {
+            id_column: [p["labels"][id_column] for p in posted],
+            "label": [p["labels"].get(target) for p in posted],
+            "label_time": naive_utc([p["time"] for p in posted]),
+        }
+    ).drop_duplicates(id_column, keep="last")
 
 
-def labels_from_table(url: str, *, id_column: str, target: str, time_column: str | None = None) -> pd.DataFrame:
+def labels_from_table(
+    url: str, *, id_column: str, target: str, time_column: str | None = None
+) -> pd.DataFrame:
     """Labels from a file: the id column (or ``request_id`` and ``row``), the target and when each became known."""
     frame = read_table(url, _format(url)).frame
     missing = [c for c in (id_column, target, time_column) if c and c not in frame.columns]
@@ -66,24 +79,35 @@ def labels_from_table(url: str, *, id_column: str, target: str, time_column: str
         raise DataError(f"{url}: labels need the column(s) {missing}; it has {list(frame.columns)}")
     keys = [id_column, *(["row"] if id_column == REQUEST_ID and "row" in frame.columns else [])]
     when = naive_utc(frame[time_column]).to_numpy() if time_column else pd.NaT
-    return frame[keys].assign(label=frame[target], label_time=when).drop_duplicates(keys, keep="last")
+    return (
+        frame[keys].assign(label=frame[target], label_time=when).drop_duplicates(keys, keep="last")
+    )
 
 
-def attach_labels(events: pd.DataFrame, labels: pd.DataFrame, *, id_column: str, positive: object = 1) -> pd.DataFrame:
+def attach_labels(
+    events: pd.DataFrame, labels: pd.DataFrame, *, id_column: str, positive: object = 1
+) -> pd.DataFrame:
     """``events`` with each label (1 for ``positive``, else 0) and its arrival time joined by ``id_column``.
 
     With ``id_column="request_id"`` a label may also name the ``row`` of a batch request (0 when absent).
     """
     if id_column not in events.columns:
-        raise DataError(f"labels are joined by '{id_column}', which the scored events do not hold; "
-                        f"they have {[c for c in events.columns if c not in EVENT_COLUMNS]}")
+        raise DataError(
+            f"labels are joined by '{id_column}', which the scored events do not hold; "
+            f"they have {[c for c in events.columns if c not in EVENT_COLUMNS]}"
+        )
     keys = [id_column]
     if id_column == REQUEST_ID:
         labels = labels.assign(row=labels["row"].astype("int64") if "row" in labels else 0)
         keys.append("row")
-    as_text = {k: lambda f, k=k: f[k].astype(str) for k in keys[:1]}  # ids read as 7 or "7" join alike
-    found = events[keys].assign(**as_text).merge(labels.assign(**as_text), on=keys, how="left",
-                                                 validate="many_to_one")
+    as_text = {
+        k: lambda f, k=k: f[k].astype(str) for k in keys[:1]
+    }  # ids read as 7 or "7" join alike
+    found = (
+        events[keys]
+        .assign(**as_text)
+        .merge(labels.assign(**as_text), on=keys, how="left", validate="many_to_one")
+    )
     known = found["label"].notna()
     label = (found["label"] == positive).astype("float64").where(known)
     return events.assign(label=label.to_numpy(), label_time=found["label_time"].to_numpy())
@@ -97,5 +121,7 @@ def _no_clash(columns: pd.Index, reserved: tuple[str, ...], where: str) -> None:
     """Refuse inputs named like the columns monitoring adds: they would be overwritten silently."""
     clash = sorted(set(columns) & set(reserved))
     if clash:
-        raise DataError(f"{where}: the input column(s) {clash} have names monitoring gives its own columns "
-                        f"({', '.join(reserved)}); rename them in the data contract to monitor this model")
+        raise DataError(
+            f"{where}: the input column(s) {clash} have names monitoring gives its own columns "
+            f"({', '.join(reserved)}); rename them in the data contract to monitor this model"
+        )

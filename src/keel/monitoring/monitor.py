@@ -73,11 +73,18 @@ class WindowResult:
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form."""
         return {
-            "window": self.window, "start": self.start, "end": self.end, "complete": self.complete, "rows": self.rows,
-            "labelled": self.labelled, "versions": self.versions,
+            "window": self.window,
+            "start": self.start,
+            "end": self.end,
+            "complete": self.complete,
+            "rows": self.rows,
+            "labelled": self.labelled,
+            "versions": self.versions,
             "drift": self.drift.to_dict() if self.drift else None,
-            "estimated": self.estimated.to_dict(), "realized": self.realized.to_dict() if self.realized else None,
-            "fairness": self.fairness, "alerts": [a.to_dict() for a in self.alerts],
+            "estimated": self.estimated.to_dict(),
+            "realized": self.realized.to_dict() if self.realized else None,
+            "fairness": self.fairness,
+            "alerts": [a.to_dict() for a in self.alerts],
         }
 
 
@@ -109,23 +116,41 @@ class MonitorReport:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form."""
-        return {"model": self.model, "as_of": self.as_of, "window": self.window, "reference": self.reference,
-                "windows": [w.to_dict() for w in self.windows], "alerts": [a.to_dict() for a in self.alerts]}
+        return {
+            "model": self.model,
+            "as_of": self.as_of,
+            "window": self.window,
+            "reference": self.reference,
+            "windows": [w.to_dict() for w in self.windows],
+            "alerts": [a.to_dict() for a in self.alerts],
+        }
 
 
 def monitoring_baseline(model: KeelModel) -> tuple[Baseline, dict[str, Any]]:
     """The drift baseline and the test-set reference performance stored with a model at training."""
     stored = model.metadata.get("monitoring")
     if not stored:
-        raise DataError("this model version holds no monitoring baseline (trained before Keel kept one); "
-                        "retrain it with this Keel to monitor it")
-    return Baseline.from_dict(stored["baseline"]), {**stored["reference"],
-                                                     "estimated_auc": stored["reference_estimate"]["auc"]}
+        raise DataError(
+            "this model version holds no monitoring baseline (trained before Keel kept one); "
+            "retrain it with this Keel to monitor it"
+        )
+    return Baseline.from_dict(stored["baseline"]), {
+        **stored["reference"],
+        "estimated_auc": stored["reference_estimate"]["auc"],
+    }
 
 
-def monitor(events: pd.DataFrame, model: KeelModel, settings: MonitoringSpec, *, name: str,
-            as_of: pd.Timestamp | None = None, protected: list[str] = (), fairness: FairnessSpec | None = None,
-            partial: bool = False) -> MonitorReport:
+def monitor(
+    events: pd.DataFrame,
+    model: KeelModel,
+    settings: MonitoringSpec,
+    *,
+    name: str,
+    as_of: pd.Timestamp | None = None,
+    protected: list[str] = (),
+    fairness: FairnessSpec | None = None,
+    partial: bool = False,
+) -> MonitorReport:
     """Judge every window of ``events`` that closed by ``as_of`` (see the module doc).
 
     ``as_of`` defaults to the newest event. The window still open at ``as_of`` is shown but
@@ -137,16 +162,34 @@ def monitor(events: pd.DataFrame, model: KeelModel, settings: MonitoringSpec, *,
     as_of = as_of_time(as_of) if as_of is not None else events["time"].max()
     events = events[events["time"] <= as_of]
     known = _label_known(events, as_of, duration_us(settings.label_delay))
-    rule = DriftThresholds(alpha=settings.alpha, psi_alert=settings.psi_alert, missing_alert=settings.missing_alert,
-                           unseen_alert=settings.unseen_alert)
+    rule = DriftThresholds(
+        alpha=settings.alpha,
+        psi_alert=settings.psi_alert,
+        missing_alert=settings.missing_alert,
+        unseen_alert=settings.unseen_alert,
+    )
     periods = events["time"].dt.to_period(_PERIOD[settings.window])
     results = []
     for period, rows in events.groupby(periods, sort=True):
         labelled = rows[known.loc[rows.index]]
         complete = period.end_time <= as_of
-        results.append(_window(str(period), period, complete, complete or partial, rows, labelled, baseline,
-                               reference, model, settings, rule, [c for c in protected if c in rows.columns],
-                               fairness or FairnessSpec()))
+        results.append(
+            _window(
+                str(period),
+                period,
+                complete,
+                complete or partial,
+                rows,
+                labelled,
+                baseline,
+                reference,
+                model,
+                settings,
+                rule,
+                [c for c in protected if c in rows.columns],
+                fairness or FairnessSpec(),
+            )
+        )
     return MonitorReport(name, str(as_of), settings.window, reference, results)
 
 
@@ -162,9 +205,21 @@ def _label_known(events: pd.DataFrame, as_of: pd.Timestamp, delay_us: int) -> pd
     return events["label"].notna() & np.where(arrived.notna(), arrived <= as_of, by_delay)
 
 
-def _window(label: str, period: pd.Period, complete: bool, judge: bool, rows: pd.DataFrame, labelled: pd.DataFrame,
-            baseline: Baseline, reference: dict[str, Any], model: KeelModel, settings: MonitoringSpec,
-            rule: DriftThresholds, protected: list[str], fairness: FairnessSpec) -> WindowResult:
+def _window(
+    label: str,
+    period: pd.Period,
+    complete: bool,
+    judge: bool,
+    rows: pd.DataFrame,
+    labelled: pd.DataFrame,
+    baseline: Baseline,
+    reference: dict[str, Any],
+    model: KeelModel,
+    settings: MonitoringSpec,
+    rule: DriftThresholds,
+    protected: list[str],
+    fairness: FairnessSpec,
+) -> WindowResult:
     judged = judge and len(rows) >= settings.min_rows
     p = rows[SCORE].to_numpy(dtype="float64")
     drift = detect_drift(baseline, rows, rule) if judged else None
@@ -174,35 +229,89 @@ def _window(label: str, period: pd.Period, complete: bool, judge: bool, rows: pd
         y, q = labelled["label"].to_numpy(), labelled[SCORE].to_numpy(dtype="float64")
         realized = realized_performance(y, q, threshold=model.threshold)
         if protected:
-            groups = fairness_report(labelled[protected].reset_index(drop=True), y.astype(int), q,
-                                     threshold=model.threshold, fairness=fairness)
-    alerts = _alerts(label, drift, estimated if judged else None, realized, groups, reference, settings, fairness)
-    return WindowResult(label, str(period.start_time.date()), str(period.end_time.date()), complete, len(rows),
-                        len(labelled),
-                        sorted(int(v) for v in rows["version"].unique()), drift, estimated, realized, groups, alerts)
+            groups = fairness_report(
+                labelled[protected].reset_index(drop=True),
+                y.astype(int),
+                q,
+                threshold=model.threshold,
+                fairness=fairness,
+            )
+    alerts = _alerts(
+        label, drift, estimated if judged else None, realized, groups, reference, settings, fairness
+    )
+    return WindowResult(
+        label,
+        str(period.start_time.date()),
+        str(period.end_time.date()),
+        complete,
+        len(rows),
+        len(labelled),
+        sorted(int(v) for v in rows["version"].unique()),
+        drift,
+        estimated,
+        realized,
+        groups,
+        alerts,
+    )
 
 
-def _alerts(window: str, drift: DriftReport | None, estimated: Performance | None, realized: Performance | None,
-            groups: list[dict[str, Any]] | None, reference: dict[str, Any], settings: MonitoringSpec,
-            fairness: FairnessSpec) -> list[Alert]:
+def _alerts(
+    window: str,
+    drift: DriftReport | None,
+    estimated: Performance | None,
+    realized: Performance | None,
+    groups: list[dict[str, Any]] | None,
+    reference: dict[str, Any],
+    settings: MonitoringSpec,
+    fairness: FairnessSpec,
+) -> list[Alert]:
     alerts = []
     for feature in drift.features if drift else ():
         if feature.level != "ok":
-            alerts.append(Alert(window, "drift", feature.level, feature.name,
-                                f"{feature.name} drifted (PSI {feature.psi:.3f}, adjusted p {feature.adjusted_pvalue:.2g})",
-                                feature.psi, settings.psi_alert))
-    floors = {"performance": _auc_floor(reference, settings), "estimate": _estimate_floor(reference, settings)}
+            alerts.append(
+                Alert(
+                    window,
+                    "drift",
+                    feature.level,
+                    feature.name,
+                    f"{feature.name} drifted (PSI {feature.psi:.3f}, adjusted p {feature.adjusted_pvalue:.2g})",
+                    feature.psi,
+                    settings.psi_alert,
+                )
+            )
+    floors = {
+        "performance": _auc_floor(reference, settings),
+        "estimate": _estimate_floor(reference, settings),
+    }
     for kind, performance in (("estimate", estimated), ("performance", realized)):
         auc, floor = (performance.auc if performance else None), floors[kind]
         if auc is not None and floor is not None and auc < floor:
             what = "estimated AUC (no labels)" if kind == "estimate" else "realized AUC"
-            alerts.append(Alert(window, kind, "alert", "auc", f"{what} {auc:.4f} is below {floor:.4f}", auc, floor))
+            alerts.append(
+                Alert(
+                    window,
+                    kind,
+                    "alert",
+                    "auc",
+                    f"{what} {auc:.4f} is below {floor:.4f}",
+                    auc,
+                    floor,
+                )
+            )
     for attribute in groups or ():
         ratio, least = attribute["adverse_impact_ratio"], fairness.min_adverse_impact_ratio
         if ratio is not None and least is not None and ratio < least:
-            alerts.append(Alert(window, "fairness", "alert", attribute["attribute"],
-                                f"adverse impact ratio for {attribute['attribute']} is {ratio:.3f}, below {least}",
-                                ratio, least))
+            alerts.append(
+                Alert(
+                    window,
+                    "fairness",
+                    "alert",
+                    attribute["attribute"],
+                    f"adverse impact ratio for {attribute['attribute']} is {ratio:.3f}, below {least}",
+                    ratio,
+                    least,
+                )
+            )
     return alerts
 
 
@@ -213,7 +322,11 @@ def _estimate_floor(reference: dict[str, Any], settings: MonitoringSpec) -> floa
     whose probabilities are off by a constant calibration error is not flagged for that alone.
     """
     estimated = reference.get("estimated_auc")
-    return None if settings.max_auc_drop is None or estimated is None else estimated - settings.max_auc_drop
+    return (
+        None
+        if settings.max_auc_drop is None or estimated is None
+        else estimated - settings.max_auc_drop
+    )
 
 
 def _auc_floor(reference: dict[str, Any], settings: MonitoringSpec) -> float | None:

@@ -17,8 +17,13 @@ from keel.monitoring.estimate import estimate_performance, realized_performance
 SCORE = "probability"  # the score's name among the drift features, as events and logs call it
 
 
-def model_baseline(inputs: pd.DataFrame, categorical: list[str], test_scores: np.ndarray, y_test: np.ndarray,
-                   threshold: float) -> dict[str, Any]:
+def model_baseline(
+    inputs: pd.DataFrame,
+    categorical: list[str],
+    test_scores: np.ndarray,
+    y_test: np.ndarray,
+    threshold: float,
+) -> dict[str, Any]:
     """What a model keeps for monitoring: the training inputs' and test scores' baseline, and test performance."""
     base = build_baseline(inputs, categorical=[c for c in categorical if c in inputs.columns])
     score = build_baseline({SCORE: np.asarray(test_scores, dtype="float64")})

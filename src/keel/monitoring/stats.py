@@ -36,9 +36,13 @@ def _weights(values: ArrayLike, name: str) -> np.ndarray:
     except (TypeError, ValueError) as exc:
         raise DataError(f"{name} must be an array of non-negative numbers: {exc}") from exc
     if w.ndim != 1 or w.size == 0:
-        raise DataError(f"{name} must be a non-empty 1-D array of proportions, but got shape {w.shape}")
+        raise DataError(
+            f"{name} must be a non-empty 1-D array of proportions, but got shape {w.shape}"
+        )
     if not np.isfinite(w).all() or (w < 0).any():
-        raise DataError(f"{name} must hold finite, non-negative proportions (or counts), but got {w.tolist()[:10]}")
+        raise DataError(
+            f"{name} must hold finite, non-negative proportions (or counts), but got {w.tolist()[:10]}"
+        )
     total = w.sum()
     if total <= 0:
         raise DataError(f"{name} sums to 0; proportions (or counts) need a positive total")
@@ -49,7 +53,9 @@ def psi(expected: ArrayLike, actual: ArrayLike, epsilon: float = DEFAULT_EPSILON
     """Population stability index of two distributions over the same bins (proportions or counts)."""
     e, a = _weights(expected, "expected"), _weights(actual, "actual")
     if e.size != a.size:
-        raise DataError(f"expected and actual must cover the same bins, but got {e.size} and {a.size} bins")
+        raise DataError(
+            f"expected and actual must cover the same bins, but got {e.size} and {a.size} bins"
+        )
     if not (isinstance(epsilon, (int, float)) and 0 < epsilon < 1):
         raise SpecError(f"epsilon must be a number in (0, 1), but got {epsilon!r}")
     k = e.size
@@ -77,7 +83,11 @@ def ks_pvalue(statistic: float, n_reference: int, n_actual: int) -> float:
 
 
 def ks_from_ecdf(
-    support: np.ndarray, cum_counts: np.ndarray, n_reference: int, actual: np.ndarray, resolution: float = 0.0
+    support: np.ndarray,
+    cum_counts: np.ndarray,
+    n_reference: int,
+    actual: np.ndarray,
+    resolution: float = 0.0,
 ) -> KSResult:
     """KS of ``actual`` against a reference ECDF given as support points and counts at or below them.
 
@@ -107,14 +117,18 @@ def ks_test(reference: ArrayLike, actual: ArrayLike) -> KSResult:
     return ks_from_ecdf(support, np.searchsorted(ref, support, side="right"), ref.size, act)
 
 
-def homogeneity_pvalue(reference: ArrayLike, actual: ArrayLike, min_expected: float = MIN_EXPECTED) -> float:
+def homogeneity_pvalue(
+    reference: ArrayLike, actual: ArrayLike, min_expected: float = MIN_EXPECTED
+) -> float:
     """Chi-square test that two count vectors over the same cells come from one distribution.
 
     Cells empty on both sides are dropped; cells whose expected count in the smaller sample is
     below ``min_expected`` are merged, smallest first, so the chi-square approximation holds
     (sparse cells make it anti-conservative). One cell left, or an empty side: p = 1.
     """
-    table = np.vstack([np.asarray(reference, dtype=np.float64), np.asarray(actual, dtype=np.float64)])
+    table = np.vstack(
+        [np.asarray(reference, dtype=np.float64), np.asarray(actual, dtype=np.float64)]
+    )
     table = table[:, table.sum(axis=0) > 0]
     rows = table.sum(axis=1)
     if table.shape[1] < 2 or (rows == 0).any():
@@ -136,7 +150,9 @@ def _log_choose(n: float, k: np.ndarray) -> np.ndarray:
     return special.gammaln(n + 1) - special.gammaln(k + 1) - special.gammaln(n - k + 1)
 
 
-def rate_change_pvalue(hits_reference: int, n_reference: int, hits_actual: int, n_actual: int) -> float:
+def rate_change_pvalue(
+    hits_reference: int, n_reference: int, hits_actual: int, n_actual: int
+) -> float:
     """Fisher's exact two-sided p-value that two rates (say missing rates) are equal; 1 when both are 0.
 
     Same rule as ``scipy.stats.fisher_exact``: given the total hits, the actual side's hits
@@ -147,7 +163,11 @@ def rate_change_pvalue(hits_reference: int, n_reference: int, hits_actual: int, 
     if hits == 0 or hits == total or n_reference == 0 or n_actual == 0:
         return 1.0
     k = np.arange(max(0, n_actual - (total - hits)), min(hits, n_actual) + 1, dtype=np.float64)
-    log_pmf = _log_choose(hits, k) + _log_choose(total - hits, n_actual - k) - _log_choose(total, np.float64(n_actual))
+    log_pmf = (
+        _log_choose(hits, k)
+        + _log_choose(total - hits, n_actual - k)
+        - _log_choose(total, np.float64(n_actual))
+    )
     observed = log_pmf[int(hits_actual - k[0])]
     pvalue = np.exp(special.logsumexp(log_pmf[log_pmf <= observed + math.log1p(1e-7)]))
     return float(min(1.0, pvalue))

@@ -34,7 +34,14 @@ from typing import Any
 import sqlalchemy as sa
 
 from keel.errors import IntegrityError
-from keel.registry.signing import AuditKey, Checkpoint, CheckpointScan, CheckpointStore, key_id_of, verify_signature
+from keel.registry.signing import (
+    AuditKey,
+    Checkpoint,
+    CheckpointScan,
+    CheckpointStore,
+    key_id_of,
+    verify_signature,
+)
 
 GENESIS = "0" * 64
 KEY_INIT, KEY_ROTATE = "key.init", "key.rotate"
@@ -61,7 +68,9 @@ audit_table = sa.Table(
     sa.Column("hash", sa.String(64), nullable=False),
     sa.Column("key_id", sa.String(16), nullable=False, server_default=""),
     sa.Column("signature", sa.String(128), nullable=False, server_default=""),
-    sa.Index("ix_keel_audit_object", "object"),  # a version's or a token's rows, read on every sign-in
+    sa.Index(
+        "ix_keel_audit_object", "object"
+    ),  # a version's or a token's rows, read on every sign-in
 )
 head_table = sa.Table(
     "keel_audit_head",
@@ -93,8 +102,16 @@ class AuditRow:
 
     def expected_hash(self) -> str:
         """The hash this row's content and link must have."""
-        return row_hash(self.time, self.actor, self.action, self.object, self.before, self.after, self.reason,
-                        self.prev_hash)
+        return row_hash(
+            self.time,
+            self.actor,
+            self.action,
+            self.object,
+            self.before,
+            self.after,
+            self.reason,
+            self.prev_hash,
+        )
 
     def describe(self) -> str:
         """The row as a reviewer names it: ``row 3 (approve credit/v3 by ana)``."""
@@ -120,9 +137,15 @@ class Problem:
     detail: str
 
 
-def row_hash(time: str, actor: str, action: str, obj: str, before: str, after: str, reason: str, prev: str) -> str:
+def row_hash(
+    time: str, actor: str, action: str, obj: str, before: str, after: str, reason: str, prev: str
+) -> str:
     """sha256 of a row's canonical JSON (content plus the previous row's hash)."""
-    body = json.dumps([time, actor, action, obj, before, after, reason, prev], ensure_ascii=False, separators=(",", ":"))
+    body = json.dumps(
+        [time, actor, action, obj, before, after, reason, prev],
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
     return hashlib.sha256(body.encode("utf-8")).hexdigest()
 
 
@@ -147,7 +170,9 @@ def create_missing_tables(engine: sa.Engine, metadata: sa.MetaData) -> None:
     for table in metadata.sorted_tables:
         try:
             table.create(engine, checkfirst=True)
-        except sa.exc.DBAPIError:  # "already exists" from a concurrent first user, or a real failure
+        except (
+            sa.exc.DBAPIError
+        ):  # "already exists" from a concurrent first user, or a real failure
             if not sa.inspect(engine).has_table(table.name):
                 raise
 
@@ -161,10 +186,16 @@ def _create_tables(engine: sa.Engine) -> None:
                 size = table.c[column].type.length
                 try:
                     with engine.begin() as conn:
-                        conn.execute(sa.text(f"ALTER TABLE {table.name} ADD COLUMN {column} VARCHAR({size}) "
-                                             "NOT NULL DEFAULT ''"))
+                        conn.execute(
+                            sa.text(
+                                f"ALTER TABLE {table.name} ADD COLUMN {column} VARCHAR({size}) "
+                                "NOT NULL DEFAULT ''"
+                            )
+                        )
                 except sa.exc.DBAPIError:
-                    if column not in {c["name"] for c in sa.inspect(engine).get_columns(table.name)}:
+                    if column not in {
+                        c["name"] for c in sa.inspect(engine).get_columns(table.name)
+                    }:
                         raise
 
 
@@ -175,8 +206,11 @@ def make_engine(url: str) -> sa.Engine:
 
 
 def _read_head(conn: sa.Connection) -> Head | None:
-    row = conn.execute(sa.select(head_table.c.count, head_table.c.last_hash, head_table.c.key_id,
-                                 head_table.c.signature).where(head_table.c.id == 1)).first()
+    row = conn.execute(
+        sa.select(
+            head_table.c.count, head_table.c.last_hash, head_table.c.key_id, head_table.c.signature
+        ).where(head_table.c.id == 1)
+    ).first()
     return None if row is None else Head(**row._mapping)
 
 
@@ -193,8 +227,13 @@ def _introduced_key(row: AuditRow) -> str | None:
 class AuditLog:
     """The audit tables of one database, signed by ``key`` and checkpointed to ``checkpoints`` when given."""
 
-    def __init__(self, engine: sa.Engine, *, key: AuditKey | None = None,
-                 checkpoints: CheckpointStore | None = None) -> None:
+    def __init__(
+        self,
+        engine: sa.Engine,
+        *,
+        key: AuditKey | None = None,
+        checkpoints: CheckpointStore | None = None,
+    ) -> None:
         self.engine, self.key, self.checkpoints = engine, key, checkpoints
         newest = checkpoints.newest() if checkpoints is not None else None
         self._checkpointed: int | None = None if newest is None else newest.seq
@@ -204,7 +243,8 @@ class AuditLog:
                 raise IntegrityError(
                     f"refusing to start a new audit chain at {_where(engine)}: the checkpoint of {newest.time} in "
                     f"{checkpoints} says the log had {newest.seq} rows, but "
-                    f"{stored.gone or 'its tables hold none'}; restore the database (verify_store names what is gone)")
+                    f"{stored.gone or 'its tables hold none'}; restore the database (verify_store names what is gone)"
+                )
         _create_tables(engine)
         with engine.begin() as conn:
             if conn.execute(sa.select(head_table.c.id)).first() is None:
@@ -216,10 +256,21 @@ class AuditLog:
 
     def lock(self, conn: sa.Connection) -> None:
         """Take the log's write lock for the rest of ``conn``'s transaction (serializes transitions)."""
-        conn.execute(head_table.update().where(head_table.c.id == 1).values(count=head_table.c.count))
+        conn.execute(
+            head_table.update().where(head_table.c.id == 1).values(count=head_table.c.count)
+        )
 
-    def append(self, *, actor: str, action: str, obj: str, before: Any = None, after: Any = None,
-               reason: str = "", connection: sa.Connection | None = None) -> AuditRow:
+    def append(
+        self,
+        *,
+        actor: str,
+        action: str,
+        obj: str,
+        before: Any = None,
+        after: Any = None,
+        reason: str = "",
+        connection: sa.Connection | None = None,
+    ) -> AuditRow:
         """Add one row to the chain; within ``connection``'s transaction when given (then the caller checkpoints)."""
         if connection is not None:
             return self._append(connection, actor, action, obj, before, after, reason)
@@ -228,25 +279,41 @@ class AuditLog:
         self.checkpoint()
         return row
 
-    def _append(self, conn: sa.Connection, actor: str, action: str, obj: str, before: Any, after: Any,
-                reason: str) -> AuditRow:
+    def _append(
+        self,
+        conn: sa.Connection,
+        actor: str,
+        action: str,
+        obj: str,
+        before: Any,
+        after: Any,
+        reason: str,
+    ) -> AuditRow:
         self.lock(conn)
         head = self._introduce_key(conn, self._locked_head(conn))
-        return self._write(conn, head, self.key, self.key, actor, action, obj, before, after, reason)[0]
+        return self._write(
+            conn, head, self.key, self.key, actor, action, obj, before, after, reason
+        )[0]
 
     def _locked_head(self, conn: sa.Connection) -> Head:
         """The head, once this transaction holds the lock; refuses a key that is not the one in force."""
         head = _read_head(conn)
         if head is None:
-            raise IntegrityError(f"the audit head row of {_where(self.engine)} is missing; verify_store names "
-                                 "what was deleted")
+            raise IntegrityError(
+                f"the audit head row of {_where(self.engine)} is missing; verify_store names "
+                "what was deleted"
+            )
         if head.key_id and self.key is None:
-            raise IntegrityError(f"the audit log at {_where(self.engine)} is signed (key {head.key_id}); "
-                                 "open it with its key file to append (AuditLog(engine, key=...))")
+            raise IntegrityError(
+                f"the audit log at {_where(self.engine)} is signed (key {head.key_id}); "
+                "open it with its key file to append (AuditLog(engine, key=...))"
+            )
         if head.key_id and self.key is not None and head.key_id != self.key.key_id:
-            raise IntegrityError(f"the audit log at {_where(self.engine)} is signed by key {head.key_id}, but this "
-                                 f"AuditLog holds key {self.key.key_id} ({self.key.path}): load the key in force "
-                                 "(was it rotated?)")
+            raise IntegrityError(
+                f"the audit log at {_where(self.engine)} is signed by key {head.key_id}, but this "
+                f"AuditLog holds key {self.key.key_id} ({self.key.path}): load the key in force "
+                "(was it rotated?)"
+            )
         return head
 
     def _introduce_key(self, conn: sa.Connection, head: Head) -> Head:
@@ -254,23 +321,69 @@ class AuditLog:
         if self.key is None or head.key_id:
             return head
         named = {"key_id": self.key.key_id, "public_key": self.key.public_key_hex}
-        return self._write(conn, head, self.key, self.key, KEY_ACTOR, KEY_INIT, f"audit-key/{self.key.key_id}",
-                           None, named, "rows from here on are signed by this key")[1]
+        return self._write(
+            conn,
+            head,
+            self.key,
+            self.key,
+            KEY_ACTOR,
+            KEY_INIT,
+            f"audit-key/{self.key.key_id}",
+            None,
+            named,
+            "rows from here on are signed by this key",
+        )[1]
 
-    def _write(self, conn: sa.Connection, head: Head, row_key: AuditKey | None, head_key: AuditKey | None,
-               actor: str, action: str, obj: str, before: Any, after: Any, reason: str) -> tuple[AuditRow, Head]:
+    def _write(
+        self,
+        conn: sa.Connection,
+        head: Head,
+        row_key: AuditKey | None,
+        head_key: AuditKey | None,
+        actor: str,
+        action: str,
+        obj: str,
+        before: Any,
+        after: Any,
+        reason: str,
+    ) -> tuple[AuditRow, Head]:
         """Insert the row after ``head``, signed by ``row_key``, and move the head (signed by ``head_key``)."""
         seq = head.count + 1
-        time = dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
-        values = dict(time=time, actor=actor, action=action, object=obj, before=_text(before), after=_text(after),
-                      reason=reason or "")
-        digest = row_hash(time, actor, action, obj, values["before"], values["after"], values["reason"],
-                          head.last_hash)
-        row = AuditRow(seq=seq, prev_hash=head.last_hash, hash=digest, key_id=row_key.key_id if row_key else "",
-                       signature=row_key.sign(row_message(seq, digest)) if row_key else "", **values)
+        time = dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
+        values = dict(
+            time=time,
+            actor=actor,
+            action=action,
+            object=obj,
+            before=_text(before),
+            after=_text(after),
+            reason=reason or "",
+        )
+        digest = row_hash(
+            time,
+            actor,
+            action,
+            obj,
+            values["before"],
+            values["after"],
+            values["reason"],
+            head.last_hash,
+        )
+        row = AuditRow(
+            seq=seq,
+            prev_hash=head.last_hash,
+            hash=digest,
+            key_id=row_key.key_id if row_key else "",
+            signature=row_key.sign(row_message(seq, digest)) if row_key else "",
+            **values,
+        )
         conn.execute(audit_table.insert().values(**asdict(row)))
-        moved = Head(seq, digest, head_key.key_id if head_key else "",
-                     head_key.sign(head_message(seq, digest)) if head_key else "")
+        moved = Head(
+            seq,
+            digest,
+            head_key.key_id if head_key else "",
+            head_key.sign(head_message(seq, digest)) if head_key else "",
+        )
         conn.execute(head_table.update().where(head_table.c.id == 1).values(**asdict(moved)))
         return row, moved
 
@@ -285,10 +398,18 @@ class AuditLog:
             return None
         with self.engine.connect() as conn:
             head = _read_head(conn)
-        if head is None or head.count == 0 or head.key_id != self.key.key_id or not verify_signature(
-                self.key.public_key_hex, head_message(head.count, head.last_hash), head.signature):
+        if (
+            head is None
+            or head.count == 0
+            or head.key_id != self.key.key_id
+            or not verify_signature(
+                self.key.public_key_hex, head_message(head.count, head.last_hash), head.signature
+            )
+        ):
             return None
-        if self._checkpointed is None:  # listed once; later this log's own checkpoints keep it current
+        if (
+            self._checkpointed is None
+        ):  # listed once; later this log's own checkpoints keep it current
             newest = self.checkpoints.newest()
             self._checkpointed = newest.seq if newest else 0
         if head.count <= self._checkpointed:
@@ -304,20 +425,35 @@ class AuditLog:
         holds the new one. Replace the key file with ``new_key``'s afterwards.
         """
         if self.key is None or self.checkpoints is None:
-            raise IntegrityError("rotating the audit key needs the current key and a checkpoint store (the "
-                                 "checkpoints keep the old key trusted once the key file holds the new one)")
+            raise IntegrityError(
+                "rotating the audit key needs the current key and a checkpoint store (the "
+                "checkpoints keep the old key trusted once the key file holds the new one)"
+            )
         if new_key.key_id == self.key.key_id:
-            raise IntegrityError(f"the new audit key is the key in force ({new_key.key_id}); generate a new one")
-        with self.engine.begin() as conn:  # the old key is introduced and checkpointed before it hands over
+            raise IntegrityError(
+                f"the new audit key is the key in force ({new_key.key_id}); generate a new one"
+            )
+        with (
+            self.engine.begin() as conn
+        ):  # the old key is introduced and checkpointed before it hands over
             self.lock(conn)
             self._introduce_key(conn, self._locked_head(conn))
         self.checkpoint()
         with self.engine.begin() as conn:
             self.lock(conn)
             head = self._locked_head(conn)
-            row = self._write(conn, head, self.key, new_key, actor, KEY_ROTATE, f"audit-key/{new_key.key_id}",
-                              {"key_id": self.key.key_id},
-                              {"key_id": new_key.key_id, "public_key": new_key.public_key_hex}, reason)[0]
+            row = self._write(
+                conn,
+                head,
+                self.key,
+                new_key,
+                actor,
+                KEY_ROTATE,
+                f"audit-key/{new_key.key_id}",
+                {"key_id": self.key.key_id},
+                {"key_id": new_key.key_id, "public_key": new_key.public_key_hex},
+                reason,
+            )[0]
         self.key, self._checkpointed = new_key, None
         self.checkpoint()
         return row
@@ -335,8 +471,9 @@ class AuditLog:
         return _verify(self.engine, self.key, self.checkpoints)
 
 
-def verify_store(url: str, *, key: AuditKey | None = None, checkpoints: CheckpointStore | None = None
-                 ) -> list[Problem]:
+def verify_store(
+    url: str, *, key: AuditKey | None = None, checkpoints: CheckpointStore | None = None
+) -> list[Problem]:
     """Check the audit store at ``url`` against ``key`` and ``checkpoints``, creating nothing; [] means intact.
 
     Raises IntegrityError when there is neither a database with audit tables nor a checkpoint there.
@@ -364,8 +501,12 @@ def _where(engine: sa.Engine) -> str:
 def _read_store(engine: sa.Engine, *, rows: bool = True) -> _Stored:
     """The head and rows at ``engine``, read without creating the database or a table."""
     url = engine.url
-    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:") \
-            and not url.query.get("uri") and not Path(url.database).is_file():
+    if (
+        url.get_backend_name() == "sqlite"
+        and url.database not in (None, "", ":memory:")
+        and not url.query.get("uri")
+        and not Path(url.database).is_file()
+    ):
         return _Stored(f"the database file {url.database} does not exist", nothing=True)
     try:
         inspector = sa.inspect(engine)
@@ -376,13 +517,19 @@ def _read_store(engine: sa.Engine, *, rows: bool = True) -> _Stored:
         return _Stored(f"the database {_where(engine)} does not exist", nothing=True)
     lacking = [t.name for t in _metadata.sorted_tables if t.name not in tables]
     if lacking:
-        return _Stored(f"the table(s) {', '.join(lacking)} do not exist in {_where(engine)}",
-                       nothing=len(lacking) == len(_metadata.tables))
-    present = {t.name: {c["name"] for c in inspector.get_columns(t.name)} for t in _metadata.sorted_tables}
-    head_query = sa.select(*[c for c in head_table.c if c.name in present[head_table.name] and c.name != "id"]
-                           ).where(head_table.c.id == 1)
-    row_query = sa.select(*[c for c in audit_table.c if c.name in present[audit_table.name]]).order_by(
-        audit_table.c.seq)
+        return _Stored(
+            f"the table(s) {', '.join(lacking)} do not exist in {_where(engine)}",
+            nothing=len(lacking) == len(_metadata.tables),
+        )
+    present = {
+        t.name: {c["name"] for c in inspector.get_columns(t.name)} for t in _metadata.sorted_tables
+    }
+    head_query = sa.select(
+        *[c for c in head_table.c if c.name in present[head_table.name] and c.name != "id"]
+    ).where(head_table.c.id == 1)
+    row_query = sa.select(
+        *[c for c in audit_table.c if c.name in present[audit_table.name]]
+    ).order_by(audit_table.c.seq)
     first: sa.Row[Any] | None = None
     found: tuple[AuditRow, ...] = ()
     for _ in range(5):  # a writer committing between the reads moves the head: read again
@@ -395,27 +542,51 @@ def _read_store(engine: sa.Engine, *, rows: bool = True) -> _Stored:
     return _Stored(rows=found, head=None if first is None else Head(**first._mapping))
 
 
-def _verify(engine: sa.Engine, key: AuditKey | None, checkpoints: CheckpointStore | None) -> list[Problem]:
-    scan = checkpoints.scan() if checkpoints is not None else CheckpointScan([], [])  # before the rows: never ahead
-    problems = [Problem(CHECKPOINT, int(name[:12]) if name[:12].isdigit() else 0,
-                        f"checkpoint file {name} is malformed: {why}; it is ignored") for name, why in scan.malformed]
+def _verify(
+    engine: sa.Engine, key: AuditKey | None, checkpoints: CheckpointStore | None
+) -> list[Problem]:
+    scan = (
+        checkpoints.scan() if checkpoints is not None else CheckpointScan([], [])
+    )  # before the rows: never ahead
+    problems = [
+        Problem(
+            CHECKPOINT,
+            int(name[:12]) if name[:12].isdigit() else 0,
+            f"checkpoint file {name} is malformed: {why}; it is ignored",
+        )
+        for name, why in scan.malformed
+    ]
     valid: list[Checkpoint] = []
     for c in scan.checkpoints:
         if c.is_valid():
             valid.append(c)
         else:
-            problems.append(Problem(CHECKPOINT, c.seq, f"checkpoint {c.name} (row {c.seq}, {c.time}) does not "
-                                    f"verify: its signature is not key {c.key_id}'s over its seq, hash and time; "
-                                    "it is ignored"))
+            problems.append(
+                Problem(
+                    CHECKPOINT,
+                    c.seq,
+                    f"checkpoint {c.name} (row {c.seq}, {c.time}) does not "
+                    f"verify: its signature is not key {c.key_id}'s over its seq, hash and time; "
+                    "it is ignored",
+                )
+            )
     stored = _read_store(engine)
     if not stored.gone:
-        return sorted(problems + _check(list(stored.rows), stored.head, key, valid), key=lambda p: p.seq)
+        return sorted(
+            problems + _check(list(stored.rows), stored.head, key, valid), key=lambda p: p.seq
+        )
     if stored.nothing and not (scan.checkpoints or scan.malformed):
-        raise IntegrityError(f"no governance store at {_where(engine)}: {stored.gone}, and no checkpoint "
-                             f"({checkpoints or 'none configured'}) says one existed; check the URL or project folder")
+        raise IntegrityError(
+            f"no governance store at {_where(engine)}: {stored.gone}, and no checkpoint "
+            f"({checkpoints or 'none configured'}) says one existed; check the URL or project folder"
+        )
     newest = valid[-1] if valid else None
-    said = (f"but the checkpoint of {newest.time} says the log had {newest.seq} rows: {_span(1, newest.seq)} "
-            "lost" if newest else "and no valid checkpoint says how many rows it had")
+    said = (
+        f"but the checkpoint of {newest.time} says the log had {newest.seq} rows: {_span(1, newest.seq)} "
+        "lost"
+        if newest
+        else "and no valid checkpoint says how many rows it had"
+    )
     return problems + [Problem(MISSING, 1, f"{stored.gone}, {said}")]
 
 
@@ -425,16 +596,21 @@ def _span(first: int, last: int) -> str:
     return f"row {first} was" if first == last else f"rows {first}-{last} were"
 
 
-def _check(rows: list[AuditRow], head: Head | None, key: AuditKey | None, checkpoints: list[Checkpoint]
-           ) -> list[Problem]:
-    anchors = {c.public_key for c in checkpoints} | ({key.public_key_hex} if key else set())  # trusted keys
+def _check(
+    rows: list[AuditRow], head: Head | None, key: AuditKey | None, checkpoints: list[Checkpoint]
+) -> list[Problem]:
+    anchors = {c.public_key for c in checkpoints} | (
+        {key.public_key_hex} if key else set()
+    )  # trusted keys
     newest = checkpoints[-1] if checkpoints else None
     if not rows:
         return _empty(head, newest)
     problems = _chain(rows, head)
     if not anchors and not any(r.action == KEY_INIT for r in rows):
         return problems  # an unsigned log, verified as a hash chain
-    skip = {p.seq for p in problems if p.kind == REORDERED}  # a moved row's signature fails by its move
+    skip = {
+        p.seq for p in problems if p.kind == REORDERED
+    }  # a moved row's signature fails by its move
     signatures, flagged, head_state = _signatures(rows, head, anchors, key, skip)
     problems += signatures
     problems += _against_checkpoints(rows, checkpoints, problems, skip)
@@ -442,22 +618,49 @@ def _check(rows: list[AuditRow], head: Head | None, key: AuditKey | None, checkp
     if newest is not None and newest.seq > count:
         lost = _span(count + 1, newest.seq)
         if head_state == "valid":
-            older = next((c for c in checkpoints if c.seq == count and head and c.hash == head.last_hash), None)
-            problems.append(Problem(ROLLED_BACK, count + 1, f"restored older copy: head at row {count}, checkpoint "
-                                    f"says {newest.seq} rows at {newest.time} ({lost} lost)"
-                                    + (f"; the copy matches the checkpoint of {older.time}" if older else "")))
+            older = next(
+                (c for c in checkpoints if c.seq == count and head and c.hash == head.last_hash),
+                None,
+            )
+            problems.append(
+                Problem(
+                    ROLLED_BACK,
+                    count + 1,
+                    f"restored older copy: head at row {count}, checkpoint "
+                    f"says {newest.seq} rows at {newest.time} ({lost} lost)"
+                    + (f"; the copy matches the checkpoint of {older.time}" if older else ""),
+                )
+            )
         else:
-            problems.append(Problem(TRUNCATED, count + 1, f"{lost} deleted and the head rewritten to "
-                                    f"match: the head says {count} rows, the checkpoint of {newest.time} says "
-                                    f"{newest.seq}, and the head's signature {head_state}"))
+            problems.append(
+                Problem(
+                    TRUNCATED,
+                    count + 1,
+                    f"{lost} deleted and the head rewritten to "
+                    f"match: the head says {count} rows, the checkpoint of {newest.time} says "
+                    f"{newest.seq}, and the head's signature {head_state}",
+                )
+            )
     elif head_state != "valid" and head is not None and rows[-1].seq not in flagged:
         if head_state == "is missing":
-            problems.append(Problem(UNSIGNED, count, f"the head ({count} rows, ending in row {rows[-1].seq}) "
-                                    "carries no signature, though the log is signed"))
+            problems.append(
+                Problem(
+                    UNSIGNED,
+                    count,
+                    f"the head ({count} rows, ending in row {rows[-1].seq}) "
+                    "carries no signature, though the log is signed",
+                )
+            )
         else:
-            problems.append(Problem(TRUNCATED, count + 1, f"the head says {count} rows ending in hash "
-                                    f"{head.last_hash[:12]}..., but its signature {head_state}: rows after row "
-                                    f"{count} were probably deleted and the head rewritten to match"))
+            problems.append(
+                Problem(
+                    TRUNCATED,
+                    count + 1,
+                    f"the head says {count} rows ending in hash "
+                    f"{head.last_hash[:12]}..., but its signature {head_state}: rows after row "
+                    f"{count} were probably deleted and the head rewritten to match",
+                )
+            )
     return problems
 
 
@@ -465,11 +668,19 @@ def _empty(head: Head | None, newest: Checkpoint | None) -> list[Problem]:
     """Problems of a log with no rows: none for a fresh one."""
     if head is not None and head.count == 0 and newest is None:
         return []
-    holds = ("the audit tables hold no rows and no head row" if head is None else
-             f"the audit table holds no rows, but its head says {head.count}" if head.count else
-             "the audit tables hold no rows")
-    said = (f", while the checkpoint of {newest.time} says there were {newest.seq}: {_span(1, newest.seq)} "
-            "deleted" if newest else ": the log was emptied (no checkpoint says how many rows it had)")
+    holds = (
+        "the audit tables hold no rows and no head row"
+        if head is None
+        else f"the audit table holds no rows, but its head says {head.count}"
+        if head.count
+        else "the audit tables hold no rows"
+    )
+    said = (
+        f", while the checkpoint of {newest.time} says there were {newest.seq}: {_span(1, newest.seq)} "
+        "deleted"
+        if newest
+        else ": the log was emptied (no checkpoint says how many rows it had)"
+    )
     return [Problem(EMPTIED, 1, holds + said)]
 
 
@@ -480,37 +691,65 @@ def _chain(rows: list[AuditRow], head: Head | None) -> list[Problem]:
     expected_seq, prev = 1, GENESIS
     for row in rows:
         if row.expected_hash() != row.hash:
-            problems.append(Problem(EDITED, row.seq, f"{row.describe()} does not match its hash: its content was "
-                                    "changed"))
+            problems.append(
+                Problem(
+                    EDITED,
+                    row.seq,
+                    f"{row.describe()} does not match its hash: its content was changed",
+                )
+            )
         if row.seq > expected_seq:
             missing = list(range(expected_seq, row.seq))
-            problems.append(Problem(DELETED, missing[0], f"row(s) {missing} are missing before row {row.seq}"))
+            problems.append(
+                Problem(DELETED, missing[0], f"row(s) {missing} are missing before row {row.seq}")
+            )
         elif row.prev_hash != prev and row.prev_hash in by_hash:
             follows = by_hash[row.prev_hash].seq
-            problems.append(Problem(REORDERED, row.seq,
-                                    f"row {row.seq} was written after row {follows}, not after row {row.seq - 1}"))
+            problems.append(
+                Problem(
+                    REORDERED,
+                    row.seq,
+                    f"row {row.seq} was written after row {follows}, not after row {row.seq - 1}",
+                )
+            )
         elif row.prev_hash != prev and row.seq == expected_seq:
-            problems.append(Problem(BROKEN, row.seq, f"row {row.seq} does not link to row {row.seq - 1}"))
+            problems.append(
+                Problem(BROKEN, row.seq, f"row {row.seq} does not link to row {row.seq - 1}")
+            )
         expected_seq, prev = row.seq + 1, row.hash
     if head is None:
-        problems.append(Problem(BROKEN, rows[-1].seq, "the head row is missing, so deleted newest rows cannot be "
-                                "ruled out"))
+        problems.append(
+            Problem(
+                BROKEN,
+                rows[-1].seq,
+                "the head row is missing, so deleted newest rows cannot be ruled out",
+            )
+        )
     elif head.count > rows[-1].seq:
         missing = list(range(rows[-1].seq + 1, head.count + 1))
-        problems.append(Problem(DELETED, missing[0], f"newest row(s) {missing} are missing (head says {head.count})"))
+        problems.append(
+            Problem(
+                DELETED, missing[0], f"newest row(s) {missing} are missing (head says {head.count})"
+            )
+        )
     elif head.last_hash != rows[-1].hash and not problems:
-        problems.append(Problem(BROKEN, rows[-1].seq, "the head hash does not match the newest row"))
+        problems.append(
+            Problem(BROKEN, rows[-1].seq, "the head hash does not match the newest row")
+        )
     return problems
 
 
-def _signatures(rows: list[AuditRow], head: Head | None, anchors: set[str], key: AuditKey | None, skip: set[int]
-                ) -> tuple[list[Problem], set[int], str]:
+def _signatures(
+    rows: list[AuditRow], head: Head | None, anchors: set[str], key: AuditKey | None, skip: set[int]
+) -> tuple[list[Problem], set[int], str]:
     """Row signature problems (runs of rows grouped), the seqs they flag, and the head's signature state.
 
     The head state is "valid", or what is wrong with its signature (a phrase).
     """
     trusting = bool(anchors)
-    start = next((i for i, r in enumerate(rows) if r.action == KEY_INIT), None)  # earlier rows: sealed by key.init
+    start = next(
+        (i for i, r in enumerate(rows) if r.action == KEY_INIT), None
+    )  # earlier rows: sealed by key.init
     by_id = {key_id_of(public): public for public in anchors}
     current: str | None = None  # the public key in force
     trusted = False
@@ -518,41 +757,79 @@ def _signatures(rows: list[AuditRow], head: Head | None, anchors: set[str], key:
     for index in range(start or 0, len(rows)):
         row = rows[index]
         signer, signer_trusted = current, trusted
-        if start is None and row.key_id in by_id:  # no key.init left (deleted?): a trusted key vouches directly
+        if (
+            start is None and row.key_id in by_id
+        ):  # no key.init left (deleted?): a trusted key vouches directly
             signer, signer_trusted = by_id[row.key_id], True
         elif row.action == KEY_INIT and current is None:
             signer = current = _introduced_key(row)
             signer_trusted = trusted = current is not None and (not trusting or current in anchors)
         elif row.action == KEY_ROTATE:
             current = _introduced_key(row)
-            handed = signer is not None and signer_trusted and row.expected_hash() == row.hash and \
-                verify_signature(signer, row_message(row.seq, row.hash), row.signature)
+            handed = (
+                signer is not None
+                and signer_trusted
+                and row.expected_hash() == row.hash
+                and verify_signature(signer, row_message(row.seq, row.hash), row.signature)
+            )
             trusted = current is not None and (handed or not trusting or current in anchors)
         if row.seq in skip:
             continue
         signer_id = key_id_of(signer) if signer else ""
         if not row.signature:
-            verdicts.append((index, UNSIGNED, "no signature, and no key.init row introduces a signing key, though "
-                             "this log is verified as signed" if start is None else "no signature, though every row "
-                             "from the key.init row on must be signed", signer_id))
+            verdicts.append(
+                (
+                    index,
+                    UNSIGNED,
+                    "no signature, and no key.init row introduces a signing key, though "
+                    "this log is verified as signed"
+                    if start is None
+                    else "no signature, though every row from the key.init row on must be signed",
+                    signer_id,
+                )
+            )
         elif signer is None:
-            verdicts.append((index, REHASHED, "signed, but no intact key.init or key.rotate row names the key in "
-                             "force: the chain was rewritten", ""))
+            verdicts.append(
+                (
+                    index,
+                    REHASHED,
+                    "signed, but no intact key.init or key.rotate row names the key in "
+                    "force: the chain was rewritten",
+                    "",
+                )
+            )
         elif not verify_signature(signer, row_message(row.seq, row.hash), row.signature):
             named = f" (the row names key {row.key_id})" if row.key_id != signer_id else ""
-            verdicts.append((index, REHASHED, f"not signed by key {signer_id} over its seq and hash{named}: "
-                             "rewritten and re-hashed after signing", signer_id))
+            verdicts.append(
+                (
+                    index,
+                    REHASHED,
+                    f"not signed by key {signer_id} over its seq and hash{named}: "
+                    "rewritten and re-hashed after signing",
+                    signer_id,
+                )
+            )
         elif not signer_trusted:
-            verdicts.append((index, REHASHED, f"signed by key {signer_id}, which is not trusted: it is not the key "
-                             f"file's{f' ({key.key_id})' if key else ''}, not named in any checkpoint, and not "
-                             "introduced by a key.rotate row from a trusted key", signer_id))
+            verdicts.append(
+                (
+                    index,
+                    REHASHED,
+                    f"signed by key {signer_id}, which is not trusted: it is not the key "
+                    f"file's{f' ({key.key_id})' if key else ''}, not named in any checkpoint, and not "
+                    "introduced by a key.rotate row from a trusted key",
+                    signer_id,
+                )
+            )
     problems: list[Problem] = []
     flagged: set[int] = set()
     for group in _runs(verdicts):
         index, kind, why, _ = group[0]
         first, last = rows[index], rows[group[-1][0]]
-        what = first.describe() if first is last else \
-            f"rows {first.seq}-{last.seq} (the first: {first.action} {first.object} by {first.actor})"
+        what = (
+            first.describe()
+            if first is last
+            else f"rows {first.seq}-{last.seq} (the first: {first.action} {first.object} by {first.actor})"
+        )
         problems.append(Problem(kind, rows[index].seq, f"{what}: {why}"))
         flagged |= {rows[i].seq for i, *_ in group}
     if start is None and head is not None and head.key_id in by_id:
@@ -576,16 +853,22 @@ def _head_state(head: Head | None, current: str | None, trusted: bool, trusting:
         return "is missing with the head row"
     if not head.signature:
         return "is missing"
-    if current is None or not verify_signature(current, head_message(head.count, head.last_hash), head.signature):
-        return (f"is not key {key_id_of(current)}'s over that count and hash" if current else
-                "cannot be checked: no key is in force")
+    if current is None or not verify_signature(
+        current, head_message(head.count, head.last_hash), head.signature
+    ):
+        return (
+            f"is not key {key_id_of(current)}'s over that count and hash"
+            if current
+            else "cannot be checked: no key is in force"
+        )
     if trusting and not trusted:
         return f"is by key {key_id_of(current)}, which is not trusted"
     return "valid"
 
 
-def _against_checkpoints(rows: list[AuditRow], checkpoints: list[Checkpoint], problems: list[Problem],
-                         skip: set[int]) -> list[Problem]:
+def _against_checkpoints(
+    rows: list[AuditRow], checkpoints: list[Checkpoint], problems: list[Problem], skip: set[int]
+) -> list[Problem]:
     """The first row whose hash differs from a checkpoint's, unless its re-hashing (or its move) is already named."""
     by_seq = {r.seq: r for r in rows if r.seq not in skip}
     agreed = 0
@@ -598,8 +881,18 @@ def _against_checkpoints(rows: list[AuditRow], checkpoints: list[Checkpoint], pr
             continue
         if any(p.kind == REHASHED and p.seq <= c.seq for p in problems):
             return []
-        where = f"row {c.seq}" if agreed >= c.seq - 1 else f"a row after row {agreed}, at or before row {c.seq},"
-        return [Problem(REHASHED, c.seq, f"{row.describe()} has hash {row.hash[:12]}..., but the checkpoint of "
-                        f"{c.time} recorded {c.hash[:12]}... for it: {where} was rewritten and the hashes from there "
-                        "on recomputed")]
+        where = (
+            f"row {c.seq}"
+            if agreed >= c.seq - 1
+            else f"a row after row {agreed}, at or before row {c.seq},"
+        )
+        return [
+            Problem(
+                REHASHED,
+                c.seq,
+                f"{row.describe()} has hash {row.hash[:12]}..., but the checkpoint of "
+                f"{c.time} recorded {c.hash[:12]}... for it: {where} was rewritten and the hashes from there "
+                "on recomputed",
+            )
+        ]
     return []

@@ -30,14 +30,24 @@ from keel.evaluation.gates import judge, tighter
 from keel.registry.audit import AuditLog, AuditRow, audit_table, make_engine
 from keel.registry.principal import PERMISSIONS, PermissionDenied, Principal
 from keel.registry.signing import AuditKey, CheckpointStore
-from keel.registry.states import POLICY_OBJECT, Ledger, Policy, VersionState, fields_of, replay, split_object
+from keel.registry.states import (
+    POLICY_OBJECT,
+    Ledger,
+    Policy,
+    VersionState,
+    fields_of,
+    replay,
+    split_object,
+)
 from keel.registry.store import Registry, VersionInfo
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 KEY_ENV, CHECKPOINTS_ENV = "KEEL_AUDIT_KEY", "KEEL_AUDIT_CHECKPOINTS"
 # The role each audited action requires (shown on the model card): each is held by one role.
-ROLE_OF_ACTION = {action: min(PERMISSIONS[action])
-                  for action in ("register", "approve", "reject", "promote", "rollback", "policy")}
+ROLE_OF_ACTION = {
+    action: min(PERMISSIONS[action])
+    for action in ("register", "approve", "reject", "promote", "rollback", "policy")
+}
 
 
 class GovernanceError(KeelError, PermissionError):
@@ -73,7 +83,9 @@ def audit_key(project_dir: Path, *, create: bool = True) -> AuditKey | None:
 
 def checkpoint_store(project_dir: Path, location: str | None = None) -> CheckpointStore:
     """The second place signed heads go: the spec's, ``$KEEL_AUDIT_CHECKPOINTS``, else ``audit-checkpoints/``."""
-    return CheckpointStore(location or os.environ.get(CHECKPOINTS_ENV) or str(project_dir / "audit-checkpoints"))
+    return CheckpointStore(
+        location or os.environ.get(CHECKPOINTS_ENV) or str(project_dir / "audit-checkpoints")
+    )
 
 
 def store_exists(url: str) -> bool:
@@ -99,8 +111,16 @@ class Governance:
         self.audit = audit
 
     @classmethod
-    def for_project(cls, project_dir: Path, tracking_uri: str | None = None, governance_uri: str | None = None,
-                    *, checkpoints: str | None = None, create: bool = False, writer: bool = True) -> Governance:
+    def for_project(
+        cls,
+        project_dir: Path,
+        tracking_uri: str | None = None,
+        governance_uri: str | None = None,
+        *,
+        checkpoints: str | None = None,
+        create: bool = False,
+        writer: bool = True,
+    ) -> Governance:
         """Governance for a project (defaults: .keel/mlflow.db, .keel/governance.db, signed checkpoints).
 
         Without ``create`` a missing governance store is an error: a project directory one
@@ -109,11 +129,16 @@ class Governance:
         """
         url = governance_uri or default_governance_uri(project_dir)
         if not create and not store_exists(url):
-            raise GovernanceError(f"no governance store at {url}: is --project-dir (or --spec) right? "
-                                  "`keel run` creates one with the first version")
+            raise GovernanceError(
+                f"no governance store at {url}: is --project-dir (or --spec) right? "
+                "`keel run` creates one with the first version"
+            )
         registry = Registry.for_project(project_dir, tracking_uri)
-        log = AuditLog(make_engine(url), key=audit_key(project_dir) if writer else None,
-                       checkpoints=checkpoint_store(project_dir, checkpoints))
+        log = AuditLog(
+            make_engine(url),
+            key=audit_key(project_dir) if writer else None,
+            checkpoints=checkpoint_store(project_dir, checkpoints),
+        )
         return cls(registry, log)
 
     # what the log says ----------------------------------------------------------------
@@ -148,9 +173,16 @@ class Governance:
         return [row for row in self.audit.rows() if (split_object(row.object) or ("",))[0] == name]
 
     # transitions ------------------------------------------------------------------------
-    def record_registration(self, info: VersionInfo, *, author: Principal | None, claimed: str,
-                            thresholds: dict[str, float], measures: dict[str, Any], model_sha256: str
-                            ) -> Transition:
+    def record_registration(
+        self,
+        info: VersionInfo,
+        *,
+        author: Principal | None,
+        claimed: str,
+        thresholds: dict[str, float],
+        measures: dict[str, Any],
+        model_sha256: str,
+    ) -> Transition:
         """Audit a new version; its gates are the spec's ``thresholds`` tightened by the policy, judged on ``measures``.
 
         ``author`` is the authenticated developer, or None: such a version is recorded under
@@ -163,92 +195,157 @@ class Governance:
             self.audit.lock(conn)
             ledger = self.ledger(conn)
             if info.version in ledger.model(info.name).versions:
-                raise GovernanceError(f"{_obj(info)} is registered in the audit log already; a version is "
-                                      "registered once")
+                raise GovernanceError(
+                    f"{_obj(info)} is registered in the audit log already; a version is "
+                    "registered once"
+                )
             policy = ledger.policy
             gates = judge(tighter(policy.thresholds, thresholds), measures)
             state = "validated" if all(g["passed"] is True for g in gates) else "candidate"
-            who = {"id": author.id, "name": author.name} if author else {"id": None, "name": claimed}
+            who = (
+                {"id": author.id, "name": author.name} if author else {"id": None, "name": claimed}
+            )
             row = self.audit.append(
-                actor=author.actor if author else f"unverified:{claimed}", action="register", obj=_obj(info),
-                before=None, after={"state": state, "author": who, "gates": gates, "thresholds": thresholds,
-                                    "measures": measures, "model_sha256": model_sha256, "policy": policy.version},
-                reason="registered by keel run", connection=conn)
+                actor=author.actor if author else f"unverified:{claimed}",
+                action="register",
+                obj=_obj(info),
+                before=None,
+                after={
+                    "state": state,
+                    "author": who,
+                    "gates": gates,
+                    "thresholds": thresholds,
+                    "measures": measures,
+                    "model_sha256": model_sha256,
+                    "policy": policy.version,
+                },
+                reason="registered by keel run",
+                connection=conn,
+            )
             self._mirror(conn, info.name)
         self._checkpoint()
         return Transition(info, "none", state, row, gates)
 
-    def approve(self, name: str, version: int | str, *, by: Principal, note: str,
-                conditions: str | None = None) -> Transition:
+    def approve(
+        self,
+        name: str,
+        version: int | str,
+        *,
+        by: Principal,
+        note: str,
+        conditions: str | None = None,
+    ) -> Transition:
         """A validator other than the author approves a version whose gates pass under the current policy."""
+
         def check(ledger: Ledger, current: VersionState) -> dict[str, Any]:
             by.require("approve")
             if not note.strip():
                 raise GovernanceError("an approval needs a note saying what was reviewed (--note)")
             if current.author_id is None:
-                raise GovernanceError(f"{name}/v{current.version} was registered without an authenticated author "
-                                      f"('{current.author}' was typed, not signed in), so four eyes cannot be "
-                                      "proven: register it again with a developer's token (KEEL_TOKEN)")
+                raise GovernanceError(
+                    f"{name}/v{current.version} was registered without an authenticated author "
+                    f"('{current.author}' was typed, not signed in), so four eyes cannot be "
+                    "proven: register it again with a developer's token (KEEL_TOKEN)"
+                )
             if current.author_id == by.id:
-                raise GovernanceError(f"four-eyes rule: {by.name} is the author of {name}/v{current.version} and "
-                                      "cannot approve it; another validator must")
+                raise GovernanceError(
+                    f"four-eyes rule: {by.name} is the author of {name}/v{current.version} and "
+                    "cannot approve it; another validator must"
+                )
             if current.state != "validated":
-                raise GovernanceError(f"{name}/v{current.version} is '{current.state}'; only a validated version "
-                                      "can be approved")
+                raise GovernanceError(
+                    f"{name}/v{current.version} is '{current.state}'; only a validated version "
+                    "can be approved"
+                )
             gates = judge(tighter(ledger.policy.thresholds, current.thresholds), current.measures)
             failing = [g["name"] for g in gates if g["passed"] is not True]
             if failing:
-                raise GovernanceError(f"{name}/v{current.version} fails policy v{ledger.policy.version}'s gates: "
-                                      f"{', '.join(failing)} (failed or not evaluated)")
-            return {"state": "approved", "approver_id": by.id, "approver": by.name, "conditions": conditions,
-                    "gates": gates}
+                raise GovernanceError(
+                    f"{name}/v{current.version} fails policy v{ledger.policy.version}'s gates: "
+                    f"{', '.join(failing)} (failed or not evaluated)"
+                )
+            return {
+                "state": "approved",
+                "approver_id": by.id,
+                "approver": by.name,
+                "conditions": conditions,
+                "gates": gates,
+            }
+
         return self._change(name, version, "approve", by, note, check)
 
     def reject(self, name: str, version: int | str, *, by: Principal, note: str) -> Transition:
         """A validator rejects a version that is not (and was never) champion; it can then never be approved."""
+
         def check(ledger: Ledger, current: VersionState) -> dict[str, Any]:
             by.require("reject")
             if not note.strip():
                 raise GovernanceError("a rejection needs a note saying why (--note)")
             if current.state not in ("candidate", "validated", "approved"):
-                raise GovernanceError(f"{name}/v{current.version} is '{current.state}'; only a candidate, validated "
-                                      "or approved version can be rejected (roll back a champion instead)")
+                raise GovernanceError(
+                    f"{name}/v{current.version} is '{current.state}'; only a candidate, validated "
+                    "or approved version can be rejected (roll back a champion instead)"
+                )
             return {"state": "rejected"}
+
         return self._change(name, version, "reject", by, note, check)
 
-    def promote(self, name: str, version: int | str, *, by: Principal, note: str = "") -> Transition:
+    def promote(
+        self, name: str, version: int | str, *, by: Principal, note: str = ""
+    ) -> Transition:
         """A deployer (neither its author nor, by default, its approver) makes an approved version champion."""
+
         def check(ledger: Ledger, current: VersionState) -> dict[str, Any]:
             by.require("promote")
             if current.state not in ("approved", "retired") or current.approver_id is None:
-                raise GovernanceError(f"{name}/v{current.version} is '{current.state}'; only an approved version "
-                                      "can be promoted (keel approve first)")
+                raise GovernanceError(
+                    f"{name}/v{current.version} is '{current.state}'; only an approved version "
+                    "can be promoted (keel approve first)"
+                )
             if current.author_id == by.id:
-                raise GovernanceError(f"separation of duties: {by.name} is the author of {name}/v{current.version} "
-                                      "and cannot promote it")
+                raise GovernanceError(
+                    f"separation of duties: {by.name} is the author of {name}/v{current.version} "
+                    "and cannot promote it"
+                )
             if current.approver_id == by.id and not ledger.policy.deployer_may_approve:
-                raise GovernanceError(f"separation of duties: {by.name} approved {name}/v{current.version}; another "
-                                      "deployer must promote it (policy v"
-                                      f"{ledger.policy.version} does not let the approver deploy)")
+                raise GovernanceError(
+                    f"separation of duties: {by.name} approved {name}/v{current.version}; another "
+                    "deployer must promote it (policy v"
+                    f"{ledger.policy.version} does not let the approver deploy)"
+                )
             champion = ledger.model(name).champion
             if champion == current.version:
                 raise GovernanceError(f"{name}/v{current.version} is already the champion")
             gates = judge(tighter(ledger.policy.thresholds, current.thresholds), current.measures)
             failing = [g["name"] for g in gates if g["passed"] is not True]
             if failing:
-                raise GovernanceError(f"{name}/v{current.version} fails policy v{ledger.policy.version}'s gates: "
-                                      f"{', '.join(failing)}; a version is promoted only under the policy in force")
-            return {"state": "champion", "champion": current.version, "previous": champion, "gates": gates}
+                raise GovernanceError(
+                    f"{name}/v{current.version} fails policy v{ledger.policy.version}'s gates: "
+                    f"{', '.join(failing)}; a version is promoted only under the policy in force"
+                )
+            return {
+                "state": "champion",
+                "champion": current.version,
+                "previous": champion,
+                "gates": gates,
+            }
+
         return self._change(name, version, "promote", by, note, check)
 
     def rollback(self, name: str, *, by: Principal, reason: str) -> Transition:
         """Restore the champion before the current one; the current one is retired."""
         model = self.ledger().model(name)
         if model.champion is None:
-            self._refuse(by, "rollback", f"{name}/v?", f"model '{name}' has no champion to roll back")
+            self._refuse(
+                by, "rollback", f"{name}/v?", f"model '{name}' has no champion to roll back"
+            )
         if len(model.champions) < 2:
-            self._refuse(by, "rollback", f"{name}/v{model.champion}",
-                         f"{name}/v{model.champion} has no previous champion to roll back to")
+            self._refuse(
+                by,
+                "rollback",
+                f"{name}/v{model.champion}",
+                f"{name}/v{model.champion} has no previous champion to roll back to",
+            )
         target = model.champions[-2]
 
         def check(ledger: Ledger, current: VersionState) -> dict[str, Any]:
@@ -256,11 +353,16 @@ class Governance:
             if not reason.strip():
                 raise GovernanceError("a rollback needs a note saying why (--note)")
             if ledger.model(name).champions[-2:] != [target, model.champion]:
-                raise GovernanceError(f"the champion of '{name}' changed meanwhile; look again and retry")
+                raise GovernanceError(
+                    f"the champion of '{name}' changed meanwhile; look again and retry"
+                )
             return {"state": "champion", "champion": target, "retired": model.champion}
+
         return self._change(name, target, "rollback", by, reason, check)
 
-    def set_challenger(self, name: str, version: int | None, *, by: Principal, reason: str) -> AuditRow:
+    def set_challenger(
+        self, name: str, version: int | None, *, by: Principal, reason: str
+    ) -> AuditRow:
         """Make ``version`` the model's challenger (scored in the shadow only), or clear it with None."""
         try:
             by.require("challenger")
@@ -270,31 +372,52 @@ class Governance:
         with self.audit.engine.begin() as conn:
             self.audit.lock(conn)
             number = version if version is not None else self.ledger(conn).model(name).challenger
-            row = self.audit.append(actor=by.actor, action="challenger", obj=f"{name}/v{number}", before=None,
-                                    after={"challenger": version, "by": by.name}, reason=reason, connection=conn)
+            row = self.audit.append(
+                actor=by.actor,
+                action="challenger",
+                obj=f"{name}/v{number}",
+                before=None,
+                after={"challenger": version, "by": by.name},
+                reason=reason,
+                connection=conn,
+            )
             self._mirror(conn, name)
         self._checkpoint()
         return row
 
     def auto_promote(self, name: str, version: int, *, note: str) -> Transition:
         """The retraining policy approves and promotes a better challenger, when the validators' policy allows it."""
+
         def check(ledger: Ledger, current: VersionState) -> dict[str, Any]:
             policy = ledger.policy
             if name not in policy.auto_promote:
-                raise GovernanceError(f"governance policy v{policy.version} does not allow automatic promotion of "
-                                      f"'{name}'; a validator must add it (keel policy set --auto-promote {name})")
+                raise GovernanceError(
+                    f"governance policy v{policy.version} does not allow automatic promotion of "
+                    f"'{name}'; a validator must add it (keel policy set --auto-promote {name})"
+                )
             if current.author_id is None:
-                raise GovernanceError(f"{name}/v{version} was registered without an authenticated author; the "
-                                      "policy promotes only versions a signed-in developer registered")
+                raise GovernanceError(
+                    f"{name}/v{version} was registered without an authenticated author; the "
+                    "policy promotes only versions a signed-in developer registered"
+                )
             if policy.set_by == f"user:{current.author_id}":
-                raise GovernanceError(f"four-eyes rule: the author of {name}/v{version} also set the policy")
+                raise GovernanceError(
+                    f"four-eyes rule: the author of {name}/v{version} also set the policy"
+                )
             if current.state != "validated":
                 raise GovernanceError(f"{name}/v{version} is '{current.state}', not 'validated'")
             gates = judge(tighter(policy.thresholds, current.thresholds), current.measures)
             if any(g["passed"] is not True for g in gates):
                 raise GovernanceError(f"{name}/v{version} fails policy v{policy.version}'s gates")
-            return {"state": "champion", "approver_id": None, "approver": f"policy v{policy.version}",
-                    "champion": version, "previous": ledger.model(name).champion, "gates": gates}
+            return {
+                "state": "champion",
+                "approver_id": None,
+                "approver": f"policy v{policy.version}",
+                "champion": version,
+                "previous": ledger.model(name).champion,
+                "gates": gates,
+            }
+
         self._require_intact()
         with self.audit.engine.begin() as conn:  # approve and promote as one step
             self.audit.lock(conn)
@@ -302,17 +425,39 @@ class Governance:
             actor = f"policy:v{ledger.policy.version}"
             current = self._version(ledger, name, version)
             after = check(ledger, current)
-            self.audit.append(actor=actor, action="approve", obj=f"{name}/v{version}", before={"state": current.state},
-                              after=after | {"state": "approved"}, reason=note, connection=conn)
-            row = self.audit.append(actor=actor, action="promote", obj=f"{name}/v{version}",
-                                    before={"state": "approved", "champion": after["previous"]}, after=after,
-                                    reason=note, connection=conn)
+            self.audit.append(
+                actor=actor,
+                action="approve",
+                obj=f"{name}/v{version}",
+                before={"state": current.state},
+                after=after | {"state": "approved"},
+                reason=note,
+                connection=conn,
+            )
+            row = self.audit.append(
+                actor=actor,
+                action="promote",
+                obj=f"{name}/v{version}",
+                before={"state": "approved", "champion": after["previous"]},
+                after=after,
+                reason=note,
+                connection=conn,
+            )
             self._mirror(conn, name)
         self._checkpoint()
-        return Transition(self.registry.version(name, version), current.state, "champion", row, after["gates"])
+        return Transition(
+            self.registry.version(name, version), current.state, "champion", row, after["gates"]
+        )
 
-    def set_policy(self, *, by: Principal, reason: str, thresholds: dict[str, float] | None = None,
-                   deployer_may_approve: bool | None = None, auto_promote: list[str] | None = None) -> Policy:
+    def set_policy(
+        self,
+        *,
+        by: Principal,
+        reason: str,
+        thresholds: dict[str, float] | None = None,
+        deployer_may_approve: bool | None = None,
+        auto_promote: list[str] | None = None,
+    ) -> Policy:
         """A validator changes the governance policy; each change is a new, audited policy version."""
         try:
             by.require("policy")
@@ -325,12 +470,24 @@ class Governance:
         with self.audit.engine.begin() as conn:
             self.audit.lock(conn)
             current = self.ledger(conn).policy
-            new = Policy(current.version + 1, current.thresholds if thresholds is None else dict(thresholds),
-                         current.deployer_may_approve if deployer_may_approve is None else deployer_may_approve,
-                         current.auto_promote if auto_promote is None else tuple(auto_promote), by.actor)
-            self.audit.append(actor=by.actor, action="policy", obj=POLICY_OBJECT, before=current.to_dict(),
-                              after=new.to_dict() | {"version": new.version, "by": by.name}, reason=reason,
-                              connection=conn)
+            new = Policy(
+                current.version + 1,
+                current.thresholds if thresholds is None else dict(thresholds),
+                current.deployer_may_approve
+                if deployer_may_approve is None
+                else deployer_may_approve,
+                current.auto_promote if auto_promote is None else tuple(auto_promote),
+                by.actor,
+            )
+            self.audit.append(
+                actor=by.actor,
+                action="policy",
+                obj=POLICY_OBJECT,
+                before=current.to_dict(),
+                after=new.to_dict() | {"version": new.version, "by": by.name},
+                reason=reason,
+                connection=conn,
+            )
         self._checkpoint()
         return new
 
@@ -340,23 +497,34 @@ class Governance:
         ledger, found, registered = self.ledger(), [], set(self.registry.model_names())
         for name in sorted(registered | set(ledger.models)):
             model = ledger.model(name)
-            known = {v.version: v for v in self.registry.versions(name)} if name in registered else {}
+            known = (
+                {v.version: v for v in self.registry.versions(name)} if name in registered else {}
+            )
             for number, info in known.items():
                 audited = model.versions.get(number)
                 if audited is None:
-                    found.append(f"{name}/v{number} is in the MLflow registry but the audit log never registered it")
+                    found.append(
+                        f"{name}/v{number} is in the MLflow registry but the audit log never registered it"
+                    )
                     continue
                 if info.tag("state") != audited.state:
-                    found.append(f"{name}/v{number}: MLflow tag keel.state is '{info.tag('state')}', the audit log "
-                                 f"says '{audited.state}'")
+                    found.append(
+                        f"{name}/v{number}: MLflow tag keel.state is '{info.tag('state')}', the audit log "
+                        f"says '{audited.state}'"
+                    )
             for number in sorted(set(model.versions) - set(known)):
                 found.append(f"{name}/v{number} is in the audit log but not in the MLflow registry")
-            for alias, audited_version in ((CHAMPION, model.champion), (CHALLENGER, model.challenger)):
+            for alias, audited_version in (
+                (CHAMPION, model.champion),
+                (CHALLENGER, model.challenger),
+            ):
                 mirrored = self.registry.alias(name, alias) if known else None
                 if (mirrored.version if mirrored else None) != audited_version:
-                    found.append(f"{name}: MLflow alias '{alias}' points at "
-                                 f"{'v' + str(mirrored.version) if mirrored else 'nothing'}, the audit log says "
-                                 f"{'v' + str(audited_version) if audited_version else 'none'}")
+                    found.append(
+                        f"{name}: MLflow alias '{alias}' points at "
+                        f"{'v' + str(mirrored.version) if mirrored else 'nothing'}, the audit log says "
+                        f"{'v' + str(audited_version) if audited_version else 'none'}"
+                    )
         return found
 
     def registered_sha256(self, name: str, version: int) -> str | None:
@@ -385,8 +553,15 @@ class Governance:
             elif version is None and mirrored is not None:
                 self.registry.delete_alias(name, alias)
 
-    def _change(self, name: str, version: int | str, action: str, by: Principal, note: str,
-                check: Callable[[Ledger, VersionState], dict[str, Any]]) -> Transition:
+    def _change(
+        self,
+        name: str,
+        version: int | str,
+        action: str,
+        by: Principal,
+        note: str,
+        check: Callable[[Ledger, VersionState], dict[str, Any]],
+    ) -> Transition:
         """Check and write one transition under the log's lock; a refusal is audited, then raised."""
         number = self.registry.version(name, version).version
         self._require_intact()
@@ -399,47 +574,74 @@ class Governance:
                 before = {"state": current.state}
                 if "champion" in after:
                     before["champion"] = ledger.model(name).champion
-                row = self.audit.append(actor=by.actor, action=action, obj=f"{name}/v{number}", before=before,
-                                        after=after | {"by": by.name, "policy": ledger.policy.version},
-                                        reason=note, connection=conn)
+                row = self.audit.append(
+                    actor=by.actor,
+                    action=action,
+                    obj=f"{name}/v{number}",
+                    before=before,
+                    after=after | {"by": by.name, "policy": ledger.policy.version},
+                    reason=note,
+                    connection=conn,
+                )
                 self._mirror(conn, name)
         except (GovernanceError, PermissionDenied) as refused:
             self._refuse(by, action, f"{name}/v{number}", str(refused), refused)
         self._checkpoint()
-        return Transition(self.registry.version(name, number), current.state, after["state"], row,
-                          after.get("gates", []))
+        return Transition(
+            self.registry.version(name, number),
+            current.state,
+            after["state"],
+            row,
+            after.get("gates", []),
+        )
 
     def _checkpoint(self) -> None:
         """Write the signed checkpoint of the committed head; a failure says the change itself is saved."""
         try:
             self.audit.checkpoint()
         except OSError as error:
-            raise IntegrityError(f"the change is saved in the audit log, but its checkpoint could not be written to "
-                                 f"{self.audit.checkpoints}: {error}; fix the location, then keel audit verify"
-                                 ) from error
+            raise IntegrityError(
+                f"the change is saved in the audit log, but its checkpoint could not be written to "
+                f"{self.audit.checkpoints}: {error}; fix the location, then keel audit verify"
+            ) from error
 
     def _require_intact(self) -> None:
         """Refuse any change while the audit log does not verify: state must never be built on a forged row."""
         problems = self.audit.verify()
         if problems:
-            raise GovernanceError(f"the audit log does not verify ({problems[0].kind}: {problems[0].detail}); no "
-                                  "lifecycle change until it does (keel audit verify names every problem)")
+            raise GovernanceError(
+                f"the audit log does not verify ({problems[0].kind}: {problems[0].detail}); no "
+                "lifecycle change until it does (keel audit verify names every problem)"
+            )
 
     def _version(self, ledger: Ledger, name: str, number: int) -> VersionState:
         found = ledger.model(name).versions.get(number)
         if found is None:
-            raise GovernanceError(f"{name}/v{number} was never registered in the audit log; it has no lifecycle")
+            raise GovernanceError(
+                f"{name}/v{number} was never registered in the audit log; it has no lifecycle"
+            )
         return found
 
-    def _refuse(self, by: Principal, action: str, obj: str, why: str, error: Exception | None = None) -> Any:
+    def _refuse(
+        self, by: Principal, action: str, obj: str, why: str, error: Exception | None = None
+    ) -> Any:
         """Audit a refused attempt, then raise it."""
-        self.audit.append(actor=by.actor, action="refused", obj=obj, before=None,
-                          after={"attempt": action, "by": by.name}, reason=why)
+        self.audit.append(
+            actor=by.actor,
+            action="refused",
+            obj=obj,
+            before=None,
+            after={"attempt": action, "by": by.name},
+            reason=why,
+        )
         raise error or GovernanceError(why)
 
 
-def _check_policy(thresholds: dict[str, float] | None, deployer_may_approve: bool | None,
-                  auto_promote: list[str] | None) -> None:
+def _check_policy(
+    thresholds: dict[str, float] | None,
+    deployer_may_approve: bool | None,
+    auto_promote: list[str] | None,
+) -> None:
     """Refuse unknown gates, thresholds that are not finite numbers, a non-boolean switch, non-text model names."""
     from keel.evaluation.gates import FAIRNESS_GATES, MODEL_GATES
 
@@ -447,10 +649,18 @@ def _check_policy(thresholds: dict[str, float] | None, deployer_may_approve: boo
     for gate, threshold in (thresholds or {}).items():
         if gate not in known:
             raise GovernanceError(f"unknown gate '{gate}'; gates are {', '.join(known)}")
-        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
-            raise GovernanceError(f"gate {gate}: the threshold must be a finite number, not {threshold!r}")
+        if (
+            isinstance(threshold, bool)
+            or not isinstance(threshold, (int, float))
+            or not math.isfinite(threshold)
+        ):
+            raise GovernanceError(
+                f"gate {gate}: the threshold must be a finite number, not {threshold!r}"
+            )
     if deployer_may_approve is not None and not isinstance(deployer_may_approve, bool):
-        raise GovernanceError(f"deployer_may_approve must be true or false, not {deployer_may_approve!r}")
+        raise GovernanceError(
+            f"deployer_may_approve must be true or false, not {deployer_may_approve!r}"
+        )
     if auto_promote is not None and not all(isinstance(n, str) and n for n in auto_promote):
         raise GovernanceError(f"auto_promote must list model names, not {auto_promote!r}")
 

@@ -28,9 +28,18 @@ PERMISSIONS: dict[str, frozenset[str]] = {
 }
 
 
-_DOING = {"read": "read", "register": "register a version", "approve": "approve", "reject": "reject",
-          "promote": "promote", "rollback": "roll back", "challenger": "set the challenger",
-          "policy": "change the policy", "users": "manage users", "keys": "rotate the audit key"}
+_DOING = {
+    "read": "read",
+    "register": "register a version",
+    "approve": "approve",
+    "reject": "reject",
+    "promote": "promote",
+    "rollback": "roll back",
+    "challenger": "set the challenger",
+    "policy": "change the policy",
+    "users": "manage users",
+    "keys": "rotate the audit key",
+}
 
 
 class AuthenticationError(KeelError, PermissionError):
@@ -67,5 +76,7 @@ class Principal:
         if not self.may(permission):
             needed = " or ".join(sorted(PERMISSIONS[permission]))
             held = ", ".join(sorted(self.roles)) or "none"
-            raise PermissionDenied(f"{self.name} may not {_DOING[permission]}: it needs the role {needed}; "
-                                   f"their roles: {held}")
+            raise PermissionDenied(
+                f"{self.name} may not {_DOING[permission]}: it needs the role {needed}; "
+                f"their roles: {held}"
+            )

@@ -38,7 +38,9 @@ def key_id_of(public_key_hex: str) -> str:
 def verify_signature(public_key_hex: str, message: bytes, signature_hex: str) -> bool:
     """True when ``signature_hex`` is the Ed25519 signature of ``message`` by ``public_key_hex``."""
     try:
-        Ed25519PublicKey.from_public_bytes(bytes.fromhex(public_key_hex)).verify(bytes.fromhex(signature_hex), message)
+        Ed25519PublicKey.from_public_bytes(bytes.fromhex(public_key_hex)).verify(
+            bytes.fromhex(signature_hex), message
+        )
     except (InvalidSignature, ValueError, TypeError):
         return False
     return True
@@ -50,7 +52,9 @@ class AuditKey:
     def __init__(self, private_key: Ed25519PrivateKey, path: Path | None = None) -> None:
         self._private = private_key
         self.path = path
-        raw = private_key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        raw = private_key.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
         self.public_key_hex = raw.hex()
         self.key_id = key_id_of(self.public_key_hex)
 
@@ -67,14 +71,20 @@ class AuditKey:
             _create_key_file(path)
         mode = stat.S_IMODE(path.stat().st_mode)
         if os.name == "posix" and mode & 0o077:
-            raise IntegrityError(f"audit key file {path} has mode {mode:04o}, but it must be readable by its owner "
-                                 f"only (mode 0600): run `chmod 600 {path}`, and rotate the key if others read it")
+            raise IntegrityError(
+                f"audit key file {path} has mode {mode:04o}, but it must be readable by its owner "
+                f"only (mode 0600): run `chmod 600 {path}`, and rotate the key if others read it"
+            )
         try:
             key = serialization.load_pem_private_key(path.read_bytes(), password=None)
         except (ValueError, TypeError) as error:
-            raise IntegrityError(f"audit key file {path} is not an unencrypted PEM private key: {error}") from error
+            raise IntegrityError(
+                f"audit key file {path} is not an unencrypted PEM private key: {error}"
+            ) from error
         if not isinstance(key, Ed25519PrivateKey):
-            raise IntegrityError(f"audit key file {path} holds a {type(key).__name__}; audit keys are Ed25519")
+            raise IntegrityError(
+                f"audit key file {path} holds a {type(key).__name__}; audit keys are Ed25519"
+            )
         return cls(key, path)
 
     def sign(self, message: bytes) -> str:
@@ -88,8 +98,9 @@ class AuditKey:
 def _create_key_file(path: Path) -> None:
     """Write a new key to ``path`` atomically with mode 0600; a key another process wrote first wins."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    pem = Ed25519PrivateKey.generate().private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                     serialization.NoEncryption())
+    pem = Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     try:
         _create_local(path, pem, mode=0o600)  # never replaces a key that exists
     except FileExistsError:
@@ -114,9 +125,15 @@ class Checkpoint:
     @classmethod
     def sign(cls, seq: int, head_hash: str, key: AuditKey) -> Checkpoint:
         """A checkpoint of (seq, head_hash) signed now by ``key``."""
-        time = dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
-        return cls(seq, head_hash, time, key.key_id, key.public_key_hex,
-                   key.sign(_checkpoint_message(seq, head_hash, time)))
+        time = dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
+        return cls(
+            seq,
+            head_hash,
+            time,
+            key.key_id,
+            key.public_key_hex,
+            key.sign(_checkpoint_message(seq, head_hash, time)),
+        )
 
     @property
     def name(self) -> str:
@@ -129,8 +146,9 @@ class Checkpoint:
             named = key_id_of(self.public_key) == self.key_id
         except ValueError:
             return False
-        return named and verify_signature(self.public_key, _checkpoint_message(self.seq, self.hash, self.time),
-                                          self.signature)
+        return named and verify_signature(
+            self.public_key, _checkpoint_message(self.seq, self.hash, self.time), self.signature
+        )
 
 
 @dataclass(frozen=True)
@@ -229,6 +247,8 @@ def _parse(name: str, body: bytes) -> Checkpoint:
         raise ValueError("hash, time, key_id, public_key and signature must be strings")
     checkpoint = Checkpoint(**data)
     if checkpoint.name != name:
-        raise ValueError(f"the file is named {name}, but it holds row {checkpoint.seq} with hash "
-                         f"{checkpoint.hash[:12]}... (expected the name {checkpoint.name})")
+        raise ValueError(
+            f"the file is named {name}, but it holds row {checkpoint.seq} with hash "
+            f"{checkpoint.hash[:12]}... (expected the name {checkpoint.name})"
+        )
     return checkpoint

@@ -46,8 +46,11 @@ class Policy:
 
     def to_dict(self) -> dict[str, Any]:
         """The policy's settings as plain JSON (what a ``policy`` audit row holds)."""
-        return {"thresholds": dict(sorted(self.thresholds.items())), "deployer_may_approve": self.deployer_may_approve,
-                "auto_promote": sorted(self.auto_promote)}
+        return {
+            "thresholds": dict(sorted(self.thresholds.items())),
+            "deployer_may_approve": self.deployer_may_approve,
+            "auto_promote": sorted(self.auto_promote),
+        }
 
 
 @dataclass(frozen=True)
@@ -111,9 +114,13 @@ def replay(rows: Iterable[AuditRow]) -> Ledger:
     for row in rows:
         after = fields_of(row.after)
         if row.action == "policy" and row.object == POLICY_OBJECT:
-            ledger.policy = Policy(ledger.policy.version + 1, dict(after.get("thresholds", {})),
-                                   bool(after.get("deployer_may_approve", False)),
-                                   tuple(after.get("auto_promote", ())), row.actor)
+            ledger.policy = Policy(
+                ledger.policy.version + 1,
+                dict(after.get("thresholds", {})),
+                bool(after.get("deployer_may_approve", False)),
+                tuple(after.get("auto_promote", ())),
+                row.actor,
+            )
             continue
         target = split_object(row.object)
         if target is None:
@@ -129,14 +136,24 @@ def _apply(model: ModelState, row: AuditRow, number: int, after: dict[str, Any])
     if row.action == "register":
         author = after.get("author") or {}
         versions[number] = VersionState(
-            number, after.get("state", "candidate"), author.get("id"), author.get("name", row.actor),
-            dict(after.get("thresholds", {})), dict(after.get("measures", {})), list(after.get("gates", [])),
-            registered_seq=row.seq)
+            number,
+            after.get("state", "candidate"),
+            author.get("id"),
+            author.get("name", row.actor),
+            dict(after.get("thresholds", {})),
+            dict(after.get("measures", {})),
+            list(after.get("gates", [])),
+            registered_seq=row.seq,
+        )
     elif number not in versions:
         return  # a row about a version the log never registered: named by the cross-check, changes nothing
     elif row.action == "approve":
-        versions[number] = replace(versions[number], state="approved", approver_id=after.get("approver_id"),
-                                   conditions=after.get("conditions"))
+        versions[number] = replace(
+            versions[number],
+            state="approved",
+            approver_id=after.get("approver_id"),
+            conditions=after.get("conditions"),
+        )
     elif row.action == "reject":
         versions[number] = replace(versions[number], state="rejected")
         if model.challenger == number:

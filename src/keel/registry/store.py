@@ -77,9 +77,14 @@ class Registry:
         location = None
         if self.artifact_root is not None:
             folder = (self.artifact_root / name).resolve()
-            if not folder.is_relative_to(self.artifact_root.resolve()) or folder == self.artifact_root.resolve():
-                raise RegistryError(f"experiment '{name}' would keep its artifacts at {folder}, outside the project's "
-                                    f"{self.artifact_root}; name it with letters, digits, '.', '_' and '-' only")
+            if (
+                not folder.is_relative_to(self.artifact_root.resolve())
+                or folder == self.artifact_root.resolve()
+            ):
+                raise RegistryError(
+                    f"experiment '{name}' would keep its artifacts at {folder}, outside the project's "
+                    f"{self.artifact_root}; name it with letters, digits, '.', '_' and '-' only"
+                )
             location = folder.as_uri()
         try:
             return self._client.create_experiment(name, artifact_location=location)
@@ -91,17 +96,27 @@ class Registry:
 
     def start_run(self, experiment: str, run_name: str, tags: Mapping[str, str]) -> str:
         """Open a run and return its id."""
-        run = self._client.create_run(self.experiment_id(experiment), run_name=run_name, tags=dict(tags))
+        run = self._client.create_run(
+            self.experiment_id(experiment), run_name=run_name, tags=dict(tags)
+        )
         return run.info.run_id
 
-    def log(self, run_id: str, *, params: Mapping[str, Any] | None = None,
-            metrics: Mapping[str, float] | None = None, tags: Mapping[str, str] | None = None) -> None:
+    def log(
+        self,
+        run_id: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        metrics: Mapping[str, float] | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> None:
         """Log params, metrics and tags in one batch."""
         from mlflow.entities import Metric, Param, RunTag
 
         self._client.log_batch(
             run_id,
-            metrics=[Metric(k, float(v), 0, 0) for k, v in (metrics or {}).items() if v is not None],
+            metrics=[
+                Metric(k, float(v), 0, 0) for k, v in (metrics or {}).items() if v is not None
+            ],
             params=[Param(k, str(v)[:6000]) for k, v in (params or {}).items()],
             tags=[RunTag(k, str(v)) for k, v in (tags or {}).items()],
         )
@@ -119,7 +134,9 @@ class Registry:
         self._client.set_terminated(run_id, status="FAILED" if failed else "FINISHED")
 
     # model versions ---------------------------------------------------------------------
-    def register(self, name: str, run_id: str, *, tags: Mapping[str, str], description: str = "") -> VersionInfo:
+    def register(
+        self, name: str, run_id: str, *, tags: Mapping[str, str], description: str = ""
+    ) -> VersionInfo:
         """Register the run's model folder as a new version of ``name``."""
         from mlflow.exceptions import MlflowException
 
@@ -130,7 +147,10 @@ class Registry:
                 raise RegistryError(f"cannot create registered model '{name}': {err}") from err
         source = f"{self._client.get_run(run_id).info.artifact_uri}/{MODEL_PATH}"
         version = self._client.create_model_version(
-            name, source=source, run_id=run_id, tags={TAG_PREFIX + k: v for k, v in tags.items()},
+            name,
+            source=source,
+            run_id=run_id,
+            tags={TAG_PREFIX + k: v for k, v in tags.items()},
             description=description,
         )
         return self.version(name, int(version.version))
@@ -190,10 +210,13 @@ class Registry:
             return _info(self._client.get_model_version(name, str(version)))
         except MlflowException:
             known = [v.version for v in self.versions(name)]
-            raise RegistryError(f"model '{name}' has no version {version}; versions: {known}") from None
+            raise RegistryError(
+                f"model '{name}' has no version {version}; versions: {known}"
+            ) from None
 
-    def load_model(self, name: str, version: int | str, *, expected_sha256: str | None = None
-                   ) -> tuple[KeelModel, VersionInfo]:
+    def load_model(
+        self, name: str, version: int | str, *, expected_sha256: str | None = None
+    ) -> tuple[KeelModel, VersionInfo]:
         """Fetch a version's two files and load them, always checking the fingerprint recorded at registration.
 
         A version without a valid ``keel.model_sha256`` tag cannot be verified and is refused;
@@ -204,10 +227,14 @@ class Registry:
         where = f"{name} v{info.version} at {info.source}"
         with tempfile.TemporaryDirectory(prefix="keel-model-") as tmp:
             names, read = self._fetch(info.source, Path(tmp), where=where)
-            model = KeelModel.from_files(read(MANIFEST), read, names=names, where=where, expected_sha256=expected)
+            model = KeelModel.from_files(
+                read(MANIFEST), read, names=names, where=where, expected_sha256=expected
+            )
         return model, info
 
-    def _fetch(self, source: str, destination: Path, *, where: str) -> tuple[list[str], Callable[[str], bytes]]:
+    def _fetch(
+        self, source: str, destination: Path, *, where: str
+    ) -> tuple[list[str], Callable[[str], bytes]]:
         """The names of a version's files and a reader of one by name; the listing is checked first.
 
         Extra, hidden, folder or symlink entries and files over MAX_FILE_BYTES are refused before anything
@@ -219,16 +246,26 @@ class Registry:
             folder = Path(unquote(urlparse(source).path))
             if not folder.is_dir():
                 raise RegistryError(f"model files at {folder} are missing")
-            return check_listing(list_folder(folder), where=where), lambda name: read_file(folder / name)
+            return check_listing(list_folder(folder), where=where), lambda name: read_file(
+                folder / name
+            )
         import mlflow.artifacts
 
-        listed = mlflow.artifacts.list_artifacts(artifact_uri=source, tracking_uri=self.tracking_uri)
+        listed = mlflow.artifacts.list_artifacts(
+            artifact_uri=source, tracking_uri=self.tracking_uri
+        )
         names = check_listing([_artifact_entry(found, where) for found in listed], where=where)
 
         def download(name: str) -> bytes:
-            return read_file(Path(mlflow.artifacts.download_artifacts(
-                artifact_uri=f"{source.rstrip('/')}/{name}", dst_path=str(destination), tracking_uri=self.tracking_uri
-            )))
+            return read_file(
+                Path(
+                    mlflow.artifacts.download_artifacts(
+                        artifact_uri=f"{source.rstrip('/')}/{name}",
+                        dst_path=str(destination),
+                        tracking_uri=self.tracking_uri,
+                    )
+                )
+            )
 
         return names, download
 
@@ -255,8 +292,10 @@ def _artifact_entry(found: Any, where: str) -> Entry:
     if found.is_dir:
         return Entry(name, "dir", 0)
     if found.file_size is None:
-        raise IntegrityError(f"{where}: the artifact store lists {name} without a size; "
-                             "Keel does not download a model file it cannot bound")
+        raise IntegrityError(
+            f"{where}: the artifact store lists {name} without a size; "
+            "Keel does not download a model file it cannot bound"
+        )
     return Entry(name, "file", int(found.file_size))
 
 

@@ -32,7 +32,13 @@ from keel.explain.importance import Dependence
 from keel.io.files import write_text_atomic
 from keel.reports import plots
 
-__all__ = ["compare_metrics", "draw_plots", "read_model_card", "render_model_card", "write_model_card"]
+__all__ = [
+    "compare_metrics",
+    "draw_plots",
+    "read_model_card",
+    "render_model_card",
+    "write_model_card",
+]
 
 HTML_NAME = "model_card.html"
 JSON_NAME = "model_card.json"
@@ -40,7 +46,17 @@ PLOTS_NAME = "plots.json"
 DASH = "—"
 
 # Metrics in the order a reviewer expects them; any others follow alphabetically.
-_METRIC_ORDER = ("n", "positive_rate", "auc", "gini", "ks", "average_precision", "brier", "log_loss", "ece")
+_METRIC_ORDER = (
+    "n",
+    "positive_rate",
+    "auc",
+    "gini",
+    "ks",
+    "average_precision",
+    "brier",
+    "log_loss",
+    "ece",
+)
 _LOWER_IS_BETTER = frozenset({"brier", "log_loss", "ece"})
 _COMPARED = tuple(name for name in _METRIC_ORDER if name not in ("n", "positive_rate"))
 _RESULT_ORDER = {"fail": 0, "not evaluated": 1, "pass": 2}
@@ -48,7 +64,11 @@ LONG_TABLE_ROWS = 15
 
 
 def _missing(value: object) -> bool:
-    return value is None or isinstance(value, Undefined) or (isinstance(value, str) and not value.strip())
+    return (
+        value is None
+        or isinstance(value, Undefined)
+        or (isinstance(value, str) and not value.strip())
+    )
 
 
 def show(value: object) -> str:
@@ -91,7 +111,11 @@ def signed(value: object, digits: int = 4) -> str:
 
 def integer(value: object) -> str:
     """Display a count: an integer with thousands separators."""
-    if isinstance(value, numbers.Real) and not isinstance(value, bool) and float(value).is_integer():
+    if (
+        isinstance(value, numbers.Real)
+        and not isinstance(value, bool)
+        and float(value).is_integer()
+    ):
         return f"{int(value):,}"
     return num(value)
 
@@ -152,7 +176,10 @@ def _recodings(recoded: Mapping[str, Any]) -> list[tuple[str, str, str]]:
 def _change(before: Mapping[str, Any], after: Mapping[str, Any]) -> str | None:
     """'state: validated -> approved; champion: 1 -> 2' for the keys an audit row changed."""
     keys = [key for key in ("state", "champion") if key in before or key in after]
-    return "; ".join(f"{key}: {show(before.get(key))} -> {show(after.get(key))}" for key in keys) or None
+    return (
+        "; ".join(f"{key}: {show(before.get(key))} -> {show(after.get(key))}" for key in keys)
+        or None
+    )
 
 
 def _utc(time: object) -> str | None:
@@ -164,14 +191,27 @@ def _history_rows(lifecycle: Mapping[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for entry in _sequence(lifecycle.get("history")):
         entry = _mapping(entry)
-        gates = ", ".join(f"{gate.get('name')} {gate['status']}" for gate in _gate_rows(_sequence(entry.get("gates"))))
-        rows.append({**entry, "change": _change(_mapping(entry.get("before")), _mapping(entry.get("after"))),
-                     "when": _utc(entry.get("time")), "gate_summary": gates or None})
+        gates = ", ".join(
+            f"{gate.get('name')} {gate['status']}"
+            for gate in _gate_rows(_sequence(entry.get("gates")))
+        )
+        rows.append(
+            {
+                **entry,
+                "change": _change(_mapping(entry.get("before")), _mapping(entry.get("after"))),
+                "when": _utc(entry.get("time")),
+                "gate_summary": gates or None,
+            }
+        )
     return rows
 
 
 def _real(value: object) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(float(value))
+    return (
+        isinstance(value, numbers.Real)
+        and not isinstance(value, bool)
+        and math.isfinite(float(value))
+    )
 
 
 def compare_metrics(this: Mapping[str, Any], other: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -183,10 +223,20 @@ def compare_metrics(this: Mapping[str, Any], other: Mapping[str, Any]) -> list[d
         if not (_real(a) and _real(b)):
             continue
         difference = float(a) - float(b)
-        better = "same" if difference == 0 else (
-            "this" if (difference < 0) == (name in _LOWER_IS_BETTER) else "other")
-        rows.append({"metric": name, "this": float(a), "other": float(b), "difference": difference,
-                     "better": better})
+        better = (
+            "same"
+            if difference == 0
+            else ("this" if (difference < 0) == (name in _LOWER_IS_BETTER) else "other")
+        )
+        rows.append(
+            {
+                "metric": name,
+                "this": float(a),
+                "other": float(b),
+                "difference": difference,
+                "better": better,
+            }
+        )
     return rows
 
 
@@ -214,27 +264,45 @@ def _verdict(gates: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
     return ("The one gate passes." if len(gates) == 1 else f"All {len(gates)} gates pass."), "pass"
 
 
-def _with_differences(rows: list[dict[str, Any]], differences: Mapping[str, Any]) -> list[dict[str, Any]]:
+def _with_differences(
+    rows: list[dict[str, Any]], differences: Mapping[str, Any]
+) -> list[dict[str, Any]]:
     """Comparison rows with the difference's interval; one that holds 0 makes neither side better."""
     out = []
     for row in rows:
         interval = _interval(differences.get(row["metric"]))
-        unclear = interval is not None and interval["low"] <= 0 <= interval["high"] and row["better"] != "same"
+        unclear = (
+            interval is not None
+            and interval["low"] <= 0 <= interval["high"]
+            and row["better"] != "same"
+        )
         out.append({**row, "interval": interval, "better": "unclear" if unclear else row["better"]})
     return out
 
 
-def _unbounded_fairness(card: Mapping[str, Any], gates: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def _unbounded_fairness(
+    card: Mapping[str, Any], gates: Sequence[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
     """Each protected attribute's fairness measures that no gate bounds, as rows for the summary's table."""
     bounded = {str(gate.get("name")) for gate in gates}
     rows = []
     for entry in _sequence(card.get("fairness")):
         entry = _mapping(entry)
-        for bound, measure in (("min_adverse_impact_ratio", "adverse_impact_ratio"),
-                               ("max_equal_opportunity_difference", "equal_opportunity_difference")):
+        for bound, measure in (
+            ("min_adverse_impact_ratio", "adverse_impact_ratio"),
+            ("max_equal_opportunity_difference", "equal_opportunity_difference"),
+        ):
             if f"{bound}[{entry.get('attribute')}]" not in bounded:
-                rows.append({"name": f"{measure}[{entry.get('attribute')}]", "value": entry.get(measure),
-                             "threshold": None, "rule": "", "status": "no bound", "css": "no-bound"})
+                rows.append(
+                    {
+                        "name": f"{measure}[{entry.get('attribute')}]",
+                        "value": entry.get(measure),
+                        "threshold": None,
+                        "rule": "",
+                        "status": "no bound",
+                        "css": "no-bound",
+                    }
+                )
     return rows
 
 
@@ -243,17 +311,31 @@ def _baseline_view(card: Mapping[str, Any]) -> dict[str, Any] | None:
     baseline, tuning = _mapping(card.get("baseline")), _mapping(card.get("tuning"))
     test = _mapping(_mapping(card.get("metrics")).get("test"))
     if _mapping(baseline.get("test")):
-        rows = _with_differences(compare_metrics(test, _mapping(baseline.get("test"))),
-                                 _mapping(baseline.get("difference")))
-        return {"source": "test", "chosen": bool(baseline.get("chosen")), "rows": rows,
-                "headline": next((row for row in rows if row["metric"] == "auc"), None),
-                "note": baseline.get("note"), "params": baseline.get("params")}
+        rows = _with_differences(
+            compare_metrics(test, _mapping(baseline.get("test"))),
+            _mapping(baseline.get("difference")),
+        )
+        return {
+            "source": "test",
+            "chosen": bool(baseline.get("chosen")),
+            "rows": rows,
+            "headline": next((row for row in rows if row["metric"] == "auc"), None),
+            "note": baseline.get("note"),
+            "params": baseline.get("params"),
+        }
     best, chosen = _mapping(tuning.get("best")), tuning.get("chosen_family")
     if "logistic" in best and len(best) > 1 and chosen in best:
         metric = str(tuning.get("metric") or "")
         rows = compare_metrics({metric: best[chosen]}, {metric: best["logistic"]})
-        return {"source": "validation", "chosen": chosen == "logistic", "rows": rows, "metric": metric,
-                "headline": rows[0] if rows else None, "note": None, "params": None}
+        return {
+            "source": "validation",
+            "chosen": chosen == "logistic",
+            "rows": rows,
+            "metric": metric,
+            "headline": rows[0] if rows else None,
+            "note": None,
+            "params": None,
+        }
     return None
 
 
@@ -263,18 +345,30 @@ def _conditions(history: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     for entry in history:
         conditions = _mapping(entry.get("after")).get("conditions")
         if entry.get("action") == "approve" and not _missing(conditions) and conditions != []:
-            rows.append({"conditions": conditions, "actor": entry.get("actor"), "role": entry.get("role"),
-                         "when": entry.get("when"), "note": entry.get("note"), "version": entry.get("version")})
+            rows.append(
+                {
+                    "conditions": conditions,
+                    "actor": entry.get("actor"),
+                    "role": entry.get("role"),
+                    "when": entry.get("when"),
+                    "note": entry.get("note"),
+                    "version": entry.get("version"),
+                }
+            )
     return rows
 
 
-def _summary(card: Mapping[str, Any], gates: list[dict[str, Any]], history: list[dict[str, Any]]) -> dict[str, Any]:
+def _summary(
+    card: Mapping[str, Any], gates: list[dict[str, Any]], history: list[dict[str, Any]]
+) -> dict[str, Any]:
     """What the decision summary at the top of the card shows."""
     ordered = sorted(gates, key=lambda gate: _RESULT_ORDER.get(gate["status"], 1))
     verdict, css = _verdict(gates)
     intervals = _mapping(card.get("intervals"))
     measured = _mapping(intervals.get("metrics"))
-    names = [name for name in _COMPARED if name in measured] + sorted(set(measured) - set(_COMPARED))
+    names = [name for name in _COMPARED if name in measured] + sorted(
+        set(measured) - set(_COMPARED)
+    )
     tuning = _mapping(card.get("tuning"))
     champion = _mapping(card.get("champion"))
     test = _mapping(_mapping(card.get("metrics")).get("test"))
@@ -282,14 +376,23 @@ def _summary(card: Mapping[str, Any], gates: list[dict[str, Any]], history: list
     if champion:
         stored = [_mapping(row) for row in _sequence(card.get("comparison"))]
         champion_rows = _with_differences(
-            [dict(row) for row in stored] if stored else compare_metrics(test, _mapping(champion.get("test"))),
-            _mapping(champion.get("difference")))
+            [dict(row) for row in stored]
+            if stored
+            else compare_metrics(test, _mapping(champion.get("test"))),
+            _mapping(champion.get("difference")),
+        )
     return {
-        "gates": [{**gate, "rule": _rule(gate.get("name"))} for gate in ordered] + _unbounded_fairness(card, gates),
-        "verdict": verdict, "verdict_css": css,
+        "gates": [{**gate, "rule": _rule(gate.get("name"))} for gate in ordered]
+        + _unbounded_fairness(card, gates),
+        "verdict": verdict,
+        "verdict_css": css,
         "auc": _interval(measured.get("auc")),
-        "level": f"{float(intervals['level']) * 100:g}%" if _real(intervals.get("level")) else "95%",
-        "interval_rows": [{"name": name, **interval} for name in names if (interval := _interval(measured[name]))],
+        "level": f"{float(intervals['level']) * 100:g}%"
+        if _real(intervals.get("level"))
+        else "95%",
+        "interval_rows": [
+            {"name": name, **interval} for name in names if (interval := _interval(measured[name]))
+        ],
         "baseline": _baseline_view(card),
         "families": sorted(str(family) for family in _mapping(tuning.get("best"))),
         "champion": champion or None,
@@ -320,15 +423,22 @@ def _view(card: Mapping[str, Any]) -> dict[str, Any]:
         "params": sorted(_mapping(method.get("params")).items(), key=lambda item: str(item[0])),
         "recodings": _recodings(_mapping(data.get("recoded"))),
         "gates": gates,
-        "environment": sorted(_mapping(card.get("environment")).items(), key=lambda item: str(item[0]).lower()),
+        "environment": sorted(
+            _mapping(card.get("environment")).items(), key=lambda item: str(item[0]).lower()
+        ),
         "mlflow_command": (
-            f"mlflow ui --backend-store-uri {shlex.quote(str(tracking_uri))}" if not _missing(tracking_uri) else None
+            f"mlflow ui --backend-store-uri {shlex.quote(str(tracking_uri))}"
+            if not _missing(tracking_uri)
+            else None
         ),
     }
 
 
 def draw_plots(
-    card: Mapping[str, Any], y_test: np.ndarray, score_test: np.ndarray, dependences: Sequence[Dependence] = ()
+    card: Mapping[str, Any],
+    y_test: np.ndarray,
+    score_test: np.ndarray,
+    dependences: Sequence[Dependence] = (),
 ) -> dict[str, str]:
     """Every plot of the card as a data URI, by name; same inputs, same strings.
 
@@ -336,7 +446,11 @@ def draw_plots(
     The importance bars come from the card's ``explanations`` (when it has them) and one
     dependence plot (``dependence/<feature>``) from each of ``dependences``.
     """
-    points = [p for p in _sequence(_mapping(card.get("diagnostics")).get("learning_curve")) if isinstance(p, Mapping)]
+    points = [
+        p
+        for p in _sequence(_mapping(card.get("diagnostics")).get("learning_curve"))
+        if isinstance(p, Mapping)
+    ]
     drawn = {
         "roc": plots.roc_plot(y_test, score_test),
         "pr": plots.pr_plot(y_test, score_test),
@@ -345,13 +459,20 @@ def draw_plots(
         "gains": plots.gains_plot(y_test, score_test),
         "learning_curve": plots.learning_curve_plot(points),
     }
-    ranking = [item for item in _sequence(_mapping(card.get("explanations")).get("importance"))
-               if isinstance(item, Mapping)]
+    ranking = [
+        item
+        for item in _sequence(_mapping(card.get("explanations")).get("importance"))
+        if isinstance(item, Mapping)
+    ]
     if ranking:
-        drawn["importance"] = plots.importance_plot([str(item["feature"]) for item in ranking],
-                                                    [float(item["mean_abs"]) for item in ranking])
+        drawn["importance"] = plots.importance_plot(
+            [str(item["feature"]) for item in ranking],
+            [float(item["mean_abs"]) for item in ranking],
+        )
     for d in dependences:
-        drawn[f"dependence/{d.feature}"] = plots.dependence_plot(d.feature, d.values, d.contributions, d.categories)
+        drawn[f"dependence/{d.feature}"] = plots.dependence_plot(
+            d.feature, d.values, d.contributions, d.categories
+        )
     return drawn
 
 
@@ -384,7 +505,9 @@ def _json_default(value: object) -> object:
     return str(value)
 
 
-def write_model_card(card: Mapping[str, Any], plots: Mapping[str, str], out_dir: Path) -> tuple[Path, Path]:
+def write_model_card(
+    card: Mapping[str, Any], plots: Mapping[str, str], out_dir: Path
+) -> tuple[Path, Path]:
     """Write ``model_card.html``, ``model_card.json`` and ``plots.json`` into ``out_dir`` (created), each atomically.
 
     Returns ``(html_path, json_path)``. The JSON is the card itself; numpy scalars become
@@ -394,7 +517,9 @@ def write_model_card(card: Mapping[str, Any], plots: Mapping[str, str], out_dir:
     html = render_model_card(card, plots)
     text = json.dumps(card, indent=2, sort_keys=False, default=_json_default) + "\n"
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out_dir / PLOTS_NAME, json.dumps(dict(plots), indent=0, sort_keys=True) + "\n")
+    write_text_atomic(
+        out_dir / PLOTS_NAME, json.dumps(dict(plots), indent=0, sort_keys=True) + "\n"
+    )
     json_path = write_text_atomic(out_dir / JSON_NAME, text)
     html_path = write_text_atomic(out_dir / HTML_NAME, html)
     return html_path, json_path

@@ -28,7 +28,11 @@ _LEVELS = {"ok": 0, "warn": 1, "alert": 2}
 
 def _pvalue(value: object) -> str:
     """A p-value in two significant digits (``1.2e-18``), so tiny ones do not read as zero."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(float(value)):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not math.isfinite(float(value))
+    ):
         return show(value)
     return f"{float(value):.2g}"
 
@@ -37,9 +41,14 @@ def _window_row(window: Mapping[str, Any]) -> dict[str, Any]:
     drift = _mapping(window.get("drift"))
     features = [_mapping(f) for f in _sequence(drift.get("features"))]
     return {
-        "window": window.get("window"), "start": window.get("start"), "end": window.get("end"),
-        "rows": window.get("rows"), "labelled": window.get("labelled"), "versions": window.get("versions"),
-        "estimated": _mapping(window.get("estimated")), "realized": _mapping(window.get("realized")),
+        "window": window.get("window"),
+        "start": window.get("start"),
+        "end": window.get("end"),
+        "rows": window.get("rows"),
+        "labelled": window.get("labelled"),
+        "versions": window.get("versions"),
+        "estimated": _mapping(window.get("estimated")),
+        "realized": _mapping(window.get("realized")),
         "has_realized": bool(window.get("realized")),
         "level": drift.get("level") if drift else None,
         "drifted": sum(bool(f.get("drifted")) for f in features) if drift else None,
@@ -53,11 +62,23 @@ def _drift_detail(window: Mapping[str, Any]) -> dict[str, Any] | None:
     if not drift:
         return None
     features = [_mapping(f) for f in _sequence(drift.get("features"))]
-    drifted = sorted((f for f in features if f.get("drifted")),
-                     key=lambda f: (-_LEVELS.get(str(f.get("level")), 0), -float(f.get("psi") or 0.0), str(f.get("name"))))
-    return {"window": window.get("window"), "level": drift.get("level"), "n_rows": drift.get("n_rows"),
-            "n_tests": drift.get("n_tests"), "alpha": _mapping(drift.get("thresholds")).get("alpha"),
-            "features": len(features), "drifted": drifted}
+    drifted = sorted(
+        (f for f in features if f.get("drifted")),
+        key=lambda f: (
+            -_LEVELS.get(str(f.get("level")), 0),
+            -float(f.get("psi") or 0.0),
+            str(f.get("name")),
+        ),
+    )
+    return {
+        "window": window.get("window"),
+        "level": drift.get("level"),
+        "n_rows": drift.get("n_rows"),
+        "n_tests": drift.get("n_tests"),
+        "alpha": _mapping(drift.get("thresholds")).get("alpha"),
+        "features": len(features),
+        "drifted": drifted,
+    }
 
 
 def _view(report: Mapping[str, Any]) -> dict[str, Any]:
@@ -82,7 +103,9 @@ def _view(report: Mapping[str, Any]) -> dict[str, Any]:
 def render_monitoring_report(report: Mapping[str, Any]) -> str:
     """Return the monitoring report as one self-contained HTML page, its plots embedded."""
     if not isinstance(report, Mapping):
-        raise TypeError(f"`report` must be a mapping (MonitorReport.to_dict()), but got {type(report).__name__}.")
+        raise TypeError(
+            f"`report` must be a mapping (MonitorReport.to_dict()), but got {type(report).__name__}."
+        )
     env = _environment()
     env.filters["pvalue"] = _pvalue
     template = env.get_template("monitoring.html.j2")

@@ -107,7 +107,9 @@ def pr_plot(y: object, score: object) -> str:
     ap = average_precision_score(y_arr, score_arr)
     base = float(y_arr.mean())
     ax.step(recall, precision, where="post", color=_NEGATIVE, label=f"model (AP = {ap:.4f})")
-    ax.axhline(base, color=_REFERENCE, linestyle="--", linewidth=1, label=f"positive rate ({base:.4f})")
+    ax.axhline(
+        base, color=_REFERENCE, linestyle="--", linewidth=1, label=f"positive rate ({base:.4f})"
+    )
     ax.set(xlabel="Recall", ylabel="Precision", xlim=(0, 1), ylim=(0, 1.01))
     ax.legend(loc="upper right")
     return _to_data_uri(fig)
@@ -128,11 +130,21 @@ def calibration_plot(y: object, score: object, bins: int = 10) -> str:
 
     fig, (top, bottom) = _figure(nrows=2, height_ratios=(3, 1))
     top.set_title("Calibration (reliability diagram)")
-    top.plot([0, 1], [0, 1], color=_REFERENCE, linestyle="--", linewidth=1, label="perfectly calibrated")
+    top.plot(
+        [0, 1], [0, 1], color=_REFERENCE, linestyle="--", linewidth=1, label="perfectly calibrated"
+    )
     top.plot(mean_score, observed, marker="o", color=_NEGATIVE, label="model")
     top.set(ylabel="Observed positive rate", xlim=(0, 1), ylim=(-0.02, 1.04))
     top.legend(loc="upper left")
-    bottom.bar(edges[:-1], counts, width=np.diff(edges), align="edge", color=_NEGATIVE, alpha=0.6, edgecolor="white")
+    bottom.bar(
+        edges[:-1],
+        counts,
+        width=np.diff(edges),
+        align="edge",
+        color=_NEGATIVE,
+        alpha=0.6,
+        edgecolor="white",
+    )
     bottom.set(xlabel="Mean predicted score", ylabel="Count")
     return _to_data_uri(fig)
 
@@ -149,7 +161,14 @@ def score_distribution_plot(y: object, score: object) -> str:
     for label, name, color in ((0, "negative (0)", _NEGATIVE), (1, "positive (1)", _POSITIVE)):
         values = score_arr[y_arr == label]
         if values.size:
-            ax.hist(values, bins=edges, density=True, alpha=0.5, color=color, label=f"{name}, n = {values.size}")
+            ax.hist(
+                values,
+                bins=edges,
+                density=True,
+                alpha=0.5,
+                color=color,
+                label=f"{name}, n = {values.size}",
+            )
     ax.set(xlabel="Score", ylabel="Density")
     ax.legend(loc="upper center")
     return _to_data_uri(fig)
@@ -195,12 +214,26 @@ def learning_curve_plot(points: Sequence[Mapping[str, object]]) -> str:
     for position, point in enumerate(points):
         missing = [key for key in required if key not in point]
         if missing:
-            raise ValueError(f"Learning-curve point {position} must have keys {list(required)}, but lacks {missing}.")
+            raise ValueError(
+                f"Learning-curve point {position} must have keys {list(required)}, but lacks {missing}."
+            )
     ordered = sorted(points, key=lambda point: point["train_size"])
     sizes = [point["train_size"] for point in ordered]
     metric = str(ordered[0].get("metric") or "metric")
-    ax.plot(sizes, [point["train_metric"] for point in ordered], marker="o", color=_POSITIVE, label="train")
-    ax.plot(sizes, [point["validation_metric"] for point in ordered], marker="o", color=_NEGATIVE, label="validation")
+    ax.plot(
+        sizes,
+        [point["train_metric"] for point in ordered],
+        marker="o",
+        color=_POSITIVE,
+        label="train",
+    )
+    ax.plot(
+        sizes,
+        [point["validation_metric"] for point in ordered],
+        marker="o",
+        color=_NEGATIVE,
+        label="validation",
+    )
     ax.set(xlabel="Training rows", ylabel=metric)
     ax.legend(loc="best")
     return _to_data_uri(fig)
@@ -209,16 +242,24 @@ def learning_curve_plot(points: Sequence[Mapping[str, object]]) -> str:
 def importance_plot(features: Sequence[str], mean_abs: Sequence[float], top: int = 15) -> str:
     """Horizontal bars of the ``top`` largest mean |contribution| values, largest at the top."""
     if len(features) != len(mean_abs):
-        raise ValueError(f"`features` and `mean_abs` must have the same length, but got {len(features)} and "
-                         f"{len(mean_abs)}.")
+        raise ValueError(
+            f"`features` and `mean_abs` must have the same length, but got {len(features)} and "
+            f"{len(mean_abs)}."
+        )
     order = np.argsort(-np.asarray(mean_abs, dtype=float), kind="stable")[:top]
-    fig = Figure(figsize=(FIGSIZE[0] * 1.6, 0.9 + 0.28 * max(len(order), 1)), dpi=DPI, layout="constrained")
+    fig = Figure(
+        figsize=(FIGSIZE[0] * 1.6, 0.9 + 0.28 * max(len(order), 1)), dpi=DPI, layout="constrained"
+    )
     ax = fig.subplots()
     ax.set_title(f"Global importance (top {len(order)} of {len(features)} features)")
     if not len(order):
         _note(ax, "No features to show")
         return _to_data_uri(fig)
-    ax.barh([str(features[j]) for j in order][::-1], [float(mean_abs[j]) for j in order][::-1], color=_NEGATIVE)
+    ax.barh(
+        [str(features[j]) for j in order][::-1],
+        [float(mean_abs[j]) for j in order][::-1],
+        color=_NEGATIVE,
+    )
     ax.set(xlabel="Mean |contribution| to the log-odds over test rows")
     return _to_data_uri(fig)
 
@@ -236,7 +277,9 @@ def dependence_plot(
     x = np.asarray(values, dtype=float).ravel()
     y = np.asarray(contributions, dtype=float).ravel()
     if x.shape != y.shape:
-        raise ValueError(f"`values` and `contributions` must have the same length, but got {x.size} and {y.size}.")
+        raise ValueError(
+            f"`values` and `contributions` must have the same length, but got {x.size} and {y.size}."
+        )
     present = np.isfinite(x)
     missing = int(x.size - present.sum())
     x, y = x[present], y[present]

@@ -23,10 +23,20 @@ from keel.server.routes import ROUTES, Route
 from keel.server.service import GovernanceError, GovernanceService
 from keel.web.bodies import BoundedBodies
 
-MAX_BODY_BYTES, BODY_TIMEOUT = 1_000_000, 10.0  # a request body: at most 1 MB, received whole within 10 s
+MAX_BODY_BYTES, BODY_TIMEOUT = (
+    1_000_000,
+    10.0,
+)  # a request body: at most 1 MB, received whole within 10 s
 
-STATUS = ((AuthenticationError, 401), (PermissionDenied, 403), (GovernanceError, 403), (RegistryError, 404),
-          (IntegrityError, 503), (KeelError, 422), (ValueError, 422))
+STATUS = (
+    (AuthenticationError, 401),
+    (PermissionDenied, 403),
+    (GovernanceError, 403),
+    (RegistryError, 404),
+    (IntegrityError, 503),
+    (KeelError, 422),
+    (ValueError, 422),
+)
 
 
 def bearer(request: Request) -> str | None:
@@ -40,8 +50,13 @@ def create_governance_app(service: GovernanceService) -> FastAPI:
     app = FastAPI(title="Keel governance service", version="1", docs_url=None, redoc_url=None)
     app.state.service = service
     for route in ROUTES:
-        app.add_api_route(route.path, _endpoint(service, route), methods=[route.method], name=route.call or "livez",
-                          openapi_extra=_documented(service, route))
+        app.add_api_route(
+            route.path,
+            _endpoint(service, route),
+            methods=[route.method],
+            name=route.call or "livez",
+            openapi_extra=_documented(service, route),
+        )
     from keel.server.console import mount_console
 
     mount_console(app, service)
@@ -70,6 +85,7 @@ def _endpoint(service: GovernanceService, route: Route) -> Any:
             return service.call(route.call, bearer(request), args)
         except (KeelError, ValueError) as error:
             return _error(error)
+
     return endpoint
 
 
@@ -80,7 +96,10 @@ def _declare_bearer(app: FastAPI) -> None:
     def openapi() -> dict[str, Any]:
         schema = generate()
         schema.setdefault("components", {}).setdefault("securitySchemes", {})["bearer"] = {
-            "type": "http", "scheme": "bearer", "description": "An API token: keel token create"}
+            "type": "http",
+            "scheme": "bearer",
+            "description": "An API token: keel token create",
+        }
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
@@ -93,18 +112,39 @@ def _documented(service: GovernanceService, route: Route) -> dict[str, Any] | No
     signature = inspect.signature(getattr(service, route.call), eval_str=True)
     fields = {name: p for name, p in signature.parameters.items() if name != "by"}
     in_path = re.findall(r"{(\w+)}", route.path)
-    parameters = [{"name": name, "in": "path", "required": True,
-                   "schema": TypeAdapter(fields.pop(name).annotation).json_schema()} for name in in_path]
+    parameters = [
+        {
+            "name": name,
+            "in": "path",
+            "required": True,
+            "schema": TypeAdapter(fields.pop(name).annotation).json_schema(),
+        }
+        for name in in_path
+    ]
     documented: dict[str, Any] = {"parameters": parameters}
     if route.method == "GET":
-        parameters += [{"name": name, "in": "query", "required": p.default is p.empty,
-                        "schema": TypeAdapter(p.annotation).json_schema()} for name, p in fields.items()]
+        parameters += [
+            {
+                "name": name,
+                "in": "query",
+                "required": p.default is p.empty,
+                "schema": TypeAdapter(p.annotation).json_schema(),
+            }
+            for name, p in fields.items()
+        ]
     elif route.method in ("POST", "PUT"):
         body: type[BaseModel] = create_model(  # type: ignore[call-overload]
-            f"{route.call}_body", __config__=ConfigDict(extra="forbid"),
-            **{name: (p.annotation, ... if p.default is p.empty else p.default) for name, p in fields.items()})
-        documented["requestBody"] = {"required": any(p.default is p.empty for p in fields.values()),
-                                     "content": {"application/json": {"schema": body.model_json_schema()}}}
+            f"{route.call}_body",
+            __config__=ConfigDict(extra="forbid"),
+            **{
+                name: (p.annotation, ... if p.default is p.empty else p.default)
+                for name, p in fields.items()
+            },
+        )
+        documented["requestBody"] = {
+            "required": any(p.default is p.empty for p in fields.values()),
+            "content": {"application/json": {"schema": body.model_json_schema()}},
+        }
     if route.permission != "public":
         documented["security"] = [{"bearer": []}] if route.permission != "password" else []
     return documented
@@ -113,4 +153,6 @@ def _documented(service: GovernanceService, route: Route) -> dict[str, Any] | No
 def _error(error: Exception) -> JSONResponse:
     status = next(code for kind, code in STATUS if isinstance(error, kind))
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse({"error": type(error).__name__, "detail": str(error)}, status_code=status, headers=headers)
+    return JSONResponse(
+        {"error": type(error).__name__, "detail": str(error)}, status_code=status, headers=headers
+    )

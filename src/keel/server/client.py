@@ -18,8 +18,12 @@ from keel.registry.principal import AuthenticationError, PermissionDenied
 from keel.server.routes import route_of
 from keel.server.service import GovernanceError, GovernanceService
 
-_ERRORS: dict[int, type[KeelError]] = {401: AuthenticationError, 403: GovernanceError, 404: RegistryError,
-                                        503: IntegrityError}
+_ERRORS: dict[int, type[KeelError]] = {
+    401: AuthenticationError,
+    403: GovernanceError,
+    404: RegistryError,
+    503: IntegrityError,
+}
 
 
 class ServiceError(KeelError, RuntimeError):
@@ -65,8 +69,12 @@ class HttpClient:
             path += f"?{urllib.parse.urlencode(query)}" if query else ""
         else:
             body = json.dumps(args).encode()
-        request = urllib.request.Request(self.url + path, data=body, method=route.method,
-                                         headers={"Content-Type": "application/json", "Accept": "application/json"})
+        request = urllib.request.Request(
+            self.url + path,
+            data=body,
+            method=route.method,
+            headers={"Content-Type": "application/json", "Accept": "application/json"},
+        )
         if self.token and route.permission != "password":
             request.add_header("Authorization", f"Bearer {self.token}")
         try:
@@ -76,8 +84,10 @@ class HttpClient:
             detail = _detail(error)
             raise _ERRORS.get(error.code, KeelError)(detail) from None
         except (urllib.error.URLError, OSError, ValueError) as error:
-            raise ServiceError(f"the governance service at {self.url} cannot be reached or did not answer JSON: "
-                               f"{error}; check KEEL_SERVER") from None
+            raise ServiceError(
+                f"the governance service at {self.url} cannot be reached or did not answer JSON: "
+                f"{error}; check KEEL_SERVER"
+            ) from None
 
 
 def _detail(error: urllib.error.HTTPError) -> str:

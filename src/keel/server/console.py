@@ -39,8 +39,10 @@ from keel.server.service import GovernanceError, GovernanceService
 CONSOLE = "/console"
 COOKIE = "keel_session"
 IDLE_SECONDS = 15 * 60
-PAGE_CSP = ("default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
-            "frame-src 'self'; frame-ancestors 'none'; base-uri 'none'")
+PAGE_CSP = (
+    "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
+    "frame-src 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
 CARD_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'self'; base-uri 'none'"
 _STATIC = Path(__file__).with_name("static")
 
@@ -94,8 +96,10 @@ class Console:
     def __init__(self, service: GovernanceService, *, secret: str | None = None) -> None:
         self.service = service
         self.signer = TimestampSigner(secret or secrets.token_urlsafe(32), salt="keel-console")
-        self.pages = Environment(loader=PackageLoader("keel.server", "templates"),
-                                 autoescape=select_autoescape(default=True, default_for_string=True))
+        self.pages = Environment(
+            loader=PackageLoader("keel.server", "templates"),
+            autoescape=select_autoescape(default=True, default_for_string=True),
+        )
 
     # sessions -------------------------------------------------------------------------------
     def session(self, request: Request) -> Session | None:
@@ -112,57 +116,113 @@ class Console:
     def _keep(self, response: Response, request: Request, session: Session) -> Response:
         """Re-issue the session cookie (sliding idle timeout) and the security headers."""
         value = self.signer.sign(json.dumps([session.token, session.csrf])).decode()
-        response.set_cookie(COOKIE, value, max_age=IDLE_SECONDS, httponly=True, samesite="strict",
-                            secure=request.url.scheme == "https", path=CONSOLE)
+        response.set_cookie(
+            COOKIE,
+            value,
+            max_age=IDLE_SECONDS,
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+            path=CONSOLE,
+        )
         return response
 
-    def render(self, request: Request, template: str, session: Session | None, status: int = 200,
-               **values: Any) -> Response:
+    def render(
+        self,
+        request: Request,
+        template: str,
+        session: Session | None,
+        status: int = 200,
+        **values: Any,
+    ) -> Response:
         """A page from ``template``, escaped, with the session's user and CSRF token for its forms."""
-        html = self.pages.get_template(template).render(me=session.principal if session else None,
-                                                        csrf=session.csrf if session else "", console=CONSOLE,
-                                                        message=request.query_params.get("message"), **values)
+        html = self.pages.get_template(template).render(
+            me=session.principal if session else None,
+            csrf=session.csrf if session else "",
+            console=CONSOLE,
+            message=request.query_params.get("message"),
+            **values,
+        )
         response = HTMLResponse(html, status_code=status)
         return self._keep(response, request, session) if session else response
 
     # pages ------------------------------------------------------------------------------------
     def models(self, request: Request, session: Session) -> Response:
         """Every model with its champion, challenger and versions' states."""
-        return self.render(request, "models.html.j2", session,
-                           models=self.service.call("models", session.token, {}))
+        return self.render(
+            request,
+            "models.html.j2",
+            session,
+            models=self.service.call("models", session.token, {}),
+        )
 
-    def version(self, request: Request, session: Session, name: str, number: int, *, error: str | None = None,
-                status: int = 200) -> Response:
+    def version(
+        self,
+        request: Request,
+        session: Session,
+        name: str,
+        number: int,
+        *,
+        error: str | None = None,
+        status: int = 200,
+    ) -> Response:
         """A version's decision summary, its card, and the actions the user's roles allow."""
         ledger = self.service.governance.ledger()
         model = ledger.model(name)
         found = model.versions.get(number)
         if found is None:
-            return self.render(request, "error.html.j2", session, 404, error=f"{name} v{number} is not registered "
-                               "in the audit log")
+            return self.render(
+                request,
+                "error.html.j2",
+                session,
+                404,
+                error=f"{name} v{number} is not registered in the audit log",
+            )
         gates = judge(tighter(ledger.policy.thresholds, found.thresholds), found.measures)
         gates.sort(key=lambda g: g["passed"] is True)
         card = self._card_json(name, number)
         champion = model.versions.get(model.champion) if model.champion else None
-        history = [r for r in self.service.call("audit", session.token, {"model": name})
-                   if r["object"] == f"{name}/v{number}"]
+        history = [
+            r
+            for r in self.service.call("audit", session.token, {"model": name})
+            if r["object"] == f"{name}/v{number}"
+        ]
         me = session.principal
         actions = {
             "approve": me.may("approve") and found.state == "validated",
             "reject": me.may("reject") and found.state in ("candidate", "validated", "approved"),
             "promote": me.may("promote") and found.state in ("approved", "retired"),
-            "rollback": me.may("rollback") and found.state == "champion" and len(model.champions) > 1,
+            "rollback": me.may("rollback")
+            and found.state == "champion"
+            and len(model.champions) > 1,
         }
-        return self.render(request, "version.html.j2", session, status, name=name, v=found, gates=gates,
-                           policy=ledger.policy, card=card, champion=champion, history=history, actions=actions,
-                           error=error, has_card=self._card_file(name, number).is_file())
+        return self.render(
+            request,
+            "version.html.j2",
+            session,
+            status,
+            name=name,
+            v=found,
+            gates=gates,
+            policy=ledger.policy,
+            card=card,
+            champion=champion,
+            history=history,
+            actions=actions,
+            error=error,
+            has_card=self._card_file(name, number).is_file(),
+        )
 
     def card(self, session: Session, name: str, number: int) -> Response:
         """The version's model card, framed by the version page under a CSP of its own."""
         path = self._card_file(name, number)
         if not path.is_file():
-            return HTMLResponse("<p>No model card was written for this version (keel train).</p>", 404)
-        return FileResponse(path, media_type="text/html", headers={"Content-Security-Policy": CARD_CSP})
+            return HTMLResponse(
+                "<p>No model card was written for this version (keel train).</p>", 404
+            )
+        return FileResponse(
+            path, media_type="text/html", headers={"Content-Security-Policy": CARD_CSP}
+        )
 
     def audit(self, request: Request, session: Session) -> Response:
         """The history with filters, the chain's verification and the newest signed checkpoint."""
@@ -170,36 +230,81 @@ class Console:
         report = self.service.call("verify", session.token, {})
         checkpoints = self.service.governance.audit.checkpoints
         newest = checkpoints.newest() if checkpoints is not None else None
-        return self.render(request, "audit.html.j2", session, rows=rows, report=report, newest=newest,
-                           filters=dict(request.query_params), query=urllib.parse.urlencode(request.query_params))
+        return self.render(
+            request,
+            "audit.html.j2",
+            session,
+            rows=rows,
+            report=report,
+            newest=newest,
+            filters=dict(request.query_params),
+            query=urllib.parse.urlencode(request.query_params),
+        )
 
     def audit_export(self, request: Request, session: Session, kind: str) -> Response:
         """The filtered history as CSV or JSON."""
         rows = self._audit_rows(request, session)
         if kind == "json":
-            return JSONResponse(rows, headers={"Content-Disposition": 'attachment; filename="keel-audit.json"'})
+            return JSONResponse(
+                rows, headers={"Content-Disposition": 'attachment; filename="keel-audit.json"'}
+            )
         out = io.StringIO()
         writer = csv.writer(out)
-        writer.writerow(["seq", "time", "actor", "by", "action", "object", "before", "after", "reason"])
+        writer.writerow(
+            ["seq", "time", "actor", "by", "action", "object", "before", "after", "reason"]
+        )
         for r in rows:
-            writer.writerow([r["seq"], r["time"], r["actor"], r["after"].get("by", ""), r["action"], r["object"],
-                             json.dumps(r["before"]), json.dumps(r["after"]), r["reason"]])
-        return Response(out.getvalue(), media_type="text/csv",
-                        headers={"Content-Disposition": 'attachment; filename="keel-audit.csv"'})
+            writer.writerow(
+                [
+                    r["seq"],
+                    r["time"],
+                    r["actor"],
+                    r["after"].get("by", ""),
+                    r["action"],
+                    r["object"],
+                    json.dumps(r["before"]),
+                    json.dumps(r["after"]),
+                    r["reason"],
+                ]
+            )
+        return Response(
+            out.getvalue(),
+            media_type="text/csv",
+            headers={"Content-Disposition": 'attachment; filename="keel-audit.csv"'},
+        )
 
-    def policy(self, request: Request, session: Session, *, error: str | None = None, status: int = 200
-               ) -> Response:
+    def policy(
+        self, request: Request, session: Session, *, error: str | None = None, status: int = 200
+    ) -> Response:
         """The policy in force, its history, and (for validators) the form to change it."""
         history = [r for r in self.service.call("audit", session.token, {"action": "policy"})]
-        return self.render(request, "policy.html.j2", session, status,
-                           policy=self.service.call("policy", session.token, {}), history=history[::-1],
-                           error=error)
+        return self.render(
+            request,
+            "policy.html.j2",
+            session,
+            status,
+            policy=self.service.call("policy", session.token, {}),
+            history=history[::-1],
+            error=error,
+        )
 
-    def me(self, request: Request, session: Session, *, made: str | None = None, error: str | None = None
-           ) -> Response:
+    def me(
+        self,
+        request: Request,
+        session: Session,
+        *,
+        made: str | None = None,
+        error: str | None = None,
+    ) -> Response:
         """The user's roles and API tokens; a new token is shown once."""
-        return self.render(request, "me.html.j2", session, about=self.service.call("me", session.token, {}),
-                           made=made, error=error)
+        return self.render(
+            request,
+            "me.html.j2",
+            session,
+            about=self.service.call("me", session.token, {}),
+            made=made,
+            error=error,
+        )
 
     def monitoring(self, request: Request, session: Session) -> Response:
         """Per model, the latest monitoring results: alerts, drift and estimated vs realized AUC per window."""
@@ -221,17 +326,30 @@ class Console:
 
     def _audit_rows(self, request: Request, session: Session) -> list[dict[str, Any]]:
         q = request.query_params
-        rows = self.service.call("audit", session.token, {k: q[k] for k in ("model", "actor", "action") if q.get(k)})
+        rows = self.service.call(
+            "audit", session.token, {k: q[k] for k in ("model", "actor", "action") if q.get(k)}
+        )
         since, until = q.get("since", ""), q.get("until", "")
-        return [r for r in rows if (not since or r["time"] >= since) and (not until or r["time"][:len(until)] <= until)]
+        return [
+            r
+            for r in rows
+            if (not since or r["time"] >= since) and (not until or r["time"][: len(until)] <= until)
+        ]
 
 
 async def _form(request: Request) -> dict[str, str]:
     """An application/x-www-form-urlencoded body (the console's forms hold no files)."""
-    return {k: v[-1] for k, v in urllib.parse.parse_qs((await request.body()).decode(), keep_blank_values=True).items()}
+    return {
+        k: v[-1]
+        for k, v in urllib.parse.parse_qs(
+            (await request.body()).decode(), keep_blank_values=True
+        ).items()
+    }
 
 
-def mount_console(app: FastAPI, service: GovernanceService, *, secret: str | None = None) -> Console:
+def mount_console(
+    app: FastAPI, service: GovernanceService, *, secret: str | None = None
+) -> Console:
     """Add the console's routes (:data:`CONSOLE_ROUTES`) to the governance app."""
     console = Console(service, secret=secret)
 
@@ -261,8 +379,13 @@ def mount_console(app: FastAPI, service: GovernanceService, *, secret: str | Non
             return session
         form = await _form(request)
         if not hmac.compare_digest(form.pop("csrf", "").encode(), session.csrf.encode()):
-            return console.render(request, "error.html.j2", session, 403,
-                                  error="this form is stale or was not sent by the console (CSRF check failed)")
+            return console.render(
+                request,
+                "error.html.j2",
+                session,
+                403,
+                error="this form is stale or was not sent by the console (CSRF check failed)",
+            )
         return session, form
 
     @app.get(f"{CONSOLE}/static/console.css", include_in_schema=False)
@@ -271,19 +394,39 @@ def mount_console(app: FastAPI, service: GovernanceService, *, secret: str | Non
 
     @app.get(f"{CONSOLE}/login", include_in_schema=False)
     async def login_page(request: Request) -> Response:
-        return console.render(request, "login.html.j2", None, next=_local(request.query_params.get("next")))
+        return console.render(
+            request, "login.html.j2", None, next=_local(request.query_params.get("next"))
+        )
 
     @app.post(f"{CONSOLE}/login", include_in_schema=False)
     async def login(request: Request) -> Response:
         form = await _form(request)
         try:
-            made = service.call("create_token", None, {"name": form.get("name", ""), "password":
-                                form.get("password", ""), "label": "console session", "days": 1})
+            made = service.call(
+                "create_token",
+                None,
+                {
+                    "name": form.get("name", ""),
+                    "password": form.get("password", ""),
+                    "label": "console session",
+                    "days": 1,
+                },
+            )
         except (KeelError, ValueError) as refused:
-            return console.render(request, "login.html.j2", None, 401, error=str(refused),
-                                  next=_local(form.get("next")))
-        session = Session(service.principal(made["token"]), made["token"], secrets.token_urlsafe(24))
-        response = RedirectResponse(_local(form.get("next")) or f"{CONSOLE}/models", status_code=303)
+            return console.render(
+                request,
+                "login.html.j2",
+                None,
+                401,
+                error=str(refused),
+                next=_local(form.get("next")),
+            )
+        session = Session(
+            service.principal(made["token"]), made["token"], secrets.token_urlsafe(24)
+        )
+        response = RedirectResponse(
+            _local(form.get("next")) or f"{CONSOLE}/models", status_code=303
+        )
         return console._keep(response, request, session)
 
     @app.post(f"{CONSOLE}/logout", include_in_schema=False)
@@ -338,11 +481,18 @@ def mount_console(app: FastAPI, service: GovernanceService, *, secret: str | Non
                 status = 403 if isinstance(refused, (PermissionDenied, GovernanceError)) else 422
                 version = args.get("version") or service.governance.ledger().model(name).champion
                 if version is None:
-                    return console.render(request, "error.html.j2", session, status, error=str(refused))
-                return console.version(request, session, name, int(version), error=str(refused), status=status)
-            note = urllib.parse.quote_plus(f"{operation}: {done['before']} -> {done['after']} "
-                                           f"(audit row {done['audit_seq']})")
-            return RedirectResponse(f"{CONSOLE}/models/{name}/versions/{done['version']}?message={note}", 303)
+                    return console.render(
+                        request, "error.html.j2", session, status, error=str(refused)
+                    )
+                return console.version(
+                    request, session, name, int(version), error=str(refused), status=status
+                )
+            note = urllib.parse.quote_plus(
+                f"{operation}: {done['before']} -> {done['after']} (audit row {done['audit_seq']})"
+            )
+            return RedirectResponse(
+                f"{CONSOLE}/models/{name}/versions/{done['version']}?message={note}", 303
+            )
 
     for operation in ("approve", "reject", "promote"):
         action(f"{V}/{operation}", operation)
@@ -369,8 +519,16 @@ def mount_console(app: FastAPI, service: GovernanceService, *, secret: str | Non
             return got
         session, form = got
         try:
-            made = service.call("create_token", None, {"name": session.principal.name, "password":
-                                form.get("password", ""), "label": form.get("label") or "cli", "days": 90})
+            made = service.call(
+                "create_token",
+                None,
+                {
+                    "name": session.principal.name,
+                    "password": form.get("password", ""),
+                    "label": form.get("label") or "cli",
+                    "days": 90,
+                },
+            )
         except (KeelError, ValueError) as refused:
             return console.me(request, session, error=str(refused))
         return console.me(request, session, made=made["token"])
@@ -381,15 +539,21 @@ def mount_console(app: FastAPI, service: GovernanceService, *, secret: str | Non
 def _policy_args(form: dict[str, str]) -> dict[str, Any]:
     """The policy form as :meth:`GovernanceService.set_policy` arguments: ``min_auc=0.7, …`` thresholds."""
     thresholds: dict[str, float] = {}
-    for item in filter(None, (part.strip() for part in form.get("thresholds", "").replace("\n", ",").split(","))):
+    for item in filter(
+        None, (part.strip() for part in form.get("thresholds", "").replace("\n", ",").split(","))
+    ):
         key, sep, value = item.partition("=")
         try:
             thresholds[key.strip()] = float(value)
         except ValueError:
             raise ValueError(f"'{item}' is not NAME=NUMBER (for example min_auc=0.7)") from None
     models = [m.strip() for m in form.get("auto_promote", "").split(",") if m.strip()]
-    return {"note": form.get("note", ""), "thresholds": thresholds,
-            "deployer_may_approve": form.get("deployer_may_approve") == "on", "auto_promote": models}
+    return {
+        "note": form.get("note", ""),
+        "thresholds": thresholds,
+        "deployer_may_approve": form.get("deployer_may_approve") == "on",
+        "auto_promote": models,
+    }
 
 
 def _local(target: str | None) -> str | None:

@@ -14,14 +14,29 @@ import unicodedata
 from keel.errors import KeelError
 
 MAX_LENGTH = 64
-ACCEPTED = (f"a user name is 1 to {MAX_LENGTH} letters, digits 0-9, '.', '-' or '_', starts with a letter, "
-            "is written in one script and holds no spaces (for example 'maria.lopez'); "
-            "a person's full name or e-mail address goes in the display name")
+ACCEPTED = (
+    f"a user name is 1 to {MAX_LENGTH} letters, digits 0-9, '.', '-' or '_', starts with a letter, "
+    "is written in one script and holds no spaces (for example 'maria.lopez'); "
+    "a person's full name or e-mail address goes in the display name"
+)
 _PUNCTUATION = frozenset(".-_")
 # scripts whose letters are written together in one name (Japanese and Korean mix Han with kana or Hangul)
-_SCRIPT_GROUPS = {"CJK": "HAN", "HIRAGANA": "HAN", "KATAKANA": "HAN", "HANGUL": "HAN", "BOPOMOFO": "HAN"}
-_CONTROL_NAMES = {"\t": "TAB", "\n": "LINE FEED", "\r": "CARRIAGE RETURN", "\x0b": "LINE TABULATION",
-                  "\x0c": "FORM FEED", "\x85": "NEXT LINE", "\x00": "NULL"}
+_SCRIPT_GROUPS = {
+    "CJK": "HAN",
+    "HIRAGANA": "HAN",
+    "KATAKANA": "HAN",
+    "HANGUL": "HAN",
+    "BOPOMOFO": "HAN",
+}
+_CONTROL_NAMES = {
+    "\t": "TAB",
+    "\n": "LINE FEED",
+    "\r": "CARRIAGE RETURN",
+    "\x0b": "LINE TABULATION",
+    "\x0c": "FORM FEED",
+    "\x85": "NEXT LINE",
+    "\x00": "NULL",
+}
 # Cyrillic, Greek and rare Latin letters that look like plain Latin ones in common fonts (after casefold)
 _CONFUSABLES = str.maketrans(
     "\u0430\u0435\u043e\u0440\u0441\u0443\u0445\u0456\u0458\u0455\u0501\u04bb\u051b\u051d\u04cf\u043a"  # Cyrillic
@@ -62,16 +77,22 @@ def normalize_name(text: str) -> str:
         if char.isspace():
             raise _refuse(text, f"it holds whitespace {_describe(char)} at position {index}")
         if unicodedata.category(char) in ("Cc", "Cf"):
-            raise _refuse(text, f"it holds the invisible control or format character {_describe(char)} "
-                                f"at position {index}")
+            raise _refuse(
+                text,
+                f"it holds the invisible control or format character {_describe(char)} "
+                f"at position {index}",
+            )
     name = unicodedata.normalize("NFKC", text).casefold()
     after_letter = False  # an accent (combining mark) is part of the letter before it
     for char in name:
         category = unicodedata.category(char)
         letter_or_accent = category.startswith("L") or (category.startswith("M") and after_letter)
         if not (letter_or_accent or char in "0123456789" or char in _PUNCTUATION):
-            raise _refuse(text, f"it holds {char!r} {_describe(char)}, which is not a letter, a digit 0-9, "
-                                "'.', '-' or '_'")
+            raise _refuse(
+                text,
+                f"it holds {char!r} {_describe(char)}, which is not a letter, a digit 0-9, "
+                "'.', '-' or '_'",
+            )
         after_letter = letter_or_accent
     if not unicodedata.category(name[0]).startswith("L"):
         raise _refuse(text, f"it starts with {name[0]!r}, not a letter")

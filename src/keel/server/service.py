@@ -44,34 +44,57 @@ def operation(method: F) -> F:
 class GovernanceService:
     """Authenticated lifecycle, policy, audit and user operations over one project's governance store."""
 
-    def __init__(self, governance: Governance, users: UserStore, *, governance_uri: str,
-                 project_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        governance: Governance,
+        users: UserStore,
+        *,
+        governance_uri: str,
+        project_dir: Path | None = None,
+    ) -> None:
         self.governance = governance
         self.users = users
         self.governance_uri = governance_uri
-        self.project_dir = project_dir  # where model cards and monitoring results are (the console shows them)
+        self.project_dir = (
+            project_dir  # where model cards and monitoring results are (the console shows them)
+        )
 
     @classmethod
-    def open(cls, project_dir: Path, *, tracking_uri: str | None = None, governance_uri: str | None = None,
-             checkpoints: str | None = None, create: bool = False, hasher: PasswordHasher | None = None,
-             writer: bool = True) -> GovernanceService:
+    def open(
+        cls,
+        project_dir: Path,
+        *,
+        tracking_uri: str | None = None,
+        governance_uri: str | None = None,
+        checkpoints: str | None = None,
+        create: bool = False,
+        hasher: PasswordHasher | None = None,
+        writer: bool = True,
+    ) -> GovernanceService:
         """The service for a project; without ``create`` a missing governance store is an error.
 
         A ``writer`` holds the audit key (the governance service, or the in-process CLI on a
         laptop); a reader (verification) holds none and changes nothing.
         """
         url = governance_uri or default_governance_uri(project_dir)
-        governance = Governance.for_project(project_dir, tracking_uri, url, checkpoints=checkpoints, create=create,
-                                            writer=writer)
-        return cls(governance, UserStore(governance.audit.engine, governance.audit, hasher=hasher),
-                   governance_uri=url, project_dir=project_dir)
+        governance = Governance.for_project(
+            project_dir, tracking_uri, url, checkpoints=checkpoints, create=create, writer=writer
+        )
+        return cls(
+            governance,
+            UserStore(governance.audit.engine, governance.audit, hasher=hasher),
+            governance_uri=url,
+            project_dir=project_dir,
+        )
 
     # identity -----------------------------------------------------------------------------
     def principal(self, token: str | None) -> Principal:
         """The user an API token belongs to; no token, or a bad one, is an AuthenticationError (401)."""
         if not token:
-            raise AuthenticationError("this needs an API token: set KEEL_TOKEN (create one with "
-                                      "`keel token create --user NAME`)")
+            raise AuthenticationError(
+                "this needs an API token: set KEEL_TOKEN (create one with "
+                "`keel token create --user NAME`)"
+            )
         return self.users.authenticate_token(token)
 
     def call(self, name: str, token: str | None, args: dict[str, Any]) -> Any:
@@ -84,16 +107,24 @@ class GovernanceService:
         route, method = route_of(name), getattr(self, name)
         if route.permission == "password":
             if not args.get("name") or not args.get("password"):
-                raise AuthenticationError('sign in with your user name and password: {"name": ..., "password": ...}')
+                raise AuthenticationError(
+                    'sign in with your user name and password: {"name": ..., "password": ...}'
+                )
             return method(**args)
         if name == "add_user" and self.users.needs_bootstrap():
             return method(None, **args)
         principal = self.principal(token)
         if not principal.may(route.permission):
-            target = f"{args['name']}/v{args.get('version', '?')}" if "version" in args else "service"
-            self.governance.audit.append(actor=principal.actor, action="refused", obj=target,
-                                         after={"attempt": name, "by": principal.name},
-                                         reason=f"{principal.name} lacks the permission '{route.permission}'")
+            target = (
+                f"{args['name']}/v{args.get('version', '?')}" if "version" in args else "service"
+            )
+            self.governance.audit.append(
+                actor=principal.actor,
+                action="refused",
+                obj=target,
+                after={"attempt": name, "by": principal.name},
+                reason=f"{principal.name} lacks the permission '{route.permission}'",
+            )
             principal.require(route.permission)
         return method(principal, **args)
 
@@ -101,18 +132,34 @@ class GovernanceService:
     def me(self, by: Principal) -> dict[str, Any]:
         """Who the token belongs to, with roles and tokens."""
         by.require("read")
-        return {"id": by.id, "name": by.name, "roles": sorted(by.roles), "tokens": self.users.tokens(by)}
+        return {
+            "id": by.id,
+            "name": by.name,
+            "roles": sorted(by.roles),
+            "tokens": self.users.tokens(by),
+        }
 
     @operation
-    def create_token(self, name: str, password: str, *, label: str = "cli", days: int = 90) -> dict[str, Any]:
+    def create_token(
+        self, name: str, password: str, *, label: str = "cli", days: int = 90
+    ) -> dict[str, Any]:
         """Sign in with a password and create an API token for that user; the token is shown only here."""
         principal = self.users.authenticate_password(name, password)
-        return {"token": self.users.create_token(principal, label=label, days=days), "user": principal.name,
-                "days": days}
+        return {
+            "token": self.users.create_token(principal, label=label, days=days),
+            "user": principal.name,
+            "days": days,
+        }
 
     @operation
-    def add_user(self, by: Principal | None, name: str, roles: list[str], password: str,
-                 display: str | None = None) -> dict[str, Any]:
+    def add_user(
+        self,
+        by: Principal | None,
+        name: str,
+        roles: list[str],
+        password: str,
+        display: str | None = None,
+    ) -> dict[str, Any]:
         """An admin adds a user (``by`` None only for the very first user, who must be an admin)."""
         added = self.users.add(name, roles, password, by=by, display=display)
         return {"id": added.id, "name": added.name, "roles": sorted(added.roles)}
@@ -137,10 +184,13 @@ class GovernanceService:
 
     # lifecycle ----------------------------------------------------------------------------
     @operation
-    def approve(self, by: Principal, name: str, version: int, note: str, conditions: str | None = None
-                ) -> dict[str, Any]:
+    def approve(
+        self, by: Principal, name: str, version: int, note: str, conditions: str | None = None
+    ) -> dict[str, Any]:
         """Approve (optionally with conditions) a validated version someone else wrote."""
-        return _transition(self.governance.approve(name, version, by=by, note=note, conditions=conditions or None))
+        return _transition(
+            self.governance.approve(name, version, by=by, note=note, conditions=conditions or None)
+        )
 
     @operation
     def reject(self, by: Principal, name: str, version: int, note: str) -> dict[str, Any]:
@@ -162,24 +212,54 @@ class GovernanceService:
         """Every model with its champion, challenger and versions' audited states."""
         by.require("read")
         ledger = self.governance.ledger()
-        return [{"name": name, "champion": model.champion, "challenger": model.challenger,
-                 "versions": [{"version": v.version, "state": v.state, "author": v.author,
-                               "author_verified": v.author_id is not None, "conditions": v.conditions}
-                              for v in model.versions.values()]}
-                for name, model in sorted(ledger.models.items())]
+        return [
+            {
+                "name": name,
+                "champion": model.champion,
+                "challenger": model.challenger,
+                "versions": [
+                    {
+                        "version": v.version,
+                        "state": v.state,
+                        "author": v.author,
+                        "author_verified": v.author_id is not None,
+                        "conditions": v.conditions,
+                    }
+                    for v in model.versions.values()
+                ],
+            }
+            for name, model in sorted(ledger.models.items())
+        ]
 
     @operation
-    def register(self, by: Principal, name: str, version: int, thresholds: dict[str, float],
-                 measures: dict[str, Any], model_sha256: str) -> dict[str, Any]:
+    def register(
+        self,
+        by: Principal,
+        name: str,
+        version: int,
+        thresholds: dict[str, float],
+        measures: dict[str, Any],
+        model_sha256: str,
+    ) -> dict[str, Any]:
         """Audit a version the developer logged to the registry; its files must load with ``model_sha256``."""
         by.require("register")
         info = self.governance.registry.version(name, version)
         if info.tag("model_sha256") != model_sha256:
-            raise IntegrityError(f"{name} v{version}: the registry's model_sha256 {info.tag('model_sha256')} is not "
-                                 f"the {model_sha256} given")
-        self.governance.registry.load_model(name, version)  # every file checked against that fingerprint
-        done = self.governance.record_registration(info, author=by, claimed=by.name, thresholds=thresholds,
-                                                   measures=measures, model_sha256=model_sha256)
+            raise IntegrityError(
+                f"{name} v{version}: the registry's model_sha256 {info.tag('model_sha256')} is not "
+                f"the {model_sha256} given"
+            )
+        self.governance.registry.load_model(
+            name, version
+        )  # every file checked against that fingerprint
+        done = self.governance.record_registration(
+            info,
+            author=by,
+            claimed=by.name,
+            thresholds=thresholds,
+            measures=measures,
+            model_sha256=model_sha256,
+        )
         return {**_transition(done), "author": by.name}
 
     # policy and audit ---------------------------------------------------------------------
@@ -191,22 +271,41 @@ class GovernanceService:
         return {"version": policy.version, "set_by": policy.set_by, **policy.to_dict()}
 
     @operation
-    def set_policy(self, by: Principal, note: str, thresholds: dict[str, float] | None = None,
-                   deployer_may_approve: bool | None = None, auto_promote: list[str] | None = None
-                   ) -> dict[str, Any]:
+    def set_policy(
+        self,
+        by: Principal,
+        note: str,
+        thresholds: dict[str, float] | None = None,
+        deployer_may_approve: bool | None = None,
+        auto_promote: list[str] | None = None,
+    ) -> dict[str, Any]:
         """A validator sets a new policy version (audited); unspecified settings are kept."""
-        self.governance.set_policy(by=by, reason=note, thresholds=thresholds,
-                                   deployer_may_approve=deployer_may_approve, auto_promote=auto_promote)
+        self.governance.set_policy(
+            by=by,
+            reason=note,
+            thresholds=thresholds,
+            deployer_may_approve=deployer_may_approve,
+            auto_promote=auto_promote,
+        )
         return self.policy(by)
 
     @operation
-    def audit(self, by: Principal, model: str | None = None, actor: str | None = None,
-              action: str | None = None) -> list[dict[str, Any]]:
+    def audit(
+        self,
+        by: Principal,
+        model: str | None = None,
+        actor: str | None = None,
+        action: str | None = None,
+    ) -> list[dict[str, Any]]:
         """Audit rows, oldest first, filtered by model, actor (id or name) and action."""
         by.require("read")
         rows = self.governance.history(model) if model else self.governance.audit.rows()
-        return [_row(r) for r in rows if (action is None or r.action == action)
-                and (actor is None or actor in (r.actor, fields_of(r.after).get("by")))]
+        return [
+            _row(r)
+            for r in rows
+            if (action is None or r.action == action)
+            and (actor is None or actor in (r.actor, fields_of(r.after).get("by")))
+        ]
 
     @operation
     def verify(self, by: Principal | None = None) -> dict[str, Any]:
@@ -217,38 +316,76 @@ class GovernanceService:
         return _verified(self.governance_uri, audit.key, audit.checkpoints, lambda: self)
 
 
-def verify_project(project_dir: Path, *, governance_uri: str | None = None, tracking_uri: str | None = None,
-                   checkpoints: str | None = None) -> dict[str, Any]:
+def verify_project(
+    project_dir: Path,
+    *,
+    governance_uri: str | None = None,
+    tracking_uri: str | None = None,
+    checkpoints: str | None = None,
+) -> dict[str, Any]:
     """:meth:`GovernanceService.verify` for a project, writing nothing: no key, table or database is created."""
     url = governance_uri or default_governance_uri(project_dir)
-    return _verified(url, audit_key(project_dir, create=False), checkpoint_store(project_dir, checkpoints),
-                     lambda: GovernanceService.open(project_dir, tracking_uri=tracking_uri, governance_uri=url,
-                                                    checkpoints=checkpoints, writer=False))
+    return _verified(
+        url,
+        audit_key(project_dir, create=False),
+        checkpoint_store(project_dir, checkpoints),
+        lambda: GovernanceService.open(
+            project_dir,
+            tracking_uri=tracking_uri,
+            governance_uri=url,
+            checkpoints=checkpoints,
+            writer=False,
+        ),
+    )
 
 
-def _verified(url: str, key: Any, checkpoints: Any, opened: Callable[[], GovernanceService]) -> dict[str, Any]:
+def _verified(
+    url: str, key: Any, checkpoints: Any, opened: Callable[[], GovernanceService]
+) -> dict[str, Any]:
     """The chain's problems; then, when its tables are there, the registry's and the users' disagreements."""
     problems = [asdict(p) for p in verify_store(url, key=key, checkpoints=checkpoints)]
     rows = 0
     if store_exists(url) and not any(p["kind"] == MISSING for p in problems):
         try:
             service = opened()
-            problems += [{"kind": "mirror", "seq": None, "detail": d} for d in service.governance.mismatches()]
-            problems += [{"kind": "users", "seq": None, "detail": d} for d in service.users.verify_against_audit()]
+            problems += [
+                {"kind": "mirror", "seq": None, "detail": d}
+                for d in service.governance.mismatches()
+            ]
+            problems += [
+                {"kind": "users", "seq": None, "detail": d}
+                for d in service.users.verify_against_audit()
+            ]
             rows = len(service.governance.audit.rows())
-        except KeelError as error:  # a store too damaged to open: the chain's problems above say why
+        except (
+            KeelError
+        ) as error:  # a store too damaged to open: the chain's problems above say why
             problems.append({"kind": "unreadable", "seq": None, "detail": str(error)})
     return {"intact": not problems, "rows": rows, "problems": problems}
 
 
 def _transition(result: Transition) -> dict[str, Any]:
-    return {"model": result.version.name, "version": result.version.version, "before": result.before,
-            "after": result.after, "audit_seq": result.audit.seq, "gates": result.gates}
+    return {
+        "model": result.version.name,
+        "version": result.version.version,
+        "before": result.before,
+        "after": result.after,
+        "audit_seq": result.audit.seq,
+        "gates": result.gates,
+    }
 
 
 def _row(row: AuditRow) -> dict[str, Any]:
-    return {"seq": row.seq, "time": row.time, "actor": row.actor, "action": row.action, "object": row.object,
-            "before": fields_of(row.before), "after": fields_of(row.after), "reason": row.reason}
+    return {
+        "seq": row.seq,
+        "time": row.time,
+        "actor": row.actor,
+        "action": row.action,
+        "object": row.object,
+        "before": fields_of(row.before),
+        "after": fields_of(row.after),
+        "reason": row.reason,
+    }
 
 
 __all__ = ["GovernanceError", "GovernanceService", "verify_project"]

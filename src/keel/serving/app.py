@@ -34,7 +34,14 @@ from keel.serving.schema import BatchAnswer, ScoreAnswer
 from keel.serving.scoring import SCORE_BATCH, SCORE_ONE, Refused, ScoringService, problems
 from keel.web.bodies import answer, read_body, send_json
 
-__all__ = ["SCORE_BATCH", "SCORE_ONE", "ScoringRoutes", "ServingState", "ShadowSwitch", "create_app"]
+__all__ = [
+    "SCORE_BATCH",
+    "SCORE_ONE",
+    "ScoringRoutes",
+    "ServingState",
+    "ShadowSwitch",
+    "create_app",
+]
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -97,11 +104,24 @@ def create_app(
     inputs. ``POST /v1/labels`` (with the API key) stores labels that arrived, for later features.
     ``monitoring_file`` (the latest ``keel monitor`` results) adds drift gauges to ``/metrics``.
     """
-    service = ScoringService(engine, max_batch=max_batch, reload=reload, prediction_log=prediction_log,
-                             feature_store=feature_store, metrics=Metrics(monitoring_file))
-    app = FastAPI(title=f"Keel scoring: {engine.name}", lifespan=lifespan, docs_url=None, redoc_url=None,
-                  description="Probability, decision and adverse-action reasons for credit decisions.")
-    mount_local_docs(app, title=f"{app.title} - Swagger UI")  # Swagger UI from the package, not a CDN
+    service = ScoringService(
+        engine,
+        max_batch=max_batch,
+        reload=reload,
+        prediction_log=prediction_log,
+        feature_store=feature_store,
+        metrics=Metrics(monitoring_file),
+    )
+    app = FastAPI(
+        title=f"Keel scoring: {engine.name}",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        description="Probability, decision and adverse-action reasons for credit decisions.",
+    )
+    mount_local_docs(
+        app, title=f"{app.title} - Swagger UI"
+    )  # Swagger UI from the package, not a CDN
     app.state = ServingState(service)
     app.state.ready = True
     app.state.metrics = service.metrics
@@ -126,14 +146,18 @@ def create_app(
         if not app.state.ready:
             return JSONResponse({"status": "draining"}, status_code=503)
         if prediction_log is not None and not prediction_log.intact():
-            return JSONResponse({"status": "prediction log lost: restart to reopen it"}, status_code=503)
+            return JSONResponse(
+                {"status": "prediction log lost: restart to reopen it"}, status_code=503
+            )
         return JSONResponse({"status": "ready", "model": current.name, "version": current.version})
 
     @app.get("/metrics", summary="Prometheus metrics of this process")
     async def prometheus() -> Response:
         return Response(service.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
-    @app.post("/admin/reload", summary="Load the model version again from the registry and swap it in")
+    @app.post(
+        "/admin/reload", summary="Load the model version again from the registry and swap it in"
+    )
     def admin_reload(x_api_key: str = Header(default="")) -> dict[str, Any]:
         _authorize(x_api_key, api_key)
         return swap()
@@ -141,7 +165,9 @@ def create_app(
     if service.Labels is not None:
         Labels, store_labels = service.Labels, _http(service.store_labels)
 
-        @app.post("/v1/labels", summary="Store labels that arrived for scored events (needs X-API-Key)")
+        @app.post(
+            "/v1/labels", summary="Store labels that arrived for scored events (needs X-API-Key)"
+        )
         def labels(body: Labels, x_api_key: str = Header(default="")) -> dict[str, Any]:  # type: ignore[valid-type]
             """Each label updates its kept event, so later features read it; ``unknown`` lists ids not kept."""
             _authorize(x_api_key, api_key)
@@ -152,21 +178,34 @@ def create_app(
         _authorize(x_api_key, api_key)
         shadow = service.shadow
         shadow.enabled = switch.enabled
-        return {"enabled": shadow.enabled, "challenger": shadow.engine.version if shadow.engine else None}
+        return {
+            "enabled": shadow.enabled,
+            "challenger": shadow.engine.version if shadow.engine else None,
+        }
 
     app.add_middleware(ScoringRoutes, score=service.score)
     if allowed_hosts:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)
-    app.add_middleware(Guard, metrics=service.metrics, max_in_flight=max_in_flight, timeout=request_timeout,
-                       max_body_bytes=max_body_bytes, body_timeout=body_timeout, max_per_client=max_per_client)
+    app.add_middleware(
+        Guard,
+        metrics=service.metrics,
+        max_in_flight=max_in_flight,
+        timeout=request_timeout,
+        max_body_bytes=max_body_bytes,
+        body_timeout=body_timeout,
+        max_per_client=max_per_client,
+    )
     return app
 
 
 def _authorize(given: str, api_key: str | None) -> None:
     """401 without a key, 403 with a wrong one (or when the server has none: then nothing is allowed)."""
     if not given:
-        raise HTTPException(401, "admin and label routes need the server's API key in X-API-Key",
-                            headers={"WWW-Authenticate": "X-API-Key"})
+        raise HTTPException(
+            401,
+            "admin and label routes need the server's API key in X-API-Key",
+            headers={"WWW-Authenticate": "X-API-Key"},
+        )
     if api_key is None or not hmac.compare_digest(given.encode(), api_key.encode()):
         raise HTTPException(403, "the X-API-Key given is not this server's API key")
 
@@ -192,38 +231,64 @@ class ScoringRoutes:
     the same models, and the routes stay in the OpenAPI schema (:func:`_document_scoring`).
     """
 
-    def __init__(self, app: ASGIApp, score: Callable[[str, bytes], Awaitable[tuple[int, dict[str, Any]]]]) -> None:
+    def __init__(
+        self, app: ASGIApp, score: Callable[[str, bytes], Awaitable[tuple[int, dict[str, Any]]]]
+    ) -> None:
         self.app = app
         self.score = score
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in (SCORE_ONE, SCORE_BATCH):
+        if (
+            scope["type"] != "http"
+            or scope["method"] != "POST"
+            or scope["path"] not in (SCORE_ONE, SCORE_BATCH)
+        ):
             await self.app(scope, receive, send)
             return
-        media = dict(scope.get("headers") or []).get(b"content-type", b"").split(b";")[0].strip().lower()
-        if media != b"application/json":  # a cross-site form can send text/plain or a form, never JSON
+        media = (
+            dict(scope.get("headers") or [])
+            .get(b"content-type", b"")
+            .split(b";")[0]
+            .strip()
+            .lower()
+        )
+        if (
+            media != b"application/json"
+        ):  # a cross-site form can send text/plain or a form, never JSON
             await answer(send, 415, "scoring takes Content-Type: application/json")
             return
-        body = await read_body(receive, max_bytes=sys.maxsize)  # Guard has read and bounded it already
+        body = await read_body(
+            receive, max_bytes=sys.maxsize
+        )  # Guard has read and bounded it already
         if body is None:
             return
         status, content = await self.score(scope["path"], body)
         await send_json(send, status, content, retry_after=1 if status == 503 else None)
 
 
-def _document_scoring(app: FastAPI, Record: type[BaseModel], Batch: type[BaseModel], max_batch: int) -> None:
+def _document_scoring(
+    app: FastAPI, Record: type[BaseModel], Batch: type[BaseModel], max_batch: int
+) -> None:
     """Put the scoring routes, answered by :class:`ScoringRoutes`, into the app's OpenAPI schema."""
     router = APIRouter()
-    refusals: dict[int | str, dict[str, Any]] = {422: {"description": "A field breaks the contract"},
-                                                  503: {"description": "Shed: retry after Retry-After seconds"}}
+    refusals: dict[int | str, dict[str, Any]] = {
+        422: {"description": "A field breaks the contract"},
+        503: {"description": "Shed: retry after Retry-After seconds"},
+    }
 
     # Never called: the plain-ASGI routes answer first. Their signatures declare the bodies.
-    @router.post(SCORE_ONE, summary="Score one record", response_model=ScoreAnswer, responses=refusals)
+    @router.post(
+        SCORE_ONE, summary="Score one record", response_model=ScoreAnswer, responses=refusals
+    )
     def score_one(record: Record) -> None:  # type: ignore[valid-type]
         raise NotImplementedError
 
-    @router.post(SCORE_BATCH, summary=f"Score up to {max_batch} records", response_model=BatchAnswer,
-                 responses=refusals)
+    @router.post(
+        SCORE_BATCH,
+        summary=f"Score up to {max_batch} records",
+        response_model=BatchAnswer,
+        responses=refusals,
+    )
     def score_batch(batch: Batch) -> None:  # type: ignore[valid-type]
         raise NotImplementedError
 

@@ -24,13 +24,17 @@ from keel.serving.engine import ScoringEngine
 _ARROW_TYPES = {"int": pa.float64(), "float": pa.float64(), "str": pa.string(), "bool": pa.bool_()}
 
 
-def read_chunks(url: str, rows: int, contract: dict[str, dict] | None = None) -> Iterator[pd.DataFrame]:
+def read_chunks(
+    url: str, rows: int, contract: dict[str, dict] | None = None
+) -> Iterator[pd.DataFrame]:
     """The rows of a CSV or Parquet file, ``rows`` at a time, as tables."""
     for batch in read_batches(url, rows, contract):
         yield batch.to_pandas()
 
 
-def read_batches(url: str, rows: int, contract: dict[str, dict] | None = None) -> Iterator[pa.Table]:
+def read_batches(
+    url: str, rows: int, contract: dict[str, dict] | None = None
+) -> Iterator[pa.Table]:
     """The rows of a CSV or Parquet file, ``rows`` at a time, as Arrow tables of the file's one schema.
 
     CSV columns named in ``contract`` are parsed with its types (integers as float64, so
@@ -44,10 +48,16 @@ def read_batches(url: str, rows: int, contract: dict[str, dict] | None = None) -
                 yield pa.Table.from_batches([batch])
     elif path.endswith(".csv"):
         with fs.open(path, "rb") as handle:
-            types = {c: _ARROW_TYPES[r["dtype"]] for c, r in (contract or {}).items() if r["dtype"] in _ARROW_TYPES}
-            reader = pa_csv.open_csv(handle, read_options=pa_csv.ReadOptions(block_size=1 << 22),
-                                     convert_options=pa_csv.ConvertOptions(column_types=types,
-                                                                           strings_can_be_null=True))
+            types = {
+                c: _ARROW_TYPES[r["dtype"]]
+                for c, r in (contract or {}).items()
+                if r["dtype"] in _ARROW_TYPES
+            }
+            reader = pa_csv.open_csv(
+                handle,
+                read_options=pa_csv.ReadOptions(block_size=1 << 22),
+                convert_options=pa_csv.ConvertOptions(column_types=types, strings_can_be_null=True),
+            )
             pending: pa.Table | None = None
             for batch in reader:
                 block = pa.Table.from_batches([batch])
@@ -87,7 +97,9 @@ def score_file(
             for batch in read_batches(source, chunk_rows, engine.model.metadata.get("contract")):
                 missing = [c for c in keep or [] if c not in batch.column_names]
                 if missing:
-                    raise DataError(f"{source}: no column(s) {missing} to keep; it has {batch.column_names}")
+                    raise DataError(
+                        f"{source}: no column(s) {missing} to keep; it has {batch.column_names}"
+                    )
                 table = _output(engine, batch, keep or [], reasons)
                 writer = writer or pq.ParquetWriter(handle, table.schema)
                 writer.write_table(table)
@@ -114,5 +126,7 @@ def _output(engine: ScoringEngine, batch: pa.Table, keep: list[str], reasons: bo
     columns["model"] = pa.array([engine.name] * len(decisions), pa.string())
     columns["version"] = pa.array([engine.version] * len(decisions), pa.int64())
     if reasons:
-        columns["reasons"] = pa.array([orjson.dumps(d["reasons"]).decode() for d in decisions], pa.string())
+        columns["reasons"] = pa.array(
+            [orjson.dumps(d["reasons"]).decode() for d in decisions], pa.string()
+        )
     return pa.table(columns)

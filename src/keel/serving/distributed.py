@@ -31,27 +31,45 @@ _ENGINES: dict[str, ScoringEngine] = {}
 def _worker_engine(files: dict[str, bytes], sha: str, name: str, version: int) -> ScoringEngine:
     """This worker's engine for the model, built once and hash-checked."""
     if sha not in _ENGINES:
-        model = KeelModel.from_files(files[MANIFEST], files.__getitem__, names=files.keys(),
-                                     where=f"{name} v{version}", expected_sha256=sha)
+        model = KeelModel.from_files(
+            files[MANIFEST],
+            files.__getitem__,
+            names=files.keys(),
+            where=f"{name} v{version}",
+            expected_sha256=sha,
+        )
         _ENGINES[sha] = ScoringEngine(model, name, version)
     return _ENGINES[sha]
 
 
-def _score_partition(part: pd.DataFrame, files: dict[str, bytes], sha: str, name: str, version: int,
-                     keep: list[str], reasons: bool) -> pd.DataFrame:
+def _score_partition(
+    part: pd.DataFrame,
+    files: dict[str, bytes],
+    sha: str,
+    name: str,
+    version: int,
+    keep: list[str],
+    reasons: bool,
+) -> pd.DataFrame:
     """Score one partition with this worker's engine (the columns :func:`_output` writes)."""
     if part.empty:
         return _meta(part, keep, reasons)
     engine = _worker_engine(files, sha, name, version)
-    return _output(engine, pa.Table.from_pandas(part, preserve_index=False), keep, reasons).to_pandas()
+    return _output(
+        engine, pa.Table.from_pandas(part, preserve_index=False), keep, reasons
+    ).to_pandas()
 
 
 def _meta(rows: pd.DataFrame, keep: list[str], reasons: bool) -> pd.DataFrame:
     """An empty frame with the output's columns and types."""
     text = pa.array([], pa.string()).to_pandas().dtype
     columns = {name: pd.Series(dtype=rows[name].dtype) for name in keep}
-    columns.update(probability=pd.Series(dtype="float64"), decision=pd.Series(dtype=text),
-                   model=pd.Series(dtype=text), version=pd.Series(dtype="int64"))
+    columns.update(
+        probability=pd.Series(dtype="float64"),
+        decision=pd.Series(dtype=text),
+        model=pd.Series(dtype=text),
+        version=pd.Series(dtype="int64"),
+    )
     if reasons:
         columns["reasons"] = pd.Series(dtype=text)
     return pd.DataFrame(columns)
@@ -63,17 +81,33 @@ def _with_features(ddf: Any, spec: ProjectSpec) -> Any:
     if plan.windows:
         key = spec.data.id_column
         if key is None:
-            raise DataError("scoring window features on a cluster needs data.id_column to join them to the rows")
+            raise DataError(
+                "scoring window features on a cluster needs data.id_column to join them to the rows"
+            )
         for features in plan.groups().values():
-            ddf = ddf.merge(dask_group_features(ddf, features, plan.time_column or "", key=key), on=key, how="left")
+            ddf = ddf.merge(
+                dask_group_features(ddf, features, plan.time_column or "", key=key),
+                on=key,
+                how="left",
+            )
     if plan.calendar:
         time = plan.time_column or ""
-        ddf = ddf.map_partitions(lambda part: part.assign(**calendar_features(part[time], plan.calendar)))
+        ddf = ddf.map_partitions(
+            lambda part: part.assign(**calendar_features(part[time], plan.calendar))
+        )
     return ddf
 
 
-def score_on_cluster(engine: ScoringEngine, cluster: Engine, source: str, target: str, *,
-                     spec: ProjectSpec | None = None, keep: list[str] | None = None, reasons: bool = True) -> int:
+def score_on_cluster(
+    engine: ScoringEngine,
+    cluster: Engine,
+    source: str,
+    target: str,
+    *,
+    spec: ProjectSpec | None = None,
+    keep: list[str] | None = None,
+    reasons: bool = True,
+) -> int:
     """Score every row of the Parquet ``source`` (file or glob) into the folder ``target``; returns the rows."""
     import dask.dataframe as dd
 
@@ -87,9 +121,19 @@ def score_on_cluster(engine: ScoringEngine, cluster: Engine, source: str, target
         ddf = _with_features(ddf, spec)
     files = engine.model.files()
     sha = sha256_bytes(files[MANIFEST])
-    shipped = cluster.client.scatter([files], broadcast=True)[0]  # one future holding the whole dict
-    scored = ddf.map_partitions(_score_partition, shipped, sha, engine.name, engine.version, keep or [], reasons,
-                                meta=_meta(ddf._meta, keep or [], reasons))
+    shipped = cluster.client.scatter([files], broadcast=True)[
+        0
+    ]  # one future holding the whole dict
+    scored = ddf.map_partitions(
+        _score_partition,
+        shipped,
+        sha,
+        engine.name,
+        engine.version,
+        keep or [],
+        reasons,
+        meta=_meta(ddf._meta, keep or [], reasons),
+    )
     fs, path = fsspec.core.url_to_fs(target)
     if fs.exists(path):
         raise DataError(f"{target} exists; batch output goes to a new folder")

@@ -20,7 +20,9 @@ SWAGGER_UI_DIR = Path(__file__).resolve().parent.parent / "static" / "swagger-ui
 ASSETS_URL = "/static/swagger-ui"
 
 
-def mount_local_docs(app: FastAPI, *, title: str, docs_url: str = "/docs", assets_url: str = ASSETS_URL) -> None:
+def mount_local_docs(
+    app: FastAPI, *, title: str, docs_url: str = "/docs", assets_url: str = ASSETS_URL
+) -> None:
     """Serve Swagger UI for ``app``'s OpenAPI schema at ``docs_url``, its assets under ``assets_url``.
 
     ``app`` must be made with ``docs_url=None, redoc_url=None`` (else FastAPI has already added
@@ -30,12 +32,16 @@ def mount_local_docs(app: FastAPI, *, title: str, docs_url: str = "/docs", asset
     so the page also works behind a proxy that strips a prefix.
     """
     if app.docs_url or app.redoc_url:
-        raise ValueError("make the app with FastAPI(..., docs_url=None, redoc_url=None): "
-                         "FastAPI's own docs pages load their assets from a CDN")
+        raise ValueError(
+            "make the app with FastAPI(..., docs_url=None, redoc_url=None): "
+            "FastAPI's own docs pages load their assets from a CDN"
+        )
     if not app.openapi_url:
         raise ValueError("the app has no openapi_url: there is no schema for the docs to show")
     if not (SWAGGER_UI_DIR / "swagger-ui-bundle.js").is_file():
-        raise RuntimeError(f"Swagger UI's files are missing from {SWAGGER_UI_DIR}: the package is incomplete")
+        raise RuntimeError(
+            f"Swagger UI's files are missing from {SWAGGER_UI_DIR}: the package is incomplete"
+        )
     openapi_url, redirect_url = app.openapi_url, app.swagger_ui_oauth2_redirect_url
     parameters = {"validatorUrl": None, **(app.swagger_ui_parameters or {})}
 
@@ -54,6 +60,7 @@ def mount_local_docs(app: FastAPI, *, title: str, docs_url: str = "/docs", asset
 
     app.add_route(docs_url, swagger_ui, include_in_schema=False)
     if redirect_url:
+
         async def oauth2_redirect(_: Request) -> HTMLResponse:
             return get_swagger_ui_oauth2_redirect_html()
 

@@ -26,9 +26,13 @@ class ScoringEngine:
         self.explainer = Explainer(model)
         self.score_records([{}])  # compile and warm every path before the first real request
 
-    def score_records(self, records: list[dict[str, Any]], *, reasons: bool = True) -> list[dict[str, Any]]:
+    def score_records(
+        self, records: list[dict[str, Any]], *, reasons: bool = True
+    ) -> list[dict[str, Any]]:
         """Decisions for JSON-like records (already validated against the contract)."""
-        return self.score_matrix(self.model.preprocessor.transform_records(records), reasons=reasons)
+        return self.score_matrix(
+            self.model.preprocessor.transform_records(records), reasons=reasons
+        )
 
     def score_frame(self, frame: pd.DataFrame, *, reasons: bool = True) -> list[dict[str, Any]]:
         """Decisions for the rows of a table."""

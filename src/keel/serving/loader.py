@@ -16,8 +16,10 @@ GOVERNED = (CHAMPION, CHALLENGER)
 def audited_version(governance: Governance, name: str, alias: str = CHAMPION) -> int | None:
     """The version the audit log gives ``alias`` ('champion' or 'challenger'), or None."""
     if alias not in GOVERNED:
-        raise RegistryError(f"'{alias}' is not a governed alias; Keel serves only {' or '.join(GOVERNED)}, "
-                            "as the audit log sets them")
+        raise RegistryError(
+            f"'{alias}' is not a governed alias; Keel serves only {' or '.join(GOVERNED)}, "
+            "as the audit log sets them"
+        )
     model = governance.ledger().model(name)
     return model.champion if alias == CHAMPION else model.challenger
 
@@ -26,8 +28,11 @@ def required_version(governance: Governance, name: str, alias: str = CHAMPION) -
     """:func:`audited_version`, where having none is an error: the one message (and exit code) for every command."""
     version = audited_version(governance, name, alias)
     if version is None:
-        how = "approve and promote one first (keel approve VERSION, keel promote VERSION)" if alias == CHAMPION \
+        how = (
+            "approve and promote one first (keel approve VERSION, keel promote VERSION)"
+            if alias == CHAMPION
             else "keel retrain names one when its challenger awaits approval"
+        )
         raise RegistryError(f"the audit log gives model '{name}' no {alias}; {how}")
     return version
 
@@ -38,8 +43,10 @@ def load_alias(governance: Governance, name: str, alias: str = CHAMPION) -> Scor
     audited_sha = governance.registered_sha256(name, version)
     info = governance.registry.version(name, version)
     if not audited_sha or info.tag("model_sha256") != audited_sha:
-        raise IntegrityError(f"{name} v{version}: the registry's model_sha256 {info.tag('model_sha256')} is not the "
-                             f"{audited_sha} the audit log recorded at registration; refusing to serve it")
+        raise IntegrityError(
+            f"{name} v{version}: the registry's model_sha256 {info.tag('model_sha256')} is not the "
+            f"{audited_sha} the audit log recorded at registration; refusing to serve it"
+        )
     model, info = governance.registry.load_model(name, version, expected_sha256=audited_sha)
     return ScoringEngine(model, name, info.version)
 

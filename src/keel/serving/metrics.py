@@ -11,15 +11,32 @@ import os
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 from prometheus_client.core import GaugeMetricFamily
 
 from keel.monitoring.latest import read_latest
 
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
-ROUTES = frozenset({"/v1/score", "/v1/score/batch", "/v1/labels", "/admin/reload", "/admin/shadow", "/livez",
-                    "/readyz", "/metrics"})
+ROUTES = frozenset(
+    {
+        "/v1/score",
+        "/v1/score/batch",
+        "/v1/labels",
+        "/admin/reload",
+        "/admin/shadow",
+        "/livez",
+        "/readyz",
+        "/metrics",
+    }
+)
 
 
 class MonitoringGauges:
@@ -51,20 +68,35 @@ class MonitoringGauges:
 def _monitoring_families(report: dict[str, Any]) -> list[GaugeMetricFamily]:
     import pandas as pd
 
-    judged = [w for w in report.get("windows") or [] if w.get("drift") or w.get("realized")]  # closed, big enough
-    as_of = GaugeMetricFamily("keel_monitoring_as_of_seconds", "As-of time of the latest keel monitor run (Unix)")
+    judged = [
+        w for w in report.get("windows") or [] if w.get("drift") or w.get("realized")
+    ]  # closed, big enough
+    as_of = GaugeMetricFamily(
+        "keel_monitoring_as_of_seconds", "As-of time of the latest keel monitor run (Unix)"
+    )
     as_of.add_metric([], pd.Timestamp(report["as_of"]).timestamp())
-    psi = GaugeMetricFamily("keel_drift_psi", "PSI per input against training, newest judged window", labels=["feature"])
-    drifted = GaugeMetricFamily("keel_drift_drifted", "1 when the input drifted in the newest judged window",
-                                labels=["feature"])
+    psi = GaugeMetricFamily(
+        "keel_drift_psi", "PSI per input against training, newest judged window", labels=["feature"]
+    )
+    drifted = GaugeMetricFamily(
+        "keel_drift_drifted",
+        "1 when the input drifted in the newest judged window",
+        labels=["feature"],
+    )
     newest = judged[-1] if judged else {}
     for feature in (newest.get("drift") or {}).get("features", []):
         psi.add_metric([feature["name"]], feature["psi"])
         drifted.add_metric([feature["name"]], float(feature["drifted"]))
-    alerts = GaugeMetricFamily("keel_monitoring_alerts", "Alerts in the newest judged window", labels=["severity"])
+    alerts = GaugeMetricFamily(
+        "keel_monitoring_alerts", "Alerts in the newest judged window", labels=["severity"]
+    )
     for severity in ("warn", "alert"):
-        alerts.add_metric([severity], sum(a["severity"] == severity for a in newest.get("alerts", [])))
-    auc = GaugeMetricFamily("keel_auc", "AUC of the newest judged window that has one", labels=["kind"])
+        alerts.add_metric(
+            [severity], sum(a["severity"] == severity for a in newest.get("alerts", []))
+        )
+    auc = GaugeMetricFamily(
+        "keel_auc", "AUC of the newest judged window that has one", labels=["kind"]
+    )
     for kind in ("estimated", "realized"):
         values = [w[kind]["auc"] for w in judged if w.get(kind) and w[kind].get("auc") is not None]
         if values:
@@ -83,22 +115,58 @@ class Metrics:
         self.monitoring = MonitoringGauges(monitoring_file) if monitoring_file else None
         if self.monitoring:
             self.registry.register(self.monitoring)
-        self.requests = Counter("keel_requests", "Answered requests", ["route", "status"], registry=self.registry)
-        self.latency = Histogram("keel_request_seconds", "Time to answer", ["route"], registry=self.registry,
-                                 buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0))
-        self.scores = Histogram("keel_score", "Probabilities given", registry=self.registry,
-                                buckets=tuple(i / 10 for i in range(1, 11)))
-        self.version = Gauge("keel_model_version", "Version being served", ["model"], registry=self.registry,
-                             multiprocess_mode="liveall")
-        self.in_flight = Gauge("keel_in_flight", "Scoring requests being answered", registry=self.registry,
-                               multiprocess_mode="livesum")
-        self.shed = Counter("keel_shed", "Requests refused to protect the server", ["reason"], registry=self.registry)
-        self.shadow = Counter("keel_shadow", "Shadow scorings by outcome", ["outcome"], registry=self.registry)
-        self.shadow_version = Gauge("keel_shadow_version", "Challenger version scoring in the shadow (0: none)",
-                                    registry=self.registry, multiprocess_mode="liveall")
-        self.alias_mismatch = Gauge("keel_alias_mismatch", "MLflow alias version where it disagrees with the "
-                                    "audit log (0: they agree); the audited version keeps serving", ["alias"],
-                                    registry=self.registry, multiprocess_mode="liveall")
+        self.requests = Counter(
+            "keel_requests", "Answered requests", ["route", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "keel_request_seconds",
+            "Time to answer",
+            ["route"],
+            registry=self.registry,
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+        )
+        self.scores = Histogram(
+            "keel_score",
+            "Probabilities given",
+            registry=self.registry,
+            buckets=tuple(i / 10 for i in range(1, 11)),
+        )
+        self.version = Gauge(
+            "keel_model_version",
+            "Version being served",
+            ["model"],
+            registry=self.registry,
+            multiprocess_mode="liveall",
+        )
+        self.in_flight = Gauge(
+            "keel_in_flight",
+            "Scoring requests being answered",
+            registry=self.registry,
+            multiprocess_mode="livesum",
+        )
+        self.shed = Counter(
+            "keel_shed",
+            "Requests refused to protect the server",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.shadow = Counter(
+            "keel_shadow", "Shadow scorings by outcome", ["outcome"], registry=self.registry
+        )
+        self.shadow_version = Gauge(
+            "keel_shadow_version",
+            "Challenger version scoring in the shadow (0: none)",
+            registry=self.registry,
+            multiprocess_mode="liveall",
+        )
+        self.alias_mismatch = Gauge(
+            "keel_alias_mismatch",
+            "MLflow alias version where it disagrees with the "
+            "audit log (0: they agree); the audited version keeps serving",
+            ["alias"],
+            registry=self.registry,
+            multiprocess_mode="liveall",
+        )
 
     @staticmethod
     def route(path: str) -> str:

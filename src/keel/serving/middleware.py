@@ -33,8 +33,17 @@ class Guard:
     Refusals carry ``Retry-After`` where retrying helps, so a client or load balancer retries elsewhere.
     """
 
-    def __init__(self, app: ASGIApp, metrics: Metrics, *, max_in_flight: int, timeout: float,
-                 max_body_bytes: int = 2_000_000, body_timeout: float = 10.0, max_per_client: int = 64) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        metrics: Metrics,
+        *,
+        max_in_flight: int,
+        timeout: float,
+        max_body_bytes: int = 2_000_000,
+        body_timeout: float = 10.0,
+        max_per_client: int = 64,
+    ) -> None:
         self.app = app
         self.metrics = metrics
         self.max_in_flight = max_in_flight
@@ -51,12 +60,19 @@ class Guard:
             return
         start = time.perf_counter()
         route = Metrics.route(scope["path"])
-        client = (scope.get("client") or ("", 0))[0] if self.max_per_client and route not in PROBES else None
+        client = (
+            (scope.get("client") or ("", 0))[0]
+            if self.max_per_client and route not in PROBES
+            else None
+        )
         status = 500  # if the app raises before answering
         try:
             if client is not None and self.per_client[client] >= self.max_per_client:
-                status = await self._shed(send, "client", f"over {self.max_per_client} requests open from one "
-                                                          "client; retry shortly")
+                status = await self._shed(
+                    send,
+                    "client",
+                    f"over {self.max_per_client} requests open from one client; retry shortly",
+                )
                 return
             if client is not None:
                 self.per_client[client] += 1
@@ -73,14 +89,18 @@ class Guard:
 
     async def _guarded(self, scope: Scope, receive: Receive, send: Send, route: str) -> int:
         """Steps 2 to 4 of the class's list, for one request; returns the status answered."""
-        body = await whole_body(receive, send, max_bytes=self.max_body_bytes, timeout=self.body_timeout)
+        body = await whole_body(
+            receive, send, max_bytes=self.max_body_bytes, timeout=self.body_timeout
+        )
         if isinstance(body, int):
             if body == 408:
                 self.metrics.shed.labels("slow_body").inc()
             return body
         scoring = route.startswith("/v1/")
         if scoring and self.in_flight >= self.max_in_flight:
-            return await self._shed(send, "overload", f"over {self.max_in_flight} requests in flight; retry shortly")
+            return await self._shed(
+                send, "overload", f"over {self.max_in_flight} requests in flight; retry shortly"
+            )
         status, started = 500, False
 
         async def observed(message: Message) -> None:
@@ -98,7 +118,9 @@ class Guard:
             if started:
                 raise
             self.metrics.shed.labels("timeout").inc()
-            return await answer(send, 503, f"not answered within {self.timeout:g} s; retry shortly", retry_after=1)
+            return await answer(
+                send, 503, f"not answered within {self.timeout:g} s; retry shortly", retry_after=1
+            )
         finally:
             self.in_flight -= int(scoring)
             self.metrics.in_flight.set(self.in_flight)

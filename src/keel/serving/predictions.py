@@ -67,14 +67,18 @@ class LogLost(Overloaded):
 
 
 TABLES = ("predictions", "shadow_predictions")
-_CHECKPOINT_SECONDS = 1.0  # the writer copies the WAL into the database after this long without work
+_CHECKPOINT_SECONDS = (
+    1.0  # the writer copies the WAL into the database after this long without work
+)
 
 
 @dataclass
 class _Pending:
     table: str
     rows: list[tuple[Any, ...]]
-    done: Callable[[BaseException | None], None]  # called by the writer once the rows are committed (or not)
+    done: Callable[
+        [BaseException | None], None
+    ]  # called by the writer once the rows are committed (or not)
 
 
 class PredictionLog:
@@ -88,17 +92,30 @@ class PredictionLog:
             for table in TABLES:
                 conn.execute(_SCHEMA.format(table=table))
             conn.execute(_LABELS)
-        self._identity = _identity(path)  # the file opened; a deleted or replaced one is refused (LogLost)
+        self._identity = _identity(
+            path
+        )  # the file opened; a deleted or replaced one is refused (LogLost)
         self._direct = self._connect(busy_seconds=0)
         self._direct.execute("PRAGMA synchronous=NORMAL")
-        self._direct.execute("PRAGMA wal_autocheckpoint=0")  # the writer thread checkpoints (a pause of ms)
+        self._direct.execute(
+            "PRAGMA wal_autocheckpoint=0"
+        )  # the writer thread checkpoints (a pause of ms)
         self._direct_lock = threading.Lock()
         self._queue: queue.Queue[_Pending | None] = queue.Queue(maxsize=max_pending)
-        self._writer = threading.Thread(target=self._write_loop, name="keel-prediction-log", daemon=True)
+        self._writer = threading.Thread(
+            target=self._write_loop, name="keel-prediction-log", daemon=True
+        )
         self._writer.start()
 
-    def append(self, request_id: str, time: str, inputs: list[dict[str, Any]], decisions: list[dict[str, Any]],
-               *, timeout: float = 10.0) -> None:
+    def append(
+        self,
+        request_id: str,
+        time: str,
+        inputs: list[dict[str, Any]],
+        decisions: list[dict[str, Any]],
+        *,
+        timeout: float = 10.0,
+    ) -> None:
         """Log one request's rows and wait for their commit; raises :class:`Overloaded` when the queue is full."""
         committed = threading.Event()
         outcome: list[BaseException | None] = []
@@ -113,8 +130,13 @@ class PredictionLog:
         if outcome[0] is not None:
             raise outcome[0]
 
-    async def append_async(self, request_id: str, time: str, inputs: list[dict[str, Any]],
-                           decisions: list[dict[str, Any]]) -> None:
+    async def append_async(
+        self,
+        request_id: str,
+        time: str,
+        inputs: list[dict[str, Any]],
+        decisions: list[dict[str, Any]],
+    ) -> None:
         """:meth:`append` for an event loop: awaits the commit without blocking other requests.
 
         When no other process is writing, the rows are committed at once on the caller's thread
@@ -149,8 +171,10 @@ class PredictionLog:
 
     def _check(self) -> None:
         if not self.intact():
-            raise LogLost(f"the prediction log {self.path} was deleted or replaced while open; answers cannot be "
-                          "logged durably until the server is restarted (it opens the log again)")
+            raise LogLost(
+                f"the prediction log {self.path} was deleted or replaced while open; answers cannot be "
+                "logged durably until the server is restarted (it opens the log again)"
+            )
 
     def _commit_now(self, table: str, rows: list[tuple[Any, ...]]) -> bool:
         """Commit ``rows`` on this thread if the database's write lock is free now; False if it is not."""
@@ -159,11 +183,15 @@ class PredictionLog:
         try:
             self._check()
             try:
-                self._direct.execute("BEGIN IMMEDIATE")  # busy timeout 0: fails at once when another writer holds it
+                self._direct.execute(
+                    "BEGIN IMMEDIATE"
+                )  # busy timeout 0: fails at once when another writer holds it
             except sqlite3.OperationalError:
                 return False
             try:
-                self._direct.executemany(f"INSERT INTO {table} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+                self._direct.executemany(
+                    f"INSERT INTO {table} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
+                )
                 self._direct.execute("COMMIT")
             except BaseException:
                 self._direct.execute("ROLLBACK")
@@ -173,11 +201,20 @@ class PredictionLog:
         finally:
             self._direct_lock.release()
 
-    def append_shadow(self, request_id: str, time: str, inputs: list[dict[str, Any]],
-                      decisions: list[dict[str, Any]]) -> bool:
+    def append_shadow(
+        self,
+        request_id: str,
+        time: str,
+        inputs: list[dict[str, Any]],
+        decisions: list[dict[str, Any]],
+    ) -> bool:
         """Queue a shadow challenger's rows without waiting; False when the queue is full (they are dropped)."""
         try:
-            self._put(_Pending("shadow_predictions", _rows(request_id, time, inputs, decisions), lambda _: None))
+            self._put(
+                _Pending(
+                    "shadow_predictions", _rows(request_id, time, inputs, decisions), lambda _: None
+                )
+            )
         except Overloaded:
             return False
         return True
@@ -213,13 +250,17 @@ class PredictionLog:
     def rows(self, table: str = "predictions") -> list[dict[str, Any]]:
         """Every logged row of ``table`` (one of :data:`TABLES` or ``labels``), in commit order."""
         if table not in (*TABLES, "labels"):
-            raise ValueError(f"no table '{table}' in the prediction log; it has {[*TABLES, 'labels']}")
+            raise ValueError(
+                f"no table '{table}' in the prediction log; it has {[*TABLES, 'labels']}"
+            )
         with self._connect() as conn:
             conn.row_factory = sqlite3.Row
             return [dict(r) for r in conn.execute(f"SELECT * FROM {table} ORDER BY rowid")]
 
     def _connect(self, busy_seconds: float = 30) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, timeout=busy_seconds, isolation_level=None, check_same_thread=False)
+        conn = sqlite3.connect(
+            self.path, timeout=busy_seconds, isolation_level=None, check_same_thread=False
+        )
         conn.execute(f"PRAGMA busy_timeout={int(busy_seconds * 1000)}")
         return conn
 
@@ -242,8 +283,10 @@ class PredictionLog:
                 self._check()
                 conn.execute("BEGIN IMMEDIATE")
                 for table in TABLES:
-                    conn.executemany(f"INSERT INTO {table} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                                     [row for p in work if p.table == table for row in p.rows])
+                    conn.executemany(
+                        f"INSERT INTO {table} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        [row for p in work if p.table == table for row in p.rows],
+                    )
                 conn.execute("COMMIT")
                 self._check()
             except BaseException as failure:  # noqa: BLE001 - handed to every waiting request
@@ -260,11 +303,21 @@ def _identity(path: Path) -> tuple[int, int]:
     return found.st_dev, found.st_ino
 
 
-def _rows(request_id: str, time: str, inputs: list[dict[str, Any]],
-          decisions: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+def _rows(
+    request_id: str, time: str, inputs: list[dict[str, Any]], decisions: list[dict[str, Any]]
+) -> list[tuple[Any, ...]]:
     return [
-        (request_id, i, time, d["model"], d["version"], _json(inputs[i]), d["probability"], d["decision"],
-         _json(d.get("reasons")))
+        (
+            request_id,
+            i,
+            time,
+            d["model"],
+            d["version"],
+            _json(inputs[i]),
+            d["probability"],
+            d["decision"],
+            _json(d.get("reasons")),
+        )
         for i, d in enumerate(decisions)
     ]
 
@@ -278,12 +331,26 @@ def read_answers(path: Path, model: str) -> list[dict[str, Any]]:
     """Every answered row of ``model`` in the log at ``path``, oldest first, read-only: request id, row, time,
     version, inputs (parsed) and probability. A missing file is a :class:`~keel.errors.DataError`."""
     if not path.is_file():
-        raise DataError(f"no prediction log at {path}; keel serve writes predictions.db in the project folder")
+        raise DataError(
+            f"no prediction log at {path}; keel serve writes predictions.db in the project folder"
+        )
     with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
-        rows = conn.execute("SELECT request_id, row, time, version, inputs, probability FROM predictions "
-                            "WHERE model = ? ORDER BY rowid", (model,)).fetchall()
-    return [{"request_id": r[0], "row": r[1], "time": r[2], "version": r[3], "inputs": orjson.loads(r[4]),
-             "probability": r[5]} for r in rows]
+        rows = conn.execute(
+            "SELECT request_id, row, time, version, inputs, probability FROM predictions "
+            "WHERE model = ? ORDER BY rowid",
+            (model,),
+        ).fetchall()
+    return [
+        {
+            "request_id": r[0],
+            "row": r[1],
+            "time": r[2],
+            "version": r[3],
+            "inputs": orjson.loads(r[4]),
+            "probability": r[5],
+        }
+        for r in rows
+    ]
 
 
 def read_labels(path: Path) -> list[dict[str, Any]]:

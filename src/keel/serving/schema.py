@@ -7,8 +7,17 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-_TYPES: dict[str, Any] = {"int": int, "float": float, "str": str, "bool": bool, "datetime": dt.datetime}
-_INT64 = (-(2**63), 2**63 - 1)  # an integer column is int64: nothing outside it was ever trained on, or can be logged
+_TYPES: dict[str, Any] = {
+    "int": int,
+    "float": float,
+    "str": str,
+    "bool": bool,
+    "datetime": dt.datetime,
+}
+_INT64 = (
+    -(2**63),
+    2**63 - 1,
+)  # an integer column is int64: nothing outside it was ever trained on, or can be logged
 
 
 def record_model(contract: dict[str, dict[str, Any]], name: str = "Record") -> type[BaseModel]:
@@ -22,10 +31,16 @@ def record_model(contract: dict[str, dict[str, Any]], name: str = "Record") -> t
             kind = Optional[kind]
         low, high = rule.get("min"), rule.get("max")
         if rule["dtype"] == "int":
-            low, high = max(_INT64[0], _INT64[0] if low is None else low), min(_INT64[1], _INT64[1] if high is None else high)
+            low, high = (
+                max(_INT64[0], _INT64[0] if low is None else low),
+                min(_INT64[1], _INT64[1] if high is None else high),
+            )
         constraints = {"ge": low, "le": high, "description": rule.get("description")}
         default = None if rule.get("nullable") else ...
-        fields[column] = (kind, Field(default, **{k: v for k, v in constraints.items() if v is not None}))
+        fields[column] = (
+            kind,
+            Field(default, **{k: v for k, v in constraints.items() if v is not None}),
+        )
     config = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
     return create_model(name, __config__=config, **fields)
 
@@ -44,9 +59,12 @@ def labels_model(described: dict[str, Any], max_records: int) -> type[BaseModel]
     """A ``POST /v1/labels`` request: per event its id, its entities and the labels that arrived."""
     inputs = described["inputs"]
     keys = [described["id_column"], *dict.fromkeys(f["entity"] for f in described["windows"])]
-    label = record_model({**{k: {**inputs[k], "nullable": False} for k in keys}, **described["labels"]}, "Label")
+    label = record_model(
+        {**{k: {**inputs[k], "nullable": False} for k in keys}, **described["labels"]}, "Label"
+    )
     return create_model(
-        "Labels", __config__=ConfigDict(extra="forbid"),
+        "Labels",
+        __config__=ConfigDict(extra="forbid"),
         labels=(list[label], Field(..., min_length=1, max_length=max_records)),  # type: ignore[valid-type]
     )
 
@@ -54,7 +72,8 @@ def labels_model(described: dict[str, Any], max_records: int) -> type[BaseModel]
 def batch_model(record: type[BaseModel], max_records: int) -> type[BaseModel]:
     """A request holding up to ``max_records`` records."""
     return create_model(
-        "Batch", __config__=ConfigDict(extra="forbid"),
+        "Batch",
+        __config__=ConfigDict(extra="forbid"),
         records=(list[record], Field(..., min_length=1, max_length=max_records)),  # type: ignore[valid-type]
     )
 
@@ -64,7 +83,9 @@ class ReasonAnswer(BaseModel):
 
     feature: str
     text: str
-    contribution: float = Field(description="What the feature added to the log-odds of the adverse outcome")
+    contribution: float = Field(
+        description="What the feature added to the log-odds of the adverse outcome"
+    )
     value: Any = Field(description="The applicant's value of the feature, as a person reads it")
 
 

@@ -28,14 +28,18 @@ from keel.serving.schema import batch_model, labels_model, record_model, request
 from keel.serving.shadow import Shadow
 
 SCORE_ONE, SCORE_BATCH = "/v1/score", "/v1/score/batch"
-INLINE_RECORDS = 16  # batches up to this size score on the event loop, larger ones in the thread pool
+INLINE_RECORDS = (
+    16  # batches up to this size score on the event loop, larger ones in the thread pool
+)
 
 
 class Refused(KeelError, RuntimeError):
     """A request, swap or label update the service refuses: ``status`` says why as an HTTP status, ``detail`` how."""
 
     def __init__(self, status: int, detail: str | list[dict[str, Any]]) -> None:
-        super().__init__(detail if isinstance(detail, str) else f"the request breaks the contract: {detail}")
+        super().__init__(
+            detail if isinstance(detail, str) else f"the request breaks the contract: {detail}"
+        )
         self.status = status
         self.detail = detail
 
@@ -49,9 +53,16 @@ class ScoringService:
     engine's contract and stay fixed.
     """
 
-    def __init__(self, engine: ScoringEngine, *, max_batch: int = 1000,
-                 reload: Callable[[], ScoringEngine] | None = None, prediction_log: PredictionLog | None = None,
-                 feature_store: EventStore | None = None, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        engine: ScoringEngine,
+        *,
+        max_batch: int = 1000,
+        reload: Callable[[], ScoringEngine] | None = None,
+        prediction_log: PredictionLog | None = None,
+        feature_store: EventStore | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.engine = engine
         self.reload = reload
         self.prediction_log = prediction_log
@@ -59,12 +70,21 @@ class ScoringService:
         self.shadow = Shadow(prediction_log, self.metrics)
         self.contract = engine.model.metadata.get("contract") or {}
         self.described: dict[str, Any] | None = engine.model.metadata.get("features")
-        self.online = OnlineFeatures.of_model(self.described, feature_store) if self.described else None
-        self._remote_store = (self.online is not None and bool(self.online.plan.windows)
-                              and not isinstance(self.online.store, MemoryStore))
+        self.online = (
+            OnlineFeatures.of_model(self.described, feature_store) if self.described else None
+        )
+        self._remote_store = (
+            self.online is not None
+            and bool(self.online.plan.windows)
+            and not isinstance(self.online.store, MemoryStore)
+        )
         self.Record = record_model(request_contract(engine.model.metadata))
         self.Batch = batch_model(self.Record, max_batch)
-        self.Labels = labels_model(self.described, max_batch) if self.described and self.described["windows"] else None
+        self.Labels = (
+            labels_model(self.described, max_batch)
+            if self.described and self.described["windows"]
+            else None
+        )
         self.metrics.version.labels(engine.name).set(engine.version)
 
     async def score(self, path: str, body: bytes) -> tuple[int, dict[str, Any]]:
@@ -81,8 +101,11 @@ class ScoringService:
         except Refused as refused:
             return refused.status, {"detail": refused.detail}
         self.observe(request_id, now, inputs, decisions)
-        return 200, ({"request_id": request_id, **decisions[0]} if single
-                     else {"request_id": request_id, "results": decisions})
+        return 200, (
+            {"request_id": request_id, **decisions[0]}
+            if single
+            else {"request_id": request_id, "results": decisions}
+        )
 
     def parse(self, body: bytes, *, single: bool) -> list[dict[str, Any]]:
         """The records of a raw JSON body (one, or a batch's); 422 names each field and rule broken, never its value."""
@@ -92,18 +115,22 @@ class ScoringService:
             raise Refused(422, problems(error.errors(), ("body",))) from error
         return [request.model_dump()] if single else [r.model_dump() for r in request.records]  # type: ignore[attr-defined]
 
-    async def decide(self, engine: ScoringEngine, raw: list[dict[str, Any]]
-                     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    async def decide(
+        self, engine: ScoringEngine, raw: list[dict[str, Any]]
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """The inputs scored (raw records with their online features) and ``engine``'s decisions for them.
 
         Up to :data:`INLINE_RECORDS` records score on the event loop, more in the thread pool, as
         does any request reading a remote feature store (a Redis round trip never blocks the loop).
         Data that cannot be scored is 422; an unreachable feature store is 503.
         """
+
         def decide() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
             inputs = raw
             if self.online is not None:  # in order: a record's features see the records before it
-                inputs = [{**r, **f} for r, f in zip(raw, self.online.compute_batch(raw), strict=True)]
+                inputs = [
+                    {**r, **f} for r, f in zip(raw, self.online.compute_batch(raw), strict=True)
+                ]
             return inputs, engine.score_records(inputs)
 
         inline = len(raw) <= INLINE_RECORDS and not self._remote_store
@@ -115,8 +142,13 @@ class ScoringService:
             self.metrics.shed.labels("features").inc()
             raise Refused(503, str(error)) from error
 
-    async def log(self, request_id: str, now: str, inputs: list[dict[str, Any]],
-                  decisions: list[dict[str, Any]]) -> None:
+    async def log(
+        self,
+        request_id: str,
+        now: str,
+        inputs: list[dict[str, Any]],
+        decisions: list[dict[str, Any]],
+    ) -> None:
         """Commit the answer to the prediction log (when there is one); a log that is behind is 503."""
         if self.prediction_log is None:
             return
@@ -131,13 +163,20 @@ class ScoringService:
         if self.online is None:
             return
         try:
-            await run_in_threadpool(self.online.record_all, raw) if self._remote_store else self.online.record_all(raw)
+            await run_in_threadpool(
+                self.online.record_all, raw
+            ) if self._remote_store else self.online.record_all(raw)
         except FeatureStoreError as error:
             self.metrics.shed.labels("features").inc()
             raise Refused(503, str(error)) from error
 
-    def observe(self, request_id: str, now: str, inputs: list[dict[str, Any]],
-                decisions: list[dict[str, Any]]) -> None:
+    def observe(
+        self,
+        request_id: str,
+        now: str,
+        inputs: list[dict[str, Any]],
+        decisions: list[dict[str, Any]],
+    ) -> None:
         """Offer an answered request's inputs to the shadow challenger and count its scores."""
         self.shadow.offer(request_id, now, inputs)
         for decision in decisions:
@@ -149,7 +188,9 @@ class ScoringService:
         Labels no window reads are only logged. An unreachable store or a log that is behind is 503.
         """
         if self.online is None or self.Labels is None or self.described is None:
-            raise Refused(409, f"model {self.engine.name} keeps no events: there is nothing to label")
+            raise Refused(
+                409, f"model {self.engine.name} keeps no events: there is nothing to label"
+            )
         id_column = self.described["id_column"]
         try:
             stored = self.online.label_groups(list(self.described["labels"])) > 0
@@ -171,8 +212,10 @@ class ScoringService:
         current = self.engine
         try:
             candidate = self.reload()
-        except Exception as error:  # noqa: BLE001 - any failure to load or verify keeps the old model serving
-            raise Refused(409, f"reload failed, still serving version {current.version}: {error}") from error
+        except Exception as error:
+            raise Refused(
+                409, f"reload failed, still serving version {current.version}: {error}"
+            ) from error
         self.check_contract(candidate, f"still serving version {current.version}")
         self.engine = candidate
         self.metrics.version.labels(candidate.name).set(candidate.version)
@@ -182,8 +225,11 @@ class ScoringService:
         """Refuse (409) a version whose inputs or online features differ: they are fixed when the service starts."""
         metadata = candidate.model.metadata
         if metadata.get("contract") != self.contract or metadata.get("features") != self.described:
-            raise Refused(409, f"version {candidate.version} reads other inputs; {consequence} "
-                               f"(restart the server to change the request schema)")
+            raise Refused(
+                409,
+                f"version {candidate.version} reads other inputs; {consequence} "
+                f"(restart the server to change the request schema)",
+            )
 
 
 def problems(errors: Iterable[Mapping[str, Any]], prefix: tuple[str, ...]) -> list[dict[str, Any]]:

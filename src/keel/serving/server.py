@@ -48,19 +48,29 @@ class ServeSettings:
     max_batch: int = 1000
     allowed_hosts: list[str] = field(default_factory=list)
     prediction_log: str | None = None  # SQLite file; default predictions.db in the project folder
-    watch_seconds: float = 5.0  # how often to check whether the aliases moved; 0: only /admin/reload
-    shadow_alias: str | None = "challenger"  # scored in the shadow when set in the registry; None: never
-    drain_seconds: float = 5.0  # after SIGTERM: /readyz is 503 this long while requests are still answered
+    watch_seconds: float = (
+        5.0  # how often to check whether the aliases moved; 0: only /admin/reload
+    )
+    shadow_alias: str | None = (
+        "challenger"  # scored in the shadow when set in the registry; None: never
+    )
+    drain_seconds: float = (
+        5.0  # after SIGTERM: /readyz is 503 this long while requests are still answered
+    )
     request_timeout: float = 10.0
     max_in_flight: int = 256  # scoring requests per worker beyond which it answers 503
     max_per_client: int = 64  # requests open from one client address per worker beyond which it answers 503; 0: no cap
     body_timeout: float = 10.0  # seconds to receive a whole request body (408)
-    feature_store: str | None = None  # online features' events: None in process, or redis://host:port/db
+    feature_store: str | None = (
+        None  # online features' events: None in process, or redis://host:port/db
+    )
 
     def __post_init__(self) -> None:
         if self.alias != "champion" or self.shadow_alias not in (None, "challenger"):
-            raise ValueError("keel serve answers with the audit log's champion and shadows only its challenger; "
-                             f"alias={self.alias!r}, shadow_alias={self.shadow_alias!r}")
+            raise ValueError(
+                "keel serve answers with the audit log's champion and shadows only its challenger; "
+                f"alias={self.alias!r}, shadow_alias={self.shadow_alias!r}"
+            )
 
     def export(self) -> None:
         """Put the settings where worker processes read them (the API key travels as KEEL_API_KEY)."""
@@ -81,7 +91,9 @@ def app_from_environment() -> FastAPI:
     """The uvicorn factory: load and verify the alias's version, then build the app around it."""
     settings = ServeSettings(**json.loads(os.environ[_ENV]))
     governance = _governance(settings)
-    prediction_log = PredictionLog(Path(settings.prediction_log or Path(settings.project_dir) / "predictions.db"))
+    prediction_log = PredictionLog(
+        Path(settings.prediction_log or Path(settings.project_dir) / "predictions.db")
+    )
     feature_store = open_store(settings.feature_store, prefix=f"keel:{settings.model}")
     stop = threading.Event()
 
@@ -134,9 +146,14 @@ def _follow(app: FastAPI, settings: ServeSettings, stop: threading.Event) -> Non
         other = alias_disagreement(governance, settings.model, alias)
         app.state.metrics.alias_mismatch.labels(alias).set(other or 0)
         if other is not None and mismatched.get(alias) != other:
-            log.error("ALERT: MLflow alias %s@%s points at version %s but the audit log says %s; serving the "
-                      "audited version and refusing the other (keel audit verify names the mismatch)",
-                      settings.model, alias, other or "none", version)
+            log.error(
+                "ALERT: MLflow alias %s@%s points at version %s but the audit log says %s; serving the "
+                "audited version and refusing the other (keel audit verify names the mismatch)",
+                settings.model,
+                alias,
+                other or "none",
+                version,
+            )
         mismatched[alias] = other
         return version
 
@@ -144,8 +161,14 @@ def _follow(app: FastAPI, settings: ServeSettings, stop: threading.Event) -> Non
         if version is not None:  # an alias removed leaves the current version serving
             app.state.swap()
 
-    watch_alias(lambda: audited(settings.alias, served), lambda: app.state.engine.version, champion,
-                interval=settings.watch_seconds, stop=stop, what=settings.alias)
+    watch_alias(
+        lambda: audited(settings.alias, served),
+        lambda: app.state.engine.version,
+        champion,
+        interval=settings.watch_seconds,
+        stop=stop,
+        what=settings.alias,
+    )
     shadow_alias, shadow = settings.shadow_alias, app.state.shadow
     if not shadow_alias:
         return
@@ -160,22 +183,35 @@ def _follow(app: FastAPI, settings: ServeSettings, stop: threading.Event) -> Non
     def shadowing() -> int | None:
         return shadow.engine.version if shadow.engine else None
 
-    watch_alias(lambda: audited(shadow_alias, shadowed), shadowing, challenger, interval=settings.watch_seconds,
-                stop=stop, what=shadow_alias)
+    watch_alias(
+        lambda: audited(shadow_alias, shadowed),
+        shadowing,
+        challenger,
+        interval=settings.watch_seconds,
+        stop=stop,
+        what=shadow_alias,
+    )
 
 
 def load_verified(governance: Governance, name: str, alias: str) -> ScoringEngine:
     """:func:`load_alias` once the audit log verifies: an inserted, edited or rolled-back row moves nothing."""
     problems = governance.audit.verify()
     if problems:
-        raise IntegrityError(f"ALERT: the audit log does not verify ({problems[0].kind}: {problems[0].detail}); "
-                             f"not loading the {alias} it names")
+        raise IntegrityError(
+            f"ALERT: the audit log does not verify ({problems[0].kind}: {problems[0].detail}); "
+            f"not loading the {alias} it names"
+        )
     return load_alias(governance, name, alias)
 
 
 def _governance(settings: ServeSettings) -> Governance:
-    return Governance.for_project(Path(settings.project_dir), settings.tracking_uri, settings.governance_uri,
-                                  checkpoints=settings.checkpoints, writer=False)
+    return Governance.for_project(
+        Path(settings.project_dir),
+        settings.tracking_uri,
+        settings.governance_uri,
+        checkpoints=settings.checkpoints,
+        writer=False,
+    )
 
 
 def _drain_on_sigterm(app: FastAPI, seconds: float) -> None:

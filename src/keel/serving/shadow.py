@@ -22,12 +22,16 @@ log = logging.getLogger(__name__)
 class Shadow:
     """Holds the challenger engine (or None) and scores what it is offered in its own thread."""
 
-    def __init__(self, prediction_log: PredictionLog | None, metrics: Metrics, *, max_pending: int = 1000) -> None:
+    def __init__(
+        self, prediction_log: PredictionLog | None, metrics: Metrics, *, max_pending: int = 1000
+    ) -> None:
         self.engine: ScoringEngine | None = None
         self.enabled = True
         self._log = prediction_log
         self._metrics = metrics
-        self._queue: queue.Queue[tuple[str, str, list[dict[str, Any]]]] = queue.Queue(maxsize=max_pending)
+        self._queue: queue.Queue[tuple[str, str, list[dict[str, Any]]]] = queue.Queue(
+            maxsize=max_pending
+        )
         threading.Thread(target=self._loop, name="keel-shadow", daemon=True).start()
 
     def set_engine(self, engine: ScoringEngine | None) -> None:
@@ -55,9 +59,11 @@ class Shadow:
                 engine = self.engine
                 if engine is not None:
                     decisions = engine.score_records(inputs)
-                    logged = self._log is None or self._log.append_shadow(request_id, time, inputs, decisions)
+                    logged = self._log is None or self._log.append_shadow(
+                        request_id, time, inputs, decisions
+                    )
                     self._metrics.shadow.labels("scored" if logged else "skipped").inc()
-            except Exception:  # noqa: BLE001 - the challenger must never take the champion down
+            except Exception:
                 log.exception("the shadow challenger failed on request %s", request_id)
                 self._metrics.shadow.labels("failed").inc()
             finally:

@@ -9,9 +9,15 @@ from collections.abc import Callable
 log = logging.getLogger(__name__)
 
 
-def watch_alias(version_now: Callable[[], int | None], serving: Callable[[], int | None],
-                apply: Callable[[int | None], object], *, interval: float, stop: threading.Event,
-                what: str = "champion") -> threading.Thread:
+def watch_alias(
+    version_now: Callable[[], int | None],
+    serving: Callable[[], int | None],
+    apply: Callable[[int | None], object],
+    *,
+    interval: float,
+    stop: threading.Event,
+    what: str = "champion",
+) -> threading.Thread:
     """Poll ``version_now`` every ``interval`` s and call ``apply`` when it differs from ``serving()``.
 
     A version whose ``apply`` fails (it does not load, verify or fit) is not retried until the
@@ -33,7 +39,12 @@ def watch_alias(version_now: Callable[[], int | None], serving: Callable[[], int
                 failed = None
             except Exception as refused:  # noqa: BLE001 - whatever went wrong, the current model keeps serving
                 failed = wanted
-                log.error("not serving version %s as %s: %s", wanted, what, getattr(refused, "detail", refused))
+                log.error(
+                    "not serving version %s as %s: %s",
+                    wanted,
+                    what,
+                    getattr(refused, "detail", refused),
+                )
 
     thread = threading.Thread(target=loop, name=f"keel-{what}-watch", daemon=True)
     thread.start()

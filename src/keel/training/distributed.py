@@ -72,9 +72,11 @@ def check_cluster_tuning(spec: ProjectSpec, engine: Engine | None) -> None:
         return
     storage = spec.tuning.storage
     if storage and storage.startswith("sqlite"):
-        raise SpecError(f"tuning.storage: '{storage}' is a file on this machine, which the workers of the cluster at "
-                        f"{engine.address} cannot share safely; use a database server such as "
-                        "postgresql+psycopg2://user@host/optuna, or --cluster local")
+        raise SpecError(
+            f"tuning.storage: '{storage}' is a file on this machine, which the workers of the cluster at "
+            f"{engine.address} cannot share safely; use a database server such as "
+            "postgresql+psycopg2://user@host/optuna, or --cluster local"
+        )
     if storage:
         return
     raise SpecError(
@@ -85,7 +87,12 @@ def check_cluster_tuning(spec: ProjectSpec, engine: Engine | None) -> None:
 
 
 def tune_on_cluster(
-    data: Matrices, spec: ProjectSpec, *, engine: Engine, features: list[str], folds: Sequence[Matrices] = (),
+    data: Matrices,
+    spec: ProjectSpec,
+    *,
+    engine: Engine,
+    features: list[str],
+    folds: Sequence[Matrices] = (),
     on_trial: TrialCallback | None = None,
 ) -> dict[str, FamilyResult]:
     """Tune every family of the spec with its trials spread over the engine's workers (see the module doc)."""
@@ -93,12 +100,25 @@ def tune_on_cluster(
     client = engine.client
     workers = sorted(client.scheduler_info(n_workers=-1)["workers"])
     if not workers:
-        raise EngineError(f"the cluster at {engine.address} has no workers to run tuning trials on; start some")
-    matrices = client.scatter([data, *folds], broadcast=True, hash=False)  # fresh keys, as in gbdt_dask
+        raise EngineError(
+            f"the cluster at {engine.address} has no workers to run tuning trials on; start some"
+        )
+    matrices = client.scatter(
+        [data, *folds], broadcast=True, hash=False
+    )  # fresh keys, as in gbdt_dask
     with _study_storage(spec) as url:
         return {
-            family: _tune_family(family, data, spec, engine=engine, url=url, workers=workers, matrices=matrices,
-                                 features=features, on_trial=on_trial)
+            family: _tune_family(
+                family,
+                data,
+                spec,
+                engine=engine,
+                url=url,
+                workers=workers,
+                matrices=matrices,
+                features=features,
+                on_trial=on_trial,
+            )
             for family in spec.models.families
         }
 
@@ -107,7 +127,9 @@ def open_storage(url: str) -> Any:
     """Optuna's RDB storage at ``url``; SQLite waits for its write lock rather than failing at once."""
     from optuna.storages import RDBStorage
 
-    return RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {})
+    return RDBStorage(
+        url, engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+    )
 
 
 def _close(storage: Any) -> None:
@@ -126,8 +148,16 @@ def _study_storage(spec: ProjectSpec) -> Iterator[str]:
 
 
 def _tune_family(
-    family: str, data: Matrices, spec: ProjectSpec, *, engine: Engine, url: str, workers: list[str],
-    matrices: list[Any], features: list[str], on_trial: TrialCallback | None,
+    family: str,
+    data: Matrices,
+    spec: ProjectSpec,
+    *,
+    engine: Engine,
+    url: str,
+    workers: list[str],
+    matrices: list[Any],
+    features: list[str],
+    on_trial: TrialCallback | None,
 ) -> FamilyResult:
     import optuna
 
@@ -135,27 +165,49 @@ def _tune_family(
     storage = open_storage(url)
     try:
         study = optuna.create_study(
-            storage=storage, study_name=f"{spec.project}-{family}-{uuid.uuid4().hex[:12]}",
+            storage=storage,
+            study_name=f"{spec.project}-{family}-{uuid.uuid4().hex[:12]}",
             direction="maximize" if spec.tuning.metric != "log_loss" else "minimize",
         )
         shares = [len(range(i, spec.tuning.trials, len(workers))) for i in range(len(workers))]
         futures = [
             engine.client.submit(
-                _worker_trials, study.study_name, url, family, spec, features, share, spec.seed + i,
-                matrices[0], matrices[1:], workers=[worker], allow_other_workers=True, pure=False,
+                _worker_trials,
+                study.study_name,
+                url,
+                family,
+                spec,
+                features,
+                share,
+                spec.seed + i,
+                matrices[0],
+                matrices[1:],
+                workers=[worker],
+                allow_other_workers=True,
+                pure=False,
             )
-            for i, (worker, share) in enumerate(zip(workers, shares)) if share
+            for i, (worker, share) in enumerate(zip(workers, shares))
+            if share
         ]
         _follow(study, futures, family, on_trial)
         engine.client.gather(futures)  # a worker's error surfaces here, as itself
-        return _refit_best(study, family, data, spec, engine=engine, features=features, folds=len(matrices) > 1)
+        return _refit_best(
+            study, family, data, spec, engine=engine, features=features, folds=len(matrices) > 1
+        )
     finally:
         _close(storage)
 
 
 def _worker_trials(
-    study_name: str, url: str, family: str, spec: ProjectSpec, features: list[str], trials: int, seed: int,
-    data: Matrices, folds: list[Matrices],
+    study_name: str,
+    url: str,
+    family: str,
+    spec: ProjectSpec,
+    features: list[str],
+    trials: int,
+    seed: int,
+    data: Matrices,
+    folds: list[Matrices],
 ) -> None:
     """On a worker: run ``trials`` trials of the stored study, LightGBM on this worker's threads."""
     import optuna
@@ -163,11 +215,17 @@ def _worker_trials(
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     worker = get_worker()
-    spec = spec.model_copy(update={"tuning": spec.tuning.model_copy(update={"threads": worker.state.nthreads})})
+    spec = spec.model_copy(
+        update={"tuning": spec.tuning.model_copy(update={"threads": worker.state.nthreads})}
+    )
     storage = open_storage(url)
     try:
-        study = optuna.load_study(study_name=study_name, storage=storage,
-                                  sampler=optuna.samplers.TPESampler(seed=seed), pruner=make_pruner(family, spec))
+        study = optuna.load_study(
+            study_name=study_name,
+            storage=storage,
+            sampler=optuna.samplers.TPESampler(seed=seed),
+            pruner=make_pruner(family, spec),
+        )
 
         def objective(trial: optuna.Trial) -> float:
             trial.set_user_attr("worker", worker.address)
@@ -193,14 +251,23 @@ def _follow(study: Any, futures: list[Any], family: str, on_trial: TrialCallback
             pass
         if on_trial is None:
             continue
-        for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)):
+        for trial in study.get_trials(
+            deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+        ):
             if trial.number not in reported:
                 reported.add(trial.number)
                 on_trial(family, trial.number, trial.value)
 
 
 def _refit_best(
-    study: Any, family: str, data: Matrices, spec: ProjectSpec, *, engine: Engine, features: list[str], folds: bool,
+    study: Any,
+    family: str,
+    data: Matrices,
+    spec: ProjectSpec,
+    *,
+    engine: Engine,
+    features: list[str],
+    folds: bool,
 ) -> FamilyResult:
     """Refit the best trial's parameters as in-process tuning does, or data-parallel when the spec asks."""
     import optuna
@@ -211,11 +278,24 @@ def _refit_best(
     params = sample_params(optuna.trial.FixedTrial(best.params), family, spec)
     rounds = mean_rounds(best.user_attrs.get("rounds"))
     if family == "lightgbm" and spec.models.lightgbm.distributed_fit:
-        model = fit_lightgbm_dask(engine.client, data.X_train, data.y_train, categorical=data.categorical,
-                                  params=full_lightgbm_params(params, spec, features=features), rounds=rounds)
+        model = fit_lightgbm_dask(
+            engine.client,
+            data.X_train,
+            data.y_train,
+            categorical=data.categorical,
+            params=full_lightgbm_params(params, spec, features=features),
+            rounds=rounds,
+        )
         refit_rounds = rounds
     else:
         refit_rounds = rounds if folds else None
         model = fit_family(family, params, data, spec, features=features, rounds=refit_rounds)
-    return FamilyResult(family, float(best.value), params, model, trial_rows(family, study),
-                        refit_rounds=refit_rounds, study=study.study_name)
+    return FamilyResult(
+        family,
+        float(best.value),
+        params,
+        model,
+        trial_rows(family, study),
+        refit_rounds=refit_rounds,
+        study=study.study_name,
+    )

@@ -22,11 +22,20 @@ class Split:
 
     def sizes(self) -> dict[str, int]:
         """Rows in each part."""
-        return {"train": len(self.train), "validation": len(self.validation), "test": len(self.test)}
+        return {
+            "train": len(self.train),
+            "validation": len(self.validation),
+            "test": len(self.test),
+        }
 
 
 def split_rows(
-    y: np.ndarray, spec: SplitSpec, *, seed: int, time: pd.Series | None = None, entity: pd.Series | None = None
+    y: np.ndarray,
+    spec: SplitSpec,
+    *,
+    seed: int,
+    time: pd.Series | None = None,
+    entity: pd.Series | None = None,
 ) -> Split:
     """Split row positions as the spec says; every part must hold both classes."""
     if spec.method in ("time", "delayed"):
@@ -40,8 +49,11 @@ def split_rows(
     else:
         result = _stratified(y, spec, seed)
     parts = [("train", result.train), ("validation", result.validation), ("test", result.test)]
-    parts += [(f"fold {k} {name}", rows) for k, fold in enumerate(result.folds, 1)
-              for name, rows in zip(("train", "validation"), fold)]
+    parts += [
+        (f"fold {k} {name}", rows)
+        for k, fold in enumerate(result.folds, 1)
+        for name, rows in zip(("train", "validation"), fold)
+    ]
     for part, rows in parts:
         if len(np.unique(y[rows])) < 2:
             raise TrainingError(
@@ -81,7 +93,9 @@ def _delayed(time: pd.Series, y: np.ndarray, entity: pd.Series | None, spec: Spl
         return rows
 
     train, test = layout(start)
-    folds = tuple(layout(start - k * spec.test_days * days) for k in range(1, spec.validation_folds + 1))
+    folds = tuple(
+        layout(start - k * spec.test_days * days) for k in range(1, spec.validation_folds + 1)
+    )
     return Split(train, folds[0][1], test, folds)
 
 
@@ -92,7 +106,9 @@ def _stratified(y: np.ndarray, spec: SplitSpec, seed: int) -> Split:
     try:
         rest, test = train_test_split(rows, test_size=spec.test_size, stratify=y, random_state=seed)
         share = spec.validation_size / (1.0 - spec.test_size)
-        train, validation = train_test_split(rest, test_size=share, stratify=y[rest], random_state=seed + 1)
+        train, validation = train_test_split(
+            rest, test_size=share, stratify=y[rest], random_state=seed + 1
+        )
     except ValueError as err:  # sklearn: a class too small to stratify
         counts = {int(k): int(v) for k, v in zip(*np.unique(y, return_counts=True))}
         raise TrainingError(
@@ -104,20 +120,29 @@ def _stratified(y: np.ndarray, spec: SplitSpec, seed: int) -> Split:
 
 def _by_time(time: pd.Series, spec: SplitSpec) -> Split:
     if time.isna().any():
-        raise TrainingError(f"the time column has {int(time.isna().sum())} missing value(s); a time split needs all")
+        raise TrainingError(
+            f"the time column has {int(time.isna().sum())} missing value(s); a time split needs all"
+        )
     if spec.test_start is not None and spec.validation_start is not None:
-        validation_start, test_start = pd.Timestamp(spec.validation_start), pd.Timestamp(spec.test_start)
+        validation_start, test_start = (
+            pd.Timestamp(spec.validation_start),
+            pd.Timestamp(spec.test_start),
+        )
     else:
         ordered = time.sort_values(kind="stable").to_numpy()
         test_start = pd.Timestamp(ordered[int(len(ordered) * (1 - spec.test_size))])
-        validation_start = pd.Timestamp(ordered[int(len(ordered) * (1 - spec.test_size - spec.validation_size))])
+        validation_start = pd.Timestamp(
+            ordered[int(len(ordered) * (1 - spec.test_size - spec.validation_size))]
+        )
     if time.dt.tz is None and (validation_start.tz is not None or test_start.tz is not None):
         raise TrainingError(
             f"split.validation_start/test_start ({validation_start}, {test_start}) carry a time zone but the "
             "time column does not; give the dates without a time zone, or make the time column tz-aware"
         )
     if time.dt.tz is not None:
-        validation_start = validation_start if validation_start.tz else validation_start.tz_localize(time.dt.tz)
+        validation_start = (
+            validation_start if validation_start.tz else validation_start.tz_localize(time.dt.tz)
+        )
         test_start = test_start if test_start.tz else test_start.tz_localize(time.dt.tz)
     train = np.flatnonzero(time < validation_start)
     validation = np.flatnonzero((time >= validation_start) & (time < test_start))

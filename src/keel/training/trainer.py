@@ -57,8 +57,13 @@ class TrainingOutcome:
         }
 
 
-def _matrices(frame: pd.DataFrame, y: np.ndarray, train_rows: np.ndarray, valid_rows: np.ndarray,
-              pre: Preprocessor) -> Matrices:
+def _matrices(
+    frame: pd.DataFrame,
+    y: np.ndarray,
+    train_rows: np.ndarray,
+    valid_rows: np.ndarray,
+    pre: Preprocessor,
+) -> Matrices:
     train = frame.iloc[train_rows]
     pre.fit(train)
     n_categories = {j: len(pre.categories_[pre.features[j]]) for j in pre.categorical_indices()}
@@ -73,8 +78,12 @@ def _matrices(frame: pd.DataFrame, y: np.ndarray, train_rows: np.ndarray, valid_
 
 
 def train_model(
-    frame: pd.DataFrame, spec: ProjectSpec, *, on_trial: TrialCallback | None = None,
-    metadata: dict[str, Any] | None = None, engine: Engine | None = None,
+    frame: pd.DataFrame,
+    spec: ProjectSpec,
+    *,
+    on_trial: TrialCallback | None = None,
+    metadata: dict[str, Any] | None = None,
+    engine: Engine | None = None,
 ) -> TrainingOutcome:
     """Tune every family in the spec and return the one best on the validation rows.
 
@@ -83,7 +92,9 @@ def train_model(
     check_cluster_tuning(spec, engine)
     features = spec.model_features()
     if not features:
-        raise TrainingError("no feature columns remain after removing target, id, time, protected and excluded columns")
+        raise TrainingError(
+            "no feature columns remain after removing target, id, time, protected and excluded columns"
+        )
     y = target_vector(frame, spec).to_numpy()
     time = frame[spec.data.time_column] if spec.data.time_column else None
     entity = frame[spec.split.known_entity] if spec.split.known_entity else None
@@ -98,10 +109,14 @@ def train_model(
     X_test = pre.transform(frame.iloc[split.test])
     folds = [_matrices(frame, y, train, valid, preprocessor()) for train, valid in split.folds]
     if engine is not None and engine.distributed:
-        results = tune_on_cluster(data, spec, engine=engine, features=features, folds=folds, on_trial=on_trial)
+        results = tune_on_cluster(
+            data, spec, engine=engine, features=features, folds=folds, on_trial=on_trial
+        )
     else:
         results = {
-            family: tune_family(family, data, spec, features=features, on_trial=on_trial, folds=folds)
+            family: tune_family(
+                family, data, spec, features=features, on_trial=on_trial, folds=folds
+            )
             for family in spec.models.families
         }
     maximize = spec.tuning.metric != "log_loss"
@@ -113,9 +128,13 @@ def train_model(
         positive=spec.target.positive,
         threshold=spec.target.threshold,
         metadata={
-            "project": spec.project, "seed": spec.seed, "params": chosen.best_params,
+            "project": spec.project,
+            "seed": spec.seed,
+            "params": chosen.best_params,
             **({"refit_rounds": chosen.refit_rounds} if chosen.refit_rounds is not None else {}),
-            "contract": {c: spec.input_contract(c).model_dump(exclude_none=True) for c in pre.inputs()},
+            "contract": {
+                c: spec.input_contract(c).model_dump(exclude_none=True) for c in pre.inputs()
+            },
             **({"features": described} if (described := serving_features(spec)) else {}),
             **(metadata or {}),
         },
@@ -123,13 +142,22 @@ def train_model(
         top_k=spec.reasons.top_k,
     )
     model.metadata["monitoring"] = model_baseline(
-        frame.iloc[split.train][pre.inputs()], categorical, model.scorer.probability(X_test), y[split.test],
-        spec.target.threshold)
-    return TrainingOutcome(model, chosen.family, chosen.best_params, results, split, data, X_test, y[split.test])
+        frame.iloc[split.train][pre.inputs()],
+        categorical,
+        model.scorer.probability(X_test),
+        y[split.test],
+        spec.target.threshold,
+    )
+    return TrainingOutcome(
+        model, chosen.family, chosen.best_params, results, split, data, X_test, y[split.test]
+    )
 
 
 def learning_curve(
-    outcome: TrainingOutcome, spec: ProjectSpec, *, shares: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75, 1.0)
+    outcome: TrainingOutcome,
+    spec: ProjectSpec,
+    *,
+    shares: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75, 1.0),
 ) -> list[dict[str, Any]]:
     """Refit the chosen family on growing shares of the training rows; metric on train and validation.
 
@@ -145,13 +173,27 @@ def learning_curve(
         rows = np.sort(order[: max(int(len(order) * share), 50)])
         if len(np.unique(data.y_train[rows])) < 2:
             continue
-        subset = Matrices(data.X_train[rows], data.y_train[rows], data.X_valid, data.y_valid,
-                          data.categorical, data.n_categories)
-        scorer = fit_family(outcome.family, outcome.params, subset, spec, features=outcome.model.features)
-        points.append({
-            "train_size": int(len(rows)),
-            "train_metric": validation_score(metric, subset.y_train, scorer.probability(subset.X_train)),
-            "validation_metric": validation_score(metric, data.y_valid, scorer.probability(data.X_valid)),
-            "metric": metric,
-        })
+        subset = Matrices(
+            data.X_train[rows],
+            data.y_train[rows],
+            data.X_valid,
+            data.y_valid,
+            data.categorical,
+            data.n_categories,
+        )
+        scorer = fit_family(
+            outcome.family, outcome.params, subset, spec, features=outcome.model.features
+        )
+        points.append(
+            {
+                "train_size": int(len(rows)),
+                "train_metric": validation_score(
+                    metric, subset.y_train, scorer.probability(subset.X_train)
+                ),
+                "validation_metric": validation_score(
+                    metric, data.y_valid, scorer.probability(data.X_valid)
+                ),
+                "metric": metric,
+            }
+        )
     return points

@@ -21,7 +21,11 @@ from keel.models.logistic import fit_logistic
 from keel.spec import FloatRange, IntRange, ProjectSpec
 
 TrialCallback = Callable[[str, int, "float | None"], None]
-_LIGHTGBM_METRIC = {"auc": "auc", "average_precision": "average_precision", "log_loss": "binary_logloss"}
+_LIGHTGBM_METRIC = {
+    "auc": "auc",
+    "average_precision": "average_precision",
+    "log_loss": "binary_logloss",
+}
 
 
 @dataclass(frozen=True)
@@ -72,38 +76,68 @@ def sample_params(trial: Any, family: str, spec: ProjectSpec) -> dict[str, Any]:
         space = spec.models.logistic
         return {"C": _suggest(trial, "C", space.C), "max_iter": space.max_iter}
     space = spec.models.lightgbm
-    names = ("num_leaves", "learning_rate", "min_child_samples", "feature_fraction", "bagging_fraction", "lambda_l2")
+    names = (
+        "num_leaves",
+        "learning_rate",
+        "min_child_samples",
+        "feature_fraction",
+        "bagging_fraction",
+        "lambda_l2",
+    )
     return {name: _suggest(trial, name, getattr(space, name)) for name in names}
 
 
-def full_lightgbm_params(params: dict[str, Any], spec: ProjectSpec, *, features: list[str]) -> dict[str, Any]:
+def full_lightgbm_params(
+    params: dict[str, Any], spec: ProjectSpec, *, features: list[str]
+) -> dict[str, Any]:
     """Tuned LightGBM parameters completed from the spec: metric, bins, seed, threads, monotone constraints."""
     space = spec.models.lightgbm
     return lightgbm_params(
         {**params, "metric": _LIGHTGBM_METRIC[spec.tuning.metric], "max_bin": space.max_bin},
-        seed=spec.seed, threads=spec.tuning.threads, monotone=[space.monotone.get(f, 0) for f in features],
+        seed=spec.seed,
+        threads=spec.tuning.threads,
+        monotone=[space.monotone.get(f, 0) for f in features],
     )
 
 
 def fit_family(
-    family: str, params: dict[str, Any], data: Matrices, spec: ProjectSpec, *, features: list[str],
-    callbacks: tuple[Callable[..., None], ...] = (), rounds: int | None = None,
+    family: str,
+    params: dict[str, Any],
+    data: Matrices,
+    spec: ProjectSpec,
+    *,
+    features: list[str],
+    callbacks: tuple[Callable[..., None], ...] = (),
+    rounds: int | None = None,
 ) -> Scorer:
     """Fit one family with fixed parameters on the training rows.
 
     Boosting stops early on the validation rows, or runs exactly ``rounds`` when given.
     """
     if family == "logistic":
-        return fit_logistic(data.X_train, data.y_train, params=params, n_categories=data.n_categories, seed=spec.seed)
+        return fit_logistic(
+            data.X_train,
+            data.y_train,
+            params=params,
+            n_categories=data.n_categories,
+            seed=spec.seed,
+        )
     space = spec.models.lightgbm
     full = full_lightgbm_params(params, spec, features=features)
     if rounds is not None:
-        return fit_lightgbm_rounds(data.X_train, data.y_train, params=full, categorical=data.categorical,
-                                   rounds=rounds)
+        return fit_lightgbm_rounds(
+            data.X_train, data.y_train, params=full, categorical=data.categorical, rounds=rounds
+        )
     return fit_lightgbm(
-        data.X_train, data.y_train, data.X_valid, data.y_valid,
-        params=full, categorical=data.categorical,
-        max_rounds=space.max_rounds, early_stopping_rounds=space.early_stopping_rounds, callbacks=callbacks,
+        data.X_train,
+        data.y_train,
+        data.X_valid,
+        data.y_valid,
+        params=full,
+        categorical=data.categorical,
+        max_rounds=space.max_rounds,
+        early_stopping_rounds=space.early_stopping_rounds,
+        callbacks=callbacks,
     )
 
 
@@ -134,7 +168,13 @@ def make_pruner(family: str, spec: ProjectSpec) -> Any:
 
 
 def run_trial(
-    trial: Any, family: str, data: Matrices, spec: ProjectSpec, *, features: list[str], folds: Sequence[Matrices] = (),
+    trial: Any,
+    family: str,
+    data: Matrices,
+    spec: ProjectSpec,
+    *,
+    features: list[str],
+    folds: Sequence[Matrices] = (),
 ) -> tuple[float, dict[str, Any], int | None, Scorer]:
     """Sample, fit and score one candidate (mean over ``folds`` when given).
 
@@ -143,10 +183,14 @@ def run_trial(
     """
     params = sample_params(trial, family, spec)
     metric = spec.tuning.metric
-    callbacks = (_pruning_callback(trial, metric),) if family == "lightgbm" and spec.tuning.pruning else ()
+    callbacks = (
+        (_pruning_callback(trial, metric),) if family == "lightgbm" and spec.tuning.pruning else ()
+    )
     values, rounds, model = [], [], None
     for k, fold in enumerate(folds or [data]):
-        model = fit_family(family, params, fold, spec, features=features, callbacks=callbacks if k == 0 else ())
+        model = fit_family(
+            family, params, fold, spec, features=features, callbacks=callbacks if k == 0 else ()
+        )
         values.append(validation_score(metric, fold.y_valid, model.probability(fold.X_valid)))
         if family == "lightgbm":
             rounds.append(int(model.booster.current_iteration()))
@@ -170,20 +214,27 @@ def trial_rows(family: str, study: Any) -> list[dict[str, Any]]:
     for t in study.trials:
         attrs = dict(t.user_attrs)
         worker = attrs.pop("worker", None)
-        rows.append({
-            "family": family,
-            "number": t.number,
-            "value": t.value,
-            "state": t.state.name.lower(),
-            "params": {**t.params, **attrs},
-            "seconds": round(t.duration.total_seconds(), 3) if t.duration else None,
-            **({"worker": worker} if worker else {}),
-        })
+        rows.append(
+            {
+                "family": family,
+                "number": t.number,
+                "value": t.value,
+                "state": t.state.name.lower(),
+                "params": {**t.params, **attrs},
+                "seconds": round(t.duration.total_seconds(), 3) if t.duration else None,
+                **({"worker": worker} if worker else {}),
+            }
+        )
     return rows
 
 
 def tune_family(
-    family: str, data: Matrices, spec: ProjectSpec, *, features: list[str], on_trial: TrialCallback | None = None,
+    family: str,
+    data: Matrices,
+    spec: ProjectSpec,
+    *,
+    features: list[str],
+    on_trial: TrialCallback | None = None,
     folds: Sequence[Matrices] = (),
 ) -> FamilyResult:
     """Search the family's space within the spec's budget; returns the best model found.
@@ -206,7 +257,9 @@ def tune_family(
     best: dict[str, Any] = {}
 
     def objective(trial: optuna.Trial) -> float:
-        value, params, rounds, model = run_trial(trial, family, data, spec, features=features, folds=folds)
+        value, params, rounds, model = run_trial(
+            trial, family, data, spec, features=features, folds=folds
+        )
         if not best or (value > best["value"] if maximize else value < best["value"]):
             best.update(value=value, params=params, model=model, rounds=rounds)
         return value
@@ -215,13 +268,23 @@ def tune_family(
         if on_trial is not None:
             on_trial(family, trial.number, trial.value)
 
-    study.optimize(objective, n_trials=tuning.trials, timeout=tuning.timeout_seconds, callbacks=[report])
+    study.optimize(
+        objective, n_trials=tuning.trials, timeout=tuning.timeout_seconds, callbacks=[report]
+    )
     if not best:
         raise_no_trial(family, study)
     if folds:
-        best["model"] = fit_family(family, best["params"], data, spec, features=features, rounds=best["rounds"])
-    return FamilyResult(family, float(best["value"]), dict(best["params"]), best["model"], trial_rows(family, study),
-                        refit_rounds=best["rounds"] if folds else None)
+        best["model"] = fit_family(
+            family, best["params"], data, spec, features=features, rounds=best["rounds"]
+        )
+    return FamilyResult(
+        family,
+        float(best["value"]),
+        dict(best["params"]),
+        best["model"],
+        trial_rows(family, study),
+        refit_rounds=best["rounds"] if folds else None,
+    )
 
 
 def raise_no_trial(family: str, study: Any) -> None:

@@ -31,15 +31,21 @@ class BoundedBodies:
             await self.app(scope, replay(body, receive), send)
 
 
-async def whole_body(receive: Receive, send: Send, *, max_bytes: int, timeout: float) -> bytes | int:
+async def whole_body(
+    receive: Receive, send: Send, *, max_bytes: int, timeout: float
+) -> bytes | int:
     """The request's whole body; or the status answered instead: 408 (slow), 413 (large) or 499 (client gone)."""
     try:
         async with asyncio.timeout(timeout):
             body = await read_body(receive, max_bytes)
     except TimeoutError:
-        return await answer(send, 408, f"request body not received within {timeout:g} s", close=True)
+        return await answer(
+            send, 408, f"request body not received within {timeout:g} s", close=True
+        )
     except BodyTooLarge:
-        return await answer(send, 413, f"request body over the limit of {max_bytes} bytes", close=True)
+        return await answer(
+            send, 413, f"request body over the limit of {max_bytes} bytes", close=True
+        )
     return 499 if body is None else body
 
 
@@ -77,17 +83,22 @@ def replay(body: bytes, receive: Receive) -> Receive:
     return again
 
 
-async def answer(send: Send, status: int, detail: str, *, retry_after: int | None = None, close: bool = False) -> int:
+async def answer(
+    send: Send, status: int, detail: str, *, retry_after: int | None = None, close: bool = False
+) -> int:
     """Send a whole JSON answer ``{"detail": ...}`` and return its status; ``close`` ends the connection after it."""
     return await send_json(send, status, {"detail": detail}, retry_after=retry_after, close=close)
 
 
-async def send_json(send: Send, status: int, content: Any, *, retry_after: int | None = None,
-                    close: bool = False) -> int:
+async def send_json(
+    send: Send, status: int, content: Any, *, retry_after: int | None = None, close: bool = False
+) -> int:
     """Send ``content`` as a whole JSON answer and return its status."""
     body = orjson.dumps(content)
-    headers: list[tuple[bytes, Any]] = [(b"content-type", b"application/json"),
-                                        (b"content-length", str(len(body)).encode())]
+    headers: list[tuple[bytes, Any]] = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
     if retry_after is not None:
         headers.append((b"retry-after", str(retry_after).encode()))
     if close:

@@ -39,7 +39,9 @@ class HeadLimits:
 
     def __post_init__(self) -> None:
         if self.max_bytes < 1024 or self.max_count < 1 or self.timeout <= 0:
-            raise ValueError(f"head limits need max_bytes >= 1024, max_count >= 1 and timeout > 0; got {self}")
+            raise ValueError(
+                f"head limits need max_bytes >= 1024, max_count >= 1 and timeout > 0; got {self}"
+            )
 
     def export(self) -> None:
         """Put the limits where worker processes read them."""
@@ -67,14 +69,18 @@ class LimitedHttpTools(HttpToolsProtocol):
         self.limits = _limits()
         self._in_head = False  # between a request's first byte and the end of its headers
         self._began = False  # a request began in the data being parsed now
-        self._streamed = 0  # bytes received in whole reads while in the head: bounds what the parser buffers
+        self._streamed = (
+            0  # bytes received in whole reads while in the head: bounds what the parser buffers
+        )
         self._exact = 0  # bytes of the request line and the headers parsed so far
         self._count = 0
         self._head_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self.timeout_keep_alive_handler)
+        self.timeout_keep_alive_task = self.loop.call_later(
+            self.timeout_keep_alive, self.timeout_keep_alive_handler
+        )
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_head_timer()
@@ -149,7 +155,17 @@ class LimitedHttpTools(HttpToolsProtocol):
             return
         if self.cycle is None or self.cycle.response_complete:
             body = json.dumps({"detail": reason}).encode()
-            self.transport.write(b"".join([
-                STATUS_LINE[status], b"content-type: application/json\r\n",
-                b"content-length: ", str(len(body)).encode(), b"\r\n", b"connection: close\r\n\r\n", body]))
+            self.transport.write(
+                b"".join(
+                    [
+                        STATUS_LINE[status],
+                        b"content-type: application/json\r\n",
+                        b"content-length: ",
+                        str(len(body)).encode(),
+                        b"\r\n",
+                        b"connection: close\r\n\r\n",
+                        body,
+                    ]
+                )
+            )
         self.transport.close()
