@@ -1,6 +1,7 @@
 """Batch scoring: throughput, bounded memory, and agreement with the API on the same rows.
 
-    .venv/bin/python benchmarks/batch.py [--project-dir DIR] [--rows N] [--format parquet|csv] [--quick] [--json PATH]
+    .venv/bin/python benchmarks/batch.py [--project-dir DIR] [--rows N] [--format parquet|csv]
+        [--quick] [--json PATH]
 
 Method. The input is built from the real UCI credit rows
 (``examples/credit_default/data/UCI_Credit_Card.csv``) by resampling them with a fixed seed
@@ -117,7 +118,7 @@ def train(project_dir: Path) -> None:
 
 
 def champion_registry(project_dir: Path, name: str, scratch: Path) -> Path:
-    """A project folder whose registry has ``name@champion``: ``project_dir`` itself when it has one.
+    """A project folder whose registry has ``name@champion``: ``project_dir`` itself if it has one.
 
     Otherwise a copy of its registry database in ``scratch`` gets the alias on the newest
     version. The credit model is a candidate (some gates fail), so a benchmark bypasses
@@ -197,7 +198,10 @@ def peak_rss_mb(printed: str, stderr: str) -> float:
 
 
 def sample_positions(rows: int, sample: int) -> list[int]:
-    """Row positions spread evenly over the file from its first row to its last (so its first and last chunk)."""
+    """Row positions spread evenly over the file from its first row to its last.
+
+    So the positions include its first and last chunk.
+    """
     return sorted(set(np.linspace(0, rows - 1, min(sample, rows)).round().astype(int).tolist()))
 
 
@@ -270,12 +274,14 @@ def report(runs: list[Run], agreement: Agreement) -> dict[str, Any]:
     print("|---:|---:|---:|---:|")
     for run in runs:
         print(
-            f"| {run.rows:,} | {run.seconds:.1f} | {run.rows_per_second:,.0f} | {run.peak_rss_mb:.0f} |"
+            f"| {run.rows:,} | {run.seconds:.1f} | {run.rows_per_second:,.0f} "
+            f"| {run.peak_rss_mb:.0f} |"
         )
     print(f"\nscoring rate without start-up (between the two sizes): {marginal:,.0f} rows/s")
     print(f"peak RSS at {big.rows:,} rows / at {small.rows:,} rows: {ratio:.2f}")
     print(
-        f"agreement with the API: {agreement.compared:,} rows compared, {agreement.mismatches} mismatches"
+        f"agreement with the API: {agreement.compared:,} rows compared, "
+        f"{agreement.mismatches} mismatches"
     )
     for example in agreement.examples:
         print(f"  {example}")

@@ -1,6 +1,7 @@
 """Batch scoring of the card-fraud transactions with their window features: in process against Dask.
 
-    .venv/bin/python benchmarks/batch_fraud.py [--copies K] [--trials N] [--reasons] [--data-dir DIR]
+    .venv/bin/python benchmarks/batch_fraud.py [--copies K] [--trials N] [--reasons]
+        [--data-dir DIR]
 
 Method. A model is trained on the example's spec (``examples/card_fraud/keel.yaml``, the
 handbook's protocol) with ``--trials`` tuning trials; its quality does not matter here, only
@@ -148,7 +149,8 @@ def main() -> int:
     print(f"{rows:,} transactions, reasons {'on' if args.reasons else 'off'}")
     print(f"{'contender':<12} {'wall':>8} {'rows/s':>10}  peak RSS")
     print(
-        f"{'in process':<12} {local_s:>7.1f}s {rows / local_s:>10,.0f}  {local_peak:,.0f} MB (this process, training included)"
+        f"{'in process':<12} {local_s:>7.1f}s {rows / local_s:>10,.0f}  "
+        f"{local_peak:,.0f} MB (this process, training included)"
     )
     print(
         f"{'Dask (2)':<12} {dask_s:>7.1f}s {rows / dask_s:>10,.0f}  "

@@ -1,4 +1,4 @@
-"""Card fraud: Keel's tuned model against plain baselines, under the Fraud Detection Handbook's protocol.
+"""Card fraud: Keel's tuned model vs plain baselines, under the Fraud Detection Handbook's protocol.
 
     .venv/bin/python benchmarks/card_fraud.py [--trials N] [--json PATH]
 
@@ -128,7 +128,8 @@ def main() -> None:
     print("\n| model | AUC | AP | card precision@100 | fit s |\n|---|---|---|---|---|")
     for name, r in results.items():
         print(
-            f"| {name} | {r['auc']:.4f} | {r['average_precision']:.4f} | {r['card_precision_at_100']:.4f} "
+            f"| {name} | {r['auc']:.4f} | {r['average_precision']:.4f} "
+            f"| {r['card_precision_at_100']:.4f} "
             f"| {r['fit_seconds']:.1f} |"
         )
     keel_name = next(iter(results))

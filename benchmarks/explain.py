@@ -52,7 +52,8 @@ def compare(name: str, booster, X: np.ndarray) -> list[str]:
         native = per_row(lambda d=data: booster.predict(d, pred_contrib=True), rows, repeats)
         ours = per_row(lambda d=data: kernel.contributions(d), rows, repeats)
         lines.append(
-            f"| {name} | {label} | {native * 1e3:.3f} | {ours * 1e3:.3f} | {native / ours:.1f}x | {diff:.1e} |"
+            f"| {name} | {label} | {native * 1e3:.3f} | {ours * 1e3:.3f} "
+            f"| {native / ours:.1f}x | {diff:.1e} |"
         )
     return lines
 

@@ -1,6 +1,7 @@
-"""Window features: Keel's DuckDB kernel against hand-written DuckDB SQL and pandas, in time and memory.
+"""Window features: Keel's DuckDB kernel against hand-written DuckDB SQL and pandas (time, memory).
 
-    .venv/bin/python benchmarks/features.py [--rows N] [--cards N] [--days N] [--seed N] [--repeats N] [--data-dir DIR]
+    .venv/bin/python benchmarks/features.py [--rows N] [--cards N] [--days N] [--seed N]
+        [--repeats N] [--data-dir DIR]
     .venv/bin/python benchmarks/features.py --scale 50000000 [--data-dir DIR]
 
 Method. Synthetic card transactions (seeded numpy, written chunk by chunk, so generation never
@@ -99,7 +100,10 @@ def chunks(rows: int, cards: int, days: int, seed: int) -> Iterator[pa.Table]:
 def write_data(
     rows: int, cards: int, days: int, seed: int, data_dir: Path, *, file_rows: int | None = None
 ) -> Path:
-    """The Parquet file (or, with ``file_rows``, folder of files) of these parameters, written if missing."""
+    """The Parquet file (or, with ``file_rows``, folder of files) of these parameters.
+
+    It is written if missing.
+    """
     name = f"tx-{rows}r-{cards}c-{days}d-s{seed}" + ("" if file_rows is None else f"-{file_rows}pf")
     target = data_dir / (name + (".parquet" if file_rows is None else ""))
     if target.exists():
@@ -195,7 +199,7 @@ def rss_kib(field: str) -> int:
 
 
 def child(contender: str, path: Path, result: Path) -> None:
-    """Run one contender in this (fresh) process and print its timing and memory as one JSON line."""
+    """Run one contender in this (fresh) process; print its timing and memory as one JSON line."""
     if contender == "keel":
         import duckdb
 
@@ -281,7 +285,7 @@ def disagreeing(a: np.ndarray, b: np.ndarray) -> int:
 
 
 def benchmark(args: argparse.Namespace) -> None:
-    """Generate (or reuse) the file, run the contenders interleaved, print the table and the checks."""
+    """Generate (or reuse) the file, run the contenders interleaved, print the table and checks."""
     path = write_data(args.rows, args.cards, args.days, args.seed, args.data_dir)
     results = {c: args.data_dir / f"result-{c}-{path.stem}.parquet" for c in CONTENDERS}
     runs: dict[str, list[dict[str, Any]]] = {c: [] for c in CONTENDERS}
@@ -336,7 +340,10 @@ def quiet_shuffle_logs() -> None:
 
 
 def scale(args: argparse.Namespace) -> None:
-    """Keel on a 2-worker local Dask cluster over a folder of ``--scale`` rows: time, rows written, worker RSS."""
+    """Keel on a 2-worker local Dask cluster over a folder of ``--scale`` rows.
+
+    Prints the time, the rows written and the workers' RSS.
+    """
     import duckdb
     import psutil
 

@@ -1,4 +1,4 @@
-"""What governance costs: signed, checkpointed audit appends and verification, against the plain hash chain.
+"""What governance costs: signed, checkpointed audit appends and checks vs the bare hash chain.
 
     .venv/bin/python benchmarks/governance.py [--rows 2000] [--repeats 5]
 
@@ -81,7 +81,8 @@ def main() -> None:
         f"{verify_signed / verify_plain:>7.1f}x"
     )
     print(
-        f"token authentication: {token_auth * 1e3:.2f} ms; password sign-in (argon2id): {sign_in * 1e3:.0f} ms"
+        f"token authentication: {token_auth * 1e3:.2f} ms; "
+        f"password sign-in (argon2id): {sign_in * 1e3:.0f} ms"
     )
 
 

@@ -1,4 +1,4 @@
-"""The fraud example over months: monitor each month, compare the label-free estimate with the truth, retrain monthly.
+"""The fraud example by month: monitor, compare the label-free estimate with the truth, retrain.
 
     .venv/bin/python benchmarks/monitoring_fraud.py [--trials N] [--out DIR]
 
@@ -153,7 +153,8 @@ def main() -> int:
         )
     for row in rows:
         print(
-            f"{row['month']}: drifted {row['drifted_names'] or 'none'}; at the month's end: {row['retrain']}"
+            f"{row['month']}: drifted {row['drifted_names'] or 'none'}; "
+            f"at the month's end: {row['retrain']}"
         )
     print(
         f"mean |estimated - realized| AUC: {np.mean(np.abs(table['auc_error'])):.4f}; "

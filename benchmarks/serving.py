@@ -1,6 +1,7 @@
 """Serving: the credit model behind ``keel serve`` and behind ``mlflow models serve``, side by side.
 
-    .venv/bin/python benchmarks/serving.py [--project-dir DIR] [--seconds 10] [--quick] [--json PATH]
+    .venv/bin/python benchmarks/serving.py [--project-dir DIR] [--seconds 10] [--quick]
+        [--json PATH]
 
 Method. One LightGBM credit model (trained here into a temporary project, or taken from
 ``--project-dir``, which is copied first so that neither its aliases nor its prediction log
@@ -106,8 +107,12 @@ class CreditWithReasons(PythonModel):
 
     def _reason(self, value: float, j: int, contribution: float) -> dict:
         feature = self.model.features[j]
-        return {"feature": feature, "text": self.model.reason_text(feature), "contribution": float(contribution),
-                "value": None if np.isnan(value) else float(value)}
+        return {
+            "feature": feature,
+            "text": self.model.reason_text(feature),
+            "contribution": float(contribution),
+            "value": None if np.isnan(value) else float(value),
+        }
 
 
 mlflow.models.set_model(CreditWithReasons())
@@ -198,14 +203,18 @@ def crown(project: Path, name: str | None) -> Target:
     lightgbm = [v.version for v in registry.versions(name) if v.tag("family") == "lightgbm"]
     if not lightgbm:
         sys.exit(
-            f"model '{name}' has no LightGBM version; the MLflow side needs one for shap.TreeExplainer"
+            f"model '{name}' has no LightGBM version; "
+            "the MLflow side needs one for shap.TreeExplainer"
         )
     registry.set_alias(name, "champion", lightgbm[-1])
     return Target(project, name, lightgbm[-1])
 
 
 def typed(value: Any, dtype: str) -> Any:
-    """A CSV value as the contract types it: JSON ints for int columns (the file writes some as 5e+05)."""
+    """A CSV value as the contract types it: JSON ints for int columns.
+
+    (The file writes some as 5e+05.)
+    """
     if dtype == "int":
         return int(value)
     return float(value) if dtype == "float" else str(value)
@@ -233,7 +242,8 @@ def log_pyfunc(model: KeelModel, workdir: Path, example: dict[str, Any]) -> tupl
     code.write_text(PYFUNC_SOURCE)
     tracking_uri = f"sqlite:///{workdir / 'mlflow-bench.db'}"
     mlflow.set_tracking_uri(tracking_uri)
-    # artifacts beside the store: a SQLite store's default artifact root is ./mlruns under the working directory
+    # artifacts beside the store: a SQLite store's default artifact root is ./mlruns under the
+    # working directory
     experiment = mlflow.create_experiment(
         "serving-benchmark", artifact_location=(workdir / "mlartifacts").as_uri()
     )
@@ -269,7 +279,10 @@ def start(command: list[str], log: Path, env: dict[str, str]) -> subprocess.Pope
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the server's process group; SIGKILL what is left of it once the server exits, or after 15 s."""
+    """SIGTERM the server's process group; SIGKILL what is left of it.
+
+    The SIGKILL comes once the server exits, or after 15 s.
+    """
     with suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGTERM)
     with suppress(subprocess.TimeoutExpired):
@@ -282,7 +295,7 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 def wait_ready(
     url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 180.0
 ) -> None:
-    """Poll ``url`` until it answers 200; fail with the server's log if it exits or takes too long."""
+    """Poll ``url`` until it answers 200; fail with the server's log if it exits or times out."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -290,7 +303,7 @@ def wait_ready(
                 f"server exited with {process.returncode}; its log:\n{log.read_text()[-3000:]}"
             )
         try:
-            with urllib.request.urlopen(url, timeout=2) as answer:
+            with urllib.request.urlopen(url, timeout=2) as answer:  # noqa: S310 - http://HOST, loopback
                 if answer.status == 200:
                     say(f"{url} answers")
                     return
@@ -324,7 +337,10 @@ def keel_server(target: Target, port: int, log: Path) -> subprocess.Popen[bytes]
 def mlflow_server(
     tracking_uri: str, model_uri: str, port: int, log: Path
 ) -> subprocess.Popen[bytes]:
-    """``mlflow models serve`` with two workers in this environment (it execs ``uvicorn`` from PATH)."""
+    """``mlflow models serve`` with two workers in this environment.
+
+    It execs ``uvicorn`` from PATH.
+    """
     env = {
         **os.environ,
         "MLFLOW_TRACKING_URI": tracking_uri,
@@ -351,17 +367,19 @@ def mlflow_server(
 # agreement ------------------------------------------------------------------------------
 def post(url: str, body: bytes) -> Any:
     """POST JSON, return the decoded answer."""
-    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=30) as answer:
+    request = urllib.request.Request(  # noqa: S310 - http://HOST, loopback
+        url, data=body, headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310 - http://HOST, loopback
         return json.loads(answer.read())
 
 
 def check_agreement(
     keel_url: str, keel_bodies: list[bytes], mlflow_url: str, mlflow_bodies: list[bytes]
 ) -> None:
-    """Every row: the same probability (to 1e-9) and the same reason features, in order, from both servers."""
+    """Each row: the same probability (to 1e-9) and reason features, in order, from both servers."""
     worst, differing = 0.0, 0
-    for keel_body, mlflow_body in zip(keel_bodies, mlflow_bodies):
+    for keel_body, mlflow_body in zip(keel_bodies, mlflow_bodies, strict=True):
         ours = post(keel_url, keel_body)
         theirs = post(mlflow_url, mlflow_body)["predictions"][0]
         worst = max(worst, abs(ours["probability"] - theirs["probability"]))
@@ -451,7 +469,8 @@ def measure(
     load = parse_wrk(wrk(url + path, script, connections, args.seconds), connections)
     if load.requests >= cap * threads:
         say(
-            f"!!! {url}{path} reached --max-requests before --seconds; wrk divides by the full duration, "
+            f"!!! {url}{path} reached --max-requests before --seconds; "
+            "wrk divides by the full duration, "
             "so its requests/s is understated"
         )
     if load.non_2xx or load.socket_errors:
@@ -460,14 +479,15 @@ def measure(
             f"{load.socket_errors} socket errors; its figures are not clean"
         )
     say(
-        f"{url}{path}, {connections} connection(s): {load.requests:,} requests, {load.requests_per_s:,.0f}/s, "
+        f"{url}{path}, {connections} connection(s): {load.requests:,} requests, "
+        f"{load.requests_per_s:,.0f}/s, "
         f"p50 {load.p50_ms:.2f} ms, p99 {load.p99_ms:.2f} ms"
     )
     return load
 
 
 def median_ms(call: Callable[[Any], object], inputs: list[Any], repeats: int) -> float:
-    """Median milliseconds of ``call`` over ``repeats`` calls cycling through ``inputs``, after a warm-up."""
+    """Median ms of ``call`` over ``repeats`` calls cycling through ``inputs``, after a warm-up."""
     for item in inputs:
         call(item)
     times = []
@@ -481,7 +501,7 @@ def median_ms(call: Callable[[Any], object], inputs: list[Any], repeats: int) ->
 
 # report ---------------------------------------------------------------------------------
 def ratios(keel: Side, mlflow: Side) -> dict[str, float]:
-    """Keel's p50 at 1 connection over its target, and Keel's throughput at 16 connections over MLflow's."""
+    """Keel's p50 at 1 connection over its target; its 16-connection throughput over MLflow's."""
     return {
         "p50_over_target": keel.one.p50_ms / P50_TARGET_MS,
         "throughput_over_mlflow": keel.sixteen.requests_per_s / mlflow.sixteen.requests_per_s,
@@ -505,11 +525,14 @@ def table(keel: Side, mlflow: Side) -> str:
                 "p50 ms, 1 connection",
                 keel.one.p50_ms,
                 mlflow.one.p50_ms,
-                f"Keel <= {P50_TARGET_MS:g} ms: {got['p50_over_target']:.2f}x the target, {p50_met}",
+                f"Keel <= {P50_TARGET_MS:g} ms: "
+                f"{got['p50_over_target']:.2f}x the target, {p50_met}",
             ),
             row("p99 ms, 1 connection", keel.one.p99_ms, mlflow.one.p99_ms),
-            f"| requests/s, 16 connections | {keel.sixteen.requests_per_s:,.0f} | {mlflow.sixteen.requests_per_s:,.0f} "
-            f"| {got['throughput_over_mlflow']:.1f}x | Keel >= {THROUGHPUT_TARGET:g}x MLflow: {speed_met} |",
+            f"| requests/s, 16 connections | {keel.sixteen.requests_per_s:,.0f} "
+            f"| {mlflow.sixteen.requests_per_s:,.0f} "
+            f"| {got['throughput_over_mlflow']:.1f}x "
+            f"| Keel >= {THROUGHPUT_TARGET:g}x MLflow: {speed_met} |",
             row("p99 ms, 16 connections", keel.sixteen.p99_ms, mlflow.sixteen.p99_ms),
             row("in-process call, median ms", keel.in_process_ms, mlflow.in_process_ms),
             f"| requests (1 / 16 connections) | {keel.one.requests:,} / {keel.sixteen.requests:,} "
@@ -561,7 +584,10 @@ def serve_and_load(
     args: argparse.Namespace,
     workdir: Path,
 ) -> dict[str, list[Load]]:
-    """Start both servers, check that they agree, put each under its two loads, stop them whatever happens."""
+    """Start both servers, check that they agree, and put each under its two loads.
+
+    The servers are stopped whatever happens.
+    """
     keel_bodies = [json.dumps(record).encode() for record in records]
     mlflow_bodies = [json.dumps({"dataframe_records": [record]}).encode() for record in records]
     keel_port, mlflow_port = free_ports(2)
@@ -593,7 +619,10 @@ def serve_and_load(
 def in_process(
     engine: ScoringEngine, model_uri: str, records: list[dict[str, Any]], calls: int
 ) -> tuple[float, float]:
-    """Median ms of one record through Keel's engine and of a one-row DataFrame through the loaded pyfunc."""
+    """Median ms of one record through Keel's engine and through the loaded MLflow pyfunc.
+
+    The pyfunc gets the record as a one-row DataFrame.
+    """
     import mlflow
 
     pyfunc = mlflow.pyfunc.load_model(model_uri)
@@ -618,7 +647,7 @@ def run(args: argparse.Namespace, workdir: Path) -> tuple[Side, Side]:
 
 
 def quiet() -> None:
-    """Loopback only: no MLflow telemetry (the servers inherit this); no MLflow logging or progress bars."""
+    """Loopback only: no MLflow telemetry (the servers inherit this), logging or progress bars."""
     os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
     os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
     import mlflow  # noqa: F401 - configures its logger on import; set the level after
@@ -643,8 +672,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="keel-serving-bench-") as tmp:
         keel, mlflow = run(args, Path(tmp))
     print(
-        f"\nloopback, 2 workers per server, {args.seconds:g} s per load after {args.warmup:g} s warm-up, "
-        f"{args.rows} rows rotated; wrk shares this machine's {os.cpu_count()} cores with the servers, both sides alike\n"
+        f"\nloopback, 2 workers per server, {args.seconds:g} s per load "
+        f"after {args.warmup:g} s warm-up, "
+        f"{args.rows} rows rotated; wrk shares this machine's {os.cpu_count()} cores "
+        "with the servers, both sides alike\n"
     )
     print(table(keel, mlflow))
     if failures(keel) or failures(mlflow):

@@ -1,4 +1,7 @@
-"""Debian's chromium for the page tests: a skip where it is missing, but a failure under CI (.ci/run installs it)."""
+"""Debian's chromium for the page tests: a skip where it is missing, but a failure under CI.
+
+.ci/run installs it.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +19,8 @@ def chromium() -> str:
     if path is None:
         if os.environ.get("CI"):
             pytest.fail(
-                "CI must run the browser tests, but there is no chromium (apt-get install -y chromium)",
+                "CI must run the browser tests, but there is no chromium "
+                "(apt-get install -y chromium)",
                 pytrace=False,
             )
         pytest.skip("no chromium on PATH: apt-get install -y chromium")

@@ -57,7 +57,7 @@ def loans_project(tmp_path: Path, mlflow_template: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresServer]:
-    """A PostgreSQL 15 server for the session; skipped where none can run, but a failure under CI."""
+    """A PostgreSQL 15 server for the session; a skip where none can run, but a failure under CI."""
     try:
         server = PostgresServer.start()
     except Unavailable as error:

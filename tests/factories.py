@@ -48,8 +48,10 @@ def make_loans(rows: int = 2000, seed: int = 0) -> pd.DataFrame:
 def applied_over_time(
     spec: dict[str, Any], frame: pd.DataFrame, start: str, every: str
 ) -> tuple[dict[str, Any], pd.DataFrame]:
-    """A loans spec and table with an application time (``applied``, one every ``every`` from ``start``) and a
-    time split, as ``keel retrain`` needs."""
+    """A loans spec and table with an application time and a time split, as ``keel retrain`` needs.
+
+    The application time ``applied`` is one every ``every`` from ``start``.
+    """
     spec = {**spec, "split": {"method": "time", "test_size": 0.2, "validation_size": 0.2}}
     spec["data"] = {**spec["data"], "time_column": "applied"}
     spec["contract"] = {
@@ -115,9 +117,10 @@ def register_version(
     thresholds: dict[str, float] | None = None,
     measures: dict[str, Any] | None = None,
 ) -> VersionInfo:
-    """Register a saved model as the next 'loans' version and audit it, as `keel run` does after training.
+    """Register a saved model as the next 'loans' version and audit it.
 
-    By default its one gate (min_auc 0.6) passes on the recorded measures (AUC 0.7).
+    As `keel run` does after training. By default its one gate (min_auc 0.6) passes on the
+    recorded measures (AUC 0.7).
     """
     registry = governance.registry
     name = author.name if author else "ana"
@@ -231,7 +234,7 @@ def transactions_spec(
 
 
 def small_engine(version: int = 1) -> ScoringEngine:
-    """A logistic loans model trained on 600 rows in a second, as a scoring engine (for API tests)."""
+    """A logistic loans model trained on 600 rows in a second, as a scoring engine for API tests."""
     from keel.serving.engine import ScoringEngine
     from keel.spec import parse_spec
     from keel.training.trainer import train_model

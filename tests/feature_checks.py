@@ -51,7 +51,7 @@ def replay(
     time_column: str = "tx_time",
     label_column: str = "fraud",
 ) -> dict[str, np.ndarray]:
-    """Score rows in time order; each label arrives ``label_delay`` after its transaction, not before.
+    """Score rows in time order; a label arrives ``label_delay`` after its transaction, not before.
 
     A label is delivered before the first transaction at or after its due time, the latest
     moment a window may read it; so ``label_delay`` must not exceed the shortest delay of a

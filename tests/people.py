@@ -1,4 +1,4 @@
-"""Authenticated test users in a project's governance store, and the governed way to make a champion.
+"""Authenticated test users in a project's governance store, and the governed way to a champion.
 
 Tests never set an MLflow alias to make a version serve: they approve and promote it through
 the governance layer as a validator and a deployer, as a bank's people would.
@@ -72,7 +72,7 @@ def enrol(
 
 
 def crown(people: People, name: str, version: int) -> None:
-    """Approve (vera) and promote (dan) a version that ana registered: the governed way to a champion."""
+    """Approve (vera) and promote (dan) a version ana registered: the governed way to a champion."""
     governance = people.service.governance
     governance.approve(name, version, by=people.val, note="reviewed in a test")
     governance.promote(name, version, by=people.dep, note="released in a test")

@@ -163,7 +163,7 @@ class PostgresServer:
         shutil.rmtree(self.folder, ignore_errors=True)
 
     def _run(self, program: str, *args: str) -> None:
-        """Run a server program as the server user; a failure shows its output and the server log."""
+        """Run a server program as the server user; a failure shows its output and server log."""
         done = subprocess.run(
             [*self.prefix, str(self.bin_dir / program), *args], capture_output=True, text=True
         )

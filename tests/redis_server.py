@@ -30,7 +30,7 @@ class RedisServer:
 
     @classmethod
     def start(cls) -> RedisServer:
-        """Start a server with no persistence, listening on 127.0.0.1 only, and wait until it answers."""
+        """Start a server with no persistence, on 127.0.0.1 only, and wait until it answers."""
         binary = shutil.which("redis-server")
         if binary is None:
             raise Unavailable("redis-server is not installed (apt-get install -y redis-server)")

@@ -1,4 +1,7 @@
-"""A real `keel serve` process on a free loopback port, and a plain HTTP load that records every answer."""
+"""A real `keel serve` process on a free loopback port.
+
+And a plain HTTP load that records every answer.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,7 +48,7 @@ class Server:
 
 
 def start(project_dir: Path, *options: str, api_key: str = "k", model: str = "loans") -> Server:
-    """Start `keel serve` on ``model`` (loans) of ``project_dir`` and wait until /readyz answers 200."""
+    """Start `keel serve` on ``model`` of ``project_dir`` and wait until /readyz answers 200."""
     port = free_port()
     log_file = project_dir / f"serve-{port}.log"
     process = subprocess.Popen(
@@ -84,10 +87,8 @@ def start(project_dir: Path, *options: str, api_key: str = "k", model: str = "lo
 
 def stop(server: Server, sig: int = signal.SIGKILL) -> int:
     """Send ``sig`` to the server's whole process group and wait for the supervisor to end."""
-    try:
+    with suppress(ProcessLookupError):
         os.killpg(server.process.pid, sig)
-    except ProcessLookupError:
-        pass
     return server.process.wait(timeout=90)
 
 

@@ -237,7 +237,7 @@ def test_parse_accepts_the_whole_language() -> None:
     assert tree.body is not None
 
 
-# --- offline == online: one row at a time equals the whole batch -------------------------------------
+# --- offline == online: one row at a time equals the whole batch ----------------------------------
 
 _LEAVES = st.sampled_from(["a", "b", "c", "0", "1", "2.5", "1000"])
 
@@ -282,7 +282,7 @@ def test_row_by_row_equals_batch(expression: str, rows: list[tuple[float, float,
         np.testing.assert_array_equal(
             online.reshape(()), offline[i], err_msg=f"{expression} at row {i}"
         )
-        one = row_function(dict(zip("abc", row)))
+        one = row_function(dict(zip("abc", row, strict=True)))
         assert isinstance(one, float)
         np.testing.assert_array_equal(
             one, offline[i], err_msg=f"{expression} as one row of floats, row {i}"

@@ -1,4 +1,7 @@
-"""The project spec: key-path errors with suggestions, value rules, cross-references, loading, dumping."""
+"""The project spec: key-path errors with suggestions, value rules, cross-references.
+
+Also loading and dumping.
+"""
 
 from __future__ import annotations
 
@@ -121,7 +124,8 @@ def test_missing_required_key_is_named() -> None:
         (
             "contract.columns.PAY_0.dtype",
             "integer",
-            "contract.columns.PAY_0.dtype: Input should be 'int', 'float', 'str', 'bool' or 'datetime' (got 'integer')",
+            "contract.columns.PAY_0.dtype: Input should be "
+            "'int', 'float', 'str', 'bool' or 'datetime' (got 'integer')",
         ),
         (
             "contract.columns.PAY_0.min",

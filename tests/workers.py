@@ -34,7 +34,7 @@ def fork_context() -> ForkServerContext:
 
 
 def append_many(url: str, worker: int, rows: int, start: Barrier) -> None:
-    """Open the audit log together with the other workers (maybe creating it), then append ``rows`` rows."""
+    """Open the audit log with the other workers (maybe creating it), then append ``rows`` rows."""
     engine = make_engine(url)
     start.wait(timeout=60)
     log = AuditLog(engine)

@@ -70,7 +70,8 @@ def _log1p(a: np.ndarray) -> np.ndarray:
 
 
 def _log1p_one(value: float) -> float:
-    # The same ufunc loop as a table's column: libm and numpy's SIMD log1p may differ in the last bit.
+    # The same ufunc loop as a table's column: libm and numpy's SIMD log1p may differ in the
+    # last bit.
     return float(_log1p(np.array([value]))[0])
 
 
@@ -144,7 +145,8 @@ def _parse(expression: str, where: str) -> ast.Expression:
             allowed = len(node.ops) == 1
         if not allowed:
             raise SpecError(
-                f"{where}: '{expression}' uses {ast.dump(node)[:60]}, which is not accepted; accepted: {ACCEPTED}"
+                f"{where}: '{expression}' uses {ast.dump(node)[:60]}, which is not accepted; "
+                f"accepted: {ACCEPTED}"
             )
     return tree
 
@@ -172,7 +174,7 @@ def evaluate(expression: str, values: Mapping[str, np.ndarray]) -> np.ndarray:
     def walk(node: ast.AST) -> np.ndarray:
         if isinstance(node, ast.Expression):
             return walk(node.body)
-        if isinstance(node, ast.Constant):
+        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
             return np.asarray(float(node.value))
         if isinstance(node, ast.Name):
             return np.asarray(values[node.id], dtype=np.float64)
@@ -186,7 +188,7 @@ def evaluate(expression: str, values: Mapping[str, np.ndarray]) -> np.ndarray:
             left, right = walk(node.left), walk(node.comparators[0])
             result = _COMPARE[type(node.ops[0])](left, right).astype(np.float64)
             return np.where(np.isnan(left) | np.isnan(right), np.nan, result)
-        if isinstance(node, ast.Call):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
             return FUNCTIONS[node.func.id](*[walk(a) for a in node.args])
         raise SpecError(f"cannot evaluate {ast.dump(node)[:60]}")  # unreachable after parse()
 
@@ -195,7 +197,9 @@ def evaluate(expression: str, values: Mapping[str, np.ndarray]) -> np.ndarray:
 
 
 def compile_row(expression: str) -> Callable[[Mapping[str, float]], float]:
-    """The expression as a function of one row's floats (NaN for missing): what :func:`evaluate` gives that row.
+    """The expression as a function of one row's floats (NaN for missing).
+
+    It gives what :func:`evaluate` gives that row.
 
     Scoring one request evaluates every derived feature; numpy's per-call overhead on
     one-element arrays made that the slowest step, so requests use plain floats instead.
@@ -215,7 +219,8 @@ def _compile_row(expression: str) -> Callable[[Mapping[str, float]], float]:
         **{f"_{name}": function for name, function in ROW_FUNCTIONS.items()},
         **{f"_c{i}": value for i, value in enumerate(constants)},
     }
-    # Written from the checked tree (never from the user's text): a third of the time of nested closures.
+    # Written from the checked tree (never from the user's text): a third of the time of nested
+    # closures.
     return eval(compile(f"lambda row: {source}", f"<derived: {expression}>", "eval"), namespace)  # noqa: S307
 
 
@@ -224,7 +229,7 @@ def _row_source(node: ast.AST, constants: list[Any]) -> str:
 
     Numbers and comparison functions are passed by reference (``_c0``, ``_c1``, ...), never as text.
     """
-    if isinstance(node, ast.Constant):
+    if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
         constants.append(float(node.value))
         return f"_c{len(constants) - 1}"
     if isinstance(node, ast.Name):
@@ -241,7 +246,7 @@ def _row_source(node: ast.AST, constants: list[Any]) -> str:
         left, right = _row_source(node.left, constants), _row_source(node.comparators[0], constants)
         constants.append(_COMPARE[type(node.ops[0])])
         return f"_flag({left}, {right}, _c{len(constants) - 1})"
-    if isinstance(node, ast.Call):
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
         return f"_{node.func.id}({', '.join(_row_source(a, constants) for a in node.args)})"
     raise SpecError(f"cannot evaluate {ast.dump(node)[:60]}")  # unreachable after parse()
 

@@ -12,7 +12,7 @@ import re
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -20,7 +20,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from keel.errors import SpecError, did_you_mean
 from keel.expressions import columns
 
-Scalar = Union[bool, int, float, str]
+Scalar = bool | int | float | str
 
 
 class _Strict(BaseModel):
@@ -107,7 +107,10 @@ _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
 def duration_us(text: str) -> int:
-    """Microseconds in a duration such as ``90s``, ``15m``, ``1h``, ``7d`` or ``2w``; ``0`` is none."""
+    """Microseconds in a duration such as ``90s``, ``15m``, ``1h``, ``7d`` or ``2w``.
+
+    ``0`` is none.
+    """
     if text == "0":
         return 0
     match = _DURATION.match(text)
@@ -169,8 +172,11 @@ CalendarPart = Literal["weekend", "night", "hour", "day_of_week"]
 
 @dataclass(frozen=True)
 class WindowFeature:
-    """One point-in-time feature: ``function`` of ``column`` over the entity's events in
-    ``(cutoff - window, cutoff]`` (``before``: ``cutoff`` itself excluded), ``cutoff = time - delay``."""
+    """One point-in-time feature: ``function`` of ``column`` over the entity's events.
+
+    The events are those in ``(cutoff - window, cutoff]`` (``before``: ``cutoff`` itself
+    excluded), ``cutoff = time - delay``.
+    """
 
     name: str
     group: str
@@ -199,7 +205,9 @@ class FeatureSpec(_Strict):
 
 
 class SplitSpec(_Strict):
-    """Train/validation/test split: stratified random, by time, or ``delayed`` (the fraud handbook's protocol).
+    """Train/validation/test split: stratified random, by time, or ``delayed``.
+
+    ``delayed`` is the fraud handbook's protocol.
 
     ``delayed``: train on ``train_days`` from ``train_start``, leave ``delay_days`` unused
     (their labels are not known yet when the model goes live), test on the ``test_days``
@@ -229,7 +237,7 @@ class SplitSpec(_Strict):
             raise ValueError("validation_start/test_start apply only to method 'time'")
         if (self.validation_start is None) != (self.test_start is None):
             raise ValueError("give both validation_start and test_start, or neither")
-        if self.validation_start and self.validation_start >= self.test_start:
+        if self.validation_start and self.test_start and self.validation_start >= self.test_start:
             raise ValueError("`validation_start < test_start` must hold")
         if self.method == "delayed" and self.train_start is None:
             raise ValueError(
@@ -289,21 +297,27 @@ class LightGBMSpace(_Strict):
     lambda_l2: FloatRange = FloatRange(low=1e-3, high=30.0, log=True)
     max_rounds: int = Field(default=2000, ge=10)
     early_stopping_rounds: int = Field(default=50, ge=5)
-    # Histogram bins per feature. More bins find finer thresholds (amounts, ratios) at some cost in time.
+    # Histogram bins per feature. More bins find finer thresholds (amounts, ratios) at some cost
+    # in time.
     max_bin: int = Field(default=255, ge=15, le=65535)
     monotone: dict[str, Literal[-1, 0, 1]] = Field(default_factory=dict)
-    # On a Dask cluster, fit the chosen parameters data-parallel over the workers (lightgbm.dask) for the
-    # tuned rounds. The trees then differ slightly from an in-process fit: see keel.training.distributed.
+    # On a Dask cluster, fit the chosen parameters data-parallel over the workers (lightgbm.dask)
+    # for the tuned rounds. The trees then differ slightly from an in-process fit: see
+    # keel.training.distributed.
     distributed_fit: bool = False
 
 
 Family = Literal["logistic", "lightgbm"]
 
 
+def _every_family() -> list[Family]:
+    return ["logistic", "lightgbm"]
+
+
 class ModelsSpec(_Strict):
     """The model families to try, each with its search space."""
 
-    families: list[Family] = Field(default_factory=lambda: ["logistic", "lightgbm"], min_length=1)
+    families: list[Family] = Field(default_factory=_every_family, min_length=1)
     logistic: LogisticSpace = LogisticSpace()
     lightgbm: LightGBMSpace = LightGBMSpace()
 
@@ -352,7 +366,10 @@ class EvaluationSpec(_Strict):
 
 
 class GatesSpec(_Strict):
-    """Validation thresholds the spec adds; the governance policy's floors apply too (a spec only tightens)."""
+    """Validation thresholds the spec adds.
+
+    The governance policy's floors apply too (a spec only tightens).
+    """
 
     min_auc: float | None = Field(default=None, ge=0, le=1)
     min_ks: float | None = Field(default=None, ge=0, le=1)
@@ -373,7 +390,7 @@ class FairnessSpec(_Strict):
     @model_validator(mode="after")
     def _sorted_bands(self) -> FairnessSpec:
         for column, cuts in self.bands.items():
-            if not cuts or any(b <= a for a, b in zip(cuts, cuts[1:])):
+            if not cuts or any(b <= a for a, b in zip(cuts, cuts[1:], strict=False)):
                 raise ValueError(
                     f"bands.{column}: cut points must be a non-empty, strictly increasing list"
                 )
@@ -452,7 +469,9 @@ class MonitoringSpec(_Strict):
 
 
 class RetrainingSpec(_Strict):
-    """How ``keel retrain`` decides: promote a challenger only when it is better on the newest labelled window.
+    """How ``keel retrain`` decides whether to promote a challenger.
+
+    A challenger is promoted only when it is better on the newest labelled window.
 
     ``auto_promote`` lets the policy approve and promote without a person when the challenger
     beats the champion by ``min_improvement`` (on the tuning metric) and every gate passes;
@@ -562,8 +581,8 @@ class ProjectSpec(_Strict):
             refs.append((f"{where}.entity", group.entity))
             if group.entity in self.protected:
                 raise ValueError(
-                    f"{where}.entity: '{group.entity}' is a protected attribute; features are never "
-                    "computed per protected group"
+                    f"{where}.entity: '{group.entity}' is a protected attribute; "
+                    "features are never computed per protected group"
                 )
             for agg_name, agg in group.aggregations.items():
                 at = f"{where}.aggregations.{agg_name}.column"
@@ -656,7 +675,10 @@ class ProjectSpec(_Strict):
         ]
 
     def computed_features(self) -> list[str]:
-        """Features computed from the rows before any expression: window features, then calendar parts."""
+        """Features computed from the rows before any expression.
+
+        Window features, then calendar parts.
+        """
         return [f.name for f in self.window_features()] + list(self.features.calendar)
 
     def feature_columns(self) -> list[str]:
@@ -667,11 +689,17 @@ class ProjectSpec(_Strict):
         return [c for c in candidates if c not in reserved]
 
     def model_features(self) -> list[str]:
-        """Every model input in order: the feature columns, window and calendar features, then derived ones."""
+        """Every model input in order.
+
+        The feature columns, window and calendar features, then derived ones.
+        """
         return self.feature_columns() + self.computed_features() + list(self.features.derived)
 
     def input_contract(self, name: str) -> ColumnContract:
-        """What a model input holds: its contract column, or for a window or calendar feature a number."""
+        """What a model input holds.
+
+        Its contract column, or for a window or calendar feature a number.
+        """
         if name in self.contract.columns:
             return self.contract.columns[name]
         if name in self.computed_features():
@@ -681,7 +709,10 @@ class ProjectSpec(_Strict):
         raise KeyError(f"'{name}' is neither a contract column nor a computed feature")
 
     def reason_texts(self) -> dict[str, str]:
-        """A reason text for every model feature: the spec's, else the contract's description, else the name."""
+        """A reason text for every model feature.
+
+        The spec's, else the contract's description, else the name.
+        """
         texts = {}
         for name in self.model_features():
             column = self.contract.columns.get(name)
@@ -773,7 +804,10 @@ def load_spec(path: str | Path) -> ProjectSpec:
 
 
 def dump_spec(spec: ProjectSpec) -> str:
-    """The resolved spec as YAML, with every default written out; :func:`parse_spec` reads it back equal."""
+    """The resolved spec as YAML, with every default written out.
+
+    :func:`parse_spec` reads it back equal.
+    """
     raw = spec.model_dump(mode="json")
     # JSON mode turns mapping keys into text, but a code's type matters (code 0 is not '0').
     raw["data"]["recode"] = {column: dict(mapping) for column, mapping in spec.data.recode.items()}

@@ -139,7 +139,10 @@ def test_run_refuses_a_cluster_it_cannot_use_before_training(loans_project: Path
 def test_demo_runs_the_credit_example_with_its_card(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`keel demo` (what `make demo` runs) hands the credit example to the full flow; the flow itself is tested apart."""
+    """`keel demo` (what `make demo` runs) hands the credit example to the full flow.
+
+    The flow itself is tested apart.
+    """
     import keel.lifecycle.run
     from keel.errors import KeelError
 

@@ -1,4 +1,4 @@
-"""The lifecycle from the command line: the caller is the owner of KEEL_TOKEN, never a typed name."""
+"""The lifecycle from the command line: the caller is KEEL_TOKEN's owner, never a typed name."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`keel monitor` over a real prediction log: the report, the alert lines, the webhook and the exit code."""
+"""`keel monitor` over a real prediction log: the report, alert lines, webhook and exit code."""
 
 from __future__ import annotations
 
@@ -108,8 +108,8 @@ def test_keel_monitor_reports_and_alerts_only_on_a_shift(
     income = next(f for f in report["windows"][-1]["drift"]["features"] if f["name"] == "income")
     assert f'keel_drift_psi{{feature="income"}} {income["psi"]}' in scrape
     assert (
-        f'keel_monitoring_alerts{{severity="alert"}} {float(sum(a["severity"] == "alert" for a in lines))}'
-        in scrape
+        f'keel_monitoring_alerts{{severity="alert"}} '
+        f"{float(sum(a['severity'] == 'alert' for a in lines))}" in scrape
     )
     assert 'keel_auc{kind="estimated"}' in scrape and 'keel_auc{kind="realized"}' not in scrape
     versions = [v.version for v in Registry.for_project(project_dir).versions("loans")]
@@ -124,7 +124,8 @@ def test_keel_monitor_reports_and_alerts_only_on_a_shift(
             sorted(versions) == [1, 2]
             and "challenger loans v2 against champion v1" in result.output
         )
-        # The next run has nothing new to say: the same window's alerts are not sent or raised again.
+        # The next run has nothing new to say:
+        # the same window's alerts are not sent or raised again.
         again = CliRunner().invoke(app, [*command, "--out", str(out.parent / "again")])
         assert (
             again.exit_code == 0

@@ -326,7 +326,8 @@ def test_report_to_dict_is_json_and_summary_names_column_rule_and_count() -> Non
     assert lines[0] == "contract broken: 4 rule(s) failed on 6 rows"
     assert (
         lines[2]
-        == "  - column 'LIMIT_BAL', rule dtype int: 1 row(s) fail (whole numbers expected); e.g. row 2: 2.5"
+        == "  - column 'LIMIT_BAL', rule dtype int: 1 row(s) fail (whole numbers expected); "
+        "e.g. row 2: 2.5"
     )
     assert lines[4] == "  - column 'AGE', rule min: 18.0: 1 row(s) fail; e.g. row 1: 17"
     assert lines[1].startswith("  - column 'SEX', rule present: 6 row(s) fail (column is missing")

@@ -16,7 +16,10 @@ from keel.evaluation.metrics import binary_metrics, ks_statistic
 def _binormal(
     n: int, *, seed: int, rate: float = 0.3, shift: float = 1.0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Labels with a fixed share of positives; scores logistic(N(0, 1)) for negatives, logistic(N(shift, 1)) else."""
+    """Labels with a fixed share of positives, and their scores.
+
+    A score is logistic(N(0, 1)) for a negative, logistic(N(shift, 1)) for a positive.
+    """
     rng = np.random.default_rng(seed)
     n1 = round(n * rate)
     y = np.r_[np.ones(n1, dtype=int), np.zeros(n - n1, dtype=int)]

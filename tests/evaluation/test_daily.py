@@ -35,7 +35,7 @@ def test_card_precision_takes_each_cards_highest_score_and_any_fraud() -> None:
     st.integers(1, 8),
 )
 def test_card_precision_equals_its_definition(rows: list, k: int) -> None:
-    cards, fraud, score = (list(x) for x in zip(*rows))
+    cards, fraud, score = (list(x) for x in zip(*rows, strict=True))
     best: dict[int, tuple[float, int]] = {}
     for card, y, s in rows:
         first = best.get(card, (-1.0, 0))

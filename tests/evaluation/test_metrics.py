@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 
 import numpy as np
 import pytest
@@ -43,8 +44,8 @@ def data(request: pytest.FixtureRequest) -> tuple[np.ndarray, np.ndarray]:
 
 
 def naive_ks(y: np.ndarray, s: np.ndarray) -> float:
-    pos = [v for v, t in zip(s, y) if t == 1]
-    neg = [v for v, t in zip(s, y) if t == 0]
+    pos = [v for v, t in zip(s, y, strict=True) if t == 1]
+    neg = [v for v, t in zip(s, y, strict=True) if t == 0]
     best = 0.0  # threshold above every score: TPR = FPR = 0
     for threshold in set(s.tolist()):
         tpr = sum(v >= threshold for v in pos) / len(pos)
@@ -111,7 +112,7 @@ def naive_gains(y: np.ndarray, s: np.ndarray, groups: int) -> list[dict[str, flo
 
 def assert_rows_match(actual: list[dict[str, float]], expected: list[dict[str, float]]) -> None:
     assert len(actual) == len(expected)
-    for got, want in zip(actual, expected):
+    for got, want in zip(actual, expected, strict=True):
         assert got.keys() == want.keys()
         for key in want:
             assert got[key] == pytest.approx(want[key], rel=1e-12, abs=1e-12), key
@@ -248,7 +249,7 @@ def test_gains_table_counts_sum_to_n_and_gain_ends_at_one(
     assert table[-1]["cumulative_lift"] == pytest.approx(1.0)
     shares = [row["cumulative_positive_share"] for row in table]
     assert shares == sorted(shares)
-    assert all(a["min_score"] >= b["max_score"] for a, b in zip(table, table[1:]))
+    assert all(a["min_score"] >= b["max_score"] for a, b in pairwise(table))
 
 
 @settings(max_examples=40, deadline=None)

@@ -1,4 +1,4 @@
-"""The card-fraud example on the handbook's real transactions: its protocol, its card, and online = offline."""
+"""The card-fraud example on the handbook's real transactions: protocol, card, online = offline."""
 
 from __future__ import annotations
 
@@ -28,7 +28,10 @@ DATA = EXAMPLE / "data" / "fraud_handbook_simulated_raw.parquet"
 
 
 def test_fraud_example_follows_the_handbook_protocol(tmp_path: Path, mlflow_template: Path) -> None:
-    """`keel run` with a smaller tuning budget: the handbook's train and test sets, and metrics per test day."""
+    """`keel run` with a smaller tuning budget: the handbook's train and test sets.
+
+    The metrics come per test day.
+    """
     raw = yaml.safe_load((EXAMPLE / "keel.yaml").read_text())
     raw["data"]["source"] = str(DATA)
     raw["tuning"]["trials"] = 2  # the example's 25 trials take 5 minutes; the protocol is the same

@@ -1,4 +1,7 @@
-"""The credit-default example on the real UCI data: the numbers the README promises, the card a reviewer reads."""
+"""The credit-default example on the real UCI data.
+
+The numbers the README promises, and the card a reviewer reads.
+"""
 
 from __future__ import annotations
 
@@ -120,7 +123,7 @@ def _check_fairness_gates_and_reasons(card: dict, html: str) -> None:
 def _check_a_refused_approval_leaves_the_history_on_the_card(
     project_dir: Path, card_path: Path, token: str
 ) -> None:
-    """The credit version fails gates (see the README), so even another validator's approval is refused."""
+    """The credit version fails gates (see README): even another validator's approval is refused."""
     card = json.loads((card_path / "model_card.json").read_text())
     failing = [gate["name"] for gate in card["gates"] if gate["passed"] is not True]
     assert failing and card["lifecycle"]["state"] == "candidate"

@@ -1,4 +1,4 @@
-"""The credit example under a simulated downturn: the monitor finds it in the weeks it happens, and nowhere else.
+"""The credit example in a simulated downturn: the monitor flags the weeks it happens, no others.
 
 Eight weeks of applications: the held-out test clients, shuffled and dealt into eight weeks
 (749 different clients a week). From week 5 on, a documented shift is applied: a downturn
@@ -28,8 +28,10 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "credit_default"
 
 
 def downturn(rows: pd.DataFrame, rng: np.random.Generator, share: float = 0.4) -> pd.DataFrame:
-    """The simulated shift: ``share`` of clients one month further behind on their two latest repayments,
-    their latest bill 25% higher."""
+    """The simulated shift of ``share`` of the clients.
+
+    They are one month further behind on their two latest repayments, their latest bill 25% higher.
+    """
     hit = rng.random(len(rows)) < share
     later = {c: np.where(hit, np.minimum(rows[c] + 1, 9), rows[c]) for c in ("PAY_0", "PAY_2")}
     return rows.assign(
@@ -89,7 +91,8 @@ def test_the_monitor_finds_a_simulated_downturn_in_the_credit_data(tmp_path: Pat
     assert {a.window for a in report.alerts if a.kind == "drift"} == {
         w.window for w in report.windows[4:]
     }
-    # Outcomes did not move: over the weeks the realized AUC stays near the test AUC (each week is noisy).
+    # Outcomes did not move: over the weeks the realized AUC stays near the test AUC
+    # (each week is noisy).
     realized = [w.realized.auc for w in report.windows]
     assert abs(np.mean(realized[4:]) - report.reference["auc"]) < 0.03, realized
     # Fairness is watched week by week on the protected attributes, with the real outcomes.

@@ -1,4 +1,7 @@
-"""Behavioural tests (CheckList style): what must not move a score, and which way some changes must push it."""
+"""Behavioural tests (CheckList style).
+
+What must not move a score, and which way some changes must push it.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Contributions add up to the margin for both families; reasons are the adverse top-k with the spec's words."""
+"""Contributions add up to the margin for both families.
+
+Reasons are the adverse top-k with the spec's words.
+"""
 
 from __future__ import annotations
 

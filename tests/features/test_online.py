@@ -82,7 +82,10 @@ def test_stores_keep_an_event_once_and_update_only_the_values_given(redis_url: s
 
 
 def test_entity_values_never_share_redis_keys(redis_url: str) -> None:
-    """A client-chosen id such as 'V:values' must not land on the keys of the value 'V' (or of another entity)."""
+    """A client-chosen id such as 'V:values' must not land on the keys of the value 'V'.
+
+    Nor on the keys of another entity.
+    """
     store = RedisStore(redis_url, prefix="keys")
     for entity, key in (
         ("card", "V"),

@@ -27,7 +27,7 @@ def _plan(windows: dict | None = None, calendar: dict | None = None) -> FeatureP
 
 
 def _in_window(f: WindowFeature, t_row: int, t_event: int, same_row: bool) -> bool:
-    """The documented rule, written out for one event: the window ends at the cutoff, time - delay."""
+    """The documented rule, written out per event: the window ends at the cutoff, time - delay."""
     cutoff = t_row - f.delay_us
     start = cutoff - f.window_us
     if f.boundary == "at_or_before" and f.delay_us == 0:
@@ -129,7 +129,7 @@ SMALL_WINDOWS = {
 
 @st.composite
 def small_tables(draw: st.DrawFn) -> pd.DataFrame:
-    """Few rows on few entities over a few seconds: many ties, window edges hit exactly, missing values."""
+    """Few rows, entities and seconds: many ties, window edges hit exactly, missing values."""
     n = draw(st.integers(1, 30))
     seconds = sorted(draw(st.lists(st.integers(0, 40), min_size=n, max_size=n)))
     amount = draw(
@@ -187,7 +187,10 @@ def test_no_feature_reads_past_its_cutoff(frame: pd.DataFrame, data: st.DataObje
 @settings(max_examples=30, deadline=None)
 @given(small_tables(), st.randoms(use_true_random=False))
 def test_row_order_does_not_matter(frame: pd.DataFrame, random) -> None:
-    """Rows at the same time come in any order (the handbook's daily files differ from its sorted file)."""
+    """Rows at the same time come in any order.
+
+    The handbook's daily files differ from its sorted file.
+    """
     plan = _plan(SMALL_WINDOWS)
     order = list(range(len(frame)))
     random.shuffle(order)
@@ -275,7 +278,10 @@ def test_missing_times_are_refused() -> None:
 
 
 def test_local_and_dask_give_the_same_features(dask_engine) -> None:
-    """A real LocalCluster with 2 worker processes: the rows of each entity are shuffled to one partition."""
+    """A real LocalCluster with 2 worker processes.
+
+    The rows of each entity are shuffled to one partition.
+    """
     frame = make_transactions(20_000, seed=3)
     plan = _plan()
     local = compute_features(frame, plan)

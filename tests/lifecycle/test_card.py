@@ -1,4 +1,7 @@
-"""The card's explanations and reasons, checked against naive computations on the version's own test rows."""
+"""The card's explanations and reasons, checked against naive computations.
+
+The naive computations run on the version's own test rows.
+"""
 
 from __future__ import annotations
 
@@ -47,7 +50,10 @@ class Documented:
 
 
 def _run(folder: Path, mlflow_template: Path, raw: dict) -> tuple[Any, Path, Any]:
-    """Write the loans project with ``raw`` as its spec into ``folder`` and run it: (spec, project dir, result)."""
+    """Write the loans project with ``raw`` as its spec into ``folder`` and run it.
+
+    Returns (spec, project dir, result).
+    """
     spec_path = write_project(folder / "loans", make_loans(), raw)
     project_dir = spec_path.parent / ".keel"
     project_dir.mkdir()
@@ -239,7 +245,10 @@ def test_card_html_embeds_importance_and_four_dependence_plots(documented: Docum
 
 @dataclass(frozen=True)
 class Tuned:
-    """One loans version tuned over both families, with an HTML payload as its description and purpose."""
+    """One loans version tuned over both families.
+
+    An HTML payload is its description and its purpose.
+    """
 
     spec: ProjectSpec
     card: dict[str, Any]
@@ -273,7 +282,7 @@ def test_card_holds_bootstrap_intervals_around_its_test_metrics(tuned: Tuned) ->
     )  # 400 test rows
 
 
-def test_card_baseline_is_the_best_logistic_trial_fitted_on_the_training_rows_and_scored_on_the_test_rows(
+def test_card_baseline_is_the_best_logistic_trial_fitted_on_training_rows_and_scored_on_test_rows(
     tuned: Tuned,
 ) -> None:
     baseline, card = tuned.card["baseline"], tuned.card

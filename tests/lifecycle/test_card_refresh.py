@@ -1,4 +1,4 @@
-"""Approvals, promotions and rollbacks after the run show up on the model card, without retraining."""
+"""Approvals, promotions and rollbacks after the run reach the model card, without retraining."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`keel retrain` on the fraud example: a better challenger is promoted by the policy, a degraded one refused.
+"""`keel retrain`, fraud example: the policy promotes a better challenger, refuses a degraded one.
 
 Three months of the handbook's real transactions (July to September 2018). The champion is
 a logistic model trained in mid-August; the retrained challengers use the data known at the
@@ -119,7 +119,10 @@ def test_retrain_promotes_a_better_challenger_and_refuses_a_degraded_one(
 
 
 def _loans_over_time(**changes) -> tuple[dict, pd.DataFrame]:
-    """The loans spec and data with an application time every 4 hours from 2024 (keel retrain needs a time split)."""
+    """The loans spec and data with an application time every 4 hours from 2024.
+
+    keel retrain needs a time split.
+    """
     raw = loans_spec(
         "data.csv", models={"families": ["logistic"]}, gates={"min_auc": 0.5}, **changes
     )
@@ -129,7 +132,7 @@ def _loans_over_time(**changes) -> tuple[dict, pd.DataFrame]:
 def test_a_better_challenger_without_automatic_promotion_waits_as_the_challenger(
     tmp_path: Path, mlflow_template: Path
 ) -> None:
-    """A weak champion trained in the first year, a better challenger on the data known a year later."""
+    """A weak champion trained in the first year, a better challenger on data known a year later."""
     folder = tmp_path / "loans"
     raw, frame = _loans_over_time(features={"include": ["region"], "categorical": ["region"]})
     weak = write_project(folder, frame, raw)

@@ -154,7 +154,8 @@ def _break(spec_path: Path, how: str) -> None:
         (
             "out of range",
             4,
-            r"column 'late_payments', rule max: 30\.0: 2 row\(s\) fail; e\.g\. row 3: 99, row 9: 99",
+            r"column 'late_payments', rule max: 30\.0: 2 row\(s\) fail; "
+            r"e\.g\. row 3: 99, row 9: 99",
         ),
     ],
 )

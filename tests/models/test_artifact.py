@@ -90,7 +90,7 @@ def _model(family: str) -> tuple[KeelModel, pd.DataFrame]:
 
 
 def _load_as_is(directory: Path) -> KeelModel:
-    """Load with the fingerprint of the manifest as it is now, so only the check under test can object."""
+    """Load with the current manifest's fingerprint, so only the check under test can object."""
     return KeelModel.load(
         directory, expected_sha256=sha256_bytes((directory / MANIFEST).read_bytes())
     )
@@ -294,7 +294,10 @@ def test_a_folder_holding_anything_but_the_two_files_is_refused_naming_it(
         expected = r"unexpected entries \['folder/'\]"
     elif extra == "other-body":
         (tmp_path / _other_body(model.family)).write_text("{}")
-        expected = rf"unexpected entries \['{_other_body(model.family)}'\]; a {model.family} model holds only"
+        expected = (
+            rf"unexpected entries \['{_other_body(model.family)}'\]; "
+            rf"a {model.family} model holds only"
+        )
     elif extra == "symlink":
         (tmp_path / "symlink").symlink_to(tmp_path / MANIFEST)
         expected = r"\['symlink'\] are symbolic links"

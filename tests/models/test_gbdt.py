@@ -1,4 +1,4 @@
-"""The LightGBM family: one row scored through the C API's fast path equals LightGBM's own batch predict."""
+"""The LightGBM family: the C API's one-row fast path equals LightGBM's own batch predict."""
 
 from __future__ import annotations
 

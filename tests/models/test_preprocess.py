@@ -98,7 +98,10 @@ def test_derived_features_are_computed_from_their_expression() -> None:
     frame = _train_frame()
     out = pre.transform(frame)
     bill, limit = frame["bill"].to_numpy(), frame["limit"].to_numpy()
-    expected = [b / lim if lim != 0 and not np.isnan(b) else np.nan for b, lim in zip(bill, limit)]
+    expected = [
+        b / lim if lim != 0 and not np.isnan(b) else np.nan
+        for b, lim in zip(bill, limit, strict=True)
+    ]
     # Division by zero and a missing operand both give NaN.
     np.testing.assert_array_equal(out[:, 2], expected)
     assert np.isnan(out[3, 2]) and np.isnan(out[4, 2])
@@ -175,7 +178,10 @@ def test_fit_also_refuses_a_frame_without_an_input_column() -> None:
     )
 )
 def test_records_give_the_same_matrix_as_the_table(frame: list[tuple]) -> None:
-    """The request path (records, plain floats) equals the table path (columns, numpy), feature by feature."""
+    """The request path equals the table path, feature by feature.
+
+    The request path takes records of plain floats; the table path, numpy columns.
+    """
     preprocessor = Preprocessor(
         features=["amount", "grade", "ratio", "late", "flags", "share"],
         categorical=["grade", "late"],

@@ -1,4 +1,4 @@
-"""Tests for keel.monitoring drift: naive references, properties, and the drift rule's error rates."""
+"""Tests for keel.monitoring drift: naive references, properties, the drift rule's error rates."""
 
 from __future__ import annotations
 
@@ -40,7 +40,10 @@ def _population(
     age_missing: float = 0.02,
     unseen: float = 0.0,
 ) -> pd.DataFrame:
-    """A credit-like table: continuous, skewed, discrete and zero-inflated numbers, a score, categories."""
+    """A credit-like table of numbers, a score and categories.
+
+    The numbers are continuous, skewed, discrete and zero-inflated.
+    """
     income = rng.normal(shift, 1.0, n)
     amount = rng.lognormal(3.0, 1.0, n)
     age = rng.normal(40.0, 10.0, n)

@@ -33,7 +33,10 @@ def _naive_expected_auc(p: list[float]) -> float | None:
 
 
 def _naive_expected_ap(p: list[float]) -> float | None:
-    """E[sum_i y_i * precision at i's score] / E[positives], precision counting every row tied at or above."""
+    """E[sum_i y_i * precision at i's score] / E[positives].
+
+    The precision counts every row tied at or above i's score.
+    """
     numerator = 0.0
     for i, p_i in enumerate(p):
         above = [j for j, p_j in enumerate(p) if p_j >= p_i]
@@ -81,7 +84,7 @@ def _draws(p: np.ndarray, count: int, seed: int) -> np.ndarray:
 
 
 def test_expected_auc_and_ap_match_realized_on_average_over_label_draws() -> None:
-    """Labels ~ Bernoulli(p): p is perfectly calibrated, so the estimate must match the realized mean.
+    """Labels ~ Bernoulli(p): p is perfectly calibrated, so the estimate matches the realized mean.
 
     Tolerance: for a ratio R = U / D, E[R] - E[U] / E[D] = -Cov(R, D) / E[D] exactly (as
     E[R D] = E[U]), at most sd(R) sd(D) / E[D] by Cauchy-Schwarz; on top of that bias, the
@@ -114,7 +117,10 @@ def test_expected_auc_and_ap_match_realized_on_average_over_label_draws() -> Non
 
 
 def test_threshold_metrics_estimate_their_realized_mean() -> None:
-    """Positive rate, Brier, precision and accuracy are exact expectations; recall is a ratio (see above)."""
+    """Positive rate, Brier, precision and accuracy are exact expectations.
+
+    Recall is a ratio (see above).
+    """
     rng = np.random.default_rng(2)
     p = rng.beta(2.0, 5.0, 2_000)
     estimate = estimate_performance(p, threshold=0.4)

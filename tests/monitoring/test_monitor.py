@@ -1,4 +1,7 @@
-"""A monitoring pass over scored events: windows, drift, the label delay, performance and fairness alerts, webhooks."""
+"""A monitoring pass over scored events.
+
+Windows, drift, the label delay, performance and fairness alerts, webhooks.
+"""
 
 from __future__ import annotations
 
@@ -33,7 +36,7 @@ def model() -> KeelModel:
 def _events(
     model: KeelModel, weeks: int, *, seed: int, shift_from: int | None = None
 ) -> pd.DataFrame:
-    """``weeks`` weeks of scored loans, labelled; from week ``shift_from`` on, incomes are 40% lower."""
+    """``weeks`` weeks of scored loans, labelled; from week ``shift_from`` on, incomes 40% lower."""
     frames = []
     for week in range(weeks):
         rows = make_loans(ROWS_PER_WEEK, seed=seed * 100 + week)
@@ -71,7 +74,8 @@ def test_only_closed_windows_are_judged_and_alerts_are_news_once(model: KeelMode
     )
     report = monitor(events, model, MonitoringSpec(window="week"), name="loans", as_of=_end(3))
     assert {a.window for a in report.alerts} == {w.window for w in report.windows[1:]}
-    # A run after the second week's close has seen the first two weeks' alerts; only the third week's are news.
+    # A run after the second week's close has seen the first two weeks' alerts; only the third
+    # week's are news.
     assert {a.window for a in report.alerts_since(_end(2))} == {report.windows[2].window}
     assert report.alerts_since(_end(3)) == [] and report.alerts_since(None) == report.alerts
 

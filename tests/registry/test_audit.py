@@ -1,6 +1,11 @@
-"""The audit log catches an edited, a deleted and a reordered row, and names each (SQLite and PostgreSQL)."""
+"""The audit log catches an edited, a deleted and a reordered row, and names each.
+
+On SQLite and PostgreSQL.
+"""
 
 from __future__ import annotations
+
+from itertools import pairwise
 
 import sqlalchemy as sa
 
@@ -35,7 +40,7 @@ def test_an_untouched_chain_verifies_and_links_every_row(database_url: str) -> N
     rows = log.rows()
     assert [r.seq for r in rows] == [1, 2, 3, 4, 5]
     assert rows[0].prev_hash == GENESIS
-    assert all(b.prev_hash == a.hash for a, b in zip(rows, rows[1:]))
+    assert all(b.prev_hash == a.hash for a, b in pairwise(rows))
     assert log.verify() == []
 
 

@@ -1,5 +1,8 @@
-"""Governance as a control: authenticated people, four eyes and separation of duties, a policy the
-developer does not own, and the audit log (not MLflow) as the one source of truth. SQLite and PostgreSQL."""
+"""Governance as a control, on SQLite and PostgreSQL.
+
+Authenticated people, four eyes and separation of duties, a policy the developer does not own,
+and the audit log (not MLflow) as the one source of truth.
+"""
 
 from __future__ import annotations
 
@@ -21,7 +24,10 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture()
 def people(store: Store) -> People:
-    """root (admin), ana (developer), vera (validator), dan (deployer) in the store's governance tables."""
+    """root (admin), ana (developer), vera (validator), dan (deployer).
+
+    They are enrolled in the store's governance tables.
+    """
     return enrol(store.project_dir, store.tracking_uri, store.governance_uri)
 
 
@@ -178,7 +184,10 @@ def test_promotion_retires_the_old_champion_and_rollback_restores_it(
 def test_edited_mlflow_tags_do_not_make_an_unapproved_version_promotable(
     people: People, saved_model: Path, store: Store
 ) -> None:
-    """The insider's first bypass: two tags edited in mlflow.db used to let the author promote her version."""
+    """The insider's first bypass: two tags edited in mlflow.db.
+
+    They used to let the author promote her version.
+    """
     governance = _registered(people, saved_model)
     governance.registry.set_version_tag("loans", 1, "state", "approved")
     governance.registry.set_version_tag("loans", 1, "approved_by", "vera")
@@ -196,7 +205,10 @@ def test_edited_mlflow_tags_do_not_make_an_unapproved_version_promotable(
 def test_an_mlflow_alias_moved_by_hand_does_not_change_the_champion(
     people: People, saved_model: Path
 ) -> None:
-    """The second bypass: one set_registered_model_alias call pointed 'champion' at a gate-failing candidate."""
+    """The second bypass: one set_registered_model_alias call.
+
+    It pointed 'champion' at a gate-failing candidate.
+    """
     governance = _registered(people, saved_model)
     register_version(governance, saved_model, author=people.dev, thresholds={"min_auc": 0.99})
     crown(people, "loans", 1)
@@ -314,7 +326,10 @@ def test_policy_values_are_typed(people: People) -> None:
 
 
 def test_no_change_is_built_on_a_forged_row(people: People, saved_model: Path) -> None:
-    """An insider inserts an 'approve' row by SQL so that a real deployer would promote an unreviewed version."""
+    """An insider inserts an 'approve' row by SQL.
+
+    The aim: a real deployer would promote an unreviewed version.
+    """
     import sqlalchemy as sa
 
     from keel.registry.audit import audit_table, head_table

@@ -1,4 +1,7 @@
-"""8 processes x 25 approve/promote calls: one champion at every look, one audit row per call (SQLite, PostgreSQL)."""
+"""8 processes x 25 approve/promote calls: one champion at every look, one audit row per call.
+
+On SQLite and PostgreSQL.
+"""
 
 from __future__ import annotations
 

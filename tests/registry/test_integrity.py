@@ -1,4 +1,4 @@
-"""A registered model loads only when it can be verified: its sha256 tag, exactly its two files, bounded sizes.
+"""A registered model loads only if verified: its sha256 tag, exactly its two files, bounded sizes.
 
 On SQLite and PostgreSQL, through ``Registry.load_model`` (file:// and MLflow-listed sources) and
 ``keel models show``.
@@ -28,7 +28,10 @@ NO_TAG = r"model 'loans' version 1 has no keel\.model_sha256 tag .*the model can
 
 
 class _RegistryOnly:
-    """What ``register_version`` needs of a Governance, minus the audit log: loading never reads it."""
+    """What ``register_version`` needs of a Governance, minus the audit log.
+
+    Loading never reads the audit log.
+    """
 
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
@@ -113,7 +116,7 @@ def test_an_edited_threshold_with_the_tag_removed_is_refused(
 
 
 def _add(source: Path, kind: str) -> str:
-    """Put one unexpected entry of ``kind`` into the model folder; returns the name the error shows."""
+    """Put one unexpected entry of ``kind`` in the model folder; return the name the error shows."""
     if kind == "file":
         (source / "notes.txt").write_text("not part of the model")
         return "notes.txt"
@@ -187,7 +190,10 @@ def test_a_clean_version_loads_with_identical_probabilities(
 
 
 def _runs_uri_version(registry: Registry, info: VersionInfo) -> VersionInfo:
-    """Version 2: the same run's files, registered by a ``runs:/`` URI (listed and downloaded through MLflow)."""
+    """Version 2: the same run's files, registered by a ``runs:/`` URI.
+
+    They are listed and downloaded through MLflow.
+    """
     created = registry._client.create_model_version(
         "loans",
         source=f"runs:/{info.run_id}/model",

@@ -1,8 +1,9 @@
-"""An insider with database access tampers with a signed, checkpointed audit log; each attempt is named.
+"""An insider with database access tampers with a signed, checkpointed audit log.
 
-Every test builds a log of 8 rows (the key.init row, then 7 approvals) signed by a key file
-and checkpointed to a folder, tampers with it through plain SQL or the file system, and asks
-a reviewer's fresh :func:`verify_store` (SQLite and PostgreSQL) for the exact kind and row.
+Each attempt is named. Every test builds a log of 8 rows (the key.init row, then 7 approvals)
+signed by a key file and checkpointed to a folder, tampers with it through plain SQL or the file
+system, and asks a reviewer's fresh :func:`verify_store` (SQLite and PostgreSQL) for the exact
+kind and row.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ class Keyed:
     log: AuditLog
 
     def found(self, *, key: bool = True, checkpoints: bool = True) -> list[tuple[str, int]]:
-        """(kind, seq) of every problem a reviewer finds, with the key file and/or the checkpoints."""
+        """(kind, seq) of every problem a reviewer finds, with the key file and/or checkpoints."""
         return [(p.kind, p.seq) for p in self.problems(key=key, checkpoints=checkpoints)]
 
     def problems(self, *, key: bool = True, checkpoints: bool = True) -> list[Problem]:

@@ -1,4 +1,4 @@
-"""Model card: every section renders, plots are embedded, text is escaped, output is deterministic."""
+"""Model card: all sections render, plots are embedded, text is escaped, output is deterministic."""
 
 from __future__ import annotations
 
@@ -386,7 +386,10 @@ def _card() -> dict:
 
 
 def _dependences(rows: int = 500) -> list[Dependence]:
-    """Dependence data for the card's two dependence features: one numeric with a missing value, one categorical."""
+    """Dependence data for the card's two dependence features.
+
+    One is numeric with a missing value, one categorical.
+    """
     rng = np.random.default_rng(3)
     pay = rng.integers(-2, 9, rows).astype(float)
     pay[0] = np.nan
@@ -645,7 +648,8 @@ def test_card_shows_importance_with_reason_texts_and_dependence_bins(rendered: s
     section = rendered[rendered.find('id="explanations"') : rendered.find('id="reasons"')]
     assert "over 5,993 test rows" in section
     assert (
-        '<td class="mono">LIMIT_BAL</td>\n        <td class="n">0.2000</td><td class="n">0.286</td>\n'
+        '<td class="mono">LIMIT_BAL</td>\n'
+        '        <td class="n">0.2000</td><td class="n">0.286</td>\n'
         '        <td class="n">-0.0200</td><td>Low credit limit</td>'
     ) in section
     assert section.find(">PAY_0<") < section.find(">LIMIT_BAL<") < section.find(">EDUCATION<")
@@ -796,8 +800,8 @@ def test_decision_summary_shows_the_test_auc_interval_and_the_baseline(rendered:
     summary = _summary(rendered)
     assert "<strong>0.7765</strong>" in summary
     assert (
-        "(95% interval 0.7612 to 0.7901; stratified bootstrap,\n      1,000 resamples of the 5,993 test rows)"
-        in summary
+        "(95% interval 0.7612 to 0.7901; stratified bootstrap,\n"
+        "      1,000 resamples of the 5,993 test rows)" in summary
     )
     assert "test AUC 0.7765 against 0.7601 for the logistic baseline" in summary
     assert "<strong>+0.0164</strong> (95% interval\n      +0.0050 to +0.0279" in summary
@@ -842,7 +846,8 @@ def test_decision_summary_shows_approval_conditions(
     )
     summary = _summary(_render(card, test_set))
     assert (
-        "<li><strong>Re-validate in 6 months; cap limits at &lt;b&gt;10%&lt;/b&gt;</strong> (approved by bo, "
+        "<li><strong>Re-validate in 6 months; cap limits at &lt;b&gt;10%&lt;/b&gt;</strong> "
+        "(approved by bo, "
         "validator, 2024-05-03 09:00:00 UTC: Reviewed gates, fairness &amp; reasons)</li>"
     ) in summary
     assert "without conditions" not in summary
@@ -864,7 +869,8 @@ def test_card_renders_the_champion_comparison_when_the_card_holds_one(
     section = html[html.find('id="comparison"') : html.find('id="bias-variance"')]
     assert "Against the champion (version 2)" in section
     assert (
-        '<tr><td>auc</td><td class="n">0.7765</td><td class="n">0.7701</td>\n        <td class="n">+0.0064</td>\n'
+        '<tr><td>auc</td><td class="n">0.7765</td><td class="n">0.7701</td>\n'
+        '        <td class="n">+0.0064</td>\n'
         '        <td class="n">+0.0010 to +0.0120</td>\n        <td>this model</td></tr>'
     ) in section
     assert (

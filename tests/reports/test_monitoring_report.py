@@ -1,4 +1,7 @@
-"""Monitoring report: plots over time, alerts and per-window tables, rendered for real in headless Chromium."""
+"""Monitoring report: plots over time, alerts and per-window tables.
+
+They are rendered for real in headless Chromium.
+"""
 
 from __future__ import annotations
 
@@ -37,7 +40,10 @@ PLOT_ALTS = {
 
 @pytest.fixture(scope="module")
 def report() -> dict:
-    """A real monitoring pass: a small LightGBM model, eight weeks of scored loans, debt shifted in the last three."""
+    """A real monitoring pass: a small LightGBM model, eight weeks of scored loans.
+
+    Debt is shifted in the last three weeks.
+    """
     spec = parse_spec(
         loans_spec(
             "data.csv",
@@ -115,8 +121,8 @@ def test_headline_counts_alerts_by_severity(report: dict, html: str) -> None:
         in header
     )
     assert (
-        f'<span class="label">Test AUC</span><span class="value">{report["reference"]["auc"]:.4f}</span>'
-        in header
+        '<span class="label">Test AUC</span>'
+        f'<span class="value">{report["reference"]["auc"]:.4f}</span>' in header
     )
     assert report["as_of"] in header
 
@@ -127,7 +133,10 @@ def test_every_alert_is_listed_with_its_window_and_message(report: dict, html: s
     assert section.count('<tr><td class="mono">') == len(report["alerts"])
     position = 0
     for alert in report["alerts"]:
-        row = f'<tr><td class="mono">{alert["window"]}</td><td><span class="level {alert["severity"]}">'
+        row = (
+            f'<tr><td class="mono">{alert["window"]}</td>'
+            f'<td><span class="level {alert["severity"]}">'
+        )
         found = section.find(row, position)
         assert found >= position, alert
         assert alert["message"] in section[found : section.find("</tr>", found)]
@@ -152,7 +161,10 @@ def test_windows_are_in_time_order_with_gaps_shown_as_such(report: dict, html: s
     labels = [w["window"] for w in report["windows"]]
     positions = [section.find(f'<td class="mono">{label}</td>') for label in labels]
     assert -1 not in positions and positions == sorted(positions)
-    rows = {label: section[p : section.find("</tr>", p)] for label, p in zip(labels, positions)}
+    rows = {
+        label: section[p : section.find("</tr>", p)]
+        for label, p in zip(labels, positions, strict=True)
+    }
     assert (
         "not judged (too few rows)" in rows[SPARSE_WEEK] and "too few labels" in rows[SPARSE_WEEK]
     )
@@ -291,7 +303,9 @@ def test_monitoring_report_renders_its_plots_in_a_real_browser(
 
     binary = chromium()
     drawn = monitoring_plots(report)
-    markers = dict(zip(PLOT_ALTS, [(255, 0, 255), (0, 255, 255), (0, 255, 0), (0, 0, 255)]))
+    markers = dict(
+        zip(PLOT_ALTS, [(255, 0, 255), (0, 255, 255), (0, 255, 0), (0, 0, 255)], strict=True)
+    )
     solid = html
     pngs = {}
     for name, uri in drawn.items():

@@ -1,4 +1,7 @@
-"""A project whose 'loans' champion a real `keel serve` can answer with, for the attacks on the server."""
+"""A project whose 'loans' champion a real `keel serve` can answer with.
+
+It is for the attacks on the server.
+"""
 
 from __future__ import annotations
 

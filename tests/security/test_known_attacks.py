@@ -112,7 +112,10 @@ def _spec_file(tmp_path: Path, text: str) -> Path:
 
 
 def _bomb(levels: int = 10) -> str:
-    """YAML anchors nine wide and ``levels`` deep: 9**levels strings once expanded ("billion laughs")."""
+    """YAML anchors nine wide and ``levels`` deep: 9**levels strings once expanded.
+
+    The "billion laughs" attack.
+    """
     lines = ['l0: &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
     lines += [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, levels)]
     return "\n".join(lines)

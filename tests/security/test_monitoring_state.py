@@ -1,4 +1,7 @@
-"""A `keel monitor --as-of` far in the future cannot mute the alerts of the weeks that follow (issue 15, finding 1)."""
+"""A `keel monitor --as-of` far in the future cannot mute the alerts of the weeks that follow.
+
+Issue 15, finding 1.
+"""
 
 from __future__ import annotations
 

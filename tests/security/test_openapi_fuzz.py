@@ -1,4 +1,4 @@
-"""schemathesis over the OpenAPI documents of `keel serve` and of the governance service: no server errors.
+"""schemathesis over the OpenAPI documents of `keel serve` and the governance service: no 5xx.
 
 Every operation of each document gets generated requests, valid and invalid by its schema,
 bounded in number; an answer of 500 or above fails. The scoring app logs to a real prediction
@@ -57,8 +57,11 @@ def governance_app(tmp_path_factory: pytest.TempPathFactory) -> object:
 
 
 def _fuzz(app: object, headers: Callable[[str, str], dict[str, str]]) -> Counter[int]:
-    """Call every operation of ``app``'s OpenAPI document with generated requests, valid and invalid by its
-    schema; return how often each status was answered. A status of 500 or above fails at once."""
+    """Call every operation of ``app``'s OpenAPI document with generated requests.
+
+    The requests are valid and invalid by its schema. Returns how often each status was answered;
+    a status of 500 or above fails at once.
+    """
     statuses: Counter[int] = Counter()
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     for result in schema.get_all_operations():
@@ -107,6 +110,7 @@ def test_the_governance_service_never_answers_a_server_error(governance_app: obj
 
     statuses = _fuzz(governance_app, headers)
     print(
-        f"governance service: {sum(statuses.values())} requests, statuses {dict(sorted(statuses.items()))}"
+        f"governance service: {sum(statuses.values())} requests, "
+        f"statuses {dict(sorted(statuses.items()))}"
     )
     assert statuses[200] and statuses[422]

@@ -66,7 +66,7 @@ def test_a_server_bound_to_loopback_answers_only_loopback_host_names(engine: Sco
 def test_an_integer_beyond_int64_is_a_422_not_a_server_error(
     engine: ScoringEngine, tmp_path
 ) -> None:
-    # Found by schemathesis: 2**64 passed validation and the prediction log could not store it (500).
+    # Found by schemathesis: 2**64 passed validation; the prediction log could not store it (500).
     log = PredictionLog(tmp_path / "predictions.db")
     client = TestClient(create_app(engine, prediction_log=log))
     for income in (2**64, -(2**63) - 1):

@@ -28,7 +28,10 @@ SLOW_HEAD = (
 
 
 def _slow_bodies(port: int, count: int, source: str) -> list[socket.socket]:
-    """``count`` connections from ``source`` that each sent headers and the first bytes of a body, and wait."""
+    """``count`` connections from ``source``, each with a request half sent.
+
+    Each sent headers and the first bytes of a body, and waits.
+    """
     held = []
     for _ in range(count):
         connection = socket.create_connection(
@@ -40,7 +43,10 @@ def _slow_bodies(port: int, count: int, source: str) -> list[socket.socket]:
 
 
 def _normal_requests(port: int, count: int) -> list[int]:
-    """The status of each of ``count`` scoring requests, four clients at a time, each on a new connection."""
+    """The status of each of ``count`` scoring requests, four clients at a time.
+
+    Each request is on a new connection.
+    """
 
     def one(_: int) -> int:
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)

@@ -1,4 +1,7 @@
-"""A table far wider than any model needs is refused before its rows are parsed (issue 15, finding 9)."""
+"""A table far wider than any model needs is refused before its rows are parsed.
+
+Issue 15, finding 9.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""Every route of `keel server` states who may call it, and refuses everyone else (keel serve's: test_app.py).
+"""Every route of `keel server` states who may call it, and refuses everyone else.
+
+keel serve's routes are tested in test_app.py.
 
 The coverage tests walk the apps' own route lists, so a route added without a permission
 (or without a row in :data:`keel.server.routes.ROUTES`) fails here before it ships.
@@ -130,7 +132,10 @@ def test_sign_in_makes_a_token_that_then_works_and_the_first_user_needs_no_token
 def test_an_emptied_users_table_does_not_reopen_the_bootstrap(
     service: tuple[TestClient, People],
 ) -> None:
-    """An insider deletes every user row hoping to add an admin without a token: the audit log remembers."""
+    """An insider deletes every user row hoping to add an admin without a token.
+
+    The audit log remembers.
+    """
     import sqlalchemy as sa
 
     from keel.server.users import users_table

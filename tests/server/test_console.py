@@ -1,5 +1,7 @@
-"""The console over HTTP: sessions, CSRF, headers, and every console route's refusals (a browser test is
-in test_console_browser.py)."""
+"""The console over HTTP: sessions, CSRF, headers, and every console route's refusals.
+
+A browser test is in test_console_browser.py.
+"""
 
 from __future__ import annotations
 

@@ -32,7 +32,10 @@ PAYLOAD = "<script>alert('owned')</script>"
 
 @pytest.fixture()
 def site(loans_project: Path) -> Iterator[tuple[str, People]]:
-    """`keel server`'s app on a loopback port over the loans project: v1 by ana, v2 by mia (developer+validator)."""
+    """`keel server`'s app on a loopback port over the loans project.
+
+    v1 is by ana, v2 by mia (developer+validator).
+    """
     raw = yaml.safe_load(loans_project.read_text())
     raw.update(
         tuning={"trials": 1},
@@ -69,7 +72,10 @@ def site(loans_project: Path) -> Iterator[tuple[str, People]]:
 
 
 def _monitored(project_dir: Path, people: People) -> None:
-    """A real `keel monitor` result for loans v1: three weeks of applications, incomes 40% lower in the third."""
+    """A real `keel monitor` result for loans v1: three weeks of applications.
+
+    Incomes are 40% lower in the third.
+    """
     import json
 
     import numpy as np

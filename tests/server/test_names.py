@@ -1,4 +1,7 @@
-"""Thirteen other spellings of 'alice' cannot become a second user, each for a stated reason (SQLite and PostgreSQL)."""
+"""Thirteen other spellings of 'alice' cannot become a second user, each for a stated reason.
+
+On SQLite and PostgreSQL.
+"""
 
 from __future__ import annotations
 
@@ -82,7 +85,8 @@ def test_an_accented_name_is_fine_alone_but_too_like_its_unaccented_twin(users: 
 
 def test_an_all_cyrillic_lookalike_is_too_like_the_latin_name(users: UserStore) -> None:
     admin = users.add("alice", ["admin"], PASSWORD, by=None)
-    lookalike = "\u0430\u04cf\u0456\u0441\u0435"  # Cyrillic a, palochka, i, es, ie: one script, so only the skeleton
+    # Cyrillic a, palochka, i, es, ie: one script, so only the skeleton
+    lookalike = "\u0430\u04cf\u0456\u0441\u0435"
     assert normalize_name(lookalike) == lookalike
     with pytest.raises(NameRefused, match="too like existing user 'alice'"):
         users.add(lookalike, ["validator"], PASSWORD, by=admin)

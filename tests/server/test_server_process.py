@@ -1,5 +1,8 @@
-"""The bank's set-up: one `keel server` process owns the audit key; developers and reviewers reach it by
-KEEL_SERVER with their own tokens, and their machines never hold the key."""
+"""The bank's set-up: one `keel server` process owns the audit key.
+
+Developers and reviewers reach it by KEEL_SERVER with their own tokens, and their machines
+never hold the key.
+"""
 
 from __future__ import annotations
 
@@ -46,7 +49,7 @@ def test_register_review_and_release_through_the_governance_service(
         deadline = time.monotonic() + 60
         while True:
             try:
-                with urllib.request.urlopen(f"{url}/livez", timeout=2):
+                with urllib.request.urlopen(f"{url}/livez", timeout=2):  # noqa: S310 - fixed http URL
                     break
             except OSError:
                 assert server.poll() is None and time.monotonic() < deadline, server.stderr.read()

@@ -1,4 +1,7 @@
-"""Users, passwords and tokens: admin-managed, authenticated, audited, and checked against the audit log."""
+"""Users, passwords and tokens: admin-managed, authenticated and audited.
+
+They are also checked against the audit log.
+"""
 
 from __future__ import annotations
 
@@ -306,8 +309,9 @@ def test_a_disabled_users_token_is_refused_until_enabled(
 
 
 def test_an_admin_cannot_mint_a_token_for_another_user(users: UserStore, admin: Principal) -> None:
-    # create_token takes no user argument: the token is for the principal passed, and the service passes the
-    # caller's own authenticated principal. An admin holding only their own principal can mint only their own.
+    # create_token takes no user argument: the token is for the principal passed, and the service
+    # passes the caller's own authenticated principal. An admin holding only their own principal
+    # can mint only their own.
     assert list(inspect.signature(users.create_token).parameters) == ["principal", "label", "days"]
     val = users.add("vera", ["validator"], PASSWORD, by=admin)
     text = users.create_token(admin, label="admin's")
@@ -383,7 +387,8 @@ def test_a_token_inserted_by_sql_for_a_real_user_is_refused(
     with pytest.raises(AuthenticationError, match="not in the audit log"):
         users.authenticate_token(f"keel_{token_id}_{secret}")
     assert users.verify_against_audit() == [
-        f"token {token_id} of user 'root' is in the tokens table but not in the audit log (inserted outside Keel)"
+        f"token {token_id} of user 'root' is in the tokens table "
+        "but not in the audit log (inserted outside Keel)"
     ]
 
 

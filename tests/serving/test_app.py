@@ -1,4 +1,7 @@
-"""The scoring API: the model's own numbers and reasons, the contract as the request schema, and limits."""
+"""The scoring API: the model's own numbers and reasons, the contract as the request schema.
+
+And the API's limits.
+"""
 
 from __future__ import annotations
 

@@ -85,7 +85,10 @@ def test_output_must_be_parquet_and_kept_columns_must_exist(
 def test_kept_columns_keep_their_type_when_later_chunks_have_gaps(
     engine: ScoringEngine, tmp_path: Path, suffix: str
 ) -> None:
-    """A kept column whose first chunk has no missing value (ints) or only missing values, and later ones differ."""
+    """A kept column whose first chunk has no missing value (ints) or only missing values.
+
+    Later chunks differ.
+    """
     rows = make_loans(rows=300, seed=5)
     rows["branch"] = pd.array([7] * 100 + [None] * 100 + [9] * 100, dtype="Int64")  # int, then gaps
     rows["note"] = pd.array([None] * 100 + ["call back"] * 200, dtype="string")  # empty first chunk

@@ -1,4 +1,7 @@
-"""`keel serve`'s /docs works offline: Swagger UI comes from the package, and renders with the network off."""
+"""`keel serve`'s /docs works offline: Swagger UI comes from the package.
+
+It renders with the network off.
+"""
 
 from __future__ import annotations
 
@@ -23,7 +26,8 @@ from keel.serving.engine import ScoringEngine
 from browsers import chromium
 from factories import small_engine
 
-# The least size of each kind of asset: Swagger UI's script is over a megabyte, its stylesheet about 190 kB.
+# The least size of each kind of asset: Swagger UI's script is over a megabyte, its stylesheet
+# about 190 kB.
 KINDS = {"text/javascript": 500_000, "text/css": 50_000, "image/png": 100}
 
 
@@ -190,8 +194,9 @@ def test_docs_render_the_operations_in_a_browser_with_the_network_off(
             route.abort("internetdisconnected")
 
     with sync_playwright() as p:
-        # A proxy that answers nothing stands for a network that is off (Chromium never proxies loopback),
-        # and page.route below refuses and records whatever the page asks of another host.
+        # A proxy that answers nothing stands for a network that is off (Chromium never proxies
+        # loopback), and page.route below refuses and records whatever the page asks of another
+        # host.
         browser = p.chromium.launch(
             executable_path=binary,
             args=[

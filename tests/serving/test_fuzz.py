@@ -1,4 +1,4 @@
-"""Fuzzing the API with arbitrary JSON and bytes: never a 5xx, and every refusal names what was wrong."""
+"""Fuzzing the API with any JSON and bytes: never a 5xx, and every refusal names what was wrong."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The server loads the audited champion through the registry's hash check, and says what is missing."""
+"""The server loads the audited champion via the registry's hash check, and says what is missing."""
 
 from __future__ import annotations
 
@@ -67,7 +67,10 @@ def test_only_governed_aliases_are_served(loans_project: Path) -> None:
 
 
 def test_a_promotion_row_inserted_by_sql_moves_nothing_that_serves(loans_project: Path) -> None:
-    """An insider with database access writes a 'promote' row for another version: the server keeps its own."""
+    """An insider with database access writes a 'promote' row for another version.
+
+    The server keeps its own.
+    """
     import sqlalchemy as sa
 
     from keel.registry.audit import audit_table, head_table

@@ -1,4 +1,4 @@
-"""Online features in the API: raw transactions in, the offline features out, row for row, over HTTP.
+"""Online features in the API: raw transactions in, offline features out, row for row, over HTTP.
 
 A replay sends every transaction in time order to ``POST /v1/score`` (single records and
 small batches) and each label to ``POST /v1/labels`` a day after its transaction; the
@@ -64,7 +64,7 @@ def _client(engine: ScoringEngine, tmp_path: Path, store=None) -> tuple[TestClie
 
 
 def _raw(row: dict) -> dict:
-    """A transaction as a client sends it: no label, the time as ISO text, a missing amount as null."""
+    """A transaction as a client sends it: no label, time as ISO text, a missing amount as null."""
     amount = None if pd.isna(row["amount"]) else float(row["amount"])
     return {
         "tx_id": int(row["tx_id"]),
@@ -77,7 +77,7 @@ def _raw(row: dict) -> dict:
 
 
 def _replay_over_http(client: TestClient, frame: pd.DataFrame, seed: int) -> list[float]:
-    """Score every row in time order (batches of 1 to 4); labels are sent once due, before the batch."""
+    """Score every row in time order (batches of 1 to 4); due labels are sent before the batch."""
     rows = frame.to_dict("records")
     rng = np.random.default_rng(seed)
     probabilities: list[float] = []
@@ -86,7 +86,8 @@ def _replay_over_http(client: TestClient, frame: pd.DataFrame, seed: int) -> lis
     while start < len(rows):
         batch = rows[start : start + int(rng.integers(1, 5))]
         # A label due by the batch's last time may arrive before the batch: no window reads it
-        # earlier than its due time, since every window over the label is delayed at least that long.
+        # earlier than its due time, since every window over the label is delayed at least that
+        # long.
         due = [
             r for r in rows[labelled:start] if r["tx_time"] + LABEL_DELAY <= batch[-1]["tx_time"]
         ]
@@ -230,7 +231,10 @@ def test_a_version_with_other_feature_definitions_is_not_swapped_in(
 def test_keel_serve_with_two_workers_shares_the_events_in_redis(
     tmp_path: Path, mlflow_template: Path, redis_url: str
 ) -> None:
-    """The production layout: two worker processes, one Redis; a sequential client alternates between them."""
+    """The production layout: two worker processes, one Redis.
+
+    A sequential client alternates between the workers.
+    """
     frame = make_transactions(300, seed=24, days=4)
     raw = {
         **transactions_spec("data.csv"),
@@ -253,15 +257,18 @@ def test_keel_serve_with_two_workers_shares_the_events_in_redis(
     )
     assert private.exit_code == 2 and "--feature-store redis://" in private.output
 
-    with serving(
-        project_dir,
-        "--workers",
-        "2",
-        "--feature-store",
-        redis_url,
-        model="transactions",
-        api_key=KEY["X-API-Key"],
-    ) as server, httpx.Client(base_url=f"http://127.0.0.1:{server.port}", timeout=30) as client:
+    with (
+        serving(
+            project_dir,
+            "--workers",
+            "2",
+            "--feature-store",
+            redis_url,
+            model="transactions",
+            api_key=KEY["X-API-Key"],
+        ) as server,
+        httpx.Client(base_url=f"http://127.0.0.1:{server.port}", timeout=30) as client,
+    ):
         probabilities = _replay_over_http(client, frame, seed=3)
     log = PredictionLog(project_dir / "predictions.db")
     _check_replay(

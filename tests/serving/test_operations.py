@@ -50,7 +50,7 @@ def challenger() -> ScoringEngine:
 
 @pytest.fixture
 def blocked_log(tmp_path: Path) -> Iterator[tuple[PredictionLog, sqlite3.Connection]]:
-    """A prediction log whose writer cannot commit until the test commits the returned connection."""
+    """A prediction log whose writer is blocked until the test commits the returned connection."""
     log = PredictionLog(tmp_path / "p.db")
     blocker = sqlite3.connect(tmp_path / "p.db", isolation_level=None)
     blocker.execute("BEGIN EXCLUSIVE")

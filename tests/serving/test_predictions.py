@@ -1,4 +1,4 @@
-"""The prediction log: rows committed before the answer, surviving kill -9, and shedding when behind."""
+"""The prediction log: rows committed before the answer, surviving kill -9, shedding when behind."""
 
 from __future__ import annotations
 

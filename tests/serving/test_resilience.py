@@ -56,7 +56,7 @@ class Project:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory, mlflow_template: Path) -> Project:
-    """Versions 1-4 alternate two models (a, b, a, b); versions 5-9 are registered, then corrupted."""
+    """Versions 1-4 alternate two models (a, b, a, b); 5-9 are registered, then corrupted."""
     import shutil
 
     folder = tmp_path_factory.mktemp("resilience") / ".keel"
@@ -89,7 +89,7 @@ def project(tmp_path_factory: pytest.TempPathFactory, mlflow_template: Path) -> 
 
 
 def _corrupt(registry: Registry, version: int) -> None:
-    """Change one byte of a stored model file after registration, as a disk fault or an attacker would."""
+    """Change one byte of a registered model's stored file, as a disk fault or an attacker would."""
     from urllib.parse import unquote, urlparse
 
     folder = Path(unquote(urlparse(registry.version("loans", version).source).path))
@@ -113,7 +113,8 @@ def _check_numbers(answer: Answer, project: Project) -> None:
 
 
 def test_steady_load_through_20_hot_swaps_5_of_them_corrupt(project: Project) -> None:
-    # 20 moves of the champion alias, 3 s apart: valid versions alternate models; every 4th is corrupt.
+    # 20 moves of the champion alias, 3 s apart: valid versions alternate models; every 4th is
+    # corrupt.
     plan = [2, 3, 4, 5, 1, 2, 3, 6, 4, 1, 2, 7, 3, 4, 1, 8, 2, 3, 9, 4]
     assert len(plan) == 20 and sum(project.models[v] == "corrupt" for v in plan) == 5
     moves: list[tuple[float, int]] = []
@@ -148,14 +149,18 @@ def test_steady_load_through_20_hot_swaps_5_of_them_corrupt(project: Project) ->
     assert served == {1, 2, 3, 4} and not served & {
         v for v, m in project.models.items() if m == "corrupt"
     }
-    # After each corrupt move (and a second for both workers to try it), the version before it still serves.
-    for (moved, version), (next_move, _) in zip(moves, [*moves[1:], (float("inf"), 0)]):
+    # After each corrupt move (and a second for both workers to try it), the version before it
+    # still serves.
+    for (moved, version), (next_move, _) in zip(
+        moves, [*moves[1:], (float("inf"), 0)], strict=True
+    ):
         if project.models[version] == "corrupt":
             before = moves[moves.index((moved, version)) - 1][1]
             later = [a for a in answers if moved + 1.0 < a.sent and a.received < next_move]
             assert later and all(versions_named(a.body or {}) == {before} for a in later), version
     assert output.count("not serving version") >= 5 and "does not match" in output
-    # One scrape counts both workers' answers (multiprocess metrics), and shows each worker's version.
+    # One scrape counts both workers' answers (multiprocess metrics), and shows each worker's
+    # version.
     assert _answers_counted(metrics) == len(answers)
     assert sum(line.startswith("keel_model_version{") for line in metrics.splitlines()) == 2
 
@@ -278,7 +283,10 @@ def test_the_challenger_alias_is_scored_in_the_shadow_and_logged(project: Projec
 def test_an_mlflow_alias_moved_under_load_is_never_served_and_raises_an_alert(
     project: Project,
 ) -> None:
-    """The insider's alias bypass, replayed: MLflow's champion alias moved to another version while serving."""
+    """The insider's alias bypass, replayed while serving.
+
+    MLflow's champion alias is moved to another version.
+    """
     project.promote(1)
     registry = project.registry()
     with serving(

@@ -1,4 +1,7 @@
-"""The scoring service without HTTP: raw bodies in, status and answer out, the log written, swaps refused or kept."""
+"""The scoring service without HTTP: raw bodies in, status and answer out.
+
+The log is written, and swaps are refused or kept.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Following the alias: a moved champion is swapped in; a corrupt one is refused once and the old one serves."""
+"""Following the alias: a moved champion is swapped in.
+
+A corrupt one is refused once and the old one serves.
+"""
 
 from __future__ import annotations
 

@@ -155,7 +155,10 @@ def test_a_remote_cluster_without_a_study_database_is_refused_before_any_work(
 ) -> None:
     remote = Engine(dask_engine.client, REMOTE)
     heard: list[Any] = []
-    message = rf"tuning\.storage: tuning on the cluster at {REMOTE} needs a study database .* set tuning\.storage"
+    message = (
+        rf"tuning\.storage: tuning on the cluster at {REMOTE} needs a study database "
+        r".* set tuning\.storage"
+    )
     with pytest.raises(SpecError, match=message):
         train_model(frame, _spec(), engine=remote, on_trial=lambda *trial: heard.append(trial))
     assert heard == []

@@ -72,7 +72,7 @@ def test_same_seed_gives_the_same_split_and_another_seed_a_different_one() -> No
         split_rows(y, spec, seed=11),
         split_rows(y, spec, seed=12),
     )
-    for first, second in zip(_parts(a), _parts(b)):
+    for first, second in zip(_parts(a), _parts(b), strict=True):
         np.testing.assert_array_equal(first, second)
     assert not np.array_equal(a.test, c.test)
     assert not np.array_equal(a.validation, c.validation)
@@ -110,7 +110,7 @@ def test_time_split_ignores_the_seed() -> None:
     time, y = _times(300), _labels(300, 0.4)
     spec = SplitSpec(method="time")
     a, b = split_rows(y, spec, seed=0, time=time), split_rows(y, spec, seed=99, time=time)
-    for first, second in zip(_parts(a), _parts(b)):
+    for first, second in zip(_parts(a), _parts(b), strict=True):
         np.testing.assert_array_equal(first, second)
 
 
@@ -137,7 +137,7 @@ def test_time_split_accepts_a_time_column_of_text() -> None:
     spec = SplitSpec(method="time")
     as_text = split_rows(y, spec, seed=0, time=time.dt.strftime("%Y-%m-%d %H:%M:%S"))
     as_times = split_rows(y, spec, seed=0, time=time)
-    for first, second in zip(_parts(as_text), _parts(as_times)):
+    for first, second in zip(_parts(as_text), _parts(as_times), strict=True):
         np.testing.assert_array_equal(first, second)
 
 
@@ -267,7 +267,7 @@ def test_stratified_split_too_small_for_the_second_cut_is_a_training_error() -> 
 
 
 def _delayed_days(days: int, per_day: int = 4) -> tuple[pd.Series, np.ndarray, pd.Series]:
-    """``per_day`` rows a day from 2024-01-01; card i's row on day d; row 0 of each day is positive."""
+    """``per_day`` rows a day from 2024-01-01; card i's row on day d; day d's row 0 is positive."""
     time = pd.Series(
         pd.Timestamp("2024-01-01 10:00")
         + pd.to_timedelta(np.repeat(np.arange(days), per_day), unit="D")
@@ -297,7 +297,10 @@ def test_delayed_split_trains_waits_and_tests_in_whole_days() -> None:
 
 
 def test_delayed_split_leaves_out_cards_already_known_to_be_compromised() -> None:
-    """A card with a positive in training, or on the day delay + 1 before a test day, is left out of that day."""
+    """A card already known to be compromised is left out of a test day.
+
+    Known: a positive in training, or on the day delay + 1 before that test day.
+    """
     time, y, card = _delayed_days(20)
     card[:] = np.tile(
         np.arange(4), 20
@@ -331,9 +334,9 @@ def test_delayed_split_leaves_out_cards_already_known_to_be_compromised() -> Non
     split = split_rows(y, spec, seed=0, time=time, entity=card)
     test = pd.DataFrame({"day": time.dt.day[split.test], "card": card[split.test]})
     by_day = test.groupby("day")["card"].apply(lambda c: sorted(set(c))).to_dict()
-    # Known from training (days 6-8): cards 2 and 3. Test days 11-15; day d adds the positives of day
-    # d - 3: card 3's of day 11 (already known), card 0's of day 12 from day 15 on; card 1's of day 13
-    # is not known before day 16, so card 1 stays in every test day.
+    # Known from training (days 6-8): cards 2 and 3. Test days 11-15; day d adds the positives
+    # of day d - 3: card 3's of day 11 (already known), card 0's of day 12 from day 15 on; card
+    # 1's of day 13 is not known before day 16, so card 1 stays in every test day.
     assert by_day == {11: [0, 1], 12: [0, 1], 13: [0, 1], 14: [0, 1], 15: [1]}
 
 

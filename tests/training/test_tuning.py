@@ -1,4 +1,4 @@
-"""Tests for keel.training.tuning and keel.training.trainer: seeded search, selection, learning curve."""
+"""keel.training.tuning and keel.training.trainer: seeded search, selection, learning curve."""
 
 from __future__ import annotations
 
@@ -391,7 +391,10 @@ def test_learning_curve_for_a_log_loss_project_reports_auc() -> None:
 
 
 def test_folds_score_each_candidate_on_every_fold_and_refit_on_training(tmp_path) -> None:
-    """With folds, a trial's value is its mean over them, and the model is refit for their mean rounds."""
+    """With folds, a trial's value is its mean over them.
+
+    The model is then refit for their mean rounds.
+    """
     from keel.features.cleaning import target_vector
     from keel.models.preprocess import Preprocessor
     from keel.spec import parse_spec

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import getpass
 import json
+from contextlib import suppress
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from keel.cli.common import (
+    DEFAULT_AUTHOR,
     AuthorOpt,
     ModelOpt,
     ProjectDirOpt,
@@ -91,7 +92,8 @@ def monitor(
     join_on: Annotated[
         str | None,
         typer.Option(
-            help="Column joining --labels to the events: request_id (and row) from the log [default: the spec's data.id_column]."
+            help="Column joining --labels to the events: request_id (and row) from the log "
+            "[default: the spec's data.id_column]."
         ),
     ] = None,
     as_of: Annotated[
@@ -103,7 +105,8 @@ def monitor(
     since: Annotated[
         str | None,
         typer.Option(
-            help="Alert only on windows that closed after this time [default: the previous run's as-of]."
+            help="Alert only on windows that closed after this time "
+            "[default: the previous run's as-of]."
         ),
     ] = None,
     partial: Annotated[
@@ -122,9 +125,9 @@ def monitor(
     retrain_on_alert: Annotated[
         bool, typer.Option(help="On an alert, run keel retrain with --spec.")
     ] = False,
-    author: AuthorOpt = getpass.getuser(),
+    author: AuthorOpt = DEFAULT_AUTHOR,
 ) -> None:
-    """Drift, label-free and realized performance, and fairness per time window; alerts exit with code 13.
+    """Drift, label-free and realized performance, and fairness per time window; alerts exit 13.
 
     Windows are judged once closed. Alerts of windows that closed since the previous run (or
     --since) are printed as JSON lines, written to alerts.jsonl beside the HTML report, and
@@ -176,10 +179,8 @@ def monitor(
         return
     if retrain_on_alert and spec is not None:
         err.print("alerts raised: retraining")
-        try:
+        with suppress(typer.Exit):  # the retrain's error is printed; the alert stays the exit code
             _retrain(spec, project_dir, author, None, with_card=True, quiet=True)
-        except typer.Exit:  # the retrain's error is printed; the alert stays the exit code
-            pass
     raise typer.Exit(ALERT_EXIT)
 
 
@@ -187,7 +188,7 @@ def monitor(
 def retrain(
     spec_path: SpecArg,
     project_dir: ProjectDirOpt = None,
-    author: AuthorOpt = getpass.getuser(),
+    author: AuthorOpt = DEFAULT_AUTHOR,
     as_of: Annotated[
         str | None,
         typer.Option(help="Use the data known before this time [default: all of it]."),
@@ -195,9 +196,10 @@ def retrain(
     card: Annotated[bool, typer.Option(help="Write the challenger's model card.")] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
 ) -> None:
-    """Train a challenger on the newest window, compare it with the champion on the same rows, apply the policy.
+    """Train a challenger on the newest window and compare it with the champion on the same rows.
 
-    The decision (promoted, awaiting approval, refused) is printed and audited; each exits 0.
+    The policy's decision (promoted, awaiting approval, refused) is printed and audited;
+    each exits 0.
     """
     _quiet_libraries()
     _retrain(spec_path, project_dir, author, as_of, with_card=card, quiet=quiet)
@@ -231,7 +233,8 @@ def _retrain(
     colour = {"promoted": "green", "awaiting approval": "yellow", "refused": "red"}[result.decision]
     out.print(
         f"challenger {result.run.model_name} v{result.challenger_version} against champion "
-        f"v{result.champion_version} on {result.window['rows']:,} rows: [bold {colour}]{result.decision}[/]"
+        f"v{result.champion_version} on {result.window['rows']:,} rows: "
+        f"[bold {colour}]{result.decision}[/]"
     )
     for reason in result.reasons:
         out.print(f"  {reason}", markup=False, highlight=False)

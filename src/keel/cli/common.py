@@ -1,4 +1,4 @@
-"""What every ``keel`` command shares: the app, its consoles and options, error handling, and opening a project.
+"""What every ``keel`` command shares: app, consoles, options, error handling, opening a project.
 
 The command modules (:mod:`keel.cli.main`, :mod:`keel.cli.care`, :mod:`keel.cli.lifecycle`) import
 from here and never from each other, so there is no import cycle among them.
@@ -6,6 +6,7 @@ from here and never from each other, so there is no import cycle among them.
 
 from __future__ import annotations
 
+import getpass
 import json
 import logging
 import os
@@ -33,6 +34,8 @@ ProjectDirOpt = Annotated[
         "--project-dir", help="Where runs, models and cards go [default: .keel beside the spec]."
     ),
 ]
+# The --author default, read once at import as a typer default would be (B008).
+DEFAULT_AUTHOR = getpass.getuser()
 AuthorOpt = Annotated[
     str,
     typer.Option(
@@ -41,9 +44,7 @@ AuthorOpt = Annotated[
         "such a version cannot be approved.",
     ),
 ]
-SpecOpt = Annotated[
-    Path | None, typer.Option("--spec", help="A keel.yaml whose registry to use.")
-]
+SpecOpt = Annotated[Path | None, typer.Option("--spec", help="A keel.yaml whose registry to use.")]
 UriOpt = Annotated[str | None, typer.Option("--tracking-uri", help="An MLflow tracking URI.")]
 ModelOpt = Annotated[str | None, typer.Option(help="Model name [default: the spec's].")]
 
@@ -56,9 +57,10 @@ def _keel_errors(report: Path | None = None) -> Iterator[None]:
     except ContractError as error:
         err.print("[bold red]Data contract broken[/] - nothing was trained or registered.")
         err.print(str(error), markup=False, highlight=False)
-        if report is not None and error.report is not None:
-            from keel.io.files import write_text_atomic
+        from keel.contracts.validate import ContractReport  # keel.errors types ``report`` object
+        from keel.io.files import write_text_atomic
 
+        if report is not None and isinstance(error.report, ContractReport):
             write_text_atomic(report, json.dumps(error.report.to_dict(), indent=2, default=str))
             err.print(f"full report: {report}")
         raise typer.Exit(error.exit_code) from None
@@ -89,7 +91,10 @@ def _project_dir(spec_path: Path, project_dir: Path | None) -> Path:
 
 
 def _principal(spec: Any, folder: Path) -> Any:
-    """The developer whose API token is in KEEL_TOKEN, checked against the project's users in process, or None."""
+    """The developer whose API token is in KEEL_TOKEN, or None.
+
+    The token is checked against the project's users in process.
+    """
     token = os.environ.get("KEEL_TOKEN")
     if not token:
         return None

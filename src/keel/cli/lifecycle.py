@@ -72,7 +72,7 @@ def service(spec: Path | None, project_dir: Path | None, *, create: bool = False
 
 
 def client(spec: Path | None, project_dir: Path | None, *, create: bool = False) -> Any:
-    """``KEEL_SERVER``'s HTTP client, else the project's service in this process, with ``KEEL_TOKEN``."""
+    """``KEEL_SERVER``'s HTTP client, else the project's service in process, with ``KEEL_TOKEN``."""
     from keel.server.client import HttpClient, LocalClient
 
     token = os.environ.get(TOKEN_ENV) or None
@@ -91,7 +91,10 @@ def _model(spec: Path | None, project_dir: Path | None, model: str | None) -> st
 def _transition(
     caller: Any, operation: str, spec: Path | None, project_dir: Path | None, **args: Any
 ) -> None:
-    """Run a lifecycle operation, print what it changed, and re-render the cards it touched (local store only)."""
+    """Run a lifecycle operation, print what it changed, and re-render the cards it touched.
+
+    Cards are re-rendered with the local store only (not through ``KEEL_SERVER``).
+    """
     from keel.server.client import LocalClient
 
     result = caller.call(operation, **args)
@@ -109,9 +112,8 @@ def _transition(
     row = next(r for r in governance.audit.rows() if r.seq == result["audit_seq"])
     for version in versions_touched(row):
         try:
-            out.print(
-                f"model card updated: {refresh_card(folder, result['model'], version, governance=governance)}"
-            )
+            card = refresh_card(folder, result["model"], version, governance=governance)
+            out.print(f"model card updated: {card}")
         except CardError as error:
             err.print(f"version {version}: card not updated: ", end="")
             err.print(str(error), markup=False, highlight=False)
@@ -128,7 +130,7 @@ def approve(
     project_dir: ProjectDirOpt = None,
     model: ModelOpt = None,
 ) -> None:
-    """Approve a validated version (a validator who is not its author), optionally with conditions."""
+    """Approve a validated version (a validator, not its author), optionally with conditions."""
     _quiet_libraries()
     with _keel_errors():
         name = _model(spec, project_dir, model)
@@ -362,7 +364,7 @@ def policy_set(
 
 @audit_app.command("verify")
 def audit_verify(spec: SpecOpt = None, project_dir: ProjectDirOpt = None) -> None:
-    """Check the chain, every signature, the newest checkpoint, the registry mirror and the users (exit 9)."""
+    """Check the chain, signatures, newest checkpoint, registry mirror and users (exit 9)."""
     from keel.server.service import verify_project
 
     _quiet_libraries()
@@ -376,8 +378,8 @@ def audit_verify(spec: SpecOpt = None, project_dir: ProjectDirOpt = None) -> Non
             )
     if report["intact"]:
         out.print(
-            f"audit log intact: {report['rows']} rows; every link, signature and checkpoint checks out, and "
-            "the registry mirrors it"
+            f"audit log intact: {report['rows']} rows; every link, signature and checkpoint "
+            "checks out, and the registry mirrors it"
         )
         return
     for problem in report["problems"]:
@@ -390,7 +392,10 @@ def audit_verify(spec: SpecOpt = None, project_dir: ProjectDirOpt = None) -> Non
 def audit_rotate_key(
     note: NoteOpt, spec: SpecOpt = None, project_dir: ProjectDirOpt = None
 ) -> None:
-    """Hand audit signing to a new Ed25519 key (an admin, where the key lives); the old key signs the hand-over."""
+    """Hand audit signing to a new Ed25519 key (an admin, where the key lives).
+
+    The old key signs the hand-over.
+    """
     from keel.registry.governance import KEY_ENV
     from keel.registry.signing import AuditKey
 
@@ -458,7 +463,10 @@ def server(
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8700,
 ) -> None:
-    """Run the governance service: the one writer of lifecycle state (set KEEL_SERVER=http://HOST:PORT to use it)."""
+    """Run the governance service: the one writer of lifecycle state.
+
+    Set KEEL_SERVER=http://HOST:PORT to use it.
+    """
     import uvicorn
 
     from keel.server.api import create_governance_app

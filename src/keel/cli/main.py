@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,6 +14,7 @@ import typer
 from rich.table import Table
 
 from keel.cli.common import (
+    DEFAULT_AUTHOR,
     AuthorOpt,
     ModelOpt,
     ProjectDirOpt,
@@ -154,7 +154,10 @@ def _run(
 
 
 def _registrar(author: str) -> tuple[str, Any]:
-    """With KEEL_SERVER: the signed-in user's name and a registration through the service (checked first)."""
+    """With KEEL_SERVER: the signed-in user's name and a registration through the service.
+
+    The sign-in is checked first, before any training.
+    """
     server = os.environ.get("KEEL_SERVER")
     if not server:
         return author, None
@@ -172,8 +175,9 @@ def _registrar(author: str) -> tuple[str, Any]:
 ClusterOpt = Annotated[
     str | None,
     typer.Option(
-        help="Run the features and the tuning trials on Dask: 'local' (a cluster of worker processes here) or a scheduler "
-        "address such as tcp://host:8786 [default: in this process]."
+        help="Run the features and the tuning trials on Dask: 'local' (a cluster of worker "
+        "processes here) or a scheduler address such as tcp://host:8786 "
+        "[default: in this process]."
     ),
 ]
 
@@ -182,11 +186,11 @@ ClusterOpt = Annotated[
 def run(
     spec_path: SpecArg,
     project_dir: ProjectDirOpt = None,
-    author: AuthorOpt = getpass.getuser(),
+    author: AuthorOpt = DEFAULT_AUTHOR,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
     cluster: ClusterOpt = None,
 ) -> None:
-    """The whole flow: contract, features, training and tuning, evaluation, registration and the model card."""
+    """The full flow: contract, features, training, tuning, evaluation, registration, model card."""
     _run(spec_path, project_dir, author, quiet, with_card=True, cluster=cluster)
 
 
@@ -194,7 +198,7 @@ def run(
 def train(
     spec_path: SpecArg,
     project_dir: ProjectDirOpt = None,
-    author: AuthorOpt = getpass.getuser(),
+    author: AuthorOpt = DEFAULT_AUTHOR,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
     cluster: ClusterOpt = None,
 ) -> None:
@@ -247,9 +251,7 @@ def init(
     output: Annotated[
         Path, typer.Option("--output", "-o", help="Where to write the starter spec.")
     ] = Path("keel.yaml"),
-    target: Annotated[
-        str | None, typer.Option(help="The label column [default: guessed].")
-    ] = None,
+    target: Annotated[str | None, typer.Option(help="The label column [default: guessed].")] = None,
     project: Annotated[
         str | None, typer.Option(help="Project name [default: from the file name].")
     ] = None,
@@ -279,18 +281,16 @@ def init(
         is_local = "://" not in data
         source = str(Path(data).resolve()) if is_local else data
         if is_local:
-            try:
+            with suppress(ValueError):
                 source = str(Path(data).resolve().relative_to(output.resolve().parent))
-            except ValueError:
-                pass
         spec = starter_spec(profile, source=source, project=name, target=target)
         parse_spec(spec, source=str(output), base_dir=output.resolve().parent)
         write_text_atomic(output, render_spec_yaml(spec, profile))
-    table = Table(title=f"{data}: {profile.rows} rows x {len(profile.columns)} columns")
+    summary = Table(title=f"{data}: {profile.rows} rows x {len(profile.columns)} columns")
     for column in ("column", "dtype", "missing", "distinct", "min", "max", "most frequent"):
-        table.add_column(column)
+        summary.add_column(column)
     for col in profile.columns:
-        table.add_row(
+        summary.add_row(
             col.name,
             col.dtype,
             f"{col.missing_rate:.1%}",
@@ -299,10 +299,11 @@ def init(
             "-" if col.max is None else f"{col.max:g}",
             ", ".join(map(str, col.top_values[:3])),
         )
-    out.print(table)
+    out.print(summary)
     out.print(
         f"id candidates: {profile.id_candidates or 'none'}; target candidates: "
-        f"{profile.target_candidates or 'none'}; time candidates: {profile.time_candidates or 'none'}"
+        f"{profile.target_candidates or 'none'}; "
+        f"time candidates: {profile.time_candidates or 'none'}"
     )
     out.print(
         f"target: '{spec['target']['column']}' (positive class {spec['target']['positive']!r})"
@@ -419,7 +420,10 @@ def card(
     spec: SpecOpt = None,
     project_dir: ProjectDirOpt = None,
 ) -> None:
-    """Re-render a version's model card with its current state and approval history (no retraining)."""
+    """Re-render a version's model card with its current state and approval history.
+
+    No retraining.
+    """
     from keel.lifecycle.card_refresh import refresh_card
 
     _quiet_libraries()
@@ -451,12 +455,16 @@ def score(
     cluster: Annotated[
         str | None,
         typer.Option(
-            help="Score on Dask ('local' or tcp://host:8786): Parquet in, a folder of Parquet parts out; the spec's "
-            "window and calendar features are computed on the cluster first."
+            help="Score on Dask ('local' or tcp://host:8786): Parquet in, a folder of Parquet "
+            "parts out; the spec's window and calendar features are computed on the cluster "
+            "first."
         ),
     ] = None,
 ) -> None:
-    """Score a file in chunks with the same engine as the API; the output appears only when complete."""
+    """Score a file in chunks with the same engine as the API.
+
+    The output appears only when complete.
+    """
     import resource
 
     from rich.progress import Progress
@@ -524,7 +532,8 @@ def serve(
     allowed_host: Annotated[
         list[str] | None,
         typer.Option(
-            help="Host header allowed (repeat) [default: the bind address; any when bound to 0.0.0.0]."
+            help="Host header allowed (repeat) "
+            "[default: the bind address; any when bound to 0.0.0.0]."
         ),
     ] = None,
     watch_seconds: Annotated[
@@ -548,8 +557,8 @@ def serve(
         int,
         typer.Option(
             min=0,
-            help="Requests open from one client address per worker beyond which it gets 503; 0: no cap "
-            "(behind a proxy every client has the proxy's address).",
+            help="Requests open from one client address per worker beyond which it gets 503; "
+            "0: no cap (behind a proxy every client has the proxy's address).",
         ),
     ] = 64,
     body_timeout: Annotated[
@@ -567,12 +576,12 @@ def serve(
     feature_store: Annotated[
         str | None,
         typer.Option(
-            help="Where online window features keep events: redis://host:port/db (needed with several workers); "
-            "default: in the worker's memory."
+            help="Where online window features keep events: redis://host:port/db "
+            "(needed with several workers); default: in the worker's memory."
         ),
     ] = None,
 ) -> None:
-    """Serve the champion over HTTP: /v1/score, /v1/score/batch, /livez, /readyz, /metrics, /admin/*.
+    """Serve the champion via HTTP: /v1/score, /v1/score/batch, /livez, /readyz, /metrics, /admin/*.
 
     A model with window features takes raw transactions and computes its features online;
     POST /v1/labels stores labels as they arrive. Admin routes (reload, shadow on/off) and
@@ -647,8 +656,9 @@ def _refuse_private_events(governance: Any, name: str) -> None:
         governance.registry.load_model(name, version)[0].metadata.get("features") or {}
     ).get("windows"):
         raise SpecError(
-            f"{name}'s champion computes window features online; with several workers they must share "
-            "their events: give --feature-store redis://host:port/db, or serve with --workers 1"
+            f"{name}'s champion computes window features online; with several workers they "
+            "must share their events: give --feature-store redis://host:port/db, or serve with "
+            "--workers 1"
         )
 
 

@@ -177,7 +177,11 @@ def _tokens(name: str) -> list[str]:
 
 
 def _looks_like_id(name: str) -> bool:
-    """``id``, ``customer_id``, ``CustomerID``, ``loanid``, ``row_key``; not ``paid`` or ``valid``."""
+    """Whether ``name`` reads as an id column.
+
+    True for ``id``, ``customer_id``, ``CustomerID``, ``loanid``, ``row_key``; false for
+    ``paid`` or ``valid``.
+    """
     return any(t in _ID_TOKENS or (t.endswith("id") and t not in _NOT_ID) for t in _tokens(name))
 
 
@@ -240,7 +244,8 @@ def _choose_target(profile: TableProfile, target: str | None) -> ColumnProfile:
             ", ..." if col.n_unique > TOP_VALUES else ""
         )
         raise DataError(
-            f"target '{target}' must have exactly 2 distinct values, but has {col.n_unique}: [{shown}]"
+            f"target '{target}' must have exactly 2 distinct values, "
+            f"but has {col.n_unique}: [{shown}]"
         )
     return col
 
@@ -256,7 +261,7 @@ def _contract_entry(col: ColumnProfile, *, is_id: bool) -> dict[str, Any]:
     entry: dict[str, Any] = {"dtype": col.dtype, "nullable": col.missing_rate > 0}
     if is_id:
         entry["unique"] = True
-    if col.dtype in ("int", "float") and col.min is not None and not is_id:
+    if col.dtype in ("int", "float") and col.min is not None and col.max is not None and not is_id:
         cast = int if col.dtype == "int" else float
         entry["min"], entry["max"] = cast(col.min), cast(col.max)
     if col.dtype in ("int", "str") and col.distinct_values and not is_id:
@@ -325,7 +330,8 @@ def render_spec_yaml(spec: dict, profile: TableProfile) -> str:
         f"# ({profile.rows} rows, {len(profile.columns)} columns). Review before training:",
         "#   - declare protected attributes (e.g. age, sex, race) under `protected:`;",
         "#     they never become model features.",
-        f"#   - target {_commented(target['column'])!r}: positive class taken as {target['positive']!r};",
+        f"#   - target {_commented(target['column'])!r}: "
+        f"positive class taken as {target['positive']!r};",
         "#     confirm it is the adverse outcome the model should score.",
         "#   - contract min/max and allowed values were taken from the observed data;",
         "#     widen them to what valid future data may hold.",

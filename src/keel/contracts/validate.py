@@ -10,7 +10,7 @@ rule, count and a sample of failing rows.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -81,7 +81,8 @@ def _python(value: Any) -> Any:
 
 
 def _sample(values: pd.Series, limit: int) -> list[dict[str, Any]]:
-    return [{"row": int(i), "value": _python(v)} for i, v in values.head(limit).items()]
+    # pandas-stubs types an index label as Hashable; the labels here are row numbers (ints).
+    return [{"row": int(cast(int, i)), "value": _python(v)} for i, v in values.head(limit).items()]
 
 
 _TRUE = {"true", "1", "yes", "y", "t"}
@@ -193,7 +194,10 @@ def _pandera_schema(contract: ContractSpec, columns: list[str]) -> Any:
 def check_contract(
     frame: pd.DataFrame, contract: ContractSpec
 ) -> tuple[pd.DataFrame, ContractReport]:
-    """Conform and check ``frame``; returns the typed frame (contract columns only) and the report."""
+    """Conform and check ``frame``.
+
+    Returns the typed frame (contract columns only) and the report.
+    """
     limit = contract.failure_sample
     frame = frame.reset_index(drop=True)
     failures: list[Failure] = []

@@ -49,7 +49,10 @@ class _Scores:
         self.loss_pos, self.loss_neg = -np.log(clipped[y == 1]), -np.log1p(-clipped[y == 0])
 
     def statistics(self, pos: np.ndarray, neg: np.ndarray, names: Sequence[str]) -> np.ndarray:
-        """Each metric (columns, in ``names`` order) on each resample (rows) given as drawn row indices per class."""
+        """Each metric (columns, in ``names`` order) on each resample (rows).
+
+        A resample is given as the drawn row indices per class.
+        """
         b, n1, n0 = pos.shape[0], pos.shape[1], neg.shape[1]
         P, N = self._counts(self.group_pos[pos]), self._counts(self.group_neg[neg])
         out: dict[str, np.ndarray] = {}
@@ -106,7 +109,7 @@ def _replicates(
     seed: int,
     combine: Callable[[list[np.ndarray]], np.ndarray],
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(point value, values over the resamples) of ``combine`` applied to each scorer's statistics."""
+    """(point value, values over the resamples) of ``combine`` on each scorer's statistics."""
     n1, n0 = int(y.sum()), int(y.size - y.sum())
     full = [s.statistics(np.arange(n1)[None, :], np.arange(n0)[None, :], names) for s in scores]
     rng = np.random.default_rng(seed)
@@ -138,10 +141,11 @@ def bootstrap_intervals(
     seed: int,
     level: float = 0.95,
 ) -> dict[str, dict[str, float]]:
-    """Each metric's value on ``(y, p)`` and its stratified percentile-bootstrap interval at ``level``.
+    """Each metric's value on ``(y, p)`` and its stratified percentile-bootstrap interval.
 
-    Returns ``{name: {"value", "low", "high"}}`` for ``metrics`` (among :data:`METRICS`).
-    ``y`` holds 0/1 labels with both classes present, ``p`` the scores in ``[0, 1]``.
+    The interval is at ``level``. Returns ``{name: {"value", "low", "high"}}`` for
+    ``metrics`` (among :data:`METRICS`). ``y`` holds 0/1 labels with both classes present,
+    ``p`` the scores in ``[0, 1]``.
     """
     names = _check(metrics, rounds, level)
     labels, scores = _validate(y, p)
@@ -161,10 +165,11 @@ def bootstrap_difference(
     seed: int,
     level: float = 0.95,
 ) -> dict[str, dict[str, float]]:
-    """Metric of ``p`` minus metric of ``p_reference`` on the same rows, with a paired bootstrap interval.
+    """Metric of ``p`` minus metric of ``p_reference`` on the same rows, with a paired interval.
 
-    Both scorers are judged on the same resamples (the draws :func:`bootstrap_intervals` makes
-    with the same seed), so the interval reflects the difference, not two independent errors.
+    The interval is a paired bootstrap one: both scorers are judged on the same resamples
+    (the draws :func:`bootstrap_intervals` makes with the same seed), so the interval
+    reflects the difference, not two independent errors.
     """
     names = _check(metrics, rounds, level)
     labels, scores = _validate(y, p)

@@ -1,14 +1,14 @@
-"""Metrics per evaluation day, and precision among the top k entities (the fraud handbook's card precision@k).
+"""Metrics per evaluation day, and precision among the top k entities (card precision@k).
 
-Card precision@k: on each day, every card is scored by the highest score of its
-transactions and is fraudulent when any of them is; the share of fraudulent cards among
-the k highest is that day's value, and the mean over the days is reported. Ties between
-cards keep the order of first appearance.
+Card precision@k, as in the fraud handbook: on each day, every card is scored by the
+highest score of its transactions and is fraudulent when any of them is; the share of
+fraudulent cards among the k highest is that day's value, and the mean over the days is
+reported. Ties between cards keep the order of first appearance.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -21,7 +21,10 @@ from keel.errors import TrainingError
 def precision_at_k_entities(
     entity: ArrayLike, y_true: ArrayLike, score: ArrayLike, k: int
 ) -> float:
-    """Share of positive entities among the ``k`` entities with the highest maximum score (divided by k)."""
+    """Share of positive entities among the ``k`` entities with the highest maximum score.
+
+    The count of positive entities is divided by k.
+    """
     if k < 1:
         raise TrainingError(f"k must be at least 1, got {k}")
     frame = pd.DataFrame(
@@ -44,7 +47,10 @@ def daily_metrics(
     entity: ArrayLike | None = None,
     k: int | None = None,
 ) -> list[dict[str, Any]]:
-    """AUC, average precision (and precision@k entities) for each day; a day with one class has no AUC."""
+    """AUC, average precision (and precision@k entities) for each day.
+
+    A day with one class has no AUC.
+    """
     frame = pd.DataFrame(
         {
             "day": pd.to_datetime(np.asarray(day)).floor("D"),
@@ -55,7 +61,9 @@ def daily_metrics(
     if entity is not None:
         frame["entity"] = np.asarray(entity)
     rows = []
-    for when, part in frame.groupby("day", sort=True):
+    for key, part in frame.groupby("day", sort=True):
+        # pandas-stubs types a group key as any scalar; a datetime64 column's keys are Timestamps.
+        when = cast(pd.Timestamp, key)
         y, p = part["y"].to_numpy(), part["score"].to_numpy()
         row: dict[str, Any] = {
             "day": when.date().isoformat(),

@@ -26,7 +26,7 @@ def group_labels(values: pd.Series, column: str, fairness: FairnessSpec) -> pd.S
         edges = [-np.inf, *cuts, np.inf]
         names = (
             [f"< {cuts[0]:g}"]
-            + [f"{a:g} to < {b:g}" for a, b in zip(cuts, cuts[1:])]
+            + [f"{a:g} to < {b:g}" for a, b in zip(cuts, cuts[1:], strict=False)]
             + [f">= {cuts[-1]:g}"]
         )
         return pd.cut(values.astype("float64"), edges, right=False, labels=names).astype(str)
@@ -79,7 +79,7 @@ def fairness_report(
             y_pred=decision,
             sensitive_features=pd.Series(groups, name=column),
         ).by_group
-        rows = []
+        rows: list[dict[str, Any]] = []
         for name in _ordered(groups, column, fairness):
             mask = groups == name
             rows.append(

@@ -1,4 +1,6 @@
-"""Validation gates: thresholds (from the spec, tightened by the governance policy) judged on measures (pure).
+"""Validation gates: thresholds judged on measures (pure).
+
+Thresholds come from the spec, tightened by the governance policy.
 
 A version's *measures* are the numbers its gates read, recorded at registration: test AUC,
 KS and ECE, the train–test AUC gap, and each protected attribute's fairness ratios. Gates
@@ -51,7 +53,10 @@ def spec_thresholds(spec: ProjectSpec) -> dict[str, float]:
 
 
 def tighter(policy: Mapping[str, float], spec: Mapping[str, float]) -> dict[str, float]:
-    """Each gate at the stricter of the two thresholds: a spec may tighten the policy, never loosen it."""
+    """Each gate at the stricter of the two thresholds.
+
+    A spec may tighten the policy, never loosen it.
+    """
     merged = dict(policy)
     for name, threshold in spec.items():
         if name not in merged:
@@ -64,7 +69,10 @@ def tighter(policy: Mapping[str, float], spec: Mapping[str, float]) -> dict[str,
 
 
 def judge(thresholds: Mapping[str, float], measures: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Each gate with its threshold, measured value and outcome; ``passed`` None means not evaluated."""
+    """Each gate with its threshold, measured value and outcome.
+
+    ``passed`` None means not evaluated.
+    """
     rows = []
     for name, rule in MODEL_GATES.items():
         if name in thresholds:

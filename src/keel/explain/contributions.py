@@ -62,7 +62,10 @@ class Explainer:
 
 
 def _fold(design: np.ndarray, n_categories: dict[int, int], n_features: int) -> np.ndarray:
-    """Sum design columns back to their features (a categorical feature has one column per category)."""
+    """Sum design columns back to their features.
+
+    A categorical feature has one design column per category.
+    """
     widths = [n_categories.get(j, 1) for j in range(n_features)]
     starts = np.concatenate([[0], np.cumsum(widths)[:-1]]).astype(int)
     return np.add.reduceat(design, starts, axis=1) if n_features else design[:, :0]

@@ -34,7 +34,10 @@ class Importance:
 
 @dataclass(frozen=True)
 class Dependence:
-    """One feature's value and contribution on every row; ``categories`` names a categorical's codes."""
+    """One feature's value and contribution on every row.
+
+    ``categories`` names a categorical's codes.
+    """
 
     feature: str
     values: np.ndarray
@@ -42,7 +45,10 @@ class Dependence:
     categories: list[str] | None
 
     def bins(self, max_bins: int = 10) -> list[dict[str, Any]]:
-        """Rows and mean contribution per value bin (see the module docstring), missing values last."""
+        """Rows and mean contribution per value bin, missing values last.
+
+        See the module docstring.
+        """
         present = np.isfinite(self.values)
         values, contributions = self.values[present], self.contributions[present]
         distinct = np.unique(values)

@@ -20,7 +20,7 @@ from keel.models.artifact import KeelModel
 
 @dataclass(frozen=True)
 class Reason:
-    """One reason: the feature, the words, how much it added to the log-odds, and the row's value."""
+    """One reason: the feature, the words, what it added to the log-odds, and the row's value."""
 
     feature: str
     text: str
@@ -28,7 +28,10 @@ class Reason:
     value: Any
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready form (built by hand: ``dataclasses.asdict`` deep-copies, a tenth of a request's time)."""
+        """A JSON-ready form.
+
+        Built by hand: ``dataclasses.asdict`` deep-copies, a tenth of a request's time.
+        """
         return {
             "feature": self.feature,
             "text": self.text,
@@ -88,7 +91,10 @@ def reason_frequency(reasons: Sequence[Sequence[Reason]]) -> list[dict[str, Any]
 
 
 def display_value(model: KeelModel, j: int, value: float) -> Any:
-    """The row's value of feature ``j`` as a person reads it: the category for a categorical, None for missing."""
+    """The row's value of feature ``j`` as a person reads it.
+
+    The category for a categorical, None for missing.
+    """
     if np.isnan(value):
         return None
     name = model.features[j]

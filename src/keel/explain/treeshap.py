@@ -49,7 +49,7 @@ class TreeShap:
     n_features: int
     expected_value: float
     nodes: tuple[np.ndarray, ...]
-    leaves: tuple[np.ndarray, ...]
+    leaves: tuple[int | np.ndarray, ...]  # the table depth, then the per-leaf arrays
 
     @classmethod
     def from_model_text(cls, text: str, *, table_depth: int = TABLE_DEPTH) -> TreeShap:
@@ -57,7 +57,10 @@ class TreeShap:
         return _compile(*_parse_model(text), table_depth=table_depth)
 
     def contributions(self, X: np.ndarray) -> np.ndarray:
-        """SHAP values of the raw margin, shape ``(rows, n_features + 1)``; the last column is the base value."""
+        """SHAP values of the raw margin, shape ``(rows, n_features + 1)``.
+
+        The last column is the base value.
+        """
         X = np.ascontiguousarray(X, dtype=np.float64)
         if X.ndim != 2 or X.shape[1] != self.n_features:
             raise ValueError(
@@ -134,8 +137,11 @@ def _compile(n_features: int, trees: list[_Tree], *, table_depth: int) -> TreeSh
     }
     roots: list[int] = []
     bitset: list[np.ndarray] = []
-    leaf_value, leaf_depth, slot_start = [], [], [0]
-    slot_feature, slot_z = [], []
+    leaf_value: list[float] = []
+    leaf_depth: list[int] = []
+    slot_start = [0]
+    slot_feature: list[int] = []
+    slot_z: list[float] = []
     expected = 0.0
     bitset_size = 0
     for tree in trees:
@@ -288,7 +294,10 @@ def _breadth_first(tree: _Tree) -> list[int]:
 
 
 def _node_flags(decision_type: int, threshold: float) -> int:
-    """The kernel's flags for one split, from LightGBM's decision_type (tree.h: NumericalDecision)."""
+    """The kernel's flags for one split, from LightGBM's decision_type.
+
+    See LightGBM's tree.h: NumericalDecision.
+    """
     if decision_type & _CATEGORICAL:
         return _IS_CATEGORICAL  # NaN goes right
     missing = (decision_type >> 2) & 3
@@ -334,7 +343,10 @@ def _numerical_left(fval, flag, threshold):  # pragma: no cover - jit
 
 @numba.njit(cache=True, inline="always")
 def _categorical_left(fval, start, n_words, bitset):  # pragma: no cover - jit
-    """LightGBM's categorical split rule: the category's bit in the split's bitset; NaN and negatives go right."""
+    """LightGBM's categorical split rule: the category's bit in the split's bitset.
+
+    NaN and negatives go right.
+    """
     if np.isnan(fval) or fval <= -1.0:
         return False
     value = int(fval)

@@ -81,7 +81,8 @@ def target_vector(frame: pd.DataFrame, spec: ProjectSpec) -> pd.Series:
     if y.nunique() < 2:
         seen = sorted(map(str, column.unique()))[:10]
         raise DataError(
-            f"target '{spec.target.column}' must hold both classes; positive class {spec.target.positive!r} "
+            f"target '{spec.target.column}' must hold both classes; "
+            f"positive class {spec.target.positive!r} "
             f"gives one class only (values seen: {seen})"
         )
     return y

@@ -1,4 +1,4 @@
-"""Offline feature computation on an engine: DuckDB on the whole table, or per entity partition on Dask.
+"""Offline feature computation on an engine: DuckDB on the whole table, or per entity on Dask.
 
 On Dask each entity's rows are shuffled to one partition and the same SQL kernel runs
 there, so a row's window sees exactly the events it sees in process. The engine is a
@@ -84,7 +84,10 @@ def dask_group_features(
     key: str = ROW,
     partitions: int | None = None,
 ) -> Any:
-    """A Dask frame of ``key`` and ``features`` (all on one entity): shuffle by entity, run the kernel."""
+    """A Dask frame of ``key`` and ``features`` (all on one entity).
+
+    Shuffles by entity, then runs the kernel on each partition.
+    """
     entity = features[0].entity
     columns = list(dict.fromkeys([key, time_column, *input_columns(features)]))
     shuffled = ddf[columns].shuffle(on=entity, npartitions=partitions or ddf.npartitions)

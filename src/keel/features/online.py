@@ -29,9 +29,17 @@ def time_us(value: Any) -> int:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         raise DataError(f"a time must be a date-time (text or timestamp), got the number {value!r}")
     stamp = pd.Timestamp(value)
-    if stamp is pd.NaT:
+    # pandas-stubs say a Timestamp; a missing value gives NaT, which is not one.
+    if not isinstance(stamp, pd.Timestamp):
         raise DataError("the row has no time; window features need one")
     return stamp.value // 1000
+
+
+def _required(column: str | None, setting: str) -> str:
+    """A column the plan's features need; the spec's checks see that it is set."""
+    if column is None:
+        raise DataError(f"online window and calendar features need {setting}")
+    return column
 
 
 def _present(values: Sequence[Any]) -> list[Any]:
@@ -103,7 +111,9 @@ class _Entity:
 
 
 def serving_features(spec: ProjectSpec) -> dict[str, Any] | None:
-    """What a served model needs to compute its features online (kept in its metadata); None without any.
+    """What a served model needs to compute its features online; None without any.
+
+    It is kept in the model's metadata.
 
     ``inputs`` are the raw columns a request brings besides the model's own (the id, the time,
     the entities and the aggregated columns, with their contract rules); ``labels`` is the
@@ -151,7 +161,8 @@ class OnlineFeatures:
     ) -> None:
         if plan.windows and not id_column:
             raise DataError(
-                "online window features need data.id_column, to find an event when its label arrives"
+                "online window features need data.id_column, "
+                "to find an event when its label arrives"
             )
         self.plan = plan
         self.store = store if store is not None else MemoryStore()
@@ -192,7 +203,8 @@ class OnlineFeatures:
         """
         if not self._names:
             return {}
-        now = time_us(row.get(self.time_column))
+        time_column = _required(self.time_column, "data.time_column")
+        now = time_us(row.get(time_column))
         out: dict[str, float] = {}
         for entity in self._entities:
             key = self._key(row, entity.entity)
@@ -205,11 +217,14 @@ class OnlineFeatures:
                 )
             out.update(entity.compute(events, now, entity.values(row)))
         for name, part in self.plan.calendar.items():
-            out[name] = calendar_value(row[self.time_column], part)
+            out[name] = calendar_value(row[time_column], part)
         return {name: out[name] for name in self._names}
 
     def compute_batch(self, rows: Sequence[Mapping[str, Any]]) -> list[dict[str, float]]:
-        """:meth:`compute` for each row in order, each seeing the rows before it; nothing is stored."""
+        """:meth:`compute` for each row in order, each seeing the rows before it.
+
+        Nothing is stored.
+        """
         pending: dict[tuple[str, Any], list[Event]] = {}
         out = []
         for row in rows:
@@ -219,11 +234,14 @@ class OnlineFeatures:
         return out
 
     def _events(self, row: Mapping[str, Any]) -> list[tuple[_Entity, Any, Event]]:
-        """The event ``row`` is for each of its entities: (entity, its value, (time, id, values))."""
+        """The event ``row`` is for each of its entities.
+
+        Each is (entity, its value, (time, id, values)).
+        """
         if not self._entities:
             return []
-        now = time_us(row.get(self.time_column))
-        event_id = str(row[self.id_column])
+        now = time_us(row.get(_required(self.time_column, "data.time_column")))
+        event_id = str(row[_required(self.id_column, "data.id_column")])
         return [
             (entity, self._key(row, entity.entity), (now, event_id, entity.values(row)))
             for entity in self._entities
@@ -246,18 +264,23 @@ class OnlineFeatures:
             self.record(row)
 
     def update(self, row: Mapping[str, Any]) -> int:
-        """Store late values of a recorded row (a label that arrived); returns how many entities held it.
+        """Store late values of a recorded row (a label that arrived).
 
-        ``row`` holds the id, the entity columns and the values that arrived; only those
-        values change (the id and entities identify the event), in the entities whose features read them.
+        Returns how many entities held it. ``row`` holds the id, the entity columns and the
+        values that arrived; only those values change (the id and entities identify the
+        event), in the entities whose features read them.
         """
-        event_id = str(row[self.id_column])
+        event_id = str(row[_required(self.id_column, "data.id_column")])
         arrived = [c for c in row if c != self.id_column and c not in self._keys]
         found = 0
         for entity in self._entities:
             positions = [i for i, c in enumerate(entity.columns) if c in arrived]
             changes = dict(
-                zip(positions, as_json_values([row[entity.columns[i]] for i in positions]))
+                zip(
+                    positions,
+                    as_json_values([row[entity.columns[i]] for i in positions]),
+                    strict=True,
+                )
             )
             if changes:
                 found += self.store.update(
@@ -266,7 +289,10 @@ class OnlineFeatures:
         return found
 
     def label_groups(self, columns: Sequence[str]) -> int:
-        """How many entities read any of ``columns`` (what :meth:`update` returns for a kept event)."""
+        """How many entities read any of ``columns``.
+
+        That is what :meth:`update` returns for a kept event.
+        """
         return sum(any(c in entity.columns for c in columns) for entity in self._entities)
 
     def compute_and_record(self, row: Mapping[str, Any]) -> dict[str, float]:

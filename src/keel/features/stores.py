@@ -29,17 +29,24 @@ class EventStore(Protocol):
     def add(
         self, entity: str, key: Any, event: Event, *, forget_until_us: int, idle_ms: int = 0
     ) -> None:
-        """Keep ``event`` (replacing a kept one with its id), and forget events at or before ``forget_until_us``.
+        """Keep ``event`` (replacing a kept one with its id), and forget older events.
 
+        Events at or before ``forget_until_us`` are forgotten.
         ``idle_ms``: a store may drop an entity value not written for that long (0: never).
         """
 
     def update(self, entity: str, key: Any, event_id: str, changes: dict[int, Any]) -> bool:
-        """Set some values of a kept event (a label that arrived), by position; False when it is not kept."""
+        """Set some values of a kept event (a label that arrived), by position.
+
+        False when it is not kept.
+        """
 
 
 class MemoryStore:
-    """Events in this process's memory: for one process, tests and replays; safe across its threads."""
+    """Events in this process's memory: for one process, tests and replays.
+
+    Safe across its threads.
+    """
 
     def __init__(self) -> None:
         self._events: dict[tuple[str, Any], list[Event]] = {}
@@ -56,8 +63,10 @@ class MemoryStore:
     def add(
         self, entity: str, key: Any, event: Event, *, forget_until_us: int, idle_ms: int = 0
     ) -> None:
-        """Keep ``event`` in time order (once per id) and forget events no window reaches any more (``idle_ms``
-        is not used: a process's memory ends with it)."""
+        """Keep ``event`` in time order (once per id) and forget events no window reaches any more.
+
+        ``idle_ms`` is not used: a process's memory ends with it.
+        """
         with self._lock:
             kept = self._events.setdefault((entity, key), [])
             kept[:] = [
@@ -71,7 +80,7 @@ class MemoryStore:
     def update(self, entity: str, key: Any, event_id: str, changes: dict[int, Any]) -> bool:
         """Set some values of a kept event, by position; False when it is not kept."""
         with self._lock:
-            for time, kept_id, values in self._events.get((entity, key), []):
+            for _time, kept_id, values in self._events.get((entity, key), []):
                 if kept_id == event_id:
                     for position, value in changes.items():
                         values[position] = value
@@ -115,7 +124,7 @@ _RETRIES = 10
 
 
 class RedisStore:
-    """Events in Redis: per entity value a sorted set of event ids by time and a hash of their values.
+    """Events in Redis: per entity value, a sorted set of event ids by time and a hash of values.
 
     Reads and adds are one atomic server-side script each, and an update is a compare-and-set
     of the event's values, so several scoring processes can share a store. Times are scores;
@@ -136,7 +145,10 @@ class RedisStore:
         self._replace = self._redis.register_script(_REPLACE)
 
     def _keys(self, entity: str, key: Any) -> list[str]:
-        """The sorted set and the hash of one entity value; JSON keeps every (entity, value) pair apart."""
+        """The sorted set and the hash of one entity value.
+
+        JSON keeps every (entity, value) pair apart.
+        """
         name = orjson.dumps([entity, key]).decode()
         return [f"{self._prefix}:times:{name}", f"{self._prefix}:values:{name}"]
 
@@ -164,7 +176,7 @@ class RedisStore:
         pairs, values = answer
         return [
             (int(float(pairs[i + 1])), pairs[i].decode(), orjson.loads(v))
-            for i, v in zip(range(0, len(pairs), 2), values)
+            for i, v in zip(range(0, len(pairs), 2), values, strict=True)
         ]
 
     def add(
@@ -183,7 +195,10 @@ class RedisStore:
             )
 
     def update(self, entity: str, key: Any, event_id: str, changes: dict[int, Any]) -> bool:
-        """Set some values of a kept event, by position (compare-and-set); False when it is not kept."""
+        """Set some values of a kept event, by position (compare-and-set).
+
+        False when it is not kept.
+        """
         keys = self._keys(entity, key)
         with self._reachable():
             for _ in range(_RETRIES):
@@ -205,7 +220,10 @@ class RedisStore:
 
 
 def open_store(url: str | None, *, prefix: str = "keel") -> EventStore:
-    """The store a URL names: none or ``memory://`` in process, ``redis://host:port/db`` for Redis."""
+    """The store a URL names.
+
+    None or ``memory://``: in process; ``redis://host:port/db``: Redis.
+    """
     if url in (None, "", "memory://"):
         return MemoryStore()
     if url.startswith(("redis://", "rediss://", "unix://")):

@@ -1,4 +1,6 @@
-"""Point-in-time window features as DuckDB SQL, the one kernel for a whole table or one entity partition.
+"""Point-in-time window features as DuckDB SQL.
+
+It is the one kernel for a whole table or one entity partition.
 
 Every window of a row ends at its cutoff, ``time - delay``, and starts ``window``
 earlier: events in ``(cutoff - window, cutoff]`` count (``before``: ``cutoff`` itself
@@ -11,7 +13,7 @@ Aggregates skip missing values, as SQL does; every feature is a DOUBLE.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,12 +61,12 @@ def _aggregate(feature: WindowFeature) -> str:
 
 
 def select_sql(features: Sequence[WindowFeature], source: str, *, key: str = ROW) -> str:
-    """One SELECT giving the row ``key`` and every feature of ``source`` (which has a TIME column)."""
+    """One SELECT giving the row ``key`` and every feature of ``source`` (with a TIME column)."""
     windows: dict[tuple[str, str], str] = {}
     items = [quote(key)]
     for feature in features:
-        key = (feature.entity, frame_clause(feature))
-        name = windows.setdefault(key, f"w{len(windows)}")
+        window = (feature.entity, frame_clause(feature))
+        name = windows.setdefault(window, f"w{len(windows)}")
         items.append(f"CAST({_aggregate(feature)} OVER {name} AS DOUBLE) AS {quote(feature.name)}")
     clauses = [
         f"{name} AS (PARTITION BY {quote(entity)} ORDER BY {quote(TIME)} {frame})"
@@ -82,7 +84,10 @@ def input_columns(features: Sequence[WindowFeature]) -> list[str]:
 def keyed_source(time_column: str, columns: Sequence[str], relation: str, *, key: str = ROW) -> str:
     """``relation`` with the row ``key`` kept and the time as whole microseconds."""
     kept = ", ".join(quote(c) for c in columns if c != key)
-    return f"(SELECT {quote(key)}, epoch_us({quote(time_column)}) AS {quote(TIME)}, {kept} FROM {relation})"
+    return (
+        f"(SELECT {quote(key)}, epoch_us({quote(time_column)}) AS {quote(TIME)}, "
+        f"{kept} FROM {relation})"
+    )
 
 
 def run_kernel(
@@ -94,10 +99,13 @@ def run_kernel(
     threads: int | None = None,
     memory_limit: str | None = None,
 ) -> pa.Table:
-    """Compute ``features`` for a table (or a Parquet path) holding ``key``, the time and the input columns."""
+    """Compute ``features`` for a table (or a Parquet path).
+
+    The table holds ``key``, the time and the input columns.
+    """
     import duckdb
 
-    config = {"threads": threads} if threads else {}
+    config: dict[str, Any] = {"threads": threads} if threads else {}
     if memory_limit:
         config["memory_limit"] = memory_limit
     con = duckdb.connect(config=config)
@@ -133,7 +141,8 @@ def scatter(result: pa.Table, names: Sequence[str], rows: int) -> dict[str, np.n
     return out
 
 
-# Each rule reads ``dayofweek`` and ``hour``, which a pandas Timestamp and a Series' ``.dt`` both have.
+# Each rule reads ``dayofweek`` and ``hour``, which a pandas Timestamp and a Series' ``.dt``
+# both have.
 _CALENDAR: dict[str, Any] = {
     "weekend": lambda t: t.dayofweek >= 5,
     "night": lambda t: t.hour <= 6,
@@ -175,7 +184,7 @@ class FeaturePlan:
         )
 
     @classmethod
-    def of_model(cls, described: dict[str, Any] | None) -> FeaturePlan:
+    def of_model(cls, described: Mapping[str, Any] | None) -> FeaturePlan:
         """The plan a model was trained with, from its metadata (empty for a model without any)."""
         if not described:
             return cls((), {}, None)

@@ -35,14 +35,20 @@ _CHUNK = 8 * 1024**2
 
 
 def allowed_schemes() -> tuple[str, ...]:
-    """The URL schemes a data source may use: the operator's ``KEEL_DATA_SCHEMES`` (comma separated), else
-    local paths and object stores; ``http``/``https`` only when the operator lists them."""
+    """The URL schemes a data source may use.
+
+    The operator's ``KEEL_DATA_SCHEMES`` (comma separated), else local paths and object
+    stores; ``http``/``https`` only when the operator lists them.
+    """
     configured = os.environ.get(SCHEMES_ENV, "")
     return tuple(s.strip().lower() for s in configured.split(",") if s.strip()) or DEFAULT_SCHEMES
 
 
 def read_bytes(url: str) -> bytes:
-    """All bytes behind an fsspec URL, at most ``KEEL_MAX_SOURCE_BYTES`` (16 GiB); every failure is a DataError."""
+    """All bytes behind an fsspec URL, at most ``KEEL_MAX_SOURCE_BYTES`` (16 GiB).
+
+    Every failure is a DataError.
+    """
     scheme = url.split("://", 1)[0].lower() if "://" in url else "file"
     if scheme not in allowed_schemes():
         raise DataError(
@@ -90,7 +96,10 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 
 
 def _open_http(url: str) -> Any:
-    """An http(s) source opened without following redirects (a 3xx is an error naming where it pointed)."""
+    """An http(s) source opened without following redirects.
+
+    A 3xx is an error naming where it pointed.
+    """
     try:
         return urllib.request.build_opener(_NoRedirect).open(url, timeout=60)
     except urllib.error.HTTPError as answer:

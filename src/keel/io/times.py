@@ -1,4 +1,4 @@
-"""Times as Keel compares them: naive timestamps in UTC, whatever precision or offset the text had."""
+"""Times as Keel compares them: naive timestamps in UTC, whatever precision or offset they had."""
 
 from __future__ import annotations
 
@@ -8,7 +8,10 @@ from keel.errors import DataError
 
 
 def naive_utc(values: pd.Series | list) -> pd.Series:
-    """Times as naive UTC timestamps, from datetimes or ISO 8601 text of any precision, with or without offsets."""
+    """Times as naive UTC timestamps, from datetimes or ISO 8601 text.
+
+    The text may have any precision, with or without offsets.
+    """
     try:
         parsed = pd.to_datetime(pd.Series(values), utc=True, format="ISO8601")
     except (ValueError, TypeError) as error:

@@ -43,7 +43,10 @@ OPERATOR_HOSTS = "KEEL_WEBHOOK_HOSTS"
 
 
 def operator_refusal(host: str, port: int | None) -> str | None:
-    """Why the operator's rules refuse sending to ``host`` (None when allowed); see the module docstring."""
+    """Why the operator's rules refuse sending to ``host``, or None when they allow it.
+
+    See the module docstring.
+    """
     allowed = [h.strip() for h in os.environ.get(OPERATOR_HOSTS, "").split(",") if h.strip()]
     if allowed:
         return (
@@ -52,8 +55,11 @@ def operator_refusal(host: str, port: int | None) -> str | None:
             else f"webhook host '{host}' is not in {OPERATOR_HOSTS} {allowed}"
         )
     try:
+        # TCP resolves to AF_INET/AF_INET6 addresses, whose host part is text; str() tells mypy
+        # so (typeshed's sockaddr also allows the int of other families).
         addresses = {
-            info[4][0] for info in socket.getaddrinfo(host, port or 443, proto=socket.IPPROTO_TCP)
+            str(info[4][0])
+            for info in socket.getaddrinfo(host, port or 443, proto=socket.IPPROTO_TCP)
         }
     except OSError as error:
         return f"the webhook host '{host}' does not resolve: {error}"
@@ -67,8 +73,9 @@ def operator_refusal(host: str, port: int | None) -> str | None:
             or ip.is_reserved
         ):
             return (
-                f"webhook host '{host}' resolves to {ip}, an address of this machine or its network's metadata "
-                f"services; only the operator can allow it ({OPERATOR_HOSTS}={host})"
+                f"webhook host '{host}' resolves to {ip}, an address of this machine or its "
+                "network's metadata services; only the operator can allow it "
+                f"({OPERATOR_HOSTS}={host})"
             )
     return None
 
@@ -76,7 +83,10 @@ def operator_refusal(host: str, port: int | None) -> str | None:
 def send_webhook(
     alerts: list[Alert], settings: AlertsSpec, *, model: str, as_of: str
 ) -> str | None:
-    """POST the alerts to the configured webhook; None when delivered (or none configured), else why not."""
+    """POST the alerts to the configured webhook; None when delivered, else why not.
+
+    None too when no webhook is configured.
+    """
     if not alerts or settings.webhook is None:
         return None
     host = urllib.parse.urlsplit(settings.webhook).hostname or ""
@@ -90,7 +100,7 @@ def send_webhook(
     body = json.dumps(
         {"model": model, "as_of": as_of, "alerts": [a.to_dict() for a in alerts]}
     ).encode()
-    request = urllib.request.Request(
+    request = urllib.request.Request(  # noqa: S310  (AlertsSpec.webhook's pattern: http(s) only)
         settings.webhook,
         data=body,
         method="POST",

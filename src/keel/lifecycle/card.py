@@ -142,7 +142,10 @@ def intervals_section(
     rounds: int = BOOTSTRAP_ROUNDS,
     level: float = INTERVAL_LEVEL,
 ) -> dict[str, Any]:
-    """The test metrics with their stratified percentile-bootstrap intervals (:mod:`keel.evaluation.bootstrap`)."""
+    """The test metrics with their stratified percentile-bootstrap intervals.
+
+    See :mod:`keel.evaluation.bootstrap`.
+    """
     return {
         "method": "stratified percentile bootstrap",
         "level": level,
@@ -164,7 +167,7 @@ def baseline_section(
     rounds: int = BOOTSTRAP_ROUNDS,
     level: float = INTERVAL_LEVEL,
 ) -> dict[str, Any] | None:
-    """The logistic baseline on the test rows, when the run tuned it beside another family (else None).
+    """The logistic baseline on the test rows if the run tuned it beside another family (else None).
 
     The baseline is the logistic family's best trial as tuning left it: fitted on the same
     training rows (refit there after fold-wise tuning), so scoring it on the test rows needs
@@ -176,26 +179,29 @@ def baseline_section(
         return None
     y = outcome.y_test
     p_base = result.model.probability(outcome.X_test)
-    settings = {"metrics": INTERVAL_METRICS, "rounds": rounds, "seed": seed, "level": level}
     return {
         "family": "logistic",
         "chosen": outcome.family == "logistic",
         "params": dict(result.best_params),
         "note": (
-            "The logistic family's best tuning trial, fitted on the same training rows as the chosen "
-            "model and scored on the same test rows."
+            "The logistic family's best tuning trial, fitted on the same training rows as the "
+            "chosen model and scored on the same test rows."
         ),
         "validation": {metric: result.best_value},
         "test": binary_metrics(y, p_base),
-        "intervals": bootstrap_intervals(y, p_base, **settings),
-        "difference": bootstrap_difference(y, p_test, p_base, **settings),
+        "intervals": bootstrap_intervals(
+            y, p_base, metrics=INTERVAL_METRICS, rounds=rounds, seed=seed, level=level
+        ),
+        "difference": bootstrap_difference(
+            y, p_test, p_base, metrics=INTERVAL_METRICS, rounds=rounds, seed=seed, level=level
+        ),
     }
 
 
 def explanations_section(
     model: KeelModel, ranking: Sequence[Importance], dependences: Sequence[Dependence], rows: int
 ) -> dict[str, Any]:
-    """Global importance of every feature (with its reason text) and dependence bins of the top features."""
+    """Each feature's global importance and reason text, and the top features' dependence bins."""
     return {
         "rows": rows,
         "importance": [

@@ -54,8 +54,9 @@ def evaluate_version(
         trained_on = info.tag("data_sha256")
         if trained_on != data.table.sha256:
             raise DataError(
-                f"{spec.data.source} has sha256 {data.table.sha256}, but version {info.version} was trained on "
-                f"{trained_on}; its test split cannot be re-created. Pass the data to evaluate on explicitly."
+                f"{spec.data.source} has sha256 {data.table.sha256}, but version {info.version} "
+                f"was trained on {trained_on}; its test split cannot be re-created. Pass the data "
+                "to evaluate on explicitly."
             )
         time = data.frame[spec.data.time_column] if spec.data.time_column else None
         rows = split_rows(y, spec.split, seed=spec.seed, time=time).test

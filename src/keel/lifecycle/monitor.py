@@ -1,4 +1,4 @@
-"""A monitoring run over a served model: events and labels in, report, alerts and ``latest.json`` out.
+"""A monitoring run over a served model: events and labels in; report, alerts, ``latest.json`` out.
 
 ``keel monitor`` is this flow behind a command line. It judges the events the prediction log
 (or a scored table) holds against the baseline of the version the audit log names, joins the
@@ -34,7 +34,7 @@ from keel.spec import MonitoringSpec, ProjectSpec
 
 @dataclass(frozen=True)
 class Sources:
-    """Where the events and labels come from; by default the prediction log and the labels posted to it."""
+    """Where events and labels come from; by default the prediction log and its posted labels."""
 
     log: Path | None = None  # default: predictions.db in the project folder
     scored: str | None = None  # a scored table (keel score output, inputs kept) instead of the log
@@ -74,7 +74,7 @@ def monitor_model(
     partial: bool = False,
     out_dir: Path | None = None,
 ) -> MonitorRun:
-    """Judge ``name``'s ``alias`` (as the audit log says) on its events; write the report and alerts.
+    """Judge ``name``'s ``alias`` (per the audit log) on its events; write the report and alerts.
 
     Only the champion's run moves ``latest.json`` (what ``/metrics`` and the console show).
     """

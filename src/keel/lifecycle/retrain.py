@@ -1,4 +1,4 @@
-"""Retraining: a challenger from the newest data window, judged against the champion on the same labelled rows.
+"""Retraining: a challenger from the newest window, versus the champion on the same labelled rows.
 
 ``retrain`` moves the spec's time split so that its test window is the newest data known
 at ``as_of`` (``data.until``: rows from ``as_of`` on are never read, and the logged spec says
@@ -19,6 +19,7 @@ Every decision is one audit row (action ``retrain``) with both scores and the re
 from __future__ import annotations
 
 import dataclasses
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -26,7 +27,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from keel.errors import CardError, SpecError
+from keel.errors import CardError, RegistryError, SpecError
 from keel.evaluation.metrics import binary_metrics
 from keel.features.cleaning import target_vector
 from keel.features.offline import compute_features
@@ -72,7 +73,10 @@ class RetrainResult:
 
 
 def newest_window(spec: ProjectSpec, as_of: pd.Timestamp) -> ProjectSpec:
-    """The spec reading only the data before ``as_of`` (``data.until``), its test window the newest days."""
+    """The spec reading only the data before ``as_of`` (``data.until``).
+
+    Its test window is the newest days.
+    """
     split = spec.split
     data = spec.data.model_copy(update={"until": as_of.to_pydatetime()})
     if split.method == "delayed":
@@ -115,6 +119,8 @@ def retrain(
     name = spec.model_name()
     required_version(governance, name)  # no champion: the one error every command gives
     champion = governance.champion(name)
+    if champion is None:  # another process retired it since the line above
+        raise RegistryError(f"model '{name}' has no champion any more; run keel retrain again")
     time_column = spec.data.time_column or ""
     if as_of is None:
         newest = naive_utc(
@@ -170,37 +176,41 @@ def retrain(
         metric,
         allowed=name in governance.policy().auto_promote,
     )
-    audit = {
-        "before": {"champion": champion.version, metric: scores[champion.version]},
-        "after": {
-            "challenger": run.version,
-            metric: scores[run.version],
-            "decision": decision,
-            "window": window,
-            "champion": champion.version,
-        },
+    before = {"champion": champion.version, metric: scores[champion.version]}
+    after: dict[str, Any] = {
+        "challenger": run.version,
+        metric: scores[run.version],
+        "decision": decision,
+        "window": window,
+        "champion": champion.version,
     }
     try:
         _apply(governance, spec, name, run.version, decision, reasons, principal)
     except BaseException as error:  # the audit says what was decided and that applying it failed
-        audit["after"]["decision"] = f"{decision}, then failed: {error}"
+        after["decision"] = f"{decision}, then failed: {error}"
         governance.audit.append(
-            actor=author, action="retrain", obj=f"{name}/v{run.version}", reason=str(error), **audit
+            actor=author,
+            action="retrain",
+            obj=f"{name}/v{run.version}",
+            before=before,
+            after=after,
+            reason=str(error),
         )
         raise
-    audit["after"]["champion"] = run.version if decision == "promoted" else champion.version
+    after["champion"] = run.version if decision == "promoted" else champion.version
     row = governance.audit.append(
         actor=author,
         action="retrain",
         obj=f"{name}/v{run.version}",
+        before=before,
+        after=after,
         reason="; ".join(reasons),
-        **audit,
     )
     for version in versions_touched(row):  # the challenger and the champion it was judged against
-        try:  # the cards show the new lifecycle state and this decision
+        # The cards show the new lifecycle state and this decision; CardError: a version
+        # trained without a card (keel train, --no-card).
+        with suppress(CardError):
             refresh_card(project_dir, name, version, governance=governance)
-        except CardError:  # a version trained without a card (keel train, --no-card)
-            pass
     return RetrainResult(
         decision,
         reasons,
@@ -217,7 +227,10 @@ def retrain(
 def _own_features(
     model: KeelModel, frame: pd.DataFrame, computed: FeaturePlan, rows: np.ndarray
 ) -> pd.DataFrame:
-    """``rows`` of ``frame`` (which holds ``computed``) with the window and calendar features ``model`` reads."""
+    """``rows`` of ``frame`` with the window and calendar features ``model`` reads.
+
+    ``frame`` holds the features of ``computed``.
+    """
     plan = FeaturePlan.of_model(model.metadata.get("features"))
     if plan == computed:
         return frame.iloc[rows]
@@ -272,7 +285,10 @@ def _apply(
     reasons: list[str],
     principal: Principal | None,
 ) -> None:
-    """Record the decision; a better challenger shadows the champion only when a signed-in developer trained it."""
+    """Record the decision.
+
+    A better challenger shadows the champion only when a signed-in developer trained it.
+    """
     governance.registry.set_version_tag(name, version, "retrain_decision", decision)
     if decision == "promoted":
         governance.auto_promote(name, version, note="retraining policy: " + "; ".join(reasons))

@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -85,7 +85,10 @@ class RunResult:
 def prepare_data(
     spec: ProjectSpec, source: str | None = None, *, engine: Engine | None = None
 ) -> PreparedData:
-    """Read the spec's data (or ``source``), enforce the contract, clean, and add window and calendar features."""
+    """Read the spec's data (or ``source``), enforce the contract and clean it.
+
+    Then add the window and calendar features.
+    """
     url = source or spec.data.source
     table = read_table(
         url,
@@ -101,7 +104,7 @@ def prepare_data(
     return PreparedData(add_features(frame, spec, engine=engine), table, report, cleaning)
 
 
-def _format_of(url: str, spec: ProjectSpec) -> str:
+def _format_of(url: str, spec: ProjectSpec) -> Literal["csv", "parquet"]:
     return spec.data.model_copy(update={"source": url, "format": None}).file_format()
 
 
@@ -166,7 +169,7 @@ def _write_card(
     daily: list[dict[str, Any]],
     champion: dict[str, Any] | None = None,
 ) -> tuple[Path, Path]:
-    """Explain the test rows once, build the card (with its lifecycle so far) and write it into ``folder``.
+    """Explain the test rows once, build the card with its lifecycle so far, write it to ``folder``.
 
     The card also gets the test metrics' bootstrap intervals, the logistic baseline on the test
     rows (when both families were tuned) and, when given, the ``champion`` on the same rows
@@ -229,7 +232,8 @@ def run_project(
     their name); without one the version is recorded under ``author``, unverified, and cannot
     be approved. ``register`` hands the registration to the governance service instead of this
     process (``register(version, thresholds=, measures=, model_sha256=)`` answers with the
-    state and gates): then this process needs no audit key. ``data`` skips reading: it is the spec's data already prepared (:func:`prepare_data`).
+    state and gates): then this process needs no audit key. ``data`` skips reading: it is the
+    spec's data already prepared (:func:`prepare_data`).
 
     ``engine`` runs the feature stage and the tuning trials on a Dask cluster (see
     :mod:`keel.training.distributed`); by default both run in process.

@@ -17,7 +17,7 @@ import stat
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -30,7 +30,7 @@ from keel.models.preprocess import Preprocessor
 
 FORMAT = "keel-model/1"
 MANIFEST = "model.json"
-Scorer = Union[LogisticScorer, LightGBMScorer]
+Scorer = LogisticScorer | LightGBMScorer
 _SCORERS: dict[str, type[LogisticScorer] | type[LightGBMScorer]] = {
     "logistic": LogisticScorer,
     "lightgbm": LightGBMScorer,
@@ -55,7 +55,10 @@ def looks_like_pickle(raw: bytes) -> bool:
 
 @dataclass(frozen=True)
 class Entry:
-    """One entry of a model folder as listed before anything is read; ``kind`` is file, dir, symlink or other."""
+    """One entry of a model folder as listed before anything is read.
+
+    ``kind`` is file, dir, symlink or other.
+    """
 
     name: str
     kind: str
@@ -72,7 +75,7 @@ def list_folder(directory: Path) -> list[Entry]:
 
 
 def check_listing(entries: Iterable[Entry], *, where: str) -> list[str]:
-    """Refuse symlinks, entries other than model.json and a scorer file, and files over MAX_FILE_BYTES.
+    """Refuse symlinks, entries but model.json and a scorer file, and files over MAX_FILE_BYTES.
 
     Returns the entries' names, for :meth:`KeelModel.from_files`.
     """
@@ -89,7 +92,8 @@ def check_listing(entries: Iterable[Entry], *, where: str) -> list[str]:
     )
     if unexpected:
         raise IntegrityError(
-            f"{where}: unexpected entries {unexpected}; a Keel model folder holds only {MANIFEST} and "
+            f"{where}: unexpected entries {unexpected}; "
+            f"a Keel model folder holds only {MANIFEST} and "
             f"its scorer's one file (one of {list(BODY_FILES)})"
         )
     big = sorted(f"{e.name} ({e.size} bytes)" for e in entries if e.size > MAX_FILE_BYTES)
@@ -104,7 +108,10 @@ def check_listing(entries: Iterable[Entry], *, where: str) -> list[str]:
 
 
 def read_file(path: Path) -> bytes:
-    """The bytes of one regular model file; a symlink or a file over MAX_FILE_BYTES is refused (reads at most that)."""
+    """The bytes of one regular model file.
+
+    A symlink or a file over MAX_FILE_BYTES is refused (it reads at most that).
+    """
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
     except FileNotFoundError:
@@ -173,7 +180,10 @@ class KeelModel:
         return {MANIFEST: raw, self.scorer.file_name: body}
 
     def save(self, directory: Path) -> str:
-        """Write the artifact into ``directory``; returns the manifest's sha256 (the model's fingerprint)."""
+        """Write the artifact into ``directory``.
+
+        Returns the manifest's sha256 (the model's fingerprint).
+        """
         files = self.files()
         for name, raw in files.items():
             write_bytes_atomic(directory / name, raw)
@@ -181,9 +191,10 @@ class KeelModel:
 
     @classmethod
     def load(cls, directory: Path, *, expected_sha256: str) -> KeelModel:
-        """Read an artifact folder, checking its listing, its fingerprint and every file's hash (:meth:`from_files`).
+        """Read an artifact folder, checking its listing, its fingerprint and every file's hash.
 
-        ``expected_sha256`` is required: the fingerprint :meth:`save` returned or the registry recorded.
+        See :meth:`from_files`. ``expected_sha256`` is required: the fingerprint :meth:`save`
+        returned or the registry recorded.
         """
         where = str(directory)
         names = check_listing(list_folder(directory), where=where)
@@ -205,10 +216,11 @@ class KeelModel:
         expected_sha256: str,
         where: str = "model",
     ) -> KeelModel:
-        """Rebuild from the manifest's bytes and a reader of the other files (:meth:`files`), hash-checked.
+        """Rebuild from the manifest's bytes and a reader of the other files (:meth:`files`).
 
-        ``names`` are the entries the artifact holds: any but model.json and the manifest's scorer file is
-        refused. ``expected_sha256`` (the manifest's registered sha256) is required and always checked.
+        Every file is hash-checked. ``names`` are the entries the artifact holds: any but
+        model.json and the manifest's scorer file is refused. ``expected_sha256`` (the
+        manifest's registered sha256) is required and always checked.
         """
         if not isinstance(expected_sha256, str) or not _SHA256.fullmatch(expected_sha256):
             raise IntegrityError(
@@ -232,15 +244,18 @@ class KeelModel:
         ):
             found = manifest if isinstance(manifest, dict) else {}
             raise IntegrityError(
-                f"{where}/{MANIFEST}: format {found.get('format')!r} family {found.get('family')!r} "
-                f"is not a Keel model; expected format {FORMAT!r} and a family in {sorted(_SCORERS)}"
+                f"{where}/{MANIFEST}: format {found.get('format')!r} "
+                f"family {found.get('family')!r} "
+                f"is not a Keel model; expected format {FORMAT!r} "
+                f"and a family in {sorted(_SCORERS)}"
             )
         scorer_cls = _SCORERS[manifest["family"]]
         body_name = scorer_cls.file_name
         unexpected = sorted(set(names) - {MANIFEST, body_name})
         if unexpected:
             raise IntegrityError(
-                f"{where}: unexpected entries {unexpected}; a {manifest['family']} model holds only "
+                f"{where}: unexpected entries {unexpected}; "
+                f"a {manifest['family']} model holds only "
                 f"{MANIFEST} and {body_name}"
             )
         if body_name not in names:

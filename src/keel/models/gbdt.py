@@ -53,7 +53,9 @@ class LightGBMScorer:
 
 
 class _OneRow:
-    """LightGBM's fast single-row prediction (its C API): the C++ code of ``Booster.predict``, set up once.
+    """LightGBM's fast single-row prediction (its C API), set up once.
+
+    It runs the C++ code of ``Booster.predict``.
 
     ``Booster.predict`` rebuilds a predictor and its arrays on every call, about 70 us of a
     request's 0.5 ms. The C API is not safe for concurrent calls on one handle, hence the lock.

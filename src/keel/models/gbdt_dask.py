@@ -21,7 +21,8 @@ import numpy as np
 
 from keel.models.gbdt import LightGBMScorer
 
-# Ports and addresses lightgbm.dask picks for each fit (they change every run): kept out of the stored text.
+# Ports and addresses lightgbm.dask picks for each fit (they change every run): kept out of the
+# stored text.
 _NETWORK_PARAMETERS = ("[machines: ", "[local_listen_port: ")
 
 
@@ -65,7 +66,7 @@ def _spread(client: Any, X: np.ndarray, y: np.ndarray) -> tuple[Any, Any]:
     workers = sorted(client.scheduler_info(n_workers=-1)["workers"])
     bounds = np.linspace(0, len(y), len(workers) + 1).astype(int)
     X_blocks, y_blocks = [], []
-    for worker, start, stop in zip(workers, bounds, bounds[1:]):
+    for worker, start, stop in zip(workers, bounds[:-1], bounds[1:], strict=True):
         if stop == start:
             continue
         X_future, y_future = client.scatter(

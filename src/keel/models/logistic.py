@@ -36,9 +36,10 @@ class LogisticScorer:
         return (_expand(X, self.fill, self.n_categories) - self.center) / self.scale
 
     def margin(self, X: np.ndarray) -> np.ndarray:
-        """Log-odds of the positive class; a row's value never depends on the other rows scored with it.
+        """Log-odds of the positive class.
 
-        (A BLAS matrix product may round differently by batch size; a row-wise sum does not.)
+        A row's value never depends on the other rows scored with it. (A BLAS matrix product
+        may round differently by batch size; a row-wise sum does not.)
         """
         return (self.design(X) * self.coef).sum(axis=1) + self.intercept
 

@@ -167,7 +167,10 @@ def _code(codes: dict[str, float], value: Any) -> float:
 
 
 def _category(value: Any) -> str:
-    """A category's key: integral floats read as integers, so ``2.0`` (an int column with NaN) is ``'2'``."""
+    """A category's key: integral floats read as integers.
+
+    So ``2.0`` (an int column with NaN) is ``'2'``.
+    """
     if isinstance(value, (float, np.floating)) and float(value).is_integer():
         return str(int(value))
     return str(value)
@@ -178,7 +181,10 @@ def _missing(value: Any) -> bool:
 
 
 def _numbers(name: str, column: np.ndarray) -> np.ndarray:
-    """Float64 values of an input column (None, NA and NaN: NaN); a value that is not a number names its column."""
+    """Float64 values of an input column (None, NA and NaN: NaN).
+
+    A value that is not a number names its column.
+    """
     if column.dtype.kind in "biuf":
         return column.astype(np.float64)
     return np.array([_number(name, v) for v in column], dtype=np.float64)

@@ -11,9 +11,10 @@ the quantiles at levels ``j / max_points``; ``ks_resolution`` records the larges
 training rows between two stored points, a bound on the error of the stored ECDF.
 
 Categorical feature: counts of the ``max_categories`` most frequent categories (compared
-as ``str(value)``, whole numbers written as integers so the codes 1 and 1.0 agree); the rest of training is pooled in ``other``. A new batch's category not
-stored is "unseen", so when training had more categories than stored, the unseen rate
-includes training's rare tail and its baseline value is ``other / n``.
+as ``str(value)``, whole numbers written as integers so the codes 1 and 1.0 agree); the
+rest of training is pooled in ``other``. A new batch's category not stored is "unseen", so
+when training had more categories than stored, the unseen rate includes training's rare tail
+and its baseline value is ``other / n``.
 
 Size bound, whatever the training size: a numeric feature holds at most
 ``2 * bins + 2 * max_points`` numbers (default 1,020; about 11 kB of JSON), a categorical
@@ -67,7 +68,10 @@ class NumericBaseline:
         return np.searchsorted(np.asarray(self.cuts, dtype=np.float64), values, side="left")
 
     def ks(self, values: ArrayLike) -> KSResult:
-        """Two-sample KS test of non-missing ``values`` against the training ECDF (conservative p-value)."""
+        """Two-sample KS test of non-missing ``values`` against the training ECDF.
+
+        The p-value is conservative.
+        """
         return ks_from_ecdf(
             np.asarray(self.ecdf_values, dtype=np.float64),
             np.asarray(self.ecdf_counts),
@@ -152,7 +156,7 @@ def _fields(feature: FeatureBaseline) -> dict[str, Any]:
 def _feature_from_dict(item: Mapping[str, Any]) -> FeatureBaseline:
     kind = item["kind"]
     if kind == "numeric":
-        feature: FeatureBaseline = NumericBaseline(
+        numeric = NumericBaseline(
             name=str(item["name"]),
             n=int(item["n"]),
             missing=int(item["missing"]),
@@ -162,16 +166,16 @@ def _feature_from_dict(item: Mapping[str, Any]) -> FeatureBaseline:
             ecdf_counts=tuple(int(v) for v in item["ecdf_counts"]),
             ks_resolution=float(item["ks_resolution"]),
         )
-        if len(feature.bin_counts) != len(feature.cuts) + 1 or len(feature.ecdf_values) != len(
-            feature.ecdf_counts
+        if len(numeric.bin_counts) != len(numeric.cuts) + 1 or len(numeric.ecdf_values) != len(
+            numeric.ecdf_counts
         ):
             raise ValueError(
-                f"feature {feature.name!r}: bin_counts needs len(cuts) + 1 entries and "
+                f"feature {numeric.name!r}: bin_counts needs len(cuts) + 1 entries and "
                 "ecdf_values and ecdf_counts the same length"
             )
-        return feature
+        return numeric
     if kind == "categorical":
-        feature = CategoricalBaseline(
+        categorical = CategoricalBaseline(
             name=str(item["name"]),
             n=int(item["n"]),
             missing=int(item["missing"]),
@@ -179,11 +183,11 @@ def _feature_from_dict(item: Mapping[str, Any]) -> FeatureBaseline:
             counts=tuple(int(v) for v in item["counts"]),
             other=int(item["other"]),
         )
-        if len(feature.categories) != len(feature.counts):
+        if len(categorical.categories) != len(categorical.counts):
             raise ValueError(
-                f"feature {feature.name!r}: categories and counts need the same length"
+                f"feature {categorical.name!r}: categories and counts need the same length"
             )
-        return feature
+        return categorical
     raise ValueError(f"feature kind must be 'numeric' or 'categorical', got {kind!r}")
 
 
@@ -205,7 +209,10 @@ def is_categorical(series: pd.Series) -> bool:
 
 
 def category_labels(series: pd.Series) -> pd.Series:
-    """The non-missing values as category labels: ``str(value)``, whole numbers as integers (1.0 -> '1')."""
+    """The non-missing values as category labels: ``str(value)``, whole numbers as integers.
+
+    So 1.0 becomes '1'.
+    """
     present = series[series.notna()]
     if pd.api.types.is_bool_dtype(present) or not pd.api.types.is_numeric_dtype(present):
         return present.astype(str)
@@ -231,7 +238,7 @@ def build_baseline(
     max_points: int = 500,
     max_categories: int = 100,
 ) -> Baseline:
-    """Summarise the training data; ``categorical`` forces columns (say integer codes) to categories."""
+    """Summarise the training data; ``categorical`` makes columns (say integer codes) categories."""
     _check_int("bins", bins, 2)
     _check_int("max_points", max_points, 2)
     _check_int("max_categories", max_categories, 1)
@@ -264,7 +271,10 @@ def numeric_values(series: pd.Series, name: str) -> np.ndarray:
 
 
 def _quantiles(x: np.ndarray, parts: int) -> np.ndarray:
-    """Distinct ``inverted_cdf`` quantiles of sorted ``x`` at levels ``1/parts, ..., 1``, in integers."""
+    """Distinct ``inverted_cdf`` quantiles of sorted ``x`` at levels ``1/parts, ..., 1``.
+
+    The indices are computed in integer arithmetic.
+    """
     index = (np.arange(1, parts + 1) * x.size + parts - 1) // parts - 1  # ceil(j * n / parts) - 1
     return _distinct(x[index])
 
@@ -293,7 +303,8 @@ def _numeric(name: str, series: pd.Series, bins: int, max_points: int) -> Numeri
         grid = _quantiles(x, max_points)
     at_or_below = np.searchsorted(x, grid, side="right")
     below = np.searchsorted(x, grid, side="left")
-    # Training rows strictly between two stored points (or below the first) are what the step ECDF misses.
+    # Training rows strictly between two stored points (or below the first) are what the step
+    # ECDF misses.
     gaps = below - np.concatenate([[0], at_or_below[:-1]])
     return NumericBaseline(
         name=name,

@@ -87,13 +87,17 @@ class DriftThresholds:
                 )
         if not self.alpha < 1 or not self.epsilon < 1:
             raise SpecError(
-                f"alpha and epsilon must be below 1, but got alpha={self.alpha}, epsilon={self.epsilon}"
+                f"alpha and epsilon must be below 1, but got alpha={self.alpha}, "
+                f"epsilon={self.epsilon}"
             )
 
 
 @dataclass(frozen=True)
 class FeatureDrift:
-    """Drift of one feature in a batch; the p-values are raw, ``adjusted_pvalue`` is Bonferroni's."""
+    """Drift of one feature in a batch.
+
+    The p-values are raw; ``adjusted_pvalue`` is Bonferroni's.
+    """
 
     name: str
     kind: str

@@ -103,7 +103,10 @@ def expected_auc(probability: ArrayLike) -> float | None:
 
 
 def expected_average_precision(probability: ArrayLike) -> float | None:
-    """Expected average precision of calibrated probabilities (ratio of expectations, ties as sklearn)."""
+    """Expected average precision of calibrated probabilities.
+
+    A ratio of expectations; ties are handled as in sklearn.
+    """
     p = _probabilities(probability)
     s, starts = _tie_groups(p)
     # Walk the groups from the highest score down: P_g expected positives, K_g rows at or above.
@@ -183,7 +186,10 @@ def realized_performance(
 
 
 def compare(estimated: Performance, realized: Performance) -> list[dict[str, Any]]:
-    """Rows of metric, estimated, realized and realized - estimated (None where either is missing)."""
+    """Rows of metric, estimated, realized and realized - estimated.
+
+    The difference is None where either side is missing.
+    """
     rows = []
     for name in _COMPARED:
         e, r = getattr(estimated, name), getattr(realized, name)

@@ -1,4 +1,4 @@
-"""Scored events for monitoring: the prediction log's answers (or a scored table) with labels joined as they arrive.
+"""Scored events for monitoring: the log's answers (or a scored table), labels joined on arrival.
 
 An *events* frame has one row per scored record: ``time`` (when the event happened: the
 record's own time column when it has one, else when it was scored), ``probability``,
@@ -20,26 +20,36 @@ from keel.io.times import naive_utc
 
 EVENT_COLUMNS = ("time", "probability", "version", "label", "label_time", "request_id", "row")
 REQUEST_ID = "request_id"
+# A label time not known (yet). Typed Any because pandas-stubs' DataFrame.assign leaves NaT
+# out of the values it takes (IntoColumn), while pandas fills the column with it.
+_NO_TIME: Any = pd.NaT
 
 
 def events_from_answers(
     answers: list[dict[str, Any]], *, model: str, where: str, time_column: str | None = None
 ) -> pd.DataFrame:
-    """Events from the prediction log's answered rows (:func:`keel.serving.predictions.read_answers`), inputs
-    expanded into columns, in the log's order; ``where`` names the log in errors."""
+    """Events from the prediction log's answered rows, inputs expanded into columns.
+
+    The rows come from :func:`keel.serving.predictions.read_answers`, in the log's order;
+    ``where`` names the log in errors.
+    """
     if not answers:
         raise DataError(f"the prediction log {where} holds no answers of model '{model}'")
     rows = pd.DataFrame(answers)
     inputs = pd.DataFrame(list(rows.pop("inputs")))
-    _no_clash(inputs.columns.drop(time_column, errors="ignore"), EVENT_COLUMNS, where)
+    own_time = [] if time_column is None else [time_column]
+    _no_clash(inputs.columns.drop(own_time, errors="ignore"), EVENT_COLUMNS, where)
     served = naive_utc(rows["time"])
     when = naive_utc(inputs.pop(time_column)) if time_column and time_column in inputs else served
     events = pd.concat([inputs, rows[["request_id", "row", "probability", "version"]]], axis=1)
-    return events.assign(time=when.to_numpy(), label=float("nan"), label_time=pd.NaT)
+    return events.assign(time=when.to_numpy(), label=float("nan"), label_time=_NO_TIME)
 
 
 def events_from_table(url: str, *, time_column: str) -> pd.DataFrame:
-    """Scored rows from a file (``keel score`` output with the inputs kept): ``probability`` and ``time_column`` needed."""
+    """Scored rows from a file (``keel score`` output with the inputs kept).
+
+    ``probability`` and ``time_column`` are needed.
+    """
     frame = read_table(url, _format(url)).frame
     missing = [c for c in ("probability", time_column) if c not in frame.columns]
     if missing:
@@ -52,14 +62,16 @@ def events_from_table(url: str, *, time_column: str) -> pd.DataFrame:
     return frame.assign(
         time=naive_utc(frame[time_column]).to_numpy(),
         label=float("nan"),
-        label_time=pd.NaT,
-        version=frame["version"] if "version" in frame else 0,
+        label_time=_NO_TIME,
+        version=frame.get("version", 0),
     )
 
 
 def labels_from_posts(posted: list[dict[str, Any]], *, id_column: str, target: str) -> pd.DataFrame:
-    """Labels posted to the server (:func:`keel.serving.predictions.read_labels`): id, label and arrival time,
-    the latest per id."""
+    """Labels posted to the server: id, label and arrival time, the latest per id.
+
+    They come from :func:`keel.serving.predictions.read_labels`.
+    """
     return pd.DataFrame(
         {
             id_column: [p["labels"][id_column] for p in posted],
@@ -72,13 +84,16 @@ def labels_from_posts(posted: list[dict[str, Any]], *, id_column: str, target: s
 def labels_from_table(
     url: str, *, id_column: str, target: str, time_column: str | None = None
 ) -> pd.DataFrame:
-    """Labels from a file: the id column (or ``request_id`` and ``row``), the target and when each became known."""
+    """Labels from a file: the id column (or ``request_id`` and ``row``), the target and its time.
+
+    The time column says when each label became known.
+    """
     frame = read_table(url, _format(url)).frame
     missing = [c for c in (id_column, target, time_column) if c and c not in frame.columns]
     if missing:
         raise DataError(f"{url}: labels need the column(s) {missing}; it has {list(frame.columns)}")
     keys = [id_column, *(["row"] if id_column == REQUEST_ID and "row" in frame.columns else [])]
-    when = naive_utc(frame[time_column]).to_numpy() if time_column else pd.NaT
+    when = naive_utc(frame[time_column]).to_numpy() if time_column else _NO_TIME
     return (
         frame[keys].assign(label=frame[target], label_time=when).drop_duplicates(keys, keep="last")
     )
@@ -87,9 +102,10 @@ def labels_from_table(
 def attach_labels(
     events: pd.DataFrame, labels: pd.DataFrame, *, id_column: str, positive: object = 1
 ) -> pd.DataFrame:
-    """``events`` with each label (1 for ``positive``, else 0) and its arrival time joined by ``id_column``.
+    """``events`` with each label and its arrival time, joined by ``id_column``.
 
-    With ``id_column="request_id"`` a label may also name the ``row`` of a batch request (0 when absent).
+    A label is 1 for ``positive``, else 0. With ``id_column="request_id"`` a label may also
+    name the ``row`` of a batch request (0 when absent).
     """
     if id_column not in events.columns:
         raise DataError(

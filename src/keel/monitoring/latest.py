@@ -1,4 +1,4 @@
-"""``latest.json``: a model's newest monitoring results, read by ``/metrics``, the console and the next run.
+"""``latest.json``: a model's newest monitoring results, for ``/metrics``, console and next run.
 
 One file per model, ``monitoring/<model>/latest.json`` in the project folder: a monitoring
 report's plain-JSON form plus ``judged_through``, how far the data it judged reaches. It only
@@ -31,14 +31,20 @@ def read_latest(path: Path) -> dict[str, Any] | None:
 
 
 def judged_through(path: Path) -> pd.Timestamp | None:
-    """How far the previous run judged (``judged_through``; files of older versions: their as-of), or None."""
+    """How far the previous run judged (``judged_through``), or None.
+
+    A file written by an older version has no ``judged_through``: its as-of is used.
+    """
     stored = read_latest(path)
     seen = stored and (stored.get("judged_through") or stored.get("as_of"))
     return as_of_time(seen) if seen else None
 
 
 def advance_latest(path: Path, report: dict[str, Any], through: pd.Timestamp | None) -> bool:
-    """Store ``report`` as judged through ``through`` unless that is none or behind what is stored; True if written."""
+    """Store ``report`` as judged through ``through``; True if written.
+
+    Nothing is written when ``through`` is None or behind what is stored.
+    """
     previous = judged_through(path)
     if through is None or (previous is not None and through < previous):
         return False

@@ -1,4 +1,4 @@
-"""One monitoring pass: scored events cut into time windows, each judged for drift, performance and fairness.
+"""One monitoring pass: events cut into time windows, each judged for drift, performance, fairness.
 
 Per window: drift of every model input and of the score against the baseline stored with
 the model (:mod:`keel.monitoring.drift`); the label-free performance estimate (CBPE) from
@@ -12,6 +12,7 @@ by ``as_of`` are judged; the one still open, and a window with fewer than ``min_
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -38,7 +39,7 @@ Severity = Literal["warn", "alert"]
 
 @dataclass(frozen=True)
 class Alert:
-    """One finding: what (``kind``), where (``window``, ``subject``), how bad, and the numbers behind it."""
+    """One finding: what (``kind``), where (``window``, ``subject``), how bad, and its numbers."""
 
     window: str
     kind: Literal["drift", "performance", "estimate", "fairness"]
@@ -104,12 +105,18 @@ class MonitorReport:
         return [a for w in self.windows for a in w.alerts]
 
     def judged_through(self) -> pd.Timestamp | None:
-        """When the newest judged window (closed, with rows) closes: how far this pass has seen; None if none."""
+        """When the newest judged window (closed, with rows) closes: how far this pass has seen.
+
+        None when no window was judged.
+        """
         closes = [_closes(w) for w in self.windows if w.complete and w.rows]
         return max(closes) if closes else None
 
     def alerts_since(self, since: pd.Timestamp | None) -> list[Alert]:
-        """The alerts of windows that closed after ``since`` (the previous run's as-of time): what is news."""
+        """The alerts of windows that closed after ``since``: what is news.
+
+        ``since`` is the previous run's as-of time; None gives every alert.
+        """
         if since is None:
             return self.alerts
         return [a for w in self.windows if _closes(w) > since for a in w.alerts]
@@ -147,7 +154,7 @@ def monitor(
     *,
     name: str,
     as_of: pd.Timestamp | None = None,
-    protected: list[str] = (),
+    protected: Sequence[str] = (),
     fairness: FairnessSpec | None = None,
     partial: bool = False,
 ) -> MonitorReport:
@@ -199,7 +206,10 @@ def _closes(window: WindowResult) -> pd.Timestamp:
 
 
 def _label_known(events: pd.DataFrame, as_of: pd.Timestamp, delay_us: int) -> pd.Series:
-    """A label counts when it is there and was known at ``as_of``: by its arrival time, else after the delay."""
+    """A label counts when it is there and was known at ``as_of``.
+
+    Known by its arrival time, else once the label delay has passed.
+    """
     arrived = events["label_time"]
     by_delay = events["time"] + pd.Timedelta(microseconds=delay_us) <= as_of
     return events["label"].notna() & np.where(arrived.notna(), arrived <= as_of, by_delay)
@@ -274,7 +284,8 @@ def _alerts(
                     "drift",
                     feature.level,
                     feature.name,
-                    f"{feature.name} drifted (PSI {feature.psi:.3f}, adjusted p {feature.adjusted_pvalue:.2g})",
+                    f"{feature.name} drifted (PSI {feature.psi:.3f}, "
+                    f"adjusted p {feature.adjusted_pvalue:.2g})",
                     feature.psi,
                     settings.psi_alert,
                 )
@@ -283,7 +294,11 @@ def _alerts(
         "performance": _auc_floor(reference, settings),
         "estimate": _estimate_floor(reference, settings),
     }
-    for kind, performance in (("estimate", estimated), ("performance", realized)):
+    judged: tuple[tuple[Literal["estimate", "performance"], Performance | None], ...] = (
+        ("estimate", estimated),
+        ("performance", realized),
+    )
+    for kind, performance in judged:
         auc, floor = (performance.auc if performance else None), floors[kind]
         if auc is not None and floor is not None and auc < floor:
             what = "estimated AUC (no labels)" if kind == "estimate" else "realized AUC"
@@ -307,7 +322,8 @@ def _alerts(
                     "fairness",
                     "alert",
                     attribute["attribute"],
-                    f"adverse impact ratio for {attribute['attribute']} is {ratio:.3f}, below {least}",
+                    f"adverse impact ratio for {attribute['attribute']} is {ratio:.3f}, "
+                    f"below {least}",
                     ratio,
                     least,
                 )
@@ -316,7 +332,7 @@ def _alerts(
 
 
 def _estimate_floor(reference: dict[str, Any], settings: MonitoringSpec) -> float | None:
-    """The lowest acceptable label-free estimate: the estimate on the test rows less ``max_auc_drop``.
+    """The lowest acceptable label-free estimate: the test rows' estimate less ``max_auc_drop``.
 
     Compared with its own value on the test rows, not with the realized test AUC, so a model
     whose probabilities are off by a constant calibration error is not flagged for that alone.
@@ -330,7 +346,7 @@ def _estimate_floor(reference: dict[str, Any], settings: MonitoringSpec) -> floa
 
 
 def _auc_floor(reference: dict[str, Any], settings: MonitoringSpec) -> float | None:
-    """The lowest acceptable AUC: the higher of ``min_auc`` and the test AUC less ``max_auc_drop``."""
+    """The lowest acceptable AUC: the higher of ``min_auc`` and test AUC less ``max_auc_drop``."""
     floors = [settings.min_auc] if settings.min_auc is not None else []
     if settings.max_auc_drop is not None and reference.get("auc") is not None:
         floors.append(reference["auc"] - settings.max_auc_drop)

@@ -1,4 +1,4 @@
-"""What a model keeps for monitoring, computed when it is trained: its drift baseline and reference performance.
+"""What a model keeps for monitoring, computed at training: drift baseline, reference performance.
 
 Stored in the model's metadata under ``monitoring``; :mod:`keel.monitoring.monitor` reads it
 back. Pure statistics, so the trainer can call it without depending on the monitoring flow.
@@ -24,7 +24,10 @@ def model_baseline(
     y_test: np.ndarray,
     threshold: float,
 ) -> dict[str, Any]:
-    """What a model keeps for monitoring: the training inputs' and test scores' baseline, and test performance."""
+    """What a model keeps for monitoring: its inputs' and test scores' baseline, test performance.
+
+    The inputs' baseline is of the training data.
+    """
     base = build_baseline(inputs, categorical=[c for c in categorical if c in inputs.columns])
     score = build_baseline({SCORE: np.asarray(test_scores, dtype="float64")})
     return {

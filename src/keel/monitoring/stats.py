@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -41,7 +41,8 @@ def _weights(values: ArrayLike, name: str) -> np.ndarray:
         )
     if not np.isfinite(w).all() or (w < 0).any():
         raise DataError(
-            f"{name} must hold finite, non-negative proportions (or counts), but got {w.tolist()[:10]}"
+            f"{name} must hold finite, non-negative proportions (or counts), "
+            f"but got {w.tolist()[:10]}"
         )
     total = w.sum()
     if total <= 0:
@@ -50,7 +51,10 @@ def _weights(values: ArrayLike, name: str) -> np.ndarray:
 
 
 def psi(expected: ArrayLike, actual: ArrayLike, epsilon: float = DEFAULT_EPSILON) -> float:
-    """Population stability index of two distributions over the same bins (proportions or counts)."""
+    """Population stability index of two distributions over the same bins.
+
+    Either may be given as proportions or as counts.
+    """
     e, a = _weights(expected, "expected"), _weights(actual, "actual")
     if e.size != a.size:
         raise DataError(
@@ -89,7 +93,7 @@ def ks_from_ecdf(
     actual: np.ndarray,
     resolution: float = 0.0,
 ) -> KSResult:
-    """KS of ``actual`` against a reference ECDF given as support points and counts at or below them.
+    """KS of ``actual`` against a reference ECDF: support points and the counts at or below them.
 
     The reference ECDF is the step function through the points. When it undercounts the true
     one by up to ``resolution`` (a coarsened ECDF), the p-value is taken at
@@ -108,7 +112,10 @@ def ks_from_ecdf(
 
 
 def ks_test(reference: ArrayLike, actual: ArrayLike) -> KSResult:
-    """Two-sample KS test of raw samples (NaN not allowed); the statistic equals ``scipy.stats.ks_2samp``'s."""
+    """Two-sample KS test of raw samples (NaN not allowed).
+
+    The statistic equals ``scipy.stats.ks_2samp``'s.
+    """
     ref = np.sort(np.asarray(reference, dtype=np.float64))
     act = np.asarray(actual, dtype=np.float64)
     if ref.ndim != 1 or act.ndim != 1 or np.isnan(ref).any() or np.isnan(act).any():
@@ -146,18 +153,23 @@ def homogeneity_pvalue(
     return float(stats.chi2.sf(statistic, table.shape[1] - 1))
 
 
-def _log_choose(n: float, k: np.ndarray) -> np.ndarray:
+_Count = TypeVar("_Count", np.ndarray, np.float64)
+
+
+def _log_choose(n: float, k: _Count) -> _Count:
+    """log(n choose k), elementwise: an array for an array ``k``, a scalar for a scalar."""
     return special.gammaln(n + 1) - special.gammaln(k + 1) - special.gammaln(n - k + 1)
 
 
 def rate_change_pvalue(
     hits_reference: int, n_reference: int, hits_actual: int, n_actual: int
 ) -> float:
-    """Fisher's exact two-sided p-value that two rates (say missing rates) are equal; 1 when both are 0.
+    """Fisher's exact two-sided p-value that two rates (say missing rates) are equal.
 
-    Same rule as ``scipy.stats.fisher_exact``: given the total hits, the actual side's hits
-    are hypergeometric, and the p-value sums every outcome no more likely than the observed
-    one (relative tolerance 1e-7); computed in one vectorised pass over the support.
+    It is 1 when both are 0. Same rule as ``scipy.stats.fisher_exact``: given the total hits,
+    the actual side's hits are hypergeometric, and the p-value sums every outcome no more
+    likely than the observed one (relative tolerance 1e-7); computed in one vectorised pass
+    over the support.
     """
     hits, total = hits_reference + hits_actual, n_reference + n_actual
     if hits == 0 or hits == total or n_reference == 0 or n_actual == 0:

@@ -120,7 +120,7 @@ class AuditRow:
 
 @dataclass(frozen=True)
 class Head:
-    """The head row: ``count`` rows ending in ``last_hash``, signed by ``key_id`` (the key in force)."""
+    """The head row: ``count`` rows ending in ``last_hash``, signed by ``key_id`` (key in force)."""
 
     count: int
     last_hash: str
@@ -132,7 +132,8 @@ class Head:
 class Problem:
     """One way the store differs from an untouched log; ``seq`` names the first row affected."""
 
-    kind: str  # EDITED, DELETED, REORDERED, BROKEN, TRUNCATED, REHASHED, UNSIGNED, EMPTIED, MISSING, ...
+    # EDITED, DELETED, REORDERED, BROKEN, TRUNCATED, REHASHED, UNSIGNED, EMPTIED, MISSING, ...
+    kind: str
     seq: int
     detail: str
 
@@ -166,7 +167,10 @@ def _text(value: Any) -> str:
 
 
 def create_missing_tables(engine: sa.Engine, metadata: sa.MetaData) -> None:
-    """Create the tables of ``metadata`` that are missing; a concurrent first user doing the same is fine."""
+    """Create the tables of ``metadata`` that are missing.
+
+    A concurrent first user doing the same is fine.
+    """
     for table in metadata.sorted_tables:
         try:
             table.create(engine, checkfirst=True)
@@ -183,7 +187,9 @@ def _create_tables(engine: sa.Engine) -> None:
     for table in _metadata.sorted_tables:
         for column in _signed_columns:  # tables written before rows were signed
             if column not in {c["name"] for c in sa.inspect(engine).get_columns(table.name)}:
-                size = table.c[column].type.length
+                column_type = table.c[column].type
+                assert isinstance(column_type, sa.String), f"{table.name}.{column} is not a String"
+                size = column_type.length
                 try:
                     with engine.begin() as conn:
                         conn.execute(
@@ -215,7 +221,7 @@ def _read_head(conn: sa.Connection) -> Head | None:
 
 
 def _introduced_key(row: AuditRow) -> str | None:
-    """The public key a key.init or key.rotate row names, when its ``after`` names one consistently."""
+    """The public key a key.init/key.rotate row names, when its ``after`` names one consistently."""
     try:
         after = json.loads(row.after)
         public = after["public_key"]
@@ -225,7 +231,10 @@ def _introduced_key(row: AuditRow) -> str | None:
 
 
 class AuditLog:
-    """The audit tables of one database, signed by ``key`` and checkpointed to ``checkpoints`` when given."""
+    """The audit tables of one database, signed by ``key``.
+
+    Checkpointed to ``checkpoints`` when given.
+    """
 
     def __init__(
         self,
@@ -241,9 +250,10 @@ class AuditLog:
             stored = _read_store(engine, rows=False)
             if stored.gone or stored.head is None or stored.head.count == 0:
                 raise IntegrityError(
-                    f"refusing to start a new audit chain at {_where(engine)}: the checkpoint of {newest.time} in "
-                    f"{checkpoints} says the log had {newest.seq} rows, but "
-                    f"{stored.gone or 'its tables hold none'}; restore the database (verify_store names what is gone)"
+                    f"refusing to start a new audit chain at {_where(engine)}: the checkpoint of "
+                    f"{newest.time} in {checkpoints} says the log had {newest.seq} rows, but "
+                    f"{stored.gone or 'its tables hold none'}; restore the database "
+                    "(verify_store names what is gone)"
                 )
         _create_tables(engine)
         with engine.begin() as conn:
@@ -255,7 +265,10 @@ class AuditLog:
                     pass
 
     def lock(self, conn: sa.Connection) -> None:
-        """Take the log's write lock for the rest of ``conn``'s transaction (serializes transitions)."""
+        """Take the log's write lock for the rest of ``conn``'s transaction.
+
+        This serializes transitions.
+        """
         conn.execute(
             head_table.update().where(head_table.c.id == 1).values(count=head_table.c.count)
         )
@@ -271,7 +284,10 @@ class AuditLog:
         reason: str = "",
         connection: sa.Connection | None = None,
     ) -> AuditRow:
-        """Add one row to the chain; within ``connection``'s transaction when given (then the caller checkpoints)."""
+        """Add one row to the chain; within ``connection``'s transaction when given.
+
+        With a ``connection`` the caller checkpoints.
+        """
         if connection is not None:
             return self._append(connection, actor, action, obj, before, after, reason)
         with self.engine.begin() as conn:
@@ -296,7 +312,10 @@ class AuditLog:
         )[0]
 
     def _locked_head(self, conn: sa.Connection) -> Head:
-        """The head, once this transaction holds the lock; refuses a key that is not the one in force."""
+        """The head, once this transaction holds the lock.
+
+        Refuses a key that is not the one in force.
+        """
         head = _read_head(conn)
         if head is None:
             raise IntegrityError(
@@ -347,18 +366,21 @@ class AuditLog:
         after: Any,
         reason: str,
     ) -> tuple[AuditRow, Head]:
-        """Insert the row after ``head``, signed by ``row_key``, and move the head (signed by ``head_key``)."""
+        """Insert the row after ``head``, signed by ``row_key``, and move the head.
+
+        The new head is signed by ``head_key``.
+        """
         seq = head.count + 1
         time = dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
-        values = dict(
-            time=time,
-            actor=actor,
-            action=action,
-            object=obj,
-            before=_text(before),
-            after=_text(after),
-            reason=reason or "",
-        )
+        values = {
+            "time": time,
+            "actor": actor,
+            "action": action,
+            "object": obj,
+            "before": _text(before),
+            "after": _text(after),
+            "reason": reason or "",
+        }
         digest = row_hash(
             time,
             actor,
@@ -388,11 +410,11 @@ class AuditLog:
         return row, moved
 
     def checkpoint(self) -> Checkpoint | None:
-        """After a commit: write the signed head to the checkpoint store (None when unkeyed or already there).
+        """After a commit: write the signed head to the checkpoint store.
 
-        Only a head this key validly signed is checkpointed, and never one at or behind the
-        newest checkpoint's seq. A store that cannot be written raises (OSError); the rows stay
-        committed, and the next checkpoint covers them.
+        None when unkeyed or already there. Only a head this key validly signed is checkpointed,
+        and never one at or behind the newest checkpoint's seq. A store that cannot be written
+        raises (OSError); the rows stay committed, and the next checkpoint covers them.
         """
         if self.key is None or self.checkpoints is None:
             return None
@@ -419,7 +441,9 @@ class AuditLog:
         return checkpoint if self.checkpoints.write(checkpoint) else None
 
     def rotate_key(self, new_key: AuditKey, *, actor: str, reason: str) -> AuditRow:
-        """Hand signing to ``new_key``: a key.rotate row signed by the old key; later rows are signed by the new one.
+        """Hand signing to ``new_key``: a key.rotate row signed by the old key.
+
+        Later rows are signed by the new one.
 
         Needs a checkpoint store: its checkpoints keep the old key trusted once the key file
         holds the new one. Replace the key file with ``new_key``'s afterwards.
@@ -467,16 +491,20 @@ class AuditLog:
             return [AuditRow(**row._mapping) for row in conn.execute(query)]
 
     def verify(self) -> list[Problem]:
-        """Every problem :func:`verify_store` finds with this log's key and checkpoints; [] means intact."""
+        """Every problem :func:`verify_store` finds with this log's key and checkpoints.
+
+        [] means intact.
+        """
         return _verify(self.engine, self.key, self.checkpoints)
 
 
 def verify_store(
     url: str, *, key: AuditKey | None = None, checkpoints: CheckpointStore | None = None
 ) -> list[Problem]:
-    """Check the audit store at ``url`` against ``key`` and ``checkpoints``, creating nothing; [] means intact.
+    """Check the audit store at ``url`` against ``key`` and ``checkpoints``, creating nothing.
 
-    Raises IntegrityError when there is neither a database with audit tables nor a checkpoint there.
+    [] means intact. Raises IntegrityError when there is neither a database with audit tables
+    nor a checkpoint there.
     """
     engine = make_engine(url)
     try:
@@ -578,12 +606,13 @@ def _verify(
     if stored.nothing and not (scan.checkpoints or scan.malformed):
         raise IntegrityError(
             f"no governance store at {_where(engine)}: {stored.gone}, and no checkpoint "
-            f"({checkpoints or 'none configured'}) says one existed; check the URL or project folder"
+            f"({checkpoints or 'none configured'}) says one existed; check the URL or project "
+            "folder"
         )
     newest = valid[-1] if valid else None
     said = (
-        f"but the checkpoint of {newest.time} says the log had {newest.seq} rows: {_span(1, newest.seq)} "
-        "lost"
+        f"but the checkpoint of {newest.time} says the log had {newest.seq} rows: "
+        f"{_span(1, newest.seq)} lost"
         if newest
         else "and no valid checkpoint says how many rows it had"
     )
@@ -676,8 +705,8 @@ def _empty(head: Head | None, newest: Checkpoint | None) -> list[Problem]:
         else "the audit tables hold no rows"
     )
     said = (
-        f", while the checkpoint of {newest.time} says there were {newest.seq}: {_span(1, newest.seq)} "
-        "deleted"
+        f", while the checkpoint of {newest.time} says there were {newest.seq}: "
+        f"{_span(1, newest.seq)} deleted"
         if newest
         else ": the log was emptied (no checkpoint says how many rows it had)"
     )
@@ -742,7 +771,7 @@ def _chain(rows: list[AuditRow], head: Head | None) -> list[Problem]:
 def _signatures(
     rows: list[AuditRow], head: Head | None, anchors: set[str], key: AuditKey | None, skip: set[int]
 ) -> tuple[list[Problem], set[int], str]:
-    """Row signature problems (runs of rows grouped), the seqs they flag, and the head's signature state.
+    """Row signature problems (runs of rows grouped), the seqs they flag, and the head's signature.
 
     The head state is "valid", or what is wrong with its signature (a phrase).
     """
@@ -815,8 +844,8 @@ def _signatures(
                     index,
                     REHASHED,
                     f"signed by key {signer_id}, which is not trusted: it is not the key "
-                    f"file's{f' ({key.key_id})' if key else ''}, not named in any checkpoint, and not "
-                    "introduced by a key.rotate row from a trusted key",
+                    f"file's{f' ({key.key_id})' if key else ''}, not named in any checkpoint, "
+                    "and not introduced by a key.rotate row from a trusted key",
                     signer_id,
                 )
             )
@@ -828,7 +857,8 @@ def _signatures(
         what = (
             first.describe()
             if first is last
-            else f"rows {first.seq}-{last.seq} (the first: {first.action} {first.object} by {first.actor})"
+            else f"rows {first.seq}-{last.seq} "
+            f"(the first: {first.action} {first.object} by {first.actor})"
         )
         problems.append(Problem(kind, rows[index].seq, f"{what}: {why}"))
         flagged |= {rows[i].seq for i, *_ in group}
@@ -869,7 +899,10 @@ def _head_state(head: Head | None, current: str | None, trusted: bool, trusting:
 def _against_checkpoints(
     rows: list[AuditRow], checkpoints: list[Checkpoint], problems: list[Problem], skip: set[int]
 ) -> list[Problem]:
-    """The first row whose hash differs from a checkpoint's, unless its re-hashing (or its move) is already named."""
+    """The first row whose hash differs from a checkpoint's, as a problem.
+
+    [] instead when its re-hashing (or its move) is already named.
+    """
     by_seq = {r.seq: r for r in rows if r.seq not in skip}
     agreed = 0
     for c in checkpoints:
@@ -891,8 +924,8 @@ def _against_checkpoints(
                 REHASHED,
                 c.seq,
                 f"{row.describe()} has hash {row.hash[:12]}..., but the checkpoint of "
-                f"{c.time} recorded {c.hash[:12]}... for it: {where} was rewritten and the hashes from there "
-                "on recomputed",
+                f"{c.time} recorded {c.hash[:12]}... for it: {where} was rewritten and the hashes "
+                "from there on recomputed",
             )
         ]
     return []

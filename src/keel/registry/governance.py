@@ -1,4 +1,6 @@
-"""The model lifecycle, enforced: candidate -> validated -> approved -> champion -> retired (or rejected).
+"""The model lifecycle, enforced: candidate -> validated -> approved -> champion -> retired.
+
+A version may be rejected instead.
 
 Every transition is made by an authenticated :class:`~keel.registry.principal.Principal`
 holding the permission, checked against the governance policy in force, and written to the
@@ -73,23 +75,31 @@ def default_governance_uri(project_dir: Path) -> str:
 
 
 def audit_key(project_dir: Path, *, create: bool = True) -> AuditKey | None:
-    """The Ed25519 key that signs audit heads: ``$KEEL_AUDIT_KEY``, else ``keys/audit.key`` in the project.
+    """The Ed25519 key that signs audit heads: ``$KEEL_AUDIT_KEY``, else the project's key file.
 
-    Created when missing only with ``create``; otherwise a missing key file is None.
+    The project's key file is ``keys/audit.key``. Created when missing only with ``create``;
+    otherwise a missing key file is None.
     """
     path = Path(os.environ.get(KEY_ENV) or project_dir / "keys" / "audit.key")
     return AuditKey.load_or_create(path) if create or path.is_file() else None
 
 
 def checkpoint_store(project_dir: Path, location: str | None = None) -> CheckpointStore:
-    """The second place signed heads go: the spec's, ``$KEEL_AUDIT_CHECKPOINTS``, else ``audit-checkpoints/``."""
+    """The second place signed heads go.
+
+    The spec's location, else ``$KEEL_AUDIT_CHECKPOINTS``, else ``audit-checkpoints/`` in the
+    project.
+    """
     return CheckpointStore(
         location or os.environ.get(CHECKPOINTS_ENV) or str(project_dir / "audit-checkpoints")
     )
 
 
 def store_exists(url: str) -> bool:
-    """True when the governance database at ``url`` exists and holds the audit table (creates nothing)."""
+    """True when the governance database at ``url`` exists and holds the audit table.
+
+    Creates nothing.
+    """
     if url.startswith("sqlite"):
         path = sa.engine.make_url(url).database
         if not path or path == ":memory:" or not Path(path).is_file():
@@ -121,7 +131,9 @@ class Governance:
         create: bool = False,
         writer: bool = True,
     ) -> Governance:
-        """Governance for a project (defaults: .keel/mlflow.db, .keel/governance.db, signed checkpoints).
+        """Governance for a project.
+
+        Defaults: .keel/mlflow.db, .keel/governance.db, signed checkpoints.
 
         Without ``create`` a missing governance store is an error: a project directory one
         folder off must never look like an empty, intact history. A reader (``writer`` False,
@@ -143,7 +155,10 @@ class Governance:
 
     # what the log says ----------------------------------------------------------------
     def ledger(self, conn: sa.Connection | None = None) -> Ledger:
-        """Every model's state and the policy, replayed from the audit log (within ``conn`` when given)."""
+        """Every model's state and the policy, replayed from the audit log.
+
+        Read within ``conn`` when given.
+        """
         query = sa.select(audit_table).order_by(audit_table.c.seq)
         if conn is not None:
             return replay(AuditRow(**row._mapping) for row in conn.execute(query))
@@ -154,7 +169,7 @@ class Governance:
         return self.ledger().policy
 
     def state(self, info: VersionInfo) -> str:
-        """The lifecycle state the audit log gives a version ('unregistered' when it never saw it)."""
+        """The lifecycle state the audit log gives a version ('unregistered' if it never saw it)."""
         found = self.ledger().model(info.name).versions.get(info.version)
         return found.state if found else "unregistered"
 
@@ -183,7 +198,9 @@ class Governance:
         measures: dict[str, Any],
         model_sha256: str,
     ) -> Transition:
-        """Audit a new version; its gates are the spec's ``thresholds`` tightened by the policy, judged on ``measures``.
+        """Audit a new version, its gates judged on ``measures``.
+
+        The gates are the spec's ``thresholds`` tightened by the policy.
 
         ``author`` is the authenticated developer, or None: such a version is recorded under
         the ``claimed`` name, marked unverified, and can never be approved.
@@ -235,7 +252,10 @@ class Governance:
         note: str,
         conditions: str | None = None,
     ) -> Transition:
-        """A validator other than the author approves a version whose gates pass under the current policy."""
+        """A validator other than the author approves a version.
+
+        Its gates must pass under the current policy.
+        """
 
         def check(ledger: Ledger, current: VersionState) -> dict[str, Any]:
             by.require("approve")
@@ -275,7 +295,10 @@ class Governance:
         return self._change(name, version, "approve", by, note, check)
 
     def reject(self, name: str, version: int | str, *, by: Principal, note: str) -> Transition:
-        """A validator rejects a version that is not (and was never) champion; it can then never be approved."""
+        """A validator rejects a version that is not (and was never) champion.
+
+        It can then never be approved.
+        """
 
         def check(ledger: Ledger, current: VersionState) -> dict[str, Any]:
             by.require("reject")
@@ -293,7 +316,10 @@ class Governance:
     def promote(
         self, name: str, version: int | str, *, by: Principal, note: str = ""
     ) -> Transition:
-        """A deployer (neither its author nor, by default, its approver) makes an approved version champion."""
+        """A deployer makes an approved version champion.
+
+        The deployer is neither its author nor, by default, its approver.
+        """
 
         def check(ledger: Ledger, current: VersionState) -> dict[str, Any]:
             by.require("promote")
@@ -363,7 +389,7 @@ class Governance:
     def set_challenger(
         self, name: str, version: int | None, *, by: Principal, reason: str
     ) -> AuditRow:
-        """Make ``version`` the model's challenger (scored in the shadow only), or clear it with None."""
+        """Make ``version`` the model's challenger (scored in the shadow only); None clears it."""
         try:
             by.require("challenger")
         except PermissionDenied as refused:
@@ -386,7 +412,10 @@ class Governance:
         return row
 
     def auto_promote(self, name: str, version: int, *, note: str) -> Transition:
-        """The retraining policy approves and promotes a better challenger, when the validators' policy allows it."""
+        """The retraining policy approves and promotes a better challenger.
+
+        Only when the validators' policy allows it.
+        """
 
         def check(ledger: Ledger, current: VersionState) -> dict[str, Any]:
             policy = ledger.policy
@@ -458,7 +487,7 @@ class Governance:
         deployer_may_approve: bool | None = None,
         auto_promote: list[str] | None = None,
     ) -> Policy:
-        """A validator changes the governance policy; each change is a new, audited policy version."""
+        """A validator changes the governance policy; each change is a new, audited version."""
         try:
             by.require("policy")
             _check_policy(thresholds, deployer_may_approve, auto_promote)
@@ -504,13 +533,14 @@ class Governance:
                 audited = model.versions.get(number)
                 if audited is None:
                     found.append(
-                        f"{name}/v{number} is in the MLflow registry but the audit log never registered it"
+                        f"{name}/v{number} is in the MLflow registry but the audit log never "
+                        "registered it"
                     )
                     continue
                 if info.tag("state") != audited.state:
                     found.append(
-                        f"{name}/v{number}: MLflow tag keel.state is '{info.tag('state')}', the audit log "
-                        f"says '{audited.state}'"
+                        f"{name}/v{number}: MLflow tag keel.state is '{info.tag('state')}', "
+                        f"the audit log says '{audited.state}'"
                     )
             for number in sorted(set(model.versions) - set(known)):
                 found.append(f"{name}/v{number} is in the audit log but not in the MLflow registry")
@@ -522,7 +552,8 @@ class Governance:
                 if (mirrored.version if mirrored else None) != audited_version:
                     found.append(
                         f"{name}: MLflow alias '{alias}' points at "
-                        f"{'v' + str(mirrored.version) if mirrored else 'nothing'}, the audit log says "
+                        f"{'v' + str(mirrored.version) if mirrored else 'nothing'}, "
+                        "the audit log says "
                         f"{'v' + str(audited_version) if audited_version else 'none'}"
                     )
         return found
@@ -535,7 +566,10 @@ class Governance:
         return None
 
     def _mirror(self, conn: sa.Connection, name: str) -> None:
-        """Write the model's audited state into MLflow tags and aliases, under the log's lock (so mirrors never race)."""
+        """Write the model's audited state into MLflow tags and aliases, under the log's lock.
+
+        The lock means mirrors never race.
+        """
         model = self.ledger(conn).model(name)
         for number, audited in model.versions.items():
             try:
@@ -562,7 +596,10 @@ class Governance:
         note: str,
         check: Callable[[Ledger, VersionState], dict[str, Any]],
     ) -> Transition:
-        """Check and write one transition under the log's lock; a refusal is audited, then raised."""
+        """Check and write one transition under the log's lock.
+
+        A refusal is audited, then raised.
+        """
         number = self.registry.version(name, version).version
         self._require_intact()
         try:
@@ -571,7 +608,7 @@ class Governance:
                 ledger = self.ledger(conn)
                 current = self._version(ledger, name, number)
                 after = check(ledger, current)
-                before = {"state": current.state}
+                before: dict[str, str | int | None] = {"state": current.state}
                 if "champion" in after:
                     before["champion"] = ledger.model(name).champion
                 row = self.audit.append(
@@ -596,7 +633,10 @@ class Governance:
         )
 
     def _checkpoint(self) -> None:
-        """Write the signed checkpoint of the committed head; a failure says the change itself is saved."""
+        """Write the signed checkpoint of the committed head.
+
+        A failure says the change itself is saved.
+        """
         try:
             self.audit.checkpoint()
         except OSError as error:
@@ -606,7 +646,10 @@ class Governance:
             ) from error
 
     def _require_intact(self) -> None:
-        """Refuse any change while the audit log does not verify: state must never be built on a forged row."""
+        """Refuse any change while the audit log does not verify.
+
+        State must never be built on a forged row.
+        """
         problems = self.audit.verify()
         if problems:
             raise GovernanceError(
@@ -642,7 +685,7 @@ def _check_policy(
     deployer_may_approve: bool | None,
     auto_promote: list[str] | None,
 ) -> None:
-    """Refuse unknown gates, thresholds that are not finite numbers, a non-boolean switch, non-text model names."""
+    """Refuse unknown gates, non-finite thresholds, a non-boolean switch, non-text model names."""
     from keel.evaluation.gates import FAIRNESS_GATES, MODEL_GATES
 
     known = [*MODEL_GATES, *FAIRNESS_GATES]

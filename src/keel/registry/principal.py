@@ -56,7 +56,7 @@ class PermissionDenied(KeelError, PermissionError):
 
 @dataclass(frozen=True)
 class Principal:
-    """An authenticated user: stable ``id`` (what the audit log records), ``name`` for display, roles."""
+    """An authenticated user: stable ``id`` (what the audit log records), display name and roles."""
 
     id: str
     name: str
@@ -64,7 +64,10 @@ class Principal:
 
     @property
     def actor(self) -> str:
-        """How the audit log names this user: ``user:<id>`` (the display name goes in the row's detail)."""
+        """How the audit log names this user: ``user:<id>``.
+
+        The display name goes in the row's detail.
+        """
         return f"user:{self.id}"
 
     def may(self, permission: str) -> bool:

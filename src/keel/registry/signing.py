@@ -16,6 +16,7 @@ import json
 import os
 import stat
 import tempfile
+from contextlib import suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -96,15 +97,16 @@ class AuditKey:
 
 
 def _create_key_file(path: Path) -> None:
-    """Write a new key to ``path`` atomically with mode 0600; a key another process wrote first wins."""
+    """Write a new key to ``path`` atomically with mode 0600.
+
+    A key another process wrote first wins.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     pem = Ed25519PrivateKey.generate().private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    try:
+    with suppress(FileExistsError):
         _create_local(path, pem, mode=0o600)  # never replaces a key that exists
-    except FileExistsError:
-        pass
 
 
 def _checkpoint_message(seq: int, head_hash: str, time: str) -> bytes:
@@ -153,7 +155,7 @@ class Checkpoint:
 
 @dataclass(frozen=True)
 class CheckpointScan:
-    """What a checkpoint location holds: the readable checkpoints (sorted) and the malformed files."""
+    """What a checkpoint location holds: the readable checkpoints (sorted) and malformed files."""
 
     checkpoints: list[Checkpoint]
     malformed: list[tuple[str, str]]  # (file name, what is wrong)
@@ -168,7 +170,10 @@ class CheckpointStore:
         self.root = self.root.rstrip("/")
 
     def write(self, checkpoint: Checkpoint) -> bool:
-        """Add ``checkpoint`` as a new file; False when a file of that name exists already (never overwritten)."""
+        """Add ``checkpoint`` as a new file; False when a file of that name exists already.
+
+        An existing file is never overwritten.
+        """
         body = json.dumps(asdict(checkpoint), sort_keys=True).encode()
         path = f"{self.root}/{checkpoint.name}"
         self.fs.makedirs(self.root, exist_ok=True)
@@ -199,7 +204,10 @@ class CheckpointStore:
         return self.scan().checkpoints
 
     def newest(self) -> Checkpoint | None:
-        """The well-formed checkpoint with the highest seq, or None when there is none (reads one file or a few)."""
+        """The well-formed checkpoint with the highest seq, or None when there is none.
+
+        Reads one file or a few.
+        """
         for path in reversed(self._paths()):
             try:
                 return _parse(path.rsplit("/", 1)[-1], self.fs.cat_file(path))
@@ -219,7 +227,10 @@ class CheckpointStore:
 
 
 def _create_local(path: Path, body: bytes, *, mode: int = 0o644) -> None:
-    """Write ``body`` to a temporary file, then link it to ``path``: atomic, and FileExistsError if it exists."""
+    """Write ``body`` to a temporary file, then link it to ``path``.
+
+    Atomic, and FileExistsError if ``path`` exists.
+    """
     fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # mode 0600 until chmod
     try:
         with os.fdopen(fd, "wb") as handle:

@@ -30,7 +30,7 @@ POLICY_OBJECT = "policy"
 
 @dataclass(frozen=True)
 class Policy:
-    """The governance policy a validator owns: gate floors, separation of duties, automatic promotion.
+    """The governance policy a validator owns: gate floors, separation of duties, auto-promotion.
 
     ``thresholds`` are gate names of :mod:`keel.evaluation.gates` (``min_auc``,
     ``min_adverse_impact_ratio``, ...); a spec may only tighten them.
@@ -146,7 +146,9 @@ def _apply(model: ModelState, row: AuditRow, number: int, after: dict[str, Any])
             registered_seq=row.seq,
         )
     elif number not in versions:
-        return  # a row about a version the log never registered: named by the cross-check, changes nothing
+        # A row about a version the log never registered: named by the cross-check, changes
+        # nothing.
+        return
     elif row.action == "approve":
         versions[number] = replace(
             versions[number],

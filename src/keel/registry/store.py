@@ -61,7 +61,7 @@ class Registry:
 
     @classmethod
     def for_project(cls, project_dir: Path, tracking_uri: str | None = None) -> Registry:
-        """The registry a project uses: the given URI, or SQLite + artifacts under ``project_dir``."""
+        """The registry a project uses: the given URI, else SQLite + artifacts in the project."""
         project_dir.mkdir(parents=True, exist_ok=True)
         uri = tracking_uri or default_tracking_uri(project_dir)
         return cls(uri, artifact_root=(project_dir / "artifacts").resolve())
@@ -82,8 +82,9 @@ class Registry:
                 or folder == self.artifact_root.resolve()
             ):
                 raise RegistryError(
-                    f"experiment '{name}' would keep its artifacts at {folder}, outside the project's "
-                    f"{self.artifact_root}; name it with letters, digits, '.', '_' and '-' only"
+                    f"experiment '{name}' would keep its artifacts at {folder}, outside the "
+                    f"project's {self.artifact_root}; name it with letters, digits, '.', '_' and "
+                    "'-' only"
                 )
             location = folder.as_uri()
         try:
@@ -217,10 +218,11 @@ class Registry:
     def load_model(
         self, name: str, version: int | str, *, expected_sha256: str | None = None
     ) -> tuple[KeelModel, VersionInfo]:
-        """Fetch a version's two files and load them, always checking the fingerprint recorded at registration.
+        """Fetch a version's two files and load them, always checking their fingerprint.
 
-        A version without a valid ``keel.model_sha256`` tag cannot be verified and is refused;
-        ``expected_sha256`` (the audit log's record) overrides the tag as what the files must match.
+        The fingerprint is the one recorded at registration. A version without a valid
+        ``keel.model_sha256`` tag cannot be verified and is refused; ``expected_sha256`` (the
+        audit log's record) overrides the tag as what the files must match.
         """
         info = self.version(name, version)
         expected = expected_sha256 or _registered_sha256(info)
@@ -237,8 +239,9 @@ class Registry:
     ) -> tuple[list[str], Callable[[str], bytes]]:
         """The names of a version's files and a reader of one by name; the listing is checked first.
 
-        Extra, hidden, folder or symlink entries and files over MAX_FILE_BYTES are refused before anything
-        is read; the reader then reads (or downloads into ``destination``) only the file asked for.
+        Extra, hidden, folder or symlink entries and files over MAX_FILE_BYTES are refused before
+        anything is read; the reader then reads (or downloads into ``destination``) only the file
+        asked for.
         """
         if source.startswith("file://"):
             from urllib.parse import unquote, urlparse
@@ -275,19 +278,23 @@ def _registered_sha256(info: VersionInfo) -> str:
     tag, value = TAG_PREFIX + "model_sha256", info.tag("model_sha256")
     if not value:
         raise IntegrityError(
-            f"model '{info.name}' version {info.version} has no {tag} tag (the sha256 of {MANIFEST} recorded "
-            "at registration); the model cannot be verified, so Keel refuses to load it"
+            f"model '{info.name}' version {info.version} has no {tag} tag (the sha256 of "
+            f"{MANIFEST} recorded at registration); the model cannot be verified, so Keel refuses "
+            "to load it"
         )
     if len(value) != 64 or not set(value.lower()) <= set("0123456789abcdef"):
         raise IntegrityError(
-            f"model '{info.name}' version {info.version}: tag {tag} is {value!r}, not a sha256 (64 hex digits); "
-            "the model cannot be verified, so Keel refuses to load it"
+            f"model '{info.name}' version {info.version}: tag {tag} is {value!r}, not a sha256 "
+            "(64 hex digits); the model cannot be verified, so Keel refuses to load it"
         )
     return value.lower()
 
 
 def _artifact_entry(found: Any, where: str) -> Entry:
-    """An MLflow FileInfo as a listing entry; a file whose size the store does not report is refused."""
+    """An MLflow FileInfo as a listing entry.
+
+    A file whose size the store does not report is refused.
+    """
     name = posixpath.basename(found.path.rstrip("/"))
     if found.is_dir:
         return Entry(name, "dir", 0)

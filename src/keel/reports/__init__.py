@@ -1,1 +1,1 @@
-"""Model cards and other human-readable reports: self-contained HTML with embedded plots, plus JSON."""
+"""Model cards and other human-readable reports: self-contained HTML, plots embedded, plus JSON."""

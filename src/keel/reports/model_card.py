@@ -1,4 +1,4 @@
-"""The model card: one self-contained HTML page (plus the card as JSON) that a reviewer reads and signs.
+"""The model card: one self-contained HTML page (plus JSON) that a reviewer reads and signs.
 
 The card dict comes from the training flow; this module only presents it. Every optional
 key may be missing or ``None`` and renders as an em dash. User-provided text (the spec's
@@ -22,7 +22,7 @@ import numbers
 import shlex
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, SupportsInt, TypeGuard
 
 import numpy as np
 from jinja2 import ChainableUndefined, Environment, PackageLoader, Undefined, select_autoescape
@@ -113,6 +113,7 @@ def integer(value: object) -> str:
     """Display a count: an integer with thousands separators."""
     if (
         isinstance(value, numbers.Real)
+        and isinstance(value, SupportsInt)  # every concrete real is; typeshed's Real lacks __int__
         and not isinstance(value, bool)
         and float(value).is_integer()
     ):
@@ -142,14 +143,18 @@ def _metric_rows(metrics: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def _sorted_trials(tuning: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    """Trials with a value first, best first for the tuning metric; the rest after, by family and number."""
+    """Trials with a value first, best first for the tuning metric.
+
+    The rest come after, by family and number.
+    """
     lower_is_better = str(tuning.get("metric") or "") in _LOWER_IS_BETTER
     trials = [trial for trial in _sequence(tuning.get("trials")) if isinstance(trial, Mapping)]
 
     def key(trial: Mapping[str, Any]) -> tuple[Any, ...]:
         value = trial.get("value")
-        scored = isinstance(value, numbers.Real) and math.isfinite(float(value))
-        rank = (float(value) if lower_is_better else -float(value)) if scored else 0.0
+        number = float(value) if isinstance(value, numbers.Real) else math.nan
+        scored = math.isfinite(number)
+        rank = (number if lower_is_better else -number) if scored else 0.0
         return (not scored, rank, str(trial.get("family")), show(trial.get("number")))
 
     return sorted(trials, key=key)
@@ -206,7 +211,7 @@ def _history_rows(lifecycle: Mapping[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def _real(value: object) -> bool:
+def _real(value: object) -> TypeGuard[numbers.Real]:
     return (
         isinstance(value, numbers.Real)
         and not isinstance(value, bool)
@@ -215,7 +220,10 @@ def _real(value: object) -> bool:
 
 
 def compare_metrics(this: Mapping[str, Any], other: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """One row per metric both sides have: this value, the other, this minus the other, and which is better."""
+    """One row per metric both sides have: this value, the other, the difference, which is better.
+
+    The difference is this minus the other.
+    """
     rows = []
     names = [name for name in _COMPARED if name in this and name in other]
     for name in names + sorted(set(this) & set(other) - set(_METRIC_ORDER)):
@@ -267,7 +275,7 @@ def _verdict(gates: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
 def _with_differences(
     rows: list[dict[str, Any]], differences: Mapping[str, Any]
 ) -> list[dict[str, Any]]:
-    """Comparison rows with the difference's interval; one that holds 0 makes neither side better."""
+    """Comparison rows with the difference's interval; one holding 0 makes neither side better."""
     out = []
     for row in rows:
         interval = _interval(differences.get(row["metric"]))
@@ -283,7 +291,10 @@ def _with_differences(
 def _unbounded_fairness(
     card: Mapping[str, Any], gates: Sequence[Mapping[str, Any]]
 ) -> list[dict[str, Any]]:
-    """Each protected attribute's fairness measures that no gate bounds, as rows for the summary's table."""
+    """Each protected attribute's fairness measures that no gate bounds.
+
+    As rows for the summary's table.
+    """
     bounded = {str(gate.get("name")) for gate in gates}
     rows = []
     for entry in _sequence(card.get("fairness")):
@@ -307,7 +318,10 @@ def _unbounded_fairness(
 
 
 def _baseline_view(card: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The chosen model against the logistic baseline: on the test rows when the card has them, else validation."""
+    """The chosen model against the logistic baseline.
+
+    On the test rows when the card has them, else on validation.
+    """
     baseline, tuning = _mapping(card.get("baseline")), _mapping(card.get("tuning"))
     test = _mapping(_mapping(card.get("metrics")).get("test"))
     if _mapping(baseline.get("test")):
@@ -324,7 +338,7 @@ def _baseline_view(card: Mapping[str, Any]) -> dict[str, Any] | None:
             "params": baseline.get("params"),
         }
     best, chosen = _mapping(tuning.get("best")), tuning.get("chosen_family")
-    if "logistic" in best and len(best) > 1 and chosen in best:
+    if "logistic" in best and len(best) > 1 and isinstance(chosen, str) and chosen in best:
         metric = str(tuning.get("metric") or "")
         rows = compare_metrics({metric: best[chosen]}, {metric: best["logistic"]})
         return {
@@ -490,7 +504,10 @@ def _environment() -> Environment:
 
 
 def render_model_card(card: Mapping[str, Any], plots: Mapping[str, str]) -> str:
-    """Return the model card as one self-contained HTML page, ``plots`` (from :func:`draw_plots`) embedded."""
+    """Return the model card as one self-contained HTML page, ``plots`` embedded.
+
+    ``plots`` come from :func:`draw_plots`.
+    """
     if not isinstance(card, Mapping):
         raise TypeError(f"`card` must be a mapping, but got {type(card).__name__}.")
     template = _environment().get_template("model_card.html.j2")
@@ -508,10 +525,11 @@ def _json_default(value: object) -> object:
 def write_model_card(
     card: Mapping[str, Any], plots: Mapping[str, str], out_dir: Path
 ) -> tuple[Path, Path]:
-    """Write ``model_card.html``, ``model_card.json`` and ``plots.json`` into ``out_dir`` (created), each atomically.
+    """Write ``model_card.html``, ``model_card.json`` and ``plots.json`` into ``out_dir``.
 
-    Returns ``(html_path, json_path)``. The JSON is the card itself; numpy scalars become
-    plain numbers and anything else JSON cannot hold becomes its ``str``.
+    ``out_dir`` is created; each file is written atomically. Returns ``(html_path, json_path)``.
+    The JSON is the card itself; numpy scalars become plain numbers and anything else JSON
+    cannot hold becomes its ``str``.
     """
     out_dir = Path(out_dir)
     html = render_model_card(card, plots)
@@ -531,9 +549,9 @@ def read_model_card(out_dir: Path) -> tuple[dict[str, Any], dict[str, str]]:
     missing = [name for name in (JSON_NAME, PLOTS_NAME) if not (out_dir / name).is_file()]
     if missing:
         raise CardError(
-            f"no stored model card to render in {out_dir}: {', '.join(missing)} missing. A version trained with "
-            "`keel train` has no card, and cards written before plots were stored beside them cannot be "
-            "re-rendered; `keel run` writes a complete one."
+            f"no stored model card to render in {out_dir}: {', '.join(missing)} missing. "
+            "A version trained with `keel train` has no card, and cards written before plots "
+            "were stored beside them cannot be re-rendered; `keel run` writes a complete one."
         )
     card = json.loads((out_dir / JSON_NAME).read_text(encoding="utf-8"))
     stored = json.loads((out_dir / PLOTS_NAME).read_text(encoding="utf-8"))

@@ -1,4 +1,4 @@
-"""The monitoring report: one self-contained HTML page with plots over time, plus the report as JSON.
+"""The monitoring report: one self-contained HTML page with plots over time, plus JSON.
 
 The report dict is :meth:`keel.monitoring.monitor.MonitorReport.to_dict`; this module only
 presents it. Every optional value may be missing or ``None`` and renders as an em dash; a
@@ -104,7 +104,8 @@ def render_monitoring_report(report: Mapping[str, Any]) -> str:
     """Return the monitoring report as one self-contained HTML page, its plots embedded."""
     if not isinstance(report, Mapping):
         raise TypeError(
-            f"`report` must be a mapping (MonitorReport.to_dict()), but got {type(report).__name__}."
+            "`report` must be a mapping (MonitorReport.to_dict()), "
+            f"but got {type(report).__name__}."
         )
     env = _environment()
     env.filters["pvalue"] = _pvalue
@@ -113,9 +114,9 @@ def render_monitoring_report(report: Mapping[str, Any]) -> str:
 
 
 def write_monitoring_report(report: Mapping[str, Any], out_dir: Path) -> tuple[Path, Path]:
-    """Write ``monitoring.html`` and ``monitoring.json`` into ``out_dir`` (created), each atomically.
+    """Write ``monitoring.html`` and ``monitoring.json`` into ``out_dir``, each atomically.
 
-    Returns ``(html_path, json_path)``; the JSON is the report itself.
+    ``out_dir`` is created. Returns ``(html_path, json_path)``; the JSON is the report itself.
     """
     html = render_monitoring_report(report)
     text = json.dumps(report, indent=2, default=_json_default) + "\n"

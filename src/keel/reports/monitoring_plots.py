@@ -56,7 +56,10 @@ def _number(value: object) -> float:
 
 
 def series(windows: Sequence[Mapping[str, Any]], section: str, metric: str) -> np.ndarray:
-    """``windows[i][section][metric]`` as floats, NaN where a window has no such value (drawn as a gap)."""
+    """``windows[i][section][metric]`` as floats, NaN where a window has no such value.
+
+    A NaN is drawn as a gap.
+    """
     return np.array(
         [_number(_mapping(_mapping(w).get(section)).get(metric)) for w in windows], dtype=float
     )
@@ -85,7 +88,7 @@ def _time_axis(
 
 
 def _line(ax: Any, values: np.ndarray, **style: Any) -> None:
-    """A line with a marker on every point; NaN breaks it, and a point between two gaps still shows."""
+    """A line with a marker on every point; NaN breaks it, a point between two gaps still shows."""
     if np.isfinite(values).any():
         ax.plot(np.arange(values.size), values, marker="o", markersize=4, **style)
 
@@ -116,7 +119,10 @@ def performance_plot(
     reference_auc: float | None = None,
     floor: float | None = None,
 ) -> str:
-    """Estimated (label-free, dashed) and realized (solid) AUC per window, with the test AUC and the alert floor."""
+    """Estimated (label-free, dashed) and realized (solid) AUC per window.
+
+    With the test AUC and the alert floor.
+    """
     title = "AUC over time"
     if not windows:
         return _empty(title, "No windows to show")
@@ -154,9 +160,10 @@ def performance_plot(
 def _drift_matrix(
     windows: Sequence[Mapping[str, Any]], top: int
 ) -> tuple[list[str], np.ndarray, np.ndarray, int]:
-    """Feature names (score first, then the ``top`` inputs by largest PSI), PSI and level codes, inputs seen.
+    """Feature names, PSI and level codes, and the number of inputs seen.
 
-    Level codes: -1 window not judged, 0 ok, 1 warn, 2 alert.
+    The names are the score first, then the ``top`` inputs by largest PSI. Level codes: -1
+    window not judged, 0 ok, 1 warn, 2 alert.
     """
     largest: dict[str, float] = {}
     for window in windows:
@@ -230,7 +237,7 @@ def drift_plot(windows: Sequence[Mapping[str, Any]], top: int = 12) -> str:
     bar = fig.colorbar(image, ax=ax, label="PSI", pad=0.01)
     if math.isfinite(psi_alert):
         bar.ax.axhline(psi_alert, color="black", linewidth=1.5)
-    for i, j in zip(*np.nonzero(level >= 1)):
+    for i, j in zip(*np.nonzero(level >= 1), strict=True):
         solid = level[i, j] == 2
         ax.add_patch(
             Rectangle(
@@ -286,7 +293,10 @@ def drift_plot(windows: Sequence[Mapping[str, Any]], top: int = 12) -> str:
 
 
 def volume_plot(windows: Sequence[Mapping[str, Any]], reference_rate: float | None = None) -> str:
-    """Rows and labelled rows per window (bars); below, the mean score against the realized positive rate."""
+    """Rows and labelled rows per window (bars).
+
+    Below, the mean score against the realized positive rate.
+    """
     title = "Volume, labels and positive rate"
     if not windows:
         return _empty(title, "No windows to show")
@@ -330,7 +340,10 @@ def volume_plot(windows: Sequence[Mapping[str, Any]], reference_rate: float | No
 
 
 def fairness_plot(windows: Sequence[Mapping[str, Any]], bound: float | None = None) -> str | None:
-    """Adverse impact ratio per protected attribute and window, against ``bound``; None when no window has fairness."""
+    """Adverse impact ratio per protected attribute and window, against ``bound``.
+
+    None when no window has fairness.
+    """
     attributes: dict[str, np.ndarray] = {}
     for j, window in enumerate(windows):
         for entry in _mapping(window).get("fairness") or ():
@@ -363,7 +376,10 @@ def fairness_plot(windows: Sequence[Mapping[str, Any]], bound: float | None = No
 
 
 def monitoring_plots(report: Mapping[str, Any], top: int = 12) -> dict[str, str]:
-    """Every plot of a monitoring report by name (``performance``, ``drift``, ``volume``, and ``fairness`` when any)."""
+    """Every plot of a monitoring report by name.
+
+    The names: ``performance``, ``drift``, ``volume``, and ``fairness`` when any.
+    """
     windows = [_mapping(w) for w in report.get("windows") or ()]
     alerts = [_mapping(a) for a in report.get("alerts") or ()]
     reference = _mapping(report.get("reference"))

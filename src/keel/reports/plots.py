@@ -10,8 +10,10 @@ from __future__ import annotations
 import base64
 import io
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from sklearn.metrics import auc, average_precision_score, precision_recall_curve, roc_curve
 
@@ -68,7 +70,7 @@ def _to_data_uri(fig: Figure) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _note(ax: object, text: str) -> None:
+def _note(ax: Axes, text: str) -> None:
     """Write ``text`` in the middle of an empty axes (for curves that are not defined)."""
     ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color=_REFERENCE)
     ax.set_xticks([])
@@ -199,7 +201,7 @@ def gains_plot(y: object, score: object) -> str:
     return _to_data_uri(fig)
 
 
-def learning_curve_plot(points: Sequence[Mapping[str, object]]) -> str:
+def learning_curve_plot(points: Sequence[Mapping[str, Any]]) -> str:
     """Train and validation metric against training-set size.
 
     Each point holds ``train_size``, ``train_metric``, ``validation_metric`` and ``metric``
@@ -215,7 +217,8 @@ def learning_curve_plot(points: Sequence[Mapping[str, object]]) -> str:
         missing = [key for key in required if key not in point]
         if missing:
             raise ValueError(
-                f"Learning-curve point {position} must have keys {list(required)}, but lacks {missing}."
+                f"Learning-curve point {position} must have keys {list(required)}, "
+                f"but lacks {missing}."
             )
     ordered = sorted(points, key=lambda point: point["train_size"])
     sizes = [point["train_size"] for point in ordered]
@@ -267,18 +270,19 @@ def importance_plot(features: Sequence[str], mean_abs: Sequence[float], top: int
 def dependence_plot(
     feature: str, values: object, contributions: object, categories: Sequence[str] | None = None
 ) -> str:
-    """Contribution against value, one point per row; red pushes towards the positive (adverse) class.
+    """Contribution against value, one point per row; red pushes towards the positive class.
 
-    A categorical feature is drawn as jittered columns, one per category. Missing values
-    are left out and counted in the title; the axis of a numeric feature with more than
-    ``_FEW_VALUES`` distinct values spans its 1st to 99th percentile, so outliers cannot
-    squash the rest.
+    The positive class is the adverse one. A categorical feature is drawn as jittered columns,
+    one per category. Missing values are left out and counted in the title; the axis of a
+    numeric feature with more than ``_FEW_VALUES`` distinct values spans its 1st to 99th
+    percentile, so outliers cannot squash the rest.
     """
     x = np.asarray(values, dtype=float).ravel()
     y = np.asarray(contributions, dtype=float).ravel()
     if x.shape != y.shape:
         raise ValueError(
-            f"`values` and `contributions` must have the same length, but got {x.size} and {y.size}."
+            "`values` and `contributions` must have the same length, "
+            f"but got {x.size} and {y.size}."
         )
     present = np.isfinite(x)
     missing = int(x.size - present.sum())

@@ -72,7 +72,9 @@ def _endpoint(service: GovernanceService, route: Route) -> Any:
         try:
             if route.method in ("POST", "PUT"):
                 raw = await request.body()
-                try:  # orjson refuses nesting deeper than 1,024 (the standard library recursed until it crashed)
+                # orjson refuses nesting deeper than 1,024 (the standard library recursed until it
+                # crashed)
+                try:
                     body = orjson.loads(raw) if raw else {}
                 except orjson.JSONDecodeError as error:
                     raise ValueError(f"the request body is not JSON: {error}") from None
@@ -106,7 +108,10 @@ def _declare_bearer(app: FastAPI) -> None:
 
 
 def _documented(service: GovernanceService, route: Route) -> dict[str, Any] | None:
-    """The route's parameters and body in OpenAPI, read from the service method's signature (what it validates)."""
+    """The route's parameters and body in OpenAPI, read from the service method's signature.
+
+    The signature is what the service validates.
+    """
     if not route.call:
         return None
     signature = inspect.signature(getattr(service, route.call), eval_str=True)

@@ -36,12 +36,15 @@ class Client(Protocol):
     """Calls one governance operation by name."""
 
     def call(self, operation: str, **args: Any) -> Any:
-        """Run ``operation`` (a :data:`ROUTES` call name) with ``args``; refusals raise KeelErrors."""
+        """Run ``operation`` (a :data:`ROUTES` name) with ``args``; refusals raise KeelErrors."""
         ...
 
 
 class LocalClient:
-    """The service in this process, called exactly as the HTTP API calls it (:meth:`GovernanceService.call`)."""
+    """The service in this process, called exactly as the HTTP API calls it.
+
+    Both go through :meth:`GovernanceService.call`.
+    """
 
     def __init__(self, service: GovernanceService, token: str | None) -> None:
         self.service, self.token = service, token
@@ -55,6 +58,8 @@ class HttpClient:
     """The service at ``url`` (``KEEL_SERVER``), with ``Authorization: Bearer <token>``."""
 
     def __init__(self, url: str, token: str | None, *, timeout: float = 30.0) -> None:
+        if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+            raise ServiceError(f"KEEL_SERVER must be an http:// or https:// URL; got {url!r}")
         self.url, self.token, self.timeout = url.rstrip("/"), token, timeout
 
     def call(self, operation: str, **args: Any) -> Any:
@@ -69,7 +74,7 @@ class HttpClient:
             path += f"?{urllib.parse.urlencode(query)}" if query else ""
         else:
             body = json.dumps(args).encode()
-        request = urllib.request.Request(
+        request = urllib.request.Request(  # noqa: S310 - __init__ allows only http(s) URLs
             self.url + path,
             data=body,
             method=route.method,
@@ -78,7 +83,7 @@ class HttpClient:
         if self.token and route.permission != "password":
             request.add_header("Authorization", f"Bearer {self.token}")
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as answer:  # noqa: S310 - the operator's URL
+            with urllib.request.urlopen(request, timeout=self.timeout) as answer:  # noqa: S310 - http(s), see __init__
                 return json.loads(answer.read() or b"null")
         except urllib.error.HTTPError as error:
             detail = _detail(error)

@@ -1,4 +1,4 @@
-"""The reviewer's console: the governance service's web face, server-rendered, with no script at all.
+"""The reviewer's console: the governance service's web face, server-rendered, without any script.
 
 Every page reads through :class:`GovernanceService` as the signed-in user, and every form
 posts to a console route that calls :meth:`GovernanceService.call`, the same path the JSON API
@@ -43,13 +43,16 @@ PAGE_CSP = (
     "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
     "frame-src 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
-CARD_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'self'; base-uri 'none'"
+CARD_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'self'; "
+    "base-uri 'none'"
+)
 _STATIC = Path(__file__).with_name("static")
 
 
 @dataclass(frozen=True)
 class ConsoleRoute:
-    """One console route and the permission its action needs ("public", "session" or a permission)."""
+    """A console route and the permission its action needs ("public", "session" or a permission)."""
 
     method: str
     path: str
@@ -135,7 +138,7 @@ class Console:
         status: int = 200,
         **values: Any,
     ) -> Response:
-        """A page from ``template``, escaped, with the session's user and CSRF token for its forms."""
+        """A page from ``template``, escaped, with the session's user and CSRF token for forms."""
         html = self.pages.get_template(template).render(
             me=session.principal if session else None,
             csrf=session.csrf if session else "",
@@ -277,7 +280,7 @@ class Console:
         self, request: Request, session: Session, *, error: str | None = None, status: int = 200
     ) -> Response:
         """The policy in force, its history, and (for validators) the form to change it."""
-        history = [r for r in self.service.call("audit", session.token, {"action": "policy"})]
+        history = list(self.service.call("audit", session.token, {"action": "policy"}))
         return self.render(
             request,
             "policy.html.j2",
@@ -307,7 +310,7 @@ class Console:
         )
 
     def monitoring(self, request: Request, session: Session) -> Response:
-        """Per model, the latest monitoring results: alerts, drift and estimated vs realized AUC per window."""
+        """Per model, the latest monitoring: alerts, drift, estimated vs realized AUC per window."""
         reports = {}
         for model in self.service.call("models", session.token, {}):
             reports[model["name"]] = read_latest(latest_path(self._project(), model["name"]))
@@ -537,7 +540,10 @@ def mount_console(
 
 
 def _policy_args(form: dict[str, str]) -> dict[str, Any]:
-    """The policy form as :meth:`GovernanceService.set_policy` arguments: ``min_auc=0.7, …`` thresholds."""
+    """The policy form as :meth:`GovernanceService.set_policy` arguments.
+
+    Thresholds are written ``min_auc=0.7, …``.
+    """
     thresholds: dict[str, float] = {}
     for item in filter(
         None, (part.strip() for part in form.get("thresholds", "").replace("\n", ",").split(","))

@@ -20,7 +20,8 @@ ACCEPTED = (
     "a person's full name or e-mail address goes in the display name"
 )
 _PUNCTUATION = frozenset(".-_")
-# scripts whose letters are written together in one name (Japanese and Korean mix Han with kana or Hangul)
+# scripts whose letters are written together in one name (Japanese and Korean mix Han with kana
+# or Hangul)
 _SCRIPT_GROUPS = {
     "CJK": "HAN",
     "HIRAGANA": "HAN",
@@ -37,9 +38,11 @@ _CONTROL_NAMES = {
     "\x85": "NEXT LINE",
     "\x00": "NULL",
 }
-# Cyrillic, Greek and rare Latin letters that look like plain Latin ones in common fonts (after casefold)
+# Cyrillic, Greek and rare Latin letters that look like plain Latin ones in common fonts (after
+# casefold)
 _CONFUSABLES = str.maketrans(
-    "\u0430\u0435\u043e\u0440\u0441\u0443\u0445\u0456\u0458\u0455\u0501\u04bb\u051b\u051d\u04cf\u043a"  # Cyrillic
+    "\u0430\u0435\u043e\u0440\u0441\u0443\u0445\u0456"  # Cyrillic
+    "\u0458\u0455\u0501\u04bb\u051b\u051d\u04cf\u043a"
     "\u03b1\u03b5\u03b9\u03ba\u03bd\u03bf\u03c1\u03c5\u03c7\u03b3\u03c9"  # Greek
     "\u0131\u0251\u0261\u0269",  # Latin dotless i, alpha, script g, iota
     "aeopcyxijsdhqwlk"  # Cyrillic
@@ -56,11 +59,12 @@ class NameRefused(KeelError, ValueError):
 
 def _describe(char: str) -> str:
     """A character as 'U+200B (ZERO WIDTH SPACE)', readable even when invisible."""
-    return f"U+{ord(char):04X} ({unicodedata.name(char, '') or _CONTROL_NAMES.get(char, 'a control character')})"
+    name = unicodedata.name(char, "") or _CONTROL_NAMES.get(char, "a control character")
+    return f"U+{ord(char):04X} ({name})"
 
 
 def _script(char: str) -> str:
-    """The script of a letter, from the first word of its Unicode name (LATIN, CYRILLIC, GREEK, ...)."""
+    """The script of a letter, the first word of its Unicode name (LATIN, CYRILLIC, GREEK, ...)."""
     word = unicodedata.name(char, "UNKNOWN").split()[0]
     return _SCRIPT_GROUPS.get(word, word)
 
@@ -70,7 +74,10 @@ def _refuse(text: str, rule: str) -> NameRefused:
 
 
 def normalize_name(text: str) -> str:
-    """The canonical form of a user name (NFKC, then casefold); raises :class:`NameRefused` naming the rule broken."""
+    """The canonical form of a user name (NFKC, then casefold).
+
+    Raises :class:`NameRefused` naming the rule broken.
+    """
     if not text.strip():
         raise _refuse(text, "it is empty or blank")
     for index, char in enumerate(text):
@@ -105,7 +112,7 @@ def normalize_name(text: str) -> str:
 
 
 def skeleton(name: str) -> str:
-    """What ``name`` looks like: accents dropped, casefolded, Cyrillic and Greek lookalikes mapped to Latin."""
+    """How ``name`` looks: accents dropped, casefolded, Cyrillic and Greek lookalikes as Latin."""
     decomposed = unicodedata.normalize("NFKD", name)
     bare = "".join(char for char in decomposed if not unicodedata.combining(char))
     return bare.casefold().translate(_CONFUSABLES)

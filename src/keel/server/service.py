@@ -37,12 +37,15 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def operation(method: F) -> F:
-    """An operation callable over HTTP: its arguments are validated against its type hints (a 422 when wrong)."""
-    return validate_call(config=ConfigDict(arbitrary_types_allowed=True))(method)  # type: ignore[return-value]
+    """An operation callable over HTTP: its arguments are validated against its type hints.
+
+    Wrong arguments are a 422.
+    """
+    return validate_call(config=ConfigDict(arbitrary_types_allowed=True))(method)
 
 
 class GovernanceService:
-    """Authenticated lifecycle, policy, audit and user operations over one project's governance store."""
+    """Authenticated lifecycle, policy, audit and user operations on one governance store."""
 
     def __init__(
         self,
@@ -89,7 +92,10 @@ class GovernanceService:
 
     # identity -----------------------------------------------------------------------------
     def principal(self, token: str | None) -> Principal:
-        """The user an API token belongs to; no token, or a bad one, is an AuthenticationError (401)."""
+        """The user an API token belongs to; no token, or a bad one, is an AuthenticationError.
+
+        The API answers it with 401.
+        """
         if not token:
             raise AuthenticationError(
                 "this needs an API token: set KEEL_TOKEN (create one with "
@@ -98,7 +104,7 @@ class GovernanceService:
         return self.users.authenticate_token(token)
 
     def call(self, name: str, token: str | None, args: dict[str, Any]) -> Any:
-        """Run operation ``name`` as the owner of ``token``: authenticate, check the route's permission, validate.
+        """Run operation ``name`` as ``token``'s owner: authenticate, check permission, validate.
 
         A refusal for want of a role is audited (``refused``) before it is raised. The very
         first user (an admin) is added without a token, once: while the audit log has never
@@ -143,7 +149,7 @@ class GovernanceService:
     def create_token(
         self, name: str, password: str, *, label: str = "cli", days: int = 90
     ) -> dict[str, Any]:
-        """Sign in with a password and create an API token for that user; the token is shown only here."""
+        """Sign in with a password and create an API token for that user, shown only here."""
         principal = self.users.authenticate_password(name, password)
         return {
             "token": self.users.create_token(principal, label=label, days=days),
@@ -241,7 +247,10 @@ class GovernanceService:
         measures: dict[str, Any],
         model_sha256: str,
     ) -> dict[str, Any]:
-        """Audit a version the developer logged to the registry; its files must load with ``model_sha256``."""
+        """Audit a version the developer logged to the registry.
+
+        Its files must load with ``model_sha256``.
+        """
         by.require("register")
         info = self.governance.registry.version(name, version)
         if info.tag("model_sha256") != model_sha256:
@@ -309,7 +318,10 @@ class GovernanceService:
 
     @operation
     def verify(self, by: Principal | None = None) -> dict[str, Any]:
-        """Check the chain, its signatures and checkpoints, the registry mirror and the users against the log."""
+        """Check the chain, its signatures and checkpoints, the registry mirror and the users.
+
+        The registry mirror and the users are checked against the log.
+        """
         if by is not None:
             by.require("read")
         audit = self.governance.audit
@@ -323,7 +335,10 @@ def verify_project(
     tracking_uri: str | None = None,
     checkpoints: str | None = None,
 ) -> dict[str, Any]:
-    """:meth:`GovernanceService.verify` for a project, writing nothing: no key, table or database is created."""
+    """:meth:`GovernanceService.verify` for a project, writing nothing.
+
+    No key, table or database is created.
+    """
     url = governance_uri or default_governance_uri(project_dir)
     return _verified(
         url,
@@ -342,7 +357,10 @@ def verify_project(
 def _verified(
     url: str, key: Any, checkpoints: Any, opened: Callable[[], GovernanceService]
 ) -> dict[str, Any]:
-    """The chain's problems; then, when its tables are there, the registry's and the users' disagreements."""
+    """The chain's problems, then the registry's and the users' disagreements.
+
+    The disagreements are looked for only when their tables are there.
+    """
     problems = [asdict(p) for p in verify_store(url, key=key, checkpoints=checkpoints)]
     rows = 0
     if store_exists(url) and not any(p["kind"] == MISSING for p in problems):

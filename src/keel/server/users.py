@@ -1,4 +1,4 @@
-"""Users, roles, passwords and API tokens, owned by the governance service and mirrored in the audit log.
+"""Users, roles, passwords and API tokens of the governance service, mirrored in the audit log.
 
 An admin adds users (the very first user is the bootstrap admin); a user logs in with a
 password (argon2id, rate limited) and mints API tokens for themself (``keel_<id>_<secret>``,
@@ -69,7 +69,7 @@ failures_table = sa.Table(
 
 
 class UserError(KeelError, ValueError):
-    """A user-store request is invalid: unknown user or token, a role not in ROLES, a short password."""
+    """An invalid user-store request: unknown user or token, role not in ROLES, short password."""
 
     exit_code = 2
 
@@ -78,8 +78,8 @@ class UserError(KeelError, ValueError):
 class Authenticator(Protocol):
     """Turns a bearer credential into a :class:`Principal` or raises :class:`AuthenticationError`.
 
-    :class:`UserStore` is one; an OpenID Connect authenticator (authlib) would verify an ID token and map its
-    subject to a Keel user id.
+    :class:`UserStore` is one; an OpenID Connect authenticator (authlib) would verify an ID token
+    and map its subject to a Keel user id.
     """
 
     def authenticate_token(self, text: str) -> Principal:
@@ -128,7 +128,10 @@ def _after(row: AuditRow) -> dict[str, Any]:
 def _replay(
     rows: Iterable[AuditRow],
 ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
-    """Users and tokens as the audit log gives them: id -> facts (each row's ``after`` updates the facts)."""
+    """Users and tokens as the audit log gives them: id -> facts.
+
+    Each row's ``after`` updates the facts.
+    """
     users: dict[str, dict[str, Any]] = {}
     tokens: dict[str, dict[str, Any]] = {}
     for row in rows:
@@ -145,7 +148,10 @@ def _replay(
 
 
 class UserStore:
-    """The users, tokens and login failures of one database, each change audited in the same transaction."""
+    """The users, tokens and login failures of one database.
+
+    Each change is audited in the same transaction.
+    """
 
     def __init__(
         self,
@@ -177,7 +183,7 @@ class UserStore:
         by: Principal | None,
         display: str | None = None,
     ) -> Principal:
-        """Add a user; ``by`` must hold "users", or be None for the very first user, who must be an admin."""
+        """Add a user; ``by`` must hold "users", or be None for the very first user (an admin)."""
         if by is not None:
             by.require("users")
         key, chosen = normalize_name(name), _roles(roles)
@@ -197,8 +203,9 @@ class UserStore:
             "password_fingerprint": _sha256(password_hash),
         }
         with self.engine.begin() as conn:
-            # the audit row goes first: appending takes the log's write lock, so the checks below see every
-            # user committed before, and two first users cannot both be the bootstrap admin
+            # the audit row goes first: appending takes the log's write lock, so the checks below
+            # see every user committed before, and two first users cannot both be the bootstrap
+            # admin
             self.audit.append(
                 actor=BOOTSTRAP_ACTOR if by is None else by.actor,
                 action="user.add",
@@ -229,7 +236,10 @@ class UserStore:
         return Principal(id=user_id, name=key, roles=frozenset(chosen))
 
     def needs_bootstrap(self) -> bool:
-        """True only while the audit log has never added a user (an emptied users table does not count)."""
+        """True only while the audit log has never added a user.
+
+        An emptied users table does not count.
+        """
         with self.engine.connect() as conn:
             return self._users_added(conn) == 0
 
@@ -303,13 +313,17 @@ class UserStore:
     # ----- tokens -----
 
     def create_token(self, principal: Principal, *, label: str, days: int = 90) -> str:
-        """A new API token for ``principal`` itself (the caller's own authenticated principal); shown only now."""
+        """A new API token for ``principal`` itself; shown only now.
+
+        ``principal`` is the caller's own authenticated principal.
+        """
         if not TOKEN_DAYS[0] <= days <= TOKEN_DAYS[1]:
             raise UserError(f"a token lives {TOKEN_DAYS[0]} to {TOKEN_DAYS[1]} days; {days} asked")
         label = label.strip()
         if not 1 <= len(label) <= 100 or not label.isprintable():
             raise UserError(
-                f"a token label is 1 to 100 printable characters (what the token is for); got {label!r}"
+                "a token label is 1 to 100 printable characters (what the token is for); "
+                f"got {label!r}"
             )
         token_id, secret, now = uuid.uuid4().hex, secrets.token_urlsafe(32), self.clock()
         digest, expires = _sha256(secret), now + days * 86400
@@ -375,7 +389,7 @@ class UserStore:
         self.audit.checkpoint()
 
     def tokens(self, principal: Principal) -> builtins.list[dict[str, Any]]:
-        """``principal``'s own tokens (id, label, created, expires, revoked); never their secrets."""
+        """``principal``'s own tokens (id, label, created, expires, revoked), not their secrets."""
         query = (
             sa.select(tokens_table)
             .where(tokens_table.c.user_id == principal.id)
@@ -396,7 +410,10 @@ class UserStore:
     # ----- authentication -----
 
     def authenticate_password(self, name: str, password: str) -> Principal:
-        """The user ``name`` proved by ``password``; 5 failures in 15 minutes lock that name for the window."""
+        """The user ``name`` proved by ``password``.
+
+        5 failures in 15 minutes lock that name for the window.
+        """
         try:
             key: str | None = normalize_name(name)
         except NameRefused:
@@ -406,7 +423,8 @@ class UserStore:
             with self.engine.begin() as conn:
                 now = self.clock()
                 self._refuse_if_locked(conn, key, now)
-                # counted as a failure until it succeeds, so a burst of parallel guesses meets the limit too
+                # counted as a failure until it succeeds, so a burst of parallel guesses meets the
+                # limit too
                 conn.execute(failures_table.insert().values(name=key, time=now))
                 user = conn.execute(sa.select(users_table).where(users_table.c.name == key)).first()
         password_ok = self._verify(
@@ -420,7 +438,10 @@ class UserStore:
         return principal
 
     def authenticate_token(self, text: str) -> Principal:
-        """The user an API token ``keel_<id>_<secret>`` proves; refused when unknown, wrong, revoked or expired."""
+        """The user an API token ``keel_<id>_<secret>`` proves.
+
+        Refused when unknown, wrong, revoked or expired.
+        """
         prefix, _, rest = text.partition("_")
         token_id, _, secret = rest.partition("_")
         if (
@@ -483,7 +504,7 @@ class UserStore:
     # ----- reading and checking -----
 
     def list(self) -> builtins.list[dict[str, Any]]:
-        """Every user (id, name, display, roles, disabled, created), by name; never a password hash."""
+        """Every user (id, name, display, roles, disabled, created) by name; no password hash."""
         with self.engine.connect() as conn:
             users = conn.execute(sa.select(users_table).order_by(users_table.c.name)).all()
         return [
@@ -499,7 +520,10 @@ class UserStore:
         ]
 
     def verify_against_audit(self) -> builtins.list[str]:
-        """Every way the users and tokens tables differ from the audit log, one sentence each (users by name first)."""
+        """Every way the users and tokens tables differ from the audit log, one sentence each.
+
+        Users come first, by name.
+        """
         audited_users, audited_tokens = _replay(self.audit.rows())
         with self.engine.connect() as conn:
             users = {
@@ -515,8 +539,8 @@ class UserStore:
             p for u in users.values() for p in self._user_differences(u, audited_users.get(u.id))
         ]
         problems += [
-            f"user '{facts.get('name')}' ({uid}) is in the audit log but missing from the users table "
-            "(deleted outside Keel)"
+            f"user '{facts.get('name')}' ({uid}) is in the audit log but missing from the users "
+            "table (deleted outside Keel)"
             for uid, facts in audited_users.items()
             if uid not in users
         ]
@@ -534,7 +558,8 @@ class UserStore:
                 token.secret_sha256,
             ):
                 problems.append(
-                    f"{who}: its user or secret hash differs from the audit log (edited outside Keel)"
+                    f"{who}: its user or secret hash differs from the audit log "
+                    "(edited outside Keel)"
                 )
             elif audited.get("expires") != _iso(token.expires):
                 problems.append(
@@ -552,7 +577,8 @@ class UserStore:
                     "(revoked outside Keel)"
                 )
         problems += [
-            f"token {tid} of user '{names.get(facts.get('user_id', ''), facts.get('user_id'))}' is in the "
+            f"token {tid} of user "
+            f"'{names.get(facts.get('user_id', ''), facts.get('user_id'))}' is in the "
             "audit log but missing from the tokens table (deleted outside Keel)"
             for tid, facts in audited_tokens.items()
             if tid not in tokens
@@ -589,7 +615,10 @@ class UserStore:
     def _audited_principal(
         self, user: sa.Row[Any], *, password_hash: str | None = None
     ) -> Principal:
-        """The principal for ``user`` when the audit log agrees with its row; AuthenticationError otherwise."""
+        """The principal for ``user`` when the audit log agrees with its row.
+
+        Otherwise an AuthenticationError.
+        """
         audited = _replay(self.audit.rows(obj=f"user:{user.id}"))[0].get(user.id)
         if audited is None:
             raise AuthenticationError(

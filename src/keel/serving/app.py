@@ -1,4 +1,4 @@
-"""The real-time scoring API (FastAPI): one record or a batch, with reasons, health probes and limits.
+"""The real-time scoring API (FastAPI): one record or a batch, with reasons, health probes, limits.
 
 The scoring itself is a :class:`~keel.serving.scoring.ScoringService`; this module puts routes,
 limits and probes in front of it. ``app.state.engine`` is the service's engine: replacing it
@@ -54,7 +54,10 @@ class ShadowSwitch(BaseModel):
 
 
 class ServingState(State):
-    """``app.state`` whose ``engine`` is the service's: reading it gives the live engine, setting it swaps the model."""
+    """``app.state`` whose ``engine`` is the service's.
+
+    Reading it gives the live engine; setting it swaps the model.
+    """
 
     def __init__(self, service: ScoringService) -> None:
         super().__init__({"service": service})
@@ -88,14 +91,15 @@ def create_app(
     feature_store: EventStore | None = None,
     monitoring_file: Path | None = None,
 ) -> FastAPI:
-    """The API for one model's contract; ``app.state.engine`` may later be replaced by a compatible engine.
+    """The API for one model's contract; a compatible engine may later replace ``app.state.engine``.
 
     ``reload`` loads the engine to swap in (``POST /admin/reload`` with ``X-API-Key``);
     admin routes answer 403 when no ``api_key`` is configured. With a ``prediction_log``, every
     answer is logged (and committed) before it is sent; a log that is behind sheds load with 503,
-    as do more than ``max_in_flight`` scoring requests and requests not answered in ``request_timeout`` s.
-    A body not received within ``body_timeout`` s is 408, and a client address with ``max_per_client``
-    requests open gets 503 (:class:`~keel.serving.middleware.Guard`).
+    as do more than ``max_in_flight`` scoring requests and requests not answered in
+    ``request_timeout`` s. A body not received within ``body_timeout`` s is 408, and a client
+    address with ``max_per_client`` requests open gets 503
+    (:class:`~keel.serving.middleware.Guard`).
     ``app.state.shadow`` holds the shadow challenger (none at first).
 
     A model trained with window or calendar features takes the raw transaction: its features
@@ -169,7 +173,10 @@ def create_app(
             "/v1/labels", summary="Store labels that arrived for scored events (needs X-API-Key)"
         )
         def labels(body: Labels, x_api_key: str = Header(default="")) -> dict[str, Any]:  # type: ignore[valid-type]
-            """Each label updates its kept event, so later features read it; ``unknown`` lists ids not kept."""
+            """Each label updates its kept event, so later features read it.
+
+            ``unknown`` lists the ids not kept.
+            """
             _authorize(x_api_key, api_key)
             return store_labels([label.model_dump() for label in body.labels])  # type: ignore[attr-defined]
 
@@ -199,7 +206,7 @@ def create_app(
 
 
 def _authorize(given: str, api_key: str | None) -> None:
-    """401 without a key, 403 with a wrong one (or when the server has none: then nothing is allowed)."""
+    """401 without a key, 403 with a wrong one (or when the server has none: nothing is allowed)."""
     if not given:
         raise HTTPException(
             401,
@@ -211,7 +218,7 @@ def _authorize(given: str, api_key: str | None) -> None:
 
 
 def _http(call: Callable[_P, _R]) -> Callable[_P, _R]:
-    """``call`` with the service's refusals raised as :class:`HTTPException` (its status and detail)."""
+    """``call`` with the service's refusals raised as :class:`HTTPException` (status and detail)."""
 
     @functools.wraps(call)
     def http(*args: _P.args, **kwargs: _P.kwargs) -> _R:
@@ -224,7 +231,7 @@ def _http(call: Callable[_P, _R]) -> Callable[_P, _R]:
 
 
 class ScoringRoutes:
-    """``POST /v1/score`` and ``/v1/score/batch`` in plain ASGI; every other request goes on to FastAPI.
+    """``POST /v1/score`` and ``/v1/score/batch`` in plain ASGI; other requests go on to FastAPI.
 
     FastAPI's request stack (routing, dependency solving, body parsing) cost about 150 us per
     request, a third of scoring one record; pydantic validates the raw JSON here instead, with

@@ -35,7 +35,7 @@ def read_chunks(
 def read_batches(
     url: str, rows: int, contract: dict[str, dict] | None = None
 ) -> Iterator[pa.Table]:
-    """The rows of a CSV or Parquet file, ``rows`` at a time, as Arrow tables of the file's one schema.
+    """The rows of a CSV or Parquet file, ``rows`` at a time, as Arrow tables of one schema.
 
     CSV columns named in ``contract`` are parsed with its types (integers as float64, so
     ``5e+05`` reads as it did in training), the same in every chunk; empty fields and the
@@ -118,7 +118,10 @@ def score_file(
 
 
 def _output(engine: ScoringEngine, batch: pa.Table, keep: list[str], reasons: bool) -> pa.Table:
-    """The kept columns as they are in the file (so every chunk has the same types), then the decisions."""
+    """The kept columns as they are in the file, then the decisions.
+
+    Kept as they are, every chunk's columns have the same types.
+    """
     decisions = engine.score_frame(batch.to_pandas(), reasons=reasons)
     columns = {name: batch.column(name) for name in keep}
     columns["probability"] = pa.array([d["probability"] for d in decisions], pa.float64())

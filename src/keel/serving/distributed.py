@@ -108,7 +108,10 @@ def score_on_cluster(
     keep: list[str] | None = None,
     reasons: bool = True,
 ) -> int:
-    """Score every row of the Parquet ``source`` (file or glob) into the folder ``target``; returns the rows."""
+    """Score every row of the Parquet ``source`` (file or glob) into the folder ``target``.
+
+    Returns the number of rows.
+    """
     import dask.dataframe as dd
 
     if not cluster.distributed:

@@ -23,7 +23,7 @@ ASSETS_URL = "/static/swagger-ui"
 def mount_local_docs(
     app: FastAPI, *, title: str, docs_url: str = "/docs", assets_url: str = ASSETS_URL
 ) -> None:
-    """Serve Swagger UI for ``app``'s OpenAPI schema at ``docs_url``, its assets under ``assets_url``.
+    """Serve Swagger UI for ``app``'s OpenAPI schema at ``docs_url``, assets under ``assets_url``.
 
     ``app`` must be made with ``docs_url=None, redoc_url=None`` (else FastAPI has already added
     its CDN pages) and with an ``openapi_url``. Its ``swagger_ui_oauth2_redirect_url`` (by default

@@ -1,7 +1,7 @@
 """The scoring engine: probability, decision and adverse-action reasons for rows of any source.
 
-The API (JSON records) and batch scoring (table chunks) both end in :meth:`ScoringEngine.score_matrix`,
-so the same row gets the same score and reasons either way.
+The API (JSON records) and batch scoring (table chunks) both end in
+:meth:`ScoringEngine.score_matrix`, so the same row gets the same score and reasons either way.
 """
 
 from __future__ import annotations
@@ -17,7 +17,10 @@ from keel.models.artifact import KeelModel
 
 
 class ScoringEngine:
-    """One loaded, verified model version, ready to score; the explainer is compiled at construction."""
+    """One loaded, verified model version, ready to score.
+
+    The explainer is compiled at construction.
+    """
 
     def __init__(self, model: KeelModel, name: str, version: int) -> None:
         self.model = model
@@ -39,7 +42,7 @@ class ScoringEngine:
         return self.score_matrix(self.model.preprocessor.transform(frame), reasons=reasons)
 
     def score_matrix(self, X: np.ndarray, *, reasons: bool = True) -> list[dict[str, Any]]:
-        """Probability, decision at the model's threshold and (optionally) the top-k reasons per row."""
+        """Probability, decision at the model's threshold and (optionally) top-k reasons per row."""
         probability = np.asarray(self.model.scorer.probability(X), dtype=np.float64)
         given = top_reasons(self.explainer.explain_matrix(X), X, self.model) if reasons else None
         return [

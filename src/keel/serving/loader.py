@@ -1,4 +1,4 @@
-"""Loading the version the audit log makes champion (or challenger), hash-checked, into a scoring engine.
+"""Loading the version the audit log makes champion (or challenger), hash-checked, into an engine.
 
 The MLflow alias of the same name is only a mirror: it is never what decides which
 version serves. :func:`alias_disagreement` says when the mirror points elsewhere.
@@ -25,7 +25,10 @@ def audited_version(governance: Governance, name: str, alias: str = CHAMPION) ->
 
 
 def required_version(governance: Governance, name: str, alias: str = CHAMPION) -> int:
-    """:func:`audited_version`, where having none is an error: the one message (and exit code) for every command."""
+    """:func:`audited_version`, where having none is an error.
+
+    The error is the one message (and exit code) for every command.
+    """
     version = audited_version(governance, name, alias)
     if version is None:
         how = (
@@ -38,7 +41,10 @@ def required_version(governance: Governance, name: str, alias: str = CHAMPION) -
 
 
 def load_alias(governance: Governance, name: str, alias: str = CHAMPION) -> ScoringEngine:
-    """The engine for the audited ``name@alias``: its files must match the fingerprint the audit log recorded."""
+    """The engine for the audited ``name@alias``.
+
+    Its files must match the fingerprint the audit log recorded.
+    """
     version = required_version(governance, name, alias)
     audited_sha = governance.registered_sha256(name, version)
     info = governance.registry.version(name, version)
@@ -52,7 +58,7 @@ def load_alias(governance: Governance, name: str, alias: str = CHAMPION) -> Scor
 
 
 def alias_disagreement(governance: Governance, name: str, alias: str = CHAMPION) -> int | None:
-    """The version MLflow's ``alias`` points at when that is not the audited one; None when they agree."""
+    """The version MLflow's ``alias`` points at when that is not the audited one, else None."""
     audited = audited_version(governance, name, alias)
     mirrored = governance.registry.alias(name, alias)
     mirrored_version = mirrored.version if mirrored else None

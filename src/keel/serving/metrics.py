@@ -40,7 +40,9 @@ ROUTES = frozenset(
 
 
 class MonitoringGauges:
-    """Drift and performance gauges from the newest window of the latest ``keel monitor`` run, read at scrape time.
+    """Drift and performance gauges from the newest window of the latest ``keel monitor`` run.
+
+    They are read at scrape time.
 
     The file is :func:`keel.monitoring.latest.latest_path`; it is parsed again
     only when it changes, and a scrape without one shows no monitoring gauges.
@@ -174,7 +176,7 @@ class Metrics:
         return path if path in ROUTES else "other"
 
     def exposition(self) -> bytes:
-        """The text a scrape gets: this process's metrics, or every worker's in multiprocess mode."""
+        """The text a scrape gets: this process's metrics, or all workers' in multiprocess mode."""
         if os.environ.get(MULTIPROCESS_DIR):
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)

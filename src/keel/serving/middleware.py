@@ -1,4 +1,4 @@
-"""ASGI middleware of the scoring API: per-client cap, whole body first, load shedding, deadline and metrics.
+"""ASGI middleware of the scoring API: per-client cap, whole body first, load shedding, deadline.
 
 Plain ASGI rather than Starlette's ``BaseHTTPMiddleware``, which costs a task and a
 stream per request: at sub-millisecond latency that overhead is most of the budget.
@@ -23,14 +23,16 @@ class Guard:
 
     Each request, in order:
 
-    1. a client address with ``max_per_client`` requests open gets 503 (``0``: no cap; probes exempt);
+    1. a client address with ``max_per_client`` requests open gets 503 (``0``: no cap; probes
+       exempt);
     2. its whole body is read before it takes a scoring slot: over ``max_body_bytes`` is 413, not
        complete within ``body_timeout`` s is 408, and either closes the connection, so a slow
        client holds no slot and is dropped;
     3. a scoring request (``/v1/...``) beyond ``max_in_flight`` gets 503;
     4. one not answered within ``timeout`` s gets 503.
 
-    Refusals carry ``Retry-After`` where retrying helps, so a client or load balancer retries elsewhere.
+    Refusals carry ``Retry-After`` where retrying helps, so a client or load balancer retries
+    elsewhere.
     """
 
     def __init__(

@@ -24,7 +24,7 @@ import queue
 import sqlite3
 import threading
 from collections.abc import Callable
-from contextlib import closing
+from contextlib import closing, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,7 +63,7 @@ class Overloaded(KeelError):
 
 
 class LogLost(Overloaded):
-    """The log's file was deleted or replaced while open: nothing written now would be durable (503)."""
+    """The log's file was deleted or replaced while open: nothing written now is durable (503)."""
 
 
 TABLES = ("predictions", "shadow_predictions")
@@ -82,7 +82,10 @@ class _Pending:
 
 
 class PredictionLog:
-    """Appends prediction rows durably; ``append`` and ``append_async`` return only once they are committed."""
+    """Appends prediction rows durably.
+
+    ``append`` and ``append_async`` return only once the rows are committed.
+    """
 
     def __init__(self, path: Path, *, max_pending: int = 10_000) -> None:
         self.path = path
@@ -116,7 +119,10 @@ class PredictionLog:
         *,
         timeout: float = 10.0,
     ) -> None:
-        """Log one request's rows and wait for their commit; raises :class:`Overloaded` when the queue is full."""
+        """Log one request's rows and wait for their commit.
+
+        Raises :class:`Overloaded` when the queue is full.
+        """
         committed = threading.Event()
         outcome: list[BaseException | None] = []
 
@@ -154,16 +160,14 @@ class PredictionLog:
                 committed.set_exception(error) if error is not None else committed.set_result(None)
 
         def notify(error: BaseException | None) -> None:
-            try:
+            with suppress(RuntimeError):  # the loop has closed: nobody is waiting now
                 loop.call_soon_threadsafe(settle, error)
-            except RuntimeError:  # the loop has closed: nobody is waiting any more
-                pass
 
         self._put(_Pending("predictions", rows, notify))
         await committed
 
     def intact(self) -> bool:
-        """True while the file this log opened is still the one at its path (not deleted, not replaced)."""
+        """True while the log's file is still the one at its path (not deleted, not replaced)."""
         try:
             return _identity(self.path) == self._identity
         except OSError:
@@ -172,12 +176,12 @@ class PredictionLog:
     def _check(self) -> None:
         if not self.intact():
             raise LogLost(
-                f"the prediction log {self.path} was deleted or replaced while open; answers cannot be "
-                "logged durably until the server is restarted (it opens the log again)"
+                f"the prediction log {self.path} was deleted or replaced while open; answers "
+                "cannot be logged durably until the server is restarted (it opens the log again)"
             )
 
     def _commit_now(self, table: str, rows: list[tuple[Any, ...]]) -> bool:
-        """Commit ``rows`` on this thread if the database's write lock is free now; False if it is not."""
+        """Commit ``rows`` on this thread if the database's write lock is free now, else False."""
         if not self._direct_lock.acquire(blocking=False):
             return False
         try:
@@ -196,7 +200,8 @@ class PredictionLog:
             except BaseException:
                 self._direct.execute("ROLLBACK")
                 raise
-            self._check()  # deleted during the commit: the rows went to the old file, so no acknowledgement
+            # deleted during the commit: the rows went to the old file, so no acknowledgement
+            self._check()
             return True
         finally:
             self._direct_lock.release()
@@ -208,7 +213,10 @@ class PredictionLog:
         inputs: list[dict[str, Any]],
         decisions: list[dict[str, Any]],
     ) -> bool:
-        """Queue a shadow challenger's rows without waiting; False when the queue is full (they are dropped)."""
+        """Queue a shadow challenger's rows without waiting.
+
+        False when the queue is full (they are dropped).
+        """
         try:
             self._put(
                 _Pending(
@@ -328,8 +336,11 @@ def _json(value: Any) -> str:
 
 
 def read_answers(path: Path, model: str) -> list[dict[str, Any]]:
-    """Every answered row of ``model`` in the log at ``path``, oldest first, read-only: request id, row, time,
-    version, inputs (parsed) and probability. A missing file is a :class:`~keel.errors.DataError`."""
+    """Every answered row of ``model`` in the log at ``path``, oldest first, read-only.
+
+    Each is its request id, row, time, version, inputs (parsed) and probability. A missing file
+    is a :class:`~keel.errors.DataError`.
+    """
     if not path.is_file():
         raise DataError(
             f"no prediction log at {path}; keel serve writes predictions.db in the project folder"
@@ -354,7 +365,10 @@ def read_answers(path: Path, model: str) -> list[dict[str, Any]]:
 
 
 def read_labels(path: Path) -> list[dict[str, Any]]:
-    """Every label posted to the log at ``path`` (``POST /v1/labels``), oldest first: time and the label's fields."""
+    """Every label posted to the log at ``path`` (``POST /v1/labels``), oldest first.
+
+    Each is its time and the label's fields.
+    """
     with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
         rows = conn.execute("SELECT time, labels FROM labels ORDER BY rowid").fetchall()
     return [{"time": time, "labels": orjson.loads(labels)} for time, labels in rows]

@@ -1,9 +1,12 @@
-"""Request models generated from the data contract stored in the model, so bad input is a 422 naming the field."""
+"""Request models generated from the data contract stored in the model.
+
+Bad input is a 422 naming the field.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
@@ -21,14 +24,17 @@ _INT64 = (
 
 
 def record_model(contract: dict[str, dict[str, Any]], name: str = "Record") -> type[BaseModel]:
-    """A strict pydantic model with one field per input column: its type, bounds, allowed values, nullability."""
+    """A strict pydantic model with one field per input column.
+
+    Each field has its column's type, bounds, allowed values and nullability.
+    """
     fields: dict[str, Any] = {}
     for column, rule in contract.items():
         kind = _TYPES[rule["dtype"]]
         if rule.get("allowed"):
             kind = Literal[tuple(rule["allowed"])]
         if rule.get("nullable"):
-            kind = Optional[kind]
+            kind = kind | None
         low, high = rule.get("min"), rule.get("max")
         if rule["dtype"] == "int":
             low, high = (
@@ -46,7 +52,10 @@ def record_model(contract: dict[str, dict[str, Any]], name: str = "Record") -> t
 
 
 def request_contract(metadata: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """What a request brings: the model's inputs, or with online features the raw columns they are computed from."""
+    """What a request brings: the model's inputs.
+
+    With online features, it brings the raw columns they are computed from.
+    """
     contract = metadata.get("contract") or {}
     described = metadata.get("features")
     if not described:
@@ -106,7 +115,7 @@ class ScoreAnswer(Decision):
 
 
 class BatchAnswer(BaseModel):
-    """The answer to ``POST /v1/score/batch``: one result per record, in order, all from one version."""
+    """The answer to ``POST /v1/score/batch``: one result per record, in order, from one version."""
 
     request_id: str
     results: list[Decision]

@@ -1,4 +1,4 @@
-"""The scoring service: the model being served, its hot swap and contract, and the path of every request.
+"""The scoring service: the model being served, its hot swap and contract, and every request's path.
 
 Each request validates its raw JSON body against the contract's models, computes the online
 features (when the model has them), scores, logs the answer, keeps the transactions in the
@@ -34,7 +34,10 @@ INLINE_RECORDS = (
 
 
 class Refused(KeelError, RuntimeError):
-    """A request, swap or label update the service refuses: ``status`` says why as an HTTP status, ``detail`` how."""
+    """A request, swap or label update the service refuses.
+
+    ``status`` says why as an HTTP status, ``detail`` how.
+    """
 
     def __init__(self, status: int, detail: str | list[dict[str, Any]]) -> None:
         super().__init__(
@@ -45,7 +48,9 @@ class Refused(KeelError, RuntimeError):
 
 
 class ScoringService:
-    """Serves one model contract: ``engine`` is the version scoring now; another with the same contract may replace it.
+    """Serves one model contract: ``engine`` is the version scoring now.
+
+    Another version with the same contract may replace it.
 
     Each request reads ``engine`` once, so a swap serves later requests while each request
     finishes on the version it started with. ``reload`` loads the version :meth:`swap` puts in;
@@ -88,7 +93,10 @@ class ScoringService:
         self.metrics.version.labels(engine.name).set(engine.version)
 
     async def score(self, path: str, body: bytes) -> tuple[int, dict[str, Any]]:
-        """The status and JSON answer for the raw body of a request to ``path`` (:data:`SCORE_ONE` or a batch)."""
+        """The status and JSON answer for the raw body of a request to ``path``.
+
+        ``path`` is :data:`SCORE_ONE` or a batch's.
+        """
         single = path == SCORE_ONE
         try:
             raw = self.parse(body, single=single)
@@ -108,7 +116,10 @@ class ScoringService:
         )
 
     def parse(self, body: bytes, *, single: bool) -> list[dict[str, Any]]:
-        """The records of a raw JSON body (one, or a batch's); 422 names each field and rule broken, never its value."""
+        """The records of a raw JSON body (one, or a batch's).
+
+        A 422 names each field and rule broken, never its value.
+        """
         try:
             request = (self.Record if single else self.Batch).model_validate_json(body)
         except ValidationError as error:  # the input may be NaN, or personal data
@@ -118,7 +129,7 @@ class ScoringService:
     async def decide(
         self, engine: ScoringEngine, raw: list[dict[str, Any]]
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """The inputs scored (raw records with their online features) and ``engine``'s decisions for them.
+        """The inputs scored (raw records with their online features) and ``engine``'s decisions.
 
         Up to :data:`INLINE_RECORDS` records score on the event loop, more in the thread pool, as
         does any request reading a remote feature store (a Redis round trip never blocks the loop).
@@ -149,7 +160,7 @@ class ScoringService:
         inputs: list[dict[str, Any]],
         decisions: list[dict[str, Any]],
     ) -> None:
-        """Commit the answer to the prediction log (when there is one); a log that is behind is 503."""
+        """Commit the answer to the prediction log (when there is one); a log behind is 503."""
         if self.prediction_log is None:
             return
         try:
@@ -159,7 +170,10 @@ class ScoringService:
             raise Refused(503, str(error)) from error
 
     async def keep_events(self, raw: list[dict[str, Any]]) -> None:
-        """Keep the logged records as events for later features (online models only); a store unreachable is 503."""
+        """Keep the logged records as events for later features (online models only).
+
+        A store unreachable is 503.
+        """
         if self.online is None:
             return
         try:
@@ -183,9 +197,10 @@ class ScoringService:
             self.metrics.scores.observe(decision["probability"])
 
     def store_labels(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
-        """Update each labelled event kept, so later features read it, and log the labels; ``unknown``: ids not kept.
+        """Update each labelled event kept, so later features read it, and log the labels.
 
-        Labels no window reads are only logged. An unreachable store or a log that is behind is 503.
+        ``unknown`` lists the ids not kept. Labels no window reads are only logged. An unreachable
+        store or a log that is behind is 503.
         """
         if self.online is None or self.Labels is None or self.described is None:
             raise Refused(
@@ -222,7 +237,10 @@ class ScoringService:
         return {"previous": current.version, "serving": candidate.version}
 
     def check_contract(self, candidate: ScoringEngine, consequence: str) -> None:
-        """Refuse (409) a version whose inputs or online features differ: they are fixed when the service starts."""
+        """Refuse (409) a version whose inputs or online features differ.
+
+        They are fixed when the service starts.
+        """
         metadata = candidate.model.metadata
         if metadata.get("contract") != self.contract or metadata.get("features") != self.described:
             raise Refused(
@@ -233,5 +251,5 @@ class ScoringService:
 
 
 def problems(errors: Iterable[Mapping[str, Any]], prefix: tuple[str, ...]) -> list[dict[str, Any]]:
-    """Each validation error's place (under ``prefix``), rule and message, without the input it was about."""
+    """Each validation error's place (under ``prefix``), rule and message, without its input."""
     return [{"loc": [*prefix, *e["loc"]], "msg": e["msg"], "type": e["type"]} for e in errors]

@@ -1,9 +1,10 @@
-"""`keel serve`: uvicorn workers, each building the app from the same settings (passed in the environment).
+"""`keel serve`: uvicorn workers, each building the app from the same settings (in the environment).
 
 Each worker loads and verifies the champion, follows the champion and challenger aliases,
-computes online features from the feature store when the model has them, logs every answer, and on SIGTERM drains: ``/readyz`` answers 503 for ``drain_seconds`` while
-requests are still served (so a load balancer stops sending), then uvicorn stops accepting,
-finishes the requests in flight and exits.
+computes online features from the feature store when the model has them, logs every answer,
+and on SIGTERM drains: ``/readyz`` answers 503 for ``drain_seconds`` while requests are still
+served (so a load balancer stops sending), then uvicorn stops accepting, finishes the requests
+in flight and exits.
 """
 
 from __future__ import annotations
@@ -59,7 +60,8 @@ class ServeSettings:
     )
     request_timeout: float = 10.0
     max_in_flight: int = 256  # scoring requests per worker beyond which it answers 503
-    max_per_client: int = 64  # requests open from one client address per worker beyond which it answers 503; 0: no cap
+    # requests open from one client address per worker beyond which it answers 503; 0: no cap
+    max_per_client: int = 64
     body_timeout: float = 10.0  # seconds to receive a whole request body (408)
     feature_store: str | None = (
         None  # online features' events: None in process, or redis://host:port/db
@@ -73,13 +75,16 @@ class ServeSettings:
             )
 
     def export(self) -> None:
-        """Put the settings where worker processes read them (the API key travels as KEEL_API_KEY)."""
+        """Put the settings where worker processes read them (the API key goes as KEEL_API_KEY)."""
         os.environ[_ENV] = json.dumps(asdict(self))
 
 
 def default_allowed_hosts(bind: str) -> list[str]:
-    """The Host headers a server bound to ``bind`` answers when none are configured: the bind address itself
-    (and its loopback names); bound to every address, any host (name them with --allowed-host)."""
+    """The Host headers a server bound to ``bind`` answers when none are configured.
+
+    They are the bind address itself (and its loopback names); bound to every address, any host
+    (name them with --allowed-host).
+    """
     if bind in ("0.0.0.0", "::", ""):
         return []
     if bind in ("127.0.0.1", "localhost", "::1"):
@@ -132,14 +137,17 @@ def app_from_environment() -> FastAPI:
 
 
 def _follow(app: FastAPI, settings: ServeSettings, stop: threading.Event) -> None:
-    """Follow the audit log: swap when it moves the served alias, shadow its challenger; watch the MLflow mirror.
+    """Follow the audit log: swap when it moves the served alias, shadow its challenger.
+
+    The MLflow mirror is watched too.
 
     A move is applied only when the audit log verifies (:func:`load_verified`).
     When MLflow's alias disagrees with the audit log, the audited version keeps serving, the
     other is refused, and ``keel_alias_mismatch{alias}`` holds the alias's version (an error
     is logged once per disagreement). Each watcher thread opens its own governance handle.
     """
-    served, mismatched = _governance(settings), {}
+    served = _governance(settings)
+    mismatched: dict[str, int | None] = {}
 
     def audited(alias: str, governance: Governance) -> int | None:
         version = audited_version(governance, settings.model, alias)
@@ -147,8 +155,9 @@ def _follow(app: FastAPI, settings: ServeSettings, stop: threading.Event) -> Non
         app.state.metrics.alias_mismatch.labels(alias).set(other or 0)
         if other is not None and mismatched.get(alias) != other:
             log.error(
-                "ALERT: MLflow alias %s@%s points at version %s but the audit log says %s; serving the "
-                "audited version and refusing the other (keel audit verify names the mismatch)",
+                "ALERT: MLflow alias %s@%s points at version %s but the audit log says %s; "
+                "serving the audited version and refusing the other (keel audit verify names the "
+                "mismatch)",
                 settings.model,
                 alias,
                 other or "none",
@@ -194,7 +203,10 @@ def _follow(app: FastAPI, settings: ServeSettings, stop: threading.Event) -> Non
 
 
 def load_verified(governance: Governance, name: str, alias: str) -> ScoringEngine:
-    """:func:`load_alias` once the audit log verifies: an inserted, edited or rolled-back row moves nothing."""
+    """:func:`load_alias` once the audit log verifies.
+
+    An inserted, edited or rolled-back row moves nothing.
+    """
     problems = governance.audit.verify()
     if problems:
         raise IntegrityError(

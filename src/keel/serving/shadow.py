@@ -1,4 +1,4 @@
-"""The shadow challenger: scores the same inputs as the champion, off the hot path, and logs its answers.
+"""The shadow challenger: scores the champion's inputs, off the hot path, and logs its answers.
 
 Requests only hand their inputs over (a bounded queue; when it is full the shadow skips
 them and counts it); one thread scores and writes them to the prediction log's
@@ -40,7 +40,10 @@ class Shadow:
         self._metrics.shadow_version.set(engine.version if engine is not None else 0)
 
     def offer(self, request_id: str, time: str, inputs: list[dict[str, Any]]) -> None:
-        """Queue a request's inputs for the challenger, if there is one and it is on; never blocks."""
+        """Queue a request's inputs for the challenger, if there is one and it is on.
+
+        Never blocks.
+        """
         if self.engine is None or not self.enabled:
             return
         try:
@@ -49,7 +52,10 @@ class Shadow:
             self._metrics.shadow.labels("skipped").inc()
 
     def drain(self) -> None:
-        """Wait until everything offered so far is scored and handed to the log (closing the log commits it)."""
+        """Wait until everything offered so far is scored and handed to the log.
+
+        Closing the log commits it.
+        """
         self._queue.join()
 
     def _loop(self) -> None:

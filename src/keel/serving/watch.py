@@ -1,4 +1,7 @@
-"""Follow the registry: when an alias moves to another version, apply it (or keep serving what is there)."""
+"""Follow the registry: when an alias moves to another version, apply it.
+
+If applying fails, keep serving what is there.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ def watch_alias(
     stop: threading.Event,
     what: str = "champion",
 ) -> threading.Thread:
-    """Poll ``version_now`` every ``interval`` s and call ``apply`` when it differs from ``serving()``.
+    """Poll ``version_now`` every ``interval`` s; call ``apply`` when it differs from ``serving()``.
 
     A version whose ``apply`` fails (it does not load, verify or fit) is not retried until the
     alias moves again, so a corrupt version costs one attempt, not one per poll.

@@ -1,4 +1,4 @@
-"""Tuning on a Dask cluster: Optuna trials spread over the workers, and the opt-in data-parallel fit.
+"""Tuning on a Dask cluster: Optuna trials spread over the workers, and an opt-in parallel fit.
 
 **Trials.** The study lives in an RDB storage that this process and every worker reach:
 ``tuning.storage`` when the spec names one, else, for a ``LocalCluster`` this process
@@ -46,7 +46,8 @@ from pathlib import Path
 from typing import Any
 
 from keel.engine import Engine
-from keel.errors import EngineError, SpecError
+from keel.errors import EngineError, SpecError, TrainingError
+from keel.models.artifact import Scorer
 from keel.models.gbdt_dask import fit_lightgbm_dask
 from keel.spec import ProjectSpec
 from keel.training.tuning import (
@@ -73,16 +74,19 @@ def check_cluster_tuning(spec: ProjectSpec, engine: Engine | None) -> None:
     storage = spec.tuning.storage
     if storage and storage.startswith("sqlite"):
         raise SpecError(
-            f"tuning.storage: '{storage}' is a file on this machine, which the workers of the cluster at "
+            f"tuning.storage: '{storage}' is a file on this machine, "
+            "which the workers of the cluster at "
             f"{engine.address} cannot share safely; use a database server such as "
             "postgresql+psycopg2://user@host/optuna, or --cluster local"
         )
     if storage:
         return
     raise SpecError(
-        f"tuning.storage: tuning on the cluster at {engine.address} needs a study database that this machine "
+        f"tuning.storage: tuning on the cluster at {engine.address} "
+        "needs a study database that this machine "
         "and every worker reach, and the spec names none; set tuning.storage to a URL such as "
-        "postgresql+psycopg2://user@host/optuna, or use --cluster local, or leave --cluster out to tune in process"
+        "postgresql+psycopg2://user@host/optuna, or use --cluster local, "
+        "or leave --cluster out to tune in process"
     )
 
 
@@ -95,7 +99,10 @@ def tune_on_cluster(
     folds: Sequence[Matrices] = (),
     on_trial: TrialCallback | None = None,
 ) -> dict[str, FamilyResult]:
-    """Tune every family of the spec with its trials spread over the engine's workers (see the module doc)."""
+    """Tune every family of the spec with its trials spread over the engine's workers.
+
+    See the module docstring.
+    """
     check_cluster_tuning(spec, engine)
     client = engine.client
     workers = sorted(client.scheduler_info(n_workers=-1)["workers"])
@@ -124,7 +131,10 @@ def tune_on_cluster(
 
 
 def open_storage(url: str) -> Any:
-    """Optuna's RDB storage at ``url``; SQLite waits for its write lock rather than failing at once."""
+    """Optuna's RDB storage at ``url``.
+
+    SQLite waits for its write lock rather than failing at once.
+    """
     from optuna.storages import RDBStorage
 
     return RDBStorage(
@@ -139,7 +149,10 @@ def _close(storage: Any) -> None:
 
 @contextmanager
 def _study_storage(spec: ProjectSpec) -> Iterator[str]:
-    """The spec's study database, or a SQLite file in a temporary folder (LocalCluster only: checked before)."""
+    """The spec's study database, or a SQLite file in a temporary folder.
+
+    The SQLite file is for a LocalCluster only (checked before).
+    """
     if spec.tuning.storage:
         yield spec.tuning.storage
         return
@@ -186,7 +199,7 @@ def _tune_family(
                 allow_other_workers=True,
                 pure=False,
             )
-            for i, (worker, share) in enumerate(zip(workers, shares))
+            for i, (worker, share) in enumerate(zip(workers, shares, strict=True))
             if share
         ]
         _follow(study, futures, family, on_trial)
@@ -269,7 +282,10 @@ def _refit_best(
     features: list[str],
     folds: bool,
 ) -> FamilyResult:
-    """Refit the best trial's parameters as in-process tuning does, or data-parallel when the spec asks."""
+    """Refit the best trial's parameters as in-process tuning does.
+
+    The fit is data-parallel when the spec asks.
+    """
     import optuna
 
     if not study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
@@ -277,7 +293,11 @@ def _refit_best(
     best = study.best_trial
     params = sample_params(optuna.trial.FixedTrial(best.params), family, spec)
     rounds = mean_rounds(best.user_attrs.get("rounds"))
+    model: Scorer
+    refit_rounds: int | None
     if family == "lightgbm" and spec.models.lightgbm.distributed_fit:
+        if rounds is None:  # every LightGBM trial records its rounds (run_trial)
+            raise TrainingError(f"the best {family} trial recorded no boosting rounds to refit")
         model = fit_lightgbm_dask(
             engine.client,
             data.X_train,

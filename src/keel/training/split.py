@@ -1,4 +1,7 @@
-"""Train / validation / test splits: stratified random, by time, or the delayed-label protocol with folds."""
+"""Train / validation / test splits: stratified random, by time, or the delayed-label protocol.
+
+The delayed-label protocol also gives validation folds.
+"""
 
 from __future__ import annotations
 
@@ -41,18 +44,19 @@ def split_rows(
     if spec.method in ("time", "delayed"):
         if time is None:
             raise TrainingError(f"a {spec.method} split needs the time column")
-        time = pd.to_datetime(time).reset_index(drop=True)
-    if spec.method == "time":
-        result = _by_time(time, spec)
-    elif spec.method == "delayed":
-        result = _delayed(time, y, None if entity is None else entity.reset_index(drop=True), spec)
+        times = pd.to_datetime(time).reset_index(drop=True)
+        if spec.method == "time":
+            result = _by_time(times, spec)
+        else:
+            entities = None if entity is None else entity.reset_index(drop=True)
+            result = _delayed(times, y, entities, spec)
     else:
         result = _stratified(y, spec, seed)
     parts = [("train", result.train), ("validation", result.validation), ("test", result.test)]
     parts += [
         (f"fold {k} {name}", rows)
         for k, fold in enumerate(result.folds, 1)
-        for name, rows in zip(("train", "validation"), fold)
+        for name, rows in zip(("train", "validation"), fold, strict=True)
     ]
     for part, rows in parts:
         if len(np.unique(y[rows])) < 2:
@@ -66,6 +70,8 @@ def split_rows(
 def _delayed(time: pd.Series, y: np.ndarray, entity: pd.Series | None, spec: SplitSpec) -> Split:
     """Train window, unused delay, evaluation window; folds are the same layout shifted back."""
     day = time.dt.floor("D")
+    if spec.train_start is None:  # the spec's checks require it for method 'delayed'
+        raise TrainingError("a delayed split needs split.train_start")
     start = pd.Timestamp(spec.train_start)
     if time.dt.tz is not None:
         start = start.tz_localize(time.dt.tz)
@@ -85,10 +91,11 @@ def _delayed(time: pd.Series, y: np.ndarray, entity: pd.Series | None, spec: Spl
             evaluation.append(np.flatnonzero(chosen))
         rows = np.flatnonzero(train), np.concatenate(evaluation)
         if not len(rows[0]) or not len(rows[1]):
+            empty = "train" if not len(rows[0]) else "test"
             raise TrainingError(
-                f"the delayed split starting {first.date()} has an empty {'train' if not len(rows[0]) else 'test'} "
-                f"window; data run from {time.min()} to {time.max()}; move split.train_start or lower "
-                "split.validation_folds"
+                f"the delayed split starting {first.date()} has an empty {empty} window; "
+                f"data run from {time.min()} to {time.max()}; "
+                "move split.train_start or lower split.validation_folds"
             )
         return rows
 
@@ -110,7 +117,7 @@ def _stratified(y: np.ndarray, spec: SplitSpec, seed: int) -> Split:
             rest, test_size=share, stratify=y[rest], random_state=seed + 1
         )
     except ValueError as err:  # sklearn: a class too small to stratify
-        counts = {int(k): int(v) for k, v in zip(*np.unique(y, return_counts=True))}
+        counts = {int(k): int(v) for k, v in zip(*np.unique(y, return_counts=True), strict=True)}
         raise TrainingError(
             f"cannot split {len(y)} rows by class (rows per class: {counts}): {err} "
             "Every part needs both classes; use more data or change split sizes"
@@ -136,8 +143,9 @@ def _by_time(time: pd.Series, spec: SplitSpec) -> Split:
         )
     if time.dt.tz is None and (validation_start.tz is not None or test_start.tz is not None):
         raise TrainingError(
-            f"split.validation_start/test_start ({validation_start}, {test_start}) carry a time zone but the "
-            "time column does not; give the dates without a time zone, or make the time column tz-aware"
+            f"split.validation_start/test_start ({validation_start}, {test_start}) "
+            "carry a time zone but the time column does not; "
+            "give the dates without a time zone, or make the time column tz-aware"
         )
     if time.dt.tz is not None:
         validation_start = (

@@ -93,7 +93,8 @@ def train_model(
     features = spec.model_features()
     if not features:
         raise TrainingError(
-            "no feature columns remain after removing target, id, time, protected and excluded columns"
+            "no feature columns remain after removing target, id, time, protected "
+            "and excluded columns"
         )
     y = target_vector(frame, spec).to_numpy()
     time = frame[spec.data.time_column] if spec.data.time_column else None
@@ -159,10 +160,11 @@ def learning_curve(
     *,
     shares: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75, 1.0),
 ) -> list[dict[str, Any]]:
-    """Refit the chosen family on growing shares of the training rows; metric on train and validation.
+    """Refit the chosen family on growing shares of the training rows.
 
-    A wide, persistent gap says variance (more data or regularization helps); two low,
-    converged curves say bias (a richer model or better features help).
+    The metric is measured on train and validation. A wide, persistent gap says variance
+    (more data or regularization helps); two low, converged curves say bias (a richer model
+    or better features help).
     """
     data = outcome.matrices
     rng = np.random.default_rng(spec.seed)

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from keel.models.artifact import Scorer
-from keel.models.gbdt import fit_lightgbm, fit_lightgbm_rounds, lightgbm_params
+from keel.models.gbdt import LightGBMScorer, fit_lightgbm, fit_lightgbm_rounds, lightgbm_params
 from keel.models.logistic import fit_logistic
 from keel.spec import FloatRange, IntRange, ProjectSpec
 
@@ -73,8 +73,8 @@ def _suggest(trial: Any, name: str, space: FloatRange | IntRange) -> float | int
 def sample_params(trial: Any, family: str, spec: ProjectSpec) -> dict[str, Any]:
     """Draw one point of the family's search space from the spec."""
     if family == "logistic":
-        space = spec.models.logistic
-        return {"C": _suggest(trial, "C", space.C), "max_iter": space.max_iter}
+        logistic = spec.models.logistic
+        return {"C": _suggest(trial, "C", logistic.C), "max_iter": logistic.max_iter}
     space = spec.models.lightgbm
     names = (
         "num_leaves",
@@ -90,7 +90,10 @@ def sample_params(trial: Any, family: str, spec: ProjectSpec) -> dict[str, Any]:
 def full_lightgbm_params(
     params: dict[str, Any], spec: ProjectSpec, *, features: list[str]
 ) -> dict[str, Any]:
-    """Tuned LightGBM parameters completed from the spec: metric, bins, seed, threads, monotone constraints."""
+    """Tuned LightGBM parameters completed from the spec.
+
+    The spec gives the metric, bins, seed, threads and monotone constraints.
+    """
     space = spec.models.lightgbm
     return lightgbm_params(
         {**params, "metric": _LIGHTGBM_METRIC[spec.tuning.metric], "max_bin": space.max_bin},
@@ -192,24 +195,31 @@ def run_trial(
             family, params, fold, spec, features=features, callbacks=callbacks if k == 0 else ()
         )
         values.append(validation_score(metric, fold.y_valid, model.probability(fold.X_valid)))
-        if family == "lightgbm":
+        if isinstance(model, LightGBMScorer):  # family "lightgbm"
             rounds.append(int(model.booster.current_iteration()))
     if family == "lightgbm":
         trial.set_user_attr("rounds", rounds[0] if len(rounds) == 1 else rounds)
     if len(values) > 1:
         trial.set_user_attr("fold_values", [round(v, 6) for v in values])
+    assert model is not None  # `folds or [data]` holds at least one set to fit
     return float(np.mean(values)), params, mean_rounds(rounds), model
 
 
 def mean_rounds(rounds: int | list[int] | None) -> int | None:
-    """The rounds a refit runs: the mean over folds of a trial's early-stopped rounds (None: not boosting)."""
+    """The rounds a refit runs: the mean over folds of a trial's early-stopped rounds.
+
+    None: not boosting.
+    """
     if rounds is None or (isinstance(rounds, list) and not rounds):
         return None
     return round(float(np.mean(rounds)))
 
 
 def trial_rows(family: str, study: Any) -> list[dict[str, Any]]:
-    """Every trial of ``study`` as a plain record for logs and the model card (with its worker, on a cluster)."""
+    """Every trial of ``study`` as a plain record for logs and the model card.
+
+    On a cluster, each record names its worker.
+    """
     rows = []
     for t in study.trials:
         attrs = dict(t.user_attrs)
@@ -293,6 +303,6 @@ def raise_no_trial(family: str, study: Any) -> None:
 
     states = [t.state.name.lower() for t in study.trials]
     raise TrainingError(
-        f"tuning '{family}' completed no trial ({len(states)} started: {states}); raise tuning.trials "
-        "or tuning.timeout_seconds"
+        f"tuning '{family}' completed no trial ({len(states)} started: {states}); "
+        "raise tuning.trials or tuning.timeout_seconds"
     )

@@ -1,1 +1,4 @@
-"""HTTP pieces both Keel servers share: request-head limits in the protocol, whole bodies first, JSON answers."""
+"""HTTP pieces both Keel servers share.
+
+Request-head limits in the protocol, whole bodies first, JSON answers.
+"""

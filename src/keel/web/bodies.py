@@ -1,4 +1,6 @@
-"""Request bodies read whole before an app sees them, with a size limit and a deadline; JSON answers in plain ASGI.
+"""Request bodies read whole before an app sees them, with a size limit and a deadline.
+
+JSON answers in plain ASGI.
 
 A slow client then holds no slot of the app's and is dropped at the deadline, and a body over
 the limit is refused before it is parsed.
@@ -14,7 +16,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
 class BoundedBodies:
-    """Reads each request's whole body first: over ``max_bytes`` is 413, not complete within ``timeout`` s is 408.
+    """Reads each request's whole body first.
+
+    Over ``max_bytes`` is 413, not complete within ``timeout`` s is 408.
 
     For apps without :class:`Guard` (the governance service); both refusals close the connection.
     """
@@ -34,7 +38,10 @@ class BoundedBodies:
 async def whole_body(
     receive: Receive, send: Send, *, max_bytes: int, timeout: float
 ) -> bytes | int:
-    """The request's whole body; or the status answered instead: 408 (slow), 413 (large) or 499 (client gone)."""
+    """The request's whole body, or the status answered instead.
+
+    That is 408 (slow), 413 (large) or 499 (client gone).
+    """
     try:
         async with asyncio.timeout(timeout):
             body = await read_body(receive, max_bytes)
@@ -54,7 +61,10 @@ class BodyTooLarge(Exception):
 
 
 async def read_body(receive: Receive, max_bytes: int) -> bytes | None:
-    """The whole request body, or None when the client disconnected first; over ``max_bytes`` raises."""
+    """The whole request body, or None when the client disconnected first.
+
+    A body over ``max_bytes`` raises :class:`BodyTooLarge`.
+    """
     chunks, seen = [], 0
     while True:
         message = await receive()
@@ -70,7 +80,7 @@ async def read_body(receive: Receive, max_bytes: int) -> bytes | None:
 
 
 def replay(body: bytes, receive: Receive) -> Receive:
-    """A ``receive`` that gives the app the body already read, then waits on the client (for a disconnect)."""
+    """A ``receive`` that gives the app the body already read, then waits for a disconnect."""
     given = False
 
     async def again() -> Message:
@@ -86,7 +96,10 @@ def replay(body: bytes, receive: Receive) -> Receive:
 async def answer(
     send: Send, status: int, detail: str, *, retry_after: int | None = None, close: bool = False
 ) -> int:
-    """Send a whole JSON answer ``{"detail": ...}`` and return its status; ``close`` ends the connection after it."""
+    """Send a whole JSON answer ``{"detail": ...}`` and return its status.
+
+    ``close`` ends the connection after it.
+    """
     return await send_json(send, status, {"detail": detail}, retry_after=retry_after, close=close)
 
 

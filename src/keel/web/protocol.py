@@ -11,7 +11,8 @@ sending its headers a byte at a time held its connection for ever. Here:
   keep-alive connection already is.
 
 Each refusal answers and closes the connection. The limits travel to worker processes in
-the environment (:meth:`HeadLimits.export`); the body's limits are the app's (:class:`~keel.web.bodies.BoundedBodies`, or the scoring API's Guard).
+the environment (:meth:`HeadLimits.export`); the body's limits are the app's
+(:class:`~keel.web.bodies.BoundedBodies`, or the scoring API's Guard).
 """
 
 from __future__ import annotations
@@ -62,7 +63,10 @@ class Refused(Exception):
 
 
 class LimitedHttpTools(HttpToolsProtocol):
-    """:class:`HttpToolsProtocol` that refuses oversized, overlong and slow request heads (``http=`` of uvicorn)."""
+    """:class:`HttpToolsProtocol` that refuses oversized, overlong and slow request heads.
+
+    It is uvicorn's ``http=``.
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -148,7 +152,10 @@ class LimitedHttpTools(HttpToolsProtocol):
             self._head_timer = None
 
     def _refuse(self, status: int, reason: str) -> None:
-        """Answer ``status`` (unless an earlier response on the connection is still being sent) and close."""
+        """Answer ``status`` and close the connection.
+
+        The answer is skipped when an earlier response on the connection is still being sent.
+        """
         self._in_head = False
         self._stop_head_timer()
         if self.transport.is_closing():
