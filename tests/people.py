@@ -12,6 +12,7 @@ from pathlib import Path
 from argon2 import PasswordHasher
 
 from keel.registry.principal import Principal
+from keel.registry.project import ProjectStore
 from keel.server.service import GovernanceService
 
 FAST = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)  # argon2id, cheap enough for tests
@@ -47,13 +48,8 @@ def open_service(
     project_dir: Path, tracking_uri: str | None = None, governance_uri: str | None = None
 ) -> GovernanceService:
     """The project's governance service (created when missing), with test-speed password hashing."""
-    return GovernanceService.open(
-        project_dir,
-        tracking_uri=tracking_uri,
-        governance_uri=governance_uri,
-        create=True,
-        hasher=FAST,
-    )
+    store = ProjectStore(project_dir, tracking_uri, governance_uri)
+    return GovernanceService.open(store, create=True, hasher=FAST)
 
 
 def enrol(

@@ -19,6 +19,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from keel.errors import SpecError, did_you_mean
 from keel.expressions import columns
+from keel.io.tables import table_format
 
 Scalar = bool | int | float | str
 
@@ -81,13 +82,9 @@ class DataSpec(_Strict):
 
     def file_format(self) -> Literal["csv", "parquet"]:
         """The declared format, or the one implied by the source's suffix."""
-        if self.format:
-            return self.format
-        name = self.source.lower().split("?")[0]
-        if name.endswith((".parquet", ".pq")):
-            return "parquet"
-        if name.endswith((".csv", ".csv.gz", ".txt")):
-            return "csv"
+        implied = self.format or table_format(self.source)
+        if implied:
+            return implied
         raise SpecError(
             f"data.format: cannot tell the format of '{self.source}' from its name; "
             "set data.format to 'csv' or 'parquet'"
@@ -345,6 +342,11 @@ class TuningSpec(_Strict):
     threads: int = Field(default=2, ge=1)
     storage: Annotated[str, AfterValidator(_check_storage)] | None = None
 
+    @property
+    def maximize(self) -> bool:
+        """Whether a larger value of the tuning metric is better (log loss is the one minimized)."""
+        return self.metric != "log_loss"
+
 
 class PrecisionAtK(_Strict):
     """Precision among the k entities scored highest each day (card precision@k for fraud)."""
@@ -397,10 +399,13 @@ class FairnessSpec(_Strict):
         return self
 
 
+DEFAULT_TOP_K = 4  # adverse-action reasons given per decision, unless the spec says otherwise
+
+
 class ReasonsSpec(_Strict):
     """Adverse-action reasons: the words a lender gives for each feature, and how many to give."""
 
-    top_k: int = Field(default=4, ge=1, le=20)
+    top_k: int = Field(default=DEFAULT_TOP_K, ge=1, le=20)
     texts: dict[str, str] = Field(default_factory=dict)
 
 

@@ -13,6 +13,8 @@ from typer.testing import CliRunner
 from keel.cli.main import app
 from keel.errors import CardError, RegistryError
 from keel.lifecycle.card_refresh import refresh_card
+from keel.registry.project import ProjectStore
+from keel.spec import load_spec
 
 from people import enrol
 
@@ -105,14 +107,16 @@ def test_keel_card_rerenders_on_demand_and_refuses_a_version_without_a_card(
     assert "model_card.html" in shown.output
     assert _card(loans_project, 1)[1] == html  # nothing happened since the run: the same bytes
 
+    folder = loans_project.parent / ".keel"
+    governance = ProjectStore.of(load_spec(loans_project), folder).governance(writer=False)
     with pytest.raises(
         CardError, match=r"no stored model card to render in .*cards/loans/v2: model_card\.json"
     ):
-        refresh_card(loans_project.parent / ".keel", "loans", 2)
+        refresh_card(folder, "loans", 2, governance=governance)
     missing = CliRunner().invoke(app, ["card", "loans", "2", *spec])
     assert missing.exit_code == 10
     assert "CardError" in missing.stderr and "`keel run` writes a complete one" in " ".join(
         missing.stderr.split()
     )
     with pytest.raises(RegistryError, match=r"model 'loans' has no version 9; versions: \[1, 2\]"):
-        refresh_card(loans_project.parent / ".keel", "loans", 9)
+        refresh_card(folder, "loans", 9, governance=governance)

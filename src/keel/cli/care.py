@@ -18,13 +18,12 @@ from keel.cli.common import (
     SpecArg,
     SpecOpt,
     UriOpt,
-    _governance,
     _keel_errors,
     _load,
     _principal,
+    _project,
     _project_dir,
     _quiet_libraries,
-    _store,
     app,
     err,
     out,
@@ -149,14 +148,13 @@ def monitor(
                 f"'{project.split.method}'",
                 param_hint="--retrain-on-alert",
             )
-        folder, _, name = _store(spec, project_dir, tracking_uri)
-        name = model or name
+        store = _project(spec, project_dir, tracking_uri)
+        name = model or store.model
         if not name:
             raise typer.BadParameter("give --model or --spec", param_hint="--model")
-        governance = _governance(spec, project_dir, writer=False)[0]
         run = monitor_model(
-            governance,
-            folder,
+            store.governance(writer=False),
+            store.folder,
             name,
             spec=project,
             alias=alias,

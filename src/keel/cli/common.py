@@ -98,47 +98,18 @@ def _principal(spec: Any, folder: Path) -> Any:
     token = os.environ.get("KEEL_TOKEN")
     if not token:
         return None
+    from keel.registry.project import ProjectStore
     from keel.server.service import GovernanceService
 
-    return GovernanceService.open(
-        folder,
-        tracking_uri=spec.registry.tracking_uri,
-        governance_uri=spec.registry.governance_uri,
-        checkpoints=spec.registry.checkpoints,
-    ).principal(token)
+    return GovernanceService.open(ProjectStore.of(spec, folder)).principal(token)
 
 
-def _store(
+def _project(
     spec_path: Path | None, project_dir: Path | None, tracking_uri: str | None = None
-) -> tuple[Path, str | None, str | None]:
-    """Project folder, tracking URI and model name from --spec / --project-dir / --tracking-uri."""
+) -> Any:
+    """The project's stores from --spec / --project-dir / --tracking-uri (a ProjectStore)."""
+    from keel.registry.project import ProjectStore
+
     spec = _load(spec_path) if spec_path else None
     folder = project_dir or (_project_dir(spec_path, None) if spec_path else Path(".keel"))
-    uri = tracking_uri or (spec.registry.tracking_uri if spec else None)
-    return folder, uri, (spec.model_name() if spec else None)
-
-
-def _registry(
-    spec_path: Path | None, project_dir: Path | None, tracking_uri: str | None
-) -> tuple[Any, str | None]:
-    from keel.registry.store import Registry
-
-    folder, uri, name = _store(spec_path, project_dir, tracking_uri)
-    return Registry.for_project(folder, uri), name
-
-
-def _governance(
-    spec_path: Path | None, project_dir: Path | None, *, writer: bool = True
-) -> tuple[Any, str, Path]:
-    from keel.registry.governance import Governance
-
-    folder, uri, name = _store(spec_path, project_dir)
-    registry = _load(spec_path).registry if spec_path else None
-    governance = Governance.for_project(
-        folder,
-        uri,
-        registry.governance_uri if registry else None,
-        checkpoints=registry.checkpoints if registry else None,
-        writer=writer,
-    )
-    return governance, name or "", folder
+    return ProjectStore.of(spec, folder, tracking_uri=tracking_uri)

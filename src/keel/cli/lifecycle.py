@@ -20,9 +20,8 @@ from keel.cli.common import (
     ProjectDirOpt,
     SpecOpt,
     _keel_errors,
-    _load,
+    _project,
     _quiet_libraries,
-    _store,
     app,
     err,
     out,
@@ -42,33 +41,11 @@ ModelOpt = Annotated[str | None, typer.Option(help="Model name [default: the spe
 VersionArg = Annotated[int, typer.Argument(help="Version number.")]
 
 
-def _settings(
-    spec: Path | None, project_dir: Path | None
-) -> tuple[Path, str | None, str | None, str | None, str]:
-    folder, uri, name = _store(spec, project_dir)
-    loaded = _load(spec) if spec else None
-    registry = loaded.registry if loaded else None
-    return (
-        folder,
-        uri,
-        registry.governance_uri if registry else None,
-        registry.checkpoints if registry else None,
-        name or "",
-    )
-
-
 def service(spec: Path | None, project_dir: Path | None, *, create: bool = False) -> Any:
     """The in-process service of the project named by --spec / --project-dir."""
     from keel.server.service import GovernanceService
 
-    folder, uri, governance_uri, checkpoints, _ = _settings(spec, project_dir)
-    return GovernanceService.open(
-        folder,
-        tracking_uri=uri,
-        governance_uri=governance_uri,
-        checkpoints=checkpoints,
-        create=create,
-    )
+    return GovernanceService.open(_project(spec, project_dir), create=create)
 
 
 def client(spec: Path | None, project_dir: Path | None, *, create: bool = False) -> Any:
@@ -82,7 +59,7 @@ def client(spec: Path | None, project_dir: Path | None, *, create: bool = False)
 
 
 def _model(spec: Path | None, project_dir: Path | None, model: str | None) -> str:
-    name = model or _settings(spec, project_dir)[4]
+    name = model or _project(spec, project_dir).model
     if not name:
         raise typer.BadParameter("give --model or --spec", param_hint="--model")
     return name
@@ -108,7 +85,7 @@ def _transition(
     from keel.lifecycle.card_refresh import refresh_card, versions_touched
 
     governance = caller.service.governance
-    folder = _settings(spec, project_dir)[0]
+    folder = _project(spec, project_dir).folder
     row = next(r for r in governance.audit.rows() if r.seq == result["audit_seq"])
     for version in versions_touched(row):
         try:
@@ -372,10 +349,7 @@ def audit_verify(spec: SpecOpt = None, project_dir: ProjectDirOpt = None) -> Non
         if os.environ.get(SERVER_ENV):
             report = client(spec, project_dir).call("verify")
         else:
-            folder, uri, governance_uri, checkpoints, _ = _settings(spec, project_dir)
-            report = verify_project(
-                folder, governance_uri=governance_uri, tracking_uri=uri, checkpoints=checkpoints
-            )
+            report = verify_project(_project(spec, project_dir))
     if report["intact"]:
         out.print(
             f"audit log intact: {report['rows']} rows; every link, signature and checkpoint "
@@ -410,7 +384,7 @@ def audit_rotate_key(
         admin.require("keys")
         old = opened.governance.audit.key
         path = Path(
-            os.environ.get(KEY_ENV) or _settings(spec, project_dir)[0] / "keys" / "audit.key"
+            os.environ.get(KEY_ENV) or _project(spec, project_dir).folder / "keys" / "audit.key"
         )
         fresh = path.with_name(f".{path.name}.new")
         fresh.unlink(missing_ok=True)

@@ -21,14 +21,12 @@ from keel.cli.common import (
     SpecArg,
     SpecOpt,
     UriOpt,
-    _governance,
     _keel_errors,
     _load,
     _principal,
+    _project,
     _project_dir,
     _quiet_libraries,
-    _registry,
-    _store,
     app,
     err,
     models_app,
@@ -57,7 +55,7 @@ def _progress(
     )
     tasks: dict[str, Any] = {}
     best: dict[str, float] = {}
-    maximize = spec.tuning.metric != "log_loss"
+    maximize = spec.tuning.maximize
 
     def on_trial(family: str, number: int, value: float | None) -> None:
         if family not in tasks:
@@ -320,7 +318,8 @@ def models_list(
 
     _quiet_libraries()
     with _keel_errors():
-        registry, only = _registry(spec, project_dir, tracking_uri)
+        store = _project(spec, project_dir, tracking_uri)
+        registry, only = store.registry(), store.model
         names = [only] if only else registry.model_names()
         table = Table(title=f"Models in {registry.tracking_uri}")
         for column in (
@@ -363,8 +362,8 @@ def models_show(
 
     _quiet_libraries()
     with _keel_errors():
-        registry, default = _registry(spec, project_dir, tracking_uri)
-        name = name or default
+        store = _project(spec, project_dir, tracking_uri)
+        registry, name = store.registry(), name or store.model
         if not name:
             raise typer.BadParameter("give a model name or --spec", param_hint="NAME")
         info = registry.version(name, version)
@@ -385,9 +384,10 @@ def models_history(
     """Every audited transition of a model's versions."""
     _quiet_libraries()
     with _keel_errors():
-        governance, default, _ = _governance(spec, project_dir)
-        rows = governance.history(name or default)
-    table = Table(title=f"History of {name or default}")
+        store = _project(spec, project_dir)
+        name = name or store.model or ""
+        rows = store.governance().history(name)
+    table = Table(title=f"History of {name}")
     for column in ("#", "time (UTC)", "actor", "action", "version", "before", "after", "reason"):
         table.add_column(column)
     for row in rows:
@@ -428,8 +428,8 @@ def card(
 
     _quiet_libraries()
     with _keel_errors():
-        governance, _, folder = _governance(spec, project_dir)
-        path = refresh_card(folder, name, version, governance=governance)
+        store = _project(spec, project_dir)
+        path = refresh_card(store.folder, name, version, governance=store.governance())
     out.print(f"model card: {path}")
 
 
@@ -477,10 +477,11 @@ def score(
 
     _quiet_libraries()
     with _keel_errors():
-        folder, uri, name = _store(spec, project_dir, tracking_uri)
-        if not (model or name):
+        store = _project(spec, project_dir, tracking_uri)
+        name = model or store.model
+        if not name:
             raise typer.BadParameter("give --model or --spec", param_hint="--model")
-        engine = load_alias(_governance(spec, project_dir, writer=False)[0], model or name or "")
+        engine = load_alias(store.governance(writer=False), name)
         if check_cluster(cluster):
             with open_engine(cluster) as dask:
                 rows = score_on_cluster(
@@ -595,18 +596,19 @@ def serve(
 
     _quiet_libraries()
     with _keel_errors():
-        folder, uri, name = _store(spec, project_dir, tracking_uri)
-        if not (model or name):
+        store = _project(spec, project_dir, tracking_uri)
+        name = model or store.model
+        if not name:
             raise typer.BadParameter("give --model or --spec", param_hint="--model")
-        registry_spec = _load(spec).registry if spec else None
+        folder = store.folder
         ServeSettings(
             str(folder.resolve()),
-            uri,
-            model or name or "",
+            store.tracking_uri,
+            name,
             max_batch=max_batch,
             allowed_hosts=allowed_host or default_allowed_hosts(host),
-            governance_uri=registry_spec.governance_uri if registry_spec else None,
-            checkpoints=registry_spec.checkpoints if registry_spec else None,
+            governance_uri=store.governance_uri,
+            checkpoints=store.checkpoints,
             watch_seconds=watch_seconds,
             shadow_alias=shadow_alias or None,
             drain_seconds=drain_seconds,
@@ -619,9 +621,7 @@ def serve(
         HeadLimits(max_header_bytes, max_headers, header_timeout).export()
         open_store(feature_store)  # a bad URL stops here, before any worker starts
         if workers > 1 and feature_store in (None, "", "memory://"):
-            _refuse_private_events(
-                _governance(spec, project_dir, writer=False)[0], model or name or ""
-            )
+            _refuse_private_events(store.governance(writer=False), name)
     if (
         workers > 1
     ):  # one /metrics for all workers: each writes its numbers to a shared folder, wiped per start

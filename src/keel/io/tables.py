@@ -117,6 +117,19 @@ def _open_http(url: str) -> Any:
 MAX_COLUMNS = 10_000  # a table wider than this is refused before it is parsed (data.max_columns)
 
 
+TableFormat = Literal["csv", "parquet"]
+
+
+def table_format(url: str) -> TableFormat | None:
+    """The format a table's name implies (.parquet, .pq; .csv, .csv.gz, .txt), or None."""
+    name = url.lower().split("?")[0]
+    if name.endswith((".parquet", ".pq")):
+        return "parquet"
+    if name.endswith((".csv", ".csv.gz", ".txt")):
+        return "csv"
+    return None
+
+
 def column_count(raw: bytes, fmt: Literal["csv", "parquet"], *, gzipped: bool = False) -> int:
     """How many columns a CSV header or a Parquet schema names, read without parsing the rows."""
     if fmt == "parquet":

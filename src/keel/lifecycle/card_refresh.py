@@ -73,13 +73,12 @@ def lifecycle_section(governance: Governance, name: str, version: int) -> dict[s
 
 
 def refresh_card(
-    project_dir: Path, name: str, version: int | str, *, governance: Governance | None = None
+    project_dir: Path, name: str, version: int | str, *, governance: Governance
 ) -> Path:
     """Re-render a version's stored card with its current state and audit history.
 
-    Returns the HTML path.
+    ``governance`` is the project's (opened with its spec's settings); returns the HTML path.
     """
-    governance = governance or Governance.for_project(project_dir)
     info = governance.registry.version(name, version)
     folder = card_dir(project_dir, info.name, info.version)
     card, plots = read_model_card(folder)

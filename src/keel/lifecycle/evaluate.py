@@ -15,7 +15,7 @@ from keel.evaluation.metrics import binary_metrics, gains_table
 from keel.features.cleaning import target_vector
 from keel.io.files import write_text_atomic
 from keel.lifecycle.run import prepare_data
-from keel.registry.store import Registry
+from keel.registry.project import ProjectStore
 from keel.spec import ProjectSpec
 from keel.training.split import split_rows
 
@@ -46,7 +46,7 @@ def evaluate_version(
     data it was trained on (checked by sha256). With ``source`` every row of that file
     is scored after passing the same contract and cleaning.
     """
-    registry = Registry.for_project(project_dir, spec.registry.tracking_uri)
+    registry = ProjectStore.of(spec, project_dir).registry()
     model, info = registry.load_model(spec.model_name(), version)
     data = prepare_data(spec, source)
     y = target_vector(data.frame, spec).to_numpy()

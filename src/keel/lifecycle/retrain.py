@@ -39,6 +39,7 @@ from keel.lifecycle.run import RunResult, StageCallback, prepare_data, run_proje
 from keel.models.artifact import KeelModel
 from keel.registry.governance import Governance
 from keel.registry.principal import Principal
+from keel.registry.project import ProjectStore
 from keel.serving.loader import required_version
 from keel.spec import ProjectSpec
 from keel.training.split import split_rows
@@ -109,12 +110,7 @@ def retrain(
             f"'{spec.split.method}': a random test split may hold rows the champion was trained on"
         )
     stage = on_stage or (lambda _: None)
-    governance = Governance.for_project(
-        project_dir,
-        spec.registry.tracking_uri,
-        spec.registry.governance_uri,
-        checkpoints=spec.registry.checkpoints,
-    )
+    governance = ProjectStore.of(spec, project_dir).governance()
     registry = governance.registry
     name = spec.model_name()
     required_version(governance, name)  # no champion: the one error every command gives

@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -30,7 +30,7 @@ from keel.explain.contributions import Explainer
 from keel.explain.importance import dependence, importance
 from keel.features.cleaning import CleaningSummary, clean, target_vector
 from keel.features.offline import add_features
-from keel.io.tables import LoadedTable, read_table
+from keel.io.tables import LoadedTable, TableFormat, read_table
 from keel.io.times import as_of_time, naive_utc
 from keel.lifecycle.card import (
     DEPENDENCE_FEATURES,
@@ -43,9 +43,9 @@ from keel.lifecycle.card import (
 )
 from keel.lifecycle.card_refresh import lifecycle_section
 from keel.lifecycle.provenance import code_version, library_versions
-from keel.registry.governance import Governance
 from keel.registry.principal import Principal
-from keel.registry.store import Registry, VersionInfo
+from keel.registry.project import ProjectStore
+from keel.registry.store import VersionInfo
 from keel.spec import ProjectSpec, dump_spec
 from keel.training.distributed import check_cluster_tuning
 from keel.training.trainer import TrainingOutcome, learning_curve, train_model
@@ -104,7 +104,7 @@ def prepare_data(
     return PreparedData(add_features(frame, spec, engine=engine), table, report, cleaning)
 
 
-def _format_of(url: str, spec: ProjectSpec) -> Literal["csv", "parquet"]:
+def _format_of(url: str, spec: ProjectSpec) -> TableFormat:
     return spec.data.model_copy(update={"source": url, "format": None}).file_format()
 
 
@@ -275,7 +275,8 @@ def run_project(
     )
     thresholds, measures = spec_thresholds(spec), measures_of(metrics, fairness)
     stage("registering")
-    registry = Registry.for_project(project_dir, spec.registry.tracking_uri)
+    store = ProjectStore.of(spec, project_dir)
+    registry = store.registry()
     spec_text = dump_spec(spec)
     code = code_version()
     environment = library_versions()
@@ -332,13 +333,7 @@ def run_project(
             description=spec.description or "",
         )
         if register is None:  # this process writes the project's governance store
-            governance = Governance.for_project(
-                project_dir,
-                spec.registry.tracking_uri,
-                spec.registry.governance_uri,
-                checkpoints=spec.registry.checkpoints,
-                create=True,
-            )
+            governance = store.governance(create=True)
             gates = governance.record_registration(
                 version,
                 author=principal,

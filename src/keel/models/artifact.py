@@ -27,6 +27,7 @@ from keel.io.files import write_bytes_atomic
 from keel.models.gbdt import LightGBMScorer
 from keel.models.logistic import LogisticScorer
 from keel.models.preprocess import Preprocessor
+from keel.spec import DEFAULT_TOP_K
 
 FORMAT = "keel-model/1"
 MANIFEST = "model.json"
@@ -140,7 +141,7 @@ class KeelModel:
     threshold: float
     metadata: dict[str, Any] = field(default_factory=dict)
     reason_texts: dict[str, str] = field(default_factory=dict)
-    top_k: int = 4
+    top_k: int = DEFAULT_TOP_K
 
     @property
     def family(self) -> str:
@@ -276,7 +277,7 @@ class KeelModel:
             threshold=float(manifest["threshold"]),
             metadata=manifest.get("metadata", {}),
             reason_texts=dict(manifest.get("reasons", {}).get("texts", {})),
-            top_k=int(manifest.get("reasons", {}).get("top_k", 4)),
+            top_k=int(manifest.get("reasons", {}).get("top_k", DEFAULT_TOP_K)),
         )
 
 

@@ -10,12 +10,12 @@ record's own time column when it has one, else when it was scored), ``probabilit
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import pandas as pd
 
 from keel.errors import DataError
-from keel.io.tables import read_table
+from keel.io.tables import TableFormat, read_table, table_format
 from keel.io.times import naive_utc
 
 EVENT_COLUMNS = ("time", "probability", "version", "label", "label_time", "request_id", "row")
@@ -129,8 +129,14 @@ def attach_labels(
     return events.assign(label=label.to_numpy(), label_time=found["label_time"].to_numpy())
 
 
-def _format(url: str) -> Literal["csv", "parquet"]:
-    return "parquet" if url.endswith(".parquet") else "csv"
+def _format(url: str) -> TableFormat:
+    """The table's format from its name; a scored table or labels file must say it in its suffix."""
+    found = table_format(url)
+    if found is None:
+        raise DataError(
+            f"{url}: cannot tell the format from the name; give a .csv or .parquet file"
+        )
+    return found
 
 
 def _no_clash(columns: pd.Index, reserved: tuple[str, ...], where: str) -> None:

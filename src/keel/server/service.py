@@ -29,6 +29,7 @@ from keel.registry.governance import (
     store_exists,
 )
 from keel.registry.principal import AuthenticationError, Principal
+from keel.registry.project import ProjectStore
 from keel.registry.states import fields_of
 from keel.server.routes import route_of
 from keel.server.users import UserStore
@@ -65,29 +66,23 @@ class GovernanceService:
     @classmethod
     def open(
         cls,
-        project_dir: Path,
+        store: ProjectStore,
         *,
-        tracking_uri: str | None = None,
-        governance_uri: str | None = None,
-        checkpoints: str | None = None,
         create: bool = False,
         hasher: PasswordHasher | None = None,
         writer: bool = True,
     ) -> GovernanceService:
-        """The service for a project; without ``create`` a missing governance store is an error.
+        """The service over a project's stores; without ``create`` a missing store is an error.
 
         A ``writer`` holds the audit key (the governance service, or the in-process CLI on a
         laptop); a reader (verification) holds none and changes nothing.
         """
-        url = governance_uri or default_governance_uri(project_dir)
-        governance = Governance.for_project(
-            project_dir, tracking_uri, url, checkpoints=checkpoints, create=create, writer=writer
-        )
+        governance = store.governance(create=create, writer=writer)
         return cls(
             governance,
             UserStore(governance.audit.engine, governance.audit, hasher=hasher),
-            governance_uri=url,
-            project_dir=project_dir,
+            governance_uri=store.governance_uri or default_governance_uri(store.folder),
+            project_dir=store.folder,
         )
 
     # identity -----------------------------------------------------------------------------
@@ -328,29 +323,16 @@ class GovernanceService:
         return _verified(self.governance_uri, audit.key, audit.checkpoints, lambda: self)
 
 
-def verify_project(
-    project_dir: Path,
-    *,
-    governance_uri: str | None = None,
-    tracking_uri: str | None = None,
-    checkpoints: str | None = None,
-) -> dict[str, Any]:
+def verify_project(store: ProjectStore) -> dict[str, Any]:
     """:meth:`GovernanceService.verify` for a project, writing nothing.
 
     No key, table or database is created.
     """
-    url = governance_uri or default_governance_uri(project_dir)
     return _verified(
-        url,
-        audit_key(project_dir, create=False),
-        checkpoint_store(project_dir, checkpoints),
-        lambda: GovernanceService.open(
-            project_dir,
-            tracking_uri=tracking_uri,
-            governance_uri=url,
-            checkpoints=checkpoints,
-            writer=False,
-        ),
+        store.governance_uri or default_governance_uri(store.folder),
+        audit_key(store.folder, create=False),
+        checkpoint_store(store.folder, store.checkpoints),
+        lambda: GovernanceService.open(store, writer=False),
     )
 
 

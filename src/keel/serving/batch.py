@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 from pyarrow import csv as pa_csv
 
 from keel.errors import DataError
+from keel.io.tables import table_format
 from keel.serving.engine import ScoringEngine
 
 _ARROW_TYPES = {"int": pa.float64(), "float": pa.float64(), "str": pa.string(), "bool": pa.bool_()}
@@ -42,12 +43,13 @@ def read_batches(
     usual markers (NA, null, ...) are missing values in every column, as pandas reads them.
     """
     fs, path = fsspec.core.url_to_fs(url)
-    if path.endswith(".parquet"):
+    kind = table_format(path)
+    if kind == "parquet":
         with fs.open(path, "rb") as handle:
             for batch in pq.ParquetFile(handle).iter_batches(batch_size=rows):
                 yield pa.Table.from_batches([batch])
-    elif path.endswith(".csv"):
-        with fs.open(path, "rb") as handle:
+    elif kind == "csv":
+        with fs.open(path, "rb", compression="infer") as handle:  # .csv.gz is read as it streams
             types = {
                 c: _ARROW_TYPES[r["dtype"]]
                 for c, r in (contract or {}).items()
@@ -68,7 +70,7 @@ def read_batches(
             if pending is not None and pending.num_rows:
                 yield pending
     else:
-        raise DataError(f"{url}: batch scoring reads .csv or .parquet files")
+        raise DataError(f"{url}: batch scoring reads .csv, .csv.gz, .txt, .parquet or .pq files")
 
 
 def score_file(

@@ -25,6 +25,7 @@ from keel.errors import IntegrityError
 from keel.features.stores import open_store
 from keel.monitoring.latest import latest_path
 from keel.registry.governance import Governance
+from keel.registry.project import ProjectStore
 from keel.serving.app import create_app
 from keel.serving.engine import ScoringEngine
 from keel.serving.loader import alias_disagreement, audited_version, load_alias
@@ -217,13 +218,14 @@ def load_verified(governance: Governance, name: str, alias: str) -> ScoringEngin
 
 
 def _governance(settings: ServeSettings) -> Governance:
-    return Governance.for_project(
+    store = ProjectStore(
         Path(settings.project_dir),
         settings.tracking_uri,
         settings.governance_uri,
-        checkpoints=settings.checkpoints,
-        writer=False,
+        settings.checkpoints,
+        settings.model,
     )
+    return store.governance(writer=False)
 
 
 def _drain_on_sigterm(app: FastAPI, seconds: float) -> None:

@@ -180,7 +180,7 @@ def _tune_family(
         study = optuna.create_study(
             storage=storage,
             study_name=f"{spec.project}-{family}-{uuid.uuid4().hex[:12]}",
-            direction="maximize" if spec.tuning.metric != "log_loss" else "minimize",
+            direction="maximize" if spec.tuning.maximize else "minimize",
         )
         shares = [len(range(i, spec.tuning.trials, len(workers))) for i in range(len(workers))]
         futures = [

@@ -120,7 +120,7 @@ def train_model(
             )
             for family in spec.models.families
         }
-    maximize = spec.tuning.metric != "log_loss"
+    maximize = spec.tuning.maximize
     chosen = (max if maximize else min)(results.values(), key=lambda r: r.best_value)
     model = KeelModel(
         preprocessor=pre,

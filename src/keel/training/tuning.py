@@ -257,7 +257,7 @@ def tune_family(
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     tuning = spec.tuning
-    maximize = tuning.metric != "log_loss"
+    maximize = tuning.maximize
     study = optuna.create_study(
         direction="maximize" if maximize else "minimize",
         sampler=optuna.samplers.TPESampler(seed=spec.seed),
