@@ -20,10 +20,38 @@ from rich.console import Console
 
 from keel.errors import ContractError, KeelError
 
+# Help texts are plain: "[default: ...]" in a help text is no Rich markup tag to swallow.
 app = typer.Typer(
-    add_completion=False, no_args_is_help=True, help="Keel: tabular models to production, governed."
+    add_completion=False,
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    help="Keel: tabular models to production, governed.",
 )
-models_app = typer.Typer(no_args_is_help=True, help="Registered models and their versions.")
+
+
+def _version(shown: bool) -> None:
+    if shown:
+        from keel import __version__
+
+        out.print(f"keel {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Keel: tabular models to production, governed."""
+
+
+models_app = typer.Typer(
+    no_args_is_help=True, rich_markup_mode=None, help="Registered models and their versions."
+)
 app.add_typer(models_app, name="models")
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)

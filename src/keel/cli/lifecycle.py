@@ -28,10 +28,18 @@ from keel.cli.common import (
 )
 
 SERVER_ENV, TOKEN_ENV = "KEEL_SERVER", "KEEL_TOKEN"
-users_app = typer.Typer(no_args_is_help=True, help="Users and their roles (admins only).")
-token_app = typer.Typer(no_args_is_help=True, help="Your API tokens (for the CLI and CI).")
-policy_app = typer.Typer(no_args_is_help=True, help="The governance policy validators own.")
-audit_app = typer.Typer(no_args_is_help=True, help="The signed, tamper-evident audit log.")
+users_app = typer.Typer(
+    no_args_is_help=True, rich_markup_mode=None, help="Users and their roles (admins only)."
+)
+token_app = typer.Typer(
+    no_args_is_help=True, rich_markup_mode=None, help="Your API tokens (for the CLI and CI)."
+)
+policy_app = typer.Typer(
+    no_args_is_help=True, rich_markup_mode=None, help="The governance policy validators own."
+)
+audit_app = typer.Typer(
+    no_args_is_help=True, rich_markup_mode=None, help="The signed, tamper-evident audit log."
+)
 app.add_typer(users_app, name="users")
 app.add_typer(token_app, name="token")
 app.add_typer(policy_app, name="policy")
