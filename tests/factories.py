@@ -243,3 +243,27 @@ def small_engine(version: int = 1) -> ScoringEngine:
     return ScoringEngine(
         train_model(make_loans(rows=600, seed=2), parse_spec(raw)).model, "loans", version
     )
+
+
+def post_loans(project_dir: Path, *, income_factor: float, rows: int = 400, seed: int = 17) -> None:
+    """Score ``rows`` new loan applications through the champion's API, which logs them in
+    predictions.db; ``income_factor`` scales every income (0.5 is a drift monitoring must see)."""
+    from fastapi.testclient import TestClient
+
+    from keel.registry.governance import Governance
+    from keel.serving.app import create_app
+    from keel.serving.loader import load_alias
+    from keel.serving.predictions import PredictionLog
+
+    log = PredictionLog(project_dir / "predictions.db")
+    governance = Governance.for_project(project_dir, writer=False)
+    client = TestClient(create_app(load_alias(governance, "loans"), prediction_log=log))
+    for row in make_loans(rows, seed=seed).to_dict("records"):
+        record = {
+            "income": int(row["income"] * income_factor),
+            "debt": int(row["debt"]),
+            "late_payments": int(row["late_payments"]),
+            "region": row["region"],
+        }
+        assert client.post("/v1/score", json=record).status_code == 200
+    log.close()

@@ -18,28 +18,10 @@ from keel.registry.governance import Governance
 from keel.registry.store import Registry
 from keel.serving.app import create_app
 from keel.serving.loader import load_alias
-from keel.serving.predictions import PredictionLog
 from keel.spec import load_spec
 
-from factories import applied_over_time, make_loans
+from factories import applied_over_time, post_loans
 from people import crown, enrol
-
-
-def _post_loans(project_dir: Path, *, income_factor: float) -> None:
-    """Score 400 new loan applications through the API, which logs them in predictions.db."""
-    log = PredictionLog(project_dir / "predictions.db")
-    governance = Governance.for_project(project_dir, writer=False)
-    client = TestClient(create_app(load_alias(governance, "loans"), prediction_log=log))
-    rows = make_loans(400, seed=17)
-    for row in rows.to_dict("records"):
-        record = {
-            "income": int(row["income"] * income_factor),
-            "debt": int(row["debt"]),
-            "late_payments": int(row["late_payments"]),
-            "region": row["region"],
-        }
-        assert client.post("/v1/score", json=record).status_code == 200
-    log.close()
 
 
 @pytest.mark.parametrize("income_factor, alerts", [(1.0, False), (0.5, True)])
@@ -63,7 +45,7 @@ def test_keel_monitor_reports_and_alerts_only_on_a_shift(
         load_spec(loans_project), project_dir=project_dir, principal=people.dev, with_card=False
     )
     crown(people, "loans", 1)
-    _post_loans(project_dir, income_factor=income_factor)
+    post_loans(project_dir, income_factor=income_factor)
     out = loans_project.parent / "report"
 
     tomorrow = (pd.Timestamp.now(tz="UTC").normalize() + pd.Timedelta(days=1)).strftime(

@@ -132,6 +132,8 @@ def monitor(
     --since) are printed as JSON lines, written to alerts.jsonl beside the HTML report, and
     sent to the spec's webhook when one is configured (monitoring.alerts); the report shows all.
     """
+    from rich.progress import Progress
+
     from keel.io.times import as_of_time
     from keel.lifecycle.monitor import Sources, monitor_model
 
@@ -152,18 +154,22 @@ def monitor(
         name = model or store.model
         if not name:
             raise typer.BadParameter("give --model or --spec", param_hint="--model")
-        run = monitor_model(
-            store.governance(writer=False),
-            store.folder,
-            name,
-            spec=project,
-            alias=alias,
-            sources=Sources(log, scored, labels, label_time_column, join_on),
-            as_of=as_of_time(as_of) if as_of else None,
-            since=as_of_time(since) if since else None,
-            partial=partial,
-            out_dir=out_dir,
-        )
+        with Progress(console=err, transient=True) as progress:
+            windows = progress.add_task("judging windows", total=None)
+            run = monitor_model(
+                store.governance(writer=False),
+                store.folder,
+                name,
+                spec=project,
+                alias=alias,
+                sources=Sources(log, scored, labels, label_time_column, join_on),
+                as_of=as_of_time(as_of) if as_of else None,
+                since=as_of_time(since) if since else None,
+                partial=partial,
+                out_dir=out_dir,
+                on_stage=lambda text: progress.console.print(f"[dim]{text}[/]", highlight=False),
+                on_window=lambda done, total: progress.update(windows, completed=done, total=total),
+            )
     if as_json:
         out.print_json(json.dumps(run.report.to_dict(), default=str))
     else:

@@ -8,6 +8,7 @@ labels that have arrived, writes the HTML report and ``alerts.jsonl``, moves the
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,17 +74,22 @@ def monitor_model(
     since: pd.Timestamp | None = None,
     partial: bool = False,
     out_dir: Path | None = None,
+    on_stage: Callable[[str], None] | None = None,
+    on_window: Callable[[int, int], None] | None = None,
 ) -> MonitorRun:
     """Judge ``name``'s ``alias`` (per the audit log) on its events; write the report and alerts.
 
     Only the champion's run moves ``latest.json`` (what ``/metrics`` and the console show).
+    ``on_stage`` hears each stage; ``on_window(done, total)`` each window judged.
     """
+    stage = on_stage or (lambda _: None)
     version = required_version(governance, name, alias)
     served, _ = governance.registry.load_model(name, version)
     described = served.metadata.get("features") or {}
     time_column = described.get("time_column") or (spec.data.time_column if spec else None)
     id_column = described.get("id_column") or (spec.data.id_column if spec else None)
     log = sources.log or project_dir / "predictions.db"
+    stage(f"reading the events of {name} v{version} from {sources.scored or log}")
     if sources.scored:
         if not time_column:
             raise SpecError("a scored table needs the spec's data.time_column (give --spec)")
@@ -107,10 +113,9 @@ def monitor_model(
             else labels_from_posts(read_labels(log), id_column=key, target=served.target)
         )
         events = attach_labels(events, found, id_column=key, positive=served.positive)
-    if (
-        id_column and id_column in events.columns
-    ):  # a retried request is logged again: count it once
+    if id_column and id_column in events.columns:  # a retried request is logged again: once
         events = events.drop_duplicates(id_column, keep="last")
+    stage(f"judging {len(events):,} events")
     report = monitor(
         events,
         served,
@@ -120,7 +125,9 @@ def monitor_model(
         partial=partial,
         protected=spec.protected if spec else [],
         fairness=spec.fairness if spec else None,
+        on_window=on_window,
     )
+    stage("writing the report")
     latest = latest_path(project_dir, name)
     new = report.alerts_since(since if since is not None else judged_through(latest))
     target = out_dir or project_dir / "monitoring" / name / pd.Timestamp(report.as_of).strftime(
@@ -130,9 +137,7 @@ def monitor_model(
     html, _ = write_monitoring_report(written, target)
     lines = alert_lines(new, model=name, as_of=report.as_of)
     write_text_atomic(target / "alerts.jsonl", "".join(line + "\n" for line in lines))
-    if (
-        alias == "champion"
-    ):  # the data judged, never a future as-of: the next run's news starts there
+    if alias == "champion":  # the data judged, never a future as-of: the next run starts there
         advance_latest(latest, written, report.judged_through())
     undelivered = (
         send_webhook(new, spec.monitoring.alerts, model=name, as_of=report.as_of) if spec else None

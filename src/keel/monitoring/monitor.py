@@ -12,7 +12,7 @@ by ``as_of`` are judged; the one still open, and a window with fewer than ``min_
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -157,11 +157,13 @@ def monitor(
     protected: Sequence[str] = (),
     fairness: FairnessSpec | None = None,
     partial: bool = False,
+    on_window: Callable[[int, int], None] | None = None,
 ) -> MonitorReport:
     """Judge every window of ``events`` that closed by ``as_of`` (see the module doc).
 
     ``as_of`` defaults to the newest event. The window still open at ``as_of`` is shown but
     judged only with ``partial``: part of a week differs from a whole one (its weekdays, say).
+    ``on_window(done, total)`` is called after each window (for a progress bar).
     """
     if events.empty:
         raise DataError("there are no scored events to monitor")
@@ -177,7 +179,8 @@ def monitor(
     )
     periods = events["time"].dt.to_period(_PERIOD[settings.window])
     results = []
-    for period, rows in events.groupby(periods, sort=True):
+    windows = events.groupby(periods, sort=True)
+    for period, rows in windows:
         labelled = rows[known.loc[rows.index]]
         complete = period.end_time <= as_of
         results.append(
@@ -197,6 +200,8 @@ def monitor(
                 fairness or FairnessSpec(),
             )
         )
+        if on_window is not None:
+            on_window(len(results), windows.ngroups)
     return MonitorReport(name, str(as_of), settings.window, reference, results)
 
 
