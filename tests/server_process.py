@@ -104,6 +104,31 @@ def serving(
             stop(server)
 
 
+@contextmanager
+def governance_server(project_dir: Path) -> Iterator[tuple[str, int]]:
+    """Run `keel server` on ``project_dir`` on a free loopback port; yield its URL and port once
+    /livez answers, and stop it afterwards."""
+    import urllib.request
+
+    port = free_port()
+    command = [sys.executable, "-m", "keel", "server", "--project-dir", str(project_dir)]
+    process = subprocess.Popen([*command, "--port", str(port)], stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/livez", timeout=2):  # noqa: S310 - loopback http
+                    break
+            except OSError:
+                assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
+                time.sleep(0.3)
+        yield url, port
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
 @dataclass
 class Answer:
     sent: float

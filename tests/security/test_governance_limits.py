@@ -7,10 +7,6 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -19,7 +15,7 @@ from fastapi.testclient import TestClient
 from keel.server.api import MAX_BODY_BYTES, create_governance_app
 
 from people import enrol
-from server_process import free_port
+from server_process import governance_server
 
 
 def test_a_body_over_the_limit_is_413_before_it_is_parsed(tmp_path: Path) -> None:
@@ -42,36 +38,11 @@ def test_a_body_over_the_limit_is_413_before_it_is_parsed(tmp_path: Path) -> Non
 def test_keel_server_refuses_an_oversized_head_with_431(tmp_path: Path) -> None:
     project_dir = tmp_path / ".keel"
     enrol(project_dir)
-    port = free_port()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "keel",
-            "server",
-            "--project-dir",
-            str(project_dir),
-            "--port",
-            str(port),
-        ],
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/livez", timeout=2):
-                    break
-            except OSError:
-                assert server.poll() is None and time.monotonic() < deadline, server.stderr.read()
-                time.sleep(0.3)
-        with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
-            connection.sendall(
-                b"GET /livez HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 100_000 + b"\r\n\r\n"
-            )
-            status = connection.recv(4096).split(b"\r\n")[0]
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    head = b"GET /livez HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 100_000 + b"\r\n\r\n"
+    with (
+        governance_server(project_dir) as (_, port),
+        socket.create_connection(("127.0.0.1", port), timeout=10) as connection,
+    ):
+        connection.sendall(head)
+        status = connection.recv(4096).split(b"\r\n")[0]
     assert status == b"HTTP/1.1 431 Request Header Fields Too Large"

@@ -7,10 +7,6 @@ never hold the key.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -19,7 +15,7 @@ from typer.testing import CliRunner
 from keel.cli.main import app
 
 from people import enrol
-from server_process import free_port
+from server_process import governance_server
 
 pytestmark = pytest.mark.slow
 
@@ -29,31 +25,7 @@ def test_register_review_and_release_through_the_governance_service(
 ) -> None:
     project_dir = loans_project.parent / ".keel"
     people = enrol(project_dir)  # the service's own store: users, key and checkpoints live with it
-    port = free_port()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "keel",
-            "server",
-            "--project-dir",
-            str(project_dir),
-            "--port",
-            str(port),
-        ],
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/livez", timeout=2):  # noqa: S310 - fixed http URL
-                    break
-            except OSError:
-                assert server.poll() is None and time.monotonic() < deadline, server.stderr.read()
-                time.sleep(0.3)
+    with governance_server(project_dir) as (url, _):
         no_key = tmp_path / "developer-has-no-key"
 
         def keel(*args: str, who: str) -> object:
@@ -83,9 +55,6 @@ def test_register_review_and_release_through_the_governance_service(
             env={"KEEL_SERVER": url, "KEEL_TOKEN": ""},
         )
         assert anonymous.exit_code == 14
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
     assert not no_key.exists()  # no developer or reviewer process ever held (or made) a signing key
     history = [(row.action, row.actor) for row in people.service.governance.history("loans")]
     assert history == [
