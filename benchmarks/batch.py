@@ -43,8 +43,8 @@ import pyarrow.parquet as pq
 
 from keel.registry.store import Registry
 from keel.serving.batch import read_chunks
-from keel.serving.engine import ScoringEngine
 from keel.serving.loader import load_alias
+from keel.serving.served import ServedModel
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "examples" / "credit_default" / "keel.yaml"
@@ -228,7 +228,7 @@ def to_records(frame: pd.DataFrame, contract: dict[str, dict]) -> list[dict[str,
     ]
 
 
-def api_answers(engine: ScoringEngine, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def api_answers(engine: ServedModel, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The API's answers for ``records``: ``POST /v1/score/batch`` of the real app, in process."""
     from fastapi.testclient import TestClient
 

@@ -121,12 +121,12 @@ def main() -> int:
     logging.getLogger("distributed.shuffle").setLevel(logging.ERROR)
 
     from keel.lifecycle.run import prepare_data
-    from keel.serving.engine import ScoringEngine
+    from keel.serving.served import ServedModel
     from keel.training.trainer import train_model
 
     spec = _spec(args.trials)
     t0 = time.perf_counter()
-    engine = ScoringEngine(train_model(prepare_data(spec).frame, spec).model, "card_fraud", 1)
+    engine = ServedModel(train_model(prepare_data(spec).frame, spec).model, "card_fraud", 1)
     print(f"trained in {time.perf_counter() - t0:.0f} s ({args.trials} trials)")
     with tempfile.TemporaryDirectory(dir=args.data_dir) as tmp:
         folder = Path(tmp)

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from keel.registry.audit import AuditLog, make_engine
+from keel.registry.audit import AuditLog, open_database
 from keel.registry.signing import AuditKey, CheckpointStore
 from keel.server.users import UserStore
 
@@ -53,9 +53,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="keel-bench-governance-"))
-    plain = AuditLog(make_engine(f"sqlite:///{folder / 'plain.db'}"))
+    plain = AuditLog(open_database(f"sqlite:///{folder / 'plain.db'}"))
     signed = AuditLog(
-        make_engine(f"sqlite:///{folder / 'signed.db'}"),
+        open_database(f"sqlite:///{folder / 'signed.db'}"),
         key=AuditKey.load_or_create(folder / "key"),
         checkpoints=CheckpointStore(str(folder / "checkpoints")),
     )

@@ -18,7 +18,7 @@ Both get the same real rows of the UCI file, typed per the model's input contrac
 any load, every row is sent to both servers and the answers must agree (probability to
 1e-9, reason features in the same order). Each load is ``wrk`` after a short warm-up, bounded
 by ``--seconds`` and by ``--max-requests``: 1 connection (p50, p99) and 16 connections
-(requests/s, p99). The raw in-process call (Keel's ``ScoringEngine.score_records``, the
+(requests/s, p99). The raw in-process call (Keel's ``ServedModel.score_records``, the
 loaded pyfunc's ``predict`` on a one-row DataFrame) is timed too. ``wrk`` runs on the same
 cores as the servers, for both sides alike.
 """
@@ -52,8 +52,8 @@ import pandas as pd
 
 from keel.models.artifact import KeelModel
 from keel.registry.store import Registry
-from keel.serving.engine import ScoringEngine
 from keel.serving.loader import load_alias
+from keel.serving.served import ServedModel
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "examples" / "credit_default" / "keel.yaml"
@@ -617,7 +617,7 @@ def serve_and_load(
 
 
 def in_process(
-    engine: ScoringEngine, model_uri: str, records: list[dict[str, Any]], calls: int
+    engine: ServedModel, model_uri: str, records: list[dict[str, Any]], calls: int
 ) -> tuple[float, float]:
     """Median ms of one record through Keel's engine and through the loaded MLflow pyfunc.
 

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from keel.registry.governance import Governance
     from keel.registry.principal import Principal
     from keel.registry.store import VersionInfo
-    from keel.serving.engine import ScoringEngine
+    from keel.serving.served import ServedModel
 
 
 def make_loans(rows: int = 2000, seed: int = 0) -> pd.DataFrame:
@@ -233,14 +233,14 @@ def transactions_spec(
     }
 
 
-def small_engine(version: int = 1) -> ScoringEngine:
-    """A logistic loans model trained on 600 rows in a second, as a scoring engine for API tests."""
-    from keel.serving.engine import ScoringEngine
+def small_engine(version: int = 1) -> ServedModel:
+    """A logistic loans model trained on 600 rows in a second, as a ServedModel for API tests."""
+    from keel.serving.served import ServedModel
     from keel.spec import parse_spec
     from keel.training.trainer import train_model
 
     raw = loans_spec("unused.csv", tuning={"trials": 1}, models={"families": ["logistic"]})
-    return ScoringEngine(
+    return ServedModel(
         train_model(make_loans(rows=600, seed=2), parse_spec(raw)).model, "loans", version
     )
 

@@ -14,7 +14,7 @@ from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
 
-from keel.registry.audit import AuditLog, make_engine
+from keel.registry.audit import AuditLog, open_database
 from keel.registry.governance import Governance, GovernanceError
 from keel.registry.principal import Principal
 
@@ -35,7 +35,7 @@ def fork_context() -> ForkServerContext:
 
 def append_many(url: str, worker: int, rows: int, start: Barrier) -> None:
     """Open the audit log with the other workers (maybe creating it), then append ``rows`` rows."""
-    engine = make_engine(url)
+    engine = open_database(url)
     start.wait(timeout=60)
     log = AuditLog(engine)
     for i in range(rows):

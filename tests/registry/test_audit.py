@@ -9,7 +9,7 @@ from itertools import pairwise
 
 import sqlalchemy as sa
 
-from keel.registry.audit import GENESIS, AuditLog, audit_table, head_table, make_engine
+from keel.registry.audit import GENESIS, AuditLog, audit_table, head_table, open_database
 
 from workers import append_many, fork_context
 
@@ -17,7 +17,7 @@ WRITERS, ROWS = 4, 15
 
 
 def _log(url: str, rows: int = 5) -> AuditLog:
-    log = AuditLog(make_engine(url))
+    log = AuditLog(open_database(url))
     for i in range(1, rows + 1):
         log.append(
             actor=f"user{i}",
@@ -115,7 +115,7 @@ def test_concurrent_first_writers_create_the_log_once_and_form_one_unbroken_chai
     for writer in writers:
         writer.join(timeout=120)
     assert [w.exitcode for w in writers] == [0] * WRITERS
-    log = AuditLog(make_engine(database_url))
+    log = AuditLog(open_database(database_url))
     assert [r.seq for r in log.rows()] == list(range(1, WRITERS * ROWS + 1))
     assert log.verify() == []
     with log.engine.connect() as conn:

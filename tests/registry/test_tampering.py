@@ -29,7 +29,7 @@ from keel.registry.audit import (
     audit_table,
     head_message,
     head_table,
-    make_engine,
+    open_database,
     row_hash,
     row_message,
     verify_store,
@@ -93,7 +93,7 @@ def _approve(log: AuditLog, i: int) -> AuditRow:
 def _keyed(url: str, tmp_path: Path, approvals: int = 7) -> Keyed:
     key_path, folder = tmp_path / "keys" / "audit.pem", tmp_path / "checkpoints"
     log = AuditLog(
-        make_engine(url),
+        open_database(url),
         key=AuditKey.load_or_create(key_path),
         checkpoints=CheckpointStore(str(folder)),
     )
@@ -264,7 +264,7 @@ def test_a_deleted_database_file_is_named_missing_and_no_new_chain_starts_over_i
     assert "governance.db does not exist, but the checkpoint of" in keyed.problems()[0].detail
     with pytest.raises(IntegrityError, match="refusing to start a new audit chain"):
         AuditLog(
-            make_engine(keyed.url),
+            open_database(keyed.url),
             key=AuditKey.load_or_create(keyed.key_path),
             checkpoints=CheckpointStore(str(keyed.folder)),
         )
@@ -275,7 +275,7 @@ def test_dropped_tables_are_named_missing(keyed: Keyed) -> None:
     keyed.sql(sa.text("DROP TABLE keel_audit"), sa.text("DROP TABLE keel_audit_head"))
     assert keyed.found() == [("missing", 1)]
     assert "keel_audit, keel_audit_head do not exist" in keyed.problems()[0].detail
-    with make_engine(keyed.url).connect() as conn:
+    with open_database(keyed.url).connect() as conn:
         assert not sa.inspect(conn).has_table("keel_audit")
 
 
@@ -326,7 +326,7 @@ def test_key_rotation_keeps_verification_clean_and_retires_the_old_key(
     os.replace(tmp_path / "keys" / "new.pem", keyed.key_path)  # the key file now holds the new key
     assert keyed.found() == [] and keyed.found(key=False) == [] and keyed.log.verify() == []
     stale = AuditLog(
-        make_engine(database_url), key=old, checkpoints=CheckpointStore(str(keyed.folder))
+        open_database(database_url), key=old, checkpoints=CheckpointStore(str(keyed.folder))
     )
     with pytest.raises(
         IntegrityError,
@@ -398,7 +398,7 @@ def test_verify_store_without_a_database_or_checkpoints_raises_and_creates_nothi
         )
     assert not (tmp_path / "test.db").exists() and not folder.exists()
     if not database_url.startswith("sqlite"):
-        engine = make_engine(database_url)
+        engine = open_database(database_url)
         assert sa.inspect(engine).get_table_names() == []
         engine.dispose()
 
@@ -417,7 +417,7 @@ def test_appends_inside_a_callers_transaction_leave_the_checkpoint_to_the_caller
 
 def test_an_unkeyed_writer_cannot_append_to_a_signed_log(keyed: Keyed) -> None:
     with pytest.raises(IntegrityError, match="is signed .* open it with its key file"):
-        _approve(AuditLog(make_engine(keyed.url)), 99)
+        _approve(AuditLog(open_database(keyed.url)), 99)
     assert len(keyed.log.rows()) == 8
 
 
@@ -453,7 +453,7 @@ def test_a_log_written_before_signing_gets_the_columns_and_is_sealed_by_its_key_
             legacy,
             *[c.copy() for c in table.c if c.name not in ("key_id", "signature")],
         )
-    engine = make_engine(database_url)
+    engine = open_database(database_url)
     legacy.create_all(engine)
     rows = _rechain(
         [

@@ -19,8 +19,8 @@ from keel.models.artifact import MANIFEST, KeelModel, sha256_bytes
 from keel.reports.monitoring import render_monitoring_report
 from keel.server.api import create_governance_app
 from keel.serving.app import create_app
-from keel.serving.engine import ScoringEngine
 from keel.serving.predictions import PredictionLog
+from keel.serving.served import ServedModel
 from keel.spec import load_spec
 
 from factories import small_engine
@@ -31,12 +31,12 @@ JSON = {"content-type": "application/json"}
 
 
 @pytest.fixture(scope="module")
-def engine() -> ScoringEngine:
+def engine() -> ServedModel:
     return small_engine()
 
 
 @pytest.fixture
-def scoring(engine: ScoringEngine, tmp_path: Path):
+def scoring(engine: ServedModel, tmp_path: Path):
     log = PredictionLog(tmp_path / "predictions.db")
     yield (
         TestClient(

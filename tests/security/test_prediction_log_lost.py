@@ -10,8 +10,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from keel.serving.app import create_app
-from keel.serving.engine import ScoringEngine
 from keel.serving.predictions import PredictionLog
+from keel.serving.served import ServedModel
 
 from factories import small_engine
 
@@ -19,13 +19,13 @@ RECORD = {"income": 20000, "debt": 30000, "late_payments": 3, "region": "east"}
 
 
 @pytest.fixture(scope="module")
-def engine() -> ScoringEngine:
+def engine() -> ServedModel:
     return small_engine()
 
 
 @pytest.mark.parametrize("how", ["deleted", "replaced"])
 def test_no_acknowledgement_after_the_log_is_deleted_or_replaced(
-    engine: ScoringEngine, tmp_path: Path, how: str
+    engine: ServedModel, tmp_path: Path, how: str
 ) -> None:
     path = tmp_path / "predictions.db"
     log = PredictionLog(path)

@@ -8,8 +8,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from keel.serving.app import create_app
-from keel.serving.engine import ScoringEngine
 from keel.serving.predictions import PredictionLog
+from keel.serving.served import ServedModel
 from keel.serving.server import default_allowed_hosts
 
 from factories import small_engine
@@ -18,7 +18,7 @@ RECORD = {"income": 20000, "debt": 30000, "late_payments": 3, "region": "east"}
 
 
 @pytest.fixture(scope="module")
-def engine() -> ScoringEngine:
+def engine() -> ServedModel:
     return small_engine()
 
 
@@ -27,7 +27,7 @@ def engine() -> ScoringEngine:
     ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", None],
 )
 def test_a_cross_site_form_cannot_score_or_write_to_the_log(
-    engine: ScoringEngine, tmp_path, media
+    engine: ServedModel, tmp_path, media
 ) -> None:
     log = PredictionLog(tmp_path / "predictions.db")
     client = TestClient(create_app(engine, prediction_log=log))
@@ -46,7 +46,7 @@ def test_a_cross_site_form_cannot_score_or_write_to_the_log(
     log.close()
 
 
-def test_a_server_bound_to_loopback_answers_only_loopback_host_names(engine: ScoringEngine) -> None:
+def test_a_server_bound_to_loopback_answers_only_loopback_host_names(engine: ServedModel) -> None:
     assert default_allowed_hosts("0.0.0.0") == []  # every address: the operator names the hosts
     assert default_allowed_hosts("10.1.2.3") == ["10.1.2.3"]
     client = TestClient(
@@ -63,9 +63,7 @@ def test_a_server_bound_to_loopback_answers_only_loopback_host_names(engine: Sco
     )
 
 
-def test_an_integer_beyond_int64_is_a_422_not_a_server_error(
-    engine: ScoringEngine, tmp_path
-) -> None:
+def test_an_integer_beyond_int64_is_a_422_not_a_server_error(engine: ServedModel, tmp_path) -> None:
     # Found by schemathesis: 2**64 passed validation; the prediction log could not store it (500).
     log = PredictionLog(tmp_path / "predictions.db")
     client = TestClient(create_app(engine, prediction_log=log))

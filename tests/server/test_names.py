@@ -11,7 +11,7 @@ import pytest
 from argon2 import PasswordHasher
 
 from keel.errors import KeelError
-from keel.registry.audit import AuditLog, make_engine
+from keel.registry.audit import AuditLog, open_database
 from keel.server.names import MAX_LENGTH, NameRefused, normalize_name, skeleton
 from keel.server.users import UserStore
 
@@ -44,7 +44,7 @@ SPELLINGS = [
 
 @pytest.fixture
 def users(database_url: str) -> UserStore:
-    engine = make_engine(database_url)
+    engine = open_database(database_url)
     return UserStore(
         engine, AuditLog(engine), hasher=PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
     )

@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 from argon2 import PasswordHasher
 
-from keel.registry.audit import AuditLog, make_engine
+from keel.registry.audit import AuditLog, open_database
 from keel.registry.principal import AuthenticationError, PermissionDenied, Principal
 from keel.server.users import (
     WRONG_LOGIN,
@@ -61,7 +61,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 def users(database_url: str, clock: Clock) -> UserStore:
-    engine = make_engine(database_url)
+    engine = open_database(database_url)
     return UserStore(engine, AuditLog(engine), hasher=CountingHasher(), clock=clock)
 
 

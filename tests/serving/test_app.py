@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from keel.explain.contributions import Explainer
 from keel.explain.reasons import top_reasons
 from keel.serving.app import create_app
-from keel.serving.engine import ScoringEngine
+from keel.serving.served import ServedModel
 from keel.spec import parse_spec
 from keel.training.trainer import train_model
 
@@ -25,20 +25,20 @@ INPUTS = ["income", "debt", "late_payments", "region"]
 
 
 @pytest.fixture(scope="module", params=["lightgbm", "logistic"])
-def engine(request: pytest.FixtureRequest) -> ScoringEngine:
+def engine(request: pytest.FixtureRequest) -> ServedModel:
     raw = loans_spec(
         "unused.csv",
         tuning={"trials": 2},
         models={"families": [request.param]},
         reasons={"texts": {"late_payments": "Late payments on record"}, "top_k": 3},
     )
-    return ScoringEngine(
+    return ServedModel(
         train_model(make_loans(rows=1500, seed=2), parse_spec(raw)).model, "loans", 3
     )
 
 
 @pytest.fixture(scope="module")
-def client(engine: ScoringEngine) -> TestClient:
+def client(engine: ServedModel) -> TestClient:
     return TestClient(create_app(engine, max_batch=50, max_body_bytes=20_000))
 
 
@@ -58,7 +58,7 @@ def _record(row: pd.Series) -> dict:
 
 
 def test_one_record_gets_the_models_probability_decision_and_reasons(
-    client: TestClient, engine: ScoringEngine, rows: pd.DataFrame
+    client: TestClient, engine: ServedModel, rows: pd.DataFrame
 ) -> None:
     model = engine.model
     X = model.preprocessor.transform(rows)
@@ -76,7 +76,7 @@ def test_one_record_gets_the_models_probability_decision_and_reasons(
 
 
 def test_batch_single_and_table_scoring_agree_exactly(
-    client: TestClient, engine: ScoringEngine, rows: pd.DataFrame
+    client: TestClient, engine: ServedModel, rows: pd.DataFrame
 ) -> None:
     records = [_record(rows.iloc[i]) for i in range(len(rows))]
 
@@ -150,18 +150,18 @@ def test_probes_and_the_openapi_schema_come_from_the_contract(client: TestClient
     assert "gender" not in schema["properties"]  # protected: never asked for
 
 
-def test_readyz_is_503_while_draining(engine: ScoringEngine) -> None:
+def test_readyz_is_503_while_draining(engine: ServedModel) -> None:
     app = create_app(engine)
     app.state.ready = False
     assert TestClient(app).get("/readyz").status_code == 503
 
 
 def test_swapping_the_engine_serves_the_new_version(
-    engine: ScoringEngine, rows: pd.DataFrame
+    engine: ServedModel, rows: pd.DataFrame
 ) -> None:
     app = create_app(engine)
     client = TestClient(app)
-    newer = ScoringEngine(engine.model, "loans", 4)
+    newer = ServedModel(engine.model, "loans", 4)
 
     before = client.post("/v1/score", json=_record(rows.iloc[0])).json()
     app.state.engine = newer
@@ -171,7 +171,7 @@ def test_swapping_the_engine_serves_the_new_version(
     assert np.isclose(before["probability"], after["probability"])
 
 
-def test_admin_reload_needs_the_api_key(engine: ScoringEngine) -> None:
+def test_admin_reload_needs_the_api_key(engine: ServedModel) -> None:
     client = TestClient(create_app(engine, reload=lambda: engine, api_key="s3cret"))
     keyless = TestClient(create_app(engine, reload=lambda: engine))
 
@@ -186,16 +186,16 @@ def test_admin_reload_needs_the_api_key(engine: ScoringEngine) -> None:
 
 
 def test_a_failed_reload_keeps_the_old_model_serving(
-    engine: ScoringEngine, rows: pd.DataFrame
+    engine: ServedModel, rows: pd.DataFrame
 ) -> None:
     from keel.errors import IntegrityError
 
     outcomes: list[object] = [
-        ScoringEngine(engine.model, "loans", 4),
+        ServedModel(engine.model, "loans", 4),
         IntegrityError("sha256 does not match"),
     ]
 
-    def reload() -> ScoringEngine:
+    def reload() -> ServedModel:
         outcome = outcomes.pop(0)
         if isinstance(outcome, Exception):
             raise outcome
@@ -215,7 +215,7 @@ def test_a_failed_reload_keeps_the_old_model_serving(
 
 
 def test_metrics_count_requests_scores_and_the_version(
-    engine: ScoringEngine, rows: pd.DataFrame
+    engine: ServedModel, rows: pd.DataFrame
 ) -> None:
     client = TestClient(create_app(engine))
     for i in range(3):
@@ -229,7 +229,7 @@ def test_metrics_count_requests_scores_and_the_version(
     assert "keel_score_count 3.0" in text and 'keel_model_version{model="loans"} 3.0' in text
 
 
-def test_hosts_outside_the_allow_list_are_refused(engine: ScoringEngine) -> None:
+def test_hosts_outside_the_allow_list_are_refused(engine: ServedModel) -> None:
     client = TestClient(create_app(engine, allowed_hosts=["scoring.bank.internal"]))
 
     assert client.get("/livez", headers={"host": "evil.example"}).status_code == 400
@@ -251,7 +251,7 @@ SERVE_PUBLIC = {
 
 
 def test_every_keel_serve_route_is_public_by_name_or_needs_the_api_key(
-    engine: ScoringEngine,
+    engine: ServedModel,
 ) -> None:
     app = create_app(engine, reload=lambda: engine, api_key="s3cret")
     client = TestClient(app)

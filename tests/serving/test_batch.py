@@ -12,7 +12,7 @@ import pytest
 
 from keel.errors import DataError
 from keel.serving.batch import score_file
-from keel.serving.engine import ScoringEngine
+from keel.serving.served import ServedModel
 from keel.spec import parse_spec
 from keel.training.trainer import train_model
 
@@ -20,16 +20,16 @@ from factories import loans_spec, make_loans
 
 
 @pytest.fixture(scope="module")
-def engine() -> ScoringEngine:
+def engine() -> ServedModel:
     raw = loans_spec("unused.csv", tuning={"trials": 2}, models={"families": ["lightgbm"]})
-    return ScoringEngine(
+    return ServedModel(
         train_model(make_loans(rows=1500, seed=2), parse_spec(raw)).model, "loans", 2
     )
 
 
 @pytest.mark.parametrize("suffix", ["csv", "parquet"])
 def test_chunked_file_scoring_matches_the_engine_row_for_row(
-    engine: ScoringEngine, tmp_path: Path, suffix: str
+    engine: ServedModel, tmp_path: Path, suffix: str
 ) -> None:
     rows = make_loans(rows=2500, seed=4)
     source = tmp_path / f"in.{suffix}"
@@ -56,7 +56,7 @@ def test_chunked_file_scoring_matches_the_engine_row_for_row(
 
 
 def test_a_failure_midway_leaves_no_output_and_no_partial_file(
-    engine: ScoringEngine, tmp_path: Path
+    engine: ServedModel, tmp_path: Path
 ) -> None:
     rows = make_loans(rows=1000, seed=4).astype({"income": str})
     rows.loc[900, "income"] = "unknown"  # a bad value in the second chunk
@@ -70,7 +70,7 @@ def test_a_failure_midway_leaves_no_output_and_no_partial_file(
 
 
 def test_output_must_be_parquet_and_kept_columns_must_exist(
-    engine: ScoringEngine, tmp_path: Path
+    engine: ServedModel, tmp_path: Path
 ) -> None:
     source = tmp_path / "in.parquet"
     make_loans(rows=10).to_parquet(source, index=False)
@@ -83,7 +83,7 @@ def test_output_must_be_parquet_and_kept_columns_must_exist(
 
 @pytest.mark.parametrize("suffix", ["csv", "parquet"])
 def test_kept_columns_keep_their_type_when_later_chunks_have_gaps(
-    engine: ScoringEngine, tmp_path: Path, suffix: str
+    engine: ServedModel, tmp_path: Path, suffix: str
 ) -> None:
     """A kept column whose first chunk has no missing value (ints) or only missing values.
 

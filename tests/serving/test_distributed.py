@@ -12,7 +12,7 @@ from keel.errors import DataError
 from keel.features.offline import add_features
 from keel.serving.batch import score_file
 from keel.serving.distributed import score_on_cluster
-from keel.serving.engine import ScoringEngine
+from keel.serving.served import ServedModel
 from keel.spec import parse_spec
 from keel.training.trainer import train_model
 
@@ -30,7 +30,7 @@ def _same(a: pd.DataFrame, b: pd.DataFrame, key: str) -> None:
 
 def test_cluster_scoring_equals_file_scoring(dask_engine, tmp_path: Path) -> None:
     raw = loans_spec("unused.csv", tuning={"trials": 2}, models={"families": ["lightgbm"]})
-    engine = ScoringEngine(
+    engine = ServedModel(
         train_model(make_loans(rows=1500, seed=2), parse_spec(raw)).model, "loans", 3
     )
     rows = make_loans(rows=3000, seed=5)
@@ -67,7 +67,7 @@ def test_cluster_scoring_computes_window_features_first(dask_engine, tmp_path: P
     raw["models"] = {"families": ["lightgbm"]}
     spec = parse_spec(raw)
     frame = make_transactions(6000, seed=8)
-    engine = ScoringEngine(train_model(add_features(frame, spec), spec).model, "fraud", 1)
+    engine = ServedModel(train_model(add_features(frame, spec), spec).model, "fraud", 1)
     source = tmp_path / "tx.parquet"
     frame.to_parquet(source, index=False, row_group_size=1500)
     add_features(frame, spec).to_parquet(tmp_path / "with_features.parquet", index=False)

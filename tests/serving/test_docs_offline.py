@@ -21,7 +21,7 @@ from fastapi.testclient import TestClient
 
 from keel.serving.app import create_app
 from keel.serving.docs import mount_local_docs
-from keel.serving.engine import ScoringEngine
+from keel.serving.served import ServedModel
 
 from browsers import chromium
 from factories import small_engine
@@ -32,12 +32,12 @@ KINDS = {"text/javascript": 500_000, "text/css": 50_000, "image/png": 100}
 
 
 @pytest.fixture(scope="module")
-def engine() -> ScoringEngine:
+def engine() -> ServedModel:
     return small_engine()
 
 
 @pytest.fixture(scope="module")
-def client(engine: ScoringEngine) -> TestClient:
+def client(engine: ServedModel) -> TestClient:
     return TestClient(create_app(engine, api_key="s3cret"))
 
 
@@ -154,7 +154,7 @@ def test_local_docs_follow_the_root_path_and_refuse_an_app_with_cdn_docs() -> No
 
 
 @pytest.fixture
-def served(engine: ScoringEngine) -> Iterator[str]:
+def served(engine: ServedModel) -> Iterator[str]:
     """The scoring app in uvicorn on a free loopback port, in a thread; yields its base URL."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

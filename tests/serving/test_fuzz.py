@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from keel.serving.app import create_app
-from keel.serving.engine import ScoringEngine
+from keel.serving.served import ServedModel
 from keel.spec import parse_spec
 from keel.training.trainer import train_model
 
@@ -43,7 +43,7 @@ plausible = st.fixed_dictionaries(
 @pytest.fixture(scope="module")
 def client() -> TestClient:
     raw = loans_spec("unused.csv", tuning={"trials": 2}, models={"families": ["lightgbm"]})
-    engine = ScoringEngine(
+    engine = ServedModel(
         train_model(make_loans(rows=800, seed=2), parse_spec(raw)).model, "loans", 1
     )
     return TestClient(create_app(engine, max_batch=5, max_body_bytes=4000))

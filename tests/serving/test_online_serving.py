@@ -28,9 +28,9 @@ from keel.features.stores import MemoryStore, RedisStore
 from keel.features.windows import FeaturePlan
 from keel.lifecycle.run import run_project
 from keel.serving.app import create_app
-from keel.serving.engine import ScoringEngine
 from keel.serving.loader import load_alias
 from keel.serving.predictions import Overloaded, PredictionLog
+from keel.serving.served import ServedModel
 from keel.spec import load_spec, parse_spec
 from keel.training.trainer import train_model
 
@@ -51,12 +51,12 @@ def spec():
 
 
 @pytest.fixture(scope="module")
-def engine(spec) -> ScoringEngine:
+def engine(spec) -> ServedModel:
     frame = make_transactions(3000, seed=21, days=12)
-    return ScoringEngine(train_model(add_features(frame, spec), spec).model, "fraud", 1)
+    return ServedModel(train_model(add_features(frame, spec), spec).model, "fraud", 1)
 
 
-def _client(engine: ScoringEngine, tmp_path: Path, store=None) -> tuple[TestClient, PredictionLog]:
+def _client(engine: ServedModel, tmp_path: Path, store=None) -> tuple[TestClient, PredictionLog]:
     log = PredictionLog(tmp_path / "predictions.db")
     return TestClient(
         create_app(engine, api_key=KEY["X-API-Key"], prediction_log=log, feature_store=store)
@@ -123,7 +123,7 @@ def _replay_over_http(client: TestClient, frame: pd.DataFrame, seed: int) -> lis
 
 
 def _check_replay(
-    engine: ScoringEngine, spec, frame: pd.DataFrame, log: PredictionLog, probabilities: list[float]
+    engine: ServedModel, spec, frame: pd.DataFrame, log: PredictionLog, probabilities: list[float]
 ) -> None:
     plan = FeaturePlan.of(spec)
     logged = [json.loads(r["inputs"]) for r in log.rows()]
@@ -140,7 +140,7 @@ def _check_replay(
 
 
 def test_a_replay_over_http_equals_offline_in_memory(
-    engine: ScoringEngine, spec, tmp_path: Path
+    engine: ServedModel, spec, tmp_path: Path
 ) -> None:
     frame = make_transactions(1500, seed=22, days=8)
     client, log = _client(engine, tmp_path)
@@ -159,7 +159,7 @@ def test_a_replay_over_http_equals_offline_in_memory(
 
 
 def test_a_replay_over_http_equals_offline_with_a_real_redis(
-    engine: ScoringEngine, spec, tmp_path: Path, redis_url: str
+    engine: ServedModel, spec, tmp_path: Path, redis_url: str
 ) -> None:
     frame = make_transactions(600, seed=23, days=5)
     store = RedisStore(redis_url, prefix="http-replay")
@@ -171,7 +171,7 @@ def test_a_replay_over_http_equals_offline_with_a_real_redis(
     log.close()
 
 
-def test_requests_and_labels_are_checked(engine: ScoringEngine, tmp_path: Path) -> None:
+def test_requests_and_labels_are_checked(engine: ServedModel, tmp_path: Path) -> None:
     client, log = _client(engine, tmp_path, MemoryStore())
     row = _raw(make_transactions(1, seed=3).to_dict("records")[0])
     schema = client.get("/openapi.json").json()["components"]["schemas"]
@@ -206,7 +206,7 @@ def test_requests_and_labels_are_checked(engine: ScoringEngine, tmp_path: Path) 
 
 
 def test_an_unreachable_feature_store_is_a_503_and_nothing_is_logged(
-    engine: ScoringEngine, tmp_path: Path
+    engine: ServedModel, tmp_path: Path
 ) -> None:
     client, log = _client(engine, tmp_path, RedisStore("redis://127.0.0.1:9/0", timeout=0.5))
     answer = client.post("/v1/score", json=_raw(make_transactions(1, seed=3).to_dict("records")[0]))
@@ -216,13 +216,13 @@ def test_an_unreachable_feature_store_is_a_503_and_nothing_is_logged(
 
 
 def test_a_version_with_other_feature_definitions_is_not_swapped_in(
-    engine: ScoringEngine, tmp_path: Path
+    engine: ServedModel, tmp_path: Path
 ) -> None:
     client, log = _client(engine, tmp_path)
     other = dataclasses.replace(engine.model, metadata=copy.deepcopy(engine.model.metadata))
     other.metadata["features"]["windows"][0]["delay_us"] += 1  # same names and inputs, another rule
     with pytest.raises(HTTPException) as refused:
-        client.app.state.check_contract(ScoringEngine(other, "fraud", 2), "still serving version 1")
+        client.app.state.check_contract(ServedModel(other, "fraud", 2), "still serving version 1")
     assert refused.value.status_code == 409
     log.close()
 
@@ -281,7 +281,7 @@ def test_keel_serve_with_two_workers_shares_the_events_in_redis(
     log.close()
 
 
-def _engine_for(spec_changes: dict) -> tuple[ScoringEngine, object]:
+def _engine_for(spec_changes: dict) -> tuple[ServedModel, object]:
     raw = {
         **transactions_spec(**spec_changes),
         "tuning": {"trials": 1},
@@ -289,7 +289,7 @@ def _engine_for(spec_changes: dict) -> tuple[ScoringEngine, object]:
     }
     spec = parse_spec(raw)
     frame = make_transactions(800, seed=31, days=6)
-    return ScoringEngine(train_model(add_features(frame, spec), spec).model, "fraud", 1), spec
+    return ServedModel(train_model(add_features(frame, spec), spec).model, "fraud", 1), spec
 
 
 def test_a_model_with_calendar_features_only_takes_the_time_and_keeps_no_events(
@@ -340,7 +340,7 @@ def test_labels_no_window_reads_are_logged_and_change_no_event(tmp_path: Path) -
 
 
 def test_a_refused_request_leaves_no_event_behind(
-    engine: ScoringEngine, tmp_path: Path, monkeypatch
+    engine: ServedModel, tmp_path: Path, monkeypatch
 ) -> None:
     store = MemoryStore()
     client, log = _client(engine, tmp_path, store)

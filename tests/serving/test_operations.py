@@ -21,8 +21,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from keel.serving.app import create_app
-from keel.serving.engine import ScoringEngine
 from keel.serving.predictions import PredictionLog
+from keel.serving.served import ServedModel
 from keel.spec import parse_spec
 from keel.training.trainer import train_model
 
@@ -31,20 +31,20 @@ from factories import loans_spec, make_loans
 RECORD = {"income": 20000, "debt": 30000, "late_payments": 3, "region": "east"}
 
 
-def _engine(seed: int, version: int) -> ScoringEngine:
+def _engine(seed: int, version: int) -> ServedModel:
     raw = loans_spec("unused.csv", tuning={"trials": 2}, models={"families": ["logistic"]})
-    return ScoringEngine(
+    return ServedModel(
         train_model(make_loans(rows=800, seed=seed), parse_spec(raw)).model, "loans", version
     )
 
 
 @pytest.fixture(scope="module")
-def champion() -> ScoringEngine:
+def champion() -> ServedModel:
     return _engine(seed=2, version=3)
 
 
 @pytest.fixture(scope="module")
-def challenger() -> ScoringEngine:
+def challenger() -> ServedModel:
     return _engine(seed=5, version=9)
 
 
@@ -87,7 +87,7 @@ async def _until(condition: Callable[[], bool]) -> None:
 
 
 def test_scoring_beyond_max_in_flight_is_shed_but_probes_still_answer(
-    champion: ScoringEngine, blocked_log: tuple[PredictionLog, sqlite3.Connection]
+    champion: ServedModel, blocked_log: tuple[PredictionLog, sqlite3.Connection]
 ) -> None:
     log, blocker = blocked_log
     app = create_app(champion, prediction_log=log, max_in_flight=1)
@@ -122,7 +122,7 @@ def test_scoring_beyond_max_in_flight_is_shed_but_probes_still_answer(
 
 
 def test_a_request_not_answered_within_the_timeout_is_a_503(
-    champion: ScoringEngine, blocked_log: tuple[PredictionLog, sqlite3.Connection]
+    champion: ServedModel, blocked_log: tuple[PredictionLog, sqlite3.Connection]
 ) -> None:
     log, _ = blocked_log
     client = TestClient(create_app(champion, prediction_log=log, request_timeout=0.2))
@@ -138,7 +138,7 @@ def test_a_request_not_answered_within_the_timeout_is_a_503(
 
 
 def test_the_shadow_logs_the_challengers_own_answers_for_the_same_requests(
-    tmp_path: Path, champion: ScoringEngine, challenger: ScoringEngine
+    tmp_path: Path, champion: ServedModel, challenger: ServedModel
 ) -> None:
     log = PredictionLog(tmp_path / "p.db")
     app = create_app(champion, prediction_log=log)
@@ -167,7 +167,7 @@ def test_the_shadow_logs_the_challengers_own_answers_for_the_same_requests(
 
 
 def test_the_shadow_can_be_turned_off_with_the_api_key(
-    tmp_path: Path, champion: ScoringEngine, challenger: ScoringEngine
+    tmp_path: Path, champion: ServedModel, challenger: ServedModel
 ) -> None:
     log = PredictionLog(tmp_path / "p.db")
     app = create_app(champion, prediction_log=log, api_key="s3cret")
@@ -195,10 +195,10 @@ def test_the_shadow_can_be_turned_off_with_the_api_key(
 
 
 def test_a_failing_challenger_never_touches_the_champions_answer(
-    champion: ScoringEngine, challenger: ScoringEngine, monkeypatch: pytest.MonkeyPatch
+    champion: ServedModel, challenger: ServedModel, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     app = create_app(champion)
-    broken = ScoringEngine(challenger.model, "loans", 9)
+    broken = ServedModel(challenger.model, "loans", 9)
 
     def fail(records: list[dict[str, Any]], *, reasons: bool = True) -> list[dict[str, Any]]:
         raise RuntimeError("challenger exploded")
@@ -215,7 +215,7 @@ def test_a_failing_challenger_never_touches_the_champions_answer(
     assert _sample(app, "keel_shadow_total", outcome="scored") is None
 
 
-def test_metrics_label_unknown_paths_other_and_count_413s(champion: ScoringEngine) -> None:
+def test_metrics_label_unknown_paths_other_and_count_413s(champion: ServedModel) -> None:
     app = create_app(champion, max_body_bytes=1000)
     client = TestClient(app)
     random_path = f"/x/{uuid.uuid4().hex}"
@@ -237,7 +237,7 @@ def test_metrics_label_unknown_paths_other_and_count_413s(champion: ScoringEngin
     assert "/v1/nope" not in text and random_path not in text
 
 
-def test_a_chunked_body_over_the_limit_is_a_413(champion: ScoringEngine) -> None:
+def test_a_chunked_body_over_the_limit_is_a_413(champion: ServedModel) -> None:
     app = create_app(champion, max_body_bytes=1000)
 
     answer = TestClient(app).post(

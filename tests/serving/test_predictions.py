@@ -15,8 +15,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from keel.serving.app import create_app
-from keel.serving.engine import ScoringEngine
 from keel.serving.predictions import PredictionLog
+from keel.serving.served import ServedModel
 
 DECISION = {
     "probability": 0.25,
@@ -68,7 +68,7 @@ def test_every_acknowledged_row_survives_kill_9(tmp_path: Path) -> None:
 
 
 def test_the_api_logs_each_answer_and_sheds_load_when_the_log_is_behind(
-    tmp_path: Path, engine: ScoringEngine
+    tmp_path: Path, engine: ServedModel
 ) -> None:
     log = PredictionLog(tmp_path / "p.db")
     client = TestClient(create_app(engine, prediction_log=log))
@@ -106,13 +106,11 @@ def test_the_api_logs_each_answer_and_sheds_load_when_the_log_is_behind(
 
 
 @pytest.fixture(scope="module")
-def engine() -> ScoringEngine:
+def engine() -> ServedModel:
     from keel.spec import parse_spec
     from keel.training.trainer import train_model
 
     from factories import loans_spec, make_loans
 
     raw = loans_spec("unused.csv", tuning={"trials": 2}, models={"families": ["logistic"]})
-    return ScoringEngine(
-        train_model(make_loans(rows=800, seed=2), parse_spec(raw)).model, "loans", 3
-    )
+    return ServedModel(train_model(make_loans(rows=800, seed=2), parse_spec(raw)).model, "loans", 3)

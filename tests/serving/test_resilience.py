@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from keel.registry.store import Registry
-from keel.serving.engine import ScoringEngine
 from keel.serving.predictions import PredictionLog
+from keel.serving.served import ServedModel
 from keel.spec import parse_spec
 from keel.training.trainer import train_model
 
@@ -69,7 +69,7 @@ def project(tmp_path_factory: pytest.TempPathFactory, mlflow_template: Path) -> 
         model.save(folder.parent / name)
         saved[name] = (
             folder.parent / name,
-            [d["probability"] for d in ScoringEngine(model, "loans", 0).score_records(RECORDS)],
+            [d["probability"] for d in ServedModel(model, "loans", 0).score_records(RECORDS)],
         )
     people = enrol(folder)
     governance = people.service.governance

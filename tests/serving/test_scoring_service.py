@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 
 from keel.errors import IntegrityError
-from keel.serving.engine import ScoringEngine
 from keel.serving.predictions import PredictionLog
 from keel.serving.scoring import INLINE_RECORDS, SCORE_BATCH, SCORE_ONE, Refused, ScoringService
+from keel.serving.served import ServedModel
 
 from factories import make_loans, small_engine
 
@@ -28,7 +28,7 @@ RECORD = {"income": 20000, "debt": 30000, "late_payments": 3, "region": "east"}
 
 
 @pytest.fixture(scope="module")
-def engine() -> ScoringEngine:
+def engine() -> ServedModel:
     return small_engine(version=1)
 
 
@@ -56,15 +56,15 @@ def _body(content: dict[str, Any]) -> bytes:
     return json.dumps(content).encode()
 
 
-def _other_contract(engine: ScoringEngine, version: int) -> ScoringEngine:
+def _other_contract(engine: ServedModel, version: int) -> ServedModel:
     """The same model, but one input's rule differs: another request schema."""
     model = dataclasses.replace(engine.model, metadata=copy.deepcopy(engine.model.metadata))
     model.metadata["contract"]["late_payments"]["max"] += 1
-    return ScoringEngine(model, engine.name, version)
+    return ServedModel(model, engine.name, version)
 
 
 def test_one_record_gets_the_engines_answer_and_is_logged_under_its_request_id(
-    engine: ScoringEngine, log: PredictionLog
+    engine: ServedModel, log: PredictionLog
 ) -> None:
     service = ScoringService(engine, prediction_log=log)
 
@@ -81,7 +81,7 @@ def test_one_record_gets_the_engines_answer_and_is_logged_under_its_request_id(
 
 
 def test_a_batch_in_the_thread_pool_answers_every_record_in_order(
-    engine: ScoringEngine, log: PredictionLog
+    engine: ServedModel, log: PredictionLog
 ) -> None:
     service = ScoringService(engine, prediction_log=log)
     records = _records(INLINE_RECORDS + 4)  # over the inline limit: scored in the thread pool
@@ -95,7 +95,7 @@ def test_a_batch_in_the_thread_pool_answers_every_record_in_order(
 
 
 def test_a_body_breaking_the_contract_is_422_naming_the_field_without_its_value(
-    engine: ScoringEngine, log: PredictionLog
+    engine: ServedModel, log: PredictionLog
 ) -> None:
     service = ScoringService(engine, prediction_log=log)
 
@@ -109,8 +109,8 @@ def test_a_body_breaking_the_contract_is_422_naming_the_field_without_its_value(
     assert log.rows() == []
 
 
-def test_a_swap_serves_the_reloaded_version_to_later_requests(engine: ScoringEngine) -> None:
-    service = ScoringService(engine, reload=lambda: ScoringEngine(engine.model, engine.name, 2))
+def test_a_swap_serves_the_reloaded_version_to_later_requests(engine: ServedModel) -> None:
+    service = ScoringService(engine, reload=lambda: ServedModel(engine.model, engine.name, 2))
 
     assert service.swap() == {"previous": 1, "serving": 2}
     _, content = asyncio.run(service.score(SCORE_ONE, _body(RECORD)))
@@ -118,8 +118,8 @@ def test_a_swap_serves_the_reloaded_version_to_later_requests(engine: ScoringEng
     assert service.metrics.registry.get_sample_value("keel_model_version", {"model": "loans"}) == 2
 
 
-def test_a_failed_reload_keeps_the_current_version(engine: ScoringEngine) -> None:
-    def reload() -> ScoringEngine:
+def test_a_failed_reload_keeps_the_current_version(engine: ServedModel) -> None:
+    def reload() -> ServedModel:
         raise IntegrityError("sha256 does not match")
 
     service = ScoringService(engine, reload=reload)
@@ -131,7 +131,7 @@ def test_a_failed_reload_keeps_the_current_version(engine: ScoringEngine) -> Non
     assert refused.value.status == 409 and service.engine is engine
 
 
-def test_a_candidate_reading_other_inputs_is_refused(engine: ScoringEngine) -> None:
+def test_a_candidate_reading_other_inputs_is_refused(engine: ServedModel) -> None:
     other = _other_contract(engine, version=2)
     service = ScoringService(engine, reload=lambda: other)
 
@@ -144,9 +144,7 @@ def test_a_candidate_reading_other_inputs_is_refused(engine: ScoringEngine) -> N
     assert refused.value.status == 409 and service.engine is engine
 
 
-def test_a_log_that_is_behind_is_503_and_keeps_nothing(
-    engine: ScoringEngine, tmp_path: Path
-) -> None:
+def test_a_log_that_is_behind_is_503_and_keeps_nothing(engine: ServedModel, tmp_path: Path) -> None:
     behind = PredictionLog(tmp_path / "q.db", max_pending=1)
     blocker = sqlite3.connect(tmp_path / "q.db", isolation_level=None)
     blocker.execute("BEGIN EXCLUSIVE")  # the writer cannot commit, so its queue fills up

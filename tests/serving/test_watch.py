@@ -10,7 +10,7 @@ import time
 
 from keel.errors import IntegrityError
 from keel.serving.app import create_app
-from keel.serving.engine import ScoringEngine
+from keel.serving.served import ServedModel
 from keel.serving.watch import watch_alias
 from keel.spec import parse_spec
 from keel.training.trainer import train_model
@@ -34,13 +34,13 @@ def test_the_server_follows_the_alias_and_skips_a_version_that_fails_to_verify()
     corrupt = {3}
     loads: list[int] = []
 
-    def reload() -> ScoringEngine:
+    def reload() -> ServedModel:
         loads.append(alias["version"])
         if alias["version"] in corrupt:
             raise IntegrityError(f"version {alias['version']}: sha256 does not match")
-        return ScoringEngine(model, "loans", alias["version"])
+        return ServedModel(model, "loans", alias["version"])
 
-    app = create_app(ScoringEngine(model, "loans", 1), reload=reload)
+    app = create_app(ServedModel(model, "loans", 1), reload=reload)
     stop = threading.Event()
     watcher = watch_alias(
         lambda: alias["version"],

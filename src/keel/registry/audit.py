@@ -205,8 +205,8 @@ def _create_tables(engine: sa.Engine) -> None:
                         raise
 
 
-def make_engine(url: str) -> sa.Engine:
-    """An engine for the audit tables; SQLite waits for locks instead of failing at once."""
+def open_database(url: str) -> sa.Engine:
+    """A SQLAlchemy engine on the governance database; SQLite waits for locks instead of failing."""
     connect_args = {"timeout": 60} if url.startswith("sqlite") else {}
     return sa.create_engine(url, connect_args=connect_args, future=True)
 
@@ -506,7 +506,7 @@ def verify_store(
     [] means intact. Raises IntegrityError when there is neither a database with audit tables
     nor a checkpoint there.
     """
-    engine = make_engine(url)
+    engine = open_database(url)
     try:
         return _verify(engine, key, checkpoints)
     finally:

@@ -29,7 +29,7 @@ import sqlalchemy as sa
 
 from keel.errors import IntegrityError, KeelError, RegistryError
 from keel.evaluation.gates import judge, tighter
-from keel.registry.audit import AuditLog, AuditRow, audit_table, make_engine
+from keel.registry.audit import AuditLog, AuditRow, audit_table, open_database
 from keel.registry.principal import PERMISSIONS, PermissionDenied, Principal
 from keel.registry.signing import AuditKey, CheckpointStore
 from keel.registry.states import (
@@ -104,7 +104,7 @@ def store_exists(url: str) -> bool:
         path = sa.engine.make_url(url).database
         if not path or path == ":memory:" or not Path(path).is_file():
             return False
-    engine = make_engine(url)
+    engine = open_database(url)
     try:
         return sa.inspect(engine).has_table(audit_table.name)
     except sa.exc.DBAPIError:
@@ -147,7 +147,7 @@ class Governance:
             )
         registry = Registry.for_project(project_dir, tracking_uri)
         log = AuditLog(
-            make_engine(url),
+            open_database(url),
             key=audit_key(project_dir) if writer else None,
             checkpoints=checkpoint_store(project_dir, checkpoints),
         )

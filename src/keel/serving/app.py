@@ -26,12 +26,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from keel.features.stores import EventStore
 from keel.serving.docs import mount_local_docs
-from keel.serving.engine import ScoringEngine
 from keel.serving.metrics import Metrics
 from keel.serving.middleware import Guard
 from keel.serving.predictions import PredictionLog
 from keel.serving.schema import BatchAnswer, ScoreAnswer
 from keel.serving.scoring import SCORE_BATCH, SCORE_ONE, Refused, ScoringService, problems
+from keel.serving.served import ServedModel
 from keel.web.bodies import answer, read_body, send_json
 
 __all__ = [
@@ -63,7 +63,7 @@ class ServingState(State):
         super().__init__({"service": service})
 
     @property
-    def engine(self) -> ScoringEngine:
+    def engine(self) -> ServedModel:
         """The version the service scores with now."""
         return self.service.engine
 
@@ -75,11 +75,11 @@ class ServingState(State):
 
 
 def create_app(
-    engine: ScoringEngine,
+    engine: ServedModel,
     *,
     max_batch: int = 1000,
     max_body_bytes: int = 2_000_000,
-    reload: Callable[[], ScoringEngine] | None = None,
+    reload: Callable[[], ServedModel] | None = None,
     api_key: str | None = None,
     allowed_hosts: list[str] | None = None,
     prediction_log: PredictionLog | None = None,
@@ -93,7 +93,7 @@ def create_app(
 ) -> FastAPI:
     """The API for one model's contract; a compatible engine may later replace ``app.state.engine``.
 
-    ``reload`` loads the engine to swap in (``POST /admin/reload`` with ``X-API-Key``);
+    ``reload`` loads the served model to swap in (``POST /admin/reload`` with ``X-API-Key``);
     admin routes answer 403 when no ``api_key`` is configured. With a ``prediction_log``, every
     answer is logged (and committed) before it is sent; a log that is behind sheds load with 503,
     as do more than ``max_in_flight`` scoring requests and requests not answered in

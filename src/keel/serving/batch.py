@@ -1,6 +1,6 @@
 """Batch scoring of CSV or Parquet files on any fsspec path, in chunks, written atomically.
 
-Each chunk goes through the same :class:`ScoringEngine` path as the API, so a row gets the
+Each chunk goes through the same :class:`ServedModel` path as the API, so a row gets the
 same score and reasons here as over HTTP. Memory is bounded by the chunk size, not the
 file size. The output is written under a temporary name beside the target and renamed
 only when every row is scored, so a failed run leaves no partial file behind.
@@ -20,7 +20,7 @@ from pyarrow import csv as pa_csv
 
 from keel.errors import DataError
 from keel.io.tables import table_format
-from keel.serving.engine import ScoringEngine
+from keel.serving.served import ServedModel
 
 _ARROW_TYPES = {"int": pa.float64(), "float": pa.float64(), "str": pa.string(), "bool": pa.bool_()}
 
@@ -74,7 +74,7 @@ def read_batches(
 
 
 def score_file(
-    engine: ScoringEngine,
+    engine: ServedModel,
     source: str,
     target: str,
     *,
@@ -119,7 +119,7 @@ def score_file(
     return total
 
 
-def _output(engine: ScoringEngine, batch: pa.Table, keep: list[str], reasons: bool) -> pa.Table:
+def _output(engine: ServedModel, batch: pa.Table, keep: list[str], reasons: bool) -> pa.Table:
     """The kept columns as they are in the file, then the decisions.
 
     Kept as they are, every chunk's columns have the same types.

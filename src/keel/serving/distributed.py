@@ -22,13 +22,13 @@ from keel.features.offline import dask_group_features
 from keel.features.windows import FeaturePlan, calendar_features
 from keel.models.artifact import MANIFEST, KeelModel, sha256_bytes
 from keel.serving.batch import _output
-from keel.serving.engine import ScoringEngine
+from keel.serving.served import ServedModel
 from keel.spec import ProjectSpec
 
-_ENGINES: dict[str, ScoringEngine] = {}
+_ENGINES: dict[str, ServedModel] = {}
 
 
-def _worker_engine(files: dict[str, bytes], sha: str, name: str, version: int) -> ScoringEngine:
+def _worker_engine(files: dict[str, bytes], sha: str, name: str, version: int) -> ServedModel:
     """This worker's engine for the model, built once and hash-checked."""
     if sha not in _ENGINES:
         model = KeelModel.from_files(
@@ -38,7 +38,7 @@ def _worker_engine(files: dict[str, bytes], sha: str, name: str, version: int) -
             where=f"{name} v{version}",
             expected_sha256=sha,
         )
-        _ENGINES[sha] = ScoringEngine(model, name, version)
+        _ENGINES[sha] = ServedModel(model, name, version)
     return _ENGINES[sha]
 
 
@@ -99,7 +99,7 @@ def _with_features(ddf: Any, spec: ProjectSpec) -> Any:
 
 
 def score_on_cluster(
-    engine: ScoringEngine,
+    engine: ServedModel,
     cluster: Engine,
     source: str,
     target: str,

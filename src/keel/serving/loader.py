@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from keel.errors import IntegrityError, RegistryError
 from keel.registry.governance import CHALLENGER, CHAMPION, Governance
-from keel.serving.engine import ScoringEngine
+from keel.serving.served import ServedModel
 
 GOVERNED = (CHAMPION, CHALLENGER)
 
@@ -40,7 +40,7 @@ def required_version(governance: Governance, name: str, alias: str = CHAMPION) -
     return version
 
 
-def load_alias(governance: Governance, name: str, alias: str = CHAMPION) -> ScoringEngine:
+def load_alias(governance: Governance, name: str, alias: str = CHAMPION) -> ServedModel:
     """The engine for the audited ``name@alias``.
 
     Its files must match the fingerprint the audit log recorded.
@@ -54,7 +54,7 @@ def load_alias(governance: Governance, name: str, alias: str = CHAMPION) -> Scor
             f"{audited_sha} the audit log recorded at registration; refusing to serve it"
         )
     model, info = governance.registry.load_model(name, version, expected_sha256=audited_sha)
-    return ScoringEngine(model, name, info.version)
+    return ServedModel(model, name, info.version)
 
 
 def alias_disagreement(governance: Governance, name: str, alias: str = CHAMPION) -> int | None:

@@ -21,10 +21,10 @@ from starlette.concurrency import run_in_threadpool
 from keel.errors import DataError, FeatureStoreError, KeelError
 from keel.features.online import OnlineFeatures
 from keel.features.stores import EventStore, MemoryStore
-from keel.serving.engine import ScoringEngine
 from keel.serving.metrics import Metrics
 from keel.serving.predictions import Overloaded, PredictionLog
 from keel.serving.schema import batch_model, labels_model, record_model, request_contract
+from keel.serving.served import ServedModel
 from keel.serving.shadow import Shadow
 
 SCORE_ONE, SCORE_BATCH = "/v1/score", "/v1/score/batch"
@@ -60,10 +60,10 @@ class ScoringService:
 
     def __init__(
         self,
-        engine: ScoringEngine,
+        engine: ServedModel,
         *,
         max_batch: int = 1000,
-        reload: Callable[[], ScoringEngine] | None = None,
+        reload: Callable[[], ServedModel] | None = None,
         prediction_log: PredictionLog | None = None,
         feature_store: EventStore | None = None,
         metrics: Metrics | None = None,
@@ -127,7 +127,7 @@ class ScoringService:
         return [request.model_dump()] if single else [r.model_dump() for r in request.records]  # type: ignore[attr-defined]
 
     async def decide(
-        self, engine: ScoringEngine, raw: list[dict[str, Any]]
+        self, engine: ServedModel, raw: list[dict[str, Any]]
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """The inputs scored (raw records with their online features) and ``engine``'s decisions.
 
@@ -236,7 +236,7 @@ class ScoringService:
         self.metrics.version.labels(candidate.name).set(candidate.version)
         return {"previous": current.version, "serving": candidate.version}
 
-    def check_contract(self, candidate: ScoringEngine, consequence: str) -> None:
+    def check_contract(self, candidate: ServedModel, consequence: str) -> None:
         """Refuse (409) a version whose inputs or online features differ.
 
         They are fixed when the service starts.

@@ -27,10 +27,10 @@ from keel.monitoring.latest import latest_path
 from keel.registry.governance import Governance
 from keel.registry.project import ProjectStore
 from keel.serving.app import create_app
-from keel.serving.engine import ScoringEngine
 from keel.serving.loader import alias_disagreement, audited_version, load_alias
 from keel.serving.metrics import process_ended
 from keel.serving.predictions import PredictionLog
+from keel.serving.served import ServedModel
 from keel.serving.watch import watch_alias
 
 _ENV = "KEEL_SERVE_SETTINGS"
@@ -114,7 +114,7 @@ def app_from_environment() -> FastAPI:
             feature_store.close()
         process_ended()
 
-    def reload() -> ScoringEngine:
+    def reload() -> ServedModel:
         return load_verified(governance, settings.model, settings.alias)
 
     app = create_app(
@@ -203,7 +203,7 @@ def _follow(app: FastAPI, settings: ServeSettings, stop: threading.Event) -> Non
     )
 
 
-def load_verified(governance: Governance, name: str, alias: str) -> ScoringEngine:
+def load_verified(governance: Governance, name: str, alias: str) -> ServedModel:
     """:func:`load_alias` once the audit log verifies.
 
     An inserted, edited or rolled-back row moves nothing.

@@ -12,9 +12,9 @@ import queue
 import threading
 from typing import Any
 
-from keel.serving.engine import ScoringEngine
 from keel.serving.metrics import Metrics
 from keel.serving.predictions import PredictionLog
+from keel.serving.served import ServedModel
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ class Shadow:
     def __init__(
         self, prediction_log: PredictionLog | None, metrics: Metrics, *, max_pending: int = 1000
     ) -> None:
-        self.engine: ScoringEngine | None = None
+        self.engine: ServedModel | None = None
         self.enabled = True
         self._log = prediction_log
         self._metrics = metrics
@@ -34,7 +34,7 @@ class Shadow:
         )
         threading.Thread(target=self._loop, name="keel-shadow", daemon=True).start()
 
-    def set_engine(self, engine: ScoringEngine | None) -> None:
+    def set_engine(self, engine: ServedModel | None) -> None:
         """Score later requests with ``engine`` (None: no challenger)."""
         self.engine = engine
         self._metrics.shadow_version.set(engine.version if engine is not None else 0)

@@ -1,7 +1,7 @@
-"""The scoring engine: probability, decision and adverse-action reasons for rows of any source.
+"""A served model: one verified version scoring probability, decision and adverse-action reasons.
 
 The API (JSON records) and batch scoring (table chunks) both end in
-:meth:`ScoringEngine.score_matrix`, so the same row gets the same score and reasons either way.
+:meth:`ServedModel.score_matrix`, so the same row gets the same score and reasons either way.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from keel.explain.reasons import top_reasons
 from keel.models.artifact import KeelModel
 
 
-class ScoringEngine:
+class ServedModel:
     """One loaded, verified model version, ready to score.
 
     The explainer is compiled at construction.
