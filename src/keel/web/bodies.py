@@ -1,9 +1,8 @@
-"""Request bodies read whole before an app sees them, with a size limit and a deadline.
-
-JSON answers in plain ASGI.
+"""Request bodies read whole, within a size limit and a deadline, before an app sees them.
 
 A slow client then holds no slot of the app's and is dropped at the deadline, and a body over
-the limit is refused before it is parsed.
+the limit is refused before it is parsed. :func:`answer` and :func:`send_json` write JSON
+answers in plain ASGI.
 """
 
 from __future__ import annotations
