@@ -17,6 +17,7 @@ import typer
 from rich.table import Table
 
 from keel.cli.common import (
+    ModelOpt,
     ProjectDirOpt,
     SpecOpt,
     _keel_errors,
@@ -45,7 +46,6 @@ app.add_typer(token_app, name="token")
 app.add_typer(policy_app, name="policy")
 app.add_typer(audit_app, name="audit")
 NoteOpt = Annotated[str, typer.Option("--note", help="Why: recorded in the audit log.")]
-ModelOpt = Annotated[str | None, typer.Option(help="Model name [default: the spec's].")]
 VersionArg = Annotated[int, typer.Argument(help="Version number.")]
 
 
