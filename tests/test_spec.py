@@ -70,7 +70,12 @@ def test_base_spec_is_valid() -> None:
 @pytest.mark.parametrize(
     ("path", "key", "meant", "accepted"),
     [
-        ("tuning.trails", "trails", "trials", "trials, timeout_seconds, metric, pruning, threads"),
+        (
+            "tuning.trails",
+            "trails",
+            "trials",
+            "trials, folds, selection, timeout_seconds, metric, pruning, threads",
+        ),
         (
             "data.sourc",
             "sourc",

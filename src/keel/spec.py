@@ -37,6 +37,9 @@ class ColumnContract(_Strict):
     min: float | None = None
     max: float | None = None
     allowed: list[Scalar] | None = None
+    # Codes that mean "unknown" (e.g. 96 and 98, -1, 999): read as missing before every check,
+    # in training and in serving alike. A column with such codes must be nullable.
+    missing_values: list[Scalar] = Field(default_factory=list)
     description: str | None = None
 
     @model_validator(mode="after")
@@ -45,6 +48,8 @@ class ColumnContract(_Strict):
             raise ValueError(f"`min <= max` must hold, but got min={self.min}, max={self.max}")
         if (self.min is not None or self.max is not None) and self.dtype not in ("int", "float"):
             raise ValueError(f"min/max apply to int or float columns, not dtype '{self.dtype}'")
+        if self.missing_values and not self.nullable:
+            raise ValueError("a column with missing_values must be nullable: true")
         return self
 
 
@@ -336,6 +341,14 @@ class TuningSpec(_Strict):
     """
 
     trials: int = Field(default=30, ge=1)
+    # How candidates are scored. "auto": K-fold cross-validation on the training rows
+    # (stratified; time-ordered for a time split) when the data are small, a single
+    # validation split otherwise. An integer K >= 2 forces K folds; 1 forces a single split.
+    # (The delayed split always uses its own weekly folds.)
+    folds: Literal["auto"] | Annotated[int, Field(ge=1, le=20)] = "auto"
+    # How a family is chosen: "one_se" takes the simplest family whose fold mean is within one
+    # standard error of the best (logistic is simpler than boosting); "best" takes the best mean.
+    selection: Literal["one_se", "best"] = "one_se"
     timeout_seconds: float | None = Field(default=None, gt=0)
     metric: Literal["auc", "average_precision", "log_loss"] = "auc"
     pruning: bool = True
@@ -349,10 +362,15 @@ class TuningSpec(_Strict):
 
 
 class PrecisionAtK(_Strict):
-    """Precision among the k entities scored highest each day (card precision@k for fraud)."""
+    """Precision among the k entities scored highest each day (card precision@k for fraud).
+
+    ``remove_detected`` (the Fraud Detection Handbook's rule): an entity found positive in an
+    earlier day's top k is blocked, so it leaves every later day. Off, each day stands alone.
+    """
 
     entity: str
     k: int = Field(default=100, ge=1)
+    remove_detected: bool = True
     name: str = Field(default="entity", pattern=r"^[a-z][a-z0-9_]{0,30}$")
 
     def metric(self) -> str:
@@ -378,6 +396,9 @@ class GatesSpec(_Strict):
     max_ece: float | None = Field(default=None, ge=0, le=1)
     max_train_test_gap: float | None = Field(default=None, ge=0, le=1)
     max_psi: float | None = Field(default=None, ge=0)
+    # The chosen model's test AUC minus the logistic baseline's on the same rows must be at
+    # least this (0: never worse than the baseline).
+    min_auc_over_baseline: float | None = Field(default=None, ge=-1, le=1)
 
 
 class FairnessSpec(_Strict):
@@ -517,6 +538,10 @@ class ProjectSpec(_Strict):
     registry: RegistrySpec = RegistrySpec()
     monitoring: MonitoringSpec = MonitoringSpec()
     retraining: RetrainingSpec = RetrainingSpec()
+    # `keel init` writes `reviewed: false`: a version trained from an unreviewed starter spec
+    # fails the `spec_reviewed` gate, so it cannot be approved until a person has read the spec
+    # and set this to true (or removed the line).
+    reviewed: bool = True
 
     @model_validator(mode="after")
     def _cross_references(self) -> ProjectSpec:
@@ -714,17 +739,12 @@ class ProjectSpec(_Strict):
         raise KeyError(f"'{name}' is neither a contract column nor a computed feature")
 
     def reason_texts(self) -> dict[str, str]:
-        """A reason text for every model feature.
+        """A reason text for every model feature: the spec's words, else the feature's name.
 
-        The spec's, else the contract's description, else the name.
+        A column's description is not a reason: it may be a data note ("observed 2% missing"),
+        and an applicant is never told one.
         """
-        texts = {}
-        for name in self.model_features():
-            column = self.contract.columns.get(name)
-            texts[name] = (
-                self.reasons.texts.get(name) or (column.description if column else None) or name
-            )
-        return texts
+        return {name: self.reasons.texts.get(name) or name for name in self.model_features()}
 
     def model_name(self) -> str:
         """The registered model name: ``registry.model_name`` or the project name."""
