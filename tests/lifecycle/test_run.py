@@ -47,6 +47,10 @@ def test_run_registers_a_documented_version(loans_project: Path) -> None:
     run = registry._client.get_run(result.run_id)
     assert run.info.status == "FINISHED"
     assert run.data.metrics["test_auc"] == pytest.approx(result.metrics["test"]["auc"])
+    for name in ("auc", "ks", "average_precision"):  # the card's bootstrap intervals, in MLflow
+        low, high = run.data.metrics[f"test_{name}_low"], run.data.metrics[f"test_{name}_high"]
+        assert low <= result.metrics["test"][name] <= high
+        assert low < high
     assert run.data.params["family"] == result.family
     assert (
         run.data.tags["keel.data_sha256"]

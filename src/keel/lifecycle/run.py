@@ -152,6 +152,15 @@ def _flat_params(outcome: TrainingOutcome, spec: ProjectSpec) -> dict[str, Any]:
     return params
 
 
+def _interval_metrics(intervals: dict[str, Any]) -> dict[str, float]:
+    """Each test metric's bootstrap interval as MLflow metrics (``test_auc_low``, ...)."""
+    return {
+        f"test_{name}_{end}": float(bounds[end])
+        for name, bounds in intervals["metrics"].items()
+        for end in ("low", "high")
+    }
+
+
 def _write_card(
     spec: ProjectSpec,
     data: PreparedData,
@@ -167,6 +176,7 @@ def _write_card(
     environment: dict[str, str],
     folder: Path,
     daily: list[dict[str, Any]],
+    intervals: dict[str, Any],
     champion: dict[str, Any] | None = None,
 ) -> tuple[Path, Path]:
     """Explain the test rows once, build the card with its lifecycle so far, write it to ``folder``.
@@ -206,7 +216,7 @@ def _write_card(
         explanations=explanations_section(model, ranking, dependences, rows=len(X_test)),
         reasons=reasons_section(spec, model, contributions, X_test, p_test, row_ids),
         lifecycle=lifecycle,
-        intervals=intervals_section(outcome.y_test, p_test, seed=spec.seed),
+        intervals=intervals,
         baseline=baseline_section(outcome, p_test, metric=spec.tuning.metric, seed=spec.seed),
         champion=champion,
     )
@@ -274,6 +284,7 @@ def run_project(
         else []
     )
     thresholds, measures = spec_thresholds(spec), measures_of(metrics, fairness)
+    intervals = intervals_section(outcome.y_test, p_test, seed=spec.seed)
     stage("registering")
     store = ProjectStore.of(spec, project_dir)
     registry = store.registry()
@@ -296,9 +307,12 @@ def run_project(
             run_id,
             params=_flat_params(outcome, spec),
             metrics={
-                f"{part}_{name}": value
-                for part, values in metrics.items()
-                for name, value in values.items()
+                **{
+                    f"{part}_{name}": value
+                    for part, values in metrics.items()
+                    for name, value in values.items()
+                },
+                **_interval_metrics(intervals),
             },
         )
         registry.log_text(run_id, spec_text, "spec/keel.yaml")
@@ -380,6 +394,7 @@ def run_project(
                 environment=environment,
                 folder=card_dir(project_dir, version.name, version.version),
                 daily=daily,
+                intervals=intervals,
             )
             registry.log_dir(run_id, card_html.parent, "model_card")
             registry.set_version_tag(
