@@ -353,6 +353,56 @@ def _baseline_view(card: Mapping[str, Any]) -> dict[str, Any] | None:
     return None
 
 
+_SELECTION_RULES = {
+    "one_se": "the simplest family whose mean is within one standard error of the best mean",
+    "best": "the family with the best mean",
+}
+
+
+def _selection_view(tuning: Mapping[str, Any]) -> dict[str, Any] | None:
+    """How the family was chosen: each family's mean and standard error, the rule and the margin.
+
+    None when the card has no selection record (cards written before it was kept).
+    """
+    selection = _mapping(tuning.get("selection"))
+    families = _mapping(selection.get("families"))
+    if not families:
+        return None
+    chosen = selection.get("chosen")
+    rows = [
+        {
+            "family": str(name),
+            "mean": _mapping(entry).get("mean"),
+            "se": _mapping(entry).get("se"),
+            "folds": [v for v in _sequence(_mapping(entry).get("folds")) if _real(v)],
+            "chosen": name == chosen,
+            "best": name == selection.get("best_by_mean"),
+        }
+        for name, entry in sorted(families.items(), key=lambda item: str(item[0]))
+    ]
+    rule = str(selection.get("rule") or "")
+    metric = str(selection.get("metric") or tuning.get("metric") or "")
+    sign = -1.0 if metric in _LOWER_IS_BETTER else 1.0
+    means = {row["family"]: row["mean"] for row in rows if _real(row["mean"])}
+    others = sorted(
+        (name for name in means if name != chosen), key=lambda name: -sign * means[name]
+    )
+    runner_up = others[0] if others and chosen in means else None
+    return {
+        "rows": rows,
+        "rule": rule,
+        "rule_text": _SELECTION_RULES.get(rule, rule or "not recorded"),
+        "scheme": selection.get("scheme"),
+        "metric": metric or None,
+        "chosen": chosen,
+        "best_by_mean": selection.get("best_by_mean"),
+        "runner_up": runner_up,
+        # in the metric's better direction: positive when the chosen family scored better
+        "margin": sign * (means[chosen] - means[runner_up]) if runner_up else None,
+        "simpler_within_se": chosen is not None and chosen != selection.get("best_by_mean"),
+    }
+
+
 def _conditions(history: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Every approval in the history that came with conditions, oldest first."""
     rows = []
@@ -409,6 +459,7 @@ def _summary(
         ],
         "baseline": _baseline_view(card),
         "families": sorted(str(family) for family in _mapping(tuning.get("best"))),
+        "selection": _selection_view(tuning),
         "champion": champion or None,
         "champion_rows": champion_rows,
         "champion_auc": next((row for row in champion_rows or [] if row["metric"] == "auc"), None),
