@@ -10,7 +10,14 @@ import pytest
 
 from keel.errors import TrainingError
 from keel.spec import SplitSpec
-from keel.training.split import Split, split_rows
+from keel.training.split import (
+    AUTO_FOLDS,
+    SMALL_MINORITY,
+    SMALL_ROWS,
+    Split,
+    fold_count,
+    split_rows,
+)
 
 
 def _labels(n: int, rate: float, seed: int = 0) -> np.ndarray:
@@ -291,9 +298,13 @@ def test_delayed_split_trains_waits_and_tests_in_whole_days() -> None:
     day = time.dt.day
     assert sorted(set(day[split.train])) == [22, 23, 24]
     assert sorted(set(day[split.test])) == [27, 28, 29, 30]  # 25 and 26 wait for labels
-    assert [sorted(set(day[v])) for _, v in split.folds] == [[23, 24, 25, 26], [19, 20, 21, 22]]
-    assert [sorted(set(day[t])) for t, _ in split.folds] == [[18, 19, 20], [14, 15, 16]]
-    assert np.array_equal(split.validation, split.folds[0][1])
+    # Fold k starts delay + k * test days (2 + 4k) before the 22nd: fold 1 validates on the
+    # four days that end with the training window, fold 2 on the four before.
+    assert [sorted(set(day[v])) for _, v in split.folds] == [[21, 22, 23, 24], [17, 18, 19, 20]]
+    assert [sorted(set(day[t])) for t, _ in split.folds] == [[16, 17, 18], [12, 13, 14]]
+    np.testing.assert_array_equal(
+        split.validation, np.sort(np.concatenate([v for _, v in split.folds]))
+    )
 
 
 def test_delayed_split_leaves_out_cards_already_known_to_be_compromised() -> None:
@@ -321,16 +332,17 @@ def test_delayed_split_leaves_out_cards_already_known_to_be_compromised() -> Non
     )
     y_fold = y.copy()
     y_fold[(time.dt.day.isin([1, 2])) & (card == 0)] = (
-        1  # the fold (train from Dec 27) sees no row before Jan 1
+        1  # the fold (train from Dec 25) sees no row before Jan 1
     )
     with pytest.raises(
-        TrainingError, match="the delayed split starting 2023-12-27 has an empty train window"
+        TrainingError, match="the delayed split starting 2023-12-25 has an empty train window"
     ):
         split_rows(y_fold, spec, seed=0, time=time, entity=card)
     spec = spec.model_copy(update={"train_start": dt.date(2024, 1, 6), "test_days": 5})
     y[(time.dt.day == 7) & (card == 2)] = 1  # a positive in the new training window (days 6-8)
     y[(time.dt.day == 11) & (card == 3)] = 1
     y[(time.dt.day == 13) & (card == 1)] = 1
+    y[(time.dt.day == 1) & (card == 1)] = 1  # the fold trains on Jan 1 only (from Dec 30)
     split = split_rows(y, spec, seed=0, time=time, entity=card)
     test = pd.DataFrame({"day": time.dt.day[split.test], "card": card[split.test]})
     by_day = test.groupby("day")["card"].apply(lambda c: sorted(set(c))).to_dict()
@@ -347,3 +359,137 @@ def test_delayed_split_names_missing_history() -> None:
     )
     with pytest.raises(TrainingError, match="has an empty test window"):
         split_rows(y, spec, seed=0, time=time)
+
+
+def test_delayed_folds_validate_only_on_days_labelled_before_the_delay_period() -> None:
+    """The handbook's layout: train 07-25..07-31, delay 08-01..08-07, test 08-08..08-14.
+
+    Fold 1 trains on 07-11..07-17 and validates on 07-25..07-31; no fold validates on a day
+    of the delay week, whose labels are not known when the model is trained.
+    """
+    days = 60  # 2018-06-20 to 2018-08-18
+    time = pd.Series(
+        pd.Timestamp("2018-06-20 12:00") + pd.to_timedelta(np.repeat(np.arange(days), 6), unit="D")
+    )
+    y = np.tile([1, 0, 0, 0, 0, 0], days)
+    spec = SplitSpec(
+        method="delayed",
+        train_start=dt.date(2018, 7, 25),
+        train_days=7,
+        delay_days=7,
+        test_days=7,
+        validation_folds=3,
+    )
+    split = split_rows(y, spec, seed=0, time=time)
+    day = time.dt.date
+
+    def span(rows: np.ndarray) -> tuple[str, str]:
+        return str(day[rows].min()), str(day[rows].max())
+
+    assert span(split.train) == ("2018-07-25", "2018-07-31")
+    assert span(split.test) == ("2018-08-08", "2018-08-14")
+    assert [(span(t), span(v)) for t, v in split.folds] == [
+        (("2018-07-11", "2018-07-17"), ("2018-07-25", "2018-07-31")),
+        (("2018-07-04", "2018-07-10"), ("2018-07-18", "2018-07-24")),
+        (("2018-06-27", "2018-07-03"), ("2018-07-11", "2018-07-17")),
+    ]
+    last_train_day = day[split.train].max()
+    delay = (day > last_train_day) & (day < day[split.test].min())
+    assert delay.sum() == 7 * 6
+    for train, valid in split.folds:
+        assert day[valid].max() <= last_train_day
+        assert day[train].max() < day[valid].min()  # each fold's own delay lies in between
+        assert not delay[valid].any()
+    assert not delay[split.validation].any()
+
+
+def _pool(split: Split) -> np.ndarray:
+    return np.sort(np.concatenate([split.train, split.validation]))
+
+
+def test_auto_folds_follow_the_rarer_class_and_the_size_of_the_pool() -> None:
+    assert fold_count("auto", _labels(800, 0.3)) == AUTO_FOLDS  # a 1,000-row table's pool
+    # The UCI credit example's pool: 24,000 rows, about 5,300 defaults.
+    assert fold_count("auto", _labels(24_000, 0.22)) == 1
+    rare = _labels(SMALL_ROWS, (SMALL_MINORITY - 100) / SMALL_ROWS)
+    assert fold_count("auto", rare) == 1  # rare positives, but too many rows for K fits
+    assert fold_count("auto", _labels(5000, (SMALL_MINORITY - 1) / 5000)) == AUTO_FOLDS
+    assert fold_count("auto", _labels(5000, SMALL_MINORITY / 5000)) == 1
+    # Many positives, few negatives: the negatives are the rarer class.
+    assert fold_count("auto", 1 - _labels(2000, 0.1)) == AUTO_FOLDS
+    assert fold_count(3, _labels(50_000, 0.5)) == 3
+    assert fold_count(1, _labels(500, 0.5)) == 1
+
+
+def test_stratified_folds_cover_the_pool_stratified_and_leave_the_test_rows_alone() -> None:
+    y = _labels(1000, 0.2, seed=4)
+    single = split_rows(y, SplitSpec(), seed=9)
+    split = split_rows(y, SplitSpec(), seed=9, folds="auto")
+    np.testing.assert_array_equal(split.test, single.test)
+    pool = _pool(single)
+    np.testing.assert_array_equal(split.train, pool)
+    np.testing.assert_array_equal(split.validation, pool)
+    assert len(split.folds) == AUTO_FOLDS
+    held_out = np.concatenate([v for _, v in split.folds])
+    np.testing.assert_array_equal(np.sort(held_out), pool)  # each pool row validates once
+    for train, valid in split.folds:
+        assert not set(train) & set(valid)
+        np.testing.assert_array_equal(np.sort(np.concatenate([train, valid])), pool)
+        assert abs(y[valid].mean() - 0.2) <= 1.5 / len(valid)
+    again = split_rows(y, SplitSpec(), seed=9, folds="auto")
+    other = split_rows(y, SplitSpec(), seed=10, folds="auto")
+    for (_, a), (_, b) in zip(split.folds, again.folds, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(split.folds[0][1], other.folds[0][1])
+
+
+def test_a_large_pool_keeps_the_single_split_unless_folds_are_forced() -> None:
+    y = _labels(40_000, 0.25)
+    assert split_rows(y, SplitSpec(), seed=0, folds="auto").folds == ()
+    forced = split_rows(y, SplitSpec(), seed=0, folds=3)
+    assert len(forced.folds) == 3
+
+
+def test_stratified_folds_refuse_a_class_smaller_than_the_folds() -> None:
+    y = np.zeros(400, dtype=int)
+    y[:8] = 1  # 2 in test, 2 in validation, 4 in train: 6 in the pool
+    with pytest.raises(TrainingError, match=r"7 stratified folds need at least 7 rows of each"):
+        split_rows(y, SplitSpec(), seed=0, folds=7)
+
+
+def test_time_folds_validate_each_on_a_later_block_than_they_train_on() -> None:
+    n = 1000
+    time = _times(n, seed=2)
+    y = _labels(n, 0.3)
+    single = split_rows(y, SplitSpec(method="time"), seed=0, time=time)
+    split = split_rows(y, SplitSpec(method="time"), seed=0, time=time, folds=4)
+    np.testing.assert_array_equal(split.test, single.test)
+    np.testing.assert_array_equal(split.train, _pool(single))
+    assert len(split.folds) == 4
+    starts = []
+    for train, valid in split.folds:
+        assert time.iloc[train].max() < time.iloc[valid].min()
+        assert time.iloc[valid].max() < time.iloc[split.test].min()
+        starts.append(time.iloc[valid].min())
+    assert starts == sorted(starts, reverse=True)  # the latest fold comes first
+    # Expanding windows over five blocks of 160 rows: fold j trains on j blocks.
+    assert sorted(len(t) for t, _ in split.folds) == [160, 320, 480, 640]
+    assert all(len(v) == 160 for _, v in split.folds)
+    first_block = set(_pool(single)) - set(split.validation)
+    assert len(first_block) == 160
+
+
+def test_time_folds_keep_rows_of_one_time_in_one_block() -> None:
+    days = pd.Series(np.repeat(pd.date_range("2024-03-01", periods=50, freq="D"), 4))
+    y = _labels(200, 0.5)
+    split = split_rows(y, SplitSpec(method="time"), seed=0, time=days, folds=3)
+    for train, valid in split.folds:
+        assert days.iloc[train].max() < days.iloc[valid].min()
+
+
+def test_time_folds_on_too_few_distinct_times_name_the_empty_part() -> None:
+    days = pd.Series(np.repeat(pd.date_range("2024-03-01", periods=4, freq="D"), [5, 85, 5, 5]))
+    y = _labels(100, 0.5)
+    spec = SplitSpec(method="time", test_size=0.05, validation_size=0.05)
+    with pytest.raises(TrainingError, match=r"time-ordered folds leave fold \d with an empty"):
+        split_rows(y, spec, seed=0, time=days, folds=4)
