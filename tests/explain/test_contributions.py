@@ -12,6 +12,8 @@ import pytest
 from keel.explain.contributions import Explainer
 from keel.explain.reasons import top_reasons
 from keel.models.artifact import KeelModel
+from keel.models.logistic import LogisticScorer, fit_logistic
+from keel.models.preprocess import Preprocessor
 from keel.spec import parse_spec
 from keel.training.trainer import train_model
 
@@ -50,27 +52,84 @@ def test_contributions_plus_base_equal_the_margin(trained: tuple[KeelModel, pd.D
     assert np.abs(explained.margin() - model.scorer.margin(X)).max() < 1e-9
 
 
+def _design_columns(scorer: LogisticScorer, X: np.ndarray, j: int) -> list[np.ndarray]:
+    """Feature j's design columns before standardizing, computed here from the stored numbers."""
+    column = X[:, j]
+    if j in scorer.n_categories:
+        codes = np.nan_to_num(column, nan=-1)
+        return [(codes == k).astype(float) for k in range(scorer.n_categories[j])]
+    value = np.where(np.isnan(column), scorer.fill[j], column)
+    transforms = scorer.transforms
+    if transforms is None:
+        return [value]
+    low, high = transforms.lower[j], transforms.upper[j]
+    if low is not None and high is not None:
+        value = np.minimum(np.maximum(value, low), high)
+    if transforms.log[j]:
+        value = np.sign(value) * np.log1p(np.abs(value))
+    flag = [np.isnan(column).astype(float)] if j in transforms.flagged else []
+    return [value, *flag]
+
+
+def _check_folded(model: KeelModel, X: np.ndarray) -> None:
+    """Each feature's contribution is the sum, over its own design columns (value, missing
+    flag, one-hot), of coefficient x (value - training mean) / scale."""
+    scorer = model.scorer
+    assert isinstance(scorer, LogisticScorer)
+    explained = Explainer(model).explain_matrix(X)
+    column = 0
+    for j, name in enumerate(model.features):
+        expected = np.zeros(len(X))
+        for value in _design_columns(scorer, X, j):
+            expected += scorer.coef[column] / scorer.scale[column] * (value - scorer.center[column])
+            column += 1
+        assert np.allclose(explained.values[:, j], expected, atol=1e-12), name
+    assert column == len(scorer.coef)
+    assert explained.base == scorer.intercept
+    assert np.abs(explained.margin() - scorer.margin(X)).max() < 1e-9
+
+
 def test_logistic_contribution_is_coefficient_times_value_minus_training_mean() -> None:
     model, frame = _model("logistic")
-    scorer = model.scorer
-    X = model.preprocessor.transform(frame.head(50))
 
-    explained = Explainer(model).explain_matrix(X)
+    _check_folded(model, model.preprocessor.transform(frame.head(50)))
 
-    column = 0  # design columns follow features; categorical 'region' spans its categories
-    for j, name in enumerate(model.features):
-        width = scorer.n_categories.get(j, 1)
-        expected = np.zeros(len(X))
-        for c in range(column, column + width):
-            value = (
-                (np.nan_to_num(X[:, j], nan=-1) == c - column).astype(float)
-                if width > 1
-                else np.where(np.isnan(X[:, j]), scorer.fill[j], X[:, j])
-            )
-            expected += scorer.coef[c] / scorer.scale[c] * (value - scorer.center[c])
-        column += width
-        assert np.allclose(explained.values[:, j], expected, atol=1e-12), name
-    assert explained.base == scorer.intercept
+
+def _messy_frame(rows: int = 3000, seed: int = 5) -> pd.DataFrame:
+    """Heavy-tailed amounts, a score missing where risk is high, a categorical with gaps."""
+    rng = np.random.default_rng(seed)
+    balance = rng.lognormal(7, 2, rows)
+    score = rng.normal(size=rows)
+    unknown = rng.random(rows) < 0.25
+    flow = rng.standard_t(2, rows) * 500
+    region = rng.choice(["north", "south", "east"], rows).astype(object)
+    region[rng.random(rows) < 0.05] = None
+    logit = 0.5 * (np.log(balance) - 7) - score + 1.2 * unknown + 0.2 * np.log1p(np.abs(flow))
+    return pd.DataFrame(
+        {
+            "balance": balance,
+            "score": np.where(unknown, np.nan, score),
+            "flow": flow,
+            "region": region,
+            "bad": (rng.random(rows) < 1 / (1 + np.exp(-logit))).astype(int),
+        }
+    )
+
+
+def test_logistic_reasons_stay_exact_with_missing_values_and_heavy_tails() -> None:
+    frame = _messy_frame()
+    pre = Preprocessor(["balance", "score", "flow", "region"], ["region"]).fit(frame)
+    X = pre.transform(frame)
+    scorer = fit_logistic(
+        X, frame["bad"].to_numpy(), params={"C": 1.0}, n_categories={3: 3}, seed=0
+    )
+    model = KeelModel(pre, scorer, target="bad", positive=1, threshold=0.5)
+    assert scorer.transforms is not None
+    assert scorer.transforms.flagged == [1] and scorer.transforms.log[:3] == [True, False, True]
+    assert scorer.feature_widths() == [1, 2, 1, 3]
+    extreme = frame.head(4).assign(balance=[1e15, 0.0, np.nan, 5.0], flow=[-1e9, 1e9, 0.0, np.nan])
+
+    _check_folded(model, pre.transform(pd.concat([frame, extreme], ignore_index=True)))
 
 
 def test_reasons_are_the_largest_positive_contributions_with_the_spec_texts(

@@ -1,8 +1,10 @@
 """Per-row contributions to a Keel model's margin (log-odds), per model feature.
 
 LightGBM: exact path-dependent TreeSHAP from our kernel (:mod:`keel.explain.treeshap`).
-Logistic: coefficient x (value - reference), the reference being the training mean of
-each design column, summed over a categorical feature's one-hot columns. Either way
+Logistic: coefficient x (value - reference) per design column, the value being the
+column as the model sees it (imputed, clipped, log-transformed, flagged, one-hot) and the
+reference its training mean; a feature's columns (its value and missing flag, or its
+one-hot columns) are summed back to it, with the widths the scorer reports. Either way
 ``base + values.sum(axis=1)`` is the model's margin.
 """
 
@@ -56,16 +58,20 @@ class Explainer:
         assert isinstance(scorer, LogisticScorer)
         return Contributions(
             features,
-            _fold(scorer.design(X) * scorer.coef, scorer.n_categories, len(features)),
+            _fold(scorer.design(X) * scorer.coef, scorer.feature_widths()),
             scorer.intercept,
         )
 
 
-def _fold(design: np.ndarray, n_categories: dict[int, int], n_features: int) -> np.ndarray:
-    """Sum design columns back to their features.
+def _fold(design: np.ndarray, widths: list[int]) -> np.ndarray:
+    """Sum design columns back to their features; feature j owns the next ``widths[j]``.
 
-    A categorical feature has one design column per category.
+    A feature with no design column (a categorical never seen in training) contributes 0.
     """
-    widths = [n_categories.get(j, 1) for j in range(n_features)]
-    starts = np.concatenate([[0], np.cumsum(widths)[:-1]]).astype(int)
-    return np.add.reduceat(design, starts, axis=1) if n_features else design[:, :0]
+    sizes = np.asarray(widths, dtype=int)
+    out = np.zeros((len(design), len(sizes)))
+    owned = np.flatnonzero(sizes > 0)
+    if len(owned):
+        starts = (np.cumsum(sizes) - sizes)[owned]
+        out[:, owned] = np.add.reduceat(design, starts, axis=1)
+    return out

@@ -1,8 +1,12 @@
-"""The regularized logistic-regression baseline, stored as JSON coefficients.
+"""The regularized logistic-regression family, stored as JSON coefficients.
 
-Missing numbers are filled with the training median, categorical codes are one-hot
-encoded, and every design column is standardized with training statistics; all of it
-is plain numbers in the model file.
+Each numeric feature is imputed with its training median, clipped to its training
+[0.5%, 99.5%] quantiles, log-transformed when heavy-tailed, and followed by a missing
+flag when it had missing values in training (:mod:`keel.models.transforms`); categorical
+codes are one-hot encoded; every design column is standardized with training statistics.
+All of it is plain numbers in the model file. A file written before the transforms
+existed has no ``transforms`` key and scores exactly as it always did (median and
+standardization only).
 """
 
 from __future__ import annotations
@@ -15,11 +19,15 @@ import numpy as np
 from scipy.special import expit
 
 from keel.errors import IntegrityError
+from keel.models.transforms import NumericTransforms, fit_transforms
 
 
 @dataclass
 class LogisticScorer:
-    """Scores rows of a preprocessed matrix; learned state lives in the arrays."""
+    """Scores rows of a preprocessed matrix; learned state lives in the arrays.
+
+    ``transforms`` is ``None`` for a model from before the numeric transforms.
+    """
 
     coef: np.ndarray
     intercept: float
@@ -27,13 +35,20 @@ class LogisticScorer:
     n_categories: dict[int, int]
     center: np.ndarray
     scale: np.ndarray
+    transforms: NumericTransforms | None = None
 
     family = "logistic"
     file_name = "logistic.json"
 
     def design(self, X: np.ndarray) -> np.ndarray:
-        """Impute, one-hot encode and standardize ``X`` into the fitted design matrix."""
-        return (_expand(X, self.fill, self.n_categories) - self.center) / self.scale
+        """Impute, transform, flag, one-hot encode and standardize ``X`` into the design."""
+        return (
+            _expand(X, self.fill, self.n_categories, self.transforms) - self.center
+        ) / self.scale
+
+    def feature_widths(self) -> list[int]:
+        """Design columns per feature, in feature order (they follow one another)."""
+        return _widths(len(self.fill), self.n_categories, self.transforms)
 
     def margin(self, X: np.ndarray) -> np.ndarray:
         """Log-odds of the positive class.
@@ -57,27 +72,63 @@ class LogisticScorer:
             "n_categories": {str(k): v for k, v in sorted(self.n_categories.items())},
             "center": self.center.tolist(),
             "scale": self.scale.tolist(),
+            **({"transforms": self.transforms.to_dict()} if self.transforms else {}),
         }
         return json.dumps(body, indent=1, sort_keys=True).encode("utf-8")
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> LogisticScorer:
-        """Rebuild from :meth:`to_bytes` output."""
+        """Rebuild from :meth:`to_bytes` output (with or without ``transforms``)."""
         try:
             body = json.loads(raw)
-            return cls(
+            scorer = cls(
                 coef=np.asarray(body["coef"], dtype=np.float64),
                 intercept=float(body["intercept"]),
                 fill=np.asarray(body["fill"], dtype=np.float64),
                 n_categories={int(k): int(v) for k, v in body["n_categories"].items()},
                 center=np.asarray(body["center"], dtype=np.float64),
                 scale=np.asarray(body["scale"], dtype=np.float64),
+                transforms=(
+                    NumericTransforms.from_dict(body["transforms"])
+                    if "transforms" in body
+                    else None
+                ),
             )
+            _check_shapes(scorer)
+            return scorer
         except (ValueError, KeyError, TypeError) as err:
             raise IntegrityError(f"{cls.file_name} is not a Keel logistic model: {err}") from err
 
 
-def _expand(X: np.ndarray, fill: np.ndarray, n_categories: dict[int, int]) -> np.ndarray:
+def _widths(
+    n_features: int, n_categories: dict[int, int], transforms: NumericTransforms | None
+) -> list[int]:
+    return [
+        n_categories[j] if j in n_categories else transforms.width(j) if transforms else 1
+        for j in range(n_features)
+    ]
+
+
+def _check_shapes(scorer: LogisticScorer) -> None:
+    columns = sum(scorer.feature_widths())
+    sizes = {len(scorer.coef), len(scorer.center), len(scorer.scale)}
+    if sizes != {columns}:
+        raise ValueError(
+            f"coef, center and scale must each have {columns} entries (the design's columns), "
+            f"not {sorted(sizes)}"
+        )
+    if scorer.transforms is not None and len(scorer.transforms.log) != len(scorer.fill):
+        raise ValueError(
+            f"transforms cover {len(scorer.transforms.log)} features, fill {len(scorer.fill)}"
+        )
+
+
+def _expand(
+    X: np.ndarray,
+    fill: np.ndarray,
+    n_categories: dict[int, int],
+    transforms: NumericTransforms | None,
+) -> np.ndarray:
     blocks = []
     for j in range(X.shape[1]):
         column = X[:, j]
@@ -86,15 +137,18 @@ def _expand(X: np.ndarray, fill: np.ndarray, n_categories: dict[int, int]) -> np
             known = ~np.isnan(column)
             onehot[np.flatnonzero(known), column[known].astype(int)] = 1.0
             blocks.append(onehot)
-        else:
+        elif transforms is None:
             blocks.append(np.where(np.isnan(column), fill[j], column)[:, None])
+        else:
+            blocks.append(np.column_stack(transforms.apply(j, column, float(fill[j]))))
     return np.hstack(blocks) if blocks else np.empty((len(X), 0))
 
 
 def fit_logistic(
     X: np.ndarray, y: np.ndarray, *, params: dict[str, Any], n_categories: dict[int, int], seed: int
 ) -> LogisticScorer:
-    """Fit an L2-regularized logistic regression (lbfgs, deterministic) on standardized inputs."""
+    """Fit an L2-regularized logistic regression (lbfgs, deterministic) on the standardized
+    design; the transforms are learned from these rows only."""
     from sklearn.linear_model import LogisticRegression
 
     fill = (
@@ -103,7 +157,8 @@ def fit_logistic(
         else np.zeros(X.shape[1])
     )
     fill = np.nan_to_num(fill)
-    expanded = _expand(X, fill, n_categories)
+    transforms = fit_transforms(X, set(n_categories))
+    expanded = _expand(X, fill, n_categories, transforms)
     center = expanded.mean(axis=0)
     scale = expanded.std(axis=0)
     scale[scale == 0] = 1.0
@@ -112,5 +167,11 @@ def fit_logistic(
     )
     model.fit((expanded - center) / scale, y)
     return LogisticScorer(
-        model.coef_[0].copy(), float(model.intercept_[0]), fill, dict(n_categories), center, scale
+        model.coef_[0].copy(),
+        float(model.intercept_[0]),
+        fill,
+        dict(n_categories),
+        center,
+        scale,
+        transforms,
     )
