@@ -193,3 +193,37 @@ def test_a_cluster_tunes_in_the_study_database_the_spec_names(
         }
     finally:
         storage.engine.dispose()
+
+
+def test_cluster_tuning_with_folds_records_the_same_selection_as_in_process(
+    dask_engine: Engine,
+) -> None:
+    """Folds on a cluster: the same selection record, and out-of-fold scores that reproduce it.
+
+    The record's keys and fold layout match in-process tuning's; its values follow the
+    cluster's own (parallel) search.
+    """
+    frame = make_loans(1500, seed=4)
+    spec = _spec(families=("logistic", "lightgbm"), trials=4, folds=3)
+    on_cluster = train_model(frame, spec, engine=dask_engine)
+    local = train_model(frame, spec)
+    remote, here = on_cluster.tuning_summary("auc"), local.tuning_summary("auc")
+    assert set(remote["selection"]) == set(here["selection"])
+    assert (
+        remote["selection"]["scheme"]
+        == here["selection"]["scheme"]
+        == {
+            "method": "stratified",
+            "folds": 3,
+        }
+    )
+    for family, record in remote["selection"]["families"].items():
+        assert set(record) == set(here["selection"]["families"][family])
+        result = on_cluster.results[family]
+        best = next(t for t in result.trials if t["value"] == result.best_value)
+        # The folds refitted here reproduce the best trial's values from the workers.
+        assert record["folds"] == pytest.approx(best["params"]["fold_values"], abs=1e-6)
+        assert record["se_from"] == "folds" and len(result.predictions) == 3
+    y, p = on_cluster.validation_predictions()
+    assert len(y) == len(p) == len(on_cluster.split.train)
+    assert on_cluster.family == remote["selection"]["chosen_family"]

@@ -11,7 +11,13 @@ import pytest
 from keel.errors import TrainingError
 from keel.spec import ProjectSpec, parse_spec
 from keel.training.trainer import TrainingOutcome, learning_curve, train_model
-from keel.training.tuning import FamilyResult, tune_family, validation_score
+from keel.training.tuning import (
+    FamilyResult,
+    Matrices,
+    fit_family,
+    tune_family,
+    validation_score,
+)
 
 MODEL_FEATURES = ["x1", "x2", "grade", "bill", "limit", "ratio"]
 NEVER_FEATURES = ["sex", "default", "id", "note"]
@@ -54,7 +60,10 @@ def _spec(
     pruning: bool = True,
     seed: int = 5,
     families: list[str] | None = None,
+    folds: int | str = 1,
+    selection: str = "one_se",
 ) -> ProjectSpec:
+    """The test project; a single validation split unless ``folds`` says otherwise."""
     return parse_spec(
         {
             "project": "tuning-test",
@@ -88,7 +97,14 @@ def _spec(
                     "min_child_samples": {"low": 5, "high": 60},
                 },
             },
-            "tuning": {"trials": trials, "threads": 1, "metric": metric, "pruning": pruning},
+            "tuning": {
+                "trials": trials,
+                "threads": 1,
+                "metric": metric,
+                "pruning": pruning,
+                "folds": folds,
+                "selection": selection,
+            },
         }
     )
 
@@ -378,6 +394,37 @@ def test_learning_curve_on_the_full_training_rows_refits_the_chosen_model(
     last = learning_curve(outcome, spec, shares=(1.0,))[0]
     assert last["validation_metric"] == pytest.approx(
         outcome.results[outcome.family].best_value, abs=1e-12
+    )
+
+
+def test_learning_curve_boosts_the_chosen_rounds_without_stopping_on_its_validation_rows(
+    xor: tuple[pd.DataFrame, ProjectSpec, TrainingOutcome],
+) -> None:
+    _, spec, outcome = xor
+    assert outcome.family == "lightgbm"
+    rounds = outcome.model.scorer.booster.current_iteration()
+    half, full = learning_curve(outcome, spec, shares=(0.5, 1.0))
+    # The full share refits the chosen model (its early-stopped rounds, fixed in advance).
+    assert full["validation_metric"] == pytest.approx(
+        outcome.results["lightgbm"].best_value, abs=1e-12
+    )
+    data = outcome.matrices
+    rows = np.sort(
+        np.random.default_rng(spec.seed).permutation(len(data.y_train))[: half["train_size"]]
+    )
+    subset = Matrices(
+        data.X_train[rows],
+        data.y_train[rows],
+        data.X_valid,
+        data.y_valid,
+        data.categorical,
+        data.n_categories,
+    )
+    fixed = fit_family(
+        "lightgbm", outcome.params, subset, spec, features=MODEL_FEATURES, rounds=rounds
+    )
+    assert half["validation_metric"] == validation_score(
+        "auc", data.y_valid, fixed.probability(data.X_valid)
     )
 
 

@@ -61,6 +61,7 @@ from keel.training.tuning import (
     raise_no_trial,
     run_trial,
     sample_params,
+    score_candidate,
     trial_rows,
 )
 
@@ -123,6 +124,7 @@ def tune_on_cluster(
                 url=url,
                 workers=workers,
                 matrices=matrices,
+                folds=folds,
                 features=features,
                 on_trial=on_trial,
             )
@@ -169,6 +171,7 @@ def _tune_family(
     url: str,
     workers: list[str],
     matrices: list[Any],
+    folds: Sequence[Matrices],
     features: list[str],
     on_trial: TrialCallback | None,
 ) -> FamilyResult:
@@ -204,9 +207,7 @@ def _tune_family(
         ]
         _follow(study, futures, family, on_trial)
         engine.client.gather(futures)  # a worker's error surfaces here, as itself
-        return _refit_best(
-            study, family, data, spec, engine=engine, features=features, folds=len(matrices) > 1
-        )
+        return _refit_best(study, family, data, spec, engine=engine, features=features, folds=folds)
     finally:
         _close(storage)
 
@@ -242,7 +243,7 @@ def _worker_trials(
 
         def objective(trial: optuna.Trial) -> float:
             trial.set_user_attr("worker", worker.address)
-            return run_trial(trial, family, data, spec, features=features, folds=folds)[0]
+            return run_trial(trial, family, data, spec, features=features, folds=folds).value
 
         study.optimize(objective, n_trials=trials, timeout=spec.tuning.timeout_seconds)
     finally:
@@ -280,11 +281,12 @@ def _refit_best(
     *,
     engine: Engine,
     features: list[str],
-    folds: bool,
+    folds: Sequence[Matrices],
 ) -> FamilyResult:
     """Refit the best trial's parameters as in-process tuning does.
 
-    The fit is data-parallel when the spec asks.
+    The fit is data-parallel when the spec asks. With folds, the best parameters are fitted
+    on each fold again (here, reproducing the trial) for their out-of-fold scores.
     """
     import optuna
 
@@ -310,6 +312,11 @@ def _refit_best(
     else:
         refit_rounds = rounds if folds else None
         model = fit_family(family, params, data, spec, features=features, rounds=refit_rounds)
+    if folds:
+        scored = score_candidate(family, params, data, spec, features=features, folds=folds)[0]
+        values, predictions = scored.fold_values, scored.predictions
+    else:
+        values, predictions = [float(best.value)], [model.probability(data.X_valid)]
     return FamilyResult(
         family,
         float(best.value),
@@ -318,4 +325,6 @@ def _refit_best(
         trial_rows(family, study),
         refit_rounds=refit_rounds,
         study=study.study_name,
+        fold_values=values,
+        predictions=predictions,
     )

@@ -1,12 +1,21 @@
-"""Train a project's model: split, preprocess, tune each family, pick the best on validation.
+"""Train a project's model: split, preprocess, tune each family, choose one on validation.
 
 A plain function over a clean, contract-typed frame; it reads and writes nothing. Given a
 Dask engine, the tuning trials run on its workers (:mod:`keel.training.distributed`).
+
+**Choosing the family** (``tuning.selection``). Each family's best candidate has a mean
+over the folds (or its value on the single validation split) and a standard error: over
+the folds, their standard deviation over the square root of their number; on a single
+split, the standard deviation of the value over :data:`BOOTSTRAP_ROUNDS` seeded,
+class-stratified resamples of the validation rows. ``"best"`` takes the best mean;
+``"one_se"`` takes the simplest family (:data:`SIMPLER_FIRST`) whose mean lies within one
+standard error of the best family's mean (the best family's standard error; log loss is
+minimized, every other metric maximized).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -17,6 +26,7 @@ from keel.errors import TrainingError
 from keel.features.cleaning import target_vector
 from keel.features.online import serving_features
 from keel.models.artifact import KeelModel
+from keel.models.gbdt import LightGBMScorer
 from keel.models.preprocess import Preprocessor
 from keel.monitoring.reference import model_baseline
 from keel.spec import ProjectSpec
@@ -31,6 +41,11 @@ from keel.training.tuning import (
     validation_score,
 )
 
+BOOTSTRAP_ROUNDS = 200
+# Families from simplest to richest; one_se prefers the first. Families not listed come
+# after these, in the spec's order.
+SIMPLER_FIRST = ("logistic", "scorecard", "lightgbm")
+
 
 @dataclass
 class TrainingOutcome:
@@ -44,17 +59,108 @@ class TrainingOutcome:
     matrices: Matrices
     X_test: np.ndarray
     y_test: np.ndarray
+    folds: tuple[Matrices, ...] = ()
+    selection: dict[str, Any] = field(default_factory=dict)
+
+    def validation_predictions(self) -> tuple[np.ndarray, np.ndarray]:
+        """Validation labels and the chosen model's scores, from fits that never saw those rows.
+
+        With folds: the chosen family's best candidate, each fold's model on its own
+        validation rows (fold by fold). Without: the final model on the validation rows.
+        """
+        if not self.folds:
+            return self.matrices.y_valid, self.model.scorer.probability(self.matrices.X_valid)
+        labels = np.concatenate([fold.y_valid for fold in self.folds])
+        return labels, np.concatenate(self.results[self.family].predictions)
 
     def tuning_summary(self, metric: str) -> dict[str, Any]:
-        """Per-family best values, the chosen family and every trial, for logs and the card."""
+        """Per-family best values, the chosen family and every trial, for logs and the card.
+
+        ``selection`` says how the family was chosen (:func:`select_family`).
+        """
         studies = {f: r.study for f, r in self.results.items() if r.study}
         return {
             "metric": metric,
             "chosen_family": self.family,
             "best": {f: r.best_value for f, r in self.results.items()},
             "trials": [t for r in self.results.values() for t in r.trials],
+            **({"selection": self.selection} if self.selection else {}),
             **({"studies": studies} if studies else {}),
         }
+
+
+def standard_error(result: FamilyResult, y_valid: np.ndarray, metric: str, *, seed: int) -> float:
+    """The standard error of a family's validation mean: over its folds, or by bootstrap.
+
+    The bootstrap (single split) resamples the validation rows ``y_valid`` within each class.
+    """
+    values = result.fold_values
+    if len(values) > 1:
+        return float(np.std(values, ddof=1) / np.sqrt(len(values)))
+    p = result.predictions[0]
+    rng = np.random.default_rng(seed)
+    positive, negative = np.flatnonzero(y_valid == 1), np.flatnonzero(y_valid != 1)
+    draws = []
+    for _ in range(BOOTSTRAP_ROUNDS):
+        rows = np.concatenate(
+            [rng.choice(positive, positive.size), rng.choice(negative, negative.size)]
+        )
+        draws.append(validation_score(metric, y_valid[rows], p[rows]))
+    return float(np.std(draws, ddof=1))
+
+
+def select_family(
+    results: dict[str, FamilyResult],
+    *,
+    metric: str,
+    rule: str,
+    y_valid: np.ndarray,
+    scheme: dict[str, Any],
+    seed: int,
+) -> dict[str, Any]:
+    """Choose a family by ``rule`` ("one_se" or "best") and record how and by what margin.
+
+    ``y_valid``: the single split's validation labels (for the bootstrap; unused with
+    folds). ``margin``: the chosen family's mean minus the best other family's (None
+    with one family).
+    """
+    maximize = metric != "log_loss"
+    sign = 1.0 if maximize else -1.0
+    mean = {family: float(result.best_value) for family, result in results.items()}
+    se = {f: standard_error(r, y_valid, metric, seed=seed) for f, r in results.items()}
+    order = list(results)
+
+    def better(family: str) -> tuple[float, int]:
+        return (-sign * mean[family], order.index(family))
+
+    best = min(order, key=better)
+    chosen = best
+    if rule == "one_se":
+        near = [f for f in order if sign * mean[f] >= sign * mean[best] - se[best]]
+        rank = {f: (SIMPLER_FIRST + tuple(order)).index(f) for f in near}
+        chosen = min(near, key=lambda f: (rank[f], better(f)))
+    others = sorted((f for f in order if f != chosen), key=better)
+    runner_up = others[0] if others else None
+    return {
+        "rule": rule,
+        "metric": metric,
+        "direction": "maximize" if maximize else "minimize",
+        "scheme": scheme,
+        "families": {
+            family: {
+                "mean": mean[family],
+                "se": se[family],
+                "se_from": "folds" if len(result.fold_values) > 1 else "bootstrap",
+                "folds": [float(v) for v in result.fold_values],
+                "trials": len(result.trials),
+            }
+            for family, result in results.items()
+        },
+        "best_family": best,
+        "chosen_family": chosen,
+        "runner_up": runner_up,
+        "margin": mean[chosen] - mean[runner_up] if runner_up else None,
+    }
 
 
 def _matrices(
@@ -85,9 +191,12 @@ def train_model(
     metadata: dict[str, Any] | None = None,
     engine: Engine | None = None,
 ) -> TrainingOutcome:
-    """Tune every family in the spec and return the one best on the validation rows.
+    """Tune every family in the spec and return the one ``tuning.selection`` chooses.
 
-    With a distributed ``engine`` the trials run on its workers; by default they run here.
+    Candidates are scored on the validation rows, or by their mean over the folds
+    (``tuning.folds``, or the delayed split's own), and the chosen parameters refitted on
+    the train rows. With a distributed ``engine`` the trials run on its workers; by default
+    they run here.
     """
     check_cluster_tuning(spec, engine)
     features = spec.model_features()
@@ -99,7 +208,9 @@ def train_model(
     y = target_vector(frame, spec).to_numpy()
     time = frame[spec.data.time_column] if spec.data.time_column else None
     entity = frame[spec.split.known_entity] if spec.split.known_entity else None
-    split = split_rows(y, spec.split, seed=spec.seed, time=time, entity=entity)
+    split = split_rows(
+        y, spec.split, seed=spec.seed, time=time, entity=entity, folds=spec.tuning.folds
+    )
     categorical = [c for c in features if c in spec.features.categorical]
 
     def preprocessor() -> Preprocessor:
@@ -120,8 +231,15 @@ def train_model(
             )
             for family in spec.models.families
         }
-    maximize = spec.tuning.maximize
-    chosen = (max if maximize else min)(results.values(), key=lambda r: r.best_value)
+    selection = select_family(
+        results,
+        metric=spec.tuning.metric,
+        rule=spec.tuning.selection,
+        y_valid=data.y_valid,
+        scheme={"method": spec.split.method, "folds": max(len(split.folds), 1)},
+        seed=spec.seed,
+    )
+    chosen = results[selection["chosen_family"]]
     model = KeelModel(
         preprocessor=pre,
         scorer=chosen.model,
@@ -150,7 +268,16 @@ def train_model(
         spec.target.threshold,
     )
     return TrainingOutcome(
-        model, chosen.family, chosen.best_params, results, split, data, X_test, y[split.test]
+        model,
+        chosen.family,
+        chosen.best_params,
+        results,
+        split,
+        data,
+        X_test,
+        y[split.test],
+        tuple(folds),
+        selection,
     )
 
 
@@ -164,9 +291,14 @@ def learning_curve(
 
     The metric is measured on train and validation. A wide, persistent gap says variance
     (more data or regularization helps); two low, converged curves say bias (a richer model
-    or better features help).
+    or better features help). No fit sees the validation rows it is scored on: with folds
+    the curve grows on fold 1 (the latest, for time-ordered folds), else on the single
+    split, and boosting runs the chosen model's rounds rather than stopping early on them.
     """
-    data = outcome.matrices
+    data = outcome.folds[0] if outcome.folds else outcome.matrices
+    rounds = outcome.results[outcome.family].refit_rounds
+    if rounds is None and isinstance(outcome.model.scorer, LightGBMScorer):
+        rounds = int(outcome.model.scorer.booster.current_iteration())
     rng = np.random.default_rng(spec.seed)
     order = rng.permutation(len(data.y_train))
     metric = "auc" if spec.tuning.metric == "log_loss" else spec.tuning.metric
@@ -184,7 +316,12 @@ def learning_curve(
             data.n_categories,
         )
         scorer = fit_family(
-            outcome.family, outcome.params, subset, spec, features=outcome.model.features
+            outcome.family,
+            outcome.params,
+            subset,
+            spec,
+            features=outcome.model.features,
+            rounds=rounds,
         )
         points.append(
             {

@@ -1,10 +1,10 @@
 """Hyperparameter search per model family: Optuna TPE, seeded, with pruning.
 
-Each trial fits on the training rows and is scored on the validation rows; the test
-rows never reach this module. With a trial budget (and no time budget) the search is
-fully reproducible: the same seed gives the same trials and the same best model. This is
-the default; :mod:`keel.training.distributed` spreads the same trials over Dask workers
-(faster, not reproducible trial for trial).
+Each trial fits on the training rows and is scored on the validation rows (or on each
+fold's, by their mean); the test rows never reach this module. With a trial budget (and no
+time budget) the search is fully reproducible: the same seed gives the same trials and the
+same best model. This is the default; :mod:`keel.training.distributed` spreads the same
+trials over Dask workers (faster, not reproducible trial for trial).
 """
 
 from __future__ import annotations
@@ -42,7 +42,12 @@ class Matrices:
 
 @dataclass
 class FamilyResult:
-    """The outcome of tuning one family: its best model and every trial."""
+    """The outcome of tuning one family: its best model and every trial.
+
+    ``fold_values`` and ``predictions`` belong to the best trial: its value and its scores
+    on each fold's validation rows (one of each without folds), from models that never
+    trained on those rows.
+    """
 
     family: str
     best_value: float
@@ -51,6 +56,20 @@ class FamilyResult:
     trials: list[dict[str, Any]] = field(default_factory=list)
     refit_rounds: int | None = None
     study: str | None = None  # its name in tuning.storage, when the trials ran on a cluster
+    fold_values: list[float] = field(default_factory=list)
+    predictions: list[np.ndarray] = field(default_factory=list)
+
+
+@dataclass
+class Candidate:
+    """One fitted and scored candidate: its mean value, and each fold's value and scores."""
+
+    value: float
+    params: dict[str, Any]
+    rounds: int | None
+    model: Scorer  # the last fold's model (the only one without folds)
+    fold_values: list[float]
+    predictions: list[np.ndarray]
 
 
 def validation_score(metric: str, y: np.ndarray, p: np.ndarray) -> float:
@@ -170,6 +189,36 @@ def make_pruner(family: str, spec: ProjectSpec) -> Any:
     return optuna.pruners.NopPruner()
 
 
+def score_candidate(
+    family: str,
+    params: dict[str, Any],
+    data: Matrices,
+    spec: ProjectSpec,
+    *,
+    features: list[str],
+    folds: Sequence[Matrices] = (),
+    callbacks: tuple[Callable[..., None], ...] = (),
+) -> tuple[Candidate, list[int]]:
+    """Fit fixed parameters on each fold (or on ``data``) and score each on its validation rows.
+
+    ``callbacks`` (pruning) watch the first fit only. Also returns each fit's boosting rounds.
+    """
+    metric = spec.tuning.metric
+    values, predictions, rounds, model = [], [], [], None
+    for k, fold in enumerate(folds or [data]):
+        model = fit_family(
+            family, params, fold, spec, features=features, callbacks=callbacks if k == 0 else ()
+        )
+        p = model.probability(fold.X_valid)
+        values.append(validation_score(metric, fold.y_valid, p))
+        predictions.append(p)
+        if isinstance(model, LightGBMScorer):  # family "lightgbm"
+            rounds.append(int(model.booster.current_iteration()))
+    assert model is not None  # `folds or [data]` holds at least one set to fit
+    mean = float(np.mean(values))
+    return Candidate(mean, params, mean_rounds(rounds), model, values, predictions), rounds
+
+
 def run_trial(
     trial: Any,
     family: str,
@@ -178,31 +227,25 @@ def run_trial(
     *,
     features: list[str],
     folds: Sequence[Matrices] = (),
-) -> tuple[float, dict[str, Any], int | None, Scorer]:
+) -> Candidate:
     """Sample, fit and score one candidate (mean over ``folds`` when given).
 
-    Returns its value, parameters, mean boosting rounds (LightGBM) and the last fitted model;
-    the rounds (and each fold's value) are kept on the trial as user attributes.
+    The rounds (and each fold's value) are kept on the trial as user attributes.
     """
     params = sample_params(trial, family, spec)
-    metric = spec.tuning.metric
     callbacks = (
-        (_pruning_callback(trial, metric),) if family == "lightgbm" and spec.tuning.pruning else ()
+        (_pruning_callback(trial, spec.tuning.metric),)
+        if family == "lightgbm" and spec.tuning.pruning
+        else ()
     )
-    values, rounds, model = [], [], None
-    for k, fold in enumerate(folds or [data]):
-        model = fit_family(
-            family, params, fold, spec, features=features, callbacks=callbacks if k == 0 else ()
-        )
-        values.append(validation_score(metric, fold.y_valid, model.probability(fold.X_valid)))
-        if isinstance(model, LightGBMScorer):  # family "lightgbm"
-            rounds.append(int(model.booster.current_iteration()))
+    candidate, rounds = score_candidate(
+        family, params, data, spec, features=features, folds=folds, callbacks=callbacks
+    )
     if family == "lightgbm":
         trial.set_user_attr("rounds", rounds[0] if len(rounds) == 1 else rounds)
-    if len(values) > 1:
-        trial.set_user_attr("fold_values", [round(v, 6) for v in values])
-    assert model is not None  # `folds or [data]` holds at least one set to fit
-    return float(np.mean(values)), params, mean_rounds(rounds), model
+    if len(candidate.fold_values) > 1:
+        trial.set_user_attr("fold_values", [round(v, 6) for v in candidate.fold_values])
+    return candidate
 
 
 def mean_rounds(rounds: int | list[int] | None) -> int | None:
@@ -264,14 +307,13 @@ def tune_family(
         pruner=make_pruner(family, spec),
         study_name=f"{spec.project}-{family}",
     )
-    best: dict[str, Any] = {}
+    best: list[Candidate] = []
 
     def objective(trial: optuna.Trial) -> float:
-        value, params, rounds, model = run_trial(
-            trial, family, data, spec, features=features, folds=folds
-        )
-        if not best or (value > best["value"] if maximize else value < best["value"]):
-            best.update(value=value, params=params, model=model, rounds=rounds)
+        candidate = run_trial(trial, family, data, spec, features=features, folds=folds)
+        value = candidate.value
+        if not best or (value > best[0].value if maximize else value < best[0].value):
+            best[:] = [candidate]
         return value
 
     def report(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
@@ -283,17 +325,21 @@ def tune_family(
     )
     if not best:
         raise_no_trial(family, study)
-    if folds:
-        best["model"] = fit_family(
-            family, best["params"], data, spec, features=features, rounds=best["rounds"]
-        )
+    chosen = best[0]
+    model = (
+        fit_family(family, chosen.params, data, spec, features=features, rounds=chosen.rounds)
+        if folds
+        else chosen.model
+    )
     return FamilyResult(
         family,
-        float(best["value"]),
-        dict(best["params"]),
-        best["model"],
+        float(chosen.value),
+        dict(chosen.params),
+        model,
         trial_rows(family, study),
-        refit_rounds=best["rounds"] if folds else None,
+        refit_rounds=chosen.rounds if folds else None,
+        fold_values=list(chosen.fold_values),
+        predictions=list(chosen.predictions),
     )
 
 
