@@ -984,3 +984,44 @@ def test_card_says_how_the_family_was_chosen_and_by_what_margin(
 
     del card["tuning"]["selection"]
     assert "(no selection record" in _summary(_render(card, test_set))
+
+
+def test_card_shows_card_precision_by_the_handbook_rule_beside_each_day_alone(
+    card: dict, test_set: tuple
+) -> None:
+    top = {"entity": "CUSTOMER_ID", "k": 100, "name": "card", "remove_detected": True}
+    day = {"rows": 8000, "positives": 60, "auc": 0.9, "average_precision": 0.6}
+    card["daily"] = {
+        "rows": [
+            {
+                **day,
+                "day": "2018-08-08",
+                "entities": 4000,
+                "positive_entities": 40,
+                "precision_at_100": 0.31,
+                "entities_blocked": 0,
+                "precision_at_100_days_alone": 0.31,
+            },
+            {
+                **day,
+                "day": "2018-08-09",
+                "entities": 4000,
+                "positive_entities": 38,
+                "precision_at_100": 0.22,
+                "entities_blocked": 17,
+                "precision_at_100_days_alone": 0.35,
+            },
+        ],
+        "precision_at_k": top,
+    }
+    html = _render(card, test_set)
+    assert "<th>Blocked cards</th>" not in html  # a numeric header, right-aligned
+    assert '<th class="n">Blocked cards</th>' in html
+    assert (
+        '<td class="n">0.2200</td><td class="n">17</td>\n        <td class="n">0.3500</td>' in html
+    )
+    assert "found positive in an earlier day's top 100 is blocked" in html
+
+    top["remove_detected"] = False
+    html = _render(card, test_set)
+    assert "Blocked cards" not in html and "Handbook" not in html

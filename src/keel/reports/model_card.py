@@ -383,7 +383,7 @@ def _selection_view(tuning: Mapping[str, Any]) -> dict[str, Any] | None:
     rule = str(selection.get("rule") or "")
     metric = str(selection.get("metric") or tuning.get("metric") or "")
     sign = -1.0 if metric in _LOWER_IS_BETTER else 1.0
-    means = {row["family"]: row["mean"] for row in rows if _real(row["mean"])}
+    means = {row["family"]: float(row["mean"]) for row in rows if _real(row["mean"])}
     others = sorted(
         (name for name in means if name != chosen), key=lambda name: -sign * means[name]
     )
