@@ -952,7 +952,7 @@ def test_card_says_how_the_family_was_chosen_and_by_what_margin(
     card["tuning"]["selection"] = {
         "rule": "one_se",
         "metric": "auc",
-        "scheme": "5-fold stratified cross-validation on 23,972 rows",
+        "scheme": {"method": "stratified", "folds": 5},
         "families": {
             "lightgbm": {"mean": 0.7830, "se": 0.0040, "folds": [0.78, 0.79, 0.777, 0.785, 0.783]},
             "logistic": {
@@ -961,12 +961,13 @@ def test_card_says_how_the_family_was_chosen_and_by_what_margin(
                 "folds": [0.779, 0.786, 0.776, 0.782, 0.782],
             },
         },
-        "best_by_mean": "lightgbm",
-        "chosen": "logistic",
+        "best_family": "lightgbm",
+        "chosen_family": "logistic",
     }
     html = _render(card, test_set)
     summary = _summary(html)
     assert "logistic, by the simplest family whose mean is within one standard error" in summary
+    assert "(auc, 5 stratified folds)" in summary
     assert "margin over lightgbm <strong>-0.0020</strong>" in summary
     assert "lightgbm had the best mean but not by more than one standard error" in summary
     choice = html[html.find('id="family-choice"') : html.find("Trials (best first)")]
@@ -974,7 +975,7 @@ def test_card_says_how_the_family_was_chosen_and_by_what_margin(
     assert "<td>lightgbm (best mean)</td>" in choice
     assert '<td class="n">0.7830</td><td class="n">0.0040</td><td class="n">5</td>' in choice
 
-    card["tuning"]["selection"].update(rule="best", chosen="lightgbm", metric="log_loss")
+    card["tuning"]["selection"].update(rule="best", chosen_family="lightgbm", metric="log_loss")
     card["tuning"]["selection"]["families"]["lightgbm"]["mean"] = 0.41
     card["tuning"]["selection"]["families"]["logistic"]["mean"] = 0.43
     summary = _summary(_render(card, test_set))

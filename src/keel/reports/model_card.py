@@ -359,6 +359,17 @@ _SELECTION_RULES = {
 }
 
 
+def _scheme_text(scheme: Mapping[str, Any]) -> str:
+    """How candidates were scored, in words: "5 stratified folds", "the validation split"."""
+    folds, method = scheme.get("folds"), str(scheme.get("method") or "")
+    if not _real(folds):
+        return "not recorded"
+    if int(folds) <= 1:
+        return "the validation split (standard error by bootstrap)"
+    kind = {"stratified": "stratified", "time": "time-ordered", "delayed": "weekly (delayed-label)"}
+    return f"{int(folds)} {kind.get(method, method)} folds"
+
+
 def _selection_view(tuning: Mapping[str, Any]) -> dict[str, Any] | None:
     """How the family was chosen: each family's mean and standard error, the rule and the margin.
 
@@ -368,7 +379,7 @@ def _selection_view(tuning: Mapping[str, Any]) -> dict[str, Any] | None:
     families = _mapping(selection.get("families"))
     if not families:
         return None
-    chosen = selection.get("chosen")
+    chosen = selection.get("chosen_family")
     rows = [
         {
             "family": str(name),
@@ -376,7 +387,7 @@ def _selection_view(tuning: Mapping[str, Any]) -> dict[str, Any] | None:
             "se": _mapping(entry).get("se"),
             "folds": [v for v in _sequence(_mapping(entry).get("folds")) if _real(v)],
             "chosen": name == chosen,
-            "best": name == selection.get("best_by_mean"),
+            "best": name == selection.get("best_family"),
         }
         for name, entry in sorted(families.items(), key=lambda item: str(item[0]))
     ]
@@ -392,14 +403,14 @@ def _selection_view(tuning: Mapping[str, Any]) -> dict[str, Any] | None:
         "rows": rows,
         "rule": rule,
         "rule_text": _SELECTION_RULES.get(rule, rule or "not recorded"),
-        "scheme": selection.get("scheme"),
+        "scheme": _scheme_text(_mapping(selection.get("scheme"))),
         "metric": metric or None,
         "chosen": chosen,
-        "best_by_mean": selection.get("best_by_mean"),
+        "best_by_mean": selection.get("best_family"),
         "runner_up": runner_up,
         # in the metric's better direction: positive when the chosen family scored better
         "margin": sign * (means[chosen] - means[runner_up]) if runner_up else None,
-        "simpler_within_se": chosen is not None and chosen != selection.get("best_by_mean"),
+        "simpler_within_se": chosen is not None and chosen != selection.get("best_family"),
     }
 
 
