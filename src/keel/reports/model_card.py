@@ -361,13 +361,14 @@ _SELECTION_RULES = {
 
 def _scheme_text(scheme: Mapping[str, Any]) -> str:
     """How candidates were scored, in words: "5 stratified folds", "the validation split"."""
-    folds, method = scheme.get("folds"), str(scheme.get("method") or "")
-    if not _real(folds):
+    count, method = scheme.get("folds"), str(scheme.get("method") or "")
+    if not _real(count):
         return "not recorded"
-    if int(folds) <= 1:
+    folds = int(float(count))
+    if folds <= 1:
         return "the validation split (standard error by bootstrap)"
     kind = {"stratified": "stratified", "time": "time-ordered", "delayed": "weekly (delayed-label)"}
-    return f"{int(folds)} {kind.get(method, method)} folds"
+    return f"{folds} {kind.get(method, method)} folds"
 
 
 def _selection_view(tuning: Mapping[str, Any]) -> dict[str, Any] | None:
