@@ -10,8 +10,10 @@ import yaml
 from keel.contracts.profile import (
     ColumnProfile,
     TableProfile,
+    is_protected_name,
     profile_table,
     render_spec_yaml,
+    sentinel_codes,
     starter_spec,
 )
 from keel.errors import DataError
@@ -179,7 +181,7 @@ def test_starter_spec_without_time_column_splits_stratified_and_excludes_wide_te
     n = 60
     df = pd.DataFrame(
         {
-            "note": [f"n{i}" for i in range(n)],
+            "note": [f"called on day {i}" for i in range(n)],
             "city": ["a", "b", "c"] * 20,
             "outcome": ["bad" if i % 4 == 0 else "good" for i in range(n)],
         }
@@ -229,3 +231,166 @@ def test_target_with_other_than_two_values_is_refused(profile: TableProfile) -> 
     message = r"target 'grade' must have exactly 2 distinct values, but has 3: \['B', 'A', 'C'\]"
     with pytest.raises(DataError, match=message):
         starter_spec(profile, source="d.csv", project="p", target="grade")
+
+
+def _ids_table(rows: int = 400, seed: int = 1) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    cards = rng.integers(4_000_000_000_000_000, 4_999_999_999_999_999, 40, dtype=np.int64)
+    near = rng.permutation(rows).astype(object)
+    near[:10] = near[10]  # 97.5% distinct: still an id
+    return pd.DataFrame(
+        {
+            "Unnamed: 0": np.arange(rows),
+            "customer_number": rng.permutation(np.arange(10_000, 10_000 + rows)),
+            "cc_num": cards[rng.integers(0, 40, rows)],
+            "iban": [f"{n:016d}" for n in rng.integers(10**15, 10**16 - 1, rows)],
+            "ref": [f"ACC{i:06d}" for i in rng.permutation(rows)],
+            "member_no": near.astype("int64"),
+            "amount": rng.lognormal(5, 1, rows).round(2),  # near-unique, but a measurement
+            "num_dependents": rng.integers(0, 5, rows),
+            "bad": rng.integers(0, 2, rows),
+        }
+    )
+
+
+def test_ids_are_found_by_name_codes_digits_and_the_pandas_index() -> None:
+    profile = profile_table(_ids_table())
+    assert profile.id_candidates == [
+        "Unnamed: 0",
+        "customer_number",
+        "cc_num",
+        "iban",
+        "ref",
+        "member_no",
+    ]
+    assert "card or account number" in profile.id_reasons["cc_num"]  # repeated, still an id
+    assert "pandas" in profile.id_reasons["Unnamed: 0"]
+    assert "letter-and-digit" in profile.id_reasons["ref"]
+
+
+def test_every_id_is_excluded_and_the_named_unique_one_is_the_id_column() -> None:
+    raw = starter_spec(profile_table(_ids_table()), source="t.csv", project="t", target="bad")
+    spec = parse_spec(raw)
+    assert spec.data.id_column == "customer_number"  # a name before the pandas index
+    assert spec.features.exclude == ["Unnamed: 0", "cc_num", "iban", "ref", "member_no"]
+    assert spec.model_features() == ["amount", "num_dependents"]
+    cols = spec.contract.columns
+    assert cols["customer_number"].unique and not cols["member_no"].unique
+    for name in ("Unnamed: 0", "cc_num", "member_no"):  # new customers have new numbers
+        assert (cols[name].min, cols[name].max, cols[name].allowed) == (None, None, None)
+    header = render_spec_yaml(raw, profile_table(_ids_table())).split("\nproject:")[0]
+    assert "#   - excluded as an id: cc_num (a 12- to 19-digit number" in header
+
+
+@pytest.mark.parametrize(
+    ("name", "protected"),
+    [
+        ("AGE", True),
+        ("applicant_age", True),
+        ("MaritalStatus", True),
+        ("MARRIAGE", True),
+        ("DAYS_BIRTH", True),
+        ("zip", True),
+        ("postal_code", True),
+        ("CODE_GENDER", True),
+        ("mortgage", False),
+        ("page_views", False),
+        ("usage", False),
+        ("postal_fee", False),
+    ],
+)
+def test_protected_names_match_whole_words(name: str, protected: bool) -> None:
+    assert is_protected_name(name) is protected
+
+
+def test_protected_columns_and_dates_never_become_features() -> None:
+    rows = 120
+    rng = np.random.default_rng(2)
+    df = pd.DataFrame(
+        {
+            "dob": pd.date_range("1960-01-01", periods=rows, freq="90D").strftime("%Y-%m-%d"),
+            "opened": pd.date_range("2020-01-01", periods=rows, freq="D").strftime("%Y-%m-%d"),
+            "last_payment": pd.date_range("2021-01-01", periods=rows, freq="D").astype(str),
+            "sex": rng.choice(["f", "m"], rows),
+            "Age": rng.integers(20, 70, rows),
+            "balance": rng.normal(0, 1, rows),
+            "y": rng.integers(0, 2, rows),
+        }
+    )
+    spec = parse_spec(starter_spec(profile_table(df), source="t.csv", project="t", target="y"))
+    assert spec.data.time_column == "opened"  # the first date that is not a date of birth
+    assert spec.protected == ["dob", "sex", "Age"]
+    assert spec.features.exclude == ["last_payment"]
+    assert spec.model_features() == ["balance"] and spec.features.categorical == []
+    assert spec.features.calendar == {}  # calendar parts only when asked
+
+    custom = starter_spec(
+        profile_table(df),
+        source="t.csv",
+        project="t",
+        target="y",
+        protected_words=["balance"],
+        calendar=["hour", "weekend"],
+    )
+    assert custom["protected"] == ["balance"]
+    assert custom["features"]["calendar"] == {"time_hour": "hour", "time_weekend": "weekend"}
+    assert custom["data"]["time_column"] == "dob"  # 'dob' is no longer a protected word
+
+
+def test_calendar_parts_need_a_time_column_and_known_parts() -> None:
+    df = pd.DataFrame({"x": [1.5, 2.5, 3.5, 4.5], "y": [0, 1, 0, 1]})
+    with pytest.raises(DataError, match=r"no column holds dates or times"):
+        starter_spec(profile_table(df), source="t.csv", project="t", calendar=["hour"])
+    with pytest.raises(DataError, match=r"\['noon'\] are not known; the parts are weekend"):
+        starter_spec(profile_table(df), source="t.csv", project="t", calendar=["noon"])
+
+
+@pytest.mark.parametrize(
+    ("values", "codes"),
+    [
+        ([0, 1, 2, 3, 4, 5] * 20 + [96] * 4 + [98] * 6, [96, 98]),
+        (list(range(300, 900, 5)) + [-1] * 5, [-1]),
+        (list(range(0, 60)) * 2 + [999] * 10, [999]),
+        (list(range(0, 60)) * 2 + [999] * 2, []),  # twice is an outlier, not a code
+        (list(range(18, 100)) * 2, []),  # 99 sits inside ages 18-99
+        (list(range(-5, 6)) * 10, []),  # -1 is a value where values go negative
+        ([-1, 0, 1] * 30, []),  # too few other values to measure a margin on
+        ([0.5, 1.25, 2.75, 3.5] * 10 + [9999.0] * 3, [9999]),
+    ],
+)
+def test_sentinel_codes_are_code_shaped_repeated_and_far_from_the_rest(
+    values: list[float], codes: list[int]
+) -> None:
+    assert sentinel_codes(pd.Series(values)) == codes
+
+
+def test_sentinel_codes_become_missing_values_and_leave_the_observed_range() -> None:
+    rng = np.random.default_rng(4)
+    rows = 300
+    dependents = rng.integers(0, 4, rows)
+    dependents[:12] = 98
+    df = pd.DataFrame({"num_dependents": dependents, "y": rng.integers(0, 2, rows)})
+    profile = profile_table(df)
+    col = profile.column("num_dependents")
+    assert (col.missing_codes, col.min, col.max, col.distinct_values) == ((98,), 0, 3, [0, 1, 2, 3])
+    raw = starter_spec(profile, source="t.csv", project="t", target="y")
+    rule = parse_spec(raw).contract.columns["num_dependents"]
+    assert (rule.nullable, rule.missing_values, rule.allowed) == (True, [98], [0, 1, 2, 3])
+    assert "#   - num_dependents: 98 read as missing" in render_spec_yaml(raw, profile)
+
+
+def test_starter_spec_has_gates_no_reason_texts_and_waits_for_review(
+    profile: TableProfile,
+) -> None:
+    raw = starter_spec(profile, source="data/loans.csv", project="loans")
+    spec = parse_spec(raw)
+    assert spec.reviewed is False and spec.reasons.texts == {}
+    assert spec.gates.model_dump(exclude_none=True) == {
+        "min_auc": 0.6,
+        "min_auc_over_baseline": 0.0,
+        "max_train_test_gap": 0.05,
+        "max_ece": 0.05,
+    }
+    assert spec.reason_texts() == {f: f for f in spec.model_features()}
+    header = render_spec_yaml(raw, profile).split("\nproject:")[0]
+    assert "`reviewed: true`" in header and "max_ece 0.05" in header

@@ -351,3 +351,80 @@ def test_enforce_contract_returns_typed_frame_when_it_holds() -> None:
     typed, report = enforce_contract(_clients(), _contract(CREDIT))
     assert report.ok
     assert typed["LIMIT_BAL"].dtype == np.int64
+
+
+def test_missing_value_codes_are_read_as_missing_before_any_rule() -> None:
+    contract = _contract(
+        {
+            "dependents": {
+                "dtype": "int",
+                "nullable": True,
+                "min": 0,
+                "max": 5,
+                "allowed": [0, 1, 2, 3, 4, 5],
+                "missing_values": [96, 98],
+            },
+            "grade": {
+                "dtype": "str",
+                "nullable": True,
+                "allowed": ["A", "B"],
+                "missing_values": ["?"],
+            },
+            "score": {"dtype": "float", "nullable": True, "min": 300, "missing_values": [-1]},
+        }
+    )
+    frame = pd.DataFrame(
+        {
+            "dependents": ["2", "96", "98.0", "0"],  # a CSV's text: the codes still match
+            "grade": ["A", "?", "B", None],
+            "score": [-1.0, 650.5, -1, 700],
+        }
+    )
+    typed, report = check_contract(frame, contract)
+    assert report.ok, report.summary()
+    assert typed["dependents"].tolist() == [2, pd.NA, pd.NA, 0]
+    assert str(typed["dependents"].dtype) == "Int64"
+    assert typed["grade"].isna().tolist() == [False, True, False, True]
+    assert typed["score"].isna().tolist() == [True, False, True, False]
+
+
+def test_a_value_that_is_not_a_code_still_breaks_its_rule() -> None:
+    contract = _contract(
+        {"n": {"dtype": "int", "nullable": True, "max": 5, "missing_values": [98]}}
+    )
+    _, report = check_contract(pd.DataFrame({"n": [1, 97, 98]}), contract)
+    assert [(f.rule, f.count, f.sample) for f in report.failures] == [
+        ("max: 5.0", 1, [{"row": 1, "value": 97}])
+    ]
+
+
+@pytest.mark.parametrize(
+    ("dtype", "values", "codes"),
+    [
+        ("int", [1, 96, 96.0, "96", True, None, 7], [96]),
+        ("float", [-1, -1.0, 0.5, "x", None], [-1]),
+        ("str", ["?", "96", "a", None], ["?", 96]),
+        ("datetime", ["1900-01-01", "2024-01-01", None], ["1900-01-01"]),
+    ],
+)
+def test_one_value_and_a_whole_column_agree_on_what_is_a_code(
+    dtype: str, values: list[Any], codes: list[Any]
+) -> None:
+    from keel.contracts.validate import is_missing_code, read_missing_codes
+    from keel.spec import ColumnContract
+
+    rule = ColumnContract.model_validate(
+        {"dtype": dtype, "nullable": True, "missing_values": codes}
+    )
+    kept = [v for v in values if not isinstance(v, bool) and v != "x"]
+    series = pd.Series(kept, dtype="object")
+    if dtype == "datetime":
+        series = pd.to_datetime(series)
+    elif dtype in ("int", "float"):
+        series = pd.to_numeric(series).astype("float64")
+    else:
+        series = series.astype("string")
+    column = read_missing_codes(series, rule).isna().tolist()
+    one = [v is None or is_missing_code(v, dtype, codes) for v in kept]
+    assert column == one
+    assert not is_missing_code(True, "int", [1])  # True is not the code 1

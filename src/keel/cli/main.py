@@ -254,11 +254,35 @@ def init(
         str | None, typer.Option(help="Project name [default: from the file name].")
     ] = None,
     force: Annotated[bool, typer.Option(help="Overwrite an existing spec.")] = False,
+    protected_words: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated words (or phrases) naming protected attributes; they replace "
+            "the default list (age, sex, gender, race, ..., zip). A column whose name holds one "
+            "goes under `protected:` and is never a feature."
+        ),
+    ] = None,
+    calendar: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated calendar parts of the time column to derive as features "
+            "(weekend, night, hour, day_of_week) [default: none]."
+        ),
+    ] = None,
 ) -> None:
-    """Profile a dataset Keel has never seen and write a starter keel.yaml to review."""
+    """Profile a dataset Keel has never seen and write a starter keel.yaml to review.
+
+    The spec trains as it is; a version trained from it cannot be approved until a person
+    has reviewed the spec and set `reviewed: true`.
+    """
     import re
 
-    from keel.contracts.profile import profile_table, render_spec_yaml, starter_spec
+    from keel.contracts.profile import (
+        DEFAULT_PROTECTED_WORDS,
+        profile_table,
+        render_spec_yaml,
+        starter_spec,
+    )
     from keel.io.files import write_text_atomic
     from keel.io.tables import read_table
     from keel.spec import DataSpec, parse_spec
@@ -281,7 +305,15 @@ def init(
         if is_local:
             with suppress(ValueError):
                 source = str(Path(data).resolve().relative_to(output.resolve().parent))
-        spec = starter_spec(profile, source=source, project=name, target=target)
+        words = _comma_list(protected_words, "--protected-words")
+        spec = starter_spec(
+            profile,
+            source=source,
+            project=name,
+            target=target,
+            protected_words=DEFAULT_PROTECTED_WORDS if words is None else words,
+            calendar=_comma_list(calendar, "--calendar") or [],
+        )
         parse_spec(spec, source=str(output), base_dir=output.resolve().parent)
         write_text_atomic(output, render_spec_yaml(spec, profile))
     summary = Table(title=f"{data}: {profile.rows} rows x {len(profile.columns)} columns")
@@ -306,7 +338,24 @@ def init(
     out.print(
         f"target: '{spec['target']['column']}' (positive class {spec['target']['positive']!r})"
     )
-    out.print(f"wrote {output}; review it, then: keel run {output}")
+    out.print(
+        f"protected: {spec['protected'] or 'none'}; "
+        f"excluded from the features: {spec['features']['exclude'] or 'none'}"
+    )
+    out.print(
+        f"wrote {output}; review it and set `reviewed: true` (until then a version trained "
+        f"from it cannot be approved), then: keel run {output}"
+    )
+
+
+def _comma_list(text: str | None, option: str) -> list[str] | None:
+    """The comma-separated items of an option (None when it was not given)."""
+    if text is None:
+        return None
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    if not items:
+        raise typer.BadParameter("give at least one comma-separated item", param_hint=option)
+    return items
 
 
 @models_app.command("list")

@@ -5,10 +5,15 @@ information (a CSV's ``5e+05`` becomes the integer 500000; ``1.5`` in an int col
 is a failure, never a silent truncation), then pandera checks nullability,
 uniqueness, ranges and allowed codes. Every failure is reported with its column,
 rule, count and a sample of failing rows.
+
+A column's ``missing_values`` (codes such as 96 or -1 that mean "unknown") are read as
+missing between the two steps, so no rule sees them and the typed frame holds them as
+missing. :func:`is_missing_code` is the same rule for one value, where serving reads a request.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, cast
 
@@ -16,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from keel.errors import ContractError, did_you_mean
-from keel.spec import ColumnContract, ContractSpec
+from keel.spec import ColumnContract, ContractSpec, Scalar
 
 
 @dataclass(frozen=True)
@@ -152,6 +157,57 @@ def _conform(
     return series.astype("string"), None
 
 
+def _code_key(value: Any, dtype: str) -> Any:
+    """What a value is compared as against a column's codes: a number for int and float columns
+    (so 96, 96.0 and '96' agree), a timestamp for datetime columns, text for text columns."""
+    if dtype in ("int", "float"):
+        if isinstance(value, bool):  # True is not the code 1
+            return ("bool", value)
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            return value
+    if dtype == "datetime":
+        try:
+            return pd.Timestamp(value)
+        except (TypeError, ValueError):
+            return value
+    return str(value) if dtype == "str" else value
+
+
+def is_missing_code(value: Any, dtype: str, codes: Sequence[Scalar]) -> bool:
+    """Whether ``value`` is one of a column's ``missing_values`` ``codes`` (``dtype``: the
+    column's contract dtype). The one rule for a single value; :func:`read_missing_codes` applies
+    it to a whole column."""
+    if not codes or value is None:
+        return False
+    key = _code_key(value, dtype)
+    return any(key == _code_key(code, dtype) for code in codes)
+
+
+def read_missing_codes(series: pd.Series, rule: ColumnContract) -> pd.Series:
+    """A conformed column with its ``missing_values`` codes read as missing.
+
+    The rule of :func:`is_missing_code`, vectorised; an int column without NaN becomes the
+    nullable ``Int64`` once a code is removed.
+    """
+    if not rule.missing_values:
+        return series
+    keys = [_code_key(code, rule.dtype) for code in rule.missing_values]
+    if rule.dtype in ("int", "float"):
+        hits = series.astype("float64").isin([k for k in keys if isinstance(k, float)])
+    elif rule.dtype == "str":
+        hits = series.astype("string").isin([str(k) for k in keys])
+    else:
+        hits = series.isin(keys)
+    hits = hits.fillna(False).astype(bool)
+    if not hits.any():
+        return series
+    if rule.dtype == "int":
+        series = series.astype("Int64")
+    return series.mask(hits)
+
+
 def _readable_rule(check: str) -> str:
     """pandera's check names in the words of the spec."""
     replacements = {
@@ -230,12 +286,14 @@ def check_contract(
     typed: dict[str, pd.Series] = {}
     conformed: list[str] = []
     for name in present:
-        series, failure = _conform(frame[name], contract.columns[name], limit)
-        typed[name] = series
+        rule = contract.columns[name]
+        series, failure = _conform(frame[name], rule, limit)
         if failure:
             failures.append(failure)
         else:
+            series = read_missing_codes(series, rule)
             conformed.append(name)
+        typed[name] = series
     result = pd.DataFrame(typed, index=frame.index)
     if conformed:
         pa, schema = _pandera_schema(contract, conformed)

@@ -49,7 +49,7 @@ from keel.registry.store import VersionInfo
 from keel.spec import ProjectSpec, dump_spec
 from keel.training.distributed import check_cluster_tuning
 from keel.training.trainer import TrainingOutcome, learning_curve, train_model
-from keel.training.tuning import TrialCallback
+from keel.training.tuning import TrialCallback, fit_family
 
 StageCallback = Callable[[str], None]
 
@@ -117,6 +117,29 @@ def _split_metrics(outcome: TrainingOutcome) -> tuple[dict[str, dict[str, float]
         "test": binary_metrics(outcome.y_test, p_test),
     }
     return metrics, p_test
+
+
+def _baseline_auc(outcome: TrainingOutcome, spec: ProjectSpec) -> float:
+    """The logistic baseline's AUC on the chosen model's test rows (``min_auc_over_baseline``).
+
+    The baseline is the logistic family as the run tuned it, fitted on the same training rows
+    (the chosen model itself when logistic won: the margin is then 0). When the spec did not
+    tune the logistic family, it is a logistic fit with default parameters (C = 1) on the same
+    training matrix, so the gate is always judged rather than skipped.
+    """
+    result = outcome.results.get("logistic")
+    scorer = (
+        result.model
+        if result is not None
+        else fit_family(
+            "logistic",
+            {"C": 1.0, "max_iter": spec.models.logistic.max_iter},
+            outcome.matrices,
+            spec,
+            features=outcome.model.features,
+        )
+    )
+    return binary_metrics(outcome.y_test, scorer.probability(outcome.X_test))["auc"]
 
 
 def _daily_metrics(
@@ -283,7 +306,10 @@ def run_project(
         if spec.protected
         else []
     )
-    thresholds, measures = spec_thresholds(spec), measures_of(metrics, fairness)
+    thresholds = spec_thresholds(spec)
+    measures = measures_of(
+        metrics, fairness, baseline_auc=_baseline_auc(outcome, spec), reviewed=spec.reviewed
+    )
     intervals = intervals_section(outcome.y_test, p_test, seed=spec.seed)
     stage("registering")
     store = ProjectStore.of(spec, project_dir)

@@ -8,6 +8,7 @@ computed from their spec expressions, for a table or for one row alike.
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import math
 from dataclasses import dataclass, field
@@ -146,10 +147,24 @@ class _RowPlan:
     ]  # per feature: name, kind, column / function / category codes
 
 
+def _not_a_date(name: str, value: Any) -> None:
+    """Refuse a date or time read as a number (its float would count nanoseconds).
+
+    The message names the column, never the value: a date of birth is personal data.
+    """
+    if isinstance(value, (dt.date, np.datetime64)):
+        raise DataError(
+            f"column '{name}' holds dates or times, which a model does not read as numbers; "
+            "exclude it (features.exclude), or derive calendar parts of the time column "
+            "(features.calendar)"
+        )
+
+
 def _number(name: str, value: Any) -> float:
     """One input value as a float (missing: NaN); the row counterpart of :func:`_numbers`."""
-    if value is None:
+    if value is None or value is pd.NaT:
         return math.nan
+    _not_a_date(name, value)
     try:
         return float(value) if isinstance(value, (int, float)) or not _missing(value) else math.nan
     except (TypeError, ValueError) as err:
@@ -187,4 +202,6 @@ def _numbers(name: str, column: np.ndarray) -> np.ndarray:
     """
     if column.dtype.kind in "biuf":
         return column.astype(np.float64)
+    if column.dtype.kind == "M":
+        _not_a_date(name, np.datetime64("NaT"))
     return np.array([_number(name, v) for v in column], dtype=np.float64)

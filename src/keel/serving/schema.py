@@ -1,6 +1,8 @@
 """Request models generated from the data contract stored in the model.
 
-Bad input is a 422 naming the field.
+Bad input is a 422 naming the field. A column's ``missing_values`` codes are read as missing
+before any rule (the contract's :func:`~keel.contracts.validate.is_missing_code`, as in
+training), so a request holding 96 for "unknown" scores exactly as one holding null.
 """
 
 from __future__ import annotations
@@ -8,7 +10,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+
+from keel.contracts.validate import is_missing_code
 
 _TYPES: dict[str, Any] = {
     "int": int,
@@ -48,7 +52,23 @@ def record_model(contract: dict[str, dict[str, Any]], name: str = "Record") -> t
             Field(default, **{k: v for k, v in constraints.items() if v is not None}),
         )
     config = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
-    return create_model(name, __config__=config, **fields)
+    validators = {
+        f"read_missing_{i}": field_validator(column, mode="before")(
+            _missing_reader(rule["dtype"], rule["missing_values"])
+        )
+        for i, (column, rule) in enumerate(contract.items())
+        if rule.get("missing_values")
+    }
+    return create_model(name, __config__=config, __validators__=validators, **fields)
+
+
+def _missing_reader(dtype: str, codes: list[Any]) -> Any:
+    """A before-validator reading the column's ``missing_values`` codes as None."""
+
+    def read(cls: type[BaseModel], value: Any) -> Any:
+        return None if is_missing_code(value, dtype, codes) else value
+
+    return classmethod(read)
 
 
 def request_contract(metadata: dict[str, Any]) -> dict[str, dict[str, Any]]:
