@@ -57,6 +57,8 @@ def test_init_writes_a_spec_that_run_trains_end_to_end(
     assert spec["target"] == {"column": "churned", "positive": "yes"}
     assert spec["data"]["id_column"] == "customer_id"
     assert spec["data"]["source"] == "churn.parquet"
+    assert spec["reviewed"] is False and spec["reasons"] == {"texts": {}}
+    assert "set `reviewed: true`" in " ".join(init.output.split())
 
     again = runner.invoke(app, ["init", str(data), "--output", str(spec_path)])
     assert again.exit_code == 2
@@ -66,6 +68,11 @@ def test_init_writes_a_spec_that_run_trains_end_to_end(
     assert run.exit_code == 0, run.output + run.stderr
     assert "Registered churn version 1" in " ".join(run.output.split())
     assert (tmp_path / ".keel" / "cards" / "churn" / "v1" / "model_card.html").is_file()
+    card = json.loads(
+        (tmp_path / ".keel" / "cards" / "churn" / "v1" / "model_card.json").read_text()
+    )
+    review = next(g for g in card["gates"] if g["name"] == "spec_reviewed")
+    assert review["passed"] is False and card["lifecycle"]["state"] == "candidate"
 
     listing = runner.invoke(app, ["models", "list", "--spec", str(spec_path)])
     assert listing.exit_code == 0, listing.stderr
@@ -75,6 +82,37 @@ def test_init_writes_a_spec_that_run_trains_end_to_end(
     assert show.exit_code == 0, show.stderr
     shown = json.loads(show.output)
     assert shown["version"] == 1 and shown["integrity"].startswith("ok")
+
+
+def test_init_takes_its_protected_words_and_calendar_parts_from_options(tmp_path: Path) -> None:
+    data = tmp_path / "churn.parquet"
+    _churn_table(rows=200).to_parquet(data)
+    spec_path = tmp_path / "keel.yaml"
+    runner = CliRunner()
+
+    made = runner.invoke(
+        app,
+        [
+            *("init", str(data), "-o", str(spec_path)),
+            *("--protected-words", "plan, monthly fee", "--calendar", "weekend,day_of_week"),
+        ],
+    )
+
+    assert made.exit_code == 0, made.output + made.stderr
+    spec = yaml.safe_load(spec_path.read_text())
+    assert spec["protected"] == ["plan", "monthly_fee"]  # the list given replaces the default
+    assert spec["features"]["calendar"] == {
+        "time_weekend": "weekend",
+        "time_day_of_week": "day_of_week",
+    }
+    bad = runner.invoke(
+        app, ["init", str(data), "-o", str(spec_path), "--force", "--calendar", "noon"]
+    )
+    assert bad.exit_code == 3 and "['noon'] are not known" in " ".join(bad.stderr.split())
+    empty = runner.invoke(
+        app, ["init", str(data), "-o", str(spec_path), "--force", "--protected-words", " , "]
+    )
+    assert empty.exit_code == 2 and "--protected-words" in empty.stderr
 
 
 def test_models_show_reports_a_tampered_model(loans_project: Path) -> None:
