@@ -18,7 +18,7 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -213,23 +213,24 @@ def sentinel_codes(values: pd.Series, counts: pd.Series | None = None) -> list[A
     """
     if counts is None:
         counts = values.value_counts(sort=False)
-    seen = [(float(cast(float, v)), int(n)) for v, n in counts.items()]
-    shaped = [
-        v for v, n in seen if n >= MIN_CODE_ROWS and v.is_integer() and _CODE.match(str(int(v)))
-    ]
-    rest = [v for v, _ in seen if v not in shaped]
+    index = counts.index.to_numpy(dtype="float64")
+    repeated = (
+        np.isfinite(index) & (index == np.floor(index)) & (counts.to_numpy() >= MIN_CODE_ROWS)
+    )
+    shaped = [v for v in index[repeated] if _CODE.match(str(int(v)))]
+    rest = index[~np.isin(index, shaped)]
     if not shaped or len(rest) < 3:
         return []
-    low, high = min(rest), max(rest)
+    low, high = float(rest.min()), float(rest.max())
     codes = [v for v in shaped if (v < 0 <= low) or (v > 0 and v - high >= high - low)]
-    return sorted(int(v) if values.dtype.kind in "iu" else v for v in codes)
+    return sorted(int(v) if values.dtype.kind in "iu" else float(v) for v in codes)
 
 
 def _profile_column(name: str, series: pd.Series, rows: int) -> ColumnProfile:
     dtype, values, integral = _classify(series)
     counts = values.value_counts(sort=False)
     codes = sentinel_codes(values, counts) if dtype in ("int", "float") else []
-    valid = counts[[v not in codes for v in counts.index]] if codes else counts
+    valid = counts[~counts.index.isin(codes)] if codes else counts
     ranked = sorted(((int(n), _plain(v)) for v, n in valid.items()), key=lambda p: (-p[0], p[1]))
     numeric = dtype in ("int", "float") and len(valid)
     return ColumnProfile(
