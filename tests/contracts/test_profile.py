@@ -394,3 +394,23 @@ def test_starter_spec_has_gates_no_reason_texts_and_waits_for_review(
     assert spec.reason_texts() == {f: f for f in spec.model_features()}
     header = render_spec_yaml(raw, profile).split("\nproject:")[0]
     assert "`reviewed: true`" in header and "max_ece 0.05" in header
+
+
+def test_an_id_name_excludes_a_repeated_key_but_a_weaker_word_needs_unique_values() -> None:
+    rng = np.random.default_rng(5)
+    rows = 200
+    df = pd.DataFrame(
+        {
+            "TRANSACTION_ID": np.arange(rows),
+            "CUSTOMER_ID": rng.integers(0, 20, rows),  # one per customer: repeated, still a key
+            "card_type": rng.choice(["debit", "credit"], rows),
+            "num_dependents": rng.integers(0, 4, rows),
+            "TX_AMOUNT": rng.lognormal(3, 1, rows).round(2),
+            "TX_FRAUD": rng.integers(0, 2, rows),
+        }
+    )
+    profile = profile_table(df)
+    assert profile.id_candidates == ["TRANSACTION_ID", "CUSTOMER_ID"]
+    spec = parse_spec(starter_spec(profile, source="t.csv", project="t", target="TX_FRAUD"))
+    assert (spec.data.id_column, spec.features.exclude) == ("TRANSACTION_ID", ["CUSTOMER_ID"])
+    assert spec.model_features() == ["card_type", "num_dependents", "TX_AMOUNT"]

@@ -32,10 +32,12 @@ MAX_ALLOWED = 20  # int/str columns with at most this many values get an `allowe
 MAX_CATEGORIES = 50  # str columns with more distinct values are excluded from the features
 NEAR_UNIQUE = 0.95  # a column with at least this share of distinct values may be an id
 _TARGET_WORDS = ("target", "label", "default", "fraud", "churn", "class", "outcome")
+_KEY_TOKENS = {"id", "ids", "uuid", "guid"}  # an id by name, even repeated (customer_id)
 _ID_TOKENS = {
-    *("id", "ids", "key", "uuid", "guid", "number", "num", "no", "nr"),
-    *("account", "acct", "card", "cc", "ccnum", "iban", "ssn", "phone", "email"),
-}
+    *_KEY_TOKENS,
+    *("key", "number", "num", "no", "nr", "account", "acct", "card", "cc", "ccnum"),
+    *("iban", "ssn", "phone", "email"),
+}  # an id by name when (nearly) unique: card_type and num_dependents are not ids
 # Names that read as a protected attribute or a close proxy of one (a zip code stands in for
 # race and income). Each entry matches whole words of a column name, in order: 'age' matches
 # AGE, applicant_age and AgeYears, never 'mortgage'; 'postal code' matches postal_code.
@@ -251,13 +253,13 @@ def _tokens(name: str) -> list[str]:
     return [t.lower() for t in re.split(r"[^0-9A-Za-z]+|(?<=[a-z])(?=[A-Z])", name) if t]
 
 
-def _looks_like_id(name: str) -> bool:
-    """Whether ``name`` reads as an id column.
+def _looks_like_id(name: str, tokens: set[str] = _ID_TOKENS) -> bool:
+    """Whether ``name`` reads as an id column: a word of it is in ``tokens`` or ends in 'id'.
 
     True for ``id``, ``customer_id``, ``CustomerID``, ``loanid``, ``row_key``,
     ``customer_number``, ``cc_num``, ``account``, ``iban``; false for ``paid`` or ``valid``.
     """
-    return any(t in _ID_TOKENS or (t.endswith("id") and t not in _NOT_ID) for t in _tokens(name))
+    return any(t in tokens or (t.endswith("id") and t not in _NOT_ID) for t in _tokens(name))
 
 
 def _keyed(values: pd.Series) -> bool:
@@ -281,9 +283,11 @@ def _id_reason(col: ColumnProfile, series: pd.Series, rows: int) -> str | None:
     """Why ``col`` reads as an identifier rather than a measurement, or None when it does not.
 
     Ids are int or text columns: the pandas index written to a CSV (``Unnamed: 0``); 12- to
-    19-digit numbers, even repeated (card numbers, one per card); and columns with at least
-    ``NEAR_UNIQUE`` of their rows distinct that have an id-like name (:func:`_looks_like_id`),
-    hold letter-and-digit codes, or are unique, increasing integers (row numbers).
+    19-digit numbers, even repeated (card numbers, one per card); names with the word id
+    (``customer_id`` repeats per transaction and is still no measurement); and columns with at
+    least ``NEAR_UNIQUE`` of their rows distinct that have an id-like name such as
+    ``customer_number`` (:func:`_looks_like_id`), hold letter-and-digit codes, or are unique,
+    increasing integers (row numbers).
     """
     if col.dtype not in ("int", "str") or rows == 0:
         return None
@@ -292,6 +296,8 @@ def _id_reason(col: ColumnProfile, series: pd.Series, rows: int) -> str | None:
     present = series.dropna()
     if _long_digits(col.dtype, present):
         return "a 12- to 19-digit number: a card or account number, or a raw timestamp"
+    if _looks_like_id(col.name, _KEY_TOKENS):
+        return "named as an id"
     if col.n_unique < NEAR_UNIQUE * rows:
         return None
     if _looks_like_id(col.name):
@@ -505,7 +511,12 @@ def starter_spec(
     }
 
 
-_ID_PREFERENCE = ("(nearly) unique values under", "(nearly) unique letter", "a row number")
+_ID_PREFERENCE = (
+    "named as an id",
+    "(nearly) unique values under",
+    "(nearly) unique letter",
+    "a row number",
+)
 
 
 def _id_column(profile: TableProfile, ids: list[str]) -> str | None:
