@@ -45,7 +45,7 @@ def _logit(margin: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return (rng.random(len(margin)) < 1 / (1 + np.exp(-margin))).astype(int)
 
 
-def _credit(rows: int = 2000, seed: int = 11) -> Trap:
+def _credit(rows: int = 1500, seed: int = 11) -> Trap:
     """Credit-like: row number, shuffled customer number, age, sex, 96/98 codes, heavy income."""
     rng = np.random.default_rng(seed)
     age = rng.integers(21, 76, rows)
@@ -78,7 +78,7 @@ def _credit(rows: int = 2000, seed: int = 11) -> Trap:
     )
 
 
-def _transactions(rows: int = 3000, seed: int = 12) -> Trap:
+def _transactions(rows: int = 2000, seed: int = 12) -> Trap:
     """Card transactions: times, 16-digit card numbers repeated, dob, gender, zip, merchants."""
     rng = np.random.default_rng(seed)
     cards = rng.integers(4_000_000_000_000_000, 4_999_999_999_999_999, 250, dtype=np.int64)
@@ -134,7 +134,7 @@ def _tiny(rows: int = 300, seed: int = 13) -> Trap:
     return Trap(frame, "bad", frozenset({"applicant_id"}), frozenset(), {})
 
 
-def _sentinels(rows: int = 2000, seed: int = 14) -> Trap:
+def _sentinels(rows: int = 1500, seed: int = 14) -> Trap:
     """Numeric columns with -1 and 999 for unknown, race and nationality."""
     rng = np.random.default_rng(seed)
     months = rng.integers(0, 60, rows)
@@ -164,7 +164,7 @@ def _sentinels(rows: int = 2000, seed: int = 14) -> Trap:
     )
 
 
-def _mixed(rows: int = 2000, seed: int = 15) -> Trap:
+def _mixed(rows: int = 1500, seed: int = 15) -> Trap:
     """A CSV written with its pandas index, dates, marital status and ACC000123 account codes."""
     rng = np.random.default_rng(seed)
     applied = pd.Timestamp("2021-01-01") + pd.to_timedelta(
