@@ -214,7 +214,10 @@ class SplitSpec(_Strict):
     ``delayed``: train on ``train_days`` from ``train_start``, leave ``delay_days`` unused
     (their labels are not known yet when the model goes live), test on the ``test_days``
     after. Tuning scores each candidate on ``validation_folds`` earlier copies of that
-    layout, each shifted back by ``test_days``. With ``known_entity``, rows of an entity
+    layout (the Fraud Detection Handbook's): fold k starts ``delay_days + k * test_days``
+    days before ``train_start``, so fold 1 validates on the ``test_days`` that end with the
+    training window and no fold validates on the delay period, whose labels are not known at
+    training time. With ``known_entity``, rows of an entity
     whose positive label is already known by an evaluation day (from the training window,
     or from the day ``delay_days + 1`` before) are left out of that day: those cards are
     already blocked.
@@ -341,9 +344,9 @@ class TuningSpec(_Strict):
     """
 
     trials: int = Field(default=30, ge=1)
-    # How candidates are scored. "auto": K-fold cross-validation on the training rows
-    # (stratified; time-ordered for a time split) when the data are small, a single
-    # validation split otherwise. An integer K >= 2 forces K folds; 1 forces a single split.
+    # How candidates are scored. "auto": K-fold cross-validation on the train and validation
+    # rows, the final model then refit on all of them (stratified; time-ordered for a time
+    # split), when the data are small, a single validation split otherwise. An integer K >= 2 forces K folds; 1 forces a single split.
     # (The delayed split always uses its own weekly folds.)
     folds: Literal["auto"] | Annotated[int, Field(ge=1, le=20)] = "auto"
     # How a family is chosen: "one_se" takes the simplest family whose fold mean is within one
