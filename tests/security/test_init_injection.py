@@ -61,6 +61,7 @@ def test_a_column_name_cannot_inject_yaml_into_the_starter_spec(tmp_path: Path, 
         "reasons",
         "fairness",
         "model_card",
+        "reviewed",
     }
     assert evil in written["features"]["exclude"]  # the name itself is kept, verbatim, as data
     lines = spec.read_text(encoding="utf-8").split("\n")

@@ -107,3 +107,32 @@ def test_kept_columns_keep_their_type_when_later_chunks_have_gaps(
     assert out["branch"].dropna().tolist() == [7] * 100 + [9] * 100
     assert out["note"].isna().sum() == 100 and (out["note"].iloc[100:] == "call back").all()
     assert out["loan_id"].tolist() == rows["loan_id"].tolist()
+
+
+def test_batch_scoring_reads_the_contracts_missing_codes_as_missing(tmp_path: Path) -> None:
+    """A code the contract reads as "unknown" scores in a file exactly as an empty cell does,
+    as it does in training and on the API."""
+    raw = loans_spec("unused.csv", tuning={"trials": 2, "folds": 1})
+    raw["contract"]["columns"]["late_payments"] = {
+        "dtype": "int",
+        "min": 0,
+        "max": 30,
+        "nullable": True,
+        "missing_values": [99],
+    }
+    frame = make_loans(rows=1500, seed=3)
+    frame["late_payments"] = frame["late_payments"].astype("Int64")
+    frame.loc[frame.index[::7], "late_payments"] = pd.NA
+    served = ServedModel(train_model(frame, parse_spec(raw)).model, "loans", 1)
+    rows = make_loans(rows=40, seed=4).drop(columns="defaulted")
+    coded, empty = rows.copy(), rows.astype({"late_payments": "Int64"})
+    coded.loc[coded.index[:20], "late_payments"] = 99
+    empty.loc[empty.index[:20], "late_payments"] = pd.NA
+    for name, table in (("coded", coded), ("empty", empty)):
+        table.to_parquet(tmp_path / f"{name}.parquet")
+        score_file(served, str(tmp_path / f"{name}.parquet"), str(tmp_path / f"{name}-out.parquet"))
+    got = {n: pd.read_parquet(tmp_path / f"{n}-out.parquet") for n in ("coded", "empty")}
+    assert got["coded"]["probability"].tolist() == got["empty"]["probability"].tolist()
+    assert got["coded"]["reasons"].tolist() == got["empty"]["reasons"].tolist()
+    as_number = served.score_matrix(served.model.preprocessor.transform(coded))
+    assert [d["probability"] for d in as_number] != got["coded"]["probability"].tolist()

@@ -109,11 +109,15 @@ def _format_of(url: str, spec: ProjectSpec) -> TableFormat:
 
 
 def _split_metrics(outcome: TrainingOutcome) -> tuple[dict[str, dict[str, float]], np.ndarray]:
+    """Metrics on train, validation and test, and the test scores.
+
+    Validation is scored on predictions no fit trained on: out of fold when tuning used folds.
+    """
     scorer, data = outcome.model.scorer, outcome.matrices
     p_test = scorer.probability(outcome.X_test)
     metrics = {
         "train": binary_metrics(data.y_train, scorer.probability(data.X_train)),
-        "validation": binary_metrics(data.y_valid, scorer.probability(data.X_valid)),
+        "validation": binary_metrics(*outcome.validation_predictions()),
         "test": binary_metrics(outcome.y_test, p_test),
     }
     return metrics, p_test
@@ -157,6 +161,7 @@ def _daily_metrics(
         p_test,
         entity=rows[top.entity] if top else None,
         k=top.k if top else None,
+        remove_detected=top.remove_detected if top else True,
     )
 
 
@@ -294,6 +299,10 @@ def run_project(
         metrics["test"][top.metric()] = float(
             np.mean([day[f"precision_at_{top.k}"] for day in daily])
         )
+        if top.remove_detected:  # the handbook's rule above; each day scored alone beside it
+            metrics["test"][f"{top.metric()}_days_alone"] = float(
+                np.mean([day[f"precision_at_{top.k}_days_alone"] for day in daily])
+            )
     curve = learning_curve(outcome, spec) if with_card else []
     fairness = (
         fairness_report(

@@ -11,9 +11,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from keel.contracts.validate import read_missing_codes
 from keel.explain.contributions import Explainer
 from keel.explain.reasons import top_reasons
 from keel.models.artifact import KeelModel
+from keel.spec import ColumnContract
 
 
 class ServedModel:
@@ -27,6 +29,12 @@ class ServedModel:
         self.name = name
         self.version = version
         self.explainer = Explainer(model)
+        contract = model.metadata.get("contract") or {}
+        self._missing_codes = {
+            column: ColumnContract(**entry)
+            for column, entry in contract.items()
+            if entry.get("missing_values")
+        }
         self.score_records([{}])  # compile and warm every path before the first real request
 
     def score_records(
@@ -38,7 +46,10 @@ class ServedModel:
         )
 
     def score_frame(self, frame: pd.DataFrame, *, reasons: bool = True) -> list[dict[str, Any]]:
-        """Decisions for the rows of a table."""
+        """Decisions for the rows of a table; codes the contract reads as missing become missing."""
+        for column, rule in self._missing_codes.items():
+            if column in frame.columns:
+                frame = frame.assign(**{column: read_missing_codes(frame[column], rule)})
         return self.score_matrix(self.model.preprocessor.transform(frame), reasons=reasons)
 
     def score_matrix(self, X: np.ndarray, *, reasons: bool = True) -> list[dict[str, Any]]:
