@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.linear_model import LogisticRegression
 
 from keel.errors import IntegrityError
 from keel.models.artifact import MANIFEST, KeelModel, looks_like_pickle, sha256_bytes
@@ -417,64 +416,6 @@ def _categorical_data(seed: int = 3) -> tuple[np.ndarray, np.ndarray, dict[int, 
     X[rng.random(n) < 0.15, 0] = np.nan
     X[rng.random(n) < 0.05, 1] = np.nan
     return X, y, {1: 4}
-
-
-def _naive_design(X: np.ndarray, train: np.ndarray, n_categories: dict[int, int]) -> np.ndarray:
-    """Impute with training medians, one-hot the codes, standardize with training statistics."""
-
-    def expand(M: np.ndarray) -> np.ndarray:
-        columns = []
-        for j in range(M.shape[1]):
-            if j in n_categories:
-                for k in range(n_categories[j]):
-                    columns.append([1.0 if v == k else 0.0 for v in M[:, j]])
-            else:
-                observed = [v for v in train[:, j] if not np.isnan(v)]
-                median = float(np.median(observed)) if observed else 0.0
-                columns.append([median if np.isnan(v) else v for v in M[:, j]])
-        return np.array(columns, dtype=float).T
-
-    base = expand(train)
-    center = base.mean(axis=0)
-    scale = np.sqrt(((base - center) ** 2).mean(axis=0))
-    scale[scale == 0] = 1.0
-    return (expand(X) - center) / scale
-
-
-def test_logistic_margin_equals_a_naive_reference() -> None:
-    X, y, n_categories = _categorical_data()
-    train, new = X[:500], X[500:]
-    scorer = fit_logistic(train, y[:500], params={"C": 1.0}, n_categories=n_categories, seed=0)
-    design = _naive_design(new, train, n_categories)
-    assert design.shape == (100, 1 + 4 + 1 + 1)
-    expected = design @ scorer.coef + scorer.intercept
-    np.testing.assert_allclose(scorer.margin(new), expected, rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(scorer.probability(new), 1 / (1 + np.exp(-expected)), rtol=1e-10)
-
-
-def test_logistic_coefficients_match_sklearn_on_the_naive_design() -> None:
-    X, y, n_categories = _categorical_data()
-    scorer = fit_logistic(
-        X, y, params={"C": 0.3, "max_iter": 500}, n_categories=n_categories, seed=0
-    )
-    reference = LogisticRegression(C=0.3, max_iter=500).fit(_naive_design(X, X, n_categories), y)
-    np.testing.assert_allclose(scorer.coef, reference.coef_[0], rtol=1e-6, atol=1e-8)
-    assert scorer.intercept == pytest.approx(float(reference.intercept_[0]), rel=1e-6)
-    # The categories were built with increasing effect: their coefficients must be ordered.
-    assert list(np.argsort(scorer.coef[1:5])) == [0, 1, 2, 3]
-
-
-def test_logistic_handles_missing_values_and_unseen_categories() -> None:
-    X, y, n_categories = _categorical_data()
-    scorer = fit_logistic(X, y, params={"C": 1.0}, n_categories=n_categories, seed=0)
-    assert scorer.fill[0] == pytest.approx(float(np.nanmedian(X[:, 0])))
-    rows = np.array([[np.nan, np.nan, 7.0, 2.0], [np.nan, 2.0, 7.0, 2.0]])
-    p = scorer.probability(rows)
-    assert np.all(np.isfinite(p))
-    # An imputed value scores exactly like the median itself.
-    filled = rows.copy()
-    filled[:, 0] = scorer.fill[0]
-    np.testing.assert_array_equal(scorer.margin(filled), scorer.margin(rows))
 
 
 def test_logistic_fits_a_column_missing_in_every_training_row() -> None:
