@@ -346,7 +346,8 @@ class TuningSpec(_Strict):
     trials: int = Field(default=30, ge=1)
     # How candidates are scored. "auto": K-fold cross-validation on the train and validation
     # rows, the final model then refit on all of them (stratified; time-ordered for a time
-    # split), when the data are small, a single validation split otherwise. An integer K >= 2 forces K folds; 1 forces a single split.
+    # split), when the data are small, a single validation split otherwise. An integer K >= 2
+    # forces K folds; 1 forces a single split.
     # (The delayed split always uses its own weekly folds.)
     folds: Literal["auto"] | Annotated[int, Field(ge=1, le=20)] = "auto"
     # How a family is chosen: "one_se" takes the simplest family whose fold mean is within one
