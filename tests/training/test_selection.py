@@ -354,3 +354,25 @@ def test_folds_apply_to_a_time_zone_aware_time_column() -> None:
     when = frame["when"]
     for train, valid in outcome.split.folds:
         assert when.iloc[train].max() < when.iloc[valid].min()
+
+
+def test_auto_folds_fall_back_to_one_split_when_a_fold_would_lack_a_class() -> None:
+    """A time-ordered table whose positives all come late: "auto" asks for folds, but the early
+    blocks hold no positive, so it keeps the single split that trains; a forced K refuses."""
+    from keel.errors import TrainingError
+    from keel.spec import SplitSpec
+
+    rows = 400
+    time = pd.Series(pd.date_range("2024-01-01", periods=rows, freq="h"))
+    y = np.zeros(rows, dtype=int)
+    y[[130, 200, 230, 250, 270, 300, 330, 360, 390]] = 1  # none in the first block
+    spec = SplitSpec(method="time")
+    single = split_rows(y, spec, seed=0, time=time, folds=1)
+    auto = split_rows(y, spec, seed=0, time=time, folds="auto")
+    assert auto.folds == () and np.array_equal(auto.validation, single.validation)
+    with pytest.raises(TrainingError, match="fold .* holds one class only"):
+        split_rows(y, spec, seed=0, time=time, folds=5)
+
+    few = np.zeros(rows, dtype=int)
+    few[[10, 100, 390]] = 1  # three positives cannot fill five stratified folds
+    assert split_rows(few, SplitSpec(), seed=0, folds="auto").folds == ()

@@ -7,6 +7,7 @@ validation rows when ``tuning.folds`` asks for them (:func:`fold_count`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -68,16 +69,45 @@ def split_rows(
         if spec.method == "time":
             result = _by_time(times, spec)
             k = fold_count(folds, y[np.concatenate([result.train, result.validation])])
-            result = _time_folds(result, times, k) if k > 1 else result
+            single = result
+            result = _auto_fallback(y, single, lambda: _time_folds(single, times, k), folds, k)
         else:
             entities = None if entity is None else entity.reset_index(drop=True)
             result = _delayed(times, y, entities, spec)
     else:
         result = _stratified(y, spec, seed)
         k = fold_count(folds, y[np.concatenate([result.train, result.validation])])
-        result = _stratified_folds(result, y, k, seed) if k > 1 else result
+        single = result
+        result = _auto_fallback(y, single, lambda: _stratified_folds(single, y, k, seed), folds, k)
     _check_classes(y, result)
     return result
+
+
+def _auto_fallback(
+    y: np.ndarray,
+    single: Split,
+    make_folds: Callable[[], Split],
+    folds: int | Literal["auto"],
+    k: int,
+) -> Split:
+    """The K-fold split, unless "auto" chose folds that a class cannot fill: then the single
+    split. "auto" never fails a table that one split can train on; a K the spec forces does,
+    naming the part that lacks a class."""
+    if k <= 1:
+        return single
+    if folds != "auto":
+        return make_folds()
+    pool = y[np.concatenate([single.train, single.validation])]
+    rarer = int(min(np.sum(pool == 1), np.sum(pool != 1)))
+    if rarer < k:
+        return single
+    folded = make_folds()
+    return folded if _both_classes(y, folded) else single
+
+
+def _both_classes(y: np.ndarray, result: Split) -> bool:
+    """Whether every fold's training and validation rows hold both classes."""
+    return all(len(np.unique(y[rows])) == 2 for fold in result.folds for rows in fold)
 
 
 def fold_count(folds: int | Literal["auto"], y: np.ndarray) -> int:
