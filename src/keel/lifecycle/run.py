@@ -49,7 +49,7 @@ from keel.registry.store import VersionInfo
 from keel.spec import ProjectSpec, dump_spec
 from keel.training.distributed import check_cluster_tuning
 from keel.training.trainer import TrainingOutcome, learning_curve, train_model
-from keel.training.tuning import TrialCallback, fit_family
+from keel.training.tuning import TrialCallback, fit_family, validation_score
 
 StageCallback = Callable[[str], None]
 
@@ -143,7 +143,7 @@ def _baseline_auc(outcome: TrainingOutcome, spec: ProjectSpec) -> float:
             features=outcome.model.features,
         )
     )
-    return binary_metrics(outcome.y_test, scorer.probability(outcome.X_test))["auc"]
+    return validation_score("auc", outcome.y_test, scorer.probability(outcome.X_test))
 
 
 def _daily_metrics(
