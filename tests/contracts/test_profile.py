@@ -198,6 +198,27 @@ def test_starter_spec_without_time_column_splits_stratified_and_excludes_wide_te
     assert (spec.target.column, spec.target.positive) == ("outcome", "bad")  # the rarer value
 
 
+def test_a_wide_column_of_repeating_levels_is_a_category_but_free_text_is_not() -> None:
+    # A merchant with 200 levels, each seen 20 times, carries signal a model can use (the
+    # quality benchmark lost 0.07 AUC without it); 4,000 different notes do not.
+    rows = 4000
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame(
+        {
+            "merchant": [f"m{i % 200:03d}" for i in range(rows)],
+            "note": [f"note {i}" for i in rng.permutation(rows)],
+            "mostly_rare": [f"r{i}" if i % 5 else "common" for i in range(rows)],
+            "outcome": rng.choice(["bad", "good"], rows),
+        }
+    )
+    profile = profile_table(df)
+    shares = {c.name: round(c.frequent_share, 2) for c in profile.columns if c.dtype == "str"}
+    assert shares == {"merchant": 1.0, "note": 0.0, "mostly_rare": 0.2, "outcome": 1.0}
+    spec = parse_spec(starter_spec(profile, source="x.csv", project="p", target="outcome"))
+    assert spec.features.categorical == ["merchant"]
+    assert set(spec.features.exclude) == {"note", "mostly_rare"}
+
+
 def test_explicit_target_overrides_the_candidates(profile: TableProfile) -> None:
     spec = parse_spec(starter_spec(profile, source="l.csv", project="loans", target="autopay"))
     assert (spec.target.column, spec.target.positive) == ("autopay", True)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from typing import Any
 
 import numpy as np
@@ -428,3 +430,28 @@ def test_one_value_and_a_whole_column_agree_on_what_is_a_code(
     one = [v is None or is_missing_code(v, dtype, codes) for v in kept]
     assert column == one
     assert not is_missing_code(True, "int", [1])  # True is not the code 1
+
+
+def test_checking_a_contract_does_not_import_pyspark_pandas_even_where_pyspark_is_installed() -> (
+    None
+):
+    # pandera imports pyspark.pandas whenever pyspark is importable (it is in the dev
+    # environment, for the Spark tests): seconds per process, a FutureWarning, and beside
+    # pandas 3 an ImportError that pandera swallows. Keel hides it for that one import.
+    code = (
+        "import sys, pandas as pd\n"
+        "from keel.contracts.validate import check_contract\n"
+        "from keel.spec import ContractSpec\n"
+        "contract = ContractSpec.model_validate({'columns': {'a': {'dtype': 'int', 'min': 0}}})\n"
+        "_, report = check_contract(pd.DataFrame({'a': [1, 2]}), contract)\n"
+        "assert report.ok, report\n"
+        "assert 'pandera.pandas' in sys.modules\n"
+        "assert 'pyspark.pandas' not in sys.modules, 'pyspark.pandas was imported or left hidden'\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-W", "error::FutureWarning:pandera", "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]

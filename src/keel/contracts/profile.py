@@ -29,7 +29,10 @@ from keel.spec import CalendarPart, DataSpec
 
 TOP_VALUES = 10
 MAX_ALLOWED = 20  # int/str columns with at most this many values get an `allowed` list
-MAX_CATEGORIES = 50  # str columns with more distinct values are excluded from the features
+MAX_CATEGORIES = 50  # str columns with at most this many values are always categorical
+MAX_LEVELS = 5000  # str columns with more distinct values are never features (free text, keys)
+LEVEL_ROWS = 10  # a level seen at least this often is "frequent"
+FREQUENT_SHARE = 0.8  # ... and a wide str column is categorical when such levels hold 80% of rows
 NEAR_UNIQUE = 0.95  # a column with at least this share of distinct values may be an id
 _TARGET_WORDS = ("target", "label", "default", "fraud", "churn", "class", "outcome")
 _KEY_TOKENS = {"id", "ids", "uuid", "guid"}  # an id by name, even repeated (customer_id)
@@ -93,7 +96,8 @@ class ColumnProfile:
     ``distinct_values`` lists every non-null value, sorted, when there are at most
     ``MAX_ALLOWED`` of them (``None`` otherwise); ``top_values`` is ordered by frequency.
     ``missing_codes`` are sentinel codes (:func:`sentinel_codes`); ``min``, ``max`` and
-    ``distinct_values`` leave them out.
+    ``distinct_values`` leave them out. ``frequent_share`` is the share of non-null values
+    whose value occurs at least ``LEVEL_ROWS`` times.
     """
 
     name: str
@@ -106,6 +110,20 @@ class ColumnProfile:
     is_integral_float: bool = False
     distinct_values: list[Any] | None = None
     missing_codes: tuple[Any, ...] = ()
+    frequent_share: float = 0.0
+
+    @property
+    def categorical(self) -> bool:
+        """Whether a str column is a usable category rather than free text or a key.
+
+        A few values always are; many values (up to ``MAX_LEVELS``) when levels that each
+        repeat at least ``LEVEL_ROWS`` times hold ``FREQUENT_SHARE`` of the rows, as a
+        merchant or a postcode district does and a name or an address does not. The model
+        families handle rare levels themselves (regularized one-hot, LightGBM's smoothing).
+        """
+        if self.n_unique <= MAX_CATEGORIES:
+            return True
+        return self.n_unique <= MAX_LEVELS and self.frequent_share >= FREQUENT_SHARE
 
 
 @dataclass(frozen=True)
@@ -246,6 +264,7 @@ def _profile_column(name: str, series: pd.Series, rows: int) -> ColumnProfile:
         is_integral_float=integral,
         distinct_values=sorted(v for _, v in ranked) if len(ranked) <= MAX_ALLOWED else None,
         missing_codes=tuple(codes),
+        frequent_share=float(valid[valid >= LEVEL_ROWS].sum() / valid.sum()) if len(valid) else 0.0,
     )
 
 
@@ -480,10 +499,10 @@ def starter_spec(
     skipped = taken | set(ids) | set(times)
     text = [c for c in profile.columns if c.dtype == "str" and c.name not in skipped]
     features: dict[str, Any] = {
-        "categorical": [c.name for c in text if c.n_unique <= MAX_CATEGORIES],
+        "categorical": [c.name for c in text if c.categorical],
         "exclude": [n for n in ids if n != id_column]
         + times[1:]
-        + [c.name for c in text if c.n_unique > MAX_CATEGORIES],
+        + [c.name for c in text if not c.categorical],
     }
     parts = _calendar(calendar, time_column, names)
     if parts:
@@ -569,7 +588,10 @@ def _review_notes(spec: dict, profile: TableProfile) -> list[str]:
     if dates:
         notes.append(f"#   - excluded dates (a date is never a feature as it is): {_names(dates)}.")
     if text:
-        notes.append(f"#   - excluded as high-cardinality text: {_names(text)}.")
+        notes.append(
+            f"#   - excluded as free text (over {MAX_CATEGORIES} values, mostly rare): "
+            f"{_names(text)}."
+        )
     if data.get("time_column") and not features.get("calendar"):
         notes.append("#   - no calendar parts of the time column are features; ask for them with")
         notes.append("#     features.calendar (or keel init --calendar hour,night,...).")

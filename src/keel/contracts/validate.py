@@ -13,6 +13,7 @@ missing. :func:`is_missing_code` is the same rule for one value, where serving r
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, cast
@@ -227,8 +228,27 @@ def _readable_rule(check: str) -> str:
     return check
 
 
+def _pandera() -> Any:
+    """``pandera.pandas``, imported on first use, without its import of ``pyspark.pandas``.
+
+    Where pyspark is installed, pandera imports ``pyspark.pandas`` only to patch pandas type
+    hints that Keel does not use; beside pandas 3 that costs seconds and a FutureWarning in every
+    process that checks a contract. The module is hidden for that one import, then restored.
+    """
+    if "pandera.pandas" in sys.modules or "pyspark.pandas" in sys.modules:
+        import pandera.pandas as pa
+
+        return pa
+    sys.modules["pyspark.pandas"] = None  # type: ignore[assignment]  # import -> ImportError
+    try:
+        import pandera.pandas as pa
+    finally:
+        del sys.modules["pyspark.pandas"]
+    return pa
+
+
 def _pandera_schema(contract: ContractSpec, columns: list[str]) -> Any:
-    import pandera.pandas as pa  # heavy import, only when a contract is checked
+    pa = _pandera()  # heavy import, only when a contract is checked
 
     schema_columns = {}
     for name in columns:
