@@ -219,6 +219,83 @@ def validate(
     out.print(f"cleaning: {json.dumps(data.cleaning.to_dict())}")
 
 
+CHECK_EXIT_CODES = """Exit codes: 0 every gate passed; 1 a gate failed or could not be evaluated;
+2 the spec is invalid (or the command line); 3 the data cannot be read; 4 the data broke its
+contract; 5 no model could be trained on the sample."""
+
+
+@app.command(epilog=CHECK_EXIT_CODES)
+def check(
+    spec_path: SpecArg,
+    sample_rows: Annotated[
+        int, typer.Option(min=100, help="Rows to train and test on (a sample of the data).")
+    ] = 20_000,
+    trials: Annotated[
+        int, typer.Option(min=1, help="Tuning trials per family at most (the spec's if fewer).")
+    ] = 3,
+    project_dir: ProjectDirOpt = None,
+    report: Annotated[
+        Path | None,
+        typer.Option(help="Write the result (metrics, gates, contract) as JSON here."),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+) -> None:
+    """A quick pipeline check for CI: spec, contract, training on a sample, gates.
+
+    The contract is checked on every row; the model is trained on a sample (stratified, or
+    in time order for a time split) with few tuning trials, and the spec's gates are judged,
+    tightened by the governance policy when the project has a governance store. Nothing is
+    registered and no store is written; `keel run` makes the version.
+    """
+    from keel.io.files import write_text_atomic
+    from keel.lifecycle.check import check_project
+
+    _quiet_libraries()
+    contract_report = report.with_suffix(".contract.json") if report else None
+    with _keel_errors(report=contract_report):
+        spec = _load(spec_path)
+        result = check_project(
+            spec,
+            project_dir=_project_dir(spec_path, project_dir),
+            sample=sample_rows,
+            trials=trials,
+            on_stage=None if quiet else lambda text: err.print(f"[cyan]>[/] {text}"),
+        )
+    if report is not None:
+        write_text_atomic(report, json.dumps(result.to_dict(), indent=2, default=str))
+    out.print(
+        f"{spec.project}: contract passed on {result.rows} rows; {result.family} trained on "
+        f"{result.sampled} rows with {result.trials} trial(s) per family"
+    )
+    out.print(_metrics_table(result.metrics))
+    gates = Table(
+        title="Gates ("
+        + (
+            "the spec's alone: no governance store"
+            if result.policy_version is None
+            else f"the spec's, tightened by policy v{result.policy_version}"
+        )
+        + ")"
+    )
+    for column in ("gate", "threshold", "value", "result"):
+        gates.add_column(column)
+    for gate in result.gates:
+        gates.add_row(
+            gate["name"],
+            f"{gate['threshold']:g}",
+            "-" if gate["value"] is None else f"{gate['value']:.4f}",
+            {True: "[green]pass[/]", False: "[red]fail[/]", None: "[red]not evaluated[/]"}[
+                gate["passed"]
+            ],
+        )
+    out.print(gates)
+    if not result.passed:
+        failed = [g["name"] for g in result.gates if g["passed"] is not True]
+        err.print(f"[bold red]check failed[/]: gates {', '.join(failed)} do not pass")
+        raise typer.Exit(1)
+    out.print("check passed: every gate passes on the sample")
+
+
 @app.command()
 def evaluate(
     spec_path: SpecArg,
@@ -725,6 +802,56 @@ def demo(
         raise typer.Exit(2)
     out.print(f"Keel demo: {spec_path}")
     _run(spec_path, project_dir, "keel-demo", quiet, with_card=True)
+
+
+export_app = typer.Typer(
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    help="Export a governed version for other serving stacks.",
+)
+app.add_typer(export_app, name="export")
+
+
+@export_app.command("mlflow")
+def export_mlflow(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    version: Annotated[str, typer.Argument(help="Version number or 'latest'.")],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Folder to create (must not exist).")
+    ],
+    spec: SpecOpt = None,
+    project_dir: ProjectDirOpt = None,
+    tracking_uri: UriOpt = None,
+    author: AuthorOpt = DEFAULT_AUTHOR,
+) -> None:
+    """Write a version as a pickle-free MLflow pyfunc ("models from code") and audit the export.
+
+    Only a version a second person approved (approved, champion or retired in the audit log)
+    is exported. Its files are hash-checked before they are copied, and the exported model
+    checks them again on every load; it returns probability, decision and reasons as
+    `keel score` does. Load it with mlflow.pyfunc.load_model(DIR) or serve it with
+    `mlflow models serve -m DIR --env-manager local`. The export is recorded in the audit
+    log under the owner of KEEL_TOKEN, else under --author, unverified.
+    """
+    from keel.export.mlflow_model import export_mlflow as export
+
+    _quiet_libraries()
+    with _keel_errors():
+        store = _project(spec, project_dir, tracking_uri)
+        principal = _principal(_load(spec) if spec else None, store.folder)
+        result = export(
+            store.governance(),
+            name,
+            version,
+            output,
+            actor=principal.actor if principal else f"unverified:{author}",
+            by=principal.name if principal else author,
+        )
+    out.print(
+        f"exported {result.name} version {result.version} ({result.state}, model sha256 "
+        f"{result.model_sha256[:12]}) to {result.path}; audit row {result.audit_seq}"
+    )
+    out.print(f"serve it: mlflow models serve -m {result.path} --env-manager local")
 
 
 from keel.cli import care, lifecycle  # noqa: E402,F401 - register keel monitor, retrain, approve, users, ... on app
