@@ -16,6 +16,7 @@ import fsspec
 import pandas as pd
 
 from keel.errors import DataError
+from keel.io.stores import is_object_store, scheme_of, storage_errors, storage_failure
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ def read_bytes(url: str) -> bytes:
 
     Every failure is a DataError.
     """
-    scheme = url.split("://", 1)[0].lower() if "://" in url else "file"
+    scheme = scheme_of(url)
     if scheme not in allowed_schemes():
         raise DataError(
             f"data source '{url}': the scheme '{scheme}' is not allowed here; allowed: "
@@ -77,17 +78,13 @@ def read_bytes(url: str) -> bytes:
             return b"".join(chunks)
     except DataError:
         raise
-    except FileNotFoundError:
+    except FileNotFoundError as err:
+        where = f" ({err})" if is_object_store(url) else ""  # no such bucket, or no such key
         raise DataError(
-            f"data source '{url}' does not exist; check data.source in the spec"
+            f"data source '{url}' does not exist{where}; check data.source in the spec"
         ) from None
-    except (
-        OSError,
-        ValueError,
-        ImportError,
-        RuntimeError,
-    ) as err:  # fsspec's and the stores' own failures
-        raise DataError(f"cannot read data source '{url}': {err}") from err
+    except storage_errors(ValueError, ImportError, RuntimeError) as err:  # fsspec's, the stores'
+        raise storage_failure("read data source", url, err) from err
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):

@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from fsspec.implementations.local import LocalFileSystem
 
 from keel.errors import IntegrityError
+from keel.io.stores import SETTINGS_HINT, is_object_store, storage_errors
 
 CHECKPOINT_FIELDS = ("seq", "hash", "time", "key_id", "public_key", "signature")
 
@@ -161,8 +162,17 @@ class CheckpointScan:
     malformed: list[tuple[str, str]]  # (file name, what is wrong)
 
 
+class CheckpointStoreError(IntegrityError, OSError):
+    """The checkpoint location cannot be read or written (a folder, a bucket, its endpoint)."""
+
+
 class CheckpointStore:
-    """An append-only folder of checkpoint files at a local path or fsspec URL."""
+    """An append-only folder of checkpoint files at a local path or fsspec URL.
+
+    On an object store (``s3://bucket/prefix``) each checkpoint is one conditional PUT
+    (If-None-Match), so it appears whole and never replaces another; the endpoint and
+    credentials come from the environment (see :mod:`keel.io.stores`).
+    """
 
     def __init__(self, location: str | os.PathLike[str]) -> None:
         self.location = str(location)
@@ -176,15 +186,22 @@ class CheckpointStore:
         """
         body = json.dumps(asdict(checkpoint), sort_keys=True).encode()
         path = f"{self.root}/{checkpoint.name}"
-        self.fs.makedirs(self.root, exist_ok=True)
         try:
             if isinstance(self.fs, LocalFileSystem):
+                self.fs.makedirs(self.root, exist_ok=True)
                 _create_local(Path(path), body)
-            else:
+            else:  # an object store has no folders; its put-if-absent is one atomic request
+                if not is_object_store(self.fs):
+                    self.fs.makedirs(self.root, exist_ok=True)
                 with self.fs.open(path, "xb") as handle:
                     handle.write(body)
         except FileExistsError:
             return False
+        except storage_errors() as error:
+            raise CheckpointStoreError(
+                f"cannot write the audit checkpoint {checkpoint.name} to {self.location}: {error}"
+                + (f"; {SETTINGS_HINT}" if is_object_store(self.fs) else "")
+            ) from error
         return True
 
     def scan(self) -> CheckpointScan:
@@ -217,9 +234,16 @@ class CheckpointStore:
 
     def _paths(self) -> list[str]:
         """The checkpoint files, sorted by name (so by seq); temporary files are left out."""
-        if not self.fs.exists(self.root):
-            return []
-        paths = [p.rstrip("/") for p in self.fs.ls(self.root, detail=False)]
+        self.fs.invalidate_cache(self.root)  # another process may have added one since
+        try:
+            if not self.fs.exists(self.root):
+                return []
+            paths = [p.rstrip("/") for p in self.fs.ls(self.root, detail=False)]
+        except storage_errors() as error:
+            raise CheckpointStoreError(
+                f"cannot list the audit checkpoints in {self.location}: {error}"
+                + (f"; {SETTINGS_HINT}" if is_object_store(self.fs) else "")
+            ) from error
         return sorted(p for p in paths if not p.rsplit("/", 1)[-1].startswith("."))
 
     def __repr__(self) -> str:
