@@ -52,16 +52,3 @@ def storage_failure(action: str, url: str, error: BaseException) -> DataError:
     """A DataError naming what could not be done to ``url`` and why, with the store hint."""
     hint = f"; {SETTINGS_HINT}" if is_object_store(url) else ""
     return DataError(f"cannot {action} '{url}': {error}{hint}")
-
-
-def join_location(root: str, name: str) -> str:
-    """``root`` (a folder or store URL) with one plain ``name`` under it, as a URL or path.
-
-    A name with a separator or a dot-only name is refused: it could leave ``root``.
-    """
-    if not name or "/" in name or "\\" in name or set(name) <= {"."}:
-        raise DataError(
-            f"'{name}' cannot name a location under {root}: give a plain name (letters, digits, "
-            "'.', '_' and '-')"
-        )
-    return f"{root.rstrip('/')}/{name}"
