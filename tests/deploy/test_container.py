@@ -183,11 +183,13 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     try:
         if subprocess.run(["podman", "image", "exists", BASE]).returncode != 0:
             _debian_python(work / "rootfs")
-        uv = shutil.which("uv") or str(ROOT / ".uv" / "bin" / "uv")
-        (work / "uv").mkdir()
-        shutil.copy2(uv, work / "uv" / "uv")
-        tar = subprocess.run(["tar", "-C", str(work / "uv"), "-c", "uv"], capture_output=True)
-        subprocess.run(["podman", "import", "-", UV], input=tar.stdout, check=True)
+        if subprocess.run(["podman", "image", "exists", UV]).returncode != 0:
+            # imported once: a new import is a new image, which would void every cached layer
+            uv = shutil.which("uv") or str(ROOT / ".uv" / "bin" / "uv")
+            (work / "uv").mkdir()
+            shutil.copy2(uv, work / "uv" / "uv")
+            tar = subprocess.run(["tar", "-C", str(work / "uv"), "-c", "uv"], capture_output=True)
+            subprocess.run(["podman", "import", "-", UV], input=tar.stdout, check=True)
         cache = Path.home() / ".cache" / "uv"
         cache.mkdir(parents=True, exist_ok=True)
         _podman(
