@@ -25,7 +25,7 @@ def test_public_api_is_pinned_and_resolves() -> None:
 def test_importing_keel_loads_no_heavy_library() -> None:
     code = (
         "import sys, keel; print(sorted(m for m in "
-        "('mlflow', 'lightgbm', 'pandas', 'sklearn', 'numba') if m in sys.modules))"
+        "('mlflow', 'lightgbm', 'pandas', 'sklearn', 'numba', 'pyspark') if m in sys.modules))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True

@@ -353,6 +353,12 @@ class TuningSpec(_Strict):
     # How a family is chosen: "one_se" takes the simplest family whose fold mean is within one
     # standard error of the best (logistic is simpler than boosting); "best" takes the best mean.
     selection: Literal["one_se", "best"] = "one_se"
+    # What the chosen candidate is finally fit on, after a single validation split: "pool"
+    # refits it on the train and validation rows together (boosting for the rounds early
+    # stopping chose), so the model learns from every row but the test's; "train" keeps the
+    # fit on the train rows. K-fold tuning always refits on the pool; a distributed LightGBM
+    # fit keeps its fit on the train rows.
+    refit: Literal["pool", "train"] = "pool"
     timeout_seconds: float | None = Field(default=None, gt=0)
     metric: Literal["auc", "average_precision", "log_loss"] = "auc"
     pruning: bool = True
@@ -449,6 +455,10 @@ class RegistrySpec(_Strict):
     tracking_uri: str | None = None
     governance_uri: str | None = None
     checkpoints: str | None = None  # where signed audit heads go (a folder or object-store URL)
+    # where MLflow keeps run artifacts (model files, cards): an absolute folder or an object-store
+    # URL such as s3://bucket/mlflow; default artifacts/ in the project. Read when an experiment
+    # is created: an existing experiment keeps the location it was created with.
+    artifact_root: str | None = Field(default=None, pattern=r"^(/|[a-z][a-z0-9+.-]*://)\S+$")
     # each names a folder under the project (artifacts/, cards/): a plain name, never a path
     experiment: str | None = Field(default=None, pattern=r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
     model_name: str | None = Field(default=None, pattern=r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")

@@ -21,15 +21,15 @@ import yaml
 from typer.testing import CliRunner
 
 from keel.cli.main import app
-from keel.errors import IntegrityError
+from keel.errors import IntegrityError, SpecError
 from keel.registry.project import ProjectStore
 from keel.registry.signing import CheckpointStore
 from keel.serving.loader import load_alias
-from keel.spec import load_spec
-from s3_server import MotoS3, forget_connections
+from keel.spec import load_spec, parse_spec
 
 from factories import loans_spec, make_loans
 from people import People, crown, enrol
+from s3_server import MotoS3, forget_connections
 
 pytestmark = pytest.mark.slow
 
@@ -236,3 +236,23 @@ def test_a_missing_bucket_fails_with_its_url_and_leaves_no_output(
         assert "DataError" in failed.output and "Traceback" not in failed.output
         assert url in failed.output.replace("\n", "")
     assert s3.keys(BUCKET) == before  # no output and no partial object
+
+
+def test_the_spec_s_artifact_root_puts_a_new_experiment_s_artifacts_in_the_bucket(
+    s3: MotoS3, project: Project, tmp_path: Path
+) -> None:
+    raw = {**yaml.safe_load(project.spec.read_text()), "project": "loans2"}
+    raw["registry"] = {**raw["registry"], "artifact_root": f"s3://{BUCKET}/runs/"}
+    spec = tmp_path / "keel.yaml"
+    spec.write_text(yaml.safe_dump(raw, sort_keys=False))
+    registry = ProjectStore.of(load_spec(spec), project.folder).registry()
+
+    run_id = registry.start_run("loans2", "a run", {})
+    registry.log_text(run_id, "{}", "model/notes.json")
+    registry.finish_run(run_id)
+
+    assert s3.keys(BUCKET, "runs/") == [f"runs/loans2/{run_id}/artifacts/model/notes.json"]
+    with pytest.raises(SpecError, match="artifact_root"):
+        ProjectStore.of(
+            parse_spec({**raw, "registry": {"artifact_root": "relative/folder"}}), project.folder
+        )

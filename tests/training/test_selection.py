@@ -146,16 +146,45 @@ def test_validation_predictions_come_from_models_that_never_saw_those_rows(
     assert validation_score("auc", y, p) < in_sample
 
 
-def test_without_folds_validation_predictions_are_the_final_model_on_the_validation_rows() -> None:
-    frame, spec = _table(1000), _spec(folds=1, trials=2)
+@pytest.mark.parametrize("family", ["logistic", "lightgbm"])
+def test_without_folds_the_final_model_is_refit_on_train_and_validation_rows(family: str) -> None:
+    frame, spec = _table(1000), _spec(folds=1, trials=2, families=(family,))
     outcome = train_model(frame, spec)
     assert outcome.split.folds == () and outcome.folds == ()
+    result = outcome.results[family]
+    # Validation figures come from the candidate fit on the train rows alone ...
     y, p = outcome.validation_predictions()
     np.testing.assert_array_equal(y, frame["y"].to_numpy()[outcome.split.validation])
+    np.testing.assert_array_equal(p, result.model.probability(outcome.matrices.X_valid))
+    assert validation_score("auc", y, p) == result.best_value
+    # ... and the final model is that candidate refit on every row but the test's.
+    refit = outcome.selection["refit"]
+    assert refit["rows"] == len(outcome.split.train) + len(outcome.split.validation)
+    data = outcome.final_matrices()
+    pool = np.concatenate([outcome.split.train, outcome.split.validation])
     np.testing.assert_array_equal(
-        p, outcome.model.predict_proba(frame.iloc[outcome.split.validation])
+        data.X_train, outcome.model.preprocessor.transform(frame.iloc[pool])
     )
-    assert validation_score("auc", y, p) == outcome.results[outcome.family].best_value
+    np.testing.assert_array_equal(data.y_train, frame["y"].to_numpy()[pool])
+    rounds = refit.get("rounds")
+    assert (rounds is not None) == (family == "lightgbm")
+    if rounds is not None:
+        assert rounds == result.model.rounds() == outcome.model.scorer.rounds()
+    expected = fit_family(
+        family, result.best_params, data, spec, features=outcome.model.features, rounds=rounds
+    )
+    final = outcome.model.scorer.probability(outcome.X_test)
+    np.testing.assert_array_equal(final, expected.probability(outcome.X_test))
+    assert not np.array_equal(final, result.model.probability(outcome.X_test))
+
+
+def test_refit_train_keeps_the_candidate_fit_on_the_train_rows() -> None:
+    frame = _table(1000)
+    spec = _spec(folds=1, trials=2, families=("lightgbm",))
+    spec = spec.model_copy(update={"tuning": spec.tuning.model_copy(update={"refit": "train"})})
+    outcome = train_model(frame, spec)
+    assert "refit" not in outcome.selection
+    assert outcome.model.scorer is outcome.results["lightgbm"].model
 
 
 def test_delayed_validation_predictions_hold_only_rows_of_the_folds_validation_days() -> None:

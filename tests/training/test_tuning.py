@@ -279,7 +279,10 @@ def test_train_model_picks_the_family_with_the_better_validation_metric(
     assert outcome.family == max(best, key=best.__getitem__) == winner
     assert outcome.model.family == winner
     chosen = outcome.results[winner]
-    assert outcome.model.scorer is chosen.model
+    # the validation figures are the chosen candidate's; the final model is it refit on more rows
+    _, p = outcome.validation_predictions()
+    np.testing.assert_array_equal(p, chosen.model.probability(outcome.matrices.X_valid))
+    assert outcome.selection["refit"]["rows"] == len(outcome.final_matrices().y_train)
     assert outcome.params == chosen.best_params
     assert outcome.model.metadata["params"] == chosen.best_params
 
@@ -289,7 +292,8 @@ def test_chosen_model_reproduces_its_validation_value_from_the_raw_frame(
 ) -> None:
     frame, spec, outcome = linear
     rows = frame.iloc[outcome.split.validation]
-    p = outcome.model.predict_proba(rows)
+    candidate = outcome.results[outcome.family].model  # before its refit on train + validation
+    p = candidate.probability(outcome.model.preprocessor.transform(rows))
     assert (
         validation_score("auc", rows["default"].to_numpy(), p)
         == outcome.results[outcome.family].best_value
@@ -319,7 +323,8 @@ def test_log_loss_is_minimized() -> None:
         assert result.best_value == min(values)
         assert result.best_value > 0
     rows = frame.iloc[outcome.split.validation]
-    p = outcome.model.predict_proba(rows)
+    candidate = outcome.results["lightgbm"].model
+    p = candidate.probability(outcome.model.preprocessor.transform(rows))
     assert validation_score("log_loss", rows["default"].to_numpy(), p) == best["lightgbm"]
     assert outcome.tuning_summary("log_loss")["chosen_family"] == "lightgbm"
 

@@ -27,9 +27,9 @@ from keel.evaluation.gates import judge, measures_of, spec_thresholds, tighter
 from keel.features.cleaning import target_vector
 from keel.lifecycle.run import (
     StageCallback,
-    _baseline_auc,
-    _split_metrics,
+    baseline_auc,
     prepare_data,
+    split_metrics,
 )
 from keel.registry.audit import AuditRow, audit_table, open_database
 from keel.registry.governance import default_governance_uri, store_exists
@@ -134,7 +134,7 @@ def check_project(
     stage(f"training on {len(drawn)} of {len(data.frame)} rows, {quick.tuning.trials} trial(s)")
     outcome = train_model(drawn, quick)
     stage("judging the gates")
-    metrics, p_test = _split_metrics(outcome)
+    metrics, p_test = split_metrics(outcome)
     fairness = (
         fairness_report(
             drawn.iloc[outcome.split.test][spec.protected],
@@ -147,7 +147,7 @@ def check_project(
         else []
     )
     measures = measures_of(
-        metrics, fairness, baseline_auc=_baseline_auc(outcome, quick), reviewed=spec.reviewed
+        metrics, fairness, baseline_auc=baseline_auc(outcome, quick), reviewed=spec.reviewed
     )
     policy = governance_policy(spec, project_dir)
     thresholds = tighter(policy.thresholds if policy else {}, spec_thresholds(spec))

@@ -108,7 +108,7 @@ def _format_of(url: str, spec: ProjectSpec) -> TableFormat:
     return spec.data.model_copy(update={"source": url, "format": None}).file_format()
 
 
-def _split_metrics(outcome: TrainingOutcome) -> tuple[dict[str, dict[str, float]], np.ndarray]:
+def split_metrics(outcome: TrainingOutcome) -> tuple[dict[str, dict[str, float]], np.ndarray]:
     """Metrics on train, validation and test, and the test scores.
 
     Validation is scored on predictions no fit trained on: out of fold when tuning used folds.
@@ -123,26 +123,29 @@ def _split_metrics(outcome: TrainingOutcome) -> tuple[dict[str, dict[str, float]
     return metrics, p_test
 
 
-def _baseline_auc(outcome: TrainingOutcome, spec: ProjectSpec) -> float:
+def baseline_auc(outcome: TrainingOutcome, spec: ProjectSpec) -> float:
     """The logistic baseline's AUC on the chosen model's test rows (``min_auc_over_baseline``).
 
     The baseline is the logistic family as the run tuned it, fitted on the same training rows
-    (the chosen model itself when logistic won: the margin is then 0). When the spec did not
+    as the chosen model (the chosen model itself when logistic won: the margin is then 0;
+    refit on the train and validation rows when the chosen model was). When the spec did not
     tune the logistic family, it is a logistic fit with default parameters (C = 1) on the same
     training matrix, so the gate is always judged rather than skipped.
     """
     result = outcome.results.get("logistic")
-    scorer = (
-        result.model
-        if result is not None
-        else fit_family(
-            "logistic",
-            {"C": 1.0, "max_iter": spec.models.logistic.max_iter},
-            outcome.matrices,
-            spec,
-            features=outcome.model.features,
+    if outcome.family == "logistic":
+        scorer = outcome.model.scorer
+    elif result is not None and "refit" not in outcome.selection:
+        scorer = result.model
+    else:  # not tuned, or the chosen model was refit on more rows: fit it on those rows too
+        params = (
+            result.best_params
+            if result is not None
+            else {"C": 1.0, "max_iter": spec.models.logistic.max_iter}
         )
-    )
+        scorer = fit_family(
+            "logistic", params, outcome.final_matrices(), spec, features=outcome.model.features
+        )
     return validation_score("auc", outcome.y_test, scorer.probability(outcome.X_test))
 
 
@@ -292,7 +295,7 @@ def run_project(
         engine=engine,
     )
     stage("evaluating")
-    metrics, p_test = _split_metrics(outcome)
+    metrics, p_test = split_metrics(outcome)
     daily = _daily_metrics(spec, data, outcome, p_test)
     if spec.evaluation.precision_at_k is not None:
         top = spec.evaluation.precision_at_k
@@ -317,7 +320,7 @@ def run_project(
     )
     thresholds = spec_thresholds(spec)
     measures = measures_of(
-        metrics, fairness, baseline_auc=_baseline_auc(outcome, spec), reviewed=spec.reviewed
+        metrics, fairness, baseline_auc=baseline_auc(outcome, spec), reviewed=spec.reviewed
     )
     intervals = intervals_section(outcome.y_test, p_test, seed=spec.seed)
     stage("registering")

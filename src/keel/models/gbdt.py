@@ -37,6 +37,10 @@ class LightGBMScorer:
     def _one_row(self) -> _OneRow:
         return _OneRow(self.booster)
 
+    def rounds(self) -> int:
+        """The number of boosting rounds the model holds."""
+        return int(self.booster.current_iteration())
+
     def to_bytes(self) -> bytes:
         """LightGBM's text format: readable, diffable, pickle-free."""
         return self.booster.model_to_string().encode("utf-8")

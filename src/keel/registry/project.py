@@ -25,6 +25,7 @@ class ProjectStore:
     governance_uri: str | None = None  # the audit log and users; default: governance.db there
     checkpoints: str | None = None  # where signed audit checkpoints go; default: checkpoints/ in it
     model: str | None = None  # the spec's model name, when opened from a spec
+    artifact_root: str | None = None  # MLflow artifacts (folder or s3:// URL); default artifacts/
 
     @classmethod
     def of(
@@ -43,11 +44,12 @@ class ProjectStore:
             settings.governance_uri,
             settings.checkpoints,
             spec.model_name(),
+            settings.artifact_root,
         )
 
     def registry(self) -> Registry:
         """The MLflow-backed registry of runs and model versions."""
-        return Registry.for_project(self.folder, self.tracking_uri)
+        return Registry.for_project(self.folder, self.tracking_uri, self.artifact_root)
 
     def governance(self, *, writer: bool = True, create: bool = False) -> Governance:
         """The governance store over the registry; a reader holds no signing key.

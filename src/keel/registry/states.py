@@ -13,7 +13,8 @@ Rows and what they change (``object`` is ``<model>/v<version>`` unless said):
 - ``rollback``: the previous champion is restored and the current one ``retired``;
 - ``challenger``: the model's challenger (scored in the shadow) is set or cleared;
 - ``policy`` (object ``policy``): a new governance policy version.
-Any other action (``retrain``, ``refused``, ``user.*``, ``key.*``) changes no model state.
+Any other action (``retrain``, ``refused``, ``export``, ``user.*``, ``key.*``) changes no model
+state.
 """
 
 from __future__ import annotations

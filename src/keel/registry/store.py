@@ -52,7 +52,7 @@ class Registry:
     SQL store underneath serializes concurrent writers.
     """
 
-    def __init__(self, tracking_uri: str, *, artifact_root: Path | None = None) -> None:
+    def __init__(self, tracking_uri: str, *, artifact_root: Path | str | None = None) -> None:
         from mlflow import MlflowClient
 
         self.tracking_uri = tracking_uri
@@ -60,11 +60,20 @@ class Registry:
         self._client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
     @classmethod
-    def for_project(cls, project_dir: Path, tracking_uri: str | None = None) -> Registry:
-        """The registry a project uses: the given URI, else SQLite + artifacts in the project."""
+    def for_project(
+        cls, project_dir: Path, tracking_uri: str | None = None, artifact_root: str | None = None
+    ) -> Registry:
+        """The registry a project uses: the given URI, else SQLite + artifacts in the project.
+
+        ``artifact_root`` (a folder, or an object-store URL such as ``s3://bucket/mlflow``)
+        replaces the project's ``artifacts/`` folder for experiments created from now on.
+        """
         project_dir.mkdir(parents=True, exist_ok=True)
         uri = tracking_uri or default_tracking_uri(project_dir)
-        return cls(uri, artifact_root=(project_dir / "artifacts").resolve())
+        if artifact_root is not None and "://" in artifact_root:
+            return cls(uri, artifact_root=artifact_root.rstrip("/"))
+        folder = Path(artifact_root) if artifact_root else project_dir / "artifacts"
+        return cls(uri, artifact_root=folder.resolve())
 
     # runs -----------------------------------------------------------------------------
     def experiment_id(self, name: str) -> str:
@@ -75,7 +84,14 @@ class Registry:
         if found is not None:
             return found.experiment_id
         location = None
-        if self.artifact_root is not None:
+        if isinstance(self.artifact_root, str):  # an object-store URL: one plain name under it
+            if "/" in name or "\\" in name or set(name) <= {"."}:
+                raise RegistryError(
+                    f"experiment '{name}' cannot name a location under {self.artifact_root}; "
+                    "name it with letters, digits, '.', '_' and '-' only"
+                )
+            location = f"{self.artifact_root}/{name}"
+        elif self.artifact_root is not None:
             folder = (self.artifact_root / name).resolve()
             if (
                 not folder.is_relative_to(self.artifact_root.resolve())

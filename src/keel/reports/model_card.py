@@ -412,6 +412,7 @@ def _selection_view(tuning: Mapping[str, Any]) -> dict[str, Any] | None:
         # in the metric's better direction: positive when the chosen family scored better
         "margin": sign * (means[chosen] - means[runner_up]) if runner_up else None,
         "simpler_within_se": chosen is not None and chosen != selection.get("best_family"),
+        "refit": _mapping(selection.get("refit")) or None,
     }
 
 

@@ -25,7 +25,7 @@ from keel.engine import Engine
 from keel.errors import TrainingError
 from keel.features.cleaning import target_vector
 from keel.features.online import serving_features
-from keel.models.artifact import KeelModel
+from keel.models.artifact import KeelModel, Scorer
 from keel.models.gbdt import LightGBMScorer
 from keel.models.preprocess import Preprocessor
 from keel.monitoring.reference import model_baseline
@@ -66,12 +66,17 @@ class TrainingOutcome:
         """Validation labels and the chosen model's scores, from fits that never saw those rows.
 
         With folds: the chosen family's best candidate, each fold's model on its own
-        validation rows (fold by fold). Without: the final model on the validation rows.
+        validation rows (fold by fold). Without: that candidate, fit on the train rows, on
+        the validation rows (the final model may have been refit on them: ``tuning.refit``).
         """
-        if not self.folds:
-            return self.matrices.y_valid, self.model.scorer.probability(self.matrices.X_valid)
-        labels = np.concatenate([fold.y_valid for fold in self.folds])
+        folds = self.folds or (self.matrices,)
+        labels = np.concatenate([fold.y_valid for fold in folds])
         return labels, np.concatenate(self.results[self.family].predictions)
+
+    def final_matrices(self) -> Matrices:
+        """The rows the final model was fit on: with ``tuning.refit`` "pool" after a single
+        split, the train and validation rows together; else the train rows."""
+        return pooled(self.matrices) if "refit" in self.selection else self.matrices
 
     def tuning_summary(self, metric: str) -> dict[str, Any]:
         """Per-family best values, the chosen family and every trial, for logs and the card.
@@ -240,9 +245,13 @@ def train_model(
         seed=spec.seed,
     )
     chosen = results[selection["chosen_family"]]
+    scorer = chosen.model
+    # A model fit for fixed rounds (K folds, or a distributed fit) was already final.
+    if spec.tuning.refit == "pool" and not split.folds and chosen.refit_rounds is None:
+        scorer, selection["refit"] = _refit_on_pool(data, chosen, spec, features)
     model = KeelModel(
         preprocessor=pre,
-        scorer=chosen.model,
+        scorer=scorer,
         target=spec.target.column,
         positive=spec.target.positive,
         threshold=spec.target.threshold,
@@ -281,6 +290,36 @@ def train_model(
     )
 
 
+def _refit_on_pool(
+    data: Matrices, chosen: FamilyResult, spec: ProjectSpec, features: list[str]
+) -> tuple[Scorer, dict[str, Any]]:
+    """Fit the chosen candidate again on the train and validation rows together.
+
+    The rows keep the preprocessing learned on the train rows (a category seen only in the
+    validation rows reads as unseen, as it would in serving); boosting runs the rounds that
+    early stopping chose on the validation rows, which it can no longer stop on. Returns the
+    scorer and a record for the tuning summary.
+    """
+    pool = pooled(data)
+    rounds = chosen.model.rounds() if isinstance(chosen.model, LightGBMScorer) else None
+    scorer = fit_family(
+        chosen.family, chosen.best_params, pool, spec, features=features, rounds=rounds
+    )
+    return scorer, {"rows": len(pool.y_train), **({"rounds": rounds} if rounds else {})}
+
+
+def pooled(data: Matrices) -> Matrices:
+    """The train and validation rows together as training rows (validation kept as is)."""
+    return Matrices(
+        np.concatenate([data.X_train, data.X_valid]),
+        np.concatenate([data.y_train, data.y_valid]),
+        data.X_valid,
+        data.y_valid,
+        data.categorical,
+        data.n_categories,
+    )
+
+
 def learning_curve(
     outcome: TrainingOutcome,
     spec: ProjectSpec,
@@ -296,9 +335,10 @@ def learning_curve(
     split, and boosting runs the chosen model's rounds rather than stopping early on them.
     """
     data = outcome.folds[0] if outcome.folds else outcome.matrices
-    rounds = outcome.results[outcome.family].refit_rounds
-    if rounds is None and isinstance(outcome.model.scorer, LightGBMScorer):
-        rounds = int(outcome.model.scorer.booster.current_iteration())
+    result = outcome.results[outcome.family]
+    rounds = result.refit_rounds
+    if rounds is None and isinstance(result.model, LightGBMScorer):
+        rounds = result.model.rounds()
     rng = np.random.default_rng(spec.seed)
     order = rng.permutation(len(data.y_train))
     metric = "auc" if spec.tuning.metric == "log_loss" else spec.tuning.metric
