@@ -314,6 +314,7 @@ def test_every_id_is_excluded_and_the_named_unique_one_is_the_id_column() -> Non
         ("zip", True),
         ("postal_code", True),
         ("CODE_GENDER", True),
+        ("sex2", True),  # a number glued to the word
         ("mortgage", False),
         ("page_views", False),
         ("usage", False),

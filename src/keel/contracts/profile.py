@@ -268,8 +268,12 @@ def _profile_column(name: str, series: pd.Series, rows: int) -> ColumnProfile:
     )
 
 
+_WORD_BREAK = re.compile(r"[^0-9A-Za-z]+|(?<=[a-z])(?=[A-Z])|(?<=[A-Za-z])(?=[0-9])")
+
+
 def _tokens(name: str) -> list[str]:
-    return [t.lower() for t in re.split(r"[^0-9A-Za-z]+|(?<=[a-z])(?=[A-Z])", name) if t]
+    """The words of a column name: split at punctuation, camelCase and a glued number."""
+    return [t.lower() for t in _WORD_BREAK.split(name) if t]
 
 
 def _looks_like_id(name: str, tokens: set[str] = _ID_TOKENS) -> bool:

@@ -22,12 +22,12 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from keel.evaluation.fairness import fairness_report
 from keel.evaluation.gates import judge, measures_of, spec_thresholds, tighter
 from keel.features.cleaning import target_vector
 from keel.lifecycle.run import (
     StageCallback,
     baseline_auc,
+    fairness_on_test,
     prepare_data,
     split_metrics,
 )
@@ -135,17 +135,7 @@ def check_project(
     outcome = train_model(drawn, quick)
     stage("judging the gates")
     metrics, p_test = split_metrics(outcome)
-    fairness = (
-        fairness_report(
-            drawn.iloc[outcome.split.test][spec.protected],
-            outcome.y_test,
-            p_test,
-            threshold=spec.target.threshold,
-            fairness=spec.fairness,
-        )
-        if spec.protected
-        else []
-    )
+    fairness = fairness_on_test(drawn, outcome, p_test, spec)
     measures = measures_of(
         metrics, fairness, baseline_auc=baseline_auc(outcome, quick), reviewed=spec.reviewed
     )

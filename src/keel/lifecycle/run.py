@@ -123,6 +123,21 @@ def split_metrics(outcome: TrainingOutcome) -> tuple[dict[str, dict[str, float]]
     return metrics, p_test
 
 
+def fairness_on_test(
+    frame: pd.DataFrame, outcome: TrainingOutcome, p_test: np.ndarray, spec: ProjectSpec
+) -> list[dict[str, Any]]:
+    """The fairness report on the test rows of ``frame`` (empty without protected columns)."""
+    if not spec.protected:
+        return []
+    return fairness_report(
+        frame.iloc[outcome.split.test][spec.protected],
+        outcome.y_test,
+        p_test,
+        threshold=spec.target.threshold,
+        fairness=spec.fairness,
+    )
+
+
 def baseline_auc(outcome: TrainingOutcome, spec: ProjectSpec) -> float:
     """The logistic baseline's AUC on the chosen model's test rows (``min_auc_over_baseline``).
 
@@ -307,17 +322,7 @@ def run_project(
                 np.mean([day[f"precision_at_{top.k}_days_alone"] for day in daily])
             )
     curve = learning_curve(outcome, spec) if with_card else []
-    fairness = (
-        fairness_report(
-            data.frame.iloc[outcome.split.test][spec.protected],
-            outcome.y_test,
-            p_test,
-            threshold=spec.target.threshold,
-            fairness=spec.fairness,
-        )
-        if spec.protected
-        else []
-    )
+    fairness = fairness_on_test(data.frame, outcome, p_test, spec)
     thresholds = spec_thresholds(spec)
     measures = measures_of(
         metrics, fairness, baseline_auc=baseline_auc(outcome, spec), reviewed=spec.reviewed
