@@ -21,7 +21,7 @@ import yaml
 from typer.testing import CliRunner
 
 from keel.cli.main import app
-from keel.errors import IntegrityError, SpecError
+from keel.errors import IntegrityError, RegistryError, SpecError
 from keel.registry.project import ProjectStore
 from keel.registry.signing import CheckpointStore
 from keel.serving.loader import load_alias
@@ -209,6 +209,24 @@ def test_a_wrong_endpoint_is_a_data_error_naming_the_url(
     assert "DataError" in checked.output and "Traceback" not in checked.output
     assert f"s3://{BUCKET}/loans.parquet" in checked.output
     assert "AWS_ENDPOINT_URL" in checked.output
+
+
+def test_model_files_behind_a_wrong_endpoint_are_a_registry_error_naming_them(
+    s3: MotoS3, project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from postgres_server import free_port
+
+    registry = ProjectStore.of(load_spec(project.spec), project.folder).registry()
+    nowhere = f"http://127.0.0.1:{free_port()}"  # nothing listens
+    monkeypatch.setenv("AWS_ENDPOINT_URL", nowhere)
+    monkeypatch.setenv("MLFLOW_S3_ENDPOINT_URL", nowhere)  # a key of MLflow's cached client
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    forget_connections()
+    try:
+        with pytest.raises(RegistryError, match=rf"s3://{BUCKET}/mlflow/.*AWS_ENDPOINT_URL"):
+            registry.load_model("loans", 1)
+    finally:
+        forget_connections()
 
 
 def test_a_missing_bucket_fails_with_its_url_and_leaves_no_output(

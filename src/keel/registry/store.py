@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from keel.errors import IntegrityError, RegistryError
+from keel.io.stores import SETTINGS_HINT, storage_errors
 from keel.models.artifact import MANIFEST, Entry, KeelModel, check_listing, list_folder, read_file
 
 MODEL_PATH = "model"
@@ -269,22 +270,29 @@ class Registry:
                 folder / name
             )
         import mlflow.artifacts
+        from mlflow.exceptions import MlflowException
 
-        listed = mlflow.artifacts.list_artifacts(
-            artifact_uri=source, tracking_uri=self.tracking_uri
-        )
+        try:
+            listed = mlflow.artifacts.list_artifacts(
+                artifact_uri=source, tracking_uri=self.tracking_uri
+            )
+        except storage_errors(MlflowException) as error:
+            raise RegistryError(
+                f"cannot list model files at {source}: {error}; {SETTINGS_HINT}"
+            ) from error
         names = check_listing([_artifact_entry(found, where) for found in listed], where=where)
 
         def download(name: str) -> bytes:
-            return read_file(
-                Path(
-                    mlflow.artifacts.download_artifacts(
-                        artifact_uri=f"{source.rstrip('/')}/{name}",
-                        dst_path=str(destination),
-                        tracking_uri=self.tracking_uri,
-                    )
+            url = f"{source.rstrip('/')}/{name}"
+            try:
+                local = mlflow.artifacts.download_artifacts(
+                    artifact_uri=url, dst_path=str(destination), tracking_uri=self.tracking_uri
                 )
-            )
+            except storage_errors(MlflowException) as error:
+                raise RegistryError(
+                    f"cannot read model file {url}: {error}; {SETTINGS_HINT}"
+                ) from error
+            return read_file(Path(local))
 
         return names, download
 
