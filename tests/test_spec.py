@@ -74,7 +74,7 @@ def test_base_spec_is_valid() -> None:
             "tuning.trails",
             "trails",
             "trials",
-            "trials, folds, selection, timeout_seconds, metric, pruning, threads",
+            "trials, folds, selection, refit, timeout_seconds, metric, pruning, threads, storage",
         ),
         (
             "data.sourc",
