@@ -974,6 +974,14 @@ def test_card_says_how_the_family_was_chosen_and_by_what_margin(
     assert "<td>logistic <strong>(chosen)</strong></td>" in choice
     assert "<td>lightgbm (best mean)</td>" in choice
     assert '<td class="n">0.7830</td><td class="n">0.0040</td><td class="n">5</td>' in choice
+    assert "refit" not in choice
+
+    card["tuning"]["selection"]["refit"] = {"rows": 23972, "rounds": 144}
+    choice = _render(card, test_set).split('id="family-choice"')[1]
+    assert (
+        "refit on the 23972 train and validation rows together, for the 144 boosting rounds"
+        in choice.split("Trials (best first)")[0]
+    )
 
     card["tuning"]["selection"].update(rule="best", chosen_family="lightgbm", metric="log_loss")
     card["tuning"]["selection"]["families"]["lightgbm"]["mean"] = 0.41
