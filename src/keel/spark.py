@@ -19,7 +19,7 @@ import functools
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import pyarrow as pa
@@ -28,7 +28,7 @@ from keel.errors import DataError, EngineError, IntegrityError
 from keel.models.artifact import MANIFEST, KeelModel, sha256_bytes
 from keel.serving.batch import _output
 from keel.serving.loader import CHAMPION, load_alias
-from keel.serving.served import ServedModel
+from keel.serving.served import ServedModel, shipped_engine
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -37,9 +37,7 @@ if TYPE_CHECKING:
     from keel.registry.governance import Governance
 
 SCORED = ("probability", "decision", "model", "version", "reasons")
-_ENGINES: dict[
-    tuple[str, str], ServedModel
-] = {}  # per executor process: (sha256, source) -> engine
+_FOLDERS: dict[tuple[str, str], ServedModel] = {}  # per executor: (sha256, folder) -> engine
 
 
 def score_dataframe(
@@ -50,21 +48,8 @@ def score_dataframe(
     The model's files travel as bytes with their sha256; each executor re-verifies them.
     """
     files = model.model.files()
-    return _score(
-        df,
-        functools.partial(
-            _score_batches,
-            files=files,
-            folder=None,
-            sha256=sha256_bytes(files[MANIFEST]),
-            name=model.name,
-            version=model.version,
-            keep=list(keep or []),
-            reasons=reasons,
-        ),
-        keep,
-        reasons,
-    )
+    shipped = {"files": files, "folder": None, "sha256": sha256_bytes(files[MANIFEST])}
+    return _score(df, shipped, model.name, model.version, keep, reasons)
 
 
 def score_dataframe_from_folder(
@@ -90,21 +75,8 @@ def score_dataframe_from_folder(
         )
     path = str(Path(text.removeprefix("file://")).resolve())
     KeelModel.load(Path(path), expected_sha256=sha256)
-    return _score(
-        df,
-        functools.partial(
-            _score_batches,
-            files=None,
-            folder=path,
-            sha256=sha256,
-            name=name,
-            version=version,
-            keep=list(keep or []),
-            reasons=reasons,
-        ),
-        keep,
-        reasons,
-    )
+    shipped = {"files": None, "folder": path, "sha256": sha256}
+    return _score(df, shipped, name, version, keep, reasons)
 
 
 def score_champion(
@@ -144,11 +116,17 @@ def output_schema(df: DataFrame, keep: list[str] | None = None, reasons: bool = 
 
 def _score(
     df: DataFrame,
-    scorer: functools.partial[Iterator[pd.DataFrame]],
+    shipped: dict[str, Any],
+    name: str,
+    version: int,
     keep: list[str] | None,
     reasons: bool,
 ) -> DataFrame:
-    """``df.mapInPandas`` with the executor-side ``scorer`` and the output's schema."""
+    """``df.mapInPandas`` with the executor-side scorer (plain data in its closure) and schema."""
+    keep = list(keep or [])
+    scorer = functools.partial(
+        _score_batches, **shipped, name=name, version=version, keep=keep, reasons=reasons
+    )
     return df.mapInPandas(scorer, output_schema(df, keep, reasons))
 
 
@@ -177,29 +155,15 @@ def _executor_engine(
     files: dict[str, bytes] | None, folder: str | None, sha256: str, name: str, version: int
 ) -> ServedModel:
     """This executor process's engine for the model, rebuilt once and hash-checked."""
-    key = (sha256, folder or "shipped bytes")
-    if key not in _ENGINES:
-        where = f"{name} v{version} at {folder or 'the bytes the driver shipped'}"
-        try:
-            if folder is not None:
-                model = KeelModel.load(Path(folder), expected_sha256=sha256)
-            else:
-                shipped = files or {}
-                if MANIFEST not in shipped:
-                    raise IntegrityError(f"{where}: no {MANIFEST} among {sorted(shipped)}")
-                model = KeelModel.from_files(
-                    shipped[MANIFEST],
-                    shipped.__getitem__,
-                    names=shipped.keys(),
-                    where=where,
-                    expected_sha256=sha256,
-                )
-        except IntegrityError as err:
-            raise IntegrityError(
-                f"a Spark executor refused model {name} v{version}: {err}"
-            ) from err
-        _ENGINES[key] = ServedModel(model, name, version)
-    return _ENGINES[key]
+    try:
+        if folder is None:
+            return shipped_engine(files or {}, sha256, name, version)
+        if (sha256, folder) not in _FOLDERS:
+            model = KeelModel.load(Path(folder), expected_sha256=sha256)
+            _FOLDERS[sha256, folder] = ServedModel(model, name, version)
+        return _FOLDERS[sha256, folder]
+    except IntegrityError as err:
+        raise IntegrityError(f"a Spark executor refused model {name} v{version}: {err}") from err
 
 
 def _pyspark_types() -> ModuleType:

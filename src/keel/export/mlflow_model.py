@@ -100,8 +100,7 @@ def export_mlflow(
     partial = output.parent / f".{output.name}.partial-{uuid.uuid4().hex[:8]}"
     try:
         with tempfile.TemporaryDirectory(prefix="keel-export-") as tmp:
-            files = _fetch_verified(governance, info.source, Path(tmp), audited_sha)
-            model = KeelModel.load(files, expected_sha256=audited_sha)
+            files, model = _fetch_verified(governance, info.source, Path(tmp), audited_sha)
             config = {"model_sha256": audited_sha, "name": name, "version": info.version}
             keel_meta = {
                 "name": name,
@@ -134,8 +133,11 @@ def export_mlflow(
     return ExportResult(name, info.version, state, audited_sha, output, row.seq)
 
 
-def _fetch_verified(governance: Governance, source: str, tmp: Path, expected: str) -> Path:
-    """Download a version's files into ``tmp``/keel_model and check them against ``expected``."""
+def _fetch_verified(
+    governance: Governance, source: str, tmp: Path, expected: str
+) -> tuple[Path, KeelModel]:
+    """Download a version's files into ``tmp``/keel_model; the folder and the model they hold,
+    checked against ``expected``."""
     import mlflow.artifacts
 
     fetched = Path(
@@ -147,8 +149,8 @@ def _fetch_verified(governance: Governance, source: str, tmp: Path, expected: st
     )
     folder = tmp / ARTIFACT
     shutil.copytree(fetched, folder)
-    KeelModel.load(folder, expected_sha256=expected)  # the bytes to ship are the audited ones
-    return folder
+    # the bytes to ship are the audited ones
+    return folder, KeelModel.load(folder, expected_sha256=expected)
 
 
 def _save(
@@ -209,14 +211,14 @@ def _requirements() -> list[str]:
 
     Keel travels as source in the export, so no package index is asked for a 'keel'.
     """
-    pinned = []
-    for requirement in dist.requires("keel") or []:
-        if "extra ==" in requirement:
-            continue
-        base = requirement.split(";")[0].split("[")[0]
-        name = base.split(">")[0].split("=")[0].split("<")[0].strip()
-        pinned.append(f"{name}=={dist.version(name)}")
-    return pinned
+    from packaging.requirements import Requirement
+
+    needed = [Requirement(text) for text in dist.requires("keel") or []]
+    return [
+        f"{r.name}=={dist.version(r.name)}"
+        for r in needed
+        if r.marker is None or "extra" not in str(r.marker)
+    ]
 
 
 def _check_export(path: Path, config: dict[str, Any]) -> None:

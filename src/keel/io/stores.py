@@ -48,7 +48,11 @@ def storage_errors(*more: type[BaseException]) -> tuple[type[BaseException], ...
     return tuple(found)
 
 
+def with_hint(message: str, url: str) -> str:
+    """``message``, followed by the store settings to check when ``url`` is an object store."""
+    return f"{message}; {SETTINGS_HINT}" if is_object_store(url) else message
+
+
 def storage_failure(action: str, url: str, error: BaseException) -> DataError:
     """A DataError naming what could not be done to ``url`` and why, with the store hint."""
-    hint = f"; {SETTINGS_HINT}" if is_object_store(url) else ""
-    return DataError(f"cannot {action} '{url}': {error}{hint}")
+    return DataError(with_hint(f"cannot {action} '{url}': {error}", url))

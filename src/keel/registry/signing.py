@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from fsspec.implementations.local import LocalFileSystem
 
 from keel.errors import IntegrityError
-from keel.io.stores import SETTINGS_HINT, is_object_store, storage_errors
+from keel.io.stores import is_object_store, storage_errors, with_hint
 
 CHECKPOINT_FIELDS = ("seq", "hash", "time", "key_id", "public_key", "signature")
 
@@ -199,8 +199,11 @@ class CheckpointStore:
             return False
         except storage_errors() as error:
             raise CheckpointStoreError(
-                f"cannot write the audit checkpoint {checkpoint.name} to {self.location}: {error}"
-                + (f"; {SETTINGS_HINT}" if is_object_store(self.fs) else "")
+                with_hint(
+                    f"cannot write the audit checkpoint {checkpoint.name} to {self.location}: "
+                    f"{error}",
+                    self.location,
+                )
             ) from error
         return True
 
@@ -240,10 +243,8 @@ class CheckpointStore:
                 return []
             paths = [p.rstrip("/") for p in self.fs.ls(self.root, detail=False)]
         except storage_errors() as error:
-            raise CheckpointStoreError(
-                f"cannot list the audit checkpoints in {self.location}: {error}"
-                + (f"; {SETTINGS_HINT}" if is_object_store(self.fs) else "")
-            ) from error
+            message = f"cannot list the audit checkpoints in {self.location}: {error}"
+            raise CheckpointStoreError(with_hint(message, self.location)) from error
         return sorted(p for p in paths if not p.rsplit("/", 1)[-1].startswith("."))
 
     def __repr__(self) -> str:

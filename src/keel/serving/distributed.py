@@ -20,26 +20,10 @@ from keel.engine import Engine
 from keel.errors import DataError
 from keel.features.offline import dask_group_features
 from keel.features.windows import FeaturePlan, calendar_features
-from keel.models.artifact import MANIFEST, KeelModel, sha256_bytes
+from keel.models.artifact import MANIFEST, sha256_bytes
 from keel.serving.batch import _output
-from keel.serving.served import ServedModel
+from keel.serving.served import ServedModel, shipped_engine
 from keel.spec import ProjectSpec
-
-_ENGINES: dict[str, ServedModel] = {}
-
-
-def _worker_engine(files: dict[str, bytes], sha: str, name: str, version: int) -> ServedModel:
-    """This worker's engine for the model, built once and hash-checked."""
-    if sha not in _ENGINES:
-        model = KeelModel.from_files(
-            files[MANIFEST],
-            files.__getitem__,
-            names=files.keys(),
-            where=f"{name} v{version}",
-            expected_sha256=sha,
-        )
-        _ENGINES[sha] = ServedModel(model, name, version)
-    return _ENGINES[sha]
 
 
 def _score_partition(
@@ -54,7 +38,7 @@ def _score_partition(
     """Score one partition with this worker's engine (the columns :func:`_output` writes)."""
     if part.empty:
         return _meta(part, keep, reasons)
-    engine = _worker_engine(files, sha, name, version)
+    engine = shipped_engine(files, sha, name, version)
     return _output(
         engine, pa.Table.from_pandas(part, preserve_index=False), keep, reasons
     ).to_pandas()

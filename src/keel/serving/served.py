@@ -12,9 +12,10 @@ import numpy as np
 import pandas as pd
 
 from keel.contracts.validate import read_missing_codes
+from keel.errors import IntegrityError
 from keel.explain.contributions import Explainer
 from keel.explain.reasons import top_reasons
-from keel.models.artifact import KeelModel
+from keel.models.artifact import MANIFEST, KeelModel
 from keel.spec import ColumnContract
 
 
@@ -66,3 +67,26 @@ class ServedModel:
             }
             for i, p in enumerate(probability)
         ]
+
+
+_SHIPPED: dict[str, ServedModel] = {}  # per process: manifest sha256 -> engine
+
+
+def shipped_engine(files: dict[str, bytes], sha256: str, name: str, version: int) -> ServedModel:
+    """This process's engine for model files shipped as bytes (a Dask worker, a Spark executor).
+
+    Built once per fingerprint; the files are checked against ``sha256`` when it is built.
+    """
+    if sha256 not in _SHIPPED:
+        where = f"{name} v{version}"
+        if MANIFEST not in files:
+            raise IntegrityError(f"{where}: no {MANIFEST} among {sorted(files)}")
+        model = KeelModel.from_files(
+            files[MANIFEST],
+            files.__getitem__,
+            names=files.keys(),
+            where=where,
+            expected_sha256=sha256,
+        )
+        _SHIPPED[sha256] = ServedModel(model, name, version)
+    return _SHIPPED[sha256]
